@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+
+static const char *log_identifier = "llmd";
+static int log_max_level = LOG_INFO;
+static int log_journal = -1; /* -1: not checked yet */
+
+void log_open(const char *identifier)
+{
+        log_identifier = identifier;
+        log_journal = -1;
+}
+
+void log_set_max_level(int level)
+{
+        log_max_level = level;
+}
+
+int log_get_max_level(void)
+{
+        return log_max_level;
+}
+
+/* The same test systemd uses: is our stderr the very stream $JOURNAL_STREAM names? */
+bool log_to_journal(void)
+{
+        if (log_journal < 0) {
+                const char *e = getenv("JOURNAL_STREAM");
+                unsigned long long dev, ino;
+                struct stat st;
+
+                log_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 &&
+                              fstat(STDERR_FILENO, &st) >= 0 && st.st_dev == (dev_t) dev &&
+                              st.st_ino == (ino_t) ino;
+        }
+        return log_journal;
+}
+
+static void log_write(int level, const char *model, const char *event, const char *identifier,
+                      const char *msg, size_t len)
+{
+        if (log_to_journal()) {
+                char prio[16], *fields[5];
+                struct iovec iov[6];
+                size_t n = 0;
+                int k = 0;
+
+                /* MESSAGE= is built by hand so a line with NULs or no end is kept as it is. */
+                _cleanup_free_ char *m = malloc(len + sizeof("MESSAGE="));
+                if (!m) {
+                        return;
+                }
+                memcpy(m, "MESSAGE=", 8);
+                memcpy(m + 8, msg, len);
+                iov[n++] = (struct iovec){ m, len + 8 };
+
+                snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
+                iov[n++] = (struct iovec){ prio, strlen(prio) };
+                if (asprintf(&fields[k], "SYSLOG_IDENTIFIER=%s", identifier) >= 0) {
+                        iov[n++] = (struct iovec){ fields[k], strlen(fields[k]) };
+                        k++;
+                }
+                if (model && asprintf(&fields[k], "MODEL=%s", model) >= 0) {
+                        iov[n++] = (struct iovec){ fields[k], strlen(fields[k]) };
+                        k++;
+                }
+                if (event && asprintf(&fields[k], "LLMD_EVENT=%s", event) >= 0) {
+                        iov[n++] = (struct iovec){ fields[k], strlen(fields[k]) };
+                        k++;
+                }
+                (void) sd_journal_sendv(iov, (int) n);
+                while (k > 0) {
+                        free(fields[--k]);
+                }
+                return;
+        }
+
+        if (model) {
+                fprintf(stderr, "%s[%s]: %.*s\n", identifier, model, (int) len, msg);
+        } else {
+                fprintf(stderr, "%s: %.*s\n", identifier, (int) len, msg);
+        }
+}
+
+int log_internal(int level, int error, const char *model, const char *event, const char *format,
+                 ...)
+{
+        char buf[2048];
+        va_list ap;
+        int saved = errno;
+
+        error = abs(error);
+        errno = error;
+        va_start(ap, format);
+        int n = vsnprintf(buf, sizeof(buf), format, ap);
+        va_end(ap);
+        if (n < 0) {
+                n = 0;
+        }
+        log_write(level, model, event, log_identifier, buf, MIN((size_t) n, sizeof(buf) - 1));
+        errno = saved;
+        return -error;
+}
+
+void log_child_line(const char *model, const char *line, size_t len)
+{
+        /* llama-server marks its lines " E " / " W " / " I "; keep the journal's priority honest. */
+        int level = LOG_INFO;
+
+        if (len > 14 && memmem(line, MIN(len, (size_t) 20), " E ", 3)) {
+                level = LOG_ERR;
+        } else if (len > 14 && memmem(line, MIN(len, (size_t) 20), " W ", 3)) {
+                level = LOG_WARNING;
+        }
+        log_write(level, model, NULL, "llama-server", line, len);
+}

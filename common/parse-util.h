@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "macro.h"
+
+/* Parsers for the value syntaxes of llama-generate.conf. They return 0 or -EINVAL/-ERANGE and
+ * never log. */
+
+/* "true/false/yes/no/on/off/1/0" */
+int parse_boolean(const char *s);
+/* "600", "1.5", "1.5s", "250ms", "10min", "2h"; a bare number is seconds. */
+int parse_duration(const char *s, uint64_t *ret_usec);
+int parse_unsigned(const char *s, unsigned max, unsigned *ret);
+/* 1..65535 */
+int parse_port(const char *s, uint16_t *ret);
+/* "host:port", "[v6]:port" or ":port" (all addresses) or a bare "port" (loopback). */
+int parse_listen_address(const char *s, char **ret_host, uint16_t *ret_port);
+/* Formats a duration the way we print them: "1.5s", "250ms", "10min". */
+const char *format_duration(char *buf, size_t size, uint64_t usec);

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "macro.h"
+
+/*
+ * One supervised llama-server process and its life, as an explicit state machine.
+ *
+ *            START                 /health 200
+ *   STOPPED ───────▶ LOADING ──────────────────▶ READY
+ *      ▲               │  │ load-timeout           │ health fails 3×
+ *      │          STOP │  └─────────────▶ KILLING ◀┘
+ *      │               ▼                     │ exit (load timeout, or start limit hit)
+ *      └─exit──── STOPPING            exit   ├──────────────────────▶ FAILED
+ *                 (SIGTERM; SIGKILL   ───────┤ exit (crash)              │ START
+ *                  at stop-timeout)          ▼                           ▼
+ *                                         BACKOFF ──timer──▶ LOADING   LOADING
+ *
+ * LOADING and READY go to BACKOFF when the process exits by itself, or to FAILED when that
+ * exit is the start-limit-burst'th in start-limit-interval. STOP from any state ends in
+ * STOPPED. An unreadable model file or a missing binary fails the spawn: FAILED at once, never
+ * a crash loop. The whole table is child_transition(); everything else only carries it out.
+ */
+
+typedef enum ChildState {
+        CHILD_STOPPED,
+        CHILD_LOADING,
+        CHILD_READY,
+        CHILD_STOPPING,
+        CHILD_KILLING,
+        CHILD_BACKOFF,
+        CHILD_FAILED,
+        _CHILD_STATE_MAX,
+        _CHILD_STATE_INVALID = -1,
+} ChildState;
+
+typedef enum ChildEvent {
+        CHILD_EVENT_START,        /* wanted up */
+        CHILD_EVENT_STOP,         /* wanted down */
+        CHILD_EVENT_SPAWN_FAILED, /* model unreadable, binary missing, fork failed */
+        CHILD_EVENT_HEALTHY,      /* /health answered 200 */
+        CHILD_EVENT_UNHEALTHY,    /* health checks failed while ready */
+        CHILD_EVENT_LOAD_TIMEOUT,
+        CHILD_EVENT_STOP_TIMEOUT,
+        CHILD_EVENT_EXITED,       /* the process is gone; a restart is allowed */
+        CHILD_EVENT_EXITED_FATAL, /* the process is gone; no restart (limit hit, load timeout) */
+        CHILD_EVENT_BACKOFF_DONE,
+        _CHILD_EVENT_MAX,
+} ChildEvent;
+
+typedef enum ChildAction {
+        CHILD_ACTION_NONE,
+        CHILD_ACTION_SPAWN,      /* fork/exec and poll /health until load-timeout */
+        CHILD_ACTION_WATCH,      /* slow health checks every health-interval */
+        CHILD_ACTION_TERMINATE,  /* SIGTERM now, SIGKILL at stop-timeout */
+        CHILD_ACTION_KILL,       /* SIGKILL now */
+        CHILD_ACTION_BACKOFF,    /* restart after an exponential delay */
+        CHILD_ACTION_FAIL,       /* keep the reason and stay down */
+        CHILD_ACTION_CANCEL,     /* drop pending timers */
+        _CHILD_ACTION_MAX,
+} ChildAction;
+
+/* The transition table: next state and action, or -EINVAL where the event cannot happen. */
+int child_transition(ChildState state, ChildEvent event, ChildAction *ret_action);
+
+typedef struct Child Child;
+typedef void (*child_handler_t)(Child *c, ChildState old, void *userdata);
+
+typedef struct ChildContext {
+        sd_event *event;
+        const char *runtime_dir;
+        const char *binary; /* llama-server; a path or a name looked up in $PATH */
+        char **environ;     /* the environment children start from (already cleaned) */
+} ChildContext;
+
+int child_new(const ChildContext *ctx, const ModelConfig *m, child_handler_t handler,
+              void *userdata, Child **ret);
+Child *child_free(Child *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Child *, child_free);
+
+void child_start(Child *c);
+void child_stop(Child *c);
+/* Replaces the profile (after a reload); takes effect at the next spawn. */
+int child_set_config(Child *c, const ModelConfig *m);
+/* SIGKILL now, whatever the state; used when llmd must leave at once. */
+void child_kill_now(Child *c);
+
+const char *child_name(const Child *c);
+ChildState child_state(const Child *c);
+pid_t child_pid(const Child *c);
+const char *child_socket_path(const Child *c);
+/* Why the child last failed or crashed: "exit status 1", "killed by signal SEGV", ... */
+const char *child_reason(const Child *c);
+/* The last lines the child wrote, oldest first; NULL-terminated, owned by the child. */
+char **child_last_lines(const Child *c);
+unsigned child_restarts(const Child *c);
+/* CLOCK_MONOTONIC of the last spawn and the last transition to READY. */
+uint64_t child_spawned_usec(const Child *c);
+uint64_t child_ready_usec(const Child *c);
+
+/* The delay before restart number n (1-based) of a profile: restart-sec doubled each time,
+ * at most CHILD_BACKOFF_MAX_USEC (or restart-sec, if that is larger). */
+#define CHILD_BACKOFF_MAX_USEC (60 * USEC_PER_SEC)
+uint64_t child_backoff_usec(uint64_t restart_usec, unsigned n);
+
+const char *child_state_to_string(ChildState s);
+const char *child_event_to_string(ChildEvent e);

@@ -1,0 +1,1013 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file is read in two passes. inih collects every "key = value" with its line number into
+ * raw sections (inih's handler gets no line numbers on Debian, so our own reader counts them);
+ * then each section is checked and turned into a profile, with [*] merged under it. Doing it in
+ * two passes lets [*] appear anywhere and lets one run report every error in the file, each as
+ * "FILE:LINE: ...".
+ */
+#include <ctype.h>
+#include <ini.h>
+#include <stdarg.h>
+
+#include "config.h"
+#include "parse-util.h"
+#include "strv.h"
+
+#define CONFIG_MAX_LINE 4096
+#define CONFIG_MAX_ERRORS 64
+
+#define DEFAULT_LOAD_TIMEOUT (600 * USEC_PER_SEC)
+#define DEFAULT_STOP_TIMEOUT (10 * USEC_PER_SEC)
+#define DEFAULT_HEALTH_INTERVAL (5 * USEC_PER_SEC)
+#define DEFAULT_RESTART (1 * USEC_PER_SEC)
+#define DEFAULT_START_LIMIT_BURST 5
+#define DEFAULT_START_LIMIT_INTERVAL (300 * USEC_PER_SEC)
+
+typedef struct RawEntry {
+        char *key;
+        char *value;
+        unsigned line;
+} RawEntry;
+
+typedef struct RawSection {
+        char *name;
+        unsigned line; /* of the header */
+        RawEntry *entries;
+        size_t n_entries;
+} RawSection;
+
+typedef struct Parser {
+        Config *config;
+        RawSection *sections;
+        size_t n_sections;
+        /* input */
+        FILE *file;
+        const char *text;
+        unsigned line;
+        unsigned header_line; /* of the last "[section]" line read */
+        bool line_too_long;
+} Parser;
+
+static const char *const routing_table[_ROUTING_MAX] = {
+        [ROUTING_ACTIVE] = "active",
+        [ROUTING_SWITCH] = "switch",
+        [ROUTING_REJECT] = "reject",
+};
+
+const char *routing_to_string(Routing r)
+{
+        return r >= 0 && r < _ROUTING_MAX ? routing_table[r] : NULL;
+}
+
+Routing routing_from_string(const char *s)
+{
+        for (Routing r = 0; r < _ROUTING_MAX; r++) {
+                if (streq(routing_table[r], s)) {
+                        return r;
+                }
+        }
+        return _ROUTING_MAX;
+}
+
+_printf_(3, 4) static void config_error(Config *c, unsigned line, const char *format, ...)
+{
+        _cleanup_free_ char *msg = NULL;
+        char *e;
+        va_list ap;
+
+        if (strv_length(c->errors) >= CONFIG_MAX_ERRORS) {
+                return;
+        }
+        va_start(ap, format);
+        if (vasprintf(&msg, format, ap) < 0) {
+                msg = NULL;
+        }
+        va_end(ap);
+        if (!msg) {
+                return;
+        }
+        if (line > 0) {
+                if (asprintf(&e, "%s:%u: %s", c->path, line, msg) < 0) {
+                        return;
+                }
+        } else if (asprintf(&e, "%s: %s", c->path, msg) < 0) {
+                return;
+        }
+        /* A [*] line merged into every profile would otherwise be reported once per profile. */
+        if (strv_contains(c->errors, e)) {
+                free(e);
+                return;
+        }
+        (void) strv_consume(&c->errors, e);
+}
+
+/* ---- pass 1: inih into raw sections ---- */
+
+static char *parser_read_line(char *str, int num, void *stream)
+{
+        Parser *p = stream;
+        size_t n = 0;
+        bool more = false;
+
+        /* Hand inih whole lines only, so its line count and ours agree. A longer line than we
+         * accept is consumed whole and reported; inih sees an empty line in its place. */
+        if (p->file) {
+                int ch;
+
+                while ((ch = fgetc(p->file)) != EOF) {
+                        more = true;
+                        if (ch == '\n') {
+                                break;
+                        }
+                        if (n + 1 < (size_t) num) {
+                                str[n++] = (char) ch;
+                        } else {
+                                p->line_too_long = true;
+                        }
+                }
+        } else if (*p->text) {
+                const char *nl = strchr(p->text, '\n');
+                size_t len = nl ? (size_t) (nl - p->text) : strlen(p->text);
+
+                more = true;
+                if (len + 1 < (size_t) num) {
+                        memcpy(str, p->text, len);
+                        n = len;
+                } else {
+                        p->line_too_long = true;
+                }
+                p->text += len + (nl ? 1 : 0);
+        }
+        if (!more) {
+                return NULL;
+        }
+        p->line++;
+        /* inih does not tell the handler where a section begins: two sections of the same
+         * name in a row would merge. The reader sees the header lines, so it notes them. */
+        size_t ws = strspn(str, " \t");
+        if (ws < n && str[ws] == '[') {
+                p->header_line = p->line;
+        }
+        if (p->line_too_long) {
+                config_error(p->config, p->line, "line longer than %d characters",
+                             CONFIG_MAX_LINE - 1);
+                p->line_too_long = false;
+                n = 0;
+        }
+        str[n++] = '\n';
+        str[n] = '\0';
+        return str;
+}
+
+static int parser_handler(void *userdata, const char *section, const char *key, const char *value)
+{
+        Parser *p = userdata;
+        RawSection *s = p->n_sections > 0 ? &p->sections[p->n_sections - 1] : NULL;
+        RawEntry *e;
+
+        if (!s || !streq(s->name, section) || s->line != p->header_line) {
+                RawSection *n = realloc(p->sections, sizeof(RawSection) * (p->n_sections + 1));
+
+                if (!n) {
+                        return 0;
+                }
+                p->sections = n;
+                s = &p->sections[p->n_sections];
+                *s = (RawSection){ .name = strdup(section), .line = p->header_line };
+                if (!s->name) {
+                        return 0;
+                }
+                p->n_sections++;
+        }
+        e = realloc(s->entries, sizeof(RawEntry) * (s->n_entries + 1));
+        if (!e) {
+                return 0;
+        }
+        s->entries = e;
+        e = &s->entries[s->n_entries];
+        *e = (RawEntry){ .key = strdup(key), .value = strdup(value), .line = p->line };
+        if (!e->key || !e->value) {
+                free(e->key);
+                free(e->value);
+                return 0;
+        }
+        s->n_entries++;
+        return 1;
+}
+
+static void parser_done(Parser *p)
+{
+        for (size_t i = 0; i < p->n_sections; i++) {
+                for (size_t j = 0; j < p->sections[i].n_entries; j++) {
+                        free(p->sections[i].entries[j].key);
+                        free(p->sections[i].entries[j].value);
+                }
+                free(p->sections[i].entries);
+                free(p->sections[i].name);
+        }
+        free(p->sections);
+}
+
+/* ---- pass 2: keys ---- */
+
+typedef enum KeyKind {
+        KEY_FLAG,    /* passed to llama-server */
+        KEY_OWN,     /* llmd's own, may be shared through [*] */
+        KEY_PROFILE, /* llmd's own, only in a model's section */
+        KEY_REFUSED,
+} KeyKind;
+
+static const struct {
+        const char *key;
+        KeyKind kind;
+        const char *reason;
+} key_table[] = {
+        { "aliases", KEY_PROFILE, NULL },
+        { "api-key", KEY_REFUSED, "children are reached only through llmd, which checks API keys" },
+        { "api-key-file", KEY_REFUSED, "children are reached only through llmd, which checks API keys" },
+        { "docker-repo", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
+        { "env", KEY_OWN, NULL },
+        { "health-interval", KEY_OWN, NULL },
+        { "hf-file", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
+        { "hf-repo", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
+        { "hf-token", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
+        { "host", KEY_REFUSED, "llmd gives each child its own unix socket; use 'port' to expose a model" },
+        { "load-on-startup", KEY_OWN, NULL },
+        { "load-timeout", KEY_OWN, NULL },
+        { "log-file", KEY_REFUSED, "llmd sends each child's output to the journal" },
+        { "model", KEY_PROFILE, NULL },
+        { "model-url", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
+        { "models-autoload", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
+        { "models-dir", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
+        { "models-max", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
+        { "models-preset", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
+        { "pin", KEY_PROFILE, NULL },
+        { "port", KEY_PROFILE, NULL },
+        { "restart-sec", KEY_OWN, NULL },
+        { "sleep-idle-seconds", KEY_REFUSED,
+          "it unloads the model while /health still answers 200, so llmd could not tell what is loaded" },
+        { "start-limit-burst", KEY_OWN, NULL },
+        { "start-limit-interval", KEY_OWN, NULL },
+        { "stop-timeout", KEY_OWN, NULL },
+};
+
+/* llama-server's short flags, and the long names to write instead. */
+static const struct {
+        const char *s;
+        const char *l;
+} short_table[] = {
+        { "a", "alias" },          { "b", "batch-size" },    { "c", "ctx-size" },
+        { "cb", "cont-batching" }, { "ctk", "cache-type-k" }, { "ctv", "cache-type-v" },
+        { "dev", "device" },       { "e", "escape" },         { "fa", "flash-attn" },
+        { "hf", "hf-repo" },       { "hff", "hf-file" },      { "lv", "verbosity" },
+        { "m", "model" },          { "mg", "main-gpu" },      { "mu", "model-url" },
+        { "n", "n-predict" },      { "ngl", "n-gpu-layers" }, { "np", "parallel" },
+        { "ot", "override-tensor" }, { "s", "seed" },         { "sm", "split-mode" },
+        { "t", "threads" },        { "tb", "threads-batch" }, { "ts", "tensor-split" },
+        { "ub", "ubatch-size" },   { "v", "verbose" },
+};
+
+static int key_lookup(const char *key)
+{
+        for (size_t i = 0; i < ELEMENTSOF(key_table); i++) {
+                if (streq(key_table[i].key, key)) {
+                        return (int) i;
+                }
+        }
+        return -1;
+}
+
+static bool key_is_flag_name(const char *key)
+{
+        if (!islower((unsigned char) key[0]) && !isdigit((unsigned char) key[0])) {
+                return false;
+        }
+        for (const char *k = key; *k; k++) {
+                if (!islower((unsigned char) *k) && !isdigit((unsigned char) *k) && *k != '-') {
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* Checks a key in a model section or in [*]. Returns its kind, or -EINVAL after reporting. */
+static int config_check_key(Config *c, const char *section, const RawEntry *e)
+{
+        const char *key = e->key;
+        int i;
+
+        if (strneq(key, "LLAMA_ARG_", 10)) {
+                _cleanup_free_ char *l = strdup(key + 10);
+
+                for (char *k = l; k && *k; k++) {
+                        *k = *k == '_' ? '-' : (char) tolower((unsigned char) *k);
+                }
+                config_error(c, e->line, "[%s] %s: environment names are not keys; write '%s = ...'",
+                             section, key, l ? l : "");
+                return -EINVAL;
+        }
+        if (key[0] == '-') {
+                config_error(c, e->line, "[%s] %s: write the flag without dashes: '%s = ...'", section,
+                             key, key + strspn(key, "-"));
+                return -EINVAL;
+        }
+        for (size_t j = 0; j < ELEMENTSOF(short_table); j++) {
+                if (streq(short_table[j].s, key)) {
+                        config_error(c, e->line, "[%s] %s: short flag names are not accepted; use '%s'",
+                                     section, key, short_table[j].l);
+                        return -EINVAL;
+                }
+        }
+        i = key_lookup(key);
+        if (i >= 0) {
+                if (key_table[i].kind == KEY_REFUSED) {
+                        config_error(c, e->line, "[%s] %s: refused: %s", section, key,
+                                     key_table[i].reason);
+                        return -EINVAL;
+                }
+                if (key_table[i].kind == KEY_PROFILE && streq(section, "*")) {
+                        config_error(c, e->line, "[*] %s: belongs in a model's own section", key);
+                        return -EINVAL;
+                }
+                return key_table[i].kind;
+        }
+        if (!key_is_flag_name(key)) {
+                config_error(c, e->line, "[%s] %s: not a llama-server flag name (lower case, digits, '-')",
+                             section, key);
+                return -EINVAL;
+        }
+        if (strlen(key) < 3) {
+                config_error(c, e->line, "[%s] %s: short flag names are not accepted; use the long name",
+                             section, key);
+                return -EINVAL;
+        }
+        return KEY_FLAG;
+}
+
+static bool model_name_valid(const char *s)
+{
+        if (isempty(s) || strlen(s) > 64 || s[0] == '.' || s[0] == '-') {
+                return false;
+        }
+        for (; *s; s++) {
+                if (!isalnum((unsigned char) *s) && !strchr("._-", *s)) {
+                        return false;
+                }
+        }
+        return true;
+}
+
+static bool alias_valid(const char *s)
+{
+        if (isempty(s) || strlen(s) > 256) {
+                return false;
+        }
+        for (; *s; s++) {
+                if ((unsigned char) *s <= ' ' || *s == '"' || *s == '\\') {
+                        return false;
+                }
+        }
+        return true;
+}
+
+static bool env_item_valid(const char *s)
+{
+        const char *eq = strchr(s, '=');
+
+        if (!eq || eq == s || !(isalpha((unsigned char) s[0]) || s[0] == '_')) {
+                return false;
+        }
+        for (const char *k = s; k < eq; k++) {
+                if (!isalnum((unsigned char) *k) && *k != '_') {
+                        return false;
+                }
+        }
+        return true;
+}
+
+static int config_duration(Config *c, const char *section, const RawEntry *e, uint64_t min,
+                           uint64_t *ret)
+{
+        uint64_t u;
+
+        if (parse_duration(e->value, &u) < 0) {
+                config_error(c, e->line, "[%s] %s: '%s' is not a duration (e.g. 600, 1.5s, 250ms, 10min)",
+                             section, e->key, e->value);
+                return -EINVAL;
+        }
+        if (u < min) {
+                char buf[32];
+
+                config_error(c, e->line, "[%s] %s: must be at least %s", section, e->key,
+                             format_duration(buf, sizeof(buf), min));
+                return -EINVAL;
+        }
+        *ret = u;
+        return 0;
+}
+
+static int config_bool(Config *c, const char *section, const RawEntry *e, bool *ret)
+{
+        int b = parse_boolean(e->value);
+
+        if (b < 0) {
+                config_error(c, e->line, "[%s] %s: '%s' is not true or false", section, e->key,
+                             e->value);
+                return -EINVAL;
+        }
+        *ret = b;
+        return 0;
+}
+
+/* Applies one of llmd's own keys to a profile. */
+static int config_apply_own(Config *c, ModelConfig *m, const char *section, const RawEntry *e)
+{
+        const char *k = e->key;
+        int r;
+
+        if (streq(k, "model")) {
+                if (e->value[0] != '/') {
+                        config_error(c, e->line, "[%s] model: '%s' is not an absolute path", section,
+                                     e->value);
+                        return -EINVAL;
+                }
+                free(m->model_path);
+                m->model_path = strdup(e->value);
+                return m->model_path ? 0 : -ENOMEM;
+        }
+        if (streq(k, "aliases")) {
+                _cleanup_strv_free_ char **l = NULL;
+
+                r = strv_split(e->value, ", \t", &l);
+                if (r < 0) {
+                        return r;
+                }
+                STRV_FOREACH(a, l) {
+                        if (!alias_valid(*a)) {
+                                config_error(c, e->line, "[%s] aliases: '%s' is not a valid alias",
+                                             section, *a);
+                                return -EINVAL;
+                        }
+                        if (strv_extend(&m->aliases, *a) < 0) {
+                                return -ENOMEM;
+                        }
+                }
+                return 0;
+        }
+        if (streq(k, "env")) {
+                _cleanup_strv_free_ char **l = NULL;
+
+                r = strv_split(e->value, " \t", &l);
+                if (r < 0) {
+                        return r;
+                }
+                STRV_FOREACH(a, l) {
+                        if (!env_item_valid(*a)) {
+                                config_error(c, e->line, "[%s] env: '%s' is not NAME=VALUE", section,
+                                             *a);
+                                return -EINVAL;
+                        }
+                        if (strv_extend(&m->env, *a) < 0) {
+                                return -ENOMEM;
+                        }
+                }
+                return 0;
+        }
+        if (streq(k, "pin")) {
+                return config_bool(c, section, e, &m->pin);
+        }
+        if (streq(k, "load-on-startup")) {
+                return config_bool(c, section, e, &m->load_on_startup);
+        }
+        if (streq(k, "port")) {
+                if (parse_port(e->value, &m->port) < 0) {
+                        config_error(c, e->line, "[%s] port: '%s' is not a port number (1-65535)",
+                                     section, e->value);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (streq(k, "load-timeout")) {
+                return config_duration(c, section, e, USEC_PER_MSEC, &m->load_timeout_usec);
+        }
+        if (streq(k, "stop-timeout")) {
+                return config_duration(c, section, e, USEC_PER_MSEC, &m->stop_timeout_usec);
+        }
+        if (streq(k, "health-interval")) {
+                return config_duration(c, section, e, 10 * USEC_PER_MSEC, &m->health_interval_usec);
+        }
+        if (streq(k, "restart-sec")) {
+                return config_duration(c, section, e, 0, &m->restart_usec);
+        }
+        if (streq(k, "start-limit-interval")) {
+                return config_duration(c, section, e, 0, &m->start_limit_interval_usec);
+        }
+        if (streq(k, "start-limit-burst")) {
+                if (parse_unsigned(e->value, 1000, &m->start_limit_burst) < 0 ||
+                    m->start_limit_burst == 0) {
+                        config_error(c, e->line, "[%s] start-limit-burst: '%s' is not a number from 1 to 1000",
+                                     section, e->value);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        /* The key table and this function must agree. */
+        abort();
+}
+
+/* Turns "key = value" into llama-server flags: true → --key, false → --no-key (or --key for a
+ * "no-" key), anything else → --key value. */
+static int config_apply_flag(Config *c, ModelConfig *m, const char *section, const RawEntry *e)
+{
+        _cleanup_free_ char *flag = NULL;
+
+        if (isempty(e->value)) {
+                config_error(c, e->line, "[%s] %s: empty value (use true, false or a value)", section,
+                             e->key);
+                return -EINVAL;
+        }
+        if (streq(e->value, "false")) {
+                if (strneq(e->key, "no-", 3)) {
+                        flag = strjoin2("--", e->key + 3);
+                } else {
+                        flag = strjoin2("--no-", e->key);
+                }
+                return strv_consume(&m->args, TAKE_PTR(flag));
+        }
+        if (strv_consume(&m->args, strjoin2("--", e->key)) < 0) {
+                return -ENOMEM;
+        }
+        if (streq(e->key, "embedding") || streq(e->key, "embeddings")) {
+                m->embeddings = true;
+        }
+        if (streq(e->value, "true")) {
+                return 0;
+        }
+        return strv_extend(&m->args, e->value);
+}
+
+/* A key set twice in one section is a mistake (the second would silently win). */
+static bool section_has_duplicate(Config *c, const RawSection *s, size_t j)
+{
+        const RawEntry *e = &s->entries[j];
+
+        if (streq(e->key, "aliases") || streq(e->key, "env")) {
+                return false;
+        }
+        for (size_t i = 0; i < j; i++) {
+                if (streq(s->entries[i].key, e->key)) {
+                        config_error(c, e->line, "[%s] %s: already set on line %u", s->name, e->key,
+                                     s->entries[i].line);
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* "mmap" and "no-mmap" set the same thing. */
+static const char *flag_base(const char *key)
+{
+        return strneq(key, "no-", 3) ? key + 3 : key;
+}
+
+static bool section_sets(const RawSection *s, const char *key)
+{
+        for (size_t i = 0; s && i < s->n_entries; i++) {
+                if (streq(flag_base(s->entries[i].key), flag_base(key))) {
+                        return true;
+                }
+        }
+        return false;
+}
+
+static ModelConfig *model_config_free(ModelConfig *m)
+{
+        if (!m) {
+                return NULL;
+        }
+        free(m->name);
+        strv_free(m->aliases);
+        free(m->model_path);
+        strv_free(m->env);
+        strv_free(m->args);
+        free(m);
+        return NULL;
+}
+
+static int config_add_model(Config *c, const RawSection *s, const RawSection *global)
+{
+        ModelConfig *m, **n;
+        int r = 0;
+
+        if (!model_name_valid(s->name)) {
+                config_error(c, s->line, "[%s]: a model name is 1-64 letters, digits, '.', '_' or '-'",
+                             s->name);
+                return -EINVAL;
+        }
+        m = calloc(1, sizeof(ModelConfig));
+        if (!m) {
+                return -ENOMEM;
+        }
+        *m = (ModelConfig){
+                .name = strdup(s->name),
+                .line = s->line,
+                .load_on_startup = true,
+                .load_timeout_usec = DEFAULT_LOAD_TIMEOUT,
+                .stop_timeout_usec = DEFAULT_STOP_TIMEOUT,
+                .health_interval_usec = DEFAULT_HEALTH_INTERVAL,
+                .restart_usec = DEFAULT_RESTART,
+                .start_limit_burst = DEFAULT_START_LIMIT_BURST,
+                .start_limit_interval_usec = DEFAULT_START_LIMIT_INTERVAL,
+        };
+        n = realloc(c->models, sizeof(ModelConfig *) * (c->n_models + 1));
+        if (!m->name || !n) {
+                model_config_free(m);
+                return -ENOMEM;
+        }
+        c->models = n;
+        c->models[c->n_models++] = m;
+
+        /* [*] first, then the section itself; a key the section sets replaces the shared one. */
+        for (int pass = 0; pass < 2; pass++) {
+                const RawSection *src = pass == 0 ? global : s;
+
+                for (size_t j = 0; src && j < src->n_entries; j++) {
+                        const RawEntry *e = &src->entries[j];
+                        int kind;
+
+                        if (pass == 0 && section_sets(s, e->key)) {
+                                continue;
+                        }
+                        if (pass == 1 && section_has_duplicate(c, s, j)) {
+                                r = -EINVAL;
+                                continue;
+                        }
+                        kind = config_check_key(c, src->name, e);
+                        if (kind < 0) {
+                                r = kind;
+                                continue;
+                        }
+                        int k = kind == KEY_FLAG ? config_apply_flag(c, m, src->name, e)
+                                                 : config_apply_own(c, m, src->name, e);
+                        if (k == -ENOMEM) {
+                                return k;
+                        }
+                        if (k < 0) {
+                                r = k;
+                        }
+                }
+        }
+        if (!m->model_path && !section_sets(s, "model")) {
+                config_error(c, s->line, "[%s]: no 'model = PATH'", s->name);
+                r = -EINVAL;
+        }
+        return r;
+}
+
+static int config_apply_llmd(Config *c, const RawSection *s)
+{
+        int r = 0;
+
+        for (size_t j = 0; j < s->n_entries; j++) {
+                const RawEntry *e = &s->entries[j];
+
+                if (section_has_duplicate(c, s, j)) {
+                        r = -EINVAL;
+                } else if (streq(e->key, "listen")) {
+                        _cleanup_strv_free_ char **l = NULL;
+
+                        if (strv_split(e->value, ", \t", &l) < 0) {
+                                return -ENOMEM;
+                        }
+                        if (!l[0]) {
+                                config_error(c, e->line, "[llmd] listen: no address");
+                                r = -EINVAL;
+                        }
+                        STRV_FOREACH(a, l) {
+                                ListenAddress la;
+                                ListenAddress *n;
+
+                                if (parse_listen_address(*a, &la.host, &la.port) < 0) {
+                                        config_error(c, e->line,
+                                                     "[llmd] listen: '%s' is not HOST:PORT, [IPV6]:PORT or PORT",
+                                                     *a);
+                                        r = -EINVAL;
+                                        continue;
+                                }
+                                n = realloc(c->listen, sizeof(ListenAddress) * (c->n_listen + 1));
+                                if (!n) {
+                                        free(la.host);
+                                        return -ENOMEM;
+                                }
+                                c->listen = n;
+                                c->listen[c->n_listen++] = la;
+                        }
+                } else if (streq(e->key, "default")) {
+                        free(c->default_model);
+                        c->default_model = strdup(e->value);
+                } else if (streq(e->key, "routing")) {
+                        c->routing = routing_from_string(e->value);
+                        if (c->routing == _ROUTING_MAX) {
+                                config_error(c, e->line, "[llmd] routing: '%s' is not active, switch or reject",
+                                             e->value);
+                                c->routing = ROUTING_ACTIVE;
+                                r = -EINVAL;
+                        }
+                } else if (streq(e->key, "llama-server")) {
+                        if (e->value[0] != '/') {
+                                config_error(c, e->line, "[llmd] llama-server: '%s' is not an absolute path",
+                                             e->value);
+                                r = -EINVAL;
+                        }
+                        free(c->llama_server);
+                        c->llama_server = strdup(e->value);
+                } else {
+                        config_error(c, e->line, "[llmd] %s: unknown key (known: listen, default, routing, llama-server)",
+                                     e->key);
+                        r = -EINVAL;
+                }
+        }
+        return r;
+}
+
+ModelConfig *config_find_model(const Config *c, const char *name)
+{
+        FOREACH_MODEL(m, c) {
+                if (streq(m->name, name) || strv_contains(m->aliases, name)) {
+                        return m;
+                }
+        }
+        return NULL;
+}
+
+/* Names, aliases and ports must each mean one thing. */
+static void config_check_unique(Config *c)
+{
+        for (size_t i = 0; i < c->n_models; i++) {
+                ModelConfig *m = c->models[i];
+
+                for (size_t j = 0; j < i; j++) {
+                        ModelConfig *o = c->models[j];
+
+                        STRV_FOREACH(a, m->aliases) {
+                                if (streq(o->name, *a) || strv_contains(o->aliases, *a)) {
+                                        config_error(c, m->line, "[%s] aliases: '%s' already names [%s]",
+                                                     m->name, *a, o->name);
+                                }
+                        }
+                        if (strv_contains(o->aliases, m->name)) {
+                                config_error(c, m->line, "[%s]: the name is already an alias of [%s]",
+                                             m->name, o->name);
+                        }
+                        if (m->port != 0 && m->port == o->port) {
+                                config_error(c, m->line, "[%s] port: %u is already the port of [%s]",
+                                             m->name, m->port, o->name);
+                        }
+                }
+                for (size_t k = 0; k < c->n_listen; k++) {
+                        if (m->port != 0 && m->port == c->listen[k].port) {
+                                config_error(c, m->line, "[%s] port: %u is already in [llmd] listen",
+                                             m->name, m->port);
+                        }
+                }
+        }
+}
+
+static int config_build(Config *c, Parser *p)
+{
+        const RawSection *global = NULL, *llmd = NULL;
+        int r;
+
+        for (size_t i = 0; i < p->n_sections; i++) {
+                const RawSection *s = &p->sections[i];
+
+                for (size_t j = 0; j < i; j++) {
+                        if (streq(p->sections[j].name, s->name)) {
+                                config_error(c, s->line, "[%s]: section already defined on line %u",
+                                             s->name, p->sections[j].line);
+                        }
+                }
+                if (streq(s->name, "*")) {
+                        global = s;
+                } else if (streq(s->name, "llmd")) {
+                        llmd = s;
+                } else if (streq(s->name, "")) {
+                        for (size_t j = 0; j < s->n_entries; j++) {
+                                const RawEntry *e = &s->entries[j];
+
+                                if (!streq(e->key, "version")) {
+                                        config_error(c, e->line, "%s: key outside of any section",
+                                                     e->key);
+                                } else if (!streq(e->value, "1")) {
+                                        config_error(c, e->line, "version: only version 1 is known");
+                                }
+                        }
+                }
+        }
+        if (llmd) {
+                r = config_apply_llmd(c, llmd);
+                if (r == -ENOMEM) {
+                        return r;
+                }
+        }
+        /* [*] is checked on its own too, so its errors are reported even without models; the
+         * same errors met again while merging it into each profile are dropped by config_error(). */
+        for (size_t j = 0; global && j < global->n_entries; j++) {
+                if (!section_has_duplicate(c, global, j)) {
+                        (void) config_check_key(c, "*", &global->entries[j]);
+                }
+        }
+        for (size_t i = 0; i < p->n_sections; i++) {
+                const RawSection *s = &p->sections[i];
+
+                bool again = false;
+
+                for (size_t j = 0; j < i; j++) {
+                        again = again || streq(p->sections[j].name, s->name);
+                }
+                if (again || streq(s->name, "*") || streq(s->name, "llmd") || streq(s->name, "")) {
+                        continue;
+                }
+                r = config_add_model(c, s, global);
+                if (r == -ENOMEM) {
+                        return r;
+                }
+        }
+
+        if (c->n_models == 0 && strv_length(c->errors) == 0) {
+                config_error(c, 0, "no model sections");
+        }
+        if (c->n_listen == 0) {
+                c->listen = calloc(1, sizeof(ListenAddress));
+                if (!c->listen) {
+                        return -ENOMEM;
+                }
+                c->listen[0] = (ListenAddress){ .host = strdup("127.0.0.1"), .port = 8080 };
+                if (!c->listen[0].host) {
+                        return -ENOMEM;
+                }
+                c->n_listen = 1;
+        }
+
+        config_check_unique(c);
+
+        if (c->default_model) {
+                ModelConfig *m = config_find_model(c, c->default_model);
+                unsigned line = 0;
+
+                for (size_t j = 0; llmd && j < llmd->n_entries; j++) {
+                        if (streq(llmd->entries[j].key, "default")) {
+                                line = llmd->entries[j].line;
+                        }
+                }
+                if (!m) {
+                        if (c->n_models > 0) {
+                                config_error(c, line, "[llmd] default: no model '%s'", c->default_model);
+                        }
+                } else if (m->pin) {
+                        config_error(c, line, "[llmd] default: '%s' is pinned; default names a generation model",
+                                     c->default_model);
+                } else {
+                        free(c->default_model);
+                        c->default_model = strdup(m->name);
+                        if (!c->default_model) {
+                                return -ENOMEM;
+                        }
+                }
+        } else {
+                FOREACH_MODEL(m, c) {
+                        if (!m->pin) {
+                                c->default_model = strdup(m->name);
+                                if (!c->default_model) {
+                                        return -ENOMEM;
+                                }
+                                break;
+                        }
+                }
+        }
+        return strv_length(c->errors) > 0 ? -EINVAL : 0;
+}
+
+static int config_parse(const char *path, FILE *f, const char *text, Config **ret)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        Parser p = { .file = f, .text = text };
+        int r;
+
+        c = calloc(1, sizeof(Config));
+        if (!c) {
+                return -ENOMEM;
+        }
+        c->path = strdup(path);
+        if (!c->path) {
+                return -ENOMEM;
+        }
+        p.config = c;
+
+        /* Debian's inih takes its options at run time: whole lines up to our limit, no
+         * continuation lines (an indented line is a line of its own, not a silent append). */
+        ini_use_stack = false;
+        ini_allow_realloc = false;
+        ini_max_line = CONFIG_MAX_LINE + 2;
+        ini_allow_multiline = false;
+
+        r = ini_parse_stream(parser_read_line, &p, parser_handler, &p);
+        if (r > 0) {
+                config_error(c, (unsigned) r, "syntax error: expected '[section]' or 'key = value'");
+        } else if (r < 0) {
+                parser_done(&p);
+                return -ENOMEM;
+        }
+        r = config_build(c, &p);
+        parser_done(&p);
+        if (r == -ENOMEM) {
+                return r;
+        }
+        if (strv_length(c->errors) > 0) {
+                r = -EINVAL;
+        }
+        *ret = TAKE_PTR(c);
+        return r;
+}
+
+int config_load(const char *path, Config **ret)
+{
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                *ret = NULL;
+                return -errno;
+        }
+        r = config_parse(path, f, NULL, ret);
+        fclose(f);
+        return r;
+}
+
+int config_load_string(const char *path, const char *text, Config **ret)
+{
+        return config_parse(path, NULL, text, ret);
+}
+
+Config *config_free(Config *c)
+{
+        if (!c) {
+                return NULL;
+        }
+        free(c->path);
+        for (size_t i = 0; i < c->n_listen; i++) {
+                free(c->listen[i].host);
+        }
+        free(c->listen);
+        free(c->default_model);
+        free(c->llama_server);
+        for (size_t i = 0; i < c->n_models; i++) {
+                model_config_free(c->models[i]);
+        }
+        free(c->models);
+        strv_free(c->errors);
+        free(c);
+        return NULL;
+}
+
+bool config_model_equal(const ModelConfig *a, const ModelConfig *b)
+{
+        return streq(a->name, b->name) && streq(a->model_path, b->model_path) &&
+               strv_equal(a->args, b->args) && strv_equal(a->env, b->env) && a->pin == b->pin &&
+               a->port == b->port && a->load_timeout_usec == b->load_timeout_usec &&
+               a->stop_timeout_usec == b->stop_timeout_usec &&
+               a->health_interval_usec == b->health_interval_usec &&
+               a->restart_usec == b->restart_usec &&
+               a->start_limit_burst == b->start_limit_burst &&
+               a->start_limit_interval_usec == b->start_limit_interval_usec;
+}
+
+int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
+                      char ***ret)
+{
+        _cleanup_strv_free_ char **l = calloc(1, sizeof(char *));
+
+        if (!l) {
+                return -ENOMEM;
+        }
+        if (strv_extend(&l, binary) < 0 || strv_extend(&l, "--model") < 0 ||
+            strv_extend(&l, m->model_path) < 0 || strv_extend(&l, "--host") < 0 ||
+            strv_extend(&l, socket_path) < 0) {
+                return -ENOMEM;
+        }
+        /* The name clients use is the one llama-server reports, unless the profile says. */
+        if (!strv_contains(m->args, "--alias")) {
+                if (strv_extend(&l, "--alias") < 0 || strv_extend(&l, m->name) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        STRV_FOREACH(a, m->args) {
+                if (strv_extend(&l, *a) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdio.h>
+
+#include "macro.h"
+
+/*
+ * llama-generate.conf: [llmd] holds the daemon's settings, [*] flags shared by every model, and
+ * each other section is one model profile. Keys in a profile that are not llmd's own become
+ * llama-server flags by their long name. See llama-generate.conf(5).
+ */
+
+typedef enum Routing {
+        ROUTING_ACTIVE,
+        ROUTING_SWITCH,
+        ROUTING_REJECT,
+        _ROUTING_MAX,
+} Routing;
+
+typedef struct ModelConfig {
+        char *name;
+        unsigned line; /* of the section header */
+        char **aliases;
+        char *model_path;
+        bool pin;
+        bool embeddings;
+        bool load_on_startup;
+        uint16_t port; /* 0: none; llmd itself listens there and forwards to this model */
+        char **env;    /* "KEY=VALUE", added to the child's environment */
+        char **args;   /* the llama-server flags, in order, after --model and --host */
+        uint64_t load_timeout_usec;
+        uint64_t stop_timeout_usec;
+        uint64_t health_interval_usec;
+        uint64_t restart_usec;
+        unsigned start_limit_burst;
+        uint64_t start_limit_interval_usec;
+} ModelConfig;
+
+typedef struct ListenAddress {
+        char *host; /* "" for every address */
+        uint16_t port;
+} ListenAddress;
+
+typedef struct Config {
+        char *path;
+        ListenAddress *listen;
+        size_t n_listen;
+        char *default_model; /* resolved to a profile name */
+        Routing routing;
+        char *llama_server; /* the binary; NULL: $LLAMA_SERVER, then "llama-server" from $PATH */
+        ModelConfig **models;
+        size_t n_models;
+        char **errors; /* "FILE:LINE: message", one per problem found */
+} Config;
+
+#define FOREACH_MODEL(m, c)                                                             \
+        for (ModelConfig **_i_ = (c)->models, *m;                                       \
+             _i_ < (c)->models + (c)->n_models && ((m) = *_i_, true); _i_++)
+
+/* Parses the file. On -EINVAL (*ret) holds the errors found (config->errors, at least one);
+ * on success it holds a valid configuration. Other negative values: the file could not be read,
+ * and *ret is NULL. */
+int config_load(const char *path, Config **ret);
+/* The same from a string, with path used in messages only. */
+int config_load_string(const char *path, const char *text, Config **ret);
+Config *config_free(Config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
+
+ModelConfig *config_find_model(const Config *c, const char *name_or_alias);
+/* Two profiles that would start the same child (same flags, path, env, timeouts). */
+bool config_model_equal(const ModelConfig *a, const ModelConfig *b);
+
+/* The full argv of a child: binary, --model, --host SOCKET, --alias NAME (unless the profile
+ * sets alias), then the profile's flags. */
+int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
+                      char ***ret);
+
+const char *routing_to_string(Routing r);
+Routing routing_from_string(const char *s);

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "manager.h"
+#include "notify.h"
+#include "strv.h"
+
+static void manager_update_status(Manager *m)
+{
+        _cleanup_free_ char *t = NULL;
+
+        if (m->stopping) {
+                return; /* the stop sequence says what it does */
+        }
+        t = supervisor_status_text(m->supervisor);
+        if (t) {
+                notify_status(t);
+        }
+}
+
+static void manager_on_change(Supervisor *s, void *userdata)
+{
+        manager_update_status(userdata);
+}
+
+char **manager_clean_environ(char **env)
+{
+        static const char *const drop[] = {
+                "NOTIFY_SOCKET=", "LISTEN_PID=",   "LISTEN_FDS=",       "LISTEN_FDNAMES=",
+                "WATCHDOG_PID=",  "WATCHDOG_USEC=", "JOURNAL_STREAM=", "INVOCATION_ID=",
+                "SYSTEMD_EXEC_PID=", "MAINPID=",    "MANAGERPID=",      "RUNTIME_DIRECTORY=",
+                "STATE_DIRECTORY=",
+        };
+        _cleanup_strv_free_ char **l = calloc(1, sizeof(char *));
+
+        if (!l) {
+                return NULL;
+        }
+        STRV_FOREACH(v, env) {
+                bool keep = true;
+
+                for (size_t i = 0; i < ELEMENTSOF(drop); i++) {
+                        if (strneq(*v, drop[i], strlen(drop[i]))) {
+                                keep = false;
+                        }
+                }
+                if (keep && strv_extend(&l, *v) < 0) {
+                        return NULL;
+                }
+        }
+        return TAKE_PTR(l);
+}
+
+static void manager_on_stopped(void *userdata)
+{
+        Manager *m = userdata;
+
+        log_info("all models stopped, exiting");
+        (void) sd_event_exit(m->event, 0);
+}
+
+static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (m->stopping) {
+                /* A second request to stop: no more waiting for children. */
+                log_warning("received %s while stopping, killing the models now",
+                            sigabbrev_np((int) si->ssi_signo));
+                supervisor_kill(m->supervisor);
+                return 0;
+        }
+        m->stopping = true;
+        log_info("received SIG%s, stopping", sigabbrev_np((int) si->ssi_signo));
+        notify_stopping();
+        notify_status("stopping models …");
+        supervisor_stop(m->supervisor, manager_on_stopped, m);
+        return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p) {
+                return -ENOMEM;
+        }
+        for (char *s = p + 1; *s; s++) {
+                if (*s == '/') {
+                        *s = '\0';
+                        if (mkdir(p, mode) < 0 && errno != EEXIST) {
+                                return -errno;
+                        }
+                        *s = '/';
+                }
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST) {
+                return -errno;
+        }
+        return 0;
+}
+
+int manager_new(Config *config, const char *runtime_dir, const char *state_dir, Manager **ret)
+{
+        _cleanup_(manager_freep) Manager *m = NULL;
+        extern char **environ;
+        int r;
+
+        m = calloc(1, sizeof(Manager));
+        if (!m) {
+                config_free(config);
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+        m->runtime_dir = strdup(runtime_dir);
+        m->state_dir = strdup(state_dir);
+        m->environ = manager_clean_environ(environ);
+        if (!m->runtime_dir || !m->state_dir || !m->environ) {
+                config_free(config);
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+
+        r = mkdir_p(m->runtime_dir, 0755);
+        if (r < 0) {
+                config_free(config);
+                return log_error_errno(r, "Failed to create runtime directory %s: %m", runtime_dir);
+        }
+        r = mkdir_p(m->state_dir, 0755);
+        if (r < 0) {
+                config_free(config);
+                return log_error_errno(r, "Failed to create state directory %s: %m", state_dir);
+        }
+
+        r = sd_event_new(&m->event);
+        if (r < 0) {
+                config_free(config);
+                return log_error_errno(r, "Failed to create the event loop: %m");
+        }
+        /* WATCHDOG=1 at half of $WATCHDOG_USEC from the loop itself: a blocked loop gets us
+         * restarted. */
+        (void) sd_event_set_watchdog(m->event, true);
+
+        SupervisorOptions so = {
+                .event = m->event,
+                .runtime_dir = m->runtime_dir,
+                .environ = m->environ,
+                .on_change = manager_on_change,
+                .userdata = m,
+        };
+        r = supervisor_new(&so, config, &m->supervisor);
+        if (r < 0) {
+                return log_error_errno(r, "Failed to set up the models: %m");
+        }
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int manager_start(Manager *m)
+{
+        int r;
+
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, manager_on_signal, m);
+        if (r >= 0) {
+                r = sd_event_add_signal(m->event, NULL, SIGINT, manager_on_signal, m);
+        }
+        if (r < 0) {
+                return log_error_errno(r, "Failed to watch signals: %m");
+        }
+        supervisor_start(m->supervisor);
+        manager_update_status(m);
+        /* Model loads never delay readiness: requests wait for them instead. */
+        notify_ready();
+        return 0;
+}
+
+int manager_run(Manager *m)
+{
+        int r = sd_event_loop(m->event);
+
+        if (r < 0) {
+                return log_error_errno(r, "Event loop failed: %m");
+        }
+        return r;
+}
+
+Manager *manager_free(Manager *m)
+{
+        if (!m) {
+                return NULL;
+        }
+        supervisor_free(m->supervisor);
+        sd_event_unref(m->event);
+        strv_free(m->environ);
+        free(m->runtime_dir);
+        free(m->state_dir);
+        free(m);
+        return NULL;
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+
+/*
+ * One HTTP GET over a unix socket, inside the event loop, for llama-server's /health. Only the
+ * status code matters: 200 ready, 503 loading. A connection llama-server has not opened yet
+ * (no socket file, or nobody listening) is reported as -ENOENT/-ECONNREFUSED, not as an error
+ * of the child. The callback runs exactly once, unless the probe is freed first.
+ */
+
+typedef struct Probe Probe;
+typedef void (*probe_handler_t)(Probe *p, int status_or_errno, void *userdata);
+
+int probe_new(sd_event *e, const char *socket_path, const char *path, uint64_t timeout_usec,
+              probe_handler_t handler, void *userdata, Probe **ret);
+Probe *probe_free(Probe *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Probe *, probe_free);
+
+/* Parses "HTTP/1.x NNN ..." at the start of a response: the status, or -EAGAIN when more bytes
+ * are needed, or -EBADMSG. Exported for the unit tests. */
+int probe_parse_status(const char *buf, size_t len);

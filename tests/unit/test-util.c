@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+#include "manager.h"
+#include "parse-util.h"
+#include "probe.h"
+#include "strv.h"
+#include "tests.h"
+
+TEST(duration)
+{
+        uint64_t u;
+
+        check(parse_duration("600", &u) == 0 && u == 600 * USEC_PER_SEC);
+        check(parse_duration("1.5", &u) == 0 && u == 1500 * USEC_PER_MSEC);
+        check(parse_duration("250ms", &u) == 0 && u == 250 * USEC_PER_MSEC);
+        check(parse_duration("2s", &u) == 0 && u == 2 * USEC_PER_SEC);
+        check(parse_duration("10min", &u) == 0 && u == 600 * USEC_PER_SEC);
+        check(parse_duration("1h", &u) == 0 && u == 3600 * USEC_PER_SEC);
+        check(parse_duration("", &u) == -EINVAL);
+        check(parse_duration("-1", &u) == -EINVAL);
+        check(parse_duration("5 parsecs", &u) == -EINVAL);
+        check(parse_duration("1e400", &u) == -ERANGE);
+}
+
+TEST(listen)
+{
+        _cleanup_free_ char *h = NULL;
+        uint16_t p;
+
+        check(parse_listen_address("127.0.0.1:8080", &h, &p) == 0 && streq(h, "127.0.0.1") && p == 8080);
+        free(h);
+        check(parse_listen_address("[::]:80", &h, &p) == 0 && streq(h, "::") && p == 80);
+        free(h);
+        h = NULL;
+        check(parse_listen_address("[]:80", &h, &p) == -EINVAL);
+        check(parse_listen_address("host:0", &h, &p) == -EINVAL);
+        check(parse_listen_address("fe80::1", &h, &p) == -EINVAL);
+}
+
+TEST(boolean)
+{
+        check(parse_boolean("true") == 1 && parse_boolean("On") == 1 && parse_boolean("1") == 1);
+        check(parse_boolean("false") == 0 && parse_boolean("no") == 0);
+        check(parse_boolean("maybe") == -EINVAL);
+}
+
+TEST(probe_status)
+{
+        check_inteq(probe_parse_status("HTTP/1.1 200 OK\r\n", 17), 200);
+        check_inteq(probe_parse_status("HTTP/1.1 503 Service Unavailable\r\n", 34), 503);
+        check_inteq(probe_parse_status("HTTP/1.0 404 ", 13), 404);
+        check_inteq(probe_parse_status("HTTP/1.", 7), -EAGAIN);
+        check_inteq(probe_parse_status("HTTP/1.1 20", 11), -EAGAIN);
+        check_inteq(probe_parse_status("", 0), -EAGAIN);
+        check_inteq(probe_parse_status("SSH-2.0-OpenSSH", 15), -EBADMSG);
+        check_inteq(probe_parse_status("HTTP/1.1 2x0 OK", 15), -EBADMSG);
+}
+
+TEST(environ)
+{
+        char *in[] = { "PATH=/bin",          "NOTIFY_SOCKET=/run/x", "LISTEN_FDS=3",
+                       "LISTEN_PID=1",       "WATCHDOG_USEC=1",      "JOURNAL_STREAM=1:2",
+                       "INVOCATION_ID=abc",  "HOME=/root",           "LISTEN_FDNAMES=a",
+                       "LLAMA_SIM_X=1",      NULL };
+        _cleanup_strv_free_ char **out = manager_clean_environ(in);
+        _cleanup_free_ char *j = strv_join(out, " ");
+
+        check_streq(j, "PATH=/bin HOME=/root LLAMA_SIM_X=1");
+}
+
+TEST(strv)
+{
+        _cleanup_strv_free_ char **l = NULL;
+
+        check(strv_split(" a,b  c,", ", ", &l) == 0);
+        check_inteq(strv_length(l), 3);
+        _cleanup_free_ char *j = strv_join(l, "|");
+        check_streq(j, "a|b|c");
+}
+
+int main(void)
+{
+        RUN(duration);
+        RUN(listen);
+        RUN(boolean);
+        RUN(probe_status);
+        RUN(environ);
+        RUN(strv);
+        return 0;
+}
