@@ -81,7 +81,8 @@ static void log_write(int level, const char *model, const char *event, const cha
                 return;
         }
 
-        if (model) {
+        /* llmd's own messages name the model in their text; a child's lines need the prefix. */
+        if (model && identifier != log_identifier) {
                 fprintf(stderr, "%s[%s]: %.*s\n", identifier, model, (int) len, msg);
         } else {
                 fprintf(stderr, "%s: %.*s\n", identifier, (int) len, msg);

@@ -22,7 +22,7 @@
 
 struct Child {
         ChildContext ctx;
-        const ModelConfig *config;
+        ModelConfig *config; /* our own copy */
         char *name;
         char *socket_path;
         ChildState state;
@@ -50,6 +50,7 @@ struct Child {
         unsigned crashes;           /* in the current start-limit window */
         uint64_t crash_window_usec; /* when that window began */
         uint64_t spawned_usec, ready_usec;
+        uint64_t model_size; /* bytes, at the last spawn */
 };
 
 static const char *const state_table[_CHILD_STATE_MAX] = {
@@ -466,6 +467,7 @@ static int child_spawn(Child *c)
         _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
         _cleanup_free_ char *binary = NULL;
         _cleanup_close_ int devnull = -1, model = -1;
+        struct stat st;
         int pipefd[2], r;
         pid_t pid;
 
@@ -479,6 +481,11 @@ static int child_spawn(Child *c)
                 child_set_reason(c, "model file %s: %s", c->config->model_path, strerror(-r));
                 return r;
         }
+        if (fstat(model, &st) < 0 || !S_ISREG(st.st_mode)) {
+                child_set_reason(c, "model file %s: not a regular file", c->config->model_path);
+                return -EISDIR;
+        }
+        c->model_size = (uint64_t) st.st_size;
         binary = find_executable(c->ctx.binary);
         if (!binary) {
                 r = -errno;
@@ -739,7 +746,10 @@ int child_new(const ChildContext *ctx, const ModelConfig *m, child_handler_t han
                 return -ENOMEM;
         }
         c->ctx = *ctx;
-        c->config = m;
+        c->config = config_model_copy(m);
+        if (!c->config) {
+                return -ENOMEM;
+        }
         c->output_fd = -1;
         c->handler = handler;
         c->userdata = userdata;
@@ -777,14 +787,73 @@ Child *child_free(Child *c)
         free(c->reason);
         free(c->socket_path);
         free(c->name);
+        config_model_free(c->config);
         free(c);
         return NULL;
 }
 
 int child_set_config(Child *c, const ModelConfig *m)
 {
-        c->config = m;
+        ModelConfig *n = config_model_copy(m);
+
+        if (!n) {
+                return -ENOMEM;
+        }
+        config_model_free(c->config);
+        c->config = n;
         return 0;
+}
+
+const ModelConfig *child_config(const Child *c)
+{
+        return c->config;
+}
+
+void child_set_binary(Child *c, const char *binary)
+{
+        c->ctx.binary = binary;
+}
+
+/* The first number after key in a /proc file of pid, or -1. */
+static int64_t proc_field(pid_t pid, const char *file, const char *key)
+{
+        _cleanup_free_ char *path = NULL, *line = NULL;
+        size_t n = 0, k = strlen(key);
+        int64_t v = -1;
+        FILE *f;
+
+        if (asprintf(&path, "/proc/%d/%s", (int) pid, file) < 0) {
+                return -1;
+        }
+        f = fopen(path, "re");
+        if (!f) {
+                return -1;
+        }
+        while (getline(&line, &n, f) > 0) {
+                if (strneq(line, key, k)) {
+                        v = strtoll(line + k, NULL, 10);
+                        break;
+                }
+        }
+        fclose(f);
+        return v;
+}
+
+double child_load_progress(const Child *c)
+{
+        int64_t read, mapped;
+
+        if (c->state != CHILD_LOADING || c->pid <= 0 || c->model_size == 0) {
+                return -1;
+        }
+        /* A cold model is read; a warm page cache is mapped, not read: take the larger. */
+        read = proc_field(c->pid, "io", "rchar:");
+        mapped = proc_field(c->pid, "status", "RssFile:");
+        mapped = mapped >= 0 ? mapped * 1024 : -1;
+        if (read < 0 && mapped < 0) {
+                return -1;
+        }
+        return MIN(1.0, (double) MAX(read, mapped) / (double) c->model_size);
 }
 
 const char *child_name(const Child *c)

@@ -83,8 +83,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Child *, child_free);
 
 void child_start(Child *c);
 void child_stop(Child *c);
-/* Replaces the profile (after a reload); takes effect at the next spawn. */
+/* Replaces the profile (a copy is kept); takes effect at the next spawn. */
 int child_set_config(Child *c, const ModelConfig *m);
+const ModelConfig *child_config(const Child *c);
+/* The binary to run from the next spawn on; the string must outlive the child. */
+void child_set_binary(Child *c, const char *binary);
 /* SIGKILL now, whatever the state; used when llmd must leave at once. */
 void child_kill_now(Child *c);
 
@@ -97,6 +100,9 @@ const char *child_reason(const Child *c);
 /* The last lines the child wrote, oldest first; NULL-terminated, owned by the child. */
 char **child_last_lines(const Child *c);
 unsigned child_restarts(const Child *c);
+/* While loading: the share of the model file read or mapped so far (the larger of the bytes
+ * read, from /proc/PID/io, and the file-backed resident memory), 0..1; -1 when unknown. */
+double child_load_progress(const Child *c);
 /* CLOCK_MONOTONIC of the last spawn and the last transition to READY. */
 uint64_t child_spawned_usec(const Child *c);
 uint64_t child_ready_usec(const Child *c);

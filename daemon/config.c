@@ -581,7 +581,7 @@ static bool section_sets(const RawSection *s, const char *key)
         return false;
 }
 
-static ModelConfig *model_config_free(ModelConfig *m)
+ModelConfig *config_model_free(ModelConfig *m)
 {
         if (!m) {
                 return NULL;
@@ -622,7 +622,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
         };
         n = realloc(c->models, sizeof(ModelConfig *) * (c->n_models + 1));
         if (!m->name || !n) {
-                model_config_free(m);
+                config_model_free(m);
                 return -ENOMEM;
         }
         c->models = n;
@@ -964,12 +964,31 @@ Config *config_free(Config *c)
         free(c->default_model);
         free(c->llama_server);
         for (size_t i = 0; i < c->n_models; i++) {
-                model_config_free(c->models[i]);
+                config_model_free(c->models[i]);
         }
         free(c->models);
         strv_free(c->errors);
         free(c);
         return NULL;
+}
+
+ModelConfig *config_model_copy(const ModelConfig *m)
+{
+        ModelConfig *c = calloc(1, sizeof(ModelConfig));
+
+        if (!c) {
+                return NULL;
+        }
+        *c = *m;
+        c->name = strdup(m->name);
+        c->model_path = strdup(m->model_path);
+        c->aliases = strv_copy(m->aliases);
+        c->env = strv_copy(m->env);
+        c->args = strv_copy(m->args);
+        if (!c->name || !c->model_path || !c->aliases || !c->env || !c->args) {
+                return config_model_free(c);
+        }
+        return c;
 }
 
 bool config_model_equal(const ModelConfig *a, const ModelConfig *b)

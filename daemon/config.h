@@ -68,6 +68,9 @@ Config *config_free(Config *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
 
 ModelConfig *config_find_model(const Config *c, const char *name_or_alias);
+/* A deep copy, or NULL without memory. */
+ModelConfig *config_model_copy(const ModelConfig *m);
+ModelConfig *config_model_free(ModelConfig *m);
 /* Two profiles that would start the same child (same flags, path, env, timeouts). */
 bool config_model_equal(const ModelConfig *a, const ModelConfig *b);
 

@@ -145,8 +145,8 @@ static int check_config(void)
          * is a warning. */
         FOREACH_MODEL(m, c) {
                 if (access(m->model_path, R_OK) < 0) {
-                        log_warning("%s:%u: [%s] model: %s: %m (this model would fail to load)",
-                                    c->path, m->line, m->name, m->model_path);
+                        log_warning_errno(errno, "%s:%u: [%s] model: %s: %m (this model would fail to load)",
+                                          c->path, m->line, m->name, m->model_path);
                 }
                 if (m->pin && strv_extend(&pinned, m->name) < 0) {
                         return EXIT_FAILURE;

@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: MIT
+"""A fresh llmd per test: temporary runtime, state and model directories, the llama-server
+simulator as its children, and a NOTIFY_SOCKET the test reads. Standard library only."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+LLMD = os.environ.get("LLMD", "llmd")
+LLMCTL = os.environ.get("LLMCTL", "llmctl")
+# The same tests run against a real llama-server when LLAMA_SERVER names one.
+LLAMA_SERVER = os.environ.get("LLAMA_SERVER") or os.environ.get("LLAMA_SIM")
+TIMEOUT = float(os.environ.get("LLMD_TEST_TIMEOUT", "20"))
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def wait_until(pred, what, timeout=TIMEOUT, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Llmd:
+    def __init__(self, config, models=("qwen", "nomic"), model_size=4096, env=None):
+        self.tmp = tempfile.TemporaryDirectory(prefix="llmd-test-")
+        self.dir = self.tmp.name
+        self.runtime = os.path.join(self.dir, "run")
+        self.state = os.path.join(self.dir, "state")
+        self.models = os.path.join(self.dir, "models")
+        os.makedirs(self.runtime)
+        os.makedirs(self.models)
+        for m in models:
+            with open(os.path.join(self.models, m + ".gguf"), "wb") as f:
+                f.write(b"GGUF" + b"\0" * (model_size - 4))
+        self.config = os.path.join(self.dir, "llama-generate.conf")
+        self.write_config(config)
+        self.records_path = os.path.join(self.dir, "records.jsonl")
+        self.log_path = os.path.join(self.dir, "llmd.log")
+        self.notify_path = os.path.join(self.dir, "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.setblocking(False)
+        self.messages = []  # (monotonic time, {"KEY": "value"})
+        self.env = dict(os.environ)
+        self.env.update({
+            "NOTIFY_SOCKET": self.notify_path,
+            "LLAMA_SIM_RECORD": self.records_path,
+            "LLAMA_SIM_LOAD_MS": "100",
+        })
+        if LLAMA_SERVER:
+            self.env["LLAMA_SERVER"] = LLAMA_SERVER
+        self.env.update(env or {})
+        self.proc = None
+
+    def write_config(self, text):
+        with open(self.config, "w") as f:
+            f.write(text.replace("@MODELS@", self.models))
+
+    def model_path(self, name):
+        return os.path.join(self.models, name + ".gguf")
+
+    def socket_path(self, name):
+        return os.path.join(self.runtime, name + ".sock")
+
+    def start(self, *args):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [LLMD, "--config", self.config, "--runtime-dir", self.runtime,
+             "--state-dir", self.state, "--log-level", "debug", *args],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    # ---- sd_notify ----
+
+    def poll_notify(self):
+        while True:
+            try:
+                data = self.notify.recv(4096)
+            except BlockingIOError:
+                return
+            fields = {}
+            for line in data.decode().split("\n"):
+                if "=" in line:
+                    k, v = line.split("=", 1)
+                    fields[k] = v
+            self.messages.append((time.monotonic(), fields))
+
+    def statuses(self):
+        self.poll_notify()
+        return [m["STATUS"] for _, m in self.messages if "STATUS" in m]
+
+    def wait_notify(self, pred, what, timeout=TIMEOUT):
+        def find():
+            self.poll_notify()
+            for i, (_, m) in enumerate(self.messages):
+                if pred(m):
+                    return i + 1
+            if self.proc and self.proc.poll() is not None:
+                raise Failure(f"llmd exited ({self.proc.returncode}) while waiting for {what}")
+            return None
+        return wait_until(find, what, timeout) - 1
+
+    def wait_status(self, text, timeout=TIMEOUT):
+        """Waits for a STATUS= equal to text (or matching it, if callable); returns its index."""
+        match = text if callable(text) else (lambda s: s == text)
+        try:
+            return self.wait_notify(lambda m: "STATUS" in m and match(m["STATUS"]),
+                                    f"STATUS={text!r}", timeout)
+        except Failure as e:
+            raise Failure(f"{e}; statuses seen: {self.statuses()}")
+
+    def index_of(self, key, value=None):
+        self.poll_notify()
+        for i, (_, m) in enumerate(self.messages):
+            if key in m and (value is None or m[key] == value):
+                return i
+        return None
+
+    # ---- the simulator's records ----
+
+    def records(self, event=None, model=None):
+        out = []
+        try:
+            with open(self.records_path) as f:
+                for line in f:
+                    if line.strip():
+                        out.append(json.loads(line))
+        except FileNotFoundError:
+            return []
+        starts = {r["pid"]: r for r in out if r["event"] == "start"}
+        for r in out:
+            s = starts.get(r.get("pid"))
+            r["_model"] = os.path.basename(s["model"]).rsplit(".", 1)[0] if s else None
+        return [r for r in out if (event is None or r["event"] == event)
+                and (model is None or r["_model"] == model)]
+
+    def wait_records(self, n, event, model=None, timeout=TIMEOUT):
+        return wait_until(lambda: len(self.records(event, model)) >= n and self.records(event, model),
+                          f"{n} {event!r} record(s) of {model}", timeout)
+
+    def child_pids(self):
+        """Live processes whose parent is llmd."""
+        pids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                pids.append(int(d))
+        return pids
+
+    def pid_of(self, model):
+        """The pid of the live simulator serving model, from the records."""
+        for r in reversed(self.records("start", model)):
+            if pid_alive(r["pid"]):
+                return r["pid"]
+        return None
+
+    # ---- ending ----
+
+    def stop(self, sig=signal.SIGTERM, timeout=TIMEOUT):
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure("llmd did not exit after " + signal.Signals(sig).name)
+
+    def dump(self):
+        sys.stderr.write("---- llmd log ----\n")
+        try:
+            with open(self.log_path, errors="replace") as f:
+                sys.stderr.write(f.read()[-20000:])
+        except FileNotFoundError:
+            pass
+        sys.stderr.write("---- notify ----\n")
+        for t, m in self.messages:
+            sys.stderr.write(f"{t:.3f} {m}\n")
+        sys.stderr.write("---- simulator records ----\n")
+        for r in self.records():
+            sys.stderr.write(json.dumps(r) + "\n")
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        # Nothing may outlive a test, whatever it did.
+        for r in self.records("start"):
+            if pid_alive(r["pid"]):
+                try:
+                    os.kill(r["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.notify.close()
+        self.tmp.cleanup()
+
+
+def run(tests):
+    """Runs the test named by argv[1] (all of them without arguments)."""
+    names = sys.argv[1:] or list(tests)
+    failed = 0
+    for name in names:
+        fn = tests.get(name)
+        if not fn:
+            print(f"unknown test {name}; known: {' '.join(tests)}", file=sys.stderr)
+            sys.exit(2)
+        t0 = time.monotonic()
+        try:
+            fn()
+            print(f"ok - {name} ({time.monotonic() - t0:.2f}s)")
+        except Failure as e:
+            failed += 1
+            print(f"not ok - {name}: {e}")
+    sys.exit(1 if failed else 0)
+
+
+def fixture(config, **kw):
+    """Decorator: the test gets a started Llmd; its log is shown when the test fails."""
+    def wrap(fn):
+        def runner():
+            d = Llmd(config, **{k: v for k, v in kw.items() if k != "start"})
+            try:
+                if kw.get("start", True):
+                    d.start()
+                fn(d)
+            except BaseException:
+                d.poll_notify()
+                d.dump()
+                raise
+            finally:
+                d.cleanup()
+        runner.__name__ = fn.__name__
+        return runner
+    return wrap

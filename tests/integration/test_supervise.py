@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""llmd's supervision of llama-server children, observed from outside: sd_notify messages, the
+simulator's own records, and process state."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from llmdtest import Failure, LLMD, check, fixture, pid_alive, run, wait_until
+
+
+def conf(qwen="", nomic="", top=""):
+    return f"""
+[llmd]
+default = qwen
+{top}
+[*]
+ctx-size = 4096
+stop-timeout = 5s
+
+[qwen]
+model = @MODELS@/qwen.gguf
+aliases = qwen3.5
+temp = 0.6
+{qwen}
+
+[nomic]
+model = @MODELS@/nomic.gguf
+embeddings = true
+pin = true
+{nomic}
+"""
+
+
+READY = "qwen ready · embed nomic ready"
+
+
+@fixture(conf())
+def startup(d):
+    ready = d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
+    served = d.wait_status(READY)
+    # Model loads never delay READY=1.
+    check(ready < served, f"READY=1 came after the models were ready: {d.messages}")
+    statuses = d.statuses()
+    check(any("loading" in s for s in statuses), f"no loading status: {statuses}")
+    starts = {r["_model"]: r for r in d.records("start")}
+    check(set(starts) == {"qwen", "nomic"}, f"started: {list(starts)}")
+    q = starts["qwen"]["argv"]
+    check(q[q.index("--model") + 1] == d.model_path("qwen"), f"argv {q}")
+    check(q[q.index("--host") + 1] == d.socket_path("qwen"), f"argv {q}")
+    check(q[q.index("--alias") + 1] == "qwen", f"argv {q}")
+    check(q[q.index("--ctx-size") + 1] == "4096" and q[q.index("--temp") + 1] == "0.6", f"argv {q}")
+    n = starts["nomic"]["argv"]
+    check("--embeddings" in n, f"argv {n}")
+    # Both children answer on their own sockets, and are llmd's children.
+    pids = sorted(d.child_pids())
+    check(pids == sorted(r["pid"] for r in starts.values()), f"children {pids} vs {starts}")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_MARKER=qwen-env FOO=bar"),
+         env={"LISTEN_FDS": "3", "LISTEN_PID": "1", "WATCHDOG_USEC": "0", "INVOCATION_ID": "x",
+              "JOURNAL_STREAM": "1:1", "KEEP_ME": "yes"})
+def child_environment(d):
+    d.wait_status(READY)
+    pid = d.pid_of("qwen")
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    for k in (b"NOTIFY_SOCKET", b"LISTEN_FDS", b"LISTEN_PID", b"WATCHDOG_USEC", b"INVOCATION_ID",
+              b"JOURNAL_STREAM"):
+        check(k not in env, f"child inherited {k.decode()}")
+    check(env.get(b"KEEP_ME") == b"yes", "child lost llmd's environment")
+    check(env.get(b"FOO") == b"bar", "profile env not set")
+    check(d.records("start", "qwen")[0]["env_marker"] == "qwen-env", "marker not seen by the child")
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    check(int(status["SigBlk"], 16) == 0, f"child has blocked signals: {status['SigBlk']}")
+    # Its own session: a terminal's Ctrl-C reaches llmd, which stops children in order.
+    check(os.getsid(pid) == pid, "child is not in its own session")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_MS=300\nrestart-sec = 0.2\nstart-limit-burst = 10"))
+def crash_restarted(d):
+    d.wait_status(READY)
+    d.wait_status("qwen restarting after exit status 1 · embed nomic ready")
+    # Restarted, ready again, with a new process.
+    starts = d.wait_records(3, "start", "qwen")
+    exits = d.records("exit", "qwen")
+    check(len({r["pid"] for r in starts}) == len(starts), "a restart reused a process")
+    # Backoff: the first restart waits restart-sec, the second twice that.
+    gap1 = starts[1]["t"] - exits[0]["t"]
+    gap2 = starts[2]["t"] - exits[1]["t"]
+    check(gap1 >= 0.19, f"first restart after {gap1:.3f}s, restart-sec is 0.2")
+    check(gap2 >= 0.39, f"second restart after {gap2:.3f}s, backoff should double to 0.4")
+    # The embedding child was not touched.
+    check(len(d.records("start", "nomic")) == 1, "nomic was restarted")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=3\n"
+                   "restart-sec = 0.05\nstart-limit-burst = 3"))
+def crash_loop_fails(d):
+    d.wait_status("qwen failed: exit status 3 · embed nomic ready")
+    n = len(d.records("start", "qwen"))
+    check(n == 3, f"{n} starts, start-limit-burst is 3")
+    time.sleep(0.5)
+    check(len(d.records("start", "qwen")) == 3, "restarted after failing")
+    check(d.proc.poll() is None, "llmd exited")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_MS=100 LLAMA_SIM_EXIT_SIGNAL=SEGV\n"
+                   "restart-sec = 0.05\nstart-limit-burst = 2"))
+def killed_by_signal(d):
+    d.wait_status("qwen failed: killed by signal SEGV · embed nomic ready")
+
+
+@fixture(conf(), start=False)
+def missing_model(d):
+    os.unlink(d.model_path("qwen"))
+    d.start()
+    d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
+    d.wait_status(f"qwen failed: model file {d.model_path('qwen')}: No such file or directory"
+                  " · embed nomic ready")
+    check(not d.records("start", "qwen"), "llama-server was started for a missing model")
+    time.sleep(0.3)
+    check(d.proc.poll() is None, "llmd exited")
+
+
+@fixture(conf(), start=False)
+def unreadable_model(d):
+    os.unlink(d.model_path("qwen"))
+    os.mkdir(d.model_path("qwen"))  # opens even for root, and no llama-server can load it
+    d.start()
+    d.wait_status(f"qwen failed: model file {d.model_path('qwen')}: not a regular file"
+                  " · embed nomic ready")
+    check(not d.records("start", "qwen"), "llama-server was started for a directory")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_HANG_LOADING=1\nload-timeout = 0.5s"))
+def load_timeout(d):
+    d.wait_status("qwen failed: not ready within load-timeout (500ms) · embed nomic ready")
+    starts = d.records("start", "qwen")
+    check(len(starts) == 1, f"{len(starts)} starts: a load timeout is not retried")
+    wait_until(lambda: not pid_alive(starts[0]["pid"]), "the hung child to be gone")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_HEALTH_HANG_AFTER_MS=200\nhealth-interval = 0.1s\n"
+                   "restart-sec = 0.1\nstop-timeout = 0.5s"))
+def health_hang_restarted(d):
+    d.wait_status(READY)
+    first = d.records("start", "qwen")[0]["pid"]
+    d.wait_status(lambda s: s.startswith("qwen stopping: not answering /health"))
+    d.wait_records(2, "start", "qwen")
+    wait_until(lambda: not pid_alive(first), "the unhealthy child to be gone")
+    d.wait_status(READY)
+    check(d.pid_of("qwen") != first, "not a new process")
+
+
+@fixture(conf(), start=False)
+def stale_socket(d):
+    for name in ("qwen", "nomic"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(d.socket_path(name))
+        s.close()  # leaves the file, as a killed llama-server would
+    d.start()
+    d.wait_status(READY)
+
+
+@fixture(conf())
+def sigterm_stops_in_order(d):
+    d.wait_status(READY)
+    pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    rc = d.stop(signal.SIGTERM)
+    check(rc == 0, f"exit status {rc}")
+    check(d.index_of("STOPPING", "1") is not None, "no STOPPING=1")
+    for m, pid in pids.items():
+        check(not pid_alive(pid), f"{m} (pid {pid}) survived")
+    exits = [r["_model"] for r in d.records("exit")]
+    check(exits == ["qwen", "nomic"], f"exit order {exits}")
+
+
+def hold_request(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b"POST /sim/hold HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    return s
+
+
+@fixture(conf(qwen="stop-timeout = 0.5s"))
+def sigterm_escalates_to_sigkill(d):
+    d.wait_status(READY)
+    pid = d.pid_of("qwen")
+    held = hold_request(d.socket_path("qwen"))
+    time.sleep(0.2)  # for the request to reach the simulator; it records requests when they end
+    t0 = time.monotonic()
+    rc = d.stop(signal.SIGTERM)
+    took = time.monotonic() - t0
+    held.close()
+    check(rc == 0, f"exit status {rc}")
+    check(not pid_alive(pid), "qwen survived")
+    sigs = d.records("signal", "qwen")
+    check(sigs and sigs[0]["action"] == "deferred", f"the simulator did not defer SIGTERM: {sigs}")
+    check(not d.records("exit", "qwen"), "qwen exited by itself, so SIGKILL was not needed")
+    check(took >= 0.5, f"llmd did not wait stop-timeout before SIGKILL ({took:.3f}s)")
+    with open(d.log_path) as f:
+        check("sending SIGKILL" in f.read(), "no SIGKILL in the log")
+
+
+@fixture(conf())
+def sigkill_leaves_no_child(d):
+    d.wait_status(READY)
+    pids = [d.pid_of(m) for m in ("qwen", "nomic")]
+    d.stop(signal.SIGKILL)
+    wait_until(lambda: not any(pid_alive(p) for p in pids), "children to die with llmd", timeout=5)
+
+
+@fixture(conf(), env={"LLAMA_SERVER": "/nonexistent/llama-server"})
+def binary_missing(d):
+    d.wait_status("qwen failed: cannot run /nonexistent/llama-server: No such file or directory "
+                  "(set llama-server = PATH in [llmd], or $LLAMA_SERVER) · embed nomic failed: "
+                  "cannot run /nonexistent/llama-server: No such file or directory "
+                  "(set llama-server = PATH in [llmd], or $LLAMA_SERVER)")
+
+
+@fixture(conf(qwen="load-on-startup = false"))
+def load_on_startup_false(d):
+    d.wait_status("qwen stopped · embed nomic ready")
+    check(not d.records("start", "qwen"), "qwen was started")
+
+
+@fixture(conf(), start=False)
+def bad_config_refuses_start(d):
+    d.write_config(conf(qwen="c = 4096"))
+    d.start()
+    rc = d.proc.wait(10)
+    check(rc == 1, f"exit status {rc}")
+    errno = d.index_of("ERRNO")
+    check(errno is not None, "no ERRNO= sent")
+    with open(d.log_path) as f:
+        log = f.read()
+    check(f"{d.config}:13: [qwen] c: short flag names are not accepted; use 'ctx-size'" in log, log)
+    check(not d.records("start"), "a child was started")
+
+
+def check_config():
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        good = os.path.join(tmp, "good.conf")
+        bad = os.path.join(tmp, "bad.conf")
+        with open(good, "w") as f:
+            f.write(conf().replace("@MODELS@", tmp))
+        with open(bad, "w") as f:
+            f.write(conf(qwen="ngl = 99\nsleep-idle-seconds = 5").replace("@MODELS@", tmp))
+        p = subprocess.run([LLMD, "--check-config", good], capture_output=True, text=True)
+        check(p.returncode == 0, f"good file: exit {p.returncode}: {p.stderr}")
+        check(p.stdout == f"{good}: ok, 2 models, default qwen, pinned nomic, routing active\n",
+              p.stdout)
+        # Missing model files are warnings: llmd would start and fail just that model.
+        check(f"[qwen] model: {tmp}/qwen.gguf: No such file or directory" in p.stderr, p.stderr)
+        p = subprocess.run([LLMD, f"--check-config={bad}"], capture_output=True, text=True)
+        check(p.returncode == 1, f"bad file: exit {p.returncode}")
+        check(f"{bad}:13: [qwen] ngl: short flag names are not accepted; use 'n-gpu-layers'"
+              in p.stderr, p.stderr)
+        check(f"{bad}:14: [qwen] sleep-idle-seconds: refused:" in p.stderr, p.stderr)
+        check(p.stdout == "", p.stdout)
+        p = subprocess.run([LLMD, "--check-config", os.path.join(tmp, "none.conf")],
+                           capture_output=True, text=True)
+        check(p.returncode == 1 and "No such file or directory" in p.stderr, p.stderr)
+        p = subprocess.run([LLMD, "--bogus"], capture_output=True, text=True)
+        check(p.returncode == 2, f"usage error: exit {p.returncode}")
+
+
+TESTS = {f.__name__: f for f in [
+    startup, child_environment, crash_restarted, crash_loop_fails, killed_by_signal,
+    missing_model, unreadable_model, load_timeout, health_hang_restarted, stale_socket,
+    sigterm_stops_in_order, sigterm_escalates_to_sigkill, sigkill_leaves_no_child,
+    binary_missing, load_on_startup_false, bad_config_refuses_start, check_config,
+]}
+
+if __name__ == "__main__":
+    run(TESTS)

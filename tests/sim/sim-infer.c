@@ -1,0 +1,851 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "sim-infer.h"
+#include "sim-json.h"
+#include "sim-log.h"
+
+#define INFER_DEFAULT_N_PREDICT 16
+#define INFER_DEFAULT_N_CTX 4096
+#define INFER_DEFAULT_N_SLOTS 4
+
+enum infer_api {
+        INFER_NATIVE,         /* /completion */
+        INFER_OAI_COMPLETION, /* /v1/completions */
+        INFER_OAI_CHAT,       /* /v1/chat/completions */
+};
+
+/* The events of a stream, in order; each API skips the ones it does not send. */
+enum infer_step {
+        INFER_STEP_ROLE,
+        INFER_STEP_TOKENS,
+        INFER_STEP_FINAL,
+        INFER_STEP_USAGE,
+        INFER_STEP_DONE,
+        INFER_STEP_END,
+};
+
+struct infer_job {
+        enum infer_api api;
+        struct http_request *req; /* valid while libmicrohttpd calls the reader */
+        bool stream;
+        bool include_usage;
+        int n_predict;
+        int n_prompt;
+        int n_decoded;
+        int slot;
+        unsigned task;
+        double temperature;
+        char id[48];
+        long long created;
+        char *prompt;
+        char *text;
+        size_t text_len;
+        uint64_t t_start;
+        uint64_t t_end;
+
+        /* streaming */
+        enum infer_step step;
+        char *pending;
+        size_t pending_len;
+        size_t pending_off;
+};
+
+static const char *const infer_words[] = {
+        "Hello", " world", " from", " the", " llama", ".cpp", " server", " simulator", ".",
+};
+
+const char *infer_model_name(void)
+{
+        return sim_config.alias ? sim_config.alias : sim_config.model;
+}
+
+int infer_n_ctx(void)
+{
+        return sim_config.ctx_size > 0 ? sim_config.ctx_size : INFER_DEFAULT_N_CTX;
+}
+
+int infer_n_slots(void)
+{
+        return sim_config.n_parallel > 0 ? sim_config.n_parallel : INFER_DEFAULT_N_SLOTS;
+}
+
+/* With automatic slots llama-server unifies the KV cache: each slot may use all of it. */
+static int infer_n_ctx_slot(void)
+{
+        return sim_config.n_parallel > 0 ? infer_n_ctx() / infer_n_slots() : infer_n_ctx();
+}
+
+static void infer_job_free(struct infer_job *j)
+{
+        if (!j) {
+                return;
+        }
+        free(j->prompt);
+        free(j->text);
+        free(j->pending);
+        free(j);
+}
+
+static void infer_make_id(char *buf, size_t size)
+{
+        static const char alphabet[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        unsigned char rnd[32];
+        size_t n = 0;
+
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd)) {
+                for (size_t i = 0; i < sizeof(rnd); i++) {
+                        rnd[i] = (unsigned char) (now_usec() >> (i % 8));
+                }
+        }
+        n = (size_t) snprintf(buf, size, "chatcmpl-");
+        for (size_t i = 0; i < sizeof(rnd) && n + 1 < size; i++) {
+                buf[n++] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+        }
+        buf[n] = '\0';
+}
+
+static int infer_count_words(const char *s)
+{
+        int n = 0;
+        bool in_word = false;
+
+        for (; s && *s; s++) {
+                bool space = isspace((unsigned char) *s);
+
+                if (!space && !in_word) {
+                        n++;
+                }
+                in_word = !space;
+        }
+        return n;
+}
+
+/* A rough token count: words, plus the chat template's few tokens per message. */
+static int infer_count_chat_prompt(const cJSON *messages)
+{
+        const cJSON *m;
+        int n = 0;
+
+        cJSON_ArrayForEach(m, messages)
+        {
+                const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+                const cJSON *part;
+
+                n += 4;
+                if (cJSON_IsString(content)) {
+                        n += infer_count_words(content->valuestring);
+                } else if (cJSON_IsArray(content)) {
+                        cJSON_ArrayForEach(part, content)
+                        {
+                                const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+
+                                if (cJSON_IsString(text)) {
+                                        n += infer_count_words(text->valuestring);
+                                }
+                        }
+                }
+        }
+        return n;
+}
+
+static int infer_json_int(const cJSON *o, const char *name, int def)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+        return cJSON_IsNumber(v) ? v->valueint : def;
+}
+
+static char *infer_print(cJSON *o)
+{
+        char *s = cJSON_PrintUnformatted(o);
+
+        cJSON_Delete(o);
+        return s;
+}
+
+/* One SSE event, "data: <json>\n\n"; takes o. */
+static char *infer_sse(cJSON *o)
+{
+        char *json = infer_print(o), *s;
+
+        if (!json || asprintf(&s, "data: %s\n\n", json) < 0) {
+                s = NULL;
+        }
+        free(json);
+        return s;
+}
+
+static enum MHD_Result infer_error(struct http_request *req, int code, const char *message,
+                                   const char *type)
+{
+        char *body = json_error_body(code, message, type);
+        enum MHD_Result r;
+
+        if (!body) {
+                return MHD_NO;
+        }
+        /* ex_wrapper() logs every error it turns into a response */
+        SRV_WRN("operator()", "got exception: %s", body);
+        r = http_reply_json(req, (unsigned) code, body);
+        free(body);
+        return r;
+}
+
+/* ---- the objects, key for key as llama-server writes them ---- */
+
+static double infer_ms(uint64_t usec)
+{
+        return (double) usec / 1000.0;
+}
+
+static double infer_prompt_ms(const struct infer_job *j)
+{
+        /* prompt processing is not simulated: a plausible fraction of a millisecond a token */
+        return 0.125 * j->n_prompt + 0.25;
+}
+
+static double infer_predicted_ms(const struct infer_job *j)
+{
+        double ms = infer_ms(j->t_end - j->t_start);
+
+        return ms > 0.001 ? ms : 0.001;
+}
+
+static cJSON *infer_timings(const struct infer_job *j)
+{
+        cJSON *t = cJSON_CreateObject();
+        double prompt_ms = infer_prompt_ms(j), predicted_ms = infer_predicted_ms(j);
+
+        cJSON_AddNumberToObject(t, "cache_n", 0);
+        cJSON_AddNumberToObject(t, "prompt_n", j->n_prompt);
+        json_add_double(t, "prompt_ms", prompt_ms);
+        json_add_double(t, "prompt_per_token_ms", prompt_ms / (j->n_prompt > 0 ? j->n_prompt : 1));
+        json_add_double(t, "prompt_per_second", 1e3 / prompt_ms * j->n_prompt);
+        cJSON_AddNumberToObject(t, "predicted_n", j->n_decoded);
+        json_add_double(t, "predicted_ms", predicted_ms);
+        json_add_double(t, "predicted_per_token_ms",
+                        predicted_ms / (j->n_decoded > 0 ? j->n_decoded : 1));
+        json_add_double(t, "predicted_per_second", 1e3 / predicted_ms * j->n_decoded);
+        return t;
+}
+
+static cJSON *infer_usage(const struct infer_job *j)
+{
+        cJSON *u = cJSON_CreateObject();
+        cJSON *d;
+
+        cJSON_AddNumberToObject(u, "completion_tokens", j->n_decoded);
+        cJSON_AddNumberToObject(u, "prompt_tokens", j->n_prompt);
+        cJSON_AddNumberToObject(u, "total_tokens", j->n_decoded + j->n_prompt);
+        d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+        cJSON_AddNumberToObject(d, "cached_tokens", 0);
+        return u;
+}
+
+/* The OpenAI objects' common tail, in the order of the given keys. */
+static void infer_add_meta(cJSON *o, const struct infer_job *j, const char *object, bool id_first)
+{
+        cJSON_AddNumberToObject(o, "created", (double) j->created);
+        if (id_first) {
+                cJSON_AddStringToObject(o, "id", j->id);
+        }
+        cJSON_AddStringToObject(o, "model", infer_model_name());
+        cJSON_AddStringToObject(o, "system_fingerprint", SIM_FINGERPRINT);
+        cJSON_AddStringToObject(o, "object", object);
+}
+
+static cJSON *infer_generation_settings(const struct infer_job *j)
+{
+        static const char *const breakers[] = { "\n", ":", "\"", "*" };
+        static const char *const samplers[] = { "penalties", "dry",   "top_n_sigma",
+                                                "top_k",     "typ_p", "top_p",
+                                                "min_p",     "xtc",   "temperature" };
+        cJSON *g = cJSON_CreateObject();
+
+        cJSON_AddNumberToObject(g, "seed", 4294967295.0);
+        json_add_double(g, "temperature", (float) j->temperature);
+        json_add_double(g, "dynatemp_range", 0.0);
+        json_add_double(g, "dynatemp_exponent", 1.0);
+        cJSON_AddNumberToObject(g, "top_k", 40);
+        json_add_double(g, "top_p", 0.95f);
+        json_add_double(g, "min_p", 0.05f);
+        json_add_double(g, "top_n_sigma", -1.0);
+        json_add_double(g, "xtc_probability", 0.0);
+        json_add_double(g, "xtc_threshold", 0.1f);
+        json_add_double(g, "typical_p", 1.0);
+        cJSON_AddNumberToObject(g, "repeat_last_n", 64);
+        json_add_double(g, "repeat_penalty", 1.0);
+        json_add_double(g, "presence_penalty", 0.0);
+        json_add_double(g, "frequency_penalty", 0.0);
+        json_add_double(g, "dry_multiplier", 0.0);
+        json_add_double(g, "dry_base", 1.75);
+        cJSON_AddNumberToObject(g, "dry_allowed_length", 2);
+        cJSON_AddNumberToObject(g, "dry_penalty_last_n", 64);
+        cJSON_AddItemToObject(g, "dry_sequence_breakers",
+                              cJSON_CreateStringArray(breakers, (int) ELEMENTSOF(breakers)));
+        cJSON_AddNumberToObject(g, "mirostat", 0);
+        json_add_double(g, "mirostat_tau", 5.0);
+        json_add_double(g, "mirostat_eta", 0.1f);
+        json_add_double(g, "adaptive_target", -1.0);
+        json_add_double(g, "adaptive_decay", 0.9f);
+        cJSON_AddArrayToObject(g, "stop");
+        cJSON_AddNumberToObject(g, "max_tokens", j->n_predict);
+        cJSON_AddNumberToObject(g, "n_predict", j->n_predict);
+        cJSON_AddNumberToObject(g, "n_keep", 0);
+        cJSON_AddNumberToObject(g, "n_discard", 0);
+        cJSON_AddFalseToObject(g, "ignore_eos");
+        cJSON_AddBoolToObject(g, "stream", j->stream);
+        cJSON_AddArrayToObject(g, "logit_bias");
+        cJSON_AddNumberToObject(g, "n_probs", 0);
+        cJSON_AddNumberToObject(g, "min_keep", 0);
+        cJSON_AddStringToObject(g, "grammar", "");
+        cJSON_AddFalseToObject(g, "grammar_lazy");
+        cJSON_AddArrayToObject(g, "grammar_triggers");
+        cJSON_AddArrayToObject(g, "preserved_tokens");
+        cJSON_AddStringToObject(g, "chat_format", "Content-only");
+        cJSON_AddStringToObject(g, "reasoning_format", "deepseek");
+        cJSON_AddFalseToObject(g, "reasoning_in_content");
+        cJSON_AddStringToObject(g, "generation_prompt", "");
+        cJSON_AddItemToObject(g, "samplers",
+                              cJSON_CreateStringArray(samplers, (int) ELEMENTSOF(samplers)));
+        cJSON_AddStringToObject(g, "speculative.types", "none");
+        cJSON_AddFalseToObject(g, "timings_per_token");
+        cJSON_AddFalseToObject(g, "post_sampling_probs");
+        cJSON_AddFalseToObject(g, "backend_sampling");
+        cJSON_AddArrayToObject(g, "lora");
+        return g;
+}
+
+/* /completion's final object; in a stream its content was already sent, so it is empty. */
+static cJSON *infer_native_final(const struct infer_job *j)
+{
+        cJSON *o = cJSON_CreateObject();
+        int cached = j->n_prompt + j->n_decoded - 1;
+
+        cJSON_AddNumberToObject(o, "index", 0);
+        cJSON_AddStringToObject(o, "content", j->stream ? "" : j->text);
+        cJSON_AddArrayToObject(o, "tokens");
+        cJSON_AddNumberToObject(o, "id_slot", j->slot);
+        cJSON_AddTrueToObject(o, "stop");
+        cJSON_AddStringToObject(o, "model", infer_model_name());
+        cJSON_AddNumberToObject(o, "tokens_predicted", j->n_decoded);
+        cJSON_AddNumberToObject(o, "tokens_evaluated", j->n_prompt);
+        cJSON_AddItemToObject(o, "generation_settings", infer_generation_settings(j));
+        cJSON_AddStringToObject(o, "prompt", j->prompt ? j->prompt : "");
+        cJSON_AddFalseToObject(o, "has_new_line");
+        cJSON_AddFalseToObject(o, "truncated");
+        cJSON_AddStringToObject(o, "stop_type", "limit");
+        cJSON_AddStringToObject(o, "stopping_word", "");
+        cJSON_AddNumberToObject(o, "tokens_cached", cached > 0 ? cached : 0);
+        cJSON_AddItemToObject(o, "timings", infer_timings(j));
+        return o;
+}
+
+static cJSON *infer_native_partial(const struct infer_job *j, const char *word)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        cJSON_AddNumberToObject(o, "index", 0);
+        cJSON_AddStringToObject(o, "content", word);
+        cJSON_AddArrayToObject(o, "tokens");
+        cJSON_AddFalseToObject(o, "stop");
+        cJSON_AddNumberToObject(o, "id_slot", j->slot);
+        cJSON_AddNumberToObject(o, "tokens_predicted", j->n_decoded);
+        cJSON_AddNumberToObject(o, "tokens_evaluated", j->n_prompt);
+        return o;
+}
+
+static cJSON *infer_text_choice(const char *text, const char *finish_reason)
+{
+        cJSON *choices = cJSON_CreateArray();
+        cJSON *c = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(c, "text", text);
+        cJSON_AddNumberToObject(c, "index", 0);
+        cJSON_AddNullToObject(c, "logprobs");
+        if (finish_reason) {
+                cJSON_AddStringToObject(c, "finish_reason", finish_reason);
+        } else {
+                cJSON_AddNullToObject(c, "finish_reason");
+        }
+        cJSON_AddItemToArray(choices, c);
+        return choices;
+}
+
+/* /v1/completions: a partial when word is set, else the final object. */
+static cJSON *infer_oai_completion_object(const struct infer_job *j, const char *word)
+{
+        cJSON *o = cJSON_CreateObject();
+        const char *text = word ? word : (j->stream ? "" : j->text);
+
+        cJSON_AddItemToObject(o, "choices", infer_text_choice(text, word ? NULL : "length"));
+        infer_add_meta(o, j, "text_completion", false);
+        if (!word) {
+                cJSON_AddItemToObject(o, "usage", infer_usage(j));
+        }
+        cJSON_AddStringToObject(o, "id", j->id);
+        if (!word) {
+                cJSON_AddItemToObject(o, "timings", infer_timings(j));
+        }
+        return o;
+}
+
+/* A chat.completion.chunk with one choice whose delta is given; finish_reason NULL is null. */
+static cJSON *infer_chat_chunk(const struct infer_job *j, cJSON *delta, const char *finish_reason,
+                               bool timings)
+{
+        cJSON *o = cJSON_CreateObject();
+        cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+        cJSON *c = cJSON_CreateObject();
+
+        if (finish_reason) {
+                cJSON_AddStringToObject(c, "finish_reason", finish_reason);
+        } else {
+                cJSON_AddNullToObject(c, "finish_reason");
+        }
+        cJSON_AddNumberToObject(c, "index", 0);
+        cJSON_AddItemToObject(c, "delta", delta);
+        cJSON_AddItemToArray(choices, c);
+        infer_add_meta(o, j, "chat.completion.chunk", true);
+        if (timings) {
+                cJSON_AddItemToObject(o, "timings", infer_timings(j));
+        }
+        return o;
+}
+
+/* With stream_options.include_usage: an extra chunk without choices. */
+static cJSON *infer_chat_usage_chunk(const struct infer_job *j)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        cJSON_AddArrayToObject(o, "choices");
+        infer_add_meta(o, j, "chat.completion.chunk", true);
+        cJSON_AddItemToObject(o, "usage", infer_usage(j));
+        cJSON_AddItemToObject(o, "timings", infer_timings(j));
+        return o;
+}
+
+static cJSON *infer_chat_final(const struct infer_job *j)
+{
+        cJSON *o = cJSON_CreateObject();
+        cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+        cJSON *c = cJSON_CreateObject();
+        cJSON *m;
+
+        cJSON_AddStringToObject(c, "finish_reason", "length");
+        cJSON_AddNumberToObject(c, "index", 0);
+        m = cJSON_AddObjectToObject(c, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", j->text);
+        cJSON_AddItemToArray(choices, c);
+        infer_add_meta(o, j, "chat.completion", false);
+        cJSON_AddItemToObject(o, "usage", infer_usage(j));
+        cJSON_AddStringToObject(o, "id", j->id);
+        cJSON_AddItemToObject(o, "timings", infer_timings(j));
+        return o;
+}
+
+/* ---- generating ---- */
+
+/*
+ * Waits one token's time. Returns -ECONNRESET when the client went away, or when shutdown began:
+ * llama-server then stops generating and holds the connection until the client goes, so this
+ * does too before giving up.
+ */
+static int infer_wait_token(struct infer_job *j)
+{
+        if (sim_phase() != SIM_STOPPING &&
+            !http_wait_client_gone(j->req, sim_config.token_ms) && sim_phase() != SIM_STOPPING) {
+                return 0;
+        }
+        if (!j->req->client_gone) {
+                (void) http_wait_client_gone(j->req, -1);
+        }
+        return -ECONNRESET;
+}
+
+static int infer_next_token(struct infer_job *j, const char **ret_word)
+{
+        const char *word = infer_words[j->n_decoded % ELEMENTSOF(infer_words)];
+        size_t len = strlen(word);
+        char *p;
+        int r;
+
+        r = infer_wait_token(j);
+        if (r < 0) {
+                return r;
+        }
+        p = realloc(j->text, j->text_len + len + 1);
+        if (!p) {
+                return -ENOMEM;
+        }
+        j->text = p;
+        memcpy(j->text + j->text_len, word, len + 1);
+        j->text_len += len;
+        j->n_decoded++;
+        *ret_word = word;
+        return 0;
+}
+
+static void infer_log_start(const struct infer_job *j)
+{
+        log_line(LOG_LEVEL_INFO, "slot", "launch_slot_with_task",
+                 "id %2d | task %u | processing task, is_child = 0", j->slot, j->task);
+}
+
+static void infer_log_end(const struct infer_job *j)
+{
+        double prompt_ms = infer_prompt_ms(j), predicted_ms = infer_predicted_ms(j);
+
+        log_line(LOG_LEVEL_INFO, "slot", "print_timing",
+                 "id %2d | task %u | prompt eval time = %10.2f ms / %5d tokens (%8.2f ms per "
+                 "token, %8.2f tokens per second)",
+                 j->slot, j->task, prompt_ms, j->n_prompt,
+                 prompt_ms / (j->n_prompt > 0 ? j->n_prompt : 1), 1e3 / prompt_ms * j->n_prompt);
+        log_line(LOG_LEVEL_INFO, "slot", "print_timing",
+                 "id %2d | task %u |        eval time = %10.2f ms / %5d tokens (%8.2f ms per "
+                 "token, %8.2f tokens per second)",
+                 j->slot, j->task, predicted_ms, j->n_decoded,
+                 predicted_ms / (j->n_decoded > 0 ? j->n_decoded : 1),
+                 1e3 / predicted_ms * j->n_decoded);
+        log_line(LOG_LEVEL_INFO, "slot", "print_timing",
+                 "id %2d | task %u |       total time = %10.2f ms / %5d tokens", j->slot, j->task,
+                 prompt_ms + predicted_ms, j->n_prompt + j->n_decoded);
+        log_line(LOG_LEVEL_INFO, "slot", "release",
+                 "id %2d | task %u | stop processing: n_tokens = %d, truncated = 0", j->slot,
+                 j->task, j->n_prompt + j->n_decoded - 1);
+}
+
+/* Makes the next event of the stream into j->pending. Returns 0, 1 at the end, or -errno. */
+static int infer_stream_step(struct infer_job *j)
+{
+        const char *word;
+        cJSON *delta;
+        int r;
+
+        for (;;) {
+                switch (j->step) {
+                case INFER_STEP_ROLE:
+                        delta = cJSON_CreateObject();
+                        cJSON_AddStringToObject(delta, "role", "assistant");
+                        cJSON_AddNullToObject(delta, "content");
+                        j->pending = infer_sse(infer_chat_chunk(j, delta, NULL, false));
+                        j->step = INFER_STEP_TOKENS;
+                        return j->pending ? 0 : -ENOMEM;
+                case INFER_STEP_TOKENS:
+                        if (j->n_decoded >= j->n_predict) {
+                                j->step = INFER_STEP_FINAL;
+                                continue;
+                        }
+                        r = infer_next_token(j, &word);
+                        if (r < 0) {
+                                return r;
+                        }
+                        switch (j->api) {
+                        case INFER_NATIVE:
+                                j->pending = infer_sse(infer_native_partial(j, word));
+                                break;
+                        case INFER_OAI_COMPLETION:
+                                j->pending = infer_sse(infer_oai_completion_object(j, word));
+                                break;
+                        case INFER_OAI_CHAT:
+                                delta = cJSON_CreateObject();
+                                cJSON_AddStringToObject(delta, "content", word);
+                                j->pending = infer_sse(infer_chat_chunk(j, delta, NULL, false));
+                                break;
+                        }
+                        return j->pending ? 0 : -ENOMEM;
+                case INFER_STEP_FINAL:
+                        j->t_end = now_usec();
+                        infer_log_end(j);
+                        switch (j->api) {
+                        case INFER_NATIVE:
+                                j->pending = infer_sse(infer_native_final(j));
+                                j->step = INFER_STEP_END;
+                                break;
+                        case INFER_OAI_COMPLETION:
+                                j->pending = infer_sse(infer_oai_completion_object(j, NULL));
+                                j->step = INFER_STEP_DONE;
+                                break;
+                        case INFER_OAI_CHAT:
+                                j->pending = infer_sse(infer_chat_chunk(
+                                        j, cJSON_CreateObject(), "length", !j->include_usage));
+                                j->step = j->include_usage ? INFER_STEP_USAGE : INFER_STEP_DONE;
+                                break;
+                        }
+                        return j->pending ? 0 : -ENOMEM;
+                case INFER_STEP_USAGE:
+                        j->pending = infer_sse(infer_chat_usage_chunk(j));
+                        j->step = INFER_STEP_DONE;
+                        return j->pending ? 0 : -ENOMEM;
+                case INFER_STEP_DONE:
+                        j->pending = strdup("data: [DONE]\n\n");
+                        j->step = INFER_STEP_END;
+                        return j->pending ? 0 : -ENOMEM;
+                case INFER_STEP_END:
+                        return 1;
+                }
+        }
+}
+
+static ssize_t infer_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        struct infer_job *j = cls;
+        size_t n;
+        int r;
+
+        if (j->pending_off >= j->pending_len) {
+                free(j->pending);
+                j->pending = NULL;
+                j->pending_len = j->pending_off = 0;
+
+                r = infer_stream_step(j);
+                if (r > 0) {
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                }
+                if (r < 0) {
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                }
+                j->pending_len = strlen(j->pending);
+        }
+        /* one event per call: libmicrohttpd sends each return as one chunk, at once */
+        n = j->pending_len - j->pending_off;
+        if (n > max) {
+                n = max;
+        }
+        memcpy(buf, j->pending + j->pending_off, n);
+        j->pending_off += n;
+        return (ssize_t) n;
+}
+
+static void infer_stream_free(void *cls)
+{
+        infer_job_free(cls);
+}
+
+/* ---- the handlers ---- */
+
+static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
+{
+        enum MHD_Result r;
+        const char *word;
+        char *body;
+        cJSON *o = NULL;
+
+        j->req = req;
+        j->task = __atomic_fetch_add(&sim_state.task_counter, 1, __ATOMIC_SEQ_CST);
+        j->slot = infer_n_slots() - 1 - (int) (j->task % (unsigned) infer_n_slots());
+        j->created = (long long) time(NULL);
+        infer_make_id(j->id, sizeof(j->id));
+        j->text = strdup("");
+        if (!j->text) {
+                infer_job_free(j);
+                return MHD_NO;
+        }
+
+        if (j->n_prompt > infer_n_ctx_slot()) {
+                char msg[160];
+                cJSON *e = cJSON_CreateObject();
+                cJSON *err = cJSON_AddObjectToObject(e, "error");
+
+                snprintf(msg, sizeof(msg),
+                         "request (%d tokens) exceeds the available context size (%d tokens), "
+                         "try increasing it",
+                         j->n_prompt, infer_n_ctx_slot());
+                SRV_ERR("send_error", "task id = %u, error: %s", j->task, msg);
+                cJSON_AddNumberToObject(err, "code", 400);
+                cJSON_AddStringToObject(err, "message", msg);
+                cJSON_AddStringToObject(err, "type", "exceed_context_size_error");
+                cJSON_AddNumberToObject(err, "n_prompt_tokens", j->n_prompt);
+                cJSON_AddNumberToObject(err, "n_ctx", infer_n_ctx_slot());
+                body = infer_print(e);
+                r = body ? http_reply_json(req, 400, body) : MHD_NO;
+                free(body);
+                infer_job_free(j);
+                return r;
+        }
+
+        infer_log_start(j);
+        j->t_start = now_usec();
+        if (j->stream) {
+                j->step = j->api == INFER_OAI_CHAT ? INFER_STEP_ROLE : INFER_STEP_TOKENS;
+                return http_reply_stream(req, infer_stream_read, j, infer_stream_free);
+        }
+
+        while (j->n_decoded < j->n_predict) {
+                if (infer_next_token(j, &word) < 0) {
+                        infer_job_free(j);
+                        return MHD_NO;
+                }
+        }
+        j->t_end = now_usec();
+        infer_log_end(j);
+
+        switch (j->api) {
+        case INFER_NATIVE:
+                o = infer_native_final(j);
+                break;
+        case INFER_OAI_COMPLETION:
+                o = infer_oai_completion_object(j, NULL);
+                break;
+        case INFER_OAI_CHAT:
+                o = infer_chat_final(j);
+                break;
+        }
+        body = infer_print(o);
+        r = body ? http_reply_json(req, 200, body) : MHD_NO;
+        free(body);
+        infer_job_free(j);
+        return r;
+}
+
+/* Parses the body and the options every API shares; on failure the error is already sent and
+ * NULL returned with *ret_result set. */
+static cJSON *infer_parse(struct http_request *req, enum MHD_Result *ret_result)
+{
+        const char *end = NULL;
+        cJSON *body;
+        char *msg;
+
+        /* the length covers the NUL after the body, so trailing garbage is refused */
+        body = cJSON_ParseWithLengthOpts(req->body, req->body_len + 1, &end, 1);
+
+        if (!body) {
+                /* llama-server answers malformed JSON with 500, not 400 */
+                msg = json_parse_error_message(req->body, req->body_len);
+                *ret_result = infer_error(req, 500, msg ? msg : "parse error", "server_error");
+                free(msg);
+                return NULL;
+        }
+        return body;
+}
+
+static struct infer_job *infer_job_new(enum infer_api api, const cJSON *body)
+{
+        struct infer_job *j = calloc(1, sizeof(*j));
+        const cJSON *opts, *temp;
+        int n;
+
+        if (!j) {
+                return NULL;
+        }
+        j->api = api;
+        j->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream"));
+        opts = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
+        j->include_usage =
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+        temp = cJSON_GetObjectItemCaseSensitive(body, "temperature");
+        j->temperature = cJSON_IsNumber(temp) ? temp->valuedouble : 0.8;
+
+        /* as params_from_json_cmpl(): n_predict wins over max_tokens, then the -n default */
+        n = infer_json_int(body, "n_predict", infer_json_int(body, "max_tokens", -1));
+        if (n < 0) {
+                n = sim_config.n_predict > 0 ? sim_config.n_predict : INFER_DEFAULT_N_PREDICT;
+        }
+        j->n_predict = n;
+        return j;
+}
+
+enum MHD_Result infer_completion(struct http_request *req)
+{
+        enum MHD_Result r = MHD_NO;
+        cJSON *body = infer_parse(req, &r);
+        const cJSON *prompt;
+        struct infer_job *j;
+
+        if (!body) {
+                return r;
+        }
+        prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+        if (!cJSON_IsObject(body) || !prompt) {
+                cJSON_Delete(body);
+                return infer_error(req, 400,
+                                   "[json.exception.out_of_range.403] key 'prompt' not found",
+                                   "invalid_request_error");
+        }
+        j = infer_job_new(INFER_NATIVE, body);
+        if (!j) {
+                cJSON_Delete(body);
+                return MHD_NO;
+        }
+        if (cJSON_IsString(prompt)) {
+                j->prompt = strdup(prompt->valuestring);
+                j->n_prompt = infer_count_words(prompt->valuestring);
+        }
+        if (j->n_prompt < 1) {
+                j->n_prompt = 1;
+        }
+        cJSON_Delete(body);
+        return infer_run(req, j);
+}
+
+enum MHD_Result infer_oai_completion(struct http_request *req)
+{
+        enum MHD_Result r = MHD_NO;
+        cJSON *body = infer_parse(req, &r);
+        const cJSON *prompt;
+        struct infer_job *j;
+
+        if (!body) {
+                return r;
+        }
+        prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+        if (!cJSON_IsObject(body) || !prompt) {
+                cJSON_Delete(body);
+                return infer_error(req, 500, "\"prompt\" is required", "server_error");
+        }
+        j = infer_job_new(INFER_OAI_COMPLETION, body);
+        if (!j) {
+                cJSON_Delete(body);
+                return MHD_NO;
+        }
+        j->n_prompt = cJSON_IsString(prompt) ? infer_count_words(prompt->valuestring) : 1;
+        if (j->n_prompt < 1) {
+                j->n_prompt = 1;
+        }
+        cJSON_Delete(body);
+        return infer_run(req, j);
+}
+
+enum MHD_Result infer_chat(struct http_request *req)
+{
+        enum MHD_Result r = MHD_NO;
+        cJSON *body = infer_parse(req, &r);
+        const cJSON *messages;
+        struct infer_job *j;
+
+        if (!body) {
+                return r;
+        }
+        messages = cJSON_GetObjectItemCaseSensitive(body, "messages");
+        if (!cJSON_IsObject(body) || !messages) {
+                cJSON_Delete(body);
+                return infer_error(req, 400, "'messages' is required", "invalid_request_error");
+        }
+        if (!cJSON_IsArray(messages)) {
+                cJSON_Delete(body);
+                return infer_error(req, 400, "Expected 'messages' to be an array",
+                                   "invalid_request_error");
+        }
+        j = infer_job_new(INFER_OAI_CHAT, body);
+        if (!j) {
+                cJSON_Delete(body);
+                return MHD_NO;
+        }
+        j->n_prompt = infer_count_chat_prompt(messages);
+        if (j->n_prompt < 1) {
+                j->n_prompt = 1;
+        }
+        cJSON_Delete(body);
+        return infer_run(req, j);
+}

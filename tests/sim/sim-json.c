@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim-json.h"
+
+void json_add_double(cJSON *o, const char *name, double v)
+{
+        char buf[64];
+
+        if (!isfinite(v)) {
+                /* nlohmann writes non-finite numbers as null */
+                cJSON_AddNullToObject(o, name);
+                return;
+        }
+        for (int prec = 1; prec <= 17; prec++) {
+                snprintf(buf, sizeof(buf), "%.*g", prec, v);
+                if (strtod(buf, NULL) != v) {
+                        continue;
+                }
+                /* %g turns 6000 into 6e+03; nlohmann keeps such numbers positional */
+                if (strchr(buf, 'e') && fabs(v) >= 1e-5 && fabs(v) < 1e15) {
+                        int exp10 = (int) floor(log10(fabs(v)));
+                        int decimals = prec - 1 - exp10;
+
+                        snprintf(buf, sizeof(buf), "%.*f", decimals > 0 ? decimals : 0, v);
+                }
+                break;
+        }
+        if (!strpbrk(buf, ".eE")) {
+                strcat(buf, ".0");
+        }
+        cJSON_AddRawToObject(o, name, buf);
+}
+
+char *json_error_body(int code, const char *message, const char *type)
+{
+        cJSON *root = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(root, "error");
+        char *s;
+
+        cJSON_AddNumberToObject(err, "code", code);
+        cJSON_AddStringToObject(err, "message", message);
+        cJSON_AddStringToObject(err, "type", type);
+        s = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        return s;
+}
+
+char *json_parse_error_message(const char *body, size_t len)
+{
+        const char *where = cJSON_GetErrorPtr();
+        size_t off = len, line = 1, column = 0, start, end;
+        char last[16];
+        char *msg;
+
+        if (where && where >= body && where <= body + len) {
+                off = (size_t) (where - body);
+        }
+        for (size_t i = 0; i < off && i < len; i++) {
+                if (body[i] == '\n') {
+                        line++;
+                        column = 0;
+                } else {
+                        column++;
+                }
+        }
+        if (len == 0) {
+                return strdup("[json.exception.parse_error.101] parse error at line 1, column 1: "
+                              "attempting to parse an empty input; check that your input string "
+                              "or stream contains the expected JSON");
+        }
+        /* nlohmann counts the offending character too, and shows the text it read up to it */
+        end = off < len ? off + 1 : len;
+        start = end > sizeof(last) - 1 ? end - (sizeof(last) - 1) : 0;
+        snprintf(last, sizeof(last), "%.*s", (int) (end - start), body + start);
+        if (asprintf(&msg,
+                     "[json.exception.parse_error.101] parse error at line %zu, column %zu: "
+                     "syntax error while parsing value - invalid literal; last read: '%s'",
+                     line, column + 1, last) < 0) {
+                return NULL;
+        }
+        return msg;
+}

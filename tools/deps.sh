@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs what building and testing llmd needs on Debian 12, and nothing that is already there.
+set -eu
+
+packages="meson ninja-build pkg-config gcc clang python3 libsystemd-dev libmicrohttpd-dev
+libcjson-dev libinih-dev"
+
+missing=""
+for p in $packages; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "llmd: installing$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Builds llmd twice — gcc, and clang with AddressSanitizer and UndefinedBehaviorSanitizer — with
+# warnings as errors, runs the whole suite on both, and ends with "N passed, N failed, N skipped".
+set -eu
+cd "$(dirname "$0")/.."
+tools/deps.sh
+
+run_suite() {
+    dir=$1
+    shift
+    if [ -d "$dir" ]; then
+        meson setup --reconfigure "$dir" "$@" >/dev/null
+    else
+        meson setup "$dir" "$@" >/dev/null
+    fi
+    meson compile -C "$dir" -j 2
+    # meson's own exit status is not the verdict: the count below is.
+    meson test -C "$dir" --num-processes 2 --print-errorlogs || true
+}
+
+CC=gcc run_suite build-test-gcc --werror
+CC=clang run_suite build-test-asan --werror -Db_sanitize=address,undefined -Db_lundef=false
+
+exec python3 tools/count-tests.py build-test-gcc build-test-asan
