@@ -188,6 +188,7 @@ static int run(int argc, char *argv[])
         sigaddset(&ss, SIGCHLD);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0) {
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <signal.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -61,6 +62,59 @@ static void manager_on_stopped(void *userdata)
         (void) sd_event_exit(m->event, 0);
 }
 
+int manager_reload(Manager *m, char ***ret_errors)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        char buf[64];
+        int r;
+
+        if (m->stopping) {
+                return -ESHUTDOWN;
+        }
+        r = config_load(m->config_path, &c);
+        if (r == -EINVAL) {
+                STRV_FOREACH(e, c->errors) {
+                        log_error("%s", *e);
+                }
+                log_error("Reload refused: %s has %zu error(s); the running configuration stays",
+                          m->config_path, strv_length(c->errors));
+                if (ret_errors) {
+                        *ret_errors = TAKE_PTR(c->errors);
+                }
+                return r;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Reload refused: cannot read %s: %m", m->config_path);
+                if (ret_errors) {
+                        snprintf(buf, sizeof(buf), "%s", strerror(-r));
+                        _cleanup_free_ char *e = NULL;
+                        if (asprintf(&e, "%s: %s", m->config_path, buf) >= 0) {
+                                (void) strv_extend(ret_errors, e);
+                        }
+                }
+                return -EINVAL;
+        }
+        notify_reloading();
+        r = supervisor_reload(m->supervisor, c);
+        if (r == -EBUSY) {
+                log_warning("Reload refused: a switch is in progress; reload again after it");
+        } else if (r < 0) {
+                log_error_errno(r, "Reload failed: %m");
+        } else {
+                TAKE_PTR(c);
+                log_info("Reloaded %s", m->config_path);
+        }
+        manager_update_status(m);
+        notify_ready();
+        return r;
+}
+
+static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        (void) manager_reload(userdata, NULL);
+        return 0;
+}
+
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         Manager *m = userdata;
@@ -115,8 +169,9 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
         }
         m->runtime_dir = strdup(runtime_dir);
         m->state_dir = strdup(state_dir);
+        m->config_path = strdup(config->path);
         m->environ = manager_clean_environ(environ);
-        if (!m->runtime_dir || !m->state_dir || !m->environ) {
+        if (!m->runtime_dir || !m->state_dir || !m->config_path || !m->environ) {
                 config_free(config);
                 return log_error_errno(ENOMEM, "Out of memory");
         }
@@ -141,9 +196,11 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
          * restarted. */
         (void) sd_event_set_watchdog(m->event, true);
 
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &m->start_usec);
         SupervisorOptions so = {
                 .event = m->event,
                 .runtime_dir = m->runtime_dir,
+                .state_dir = m->state_dir,
                 .environ = m->environ,
                 .on_change = manager_on_change,
                 .userdata = m,
@@ -164,8 +221,27 @@ int manager_start(Manager *m)
         if (r >= 0) {
                 r = sd_event_add_signal(m->event, NULL, SIGINT, manager_on_signal, m);
         }
+        if (r >= 0) {
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, manager_on_sighup, m);
+        }
         if (r < 0) {
                 return log_error_errno(r, "Failed to watch signals: %m");
+        }
+
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/%s", m->runtime_dir, CONTROL_SOCKET_NAME) < 0) {
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+        ControlOptions co = {
+                .event = m->event,
+                .path = path,
+                .group = "llmd",
+                .handlers = manager_control_handlers,
+                .userdata = m,
+        };
+        r = control_server_new(&co, &m->control);
+        if (r < 0) {
+                return r;
         }
         supervisor_start(m->supervisor);
         manager_update_status(m);
@@ -189,8 +265,10 @@ Manager *manager_free(Manager *m)
         if (!m) {
                 return NULL;
         }
+        control_server_free(m->control);
         supervisor_free(m->supervisor);
         sd_event_unref(m->event);
+        free(m->config_path);
         strv_free(m->environ);
         free(m->runtime_dir);
         free(m->state_dir);

@@ -4,19 +4,23 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "control.h"
 #include "supervisor.h"
 
 /*
  * The daemon as a whole: one sd-event loop and everything in it — signals, the supervisor and
- * its children; the control socket and the HTTP proxy join it in later modules.
+ * its children, the control socket; the HTTP proxy joins it with its own module.
  */
 
 typedef struct Manager {
         sd_event *event;
+        char *config_path;
         char *runtime_dir;
         char *state_dir;
         char **environ; /* llmd's environment without systemd's variables, for children */
         Supervisor *supervisor;
+        ControlServer *control;
+        uint64_t start_usec;
         bool stopping;
 } Manager;
 
@@ -28,5 +32,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
+/* Reads the configuration file again and applies it. -EINVAL: the file is bad (*ret_errors says
+ * where) and nothing changed; -EBUSY: a switch is in progress. */
+int manager_reload(Manager *m, char ***ret_errors);
+
 /* Our environment minus what systemd set for llmd alone. Exported for the tests. */
 char **manager_clean_environ(char **environ);
+
+/* The handlers of the control methods, indexed by ControlMethodId. */
+extern const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX];

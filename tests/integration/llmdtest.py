@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 LLMD = os.environ.get("LLMD", "llmd")
@@ -66,8 +67,15 @@ class Llmd:
         self.notify_path = os.path.join(self.dir, "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
-        self.notify.setblocking(False)
+        self.notify.settimeout(0.1)
         self.messages = []  # (monotonic time, {"KEY": "value"})
+        # Read $NOTIFY_SOCKET all the time, as systemd does: sd_notify() blocks when the
+        # socket's queue is full, and a test that does not look for a while must not wedge llmd.
+        self.lock = threading.Lock()
+        self.reading = True
+        self.reader = threading.Thread(target=self._read_notify, daemon=True)
+        self.reader.start()
+        self.since = 0  # wait_status() looks at messages from here on; see mark()
         self.env = dict(os.environ)
         self.env.update({
             "NOTIFY_SOCKET": self.notify_path,
@@ -99,28 +107,39 @@ class Llmd:
 
     # ---- sd_notify ----
 
-    def poll_notify(self):
-        while True:
+    def _read_notify(self):
+        while self.reading:
             try:
                 data = self.notify.recv(4096)
-            except BlockingIOError:
+            except socket.timeout:
+                continue
+            except OSError:
                 return
             fields = {}
             for line in data.decode().split("\n"):
                 if "=" in line:
                     k, v = line.split("=", 1)
                     fields[k] = v
-            self.messages.append((time.monotonic(), fields))
+            with self.lock:
+                self.messages.append((time.monotonic(), fields))
+
+    def poll_notify(self):
+        """Kept for callers: the reader thread does the work."""
 
     def statuses(self):
         self.poll_notify()
-        return [m["STATUS"] for _, m in self.messages if "STATUS" in m]
+        return [m["STATUS"] for _, m in list(self.messages) if "STATUS" in m]
+
+    def mark(self):
+        """From now on, wait_status() and wait_notify() ignore what came before."""
+        self.poll_notify()
+        self.since = len(self.messages)
 
     def wait_notify(self, pred, what, timeout=TIMEOUT):
         def find():
             self.poll_notify()
-            for i, (_, m) in enumerate(self.messages):
-                if pred(m):
+            for i, (_, m) in enumerate(list(self.messages)):
+                if i >= self.since and pred(m):
                     return i + 1
             if self.proc and self.proc.poll() is not None:
                 raise Failure(f"llmd exited ({self.proc.returncode}) while waiting for {what}")
@@ -138,7 +157,7 @@ class Llmd:
 
     def index_of(self, key, value=None):
         self.poll_notify()
-        for i, (_, m) in enumerate(self.messages):
+        for i, (_, m) in enumerate(list(self.messages)):
             if key in m and (value is None or m[key] == value):
                 return i
         return None
@@ -221,6 +240,8 @@ class Llmd:
                     os.kill(r["pid"], signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        self.reading = False
+        self.reader.join()
         self.notify.close()
         self.tmp.cleanup()
 
@@ -262,3 +283,69 @@ def fixture(config, **kw):
         runner.__name__ = fn.__name__
         return runner
     return wrap
+
+
+class Varlink:
+    """A plain Varlink client: JSON objects ended by NUL."""
+
+    def __init__(self, path, timeout=TIMEOUT):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, method, parameters=None, more=False):
+        msg = {"method": method}
+        if parameters is not None:
+            msg["parameters"] = parameters
+        if more:
+            msg["more"] = True
+        self.send_raw(json.dumps(msg).encode() + b"\0")
+
+    def recv(self):
+        """The next message, or None when the daemon closed the connection."""
+        while b"\0" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buf += data
+        frame, self.buf = self.buf.split(b"\0", 1)
+        return json.loads(frame)
+
+    def call(self, method, parameters=None, more=False):
+        """All replies to one call, the last one last."""
+        self.send(method, parameters, more)
+        replies = []
+        while True:
+            r = self.recv()
+            if r is None:
+                raise Failure(f"connection closed during {method}; replies so far {replies}")
+            replies.append(r)
+            if "error" in r or not r.get("continues"):
+                return replies
+
+    def close(self):
+        self.sock.close()
+
+
+def llmctl(d, *args, user=None, env=None, check_rc=None):
+    """Runs llmctl against d's control socket; returns the CompletedProcess."""
+    cmd = [LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}",
+               "--groups=" + ",".join(str(g) for g in user[2]) if user[2] else "--clear-groups",
+               "--", *cmd]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
+                       env={**os.environ, **(env or {})})
+    if check_rc is not None and p.returncode != check_rc:
+        raise Failure(f"llmctl {' '.join(args)}: exit {p.returncode}, expected {check_rc}\n"
+                      f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def llmctl_json(d, *args, check_rc=0):
+    p = llmctl(d, *args, check_rc=check_rc)
+    return json.loads(p.stdout)

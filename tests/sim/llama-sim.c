@@ -92,7 +92,7 @@ static int sim_open_requests(void)
         return __atomic_load_n(&sim_state.open_requests, __ATOMIC_SEQ_CST);
 }
 
-/* Every voluntary exit goes through here, after the other threads' last records. */
+/* Every voluntary exit goes through here, so that the records end with its status. */
 static _noreturn_ void sim_exit(int status)
 {
         record_exit(status);

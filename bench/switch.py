@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Prints the time of `llmctl switch` between two simulator models that each take 1 s to load,
+split as llmd reports it: stop (old child gone), load (spawn to /health 200) and llmd's own
+share (the rest: checks, bookkeeping, persisting). Also the wall time llmctl took.
+A benchmark: it prints figures and asserts nothing about time.
+
+Usage: bench/switch.py [BUILD_DIR] [SWITCHES]   (default build, 10)
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build"))
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+os.environ.setdefault("LLMD", os.path.join(build, "daemon", "llmd"))
+os.environ.setdefault("LLMCTL", os.path.join(build, "ctl", "llmctl"))
+os.environ.setdefault("LLAMA_SIM", os.path.join(build, "tests", "sim", "llama-sim"))
+sys.path.insert(0, os.path.join(here, "..", "tests", "integration"))
+
+from llmdtest import LLMCTL, Llmd  # noqa: E402
+
+CONF = """
+[llmd]
+default = qwen
+[*]
+env = LLAMA_SIM_LOAD_MS=1000
+[qwen]
+model = @MODELS@/qwen.gguf
+[gemma]
+model = @MODELS@/gemma.gguf
+[nomic]
+model = @MODELS@/nomic.gguf
+embeddings = true
+pin = true
+"""
+
+d = Llmd(CONF, models=("qwen", "gemma", "nomic"))
+rows = []
+try:
+    d.start("--log-level", "info")
+    d.wait_status("qwen ready · embed nomic ready")
+    sock = os.path.join(d.runtime, "control.sock")
+    for i in range(n):
+        target = "gemma" if i % 2 == 0 else "qwen"
+        t0 = time.monotonic()
+        out = subprocess.run([LLMCTL, "--socket", sock, "--json", "switch", target],
+                             capture_output=True, text=True, check=True).stdout
+        wall = time.monotonic() - t0
+        r = json.loads(out)
+        # The simulator's own load, from its records: what any supervisor would wait for.
+        start = d.records("start", target)[-1]
+        ready = [x for x in d.records("ready", target) if x["pid"] == start["pid"]][0]
+        own_load = ready["t"] - start["t"]
+        rows.append((wall, r["total_sec"], r["stop_sec"], r["load_sec"], own_load,
+                     r["load_sec"] - own_load, r["llmd_sec"],
+                     r["total_sec"] - own_load))
+    d.stop()
+finally:
+    d.cleanup()
+
+
+def ms(v):
+    return f"{v * 1000:7.1f} ms"
+
+
+print(f"llmctl switch between two simulator models with a 1 s load, {n} switches (median, max)")
+names = ["llmctl wall time", "llmd total", "  stop (old child exits)", "  load (spawn to ready)",
+         "    the model's own load", "    exec and readiness poll", "  llmd's own bookkeeping",
+         "total minus the model's load"]
+for i, name in enumerate(names):
+    col = [r[i] for r in rows]
+    print(f"  {name:30} {ms(statistics.median(col))} {ms(max(col))}")

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+#include "control-protocol.h"
+
+const ControlMethod control_methods[_CONTROL_METHOD_MAX] = {
+        { CONTROL_METHOD_LIST, CONTROL_INTERFACE ".List", "",
+          "every configured model with its aliases and state" },
+        { CONTROL_METHOD_RELOAD, CONTROL_INTERFACE ".Reload", "",
+          "read the configuration again and apply what changed" },
+        { CONTROL_METHOD_START, CONTROL_INTERFACE ".Start", "",
+          "load the active generation model again after Stop" },
+        { CONTROL_METHOD_STATUS, CONTROL_INTERFACE ".Status", "",
+          "what is loaded, its state, pid, uptime and last failure" },
+        { CONTROL_METHOD_STOP, CONTROL_INTERFACE ".Stop", "",
+          "unload the active generation model (pinned models stay)" },
+        { CONTROL_METHOD_SWITCH, CONTROL_INTERFACE ".Switch", "model: string, now: ?bool",
+          "make model the active generation model; with more, progress as it goes; now: "
+          "SIGKILL the old model instead of letting its requests finish" },
+        { CONTROL_METHOD_GET_INFO, "org.varlink.service.GetInfo", "",
+          "vendor, product, version and interfaces" },
+};
+
+const ControlMethod *control_method_find(const char *name)
+{
+        for (size_t i = 0; i < _CONTROL_METHOD_MAX; i++) {
+                if (streq(control_methods[i].name, name)) {
+                        return &control_methods[i];
+                }
+        }
+        return NULL;
+}

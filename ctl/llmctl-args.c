@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "llmctl-args.h"
+
+const Verb verbs[_VERB_MAX] = {
+        { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
+        { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD,
+          "Read the configuration again and apply what changed" },
+        { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, "Load the active generation model again" },
+        { VERB_STATUS, "status", "", 0, 0, CONTROL_METHOD_STATUS, "Show what is loaded and serving" },
+        { VERB_STOP, "stop", "", 0, 0, CONTROL_METHOD_STOP,
+          "Unload the active generation model (pinned models stay)" },
+        { VERB_SWITCH, "switch", "MODEL", 1, 1, CONTROL_METHOD_SWITCH,
+          "Make MODEL the active generation model" },
+        { VERB_VERSION, "version", "", 0, 0, CONTROL_METHOD_GET_INFO, "Show llmctl's and llmd's versions" },
+};
+
+const Verb *llmctl_verb_find(const char *name)
+{
+        for (size_t i = 0; i < _VERB_MAX; i++) {
+                if (streq(verbs[i].name, name)) {
+                        return &verbs[i];
+                }
+        }
+        return NULL;
+}
+
+void llmctl_help(FILE *f)
+{
+        fprintf(f, "Usage: llmctl [OPTIONS] VERB [ARGS]\n"
+                   "Control llmd, the llama-server supervisor.\n\nVerbs:\n");
+        for (size_t i = 0; i < _VERB_MAX; i++) {
+                char left[32];
+
+                snprintf(left, sizeof(left), "%s %s", verbs[i].name, verbs[i].args);
+                fprintf(f, "  %-16s %s\n", left, verbs[i].help);
+        }
+        fprintf(f, "\nOptions:\n"
+                   "  --json           print the daemon's JSON replies (also when stdout is no terminal)\n"
+                   "  --socket PATH    the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
+                   "  --now            switch: kill the old model at once instead of letting its requests finish\n"
+                   "  -h, --help       show this help\n\n"
+                   "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed.\n");
+}
+
+int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size_t size)
+{
+        enum { ARG_JSON = 0x100, ARG_SOCKET, ARG_NOW, ARG_VERSION };
+        static const struct option options[] = {
+                { "json", no_argument, NULL, ARG_JSON },
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "now", no_argument, NULL, ARG_NOW },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        LlmctlArgs a = {};
+        int c;
+
+        optind = 0; /* a full reset: parsers in the tests run several times */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_JSON:
+                        a.json = true;
+                        break;
+                case ARG_SOCKET:
+                        a.socket = optarg;
+                        break;
+                case ARG_NOW:
+                        a.now = true;
+                        break;
+                case 'h':
+                        a.help = true;
+                        break;
+                case ARG_VERSION:
+                        a.version = true;
+                        break;
+                case ':':
+                        snprintf(error, size, "option '%s' needs a value", argv[optind - 1]);
+                        return -EINVAL;
+                default:
+                        snprintf(error, size, "unknown option '%s'", argv[optind - 1]);
+                        return -EINVAL;
+                }
+        }
+        if (a.help) {
+                *ret = a;
+                return 0;
+        }
+        if (a.version && optind == argc) {
+                a.verb = llmctl_verb_find("version");
+                *ret = a;
+                return 0;
+        }
+        if (optind == argc) {
+                snprintf(error, size, "no verb given (try 'llmctl --help')");
+                return -EINVAL;
+        }
+        a.verb = llmctl_verb_find(argv[optind]);
+        if (!a.verb) {
+                snprintf(error, size, "unknown verb '%s' (try 'llmctl --help')", argv[optind]);
+                return -EINVAL;
+        }
+        a.args = argv + optind + 1;
+        a.n_args = (unsigned) (argc - optind - 1);
+        if (a.n_args < a.verb->min_args || a.n_args > a.verb->max_args) {
+                if (a.verb->max_args == 0) {
+                        snprintf(error, size, "'%s' takes no arguments", a.verb->name);
+                } else {
+                        snprintf(error, size, "usage: llmctl %s %s", a.verb->name, a.verb->args);
+                }
+                return -EINVAL;
+        }
+        if (a.now && a.verb->id != VERB_SWITCH) {
+                snprintf(error, size, "--now goes with switch only");
+                return -EINVAL;
+        }
+        *ret = a;
+        return 0;
+}

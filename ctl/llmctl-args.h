@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdio.h>
+
+#include "control-protocol.h"
+#include "macro.h"
+
+/* llmctl's verbs and its command line. The verb table is the one source of its help text. */
+
+typedef enum VerbId {
+        VERB_LIST,
+        VERB_RELOAD,
+        VERB_START,
+        VERB_STATUS,
+        VERB_STOP,
+        VERB_SWITCH,
+        VERB_VERSION,
+        _VERB_MAX,
+} VerbId;
+
+typedef struct Verb {
+        VerbId id;
+        const char *name;
+        const char *args; /* for the usage line */
+        unsigned min_args, max_args;
+        int method; /* the ControlMethodId it calls, or -1 */
+        const char *help;
+} Verb;
+
+extern const Verb verbs[_VERB_MAX]; /* sorted by name */
+
+typedef struct LlmctlArgs {
+        const Verb *verb;
+        char **args; /* the verb's arguments, pointing into argv */
+        unsigned n_args;
+        bool json;
+        bool now;
+        bool help;
+        bool version;
+        const char *socket;
+} LlmctlArgs;
+
+/* Parses argv. Returns 0 with *ret filled, or -EINVAL with *ret_error saying what is wrong
+ * (static or allocated into ret_error_buf). Options may come before or after the verb. */
+int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *ret_error, size_t size);
+void llmctl_help(FILE *f);
+const Verb *llmctl_verb_find(const char *name);

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <systemd/sd-event.h>
+
+#include "control-protocol.h"
+#include "macro.h"
+
+/*
+ * The control socket: a unix socket speaking Varlink (see common/varlink.h), peers checked by
+ * their credentials, every resource a peer controls bounded. One call per connection is
+ * answered at a time, in order; further calls wait in the input (and the peer is not read while
+ * too many wait). A call may be answered later (Switch): its handler keeps the ControlCall and
+ * replies when it is done, with continued replies before if the caller asked for "more". A
+ * client that goes away leaves its calls running, their replies dropped.
+ */
+
+#define CONTROL_CONNECTIONS_MAX 64
+#define CONTROL_OUTPUT_MAX (1024 * 1024) /* unread replies; more and the client is dropped */
+
+typedef struct ControlServer ControlServer;
+typedef struct ControlCall ControlCall;
+
+/* A handler answers every call, now or later, with control_call_reply()/control_call_error();
+ * what it returns is only logged (their own failures, passed on). */
+typedef int (*control_handler_t)(ControlCall *call, cJSON *parameters, void *userdata);
+
+typedef struct ControlOptions {
+        sd_event *event;
+        const char *path;
+        const char *group; /* owner group of the socket, if it exists ("llmd") */
+        const control_handler_t *handlers; /* indexed by ControlMethodId */
+        void *userdata;
+} ControlOptions;
+
+int control_server_new(const ControlOptions *o, ControlServer **ret);
+ControlServer *control_server_free(ControlServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ControlServer *, control_server_free);
+unsigned control_server_connections(const ControlServer *s);
+
+/* parameters is consumed (may be NULL). The last reply (continues = false) or an error ends the
+ * call and frees it; do not use call afterwards. */
+int control_call_reply(ControlCall *call, cJSON *parameters, bool continues);
+int control_call_error(ControlCall *call, const char *error, cJSON *parameters);
+/* Whether the caller asked for continued replies. */
+bool control_call_more(const ControlCall *call);
+/* Whether anyone still listens; a call whose client left may be ended early. */
+bool control_call_connected(const ControlCall *call);

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/* The io.llmd.Manager methods: each one a small function, listed in one table. */
+#include <stdio.h>
+
+#include "control.h"
+#include "log.h"
+#include "manager.h"
+#include "strv.h"
+#include "../config.h"
+
+static double seconds(uint64_t usec)
+{
+        return (double) usec / USEC_PER_SEC;
+}
+
+static cJSON *json_strv(char *const *l)
+{
+        cJSON *a = cJSON_CreateArray();
+
+        STRV_FOREACH(i, l) {
+                cJSON_AddItemToArray(a, cJSON_CreateString(*i));
+        }
+        return a;
+}
+
+static cJSON *error_params(const char *k1, const char *v1, const char *k2, const char *v2)
+{
+        cJSON *p = cJSON_CreateObject();
+
+        if (k1) {
+                cJSON_AddStringToObject(p, k1, v1 ? v1 : "");
+        }
+        if (k2) {
+                cJSON_AddStringToObject(p, k2, v2 ? v2 : "");
+        }
+        return p;
+}
+
+static cJSON *model_json(Manager *m, Child *c)
+{
+        const ModelConfig *mc = child_config(c);
+        const char *active = supervisor_active(m->supervisor);
+        cJSON *o = cJSON_CreateObject();
+        uint64_t now = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        cJSON_AddStringToObject(o, "name", child_name(c));
+        cJSON_AddItemToObject(o, "aliases", json_strv(mc->aliases));
+        cJSON_AddStringToObject(o, "state", child_state_to_string(child_state(c)));
+        cJSON_AddBoolToObject(o, "active", active && streq(active, child_name(c)));
+        cJSON_AddBoolToObject(o, "pinned", mc->pin);
+        cJSON_AddBoolToObject(o, "embeddings", mc->embeddings);
+        cJSON_AddStringToObject(o, "path", mc->model_path);
+        if (child_pid(c) > 0) {
+                cJSON_AddNumberToObject(o, "pid", child_pid(c));
+        }
+        if (child_state(c) == CHILD_READY) {
+                cJSON_AddNumberToObject(o, "uptime_sec", seconds(now - child_ready_usec(c)));
+        }
+        double p = child_load_progress(c);
+        if (p >= 0) {
+                cJSON_AddNumberToObject(o, "progress", p);
+        }
+        cJSON_AddNumberToObject(o, "restarts", child_restarts(c));
+        if (child_reason(c)) {
+                cJSON_AddStringToObject(o, "last_failure", child_reason(c));
+                cJSON_AddItemToObject(o, "log", json_strv(child_last_lines(c)));
+        }
+        return o;
+}
+
+static int method_list(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        cJSON *p = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(p, "models");
+        size_t n;
+        Child **children = supervisor_children(m->supervisor, &n);
+
+        for (size_t i = 0; i < n; i++) {
+                cJSON_AddItemToArray(a, model_json(m, children[i]));
+        }
+        return control_call_reply(call, p, false);
+}
+
+static int method_status(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        const char *active = supervisor_active(m->supervisor), *target;
+        cJSON *p = cJSON_CreateObject(), *pinned = cJSON_CreateArray();
+        _cleanup_free_ char *status = supervisor_status_text(m->supervisor);
+        SwitchPhase phase;
+        uint64_t now = 0;
+        size_t n;
+        Child **children = supervisor_children(m->supervisor, &n);
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        cJSON_AddStringToObject(p, "version", LLMD_VERSION);
+        cJSON_AddStringToObject(p, "config", supervisor_config(m->supervisor)->path);
+        cJSON_AddNumberToObject(p, "pid", getpid());
+        cJSON_AddNumberToObject(p, "uptime_sec", seconds(now - m->start_usec));
+        cJSON_AddStringToObject(p, "status", status ? status : "");
+        cJSON_AddBoolToObject(p, "loaded", supervisor_loaded(m->supervisor));
+        if (active) {
+                cJSON_AddItemToObject(p, "active", model_json(m, supervisor_child(m->supervisor, active)));
+        } else {
+                cJSON_AddNullToObject(p, "active");
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (child_config(children[i])->pin) {
+                        cJSON_AddItemToArray(pinned, model_json(m, children[i]));
+                }
+        }
+        cJSON_AddItemToObject(p, "pinned", pinned);
+        uint64_t when;
+        Child *failed = supervisor_last_failed(m->supervisor, &when);
+        if (failed) {
+                cJSON *f = cJSON_AddObjectToObject(p, "last_failure");
+                cJSON_AddStringToObject(f, "model", child_name(failed));
+                cJSON_AddStringToObject(f, "reason", child_reason(failed));
+                cJSON_AddNumberToObject(f, "ago_sec", seconds(now - when));
+                cJSON_AddItemToObject(f, "log", json_strv(child_last_lines(failed)));
+        }
+        if (supervisor_switching(m->supervisor, &target, &phase)) {
+                cJSON *s = cJSON_AddObjectToObject(p, "switch");
+                cJSON_AddStringToObject(s, "model", target ? target : "");
+                cJSON_AddStringToObject(s, "phase", switch_phase_to_string(phase));
+        }
+        return control_call_reply(call, p, false);
+}
+
+static void switch_on_progress(void *userdata, SwitchPhase phase, const char *model,
+                               double progress)
+{
+        ControlCall *call = userdata;
+        cJSON *p = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(p, "phase", switch_phase_to_string(phase));
+        cJSON_AddStringToObject(p, "model", model);
+        if (progress >= 0) {
+                cJSON_AddNumberToObject(p, "progress", progress);
+        }
+        (void) control_call_reply(call, p, true);
+}
+
+static void switch_on_done(void *userdata, const SwitchResult *r)
+{
+        ControlCall *call = userdata;
+        cJSON *p;
+
+        switch (r->error) {
+        case 0:
+                p = cJSON_CreateObject();
+                cJSON_AddStringToObject(p, "phase", "done");
+                if (r->from) {
+                        cJSON_AddStringToObject(p, "from", r->from);
+                } else {
+                        cJSON_AddNullToObject(p, "from");
+                }
+                if (r->to) {
+                        cJSON_AddStringToObject(p, "model", r->to);
+                } else {
+                        cJSON_AddNullToObject(p, "model");
+                }
+                cJSON_AddBoolToObject(p, "changed", r->changed);
+                if (r->changed) {
+                        uint64_t own = r->total_usec - MIN(r->total_usec, r->stop_usec + r->load_usec);
+
+                        cJSON_AddNumberToObject(p, "total_sec", seconds(r->total_usec));
+                        cJSON_AddNumberToObject(p, "stop_sec", seconds(r->stop_usec));
+                        cJSON_AddNumberToObject(p, "load_sec", seconds(r->load_usec));
+                        cJSON_AddNumberToObject(p, "llmd_sec", seconds(own));
+                }
+                (void) control_call_reply(call, p, false);
+                return;
+        case -ESTALE:
+                (void) control_call_error(call, CONTROL_ERROR_SUPERSEDED,
+                                          error_params("model", r->to, "by", r->superseded_by));
+                return;
+        case -ECANCELED:
+                (void) control_call_error(call, CONTROL_ERROR_SHUTTING_DOWN, NULL);
+                return;
+        default:
+                p = error_params("model", r->to, "reason", r->reason);
+                cJSON_AddItemToObject(p, "log", json_strv(r->log));
+                if (r->restored) {
+                        cJSON_AddStringToObject(p, "restored", r->restored);
+                } else {
+                        cJSON_AddNullToObject(p, "restored");
+                }
+                (void) control_call_error(call, CONTROL_ERROR_LOAD_FAILED, p);
+                return;
+        }
+}
+
+static const SwitchCallbacks switch_callbacks = {
+        .progress = switch_on_progress,
+        .done = switch_on_done,
+};
+
+/* Maps a refusal of the supervisor to its Varlink error. */
+static int reply_refused(ControlCall *call, int r, const char *model, char *reason)
+{
+        const char *error;
+        cJSON *p;
+
+        switch (r) {
+        case -ENOENT:
+                error = CONTROL_ERROR_UNKNOWN_MODEL;
+                break;
+        case -ESHUTDOWN:
+                error = CONTROL_ERROR_SHUTTING_DOWN;
+                break;
+        default:
+                error = CONTROL_ERROR_MODEL_UNAVAILABLE;
+                break;
+        }
+        p = error_params("model", model, "reason", reason);
+        free(reason);
+        return control_call_error(call, error, p);
+}
+
+static int method_switch(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(params, "model");
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(params, "now");
+        char *reason = NULL;
+        int r;
+
+        if (!cJSON_IsString(model) || isempty(model->valuestring)) {
+                return control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
+                                          error_params("parameter", "model", NULL, NULL));
+        }
+        if (now && !cJSON_IsBool(now)) {
+                return control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
+                                          error_params("parameter", "now", NULL, NULL));
+        }
+        r = supervisor_switch(m->supervisor, model->valuestring, cJSON_IsTrue(now) ? SWITCH_NOW : 0,
+                              &switch_callbacks, call, &reason);
+        if (r < 0) {
+                return reply_refused(call, r, model->valuestring, reason);
+        }
+        return 0;
+}
+
+static int method_start(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        char *reason = NULL;
+        int r;
+
+        r = supervisor_start_active(m->supervisor, &switch_callbacks, call, &reason);
+        if (r < 0) {
+                return reply_refused(call, r, supervisor_active(m->supervisor), reason);
+        }
+        return 0;
+}
+
+static int method_stop(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        char *reason = NULL;
+        int r;
+
+        r = supervisor_switch(m->supervisor, NULL, 0, &switch_callbacks, call, &reason);
+        if (r < 0) {
+                return reply_refused(call, r, NULL, reason);
+        }
+        return 0;
+}
+
+static int method_reload(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        _cleanup_strv_free_ char **errors = NULL;
+        cJSON *p;
+        int r;
+
+        r = manager_reload(m, &errors);
+        if (r == -EBUSY) {
+                return control_call_error(call, CONTROL_ERROR_BUSY,
+                                          error_params("reason", "a switch is in progress", NULL, NULL));
+        }
+        if (r < 0) {
+                p = cJSON_CreateObject();
+                cJSON_AddStringToObject(p, "config", m->config_path);
+                cJSON_AddItemToObject(p, "errors", json_strv(errors));
+                return control_call_error(call, CONTROL_ERROR_CONFIG_INVALID, p);
+        }
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "config", m->config_path);
+        return control_call_reply(call, p, false);
+}
+
+static int method_get_info(ControlCall *call, cJSON *params, void *userdata)
+{
+        cJSON *p = cJSON_CreateObject();
+        cJSON *i = cJSON_AddArrayToObject(p, "interfaces");
+
+        cJSON_AddStringToObject(p, "vendor", "llmd");
+        cJSON_AddStringToObject(p, "product", "llmd");
+        cJSON_AddStringToObject(p, "version", LLMD_VERSION);
+        cJSON_AddStringToObject(p, "url", "");
+        cJSON_AddItemToArray(i, cJSON_CreateString("org.varlink.service"));
+        cJSON_AddItemToArray(i, cJSON_CreateString(CONTROL_INTERFACE));
+        return control_call_reply(call, p, false);
+}
+
+const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
+        [CONTROL_METHOD_GET_INFO] = method_get_info,
+        [CONTROL_METHOD_LIST] = method_list,
+        [CONTROL_METHOD_RELOAD] = method_reload,
+        [CONTROL_METHOD_START] = method_start,
+        [CONTROL_METHOD_STATUS] = method_status,
+        [CONTROL_METHOD_STOP] = method_stop,
+        [CONTROL_METHOD_SWITCH] = method_switch,
+};
