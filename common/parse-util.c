@@ -80,6 +80,39 @@ int parse_unsigned(const char *s, unsigned max, unsigned *ret)
         return 0;
 }
 
+int parse_size(const char *s, uint64_t *ret)
+{
+        unsigned long long v;
+        char *end;
+
+        if (isempty(s) || !isdigit((unsigned char) s[0])) {
+                return -EINVAL;
+        }
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0) {
+                return -ERANGE;
+        }
+        const char *units = "KMG", *u = *end ? strchr(units, *end) : NULL;
+        if (*end && !u) {
+                return -EINVAL;
+        }
+        if (u) {
+                for (const char *k = units; k <= u; k++) {
+                        v *= 1024;
+                }
+                end++;
+        }
+        if (*end == 'B' || *end == 'i') {
+                end += *end == 'i' && end[1] == 'B' ? 2 : 1;
+        }
+        if (*end != '\0' || v > (1ULL << 40)) {
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
 int parse_port(const char *s, uint16_t *ret)
 {
         unsigned v;

@@ -332,6 +332,12 @@ static void print_status(Client *cl, const cJSON *p, bool continues)
         if (cJSON_IsObject(sw)) {
                 printf("switch   %s to %s\n", jstr(sw, "phase"), jstr(sw, "model"));
         }
+        const cJSON *rq = cJSON_GetObjectItemCaseSensitive(p, "requests");
+        if (cJSON_IsObject(rq)) {
+                printf("requests %.0f served, %.0f in flight, %.0f held, %.0f errors\n",
+                       jnum(rq, "served", 0), jnum(rq, "in_flight", 0), jnum(rq, "held", 0),
+                       jnum(rq, "errors", 0));
+        }
         /* The last failure, with what the model said before it. */
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "last_failure");
         if (cJSON_IsObject(f)) {

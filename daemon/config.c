@@ -23,6 +23,12 @@
 #define DEFAULT_RESTART (1 * USEC_PER_SEC)
 #define DEFAULT_START_LIMIT_BURST 5
 #define DEFAULT_START_LIMIT_INTERVAL (300 * USEC_PER_SEC)
+#define DEFAULT_MAX_BODY_SIZE (32ULL * 1024 * 1024) /* a 128K-token prompt is ~0.5 MiB of text */
+#define DEFAULT_MAX_CONNECTIONS 4096
+#define DEFAULT_HOLD_QUEUE 1024
+#define DEFAULT_HOLD_TIMEOUT (300 * USEC_PER_SEC)
+#define DEFAULT_IDLE_TIMEOUT (300 * USEC_PER_SEC)
+#define DEFAULT_DRAIN_TIMEOUT (30 * USEC_PER_SEC)
 
 typedef struct RawEntry {
         char *key;
@@ -722,8 +728,41 @@ static int config_apply_llmd(Config *c, const RawSection *s)
                         }
                         free(c->llama_server);
                         c->llama_server = strdup(e->value);
+                } else if (streq(e->key, "api-key-file")) {
+                        if (e->value[0] != '/') {
+                                config_error(c, e->line, "[llmd] api-key-file: '%s' is not an absolute path",
+                                             e->value);
+                                r = -EINVAL;
+                        }
+                        free(c->api_key_file);
+                        c->api_key_file = strdup(e->value);
+                } else if (streq(e->key, "max-body-size")) {
+                        if (parse_size(e->value, &c->max_body_size) < 0 || c->max_body_size < 1024) {
+                                config_error(c, e->line, "[llmd] max-body-size: '%s' is not a size of at least 1K (e.g. 32M)",
+                                             e->value);
+                                r = -EINVAL;
+                        }
+                } else if (streq(e->key, "max-connections") || streq(e->key, "hold-queue")) {
+                        unsigned *u = streq(e->key, "hold-queue") ? &c->hold_queue : &c->max_connections;
+                        if (parse_unsigned(e->value, 1000000, u) < 0 || *u == 0) {
+                                config_error(c, e->line, "[llmd] %s: '%s' is not a number from 1 to 1000000",
+                                             e->key, e->value);
+                                r = -EINVAL;
+                        }
+                } else if (streq(e->key, "hold-timeout") || streq(e->key, "idle-timeout") ||
+                           streq(e->key, "drain-timeout")) {
+                        uint64_t *u = streq(e->key, "hold-timeout")   ? &c->hold_timeout_usec
+                                      : streq(e->key, "idle-timeout") ? &c->idle_timeout_usec
+                                                                      : &c->drain_timeout_usec;
+                        if (config_duration(c, "llmd", e, 0, u) < 0) {
+                                r = -EINVAL;
+                        }
+                } else if (streq(e->key, "log-requests")) {
+                        if (config_bool(c, "llmd", e, &c->log_requests) < 0) {
+                                r = -EINVAL;
+                        }
                 } else {
-                        config_error(c, e->line, "[llmd] %s: unknown key (known: listen, default, routing, llama-server)",
+                        config_error(c, e->line, "[llmd] %s: unknown key (see llama-generate.conf(5))",
                                      e->key);
                         r = -EINVAL;
                 }
@@ -903,6 +942,13 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
         if (!c->path) {
                 return -ENOMEM;
         }
+        c->max_body_size = DEFAULT_MAX_BODY_SIZE;
+        c->max_connections = DEFAULT_MAX_CONNECTIONS;
+        c->hold_queue = DEFAULT_HOLD_QUEUE;
+        c->hold_timeout_usec = DEFAULT_HOLD_TIMEOUT;
+        c->idle_timeout_usec = DEFAULT_IDLE_TIMEOUT;
+        c->drain_timeout_usec = DEFAULT_DRAIN_TIMEOUT;
+        c->log_requests = true;
         p.config = c;
 
         /* Debian's inih takes its options at run time: whole lines up to our limit, no
@@ -963,6 +1009,7 @@ Config *config_free(Config *c)
         free(c->listen);
         free(c->default_model);
         free(c->llama_server);
+        free(c->api_key_file);
         for (size_t i = 0; i < c->n_models; i++) {
                 config_model_free(c->models[i]);
         }

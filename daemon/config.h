@@ -49,6 +49,15 @@ typedef struct Config {
         char *default_model; /* resolved to a profile name */
         Routing routing;
         char *llama_server; /* the binary; NULL: $LLAMA_SERVER, then "llama-server" from $PATH */
+        /* The proxy's limits. */
+        char *api_key_file;        /* NULL: no keys, inference is open */
+        uint64_t max_body_size;    /* bytes */
+        unsigned max_connections;
+        unsigned hold_queue;       /* requests waiting for a model, at most */
+        uint64_t hold_timeout_usec;
+        uint64_t idle_timeout_usec;
+        uint64_t drain_timeout_usec; /* requests on a model being switched away may finish */
+        bool log_requests;
         ModelConfig **models;
         size_t n_models;
         char **errors; /* "FILE:LINE: message", one per problem found */

@@ -548,7 +548,9 @@ int control_server_new(const ControlOptions *o, ControlServer **ret)
         if (r < 0) {
                 return log_error_errno(errno, "control: cannot bind %s: %m", o->path);
         }
-        if (chown(o->path, (uid_t) -1, s->gid) < 0 || chmod(o->path, 0660) < 0) {
+        /* Only a group other than our own needs a chown (the unit then needs no @chown). */
+        if ((s->gid != getegid() && chown(o->path, (uid_t) -1, s->gid) < 0) ||
+            chmod(o->path, 0660) < 0) {
                 return log_error_errno(errno, "control: cannot set owner and mode of %s: %m", o->path);
         }
         if (listen(s->fd, SOMAXCONN) < 0) {

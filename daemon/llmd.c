@@ -17,6 +17,9 @@ static const char *arg_runtime_dir;
 static const char *arg_state_dir;
 static bool arg_check;
 
+/* EX_CONFIG: the unit's RestartPreventExitStatus= keeps a broken file from a restart loop. */
+#define EXIT_CONFIG 78
+
 static void help(void)
 {
         printf("Usage: llmd [OPTIONS]\n"
@@ -28,7 +31,7 @@ static void help(void)
                "      --log-level LEVEL    err, warning, notice, info or debug (default: info)\n"
                "  -h, --help               show this help\n"
                "      --version            show the version\n\n"
-               "Exit status: 0 ok; 1 bad configuration or a failure to start; 2 usage error.\n"
+               "Exit status: 0 ok; 1 a failure to start; 2 usage error; 78 bad configuration.\n"
                "See llmd(8) and llama-generate.conf(5).\n",
                LLMD_CONFIG_FILE, LLMD_RUNTIME_DIR, LLMD_STATE_DIR);
 }
@@ -197,7 +200,7 @@ static int run(int argc, char *argv[])
         r = load_config(&c);
         if (r < 0) {
                 notify_errno(r, "bad configuration, see the log");
-                return EXIT_FAILURE;
+                return EXIT_CONFIG;
         }
         r = manager_new(c, arg_runtime_dir, arg_state_dir, &m);
         if (r >= 0) {

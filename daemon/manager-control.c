@@ -111,6 +111,12 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
                 }
         }
         cJSON_AddItemToObject(p, "pinned", pinned);
+        ProxyCounters pc = proxy_counters(m->proxy);
+        cJSON *px = cJSON_AddObjectToObject(p, "requests");
+        cJSON_AddNumberToObject(px, "served", (double) pc.served);
+        cJSON_AddNumberToObject(px, "in_flight", pc.in_flight);
+        cJSON_AddNumberToObject(px, "held", pc.held);
+        cJSON_AddNumberToObject(px, "errors", (double) pc.errors);
         uint64_t when;
         Child *failed = supervisor_last_failed(m->supervisor, &when);
         if (failed) {

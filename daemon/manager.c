@@ -10,20 +10,49 @@
 
 static void manager_update_status(Manager *m)
 {
-        _cleanup_free_ char *t = NULL;
+        _cleanup_free_ char *t = NULL, *full = NULL;
+        ProxyCounters pc = m->proxy ? proxy_counters(m->proxy) : (ProxyCounters){};
 
         if (m->stopping) {
                 return; /* the stop sequence says what it does */
         }
         t = supervisor_status_text(m->supervisor);
-        if (t) {
-                notify_status(t);
+        if (!t) {
+                return;
         }
+        if (pc.in_flight > 0 && pc.held > 0) {
+                if (asprintf(&full, "%s · %u in flight, %u held", t, pc.in_flight, pc.held) < 0) {
+                        full = NULL;
+                }
+        } else if (pc.in_flight > 0 || pc.held > 0) {
+                if (asprintf(&full, "%s · %u %s", t, pc.in_flight + pc.held,
+                             pc.in_flight > 0 ? "in flight" : "held") < 0) {
+                        full = NULL;
+                }
+        }
+        notify_status(full ? full : t);
 }
 
 static void manager_on_change(Supervisor *s, void *userdata)
 {
-        manager_update_status(userdata);
+        Manager *m = userdata;
+
+        if (m->proxy) {
+                proxy_models_changed(m->proxy);
+        }
+        manager_update_status(m);
+}
+
+static void manager_drain(void *userdata, const char *model, bool now, void (*done)(void *d),
+                          void *d)
+{
+        Manager *m = userdata;
+
+        if (!m->proxy) {
+                done(d);
+                return;
+        }
+        proxy_drain(m->proxy, model, now, done, d);
 }
 
 char **manager_clean_environ(char **env)
@@ -102,6 +131,7 @@ int manager_reload(Manager *m, char ***ret_errors)
                 log_error_errno(r, "Reload failed: %m");
         } else {
                 TAKE_PTR(c);
+                (void) proxy_reload(m->proxy);
                 log_info("Reloaded %s", m->config_path);
         }
         manager_update_status(m);
@@ -113,6 +143,14 @@ static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *
 {
         (void) manager_reload(userdata, NULL);
         return 0;
+}
+
+static void manager_on_drained(void *userdata)
+{
+        Manager *m = userdata;
+
+        notify_status("stopping models …");
+        supervisor_stop(m->supervisor, manager_on_stopped, m);
 }
 
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -129,8 +167,28 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
         m->stopping = true;
         log_info("received SIG%s, stopping", sigabbrev_np((int) si->ssi_signo));
         notify_stopping();
-        notify_status("stopping models …");
-        supervisor_stop(m->supervisor, manager_on_stopped, m);
+        notify_status("stopping: letting requests finish …");
+        /* The drain, then each model's stop-timeout (generation, then pinned ones), one after
+         * the other: tell systemd how long that may take, so TimeoutStopSec= does not cut it. */
+        const Config *c = supervisor_config(m->supervisor);
+        uint64_t need = c->drain_timeout_usec + 5 * USEC_PER_SEC, gen = 0;
+        FOREACH_MODEL(mc, c) {
+                if (mc->pin) {
+                        need += mc->stop_timeout_usec;
+                } else {
+                        gen = MAX(gen, mc->stop_timeout_usec);
+                }
+        }
+        notify_extend_timeout(need + gen);
+        /* No new connections; the requests running finish (up to drain-timeout), then the
+         * models stop in order. */
+        proxy_quiesce(m->proxy);
+        const char *active = supervisor_active(m->supervisor);
+        if (active) {
+                proxy_drain(m->proxy, active, false, manager_on_drained, m);
+        } else {
+                manager_on_drained(m);
+        }
         return 0;
 }
 
@@ -203,11 +261,16 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
                 .state_dir = m->state_dir,
                 .environ = m->environ,
                 .on_change = manager_on_change,
+                .drain = manager_drain,
                 .userdata = m,
         };
         r = supervisor_new(&so, config, &m->supervisor);
         if (r < 0) {
                 return log_error_errno(r, "Failed to set up the models: %m");
+        }
+        r = proxy_new(m->event, m->supervisor, &m->proxy);
+        if (r < 0) {
+                return log_error_errno(r, "Failed to set up the HTTP proxy: %m");
         }
         *ret = TAKE_PTR(m);
         return 0;
@@ -243,6 +306,10 @@ int manager_start(Manager *m)
         if (r < 0) {
                 return r;
         }
+        r = proxy_start(m->proxy);
+        if (r < 0) {
+                return r;
+        }
         supervisor_start(m->supervisor);
         manager_update_status(m);
         /* Model loads never delay readiness: requests wait for them instead. */
@@ -266,6 +333,7 @@ Manager *manager_free(Manager *m)
                 return NULL;
         }
         control_server_free(m->control);
+        proxy_free(m->proxy);
         supervisor_free(m->supervisor);
         sd_event_unref(m->event);
         free(m->config_path);

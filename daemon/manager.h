@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "proxy.h"
 #include "supervisor.h"
 
 /*
@@ -20,6 +21,7 @@ typedef struct Manager {
         char **environ; /* llmd's environment without systemd's variables, for children */
         Supervisor *supervisor;
         ControlServer *control;
+        Proxy *proxy;
         uint64_t start_usec;
         bool stopping;
 } Manager;

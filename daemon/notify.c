@@ -66,3 +66,11 @@ void notify_errno(int error, const char *status)
         }
         notify_send(msg);
 }
+
+void notify_extend_timeout(uint64_t usec)
+{
+        char buf[64];
+
+        snprintf(buf, sizeof(buf), "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long) usec);
+        notify_send(buf);
+}

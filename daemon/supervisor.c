@@ -158,6 +158,8 @@ static void op_free(SwitchOp *op)
         free(op);
 }
 
+static void supervisor_advance(Supervisor *s);
+
 static void supervisor_notify_change(Supervisor *s)
 {
         if (s->options.on_change) {
@@ -399,6 +401,59 @@ static int supervisor_check_target(Supervisor *s, const char *target, const Mode
         return 0;
 }
 
+typedef struct DrainWait {
+        Supervisor *supervisor;
+        char *model;
+        bool now;
+} DrainWait;
+
+static void supervisor_stop_child(Supervisor *s, Child *c, bool now)
+{
+        child_stop(c);
+        if (now) {
+                log_model(LOG_NOTICE, child_name(c), NULL, "%s: stopping at once (now): SIGKILL",
+                          child_name(c));
+                child_kill_now(c);
+        }
+}
+
+static void supervisor_on_drained(void *userdata)
+{
+        DrainWait *w = userdata;
+        Child *c = supervisor_child(w->supervisor, w->model);
+
+        /* Still running and still not wanted (a newer switch may want it back). */
+        if (c && !child_is_down(c) &&
+            !(w->supervisor->active && streq(w->supervisor->active, w->model) &&
+              w->supervisor->loaded)) {
+                supervisor_stop_child(w->supervisor, c, w->now);
+        }
+        supervisor_advance(w->supervisor);
+        free(w->model);
+        free(w);
+}
+
+/* Requests running on a model finish (or are cut off) before it stops: llama-server would
+ * ignore the SIGTERM while they run anyway. */
+static void supervisor_drain_and_stop(Supervisor *s, Child *c, bool now)
+{
+        DrainWait *w;
+
+        if (!s->options.drain || child_state(c) != CHILD_READY) {
+                supervisor_stop_child(s, c, now);
+                return;
+        }
+        w = calloc(1, sizeof(DrainWait));
+        if (!w || !(w->model = strdup(child_name(c)))) {
+                free(w);
+                supervisor_stop_child(s, c, now);
+                return;
+        }
+        w->supervisor = s;
+        w->now = now;
+        s->options.drain(s->options.userdata, w->model, now, supervisor_on_drained, w);
+}
+
 static int supervisor_begin(Supervisor *s, const char *target, bool loaded, SwitchFlags flags,
                             const SwitchCallbacks *cb, void *userdata)
 {
@@ -459,12 +514,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                 if (!child_is_pinned(c) && !(target && streq(child_name(c), target)) &&
                     !child_is_down(c)) {
                         op_progress(s, SWITCH_STOPPING, child_name(c), -1);
-                        child_stop(c);
-                        if (flags & SWITCH_NOW) {
-                                log_model(LOG_NOTICE, child_name(c), NULL,
-                                          "%s: stopping at once (now): SIGKILL", child_name(c));
-                                child_kill_now(c);
-                        }
+                        supervisor_drain_and_stop(s, c, flags & SWITCH_NOW);
                 }
         }
         supervisor_notify_change(s);

@@ -24,6 +24,10 @@ typedef struct SupervisorOptions {
         const char *state_dir;
         char **environ; /* for the children; already cleaned of systemd's variables */
         supervisor_handler_t on_change; /* any child changed state */
+        /* Before a generation model is stopped by a switch: calls done once the requests
+         * running on it have finished (or were cut off; at once with now). Optional. */
+        void (*drain)(void *userdata, const char *model, bool now, void (*done)(void *d),
+                      void *d);
         void *userdata;
 } SupervisorOptions;
 

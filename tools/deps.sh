@@ -3,7 +3,12 @@
 set -eu
 
 packages="meson ninja-build pkg-config gcc clang python3 libsystemd-dev libmicrohttpd-dev
-libcjson-dev libinih-dev"
+libcjson-dev libinih-dev libcurl4-openssl-dev mmdebstrap systemd-container"
+
+# Node.js and npm for the JavaScript client tests: the machine's own where there is one (a
+# NodeSource install conflicts with Debian's npm), else Debian's.
+command -v node >/dev/null 2>&1 || packages="$packages nodejs"
+command -v npm >/dev/null 2>&1 || packages="$packages npm"
 
 missing=""
 for p in $packages; do

@@ -5,6 +5,11 @@ set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
 
+# The OpenAI SDK for tests/integration/test_js.py, from the lockfile; nothing is fetched when the
+# installed tree already matches.
+npm ls --prefix tests/js >/dev/null 2>&1 ||
+    npm ci --prefix tests/js --prefer-offline --no-audit --no-fund
+
 run_suite() {
     dir=$1
     shift

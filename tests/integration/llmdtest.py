@@ -88,6 +88,11 @@ class Llmd:
         self.proc = None
 
     def write_config(self, text):
+        # A port of its own, so tests can run side by side (the default is 8080).
+        if "listen" not in text and "[llmd]" in text:
+            if not hasattr(self, "port"):
+                self.port = free_port()
+            text = text.replace("[llmd]", f"[llmd]\nlisten = 127.0.0.1:{self.port}", 1)
         with open(self.config, "w") as f:
             f.write(text.replace("@MODELS@", self.models))
 
@@ -349,3 +354,97 @@ def llmctl(d, *args, user=None, env=None, check_rc=None):
 def llmctl_json(d, *args, check_rc=0):
     p = llmctl(d, *args, check_rc=check_rc)
     return json.loads(p.stdout)
+
+
+def free_port():
+    """A TCP port nobody listens on now (the test binds it next; a race, but a small one)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class HTTPResponse:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.headers.get('content-type')} {self.body[:300]!r}>"
+
+
+def http(port, method, path, body=None, headers=None, timeout=TIMEOUT):
+    """One request to 127.0.0.1:port; body may be bytes, str or a JSON-able object."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+        h.setdefault("Content-Type", "application/json")
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    out = HTTPResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    c.close()
+    return out
+
+
+class Stream:
+    """A streaming request, read one server-sent event at a time."""
+
+    def __init__(self, port, path, body, headers=None, timeout=TIMEOUT):
+        import http.client
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        h = {"Content-Type": "application/json", **(headers or {})}
+        self.conn.request("POST", path, body=json.dumps(body), headers=h)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+
+    def event(self):
+        """The next "data: ..." payload (str), or None at the end of the stream."""
+        data = []
+        while True:
+            line = self.resp.readline()
+            if not line:
+                return "\n".join(data) if data else None
+            line = line.decode().rstrip("\r\n")
+            if line == "" and data:
+                return "\n".join(data)
+            if line.startswith("data: "):
+                data.append(line[6:])
+
+    def events(self):
+        out = []
+        while True:
+            e = self.event()
+            if e is None:
+                return out
+            out.append(e)
+
+    def close(self):
+        self.conn.sock.shutdown(socket.SHUT_RDWR) if self.conn.sock else None
+        self.conn.close()
+
+
+def unix_http(path, method, url, body=b"", timeout=TIMEOUT):
+    """A request to a simulator's own unix socket (for its test-only paths)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    s.sendall(f"{method} {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest

@@ -247,7 +247,7 @@ def reload_bad_file(d):
     pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
     d.write_config(conf(qwen="c = 8192"))
     p = llmctl(d, "reload", check_rc=2)
-    check(f"{d.config}:13: [qwen] c: short flag names are not accepted; use 'ctx-size'" in p.stderr,
+    check(f"{d.config}:14: [qwen] c: short flag names are not accepted; use 'ctx-size'" in p.stderr,
           p.stderr)
     e = json.loads(p.stdout)
     check(e["error"] == "io.llmd.Manager.ConfigInvalid", e)

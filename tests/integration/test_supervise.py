@@ -234,12 +234,12 @@ def bad_config_refuses_start(d):
     d.write_config(conf(qwen="c = 4096"))
     d.start()
     rc = d.proc.wait(10)
-    check(rc == 1, f"exit status {rc}")
+    check(rc == 78, f"exit status {rc}")
     errno = d.index_of("ERRNO")
     check(errno is not None, "no ERRNO= sent")
     with open(d.log_path) as f:
         log = f.read()
-    check(f"{d.config}:13: [qwen] c: short flag names are not accepted; use 'ctx-size'" in log, log)
+    check(f"{d.config}:14: [qwen] c: short flag names are not accepted; use 'ctx-size'" in log, log)
     check(not d.records("start"), "a child was started")
 
 

@@ -117,7 +117,7 @@ static _noreturn_ void sim_die_by_signal(int sig)
 }
 
 /* The LLAMA_SIM_EXIT_* faults. */
-static _noreturn_ void sim_fault(const char *what)
+_noreturn_ void sim_fault(const char *what)
 {
         cJSON *o = record_new("fault");
 
@@ -166,6 +166,17 @@ static int sim_setup_signals(void)
                 return -errno;
         }
         return 0;
+}
+
+/* A thousand concurrent clients need more descriptors than a soft limit of 1024 allows. */
+static void sim_raise_fd_limit(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
 }
 
 /* The next signal that arrived, or 0. */
@@ -439,9 +450,13 @@ int main(int argc, char **argv)
                 .n_predict = -1,
                 .n_parallel = -1,
                 .verbosity = LOG_LEVEL_INFO,
+                .endpoint_slots = true,
+                .ui = true,
+                .reasoning_budget = -1,
                 .argc = argc,
                 .argv = argv,
         };
+        sim_state.start_time = (long long) time(NULL);
         r = args_parse(argc, argv, &sim_config);
         if (r != 0) {
                 return r > 0 ? 0 : 1;
@@ -457,6 +472,7 @@ int main(int argc, char **argv)
                                   sim_config.record_path, strerror(-r));
                 }
         }
+        sim_raise_fd_limit();
         r = sim_setup_signals();
         if (r < 0) {
                 log_plain("llama-sim: cannot set up signals: %s\n", strerror(-r));

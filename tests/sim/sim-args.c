@@ -25,10 +25,18 @@ enum args_id {
         ARG_HELP,
         ARG_HOST,
         ARG_LOG_DISABLE,
+        ARG_METRICS,
         ARG_MODEL,
         ARG_N_PREDICT,
         ARG_PARALLEL,
+        ARG_POOLING,
         ARG_PORT,
+        ARG_PROPS,
+        ARG_REASONING_BUDGET,
+        ARG_REASONING_FORMAT,
+        ARG_RERANKING,
+        ARG_SLOTS,
+        ARG_UI,
         ARG_VERBOSE,
         ARG_VERBOSITY,
         ARG_VERSION,
@@ -83,7 +91,7 @@ static const struct args_option args_table[] = {
         { { "--log-timestamps", "--no-log-timestamps" }, NULL, ARGS_SWITCH, ARG_IGNORED },
         { { "--lora" }, "FNAME", ARGS_STRING, ARG_IGNORED },
         { { "-mg", "--main-gpu" }, "INDEX", ARGS_INT, ARG_IGNORED },
-        { { "--metrics" }, NULL, ARGS_SWITCH, ARG_IGNORED },
+        { { "--metrics" }, NULL, ARGS_SWITCH, ARG_METRICS },
         { { "--min-p" }, "N", ARGS_FLOAT, ARG_IGNORED },
         { { "--mlock" }, NULL, ARGS_SWITCH, ARG_IGNORED },
         { { "--mmap", "--no-mmap" }, NULL, ARGS_SWITCH, ARG_IGNORED },
@@ -97,17 +105,17 @@ static const struct args_option args_table[] = {
         { { "-np", "--parallel" }, "N", ARGS_INT, ARG_PARALLEL },
         { { "--path" }, "PATH", ARGS_STRING, ARG_IGNORED },
         { { "--perf", "--no-perf" }, NULL, ARGS_SWITCH, ARG_IGNORED },
-        { { "--pooling" }, "{none,mean,cls,last,rank}", ARGS_STRING, ARG_IGNORED },
+        { { "--pooling" }, "{none,mean,cls,last,rank}", ARGS_STRING, ARG_POOLING },
         { { "--port" }, "PORT", ARGS_INT, ARG_PORT },
         { { "-n", "--predict", "--n-predict" }, "N", ARGS_INT, ARG_N_PREDICT },
         { { "--presence-penalty" }, "N", ARGS_FLOAT, ARG_IGNORED },
-        { { "--props" }, NULL, ARGS_SWITCH, ARG_IGNORED },
+        { { "--props" }, NULL, ARGS_SWITCH, ARG_PROPS },
         { { "-rea", "--reasoning" }, "[on|off|auto]", ARGS_STRING, ARG_IGNORED },
-        { { "--reasoning-budget" }, "N", ARGS_INT, ARG_IGNORED },
-        { { "--reasoning-format" }, "FORMAT", ARGS_STRING, ARG_IGNORED },
+        { { "--reasoning-budget" }, "N", ARGS_INT, ARG_REASONING_BUDGET },
+        { { "--reasoning-format" }, "FORMAT", ARGS_STRING, ARG_REASONING_FORMAT },
         { { "--repeat-last-n" }, "N", ARGS_INT, ARG_IGNORED },
         { { "--repeat-penalty" }, "N", ARGS_FLOAT, ARG_IGNORED },
-        { { "--rerank", "--reranking" }, NULL, ARGS_SWITCH, ARG_IGNORED },
+        { { "--rerank", "--reranking" }, NULL, ARGS_SWITCH, ARG_RERANKING },
         { { "--reuse-port" }, NULL, ARGS_SWITCH, ARG_IGNORED },
         { { "--rope-freq-base" }, "N", ARGS_FLOAT, ARG_IGNORED },
         { { "--rope-freq-scale" }, "N", ARGS_FLOAT, ARG_IGNORED },
@@ -115,7 +123,7 @@ static const struct args_option args_table[] = {
         { { "--rope-scaling" }, "{none,linear,yarn}", ARGS_STRING, ARG_IGNORED },
         { { "-s", "--seed" }, "SEED", ARGS_STRING, ARG_IGNORED },
         { { "--sleep-idle-seconds" }, "SECONDS", ARGS_INT, ARG_IGNORED },
-        { { "--slots", "--no-slots" }, NULL, ARGS_SWITCH, ARG_IGNORED },
+        { { "--slots", "--no-slots" }, NULL, ARGS_SWITCH, ARG_SLOTS },
         { { "--spec-draft-model", "-md", "--model-draft" }, "FNAME", ARGS_STRING, ARG_IGNORED },
         { { "--spec-draft-n-max" }, "N", ARGS_INT, ARG_IGNORED },
         { { "--spec-draft-n-min" }, "N", ARGS_INT, ARG_IGNORED },
@@ -135,7 +143,7 @@ static const struct args_option args_table[] = {
         { { "--top-k" }, "N", ARGS_INT, ARG_IGNORED },
         { { "--top-p" }, "N", ARGS_FLOAT, ARG_IGNORED },
         { { "-ub", "--ubatch-size" }, "N", ARGS_INT, ARG_IGNORED },
-        { { "--ui", "--webui", "--no-ui", "--no-webui" }, NULL, ARGS_SWITCH, ARG_IGNORED },
+        { { "--ui", "--webui", "--no-ui", "--no-webui" }, NULL, ARGS_SWITCH, ARG_UI },
         { { "-v", "--verbose", "--log-verbose" }, NULL, ARGS_SWITCH, ARG_VERBOSE },
         { { "-lv", "--verbosity", "--log-verbosity" }, "N", ARGS_INT, ARG_VERBOSITY },
         { { "--version" }, NULL, ARGS_SWITCH, ARG_VERSION },
@@ -348,6 +356,9 @@ int args_parse(int argc, char **argv, struct sim_config *cfg)
                 case ARG_LOG_DISABLE:
                         cfg->log_disable = true;
                         break;
+                case ARG_METRICS:
+                        cfg->endpoint_metrics = true;
+                        break;
                 case ARG_MODEL:
                         cfg->model = val;
                         break;
@@ -357,8 +368,35 @@ int args_parse(int argc, char **argv, struct sim_config *cfg)
                 case ARG_PARALLEL:
                         cfg->n_parallel = num;
                         break;
+                case ARG_POOLING:
+                        if (!streq(val, "none") && !streq(val, "mean") && !streq(val, "cls") &&
+                            !streq(val, "last") && !streq(val, "rank")) {
+                                return args_fail(o, arg, "invalid value");
+                        }
+                        cfg->pooling = val;
+                        break;
                 case ARG_PORT:
                         cfg->port = num;
+                        break;
+                case ARG_PROPS:
+                        cfg->endpoint_props = true;
+                        break;
+                case ARG_REASONING_BUDGET:
+                        cfg->reasoning_budget = num;
+                        break;
+                case ARG_REASONING_FORMAT:
+                        cfg->reasoning_format = val;
+                        break;
+                case ARG_RERANKING:
+                        /* as common/arg.cpp: an embedding server with rank pooling */
+                        cfg->embedding = true;
+                        cfg->pooling = "rank";
+                        break;
+                case ARG_SLOTS:
+                        cfg->endpoint_slots = strncmp(arg, "--no-", 5) != 0;
+                        break;
+                case ARG_UI:
+                        cfg->ui = strncmp(arg, "--no-", 5) != 0;
                         break;
                 case ARG_VERBOSE:
                         cfg->verbosity = INT_MAX;

@@ -60,6 +60,27 @@ static int env_msec(const char *name, int64_t *ret)
         return 0;
 }
 
+/* A non-negative count, or -1 when the variable is unset or empty. */
+static int env_count(const char *name, int64_t *ret)
+{
+        const char *s = getenv(name);
+        char *end;
+        long long n;
+
+        *ret = -1;
+        if (!s || !*s) {
+                return 0;
+        }
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || n < 0) {
+                fprintf(stderr, "llama-sim: %s=%s: not a count\n", name, s);
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
 static bool env_flag(const char *name)
 {
         const char *s = getenv(name);
@@ -85,9 +106,13 @@ int env_parse(struct sim_config *cfg)
             (r = env_msec("LLAMA_SIM_EXIT_AFTER_MS", &cfg->exit_after_ms)) < 0 ||
             (r = env_msec("LLAMA_SIM_HEALTH_HANG_AFTER_MS", &cfg->health_hang_after_ms)) < 0 ||
             (r = env_msec("LLAMA_SIM_HOLD_MS", &cfg->hold_ms)) < 0 ||
-            (r = env_msec("LLAMA_SIM_TOKEN_MS", &cfg->token_ms)) < 0) {
+            (r = env_msec("LLAMA_SIM_TOKEN_MS", &cfg->token_ms)) < 0 ||
+            (r = env_count("LLAMA_SIM_EXIT_AFTER_TOKENS", &cfg->exit_after_tokens)) < 0 ||
+            (r = env_count("LLAMA_SIM_STALL_AFTER_TOKENS", &cfg->stall_after_tokens)) < 0 ||
+            (r = env_count("LLAMA_SIM_ERROR_AFTER_TOKENS", &cfg->error_after_tokens)) < 0) {
                 return r;
         }
+        cfg->lockstep = env_flag("LLAMA_SIM_LOCKSTEP");
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
 

@@ -7,11 +7,21 @@
 #include <unistd.h>
 
 #include "sim-http.h"
+#include "sim-json.h"
 #include "sim-log.h"
 #include "sim-record.h"
 
-/* A limit on what a peer can make us hold in memory. */
+/* A limit on what a peer can make us hold in memory; the proxy's tests send 5 MB bodies. */
 #define HTTP_BODY_MAX ((size_t) 64 * 1024 * 1024)
+
+/* More than the 1000 concurrent streams the proxy's tests open, plus their health checks. */
+#define HTTP_CONNECTION_LIMIT 4096u
+
+/* What "Keep-Alive: timeout=5" promises: an idle connection is closed after that long. */
+#define HTTP_IDLE_TIMEOUT_SEC 5u
+
+/* Per connection thread; cJSON recurses once per nesting level (at most 1000). */
+#define HTTP_THREAD_STACK ((size_t) 512 * 1024)
 
 static struct MHD_Daemon *http_daemon;
 
@@ -31,7 +41,18 @@ static void http_request_free(struct http_request *req)
         free(req->path);
         free(req->origin);
         free(req->body);
+        cJSON_Delete(req->json);
+        free(req->model);
         free(req);
+}
+
+void http_request_drop_body(struct http_request *req)
+{
+        cJSON_Delete(req->json);
+        req->json = NULL;
+        free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_alloc = 0;
 }
 
 /*
@@ -41,11 +62,15 @@ static void http_request_free(struct http_request *req)
  * "Connection: close" first, where cpp-httplib has them in other places: order does not matter.
  */
 static void http_add_headers(struct http_request *req, struct MHD_Response *resp,
-                             unsigned status, const char *content_type, bool stream)
+                             unsigned status, const char *content_type, bool stream,
+                             const char *const *extra)
 {
         MHD_add_response_header(resp, "Server", "llama.cpp");
         MHD_add_response_header(resp, "Access-Control-Allow-Origin",
                                 req->origin && *req->origin ? req->origin : " ");
+        for (; extra && extra[0]; extra += 2) {
+                MHD_add_response_header(resp, extra[0], extra[1]);
+        }
         if (stream) {
                 MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         }
@@ -61,8 +86,9 @@ static void http_add_headers(struct http_request *req, struct MHD_Response *resp
         }
 }
 
-enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
-                           const char *body)
+enum MHD_Result http_reply_extra(struct http_request *req, unsigned status,
+                                 const char *content_type, const char *body,
+                                 const char *const *extra_headers)
 {
         struct MHD_Response *resp;
         enum MHD_Result r;
@@ -72,13 +98,27 @@ enum MHD_Result http_reply(struct http_request *req, unsigned status, const char
         if (!resp) {
                 return MHD_NO;
         }
-        http_add_headers(req, resp, status, content_type, false);
+        http_add_headers(req, resp, status, content_type, false, extra_headers);
         r = MHD_queue_response(req->connection, status, resp);
         MHD_destroy_response(resp);
         if (r == MHD_YES) {
                 req->status = status;
+                http_idle_timeout(req);
         }
         return r;
+}
+
+void http_idle_timeout(struct http_request *req)
+{
+        /* from 0 to a timeout, libmicrohttpd counts the idle time from now */
+        MHD_set_connection_option(req->connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  HTTP_IDLE_TIMEOUT_SEC);
+}
+
+enum MHD_Result http_reply(struct http_request *req, unsigned status, const char *content_type,
+                           const char *body)
+{
+        return http_reply_extra(req, status, content_type, body, NULL);
 }
 
 enum MHD_Result http_reply_json(struct http_request *req, unsigned status, const char *body)
@@ -98,7 +138,7 @@ enum MHD_Result http_reply_stream(struct http_request *req, MHD_ContentReaderCal
                 free_cls(cls);
                 return MHD_NO;
         }
-        http_add_headers(req, resp, 200, "text/event-stream", true);
+        http_add_headers(req, resp, 200, "text/event-stream", true, NULL);
         r = MHD_queue_response(req->connection, 200, resp);
         MHD_destroy_response(resp);
         if (r == MHD_YES) {
@@ -107,7 +147,15 @@ enum MHD_Result http_reply_stream(struct http_request *req, MHD_ContentReaderCal
         return r;
 }
 
-bool http_wait_client_gone(struct http_request *req, int64_t timeout_ms)
+void http_mark_gone(struct http_request *req)
+{
+        if (!req->client_gone) {
+                req->client_gone = true;
+                req->gone_usec = now_usec();
+        }
+}
+
+enum http_wait_result http_wait(struct http_request *req, int fd, int64_t timeout_ms)
 {
         const union MHD_ConnectionInfo *info;
         uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
@@ -115,32 +163,45 @@ bool http_wait_client_gone(struct http_request *req, int64_t timeout_ms)
 
         info = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (!info) {
-                return false;
+                return HTTP_WAIT_TIMEOUT;
         }
 
         for (;;) {
                 /* POLLIN is not asked for: a pipelined request must not make this spin. A peer
                  * that closes or shuts down its side shows as POLLRDHUP or POLLHUP. */
-                struct pollfd p = { .fd = info->connect_fd, .events = POLLRDHUP };
+                struct pollfd p[2] = {
+                        { .fd = info->connect_fd, .events = POLLRDHUP },
+                        { .fd = fd, .events = POLLIN },
+                };
                 uint64_t now = now_usec();
                 int timeout, n;
 
-                if (now >= deadline) {
-                        return false;
-                }
-                timeout = deadline == UINT64_MAX ?
-                                  -1 :
-                                  (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
-                n = poll(&p, 1, timeout);
+                /* polled at least once, so a zero timeout still notices a client that left */
+                timeout = deadline == UINT64_MAX ? -1 :
+                          now >= deadline        ? 0 :
+                                                   (int) ((deadline - now + USEC_PER_MSEC - 1) /
+                                                          USEC_PER_MSEC);
+                n = poll(p, fd >= 0 ? 2 : 1, timeout);
                 if (n < 0 && errno != EINTR) {
-                        req->client_gone = true;
-                        return true;
+                        http_mark_gone(req);
+                        return HTTP_WAIT_GONE;
                 }
-                if (n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
-                        req->client_gone = true;
-                        return true;
+                if (n > 0 && (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
+                        http_mark_gone(req);
+                        return HTTP_WAIT_GONE;
+                }
+                if (n > 0 && fd >= 0 && (p[1].revents & POLLIN)) {
+                        return HTTP_WAIT_FD;
+                }
+                if (deadline != UINT64_MAX && now_usec() >= deadline) {
+                        return HTTP_WAIT_TIMEOUT;
                 }
         }
+}
+
+bool http_wait_client_gone(struct http_request *req, int64_t timeout_ms)
+{
+        return http_wait(req, -1, timeout_ms) == HTTP_WAIT_GONE;
 }
 
 static bool http_api_key_ok(struct http_request *req)
@@ -181,19 +242,30 @@ static bool http_api_key_ok(struct http_request *req)
 static const struct http_route *http_route_find(const char *method, const char *path,
                                                 bool *ret_public)
 {
-        const struct http_route *found = NULL;
+        const struct http_route *found = NULL, *any = NULL;
 
         *ret_public = false;
         for (size_t i = 0; i < http_routes_count; i++) {
                 const struct http_route *r = &http_routes[i];
 
+                if (streq(r->path, "*")) {
+                        if (streq(r->method, method) && !any) {
+                                any = r;
+                        }
+                        continue;
+                }
                 if (!streq(r->path, path)) {
                         continue;
                 }
+                /* llama-server lists its public endpoints by path, whatever the method */
                 *ret_public = *ret_public || r->public_path;
                 if (streq(r->method, method)) {
                         found = r;
                 }
+        }
+        if (!found && any) {
+                found = any;
+                *ret_public = *ret_public || any->public_path;
         }
         return found;
 }
@@ -203,13 +275,17 @@ static enum MHD_Result http_dispatch(struct http_request *req)
         const struct http_route *route;
         bool public_path;
 
+        route = http_route_find(req->method, req->path, &public_path);
+        if (route && route->while_loading) {
+                return route->handler(req);
+        }
+
         /* llama-server answers every path with 503 until the model is loaded, even unknown
          * ones and /health, before looking at the API key */
         if (sim_phase() == SIM_LOADING) {
                 return http_reply_json(req, 503, http_loading_body);
         }
 
-        route = http_route_find(req->method, req->path, &public_path);
         if (!public_path && !http_api_key_ok(req)) {
                 SRV_WRN("operator()", "unauthorized: Invalid API Key");
                 return http_reply_json(req, 401, http_unauthorized_body);
@@ -247,6 +323,8 @@ static struct http_request *http_request_new(struct MHD_Connection *c, const cha
                 return NULL;
         }
         req->body[0] = '\0';
+        req->body_alloc = 1;
+        sha256_init(&req->body_hash);
         length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (length && strtoull(length, NULL, 10) > HTTP_BODY_MAX) {
                 req->body_too_big = true;
@@ -256,7 +334,12 @@ static struct http_request *http_request_new(struct MHD_Connection *c, const cha
 
 static void http_body_append(struct http_request *req, const char *data, size_t size)
 {
+        size_t want;
         char *p;
+
+        /* every byte received is counted and hashed, kept or not */
+        req->body_bytes += size;
+        sha256_update(&req->body_hash, data, size);
 
         if (req->body_too_big) {
                 return;
@@ -266,15 +349,71 @@ static void http_body_append(struct http_request *req, const char *data, size_t 
                 req->body_too_big = true;
                 return;
         }
-        p = realloc(req->body, req->body_len + size + 1);
-        if (!p) {
-                req->body_too_big = true;
-                return;
+        want = req->body_len + size + 1;
+        if (want > req->body_alloc) {
+                /* grown geometrically: a 16 MiB body arrives in about a thousand pieces */
+                size_t alloc = req->body_alloc * 2 > want ? req->body_alloc * 2 : want;
+
+                p = realloc(req->body, alloc);
+                if (!p) {
+                        req->body_too_big = true;
+                        return;
+                }
+                req->body = p;
+                req->body_alloc = alloc;
         }
-        req->body = p;
         memcpy(req->body + req->body_len, data, size);
         req->body_len += size;
         req->body[req->body_len] = '\0';
+}
+
+/* Parses a complete body once, for the handlers and for the records' "model" and "stream". */
+static void http_body_parse(struct http_request *req)
+{
+        const char *end = NULL;
+        const cJSON *model;
+
+        if (req->body_too_big || req->body_len == 0) {
+                return;
+        }
+        /* the length covers the NUL after the body, so trailing garbage is refused */
+        req->json = cJSON_ParseWithLengthOpts(req->body, req->body_len + 1, &end, 1);
+        if (!req->json) {
+                /* cJSON's global error pointer is shared by all threads; end is this parse's */
+                req->json_error = end && end >= req->body && end <= req->body + req->body_len ?
+                                          (size_t) (end - req->body) :
+                                          req->body_len;
+                return;
+        }
+        model = cJSON_GetObjectItemCaseSensitive(req->json, "model");
+        if (cJSON_IsString(model)) {
+                req->model = strdup(model->valuestring);
+        }
+        req->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req->json, "stream"));
+}
+
+static void http_record_body(cJSON *o, const struct http_request *req)
+{
+        cJSON_AddNumberToObject(o, "body_bytes", (double) req->body_bytes);
+        cJSON_AddStringToObject(o, "body_sha256", req->body_sha256);
+        if (req->model) {
+                cJSON_AddStringToObject(o, "model", req->model);
+        }
+}
+
+/* "request_start": the body is all in, nothing is answered yet. Tests wait for it instead of
+ * sleeping. */
+static void http_record_start(struct http_request *req)
+{
+        cJSON *o = record_new("request_start");
+
+        if (o) {
+                cJSON_AddStringToObject(o, "method", req->method);
+                cJSON_AddStringToObject(o, "path", req->path);
+                http_record_body(o, req);
+                cJSON_AddBoolToObject(o, "stream", req->stream);
+        }
+        record_emit(o);
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -301,6 +440,16 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const ch
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+        if (req->body_sha256[0] == '\0') {
+                /* the final call: once, even if a handler makes libmicrohttpd call again */
+                sha256_final_hex(&req->body_hash, req->body_sha256);
+                http_body_parse(req);
+                http_record_start(req);
+        }
+        /* A handler or a stream may block far longer than the idle timeout (a slow answer, a
+         * lock-step stream waiting for its step): libmicrohttpd would close the connection
+         * as idle the moment it got control back. No timeout until the answer is complete. */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
         return http_dispatch(req);
 }
 
@@ -315,7 +464,11 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         }
         *con_cls = NULL;
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-                req->client_gone = true;
+                http_mark_gone(req);
+        }
+        if (req->body_sha256[0] == '\0') {
+                /* the client went before its body was complete */
+                sha256_final_hex(&req->body_hash, req->body_sha256);
         }
 
         o = record_new("request");
@@ -327,8 +480,12 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                 } else {
                         cJSON_AddNullToObject(o, "status");
                 }
+                http_record_body(o, req);
+                cJSON_AddBoolToObject(o, "stream", req->stream);
+                cJSON_AddNumberToObject(o, "tokens_sent", (double) req->tokens_sent);
                 if (req->client_gone) {
                         cJSON_AddTrueToObject(o, "client_gone");
+                        record_add_time(o, "gone_t", req->gone_usec);
                 }
         }
         record_emit(o);
@@ -345,11 +502,10 @@ int http_start(int listen_fd)
                         MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_USE_ITC,
                 0, NULL, NULL, http_access, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
                 MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned) 1000,
-                /* what "Keep-Alive: timeout=5" promises */
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 5,
+                MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
+                MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_SEC,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
-                MHD_OPTION_THREAD_STACK_SIZE, (size_t) 256 * 1024, MHD_OPTION_END);
+                MHD_OPTION_THREAD_STACK_SIZE, HTTP_THREAD_STACK, MHD_OPTION_END);
         if (!http_daemon) {
                 return -EIO;
         }

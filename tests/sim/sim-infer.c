@@ -11,14 +11,17 @@
 
 #include "sim-infer.h"
 #include "sim-json.h"
+#include "sim-lockstep.h"
 #include "sim-log.h"
+#include "sim-slots.h"
+#include "sim-tokens.h"
 
 #define INFER_DEFAULT_N_PREDICT 16
 #define INFER_DEFAULT_N_CTX 4096
 #define INFER_DEFAULT_N_SLOTS 4
 
 enum infer_api {
-        INFER_NATIVE,         /* /completion */
+        INFER_NATIVE,         /* /completion, /infill */
         INFER_OAI_COMPLETION, /* /v1/completions */
         INFER_OAI_CHAT,       /* /v1/chat/completions */
 };
@@ -30,7 +33,15 @@ enum infer_step {
         INFER_STEP_FINAL,
         INFER_STEP_USAGE,
         INFER_STEP_DONE,
+        INFER_STEP_ERROR,     /* LLAMA_SIM_ERROR_AFTER_TOKENS: the last event */
         INFER_STEP_END,
+};
+
+/* What a generated token is, in a thinking answer. */
+enum infer_kind {
+        INFER_CONTENT,
+        INFER_REASONING,
+        INFER_HIDDEN,         /* the end of the thinking: generated, shown nowhere */
 };
 
 struct infer_job {
@@ -41,18 +52,27 @@ struct infer_job {
         int n_predict;
         int n_prompt;
         int n_decoded;
-        int slot;
+        int slot;                 /* the slot in the logs and answers */
+        bool slot_held;           /* false: all slots were busy ("deferred") */
+        bool acquired;            /* counted in /metrics until released */
+        bool released;
         unsigned task;
         double temperature;
+        const char *reasoning_format;
+        bool think;
+        int n_think;              /* reasoning tokens before the hidden one */
         char id[48];
         long long created;
         char *prompt;
-        char *text;
+        char *text;               /* the content so far */
         size_t text_len;
+        char *reasoning;          /* the reasoning_content so far */
+        size_t reasoning_len;
         uint64_t t_start;
         uint64_t t_end;
 
         /* streaming */
+        struct lockstep *lock;
         enum infer_step step;
         char *pending;
         size_t pending_len;
@@ -61,6 +81,10 @@ struct infer_job {
 
 static const char *const infer_words[] = {
         "Hello", " world", " from", " the", " llama", ".cpp", " server", " simulator", ".",
+};
+
+static const char *const infer_think_words[] = {
+        "Thinking", " it", " over", ",", " step", " by", " step", ".",
 };
 
 const char *infer_model_name(void)
@@ -79,9 +103,36 @@ int infer_n_slots(void)
 }
 
 /* With automatic slots llama-server unifies the KV cache: each slot may use all of it. */
-static int infer_n_ctx_slot(void)
+int infer_n_ctx_slot(void)
 {
         return sim_config.n_parallel > 0 ? infer_n_ctx() / infer_n_slots() : infer_n_ctx();
+}
+
+/* The recorded embedding model has 128 dimensions, the chat model 64. */
+int infer_n_embd(void)
+{
+        return sim_config.embedding ? 128 : 64;
+}
+
+static void infer_params_of(const struct infer_job *j, struct infer_params *p)
+{
+        *p = (struct infer_params) {
+                .temperature = j->temperature,
+                .n_predict = j->n_predict,
+                .stream = j->stream,
+                .reasoning_format = j->reasoning_format,
+        };
+}
+
+void infer_default_params(struct infer_params *p)
+{
+        *p = (struct infer_params) {
+                .temperature = 0.8,
+                .n_predict = sim_config.n_predict,
+                .stream = false,
+                /* params.sampling has no reasoning format: the task default is printed */
+                .reasoning_format = "none",
+        };
 }
 
 static void infer_job_free(struct infer_job *j)
@@ -89,8 +140,10 @@ static void infer_job_free(struct infer_job *j)
         if (!j) {
                 return;
         }
+        lockstep_free(j->lock);
         free(j->prompt);
         free(j->text);
+        free(j->reasoning);
         free(j->pending);
         free(j);
 }
@@ -114,22 +167,6 @@ static void infer_make_id(char *buf, size_t size)
         buf[n] = '\0';
 }
 
-static int infer_count_words(const char *s)
-{
-        int n = 0;
-        bool in_word = false;
-
-        for (; s && *s; s++) {
-                bool space = isspace((unsigned char) *s);
-
-                if (!space && !in_word) {
-                        n++;
-                }
-                in_word = !space;
-        }
-        return n;
-}
-
 /* A rough token count: words, plus the chat template's few tokens per message. */
 static int infer_count_chat_prompt(const cJSON *messages)
 {
@@ -143,14 +180,14 @@ static int infer_count_chat_prompt(const cJSON *messages)
 
                 n += 4;
                 if (cJSON_IsString(content)) {
-                        n += infer_count_words(content->valuestring);
+                        n += tokens_count_words(content->valuestring);
                 } else if (cJSON_IsArray(content)) {
                         cJSON_ArrayForEach(part, content)
                         {
                                 const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
 
                                 if (cJSON_IsString(text)) {
-                                        n += infer_count_words(text->valuestring);
+                                        n += tokens_count_words(text->valuestring);
                                 }
                         }
                 }
@@ -185,8 +222,22 @@ static char *infer_sse(cJSON *o)
         return s;
 }
 
-static enum MHD_Result infer_error(struct http_request *req, int code, const char *message,
-                                   const char *type)
+enum MHD_Result infer_reply_error(struct http_request *req, int code, const char *message,
+                                  const char *type)
+{
+        char *body = json_error_body(code, message, type);
+        enum MHD_Result r;
+
+        if (!body) {
+                return MHD_NO;
+        }
+        r = http_reply_json(req, (unsigned) code, body);
+        free(body);
+        return r;
+}
+
+enum MHD_Result infer_error(struct http_request *req, int code, const char *message,
+                            const char *type)
 {
         char *body = json_error_body(code, message, type);
         enum MHD_Result r;
@@ -199,6 +250,34 @@ static enum MHD_Result infer_error(struct http_request *req, int code, const cha
         r = http_reply_json(req, (unsigned) code, body);
         free(body);
         return r;
+}
+
+enum MHD_Result infer_reply_json(struct http_request *req, cJSON *o)
+{
+        char *body = infer_print(o);
+        enum MHD_Result r;
+
+        if (!body) {
+                return MHD_NO;
+        }
+        r = http_reply_json(req, 200, body);
+        free(body);
+        return r;
+}
+
+cJSON *infer_body(struct http_request *req, enum MHD_Result *ret_result)
+{
+        char *msg;
+
+        if (req->json) {
+                return req->json;
+        }
+        /* llama-server answers malformed JSON with 500, not 400 */
+        msg = json_parse_error_message(req->body ? req->body : "", req->body_len,
+                                       req->json_error);
+        *ret_result = infer_error(req, 500, msg ? msg : "parse error", "server_error");
+        free(msg);
+        return NULL;
 }
 
 /* ---- the objects, key for key as llama-server writes them ---- */
@@ -264,7 +343,7 @@ static void infer_add_meta(cJSON *o, const struct infer_job *j, const char *obje
         cJSON_AddStringToObject(o, "object", object);
 }
 
-static cJSON *infer_generation_settings(const struct infer_job *j)
+cJSON *infer_params_json(const struct infer_params *p, bool full)
 {
         static const char *const breakers[] = { "\n", ":", "\"", "*" };
         static const char *const samplers[] = { "penalties", "dry",   "top_n_sigma",
@@ -273,7 +352,7 @@ static cJSON *infer_generation_settings(const struct infer_job *j)
         cJSON *g = cJSON_CreateObject();
 
         cJSON_AddNumberToObject(g, "seed", 4294967295.0);
-        json_add_double(g, "temperature", (float) j->temperature);
+        json_add_double(g, "temperature", (float) p->temperature);
         json_add_double(g, "dynatemp_range", 0.0);
         json_add_double(g, "dynatemp_exponent", 1.0);
         cJSON_AddNumberToObject(g, "top_k", 40);
@@ -291,29 +370,38 @@ static cJSON *infer_generation_settings(const struct infer_job *j)
         json_add_double(g, "dry_base", 1.75);
         cJSON_AddNumberToObject(g, "dry_allowed_length", 2);
         cJSON_AddNumberToObject(g, "dry_penalty_last_n", 64);
-        cJSON_AddItemToObject(g, "dry_sequence_breakers",
-                              cJSON_CreateStringArray(breakers, (int) ELEMENTSOF(breakers)));
+        if (full) {
+                cJSON_AddItemToObject(g, "dry_sequence_breakers",
+                                      cJSON_CreateStringArray(breakers,
+                                                              (int) ELEMENTSOF(breakers)));
+        }
         cJSON_AddNumberToObject(g, "mirostat", 0);
         json_add_double(g, "mirostat_tau", 5.0);
         json_add_double(g, "mirostat_eta", 0.1f);
         json_add_double(g, "adaptive_target", -1.0);
         json_add_double(g, "adaptive_decay", 0.9f);
-        cJSON_AddArrayToObject(g, "stop");
-        cJSON_AddNumberToObject(g, "max_tokens", j->n_predict);
-        cJSON_AddNumberToObject(g, "n_predict", j->n_predict);
+        if (full) {
+                cJSON_AddArrayToObject(g, "stop");
+        }
+        cJSON_AddNumberToObject(g, "max_tokens", p->n_predict);
+        cJSON_AddNumberToObject(g, "n_predict", p->n_predict);
         cJSON_AddNumberToObject(g, "n_keep", 0);
         cJSON_AddNumberToObject(g, "n_discard", 0);
         cJSON_AddFalseToObject(g, "ignore_eos");
-        cJSON_AddBoolToObject(g, "stream", j->stream);
-        cJSON_AddArrayToObject(g, "logit_bias");
+        cJSON_AddBoolToObject(g, "stream", p->stream);
+        if (full) {
+                cJSON_AddArrayToObject(g, "logit_bias");
+        }
         cJSON_AddNumberToObject(g, "n_probs", 0);
         cJSON_AddNumberToObject(g, "min_keep", 0);
-        cJSON_AddStringToObject(g, "grammar", "");
-        cJSON_AddFalseToObject(g, "grammar_lazy");
-        cJSON_AddArrayToObject(g, "grammar_triggers");
-        cJSON_AddArrayToObject(g, "preserved_tokens");
+        if (full) {
+                cJSON_AddStringToObject(g, "grammar", "");
+                cJSON_AddFalseToObject(g, "grammar_lazy");
+                cJSON_AddArrayToObject(g, "grammar_triggers");
+                cJSON_AddArrayToObject(g, "preserved_tokens");
+        }
         cJSON_AddStringToObject(g, "chat_format", "Content-only");
-        cJSON_AddStringToObject(g, "reasoning_format", "deepseek");
+        cJSON_AddStringToObject(g, "reasoning_format", p->reasoning_format);
         cJSON_AddFalseToObject(g, "reasoning_in_content");
         cJSON_AddStringToObject(g, "generation_prompt", "");
         cJSON_AddItemToObject(g, "samplers",
@@ -324,6 +412,14 @@ static cJSON *infer_generation_settings(const struct infer_job *j)
         cJSON_AddFalseToObject(g, "backend_sampling");
         cJSON_AddArrayToObject(g, "lora");
         return g;
+}
+
+static cJSON *infer_generation_settings(const struct infer_job *j)
+{
+        struct infer_params p;
+
+        infer_params_of(j, &p);
+        return infer_params_json(&p, true);
 }
 
 /* /completion's final object; in a stream its content was already sent, so it is empty. */
@@ -447,6 +543,9 @@ static cJSON *infer_chat_final(const struct infer_job *j)
         m = cJSON_AddObjectToObject(c, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
         cJSON_AddStringToObject(m, "content", j->text);
+        if (j->think) {
+                cJSON_AddStringToObject(m, "reasoning_content", j->reasoning);
+        }
         cJSON_AddItemToArray(choices, c);
         infer_add_meta(o, j, "chat.completion", false);
         cJSON_AddItemToObject(o, "usage", infer_usage(j));
@@ -455,45 +554,112 @@ static cJSON *infer_chat_final(const struct infer_job *j)
         return o;
 }
 
+/* LLAMA_SIM_ERROR_AFTER_TOKENS's error, as a generation error reaches the client. */
+static char *infer_injected_error_body(const struct infer_job *j)
+{
+        char msg[128];
+
+        snprintf(msg, sizeof(msg),
+                 "llama-sim: LLAMA_SIM_ERROR_AFTER_TOKENS: generation failed after %llu tokens",
+                 (unsigned long long) j->req->tokens_sent);
+        return json_error_body(500, msg, "server_error");
+}
+
 /* ---- generating ---- */
 
-/*
- * Waits one token's time. Returns -ECONNRESET when the client went away, or when shutdown began:
- * llama-server then stops generating and holds the connection until the client goes, so this
- * does too before giving up.
- */
-static int infer_wait_token(struct infer_job *j)
+/* Holds the connection until the client goes, as llama-server does after SIGTERM. */
+static int infer_hold(struct infer_job *j)
 {
-        if (sim_phase() != SIM_STOPPING &&
-            !http_wait_client_gone(j->req, sim_config.token_ms) && sim_phase() != SIM_STOPPING) {
-                return 0;
-        }
         if (!j->req->client_gone) {
                 (void) http_wait_client_gone(j->req, -1);
         }
         return -ECONNRESET;
 }
 
-static int infer_next_token(struct infer_job *j, const char **ret_word)
+/*
+ * Waits one token's time. Returns -ECONNRESET when the client went away, or when shutdown began:
+ * llama-server then stops generating and holds the connection until the client goes, so this
+ * does too before giving up. In lock-step mode the steps pace the stream instead.
+ */
+static int infer_wait_token(struct infer_job *j)
 {
-        const char *word = infer_words[j->n_decoded % ELEMENTSOF(infer_words)];
-        size_t len = strlen(word);
-        char *p;
+        if (j->lock) {
+                return sim_phase() == SIM_STOPPING ? infer_hold(j) : 0;
+        }
+        if (sim_phase() != SIM_STOPPING &&
+            !http_wait_client_gone(j->req, sim_config.token_ms) && sim_phase() != SIM_STOPPING) {
+                return 0;
+        }
+        return infer_hold(j);
+}
+
+/* Before each SSE event: a lock-step credit, and no event at all once shutdown began. */
+static int infer_wait_event(struct infer_job *j)
+{
+        if (j->lock && lockstep_take(j->lock, j->req) < 0) {
+                return -ECONNRESET;
+        }
+        if (sim_phase() == SIM_STOPPING) {
+                return infer_hold(j);
+        }
+        return 0;
+}
+
+static enum infer_kind infer_kind_of(const struct infer_job *j, int i)
+{
+        if (!j->think) {
+                return INFER_CONTENT;
+        }
+        return i < j->n_think ? INFER_REASONING : i == j->n_think ? INFER_HIDDEN : INFER_CONTENT;
+}
+
+static int infer_append(char **buf, size_t *len, const char *word)
+{
+        size_t n = strlen(word);
+        char *p = realloc(*buf, *len + n + 1);
+
+        if (!p) {
+                return -ENOMEM;
+        }
+        memcpy(p + *len, word, n + 1);
+        *buf = p;
+        *len += n;
+        return 0;
+}
+
+/* Generates the next token; *ret_word is its text, NULL for the hidden one. */
+static int infer_next_token(struct infer_job *j, const char **ret_word, enum infer_kind *ret_kind)
+{
+        enum infer_kind kind = infer_kind_of(j, j->n_decoded);
+        const char *word = NULL;
         int r;
 
         r = infer_wait_token(j);
         if (r < 0) {
                 return r;
         }
-        p = realloc(j->text, j->text_len + len + 1);
-        if (!p) {
-                return -ENOMEM;
+        switch (kind) {
+        case INFER_REASONING:
+                word = infer_think_words[j->n_decoded % ELEMENTSOF(infer_think_words)];
+                r = infer_append(&j->reasoning, &j->reasoning_len, word);
+                break;
+        case INFER_CONTENT: {
+                int i = j->think ? j->n_decoded - j->n_think - 1 : j->n_decoded;
+
+                word = infer_words[i % (int) ELEMENTSOF(infer_words)];
+                r = infer_append(&j->text, &j->text_len, word);
+                break;
         }
-        j->text = p;
-        memcpy(j->text + j->text_len, word, len + 1);
-        j->text_len += len;
+        case INFER_HIDDEN:
+                break;
+        }
+        if (r < 0) {
+                return r;
+        }
         j->n_decoded++;
+        slots_progress(j->slot_held ? j->slot : -1, j->n_decoded);
         *ret_word = word;
+        *ret_kind = kind;
         return 0;
 }
 
@@ -526,16 +692,60 @@ static void infer_log_end(const struct infer_job *j)
                  j->task, j->n_prompt + j->n_decoded - 1);
 }
 
+/* The task is over: its slot is free and its numbers go to /metrics. Once. */
+static void infer_release(struct infer_job *j)
+{
+        if (!j->acquired || j->released) {
+                return;
+        }
+        if (j->t_end == 0) {
+                j->t_end = now_usec();
+        }
+        slots_release(j->slot_held ? j->slot : -1, j->n_prompt, infer_prompt_ms(j), j->n_decoded,
+                      infer_predicted_ms(j));
+        j->released = true;
+}
+
+/*
+ * The LLAMA_SIM_*_AFTER_TOKENS faults, checked before the next token once n tokens went out.
+ * Exits for EXIT; returns -ECONNRESET after holding for STALL; 1 for ERROR; else 0.
+ */
+static int infer_check_faults(struct infer_job *j)
+{
+        uint64_t sent = j->req->tokens_sent;
+
+        if (sim_config.exit_after_tokens >= 0 && sent >= (uint64_t) sim_config.exit_after_tokens) {
+                sim_fault("LLAMA_SIM_EXIT_AFTER_TOKENS");
+        }
+        if (sim_config.stall_after_tokens >= 0 &&
+            sent >= (uint64_t) sim_config.stall_after_tokens) {
+                log_plain("llama-sim: LLAMA_SIM_STALL_AFTER_TOKENS: stalling after %llu tokens\n",
+                          (unsigned long long) sent);
+                return infer_hold(j);
+        }
+        if (sim_config.error_after_tokens >= 0 &&
+            sent >= (uint64_t) sim_config.error_after_tokens) {
+                return 1;
+        }
+        return 0;
+}
+
 /* Makes the next event of the stream into j->pending. Returns 0, 1 at the end, or -errno. */
 static int infer_stream_step(struct infer_job *j)
 {
+        enum infer_kind kind;
         const char *word;
         cJSON *delta;
+        char *body;
         int r;
 
         for (;;) {
                 switch (j->step) {
                 case INFER_STEP_ROLE:
+                        r = infer_wait_event(j);
+                        if (r < 0) {
+                                return r;
+                        }
                         delta = cJSON_CreateObject();
                         cJSON_AddStringToObject(delta, "role", "assistant");
                         cJSON_AddNullToObject(delta, "content");
@@ -543,13 +753,31 @@ static int infer_stream_step(struct infer_job *j)
                         j->step = INFER_STEP_TOKENS;
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_TOKENS:
+                        r = infer_check_faults(j);
+                        if (r < 0) {
+                                return r;
+                        }
+                        if (r > 0) {
+                                j->step = INFER_STEP_ERROR;
+                                continue;
+                        }
                         if (j->n_decoded >= j->n_predict) {
                                 j->step = INFER_STEP_FINAL;
                                 continue;
                         }
-                        r = infer_next_token(j, &word);
+                        /* the end of the thinking is generated but makes no event */
+                        if (infer_kind_of(j, j->n_decoded) != INFER_HIDDEN) {
+                                r = infer_wait_event(j);
+                                if (r < 0) {
+                                        return r;
+                                }
+                        }
+                        r = infer_next_token(j, &word, &kind);
                         if (r < 0) {
                                 return r;
+                        }
+                        if (kind == INFER_HIDDEN) {
+                                continue;
                         }
                         switch (j->api) {
                         case INFER_NATIVE:
@@ -560,12 +788,23 @@ static int infer_stream_step(struct infer_job *j)
                                 break;
                         case INFER_OAI_CHAT:
                                 delta = cJSON_CreateObject();
-                                cJSON_AddStringToObject(delta, "content", word);
+                                cJSON_AddStringToObject(delta,
+                                                        kind == INFER_REASONING ?
+                                                                "reasoning_content" :
+                                                                "content",
+                                                        word);
                                 j->pending = infer_sse(infer_chat_chunk(j, delta, NULL, false));
                                 break;
                         }
+                        if (j->pending) {
+                                j->req->tokens_sent++;
+                        }
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_FINAL:
+                        r = infer_wait_event(j);
+                        if (r < 0) {
+                                return r;
+                        }
                         j->t_end = now_usec();
                         infer_log_end(j);
                         switch (j->api) {
@@ -583,13 +822,40 @@ static int infer_stream_step(struct infer_job *j)
                                 j->step = j->include_usage ? INFER_STEP_USAGE : INFER_STEP_DONE;
                                 break;
                         }
+                        /* llama-server frees the slot with the final result */
+                        infer_release(j);
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_USAGE:
+                        r = infer_wait_event(j);
+                        if (r < 0) {
+                                return r;
+                        }
                         j->pending = infer_sse(infer_chat_usage_chunk(j));
                         j->step = INFER_STEP_DONE;
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_DONE:
+                        r = infer_wait_event(j);
+                        if (r < 0) {
+                                return r;
+                        }
                         j->pending = strdup("data: [DONE]\n\n");
+                        j->step = INFER_STEP_END;
+                        return j->pending ? 0 : -ENOMEM;
+                case INFER_STEP_ERROR:
+                        /* format_error(): one `data: {"error":...}` event, then the end,
+                         * without [DONE] */
+                        r = infer_wait_event(j);
+                        if (r < 0) {
+                                return r;
+                        }
+                        body = infer_injected_error_body(j);
+                        SRV_ERR("send_error", "task id = %u, error: %s", j->task,
+                                body ? body : "");
+                        if (!body || asprintf(&j->pending, "data: %s\n\n", body) < 0) {
+                                j->pending = NULL;
+                        }
+                        free(body);
+                        infer_release(j);
                         j->step = INFER_STEP_END;
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_END:
@@ -611,9 +877,11 @@ static ssize_t infer_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
                 r = infer_stream_step(j);
                 if (r > 0) {
+                        http_idle_timeout(j->req);
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 }
                 if (r < 0) {
+                        infer_release(j);
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 }
                 j->pending_len = strlen(j->pending);
@@ -630,17 +898,51 @@ static ssize_t infer_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void infer_stream_free(void *cls)
 {
-        infer_job_free(cls);
+        struct infer_job *j = cls;
+
+        infer_release(j);
+        infer_job_free(j);
 }
 
 /* ---- the handlers ---- */
 
+static enum MHD_Result infer_exceeds_context(struct http_request *req, struct infer_job *j)
+{
+        char msg[160];
+        cJSON *e = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(e, "error");
+        enum MHD_Result r;
+        char *body;
+
+        snprintf(msg, sizeof(msg),
+                 "request (%d tokens) exceeds the available context size (%d tokens), "
+                 "try increasing it",
+                 j->n_prompt, infer_n_ctx_slot());
+        SRV_ERR("send_error", "task id = %u, error: %s", j->task, msg);
+        cJSON_AddNumberToObject(err, "code", 400);
+        cJSON_AddStringToObject(err, "message", msg);
+        cJSON_AddStringToObject(err, "type", "exceed_context_size_error");
+        cJSON_AddNumberToObject(err, "n_prompt_tokens", j->n_prompt);
+        cJSON_AddNumberToObject(err, "n_ctx", infer_n_ctx_slot());
+        body = infer_print(e);
+        r = body ? http_reply_json(req, 400, body) : MHD_NO;
+        free(body);
+        return r;
+}
+
+/* Runs the job to its answer; takes j. The request's body is dropped on the way. */
 static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
 {
+        struct infer_params params;
+        enum infer_kind kind;
         enum MHD_Result r;
         const char *word;
         char *body;
         cJSON *o = NULL;
+        int slot;
+
+        /* what the handler needed is copied out; a long stream keeps no large body */
+        http_request_drop_body(req);
 
         j->req = req;
         j->task = __atomic_fetch_add(&sim_state.task_counter, 1, __ATOMIC_SEQ_CST);
@@ -648,48 +950,79 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         j->created = (long long) time(NULL);
         infer_make_id(j->id, sizeof(j->id));
         j->text = strdup("");
-        if (!j->text) {
+        j->reasoning = strdup("");
+        if (!j->text || !j->reasoning) {
                 infer_job_free(j);
                 return MHD_NO;
         }
 
-        if (j->n_prompt > infer_n_ctx_slot()) {
-                char msg[160];
-                cJSON *e = cJSON_CreateObject();
-                cJSON *err = cJSON_AddObjectToObject(e, "error");
+        if (sim_config.embedding) {
+                /* an embedding context computes no logits: the task fails at once */
+                static const char msg[] = "the current context does not logits computation. "
+                                          "skipping";
 
-                snprintf(msg, sizeof(msg),
-                         "request (%d tokens) exceeds the available context size (%d tokens), "
-                         "try increasing it",
-                         j->n_prompt, infer_n_ctx_slot());
                 SRV_ERR("send_error", "task id = %u, error: %s", j->task, msg);
-                cJSON_AddNumberToObject(err, "code", 400);
-                cJSON_AddStringToObject(err, "message", msg);
-                cJSON_AddStringToObject(err, "type", "exceed_context_size_error");
-                cJSON_AddNumberToObject(err, "n_prompt_tokens", j->n_prompt);
-                cJSON_AddNumberToObject(err, "n_ctx", infer_n_ctx_slot());
-                body = infer_print(e);
-                r = body ? http_reply_json(req, 400, body) : MHD_NO;
-                free(body);
+                infer_job_free(j);
+                return infer_reply_error(req, 500, msg, "server_error");
+        }
+        if (j->n_prompt > infer_n_ctx_slot()) {
+                r = infer_exceeds_context(req, j);
                 infer_job_free(j);
                 return r;
         }
 
+        infer_params_of(j, &params);
+        slot = slots_acquire(&params, j->task, j->n_prompt);
+        if (slot >= 0) {
+                j->slot = slot;
+                j->slot_held = true;
+        }
+        j->acquired = true;
         infer_log_start(j);
         j->t_start = now_usec();
+
+        if (sim_config.error_after_tokens == 0) {
+                /* the first result is an error: llama-server answers it like any error */
+                body = infer_injected_error_body(j);
+                SRV_ERR("send_error", "task id = %u, error: %s", j->task, body ? body : "");
+                r = body ? http_reply_json(req, 500, body) : MHD_NO;
+                free(body);
+                infer_release(j);
+                infer_job_free(j);
+                return r;
+        }
+
         if (j->stream) {
+                j->lock = lockstep_new();
                 j->step = j->api == INFER_OAI_CHAT ? INFER_STEP_ROLE : INFER_STEP_TOKENS;
                 return http_reply_stream(req, infer_stream_read, j, infer_stream_free);
         }
 
         while (j->n_decoded < j->n_predict) {
-                if (infer_next_token(j, &word) < 0) {
+                int f = infer_check_faults(j);
+
+                if (f > 0) {
+                        /* a non-streamed request gets the error as its answer */
+                        body = infer_injected_error_body(j);
+                        SRV_ERR("send_error", "task id = %u, error: %s", j->task,
+                                body ? body : "");
+                        r = body ? http_reply_json(req, 500, body) : MHD_NO;
+                        free(body);
+                        infer_release(j);
+                        infer_job_free(j);
+                        return r;
+                }
+                if (f < 0 || infer_next_token(j, &word, &kind) < 0) {
+                        infer_release(j);
                         infer_job_free(j);
                         return MHD_NO;
                 }
+                /* counted as they would go out; the whole answer goes at the end */
+                req->tokens_sent += kind != INFER_HIDDEN;
         }
         j->t_end = now_usec();
         infer_log_end(j);
+        infer_release(j);
 
         switch (j->api) {
         case INFER_NATIVE:
@@ -709,27 +1042,6 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         return r;
 }
 
-/* Parses the body and the options every API shares; on failure the error is already sent and
- * NULL returned with *ret_result set. */
-static cJSON *infer_parse(struct http_request *req, enum MHD_Result *ret_result)
-{
-        const char *end = NULL;
-        cJSON *body;
-        char *msg;
-
-        /* the length covers the NUL after the body, so trailing garbage is refused */
-        body = cJSON_ParseWithLengthOpts(req->body, req->body_len + 1, &end, 1);
-
-        if (!body) {
-                /* llama-server answers malformed JSON with 500, not 400 */
-                msg = json_parse_error_message(req->body, req->body_len);
-                *ret_result = infer_error(req, 500, msg ? msg : "parse error", "server_error");
-                free(msg);
-                return NULL;
-        }
-        return body;
-}
-
 static struct infer_job *infer_job_new(enum infer_api api, const cJSON *body)
 {
         struct infer_job *j = calloc(1, sizeof(*j));
@@ -746,6 +1058,11 @@ static struct infer_job *infer_job_new(enum infer_api api, const cJSON *body)
                 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
         temp = cJSON_GetObjectItemCaseSensitive(body, "temperature");
         j->temperature = cJSON_IsNumber(temp) ? temp->valuedouble : 0.8;
+        /* the task's format: the request's, else the server's, else what "auto" becomes */
+        j->reasoning_format = "deepseek";
+        if (sim_config.reasoning_format && streq(sim_config.reasoning_format, "none")) {
+                j->reasoning_format = "none";
+        }
 
         /* as params_from_json_cmpl(): n_predict wins over max_tokens, then the -n default */
         n = infer_json_int(body, "n_predict", infer_json_int(body, "max_tokens", -1));
@@ -756,10 +1073,47 @@ static struct infer_job *infer_job_new(enum infer_api api, const cJSON *body)
         return j;
 }
 
+static bool infer_is_deepseek(const char *format)
+{
+        return format && (streq(format, "deepseek") || streq(format, "deepseek-legacy"));
+}
+
+/*
+ * Whether a chat answer thinks: --reasoning-format deepseek, or the request's own
+ * "reasoning_format" (which "auto" leaves to the server); off with "none", with
+ * chat_template_kwargs.enable_thinking false, or with --reasoning-budget 0.
+ */
+static void infer_setup_thinking(struct infer_job *j, const cJSON *body)
+{
+        const cJSON *format = cJSON_GetObjectItemCaseSensitive(body, "reasoning_format");
+        const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
+        const cJSON *enable = cJSON_GetObjectItemCaseSensitive(kwargs, "enable_thinking");
+        int budget = sim_config.reasoning_budget;
+
+        j->think = infer_is_deepseek(sim_config.reasoning_format);
+        if (cJSON_IsString(format) && !streq(format->valuestring, "auto")) {
+                j->think = infer_is_deepseek(format->valuestring);
+                j->reasoning_format = infer_is_deepseek(format->valuestring) ? "deepseek" :
+                                                                               "none";
+        }
+        if (cJSON_IsFalse(enable) || budget == 0 || j->n_predict < 2) {
+                j->think = false;
+        }
+        if (!j->think) {
+                return;
+        }
+        /* with a budget of N, N - 1 reasoning tokens and the forced end of the thinking, as
+         * the recorded --reasoning-budget 3 answer has */
+        j->n_think = budget > 0 ? budget - 1 : j->n_predict / 2;
+        if (j->n_think > j->n_predict - 1) {
+                j->n_think = j->n_predict - 1;
+        }
+}
+
 enum MHD_Result infer_completion(struct http_request *req)
 {
         enum MHD_Result r = MHD_NO;
-        cJSON *body = infer_parse(req, &r);
+        cJSON *body = infer_body(req, &r);
         const cJSON *prompt;
         struct infer_job *j;
 
@@ -768,31 +1122,28 @@ enum MHD_Result infer_completion(struct http_request *req)
         }
         prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
         if (!cJSON_IsObject(body) || !prompt) {
-                cJSON_Delete(body);
                 return infer_error(req, 400,
                                    "[json.exception.out_of_range.403] key 'prompt' not found",
                                    "invalid_request_error");
         }
         j = infer_job_new(INFER_NATIVE, body);
         if (!j) {
-                cJSON_Delete(body);
                 return MHD_NO;
         }
         if (cJSON_IsString(prompt)) {
                 j->prompt = strdup(prompt->valuestring);
-                j->n_prompt = infer_count_words(prompt->valuestring);
+                j->n_prompt = tokens_count_words(prompt->valuestring);
         }
         if (j->n_prompt < 1) {
                 j->n_prompt = 1;
         }
-        cJSON_Delete(body);
         return infer_run(req, j);
 }
 
 enum MHD_Result infer_oai_completion(struct http_request *req)
 {
         enum MHD_Result r = MHD_NO;
-        cJSON *body = infer_parse(req, &r);
+        cJSON *body = infer_body(req, &r);
         const cJSON *prompt;
         struct infer_job *j;
 
@@ -801,26 +1152,23 @@ enum MHD_Result infer_oai_completion(struct http_request *req)
         }
         prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
         if (!cJSON_IsObject(body) || !prompt) {
-                cJSON_Delete(body);
                 return infer_error(req, 500, "\"prompt\" is required", "server_error");
         }
         j = infer_job_new(INFER_OAI_COMPLETION, body);
         if (!j) {
-                cJSON_Delete(body);
                 return MHD_NO;
         }
-        j->n_prompt = cJSON_IsString(prompt) ? infer_count_words(prompt->valuestring) : 1;
+        j->n_prompt = cJSON_IsString(prompt) ? tokens_count_words(prompt->valuestring) : 1;
         if (j->n_prompt < 1) {
                 j->n_prompt = 1;
         }
-        cJSON_Delete(body);
         return infer_run(req, j);
 }
 
 enum MHD_Result infer_chat(struct http_request *req)
 {
         enum MHD_Result r = MHD_NO;
-        cJSON *body = infer_parse(req, &r);
+        cJSON *body = infer_body(req, &r);
         const cJSON *messages;
         struct infer_job *j;
 
@@ -829,23 +1177,130 @@ enum MHD_Result infer_chat(struct http_request *req)
         }
         messages = cJSON_GetObjectItemCaseSensitive(body, "messages");
         if (!cJSON_IsObject(body) || !messages) {
-                cJSON_Delete(body);
                 return infer_error(req, 400, "'messages' is required", "invalid_request_error");
         }
         if (!cJSON_IsArray(messages)) {
-                cJSON_Delete(body);
                 return infer_error(req, 400, "Expected 'messages' to be an array",
                                    "invalid_request_error");
         }
         j = infer_job_new(INFER_OAI_CHAT, body);
         if (!j) {
-                cJSON_Delete(body);
                 return MHD_NO;
         }
+        infer_setup_thinking(j, body);
         j->n_prompt = infer_count_chat_prompt(messages);
         if (j->n_prompt < 1) {
                 j->n_prompt = 1;
         }
-        cJSON_Delete(body);
+        return infer_run(req, j);
+}
+
+/* FIM with Qwen2's tokens, in the repo-level layout of format_prompt_infill(). */
+static char *infer_infill_prompt(const cJSON *body, int *ret_n_prompt)
+{
+        const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(body, "input_prefix");
+        const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(body, "input_suffix");
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+        const cJSON *extra = cJSON_GetObjectItemCaseSensitive(body, "input_extra");
+        const cJSON *chunk;
+        const char *pre = cJSON_IsString(prefix) ? prefix->valuestring : "";
+        const char *suf = cJSON_IsString(suffix) ? suffix->valuestring : "";
+        const char *mid = cJSON_IsString(prompt) ? prompt->valuestring : "";
+        char *text = strdup("<|repo_name|>myproject\n"), *p;
+        int n = 3 + tokens_count_words(pre) + tokens_count_words(suf) + tokens_count_words(mid);
+
+        cJSON_ArrayForEach(chunk, extra)
+        {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(chunk, "text");
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(chunk, "filename");
+
+                if (!text || asprintf(&p, "%s<|file_sep|>%s\n%s", text,
+                                      cJSON_IsString(f) ? f->valuestring : "tmp",
+                                      t->valuestring) < 0) {
+                        free(text);
+                        return NULL;
+                }
+                free(text);
+                text = p;
+                n += 2 + tokens_count_words(t->valuestring);
+        }
+        if (!text || asprintf(&p, "%s<|file_sep|>filename\n<|fim_prefix|>%s%s<|fim_suffix|>%s"
+                                  "<|fim_middle|>",
+                              text, pre, mid, suf) < 0) {
+                free(text);
+                return NULL;
+        }
+        free(text);
+        *ret_n_prompt = n;
+        return p;
+}
+
+enum MHD_Result infer_infill(struct http_request *req)
+{
+        enum MHD_Result r = MHD_NO;
+        const cJSON *extra, *chunk;
+        struct infer_job *j;
+        cJSON *body;
+
+        if (sim_config.embedding) {
+                /* the recorded embedding model (BERT) has no FIM tokens */
+                return infer_reply_error(req, 501,
+                                         "Infill is not supported by this model: prefix token "
+                                         "is missing. suffix token is missing. middle token is "
+                                         "missing. ",
+                                         "not_supported_error");
+        }
+        body = infer_body(req, &r);
+        if (!body) {
+                return r;
+        }
+        extra = cJSON_GetObjectItemCaseSensitive(body, "input_extra");
+        if (extra && !cJSON_IsArray(extra)) {
+                return infer_reply_error(req, 400,
+                                         "\"input_extra\" must be an array of {\"filename\": "
+                                         "string, \"text\": string}",
+                                         "invalid_request_error");
+        }
+        cJSON_ArrayForEach(chunk, extra)
+        {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(chunk, "text");
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(chunk, "filename");
+
+                if (!cJSON_IsString(t)) {
+                        return infer_reply_error(req, 400,
+                                                 "extra_context chunk must contain a \"text\" "
+                                                 "field with a string value",
+                                                 "invalid_request_error");
+                }
+                if (f && !cJSON_IsString(f)) {
+                        return infer_reply_error(req, 400,
+                                                 "extra_context chunk's \"filename\" field must "
+                                                 "be a string",
+                                                 "invalid_request_error");
+                }
+        }
+        /* llama-server notes a missing prefix or suffix but goes on, and then data.at() throws
+         * out of the handler: ex_wrapper's 500 is what the client gets */
+        if (!cJSON_GetObjectItemCaseSensitive(body, "input_prefix")) {
+                return infer_error(
+                        req, 500,
+                        "[json.exception.out_of_range.403] key 'input_prefix' not found",
+                        "server_error");
+        }
+        if (!cJSON_GetObjectItemCaseSensitive(body, "input_suffix")) {
+                return infer_error(
+                        req, 500,
+                        "[json.exception.out_of_range.403] key 'input_suffix' not found",
+                        "server_error");
+        }
+        j = infer_job_new(INFER_NATIVE, body);
+        if (!j) {
+                return MHD_NO;
+        }
+        j->prompt = infer_infill_prompt(body, &j->n_prompt);
+        if (!j->prompt) {
+                infer_job_free(j);
+                return MHD_NO;
+        }
         return infer_run(req, j);
 }

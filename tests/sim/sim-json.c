@@ -1,22 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sim-json.h"
 
-void json_add_double(cJSON *o, const char *name, double v)
+/* nlohmann's form of v into buf; false when v is not finite (nlohmann writes null) */
+static bool json_format_double(double v, char *buf, size_t size)
 {
-        char buf[64];
-
         if (!isfinite(v)) {
-                /* nlohmann writes non-finite numbers as null */
-                cJSON_AddNullToObject(o, name);
-                return;
+                return false;
         }
         for (int prec = 1; prec <= 17; prec++) {
-                snprintf(buf, sizeof(buf), "%.*g", prec, v);
+                snprintf(buf, size, "%.*g", prec, v);
                 if (strtod(buf, NULL) != v) {
                         continue;
                 }
@@ -25,14 +23,35 @@ void json_add_double(cJSON *o, const char *name, double v)
                         int exp10 = (int) floor(log10(fabs(v)));
                         int decimals = prec - 1 - exp10;
 
-                        snprintf(buf, sizeof(buf), "%.*f", decimals > 0 ? decimals : 0, v);
+                        snprintf(buf, size, "%.*f", decimals > 0 ? decimals : 0, v);
                 }
                 break;
         }
         if (!strpbrk(buf, ".eE")) {
                 strcat(buf, ".0");
         }
+        return true;
+}
+
+void json_add_double(cJSON *o, const char *name, double v)
+{
+        char buf[64];
+
+        if (!json_format_double(v, buf, sizeof(buf))) {
+                cJSON_AddNullToObject(o, name);
+                return;
+        }
         cJSON_AddRawToObject(o, name, buf);
+}
+
+cJSON *json_create_double(double v)
+{
+        char buf[64];
+
+        if (!json_format_double(v, buf, sizeof(buf))) {
+                return cJSON_CreateNull();
+        }
+        return cJSON_CreateRaw(buf);
 }
 
 char *json_error_body(int code, const char *message, const char *type)
@@ -49,16 +68,12 @@ char *json_error_body(int code, const char *message, const char *type)
         return s;
 }
 
-char *json_parse_error_message(const char *body, size_t len)
+char *json_parse_error_message(const char *body, size_t len, size_t where)
 {
-        const char *where = cJSON_GetErrorPtr();
-        size_t off = len, line = 1, column = 0, start, end;
+        size_t off = where < len ? where : len, line = 1, column = 0, start, end;
         char last[16];
         char *msg;
 
-        if (where && where >= body && where <= body + len) {
-                off = (size_t) (where - body);
-        }
         for (size_t i = 0; i < off && i < len; i++) {
                 if (body[i] == '\n') {
                         line++;

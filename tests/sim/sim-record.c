@@ -35,20 +35,24 @@ cJSON *record_new(const char *event)
         return o;
 }
 
-void record_emit(cJSON *o)
+void record_add_time(cJSON *o, const char *name, uint64_t usec)
 {
         char t[32];
+
+        snprintf(t, sizeof(t), "%llu.%06llu", (unsigned long long) (usec / USEC_PER_SEC),
+                 (unsigned long long) (usec % USEC_PER_SEC));
+        cJSON_AddRawToObject(o, name, t);
+}
+
+void record_emit(cJSON *o)
+{
         char *line;
         size_t len;
-        uint64_t now;
 
         if (!o) {
                 return;
         }
-        now = now_usec();
-        snprintf(t, sizeof(t), "%llu.%06llu", (unsigned long long) (now / USEC_PER_SEC),
-                 (unsigned long long) (now % USEC_PER_SEC));
-        cJSON_AddRawToObject(o, "t", t);
+        record_add_time(o, "t", now_usec());
 
         line = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);

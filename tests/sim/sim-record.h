@@ -19,5 +19,8 @@ cJSON *record_new(const char *event);
 /* Adds "t", writes the line and frees o. Accepts NULL. */
 void record_emit(cJSON *o);
 
+/* Adds a CLOCK_MONOTONIC time in seconds, in the form of "t". */
+void record_add_time(cJSON *o, const char *name, uint64_t usec);
+
 void record_signal(int sig, const char *action);
 void record_exit(int status);

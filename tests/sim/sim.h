@@ -41,7 +41,14 @@ struct sim_config {
         int n_parallel;             /* -np, -1 = auto (4) */
         int verbosity;              /* -lv, 3 = info */
         bool log_disable;           /* --log-disable */
-        bool embedding;             /* --embedding */
+        bool embedding;             /* --embedding, or implied by --reranking */
+        const char *pooling;        /* --pooling, NULL = the model's; --reranking sets "rank" */
+        bool endpoint_metrics;      /* --metrics */
+        bool endpoint_slots;        /* --slots (default) / --no-slots */
+        bool endpoint_props;        /* --props */
+        bool ui;                    /* --ui (default) / --no-ui; GET / is a 404 either way */
+        const char *reasoning_format; /* --reasoning-format, NULL = "auto" */
+        int reasoning_budget;       /* --reasoning-budget, -1 = unlimited */
         const char *api_key;        /* --api-key, may be a comma-separated list */
         int argc;
         char **argv;
@@ -53,7 +60,11 @@ struct sim_config {
         int64_t exit_after_ms;
         int64_t health_hang_after_ms;
         int64_t hold_ms;
-        int64_t token_ms;
+        int64_t token_ms;           /* 0 = as fast as possible */
+        bool lockstep;              /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
+        int64_t exit_after_tokens;  /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
+        int64_t stall_after_tokens;
+        int64_t error_after_tokens;
         int exit_code;
         int exit_signal;            /* 0 = exit with exit_code instead */
         const char *record_path;
@@ -72,6 +83,7 @@ struct sim_state {
         int open_requests;          /* atomic */
         int wake_fd;                /* eventfd: main() rereads open_requests when it fires */
         unsigned task_counter;      /* atomic, for slot log lines */
+        long long start_time;       /* time(NULL) at start, for /metrics */
 };
 
 extern struct sim_config sim_config;
@@ -81,3 +93,7 @@ uint64_t now_usec(void);
 int sim_phase(void);
 void sim_request_begin(void);
 void sim_request_end(void);
+
+/* The LLAMA_SIM_EXIT_* faults: a "fault" record, then exit or death by the configured signal.
+ * Callable from any thread. */
+_noreturn_ void sim_fault(const char *what);

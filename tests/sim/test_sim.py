@@ -14,14 +14,32 @@ The simulator's knobs, all environment variables:
   LLAMA_SIM_EXIT_CODE=N            status of the exits above (default 1)
   LLAMA_SIM_EXIT_SIGNAL=SEGV|...   die by this signal instead of exiting
   LLAMA_SIM_HOLD_MS=N              POST /sim/hold answers after N ms (default: never)
-  LLAMA_SIM_TOKEN_MS=N             time per generated token (default 10)
-  LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request, signal, fault, exit)
+  LLAMA_SIM_TOKEN_MS=N             time per generated token (default 10; 0: full speed)
+  LLAMA_SIM_LOCKSTEP=1             a stream sends each SSE event only with a credit from
+                                   POST /sim/step {"n": K} (K to every open stream, default 1)
+  LLAMA_SIM_EXIT_AFTER_TOKENS=N    exit (LLAMA_SIM_EXIT_CODE/_SIGNAL) once N tokens went out
+  LLAMA_SIM_STALL_AFTER_TOKENS=N   after N tokens send nothing more, until the client leaves
+  LLAMA_SIM_ERROR_AFTER_TOKENS=N   after N tokens a `data: {"error":...}` event, no [DONE]
+                                   (not streamed, or N = 0: an HTTP 500 error instead)
+  LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request_start, request,
+                                   signal, fault, exit)
   LLAMA_SIM_MARKER=S               copied into the start record's env_marker
+
+Records of requests: "request_start" when the body is complete (method, path, body_bytes,
+body_sha256, model, stream) and "request" when it ends (the same, plus status, tokens_sent, and
+client_gone/gone_t when the client left first). body_sha256 is the hex SHA-256 of the body as
+received; model is the body's "model" when it has one.
+
+Flags it acts on besides -m/--host/--port: -c, -np, -n, -a, --api-key, --embedding(s),
+--reranking, --pooling, --metrics, --slots/--no-slots, --props, --no-ui, --reasoning-format,
+--reasoning-budget, -lv, --log-disable. Test-only paths: POST /sim/hold, POST /sim/step.
 
 Timing: nothing here asserts an upper bound tighter than seconds; waits poll with generous
 deadlines, so the cases pass on a loaded two-core machine.
 """
 
+import base64
+import hashlib
 import http.client
 import json
 import os
@@ -1015,7 +1033,8 @@ def records(tmp):
         check(events[0] == "start" and "ready" in events and events[-2:] == ["signal", "exit"],
               f"events {events}")
         ready = events.index("ready")
-        check(all(r["status"] == 503 for r in recs[1:ready]), "answered 200 before ready")
+        check(all(r["status"] == 503 for r in recs[1:ready] if r["event"] == "request"),
+              "answered 200 before ready")
         check(sum(1 for e in events if e == "request") >= 20, "request records")
         start = recs[0]
         check(start["argv"] == sim.argv and start["model"] == sim.model and
@@ -1062,6 +1081,854 @@ def concurrent_requests(tmp):
     check(sim.wait() == 0, "exit status")
 
 
+# ---------------------------------------------------------------------------------------------
+# recorded shapes, read from the brief's samples when they are there
+
+SAMPLES = os.environ.get("LLAMA_SIM_SAMPLES", "/work/shared/brief/llama-server-samples")
+
+
+def sample_body(name):
+    """The body of a recorded llama-server response, or None when the samples are absent."""
+    try:
+        with open(os.path.join(SAMPLES, name), encoding="utf-8") as f:
+            return f.read().split("\n\n", 1)[1]
+    except FileNotFoundError:
+        return None
+
+
+def sample_json(name, fallback):
+    """The recorded JSON; fallback (the same shape, kept here) when the samples are absent."""
+    body = sample_body(name)
+    return json.loads(body) if body is not None else fallback
+
+
+def check_same_keys(got, want, where):
+    """Same keys in the same order, recursively through objects and the first item of lists."""
+    if isinstance(want, dict):
+        check(isinstance(got, dict), f"{where}: {type(got).__name__}, not an object")
+        check(list(got) == list(want), f"{where}: keys {list(got)}, want {list(want)}")
+        for k in want:
+            check_same_keys(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        check(isinstance(got, list), f"{where}: {type(got).__name__}, not a list")
+        if want and got:
+            check_same_keys(got[0], want[0], f"{where}[0]")
+    elif isinstance(want, bool) or want is None:
+        check(got is None or isinstance(got, bool), f"{where}: {got!r}, want a bool or null")
+    elif isinstance(want, (int, float)):
+        check(isinstance(got, (int, float)) and not isinstance(got, bool),
+              f"{where}: {got!r}, want a number")
+    else:
+        check(isinstance(got, type(want)), f"{where}: {got!r}, want a {type(want).__name__}")
+
+
+def check_error(r, status, reason, body):
+    check_llama_headers(r, status, reason)
+    check(r.body == body, f"body {r.body!r}, want {body!r}")
+
+
+ERR_EMBD_ON_CHAT = (b'{"error":{"code":501,"message":"This server does not support embeddings. '
+                    b'Start it with `--embeddings`","type":"not_supported_error"}}')
+ERR_CHAT_ON_EMBD = (b'{"error":{"code":500,"message":"the current context does not logits '
+                    b'computation. skipping","type":"server_error"}}')
+ERR_RERANK = (b'{"error":{"code":501,"message":"This server does not support reranking. '
+              b'Start it with `--reranking`","type":"not_supported_error"}}')
+ERR_METRICS = (b'{"error":{"code":501,"message":"This server does not support metrics endpoint. '
+               b'Start it with `--metrics`","type":"not_supported_error"}}')
+CHAT = {"messages": [{"role": "user", "content": "Say hello"}]}
+
+
+def chat(**kw):
+    body = dict(CHAT)
+    body.update(kw)
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# SSE over a plain socket: exact event counts within a time window, for lock-step and faults
+
+class RawStream:
+    """An HTTP/1.1 response read from a socket as it arrives; the body is de-chunked."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.head = None
+        self.body = b""
+        self.closed = False
+        self.ended = False   # the last chunk (0) arrived
+
+    def _pump(self, timeout):
+        if self.closed:
+            return False
+        r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
+        if not r:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.buf += data
+        self._parse()
+        return True
+
+    def _parse(self):
+        if self.head is None:
+            if b"\r\n\r\n" not in self.buf:
+                return
+            self.head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if b"transfer-encoding: chunked" not in self.head.lower():
+            self.body += self.buf
+            self.buf = b""
+            return
+        while not self.ended:
+            if b"\r\n" not in self.buf:
+                return
+            size_line, rest = self.buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            if len(rest) < size + 2:
+                return
+            self.body += rest[:size]
+            self.buf = rest[size + 2:]
+            if size == 0:
+                self.ended = True
+
+    def status(self, timeout=DEADLINE):
+        end = time.monotonic() + timeout
+        while self.head is None and time.monotonic() < end and not self.closed:
+            self._pump(end - time.monotonic())
+        check(self.head is not None, f"no response head, got {self.buf!r}")
+        return int(self.head.split(b" ", 2)[1])
+
+    def events(self):
+        """The complete events received so far."""
+        return [e[len(b"data: "):].decode() for e in self.body.split(b"\n\n")[:-1]]
+
+    def wait_events(self, n, timeout=DEADLINE):
+        end = time.monotonic() + timeout
+        while len(self.events()) < n and time.monotonic() < end and not self.closed:
+            self._pump(end - time.monotonic())
+        return self.events()
+
+    def quiet_for(self, seconds):
+        """Reads whatever arrives for a while; returns the events then."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.closed:
+            self._pump(end - time.monotonic())
+        return self.events()
+
+    def wait_closed(self, timeout=DEADLINE):
+        end = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < end:
+            self._pump(end - time.monotonic())
+        return self.closed
+
+    def wait_end(self, timeout=DEADLINE):
+        """Until the body's last chunk came or the connection closed (keep-alive may hold it)."""
+        end = time.monotonic() + timeout
+        while not self.closed and not self.ended and time.monotonic() < end:
+            self._pump(end - time.monotonic())
+        return self.closed or self.ended
+
+
+def raw_stream(sim, path, body):
+    return RawStream(raw_post(sim, path, body))
+
+
+def step(sim, n=None):
+    r = sim.request("POST", "/sim/step", body={} if n is None else {"n": n})
+    check(r.status == 200, f"/sim/step: {r.status} {r.body!r}")
+    return r.json()["released"]
+
+
+def step_until(sim, want, n=None):
+    """Steps until the step reached want streams (a stream registers a moment after its
+    request_start record); credits given to fewer streams are only ever early, never extra."""
+    return wait_until(lambda: step(sim, n) >= want and True, f"a step reaching {want} stream(s)")
+
+
+def wait_request_start(sim, path, n=1):
+    return wait_until(lambda: len([r for r in sim.records("request_start") if r["path"] == path])
+                      >= n, f"{n} request_start record(s) for {path}")
+
+
+def request_records(sim, path):
+    return [r for r in sim.records("request") if r["path"] == path]
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings, rerank, tokenizer, template, infill
+
+EMBD_SINGLE = {"model": "m", "object": "list", "usage": {"prompt_tokens": 4, "total_tokens": 4},
+               "data": [{"embedding": [0.5], "index": 0, "object": "embedding"}]}
+
+
+def embeddings(tmp):
+    sim = Sim(tmp, args=["--embeddings", "--pooling", "mean"], env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    single = sample_json("POST-embeddings-single.txt", EMBD_SINGLE)
+    batch = sample_json("POST-embeddings-batch.txt",
+                        dict(EMBD_SINGLE, data=EMBD_SINGLE["data"] * 2))
+
+    r = sim.request("POST", "/v1/embeddings", {"input": "hello world"})
+    check_llama_headers(r, 200, "OK")
+    o = r.json()
+    check_same_keys(o, single, "single")
+    check(o["model"] == sim.model, f"model {o['model']!r}")
+    vec = o["data"][0]["embedding"]
+    check(len(vec) == len(single["data"][0]["embedding"]), f"{len(vec)} dimensions")
+    check(abs(sum(x * x for x in vec) - 1.0) < 1e-4, "not normalized")
+    check(o["usage"]["prompt_tokens"] == o["usage"]["total_tokens"] > 0, f"usage {o['usage']}")
+
+    r = sim.request("POST", "/v1/embeddings",
+                    {"input": ["hello world", "something else"], "model": "whatever"})
+    o = r.json()
+    check_same_keys(o, batch, "batch")
+    check(o["model"] == "whatever", "the request's model is echoed")
+    check([d["index"] for d in o["data"]] == [0, 1], "indexes")
+    check(o["data"][0]["embedding"] == vec, "the same input gets another vector")
+    check(o["data"][1]["embedding"] != vec, "different inputs get the same vector")
+    # the native form: a list of {"index", "embedding": [[...]]}
+    r = sim.request("POST", "/embedding", {"content": "hello world"})
+    o = r.json()
+    check(isinstance(o, list) and list(o[0]) == ["index", "embedding"], f"native {r.body[:80]!r}")
+    check(o[0]["embedding"] == [vec], "native vector")
+    r = sim.request("POST", "/v1/embeddings", {"input": "x", "encoding_format": "base64"})
+    d = r.json()["data"][0]
+    check(list(d) == ["embedding", "index", "object", "encoding_format"] and
+          len(base64.b64decode(d["embedding"])) == 4 * len(vec), f"base64 {d}")
+    r = sim.request("POST", "/v1/embeddings", {"nothing": 1})
+    check(r.status == 400 and r.json()["error"]["message"] ==
+          '"input" or "content" must be provided', f"no input: {r.status} {r.body!r}")
+    # chat on an embeddings server, streamed or not
+    for body in (chat(), chat(stream=True)):
+        r = sim.request("POST", "/v1/chat/completions", body)
+        check_error(r, 500, "Internal Server Error", ERR_CHAT_ON_EMBD)
+    sample = sample_body("ERR-chat-on-embeddings-server.txt")
+    check(sample is None or sample.encode() == ERR_CHAT_ON_EMBD, "the recorded error differs")
+    check("E srv    send_error: task id = " in sim.stderr(), "no send_error line")
+
+
+def embeddings_on_chat_server(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    for path in ("/v1/embeddings", "/embedding", "/embeddings"):
+        r = sim.request("POST", path, {"input": "x"})
+        check_error(r, 501, "Not Implemented", ERR_EMBD_ON_CHAT)
+    sample = sample_body("ERR-embeddings-on-chat-server.txt")
+    check(sample is None or sample.encode() == ERR_EMBD_ON_CHAT, "the recorded error differs")
+
+
+def rerank(tmp):
+    # llama-server needs --reranking (--embedding with --pooling rank): --embeddings is not enough
+    for args in ([], ["--embeddings"]):
+        sub = tempfile.mkdtemp(dir=tmp)
+        sim = Sim(sub, args=args, env={"LLAMA_SIM_LOAD_MS": "20"})
+        sim.wait_ready()
+        r = sim.request("POST", "/rerank", {"query": "q", "documents": ["a"]})
+        check_error(r, 501, "Not Implemented", ERR_RERANK)
+        sim.kill()
+    sim = Sim(tmp, args=["--reranking"], env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    docs = ["a dog", "the big cat sat", "a cat"]
+    for path in ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking"):
+        r = sim.request("POST", path, {"query": "big cat", "documents": docs, "top_n": 2})
+        check_llama_headers(r, 200, "OK")
+        o = r.json()
+        check(list(o) == ["model", "object", "usage", "results"], f"keys {list(o)}")
+        check(len(o["results"]) == 2 and
+              all(list(x) == ["index", "relevance_score"] for x in o["results"]), f"{o}")
+        scores = [x["relevance_score"] for x in o["results"]]
+        check(scores == sorted(scores, reverse=True), "not sorted")
+        check(o["results"][0]["index"] == 1, f"best match {o['results']}")
+    r = sim.request("POST", "/rerank", {"query": "big cat", "texts": docs, "return_text": True})
+    o = r.json()
+    check(isinstance(o, list) and len(o) == 3 and list(o[0]) == ["index", "score", "text"],
+          f"TEI form {o}")
+    check(o[0]["text"] == docs[o[0]["index"]], "text")
+    r = sim.request("POST", "/rerank", {"query": "q", "documents": []})
+    check(r.status == 400 and r.json()["error"]["message"] ==
+          '"documents" must be a non-empty string array', f"{r.status} {r.body!r}")
+    r = sim.request("POST", "/rerank", {"documents": ["a"]})
+    check(r.status == 400 and "query" in r.json()["error"]["message"], f"{r.body!r}")
+    # an embedding server serves embeddings too
+    check(sim.request("POST", "/v1/embeddings", {"input": "x"}).status == 200, "embeddings")
+
+
+def tokenize(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    r = sim.request("POST", "/tokenize", {"content": "Hello world, again"})
+    check_llama_headers(r, 200, "OK")
+    o = r.json()
+    check(list(o) == ["tokens"] and len(o["tokens"]) == 3 and
+          all(isinstance(t, int) for t in o["tokens"]), f"{o}")
+    check(sim.request("POST", "/tokenize", {"content": "Hello world, again"}).json() == o,
+          "not deterministic")
+    r = sim.request("POST", "/tokenize", {"content": "Hello world, again", "with_pieces": True})
+    p = r.json()["tokens"]
+    check([list(x) for x in p] == [["id", "piece"]] * 3, f"with_pieces {p}")
+    check([x["piece"] for x in p] == ["Hello", " world,", " again"], f"pieces {p}")
+    check([x["id"] for x in p] == o["tokens"], "ids differ with pieces")
+    check(sim.request("POST", "/tokenize", {}).json() == {"tokens": []}, "no content")
+    r = sim.request("POST", "/detokenize", {"tokens": o["tokens"]})
+    check_llama_headers(r, 200, "OK")
+    check(r.json() == {"content": "Hello world, again"}, f"detokenize {r.body!r}")
+    check(sim.request("POST", "/detokenize", {}).json() == {"content": ""}, "no tokens")
+    r = sim.request("POST", "/detokenize", {"tokens": ["x"]})
+    check(r.status == 500 and r.json()["error"]["type"] == "server_error", f"{r.body!r}")
+    # what generation produced detokenizes too
+    gen = sim.request("POST", "/v1/chat/completions", chat(max_tokens=4)).json()
+    ids = sim.request("POST", "/tokenize",
+                      {"content": gen["choices"][0]["message"]["content"]}).json()["tokens"]
+    check(len(ids) == 4, f"{len(ids)} tokens for 4 generated")
+
+
+def apply_template(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    r = sim.request("POST", "/apply-template",
+                    {"messages": [{"role": "system", "content": "Be brief"},
+                                  {"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
+    check_llama_headers(r, 200, "OK")
+    check(r.json() == {"prompt": "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nhi"
+                                 "<|im_end|>\n<|im_start|>assistant\n"}, f"{r.body!r}")
+    r = sim.request("POST", "/apply-template", {})
+    check(r.status == 400 and r.json()["error"]["message"] == "'messages' is required",
+          f"{r.status} {r.body!r}")
+
+
+def infill(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    sim.wait_ready()
+    body = {"input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 3}
+    r = sim.request("POST", "/infill", body)
+    check_llama_headers(r, 200, "OK")
+    o = r.json()
+    check(list(o) == NATIVE_FINAL_KEYS, f"keys {list(o)}")
+    check(o["content"] == text_of(3) and o["tokens_predicted"] == 3, f"{o['content']!r}")
+    check("<|fim_prefix|>" in o["prompt"] and o["prompt"].endswith("<|fim_middle|>"), o["prompt"])
+    conn, resp = sim.stream("/infill", dict(body, stream=True))
+    events = sse_events(resp)
+    conn.close()
+    check(len(events) == 4 and json.loads(events[-1])["stop"] is True, f"stream {events}")
+    r = sim.request("POST", "/infill", {"input_suffix": "x"})
+    check(r.status == 500 and "input_prefix" in r.json()["error"]["message"], f"{r.body!r}")
+    r = sim.request("POST", "/infill", dict(body, input_extra="nope"))
+    check(r.status == 400, f"input_extra: {r.status}")
+
+
+# ---------------------------------------------------------------------------------------------
+# /props, /slots, /metrics, GET /, OPTIONS
+
+PROPS_FALLBACK_KEYS = ["default_generation_settings", "total_slots", "model_alias", "model_ftype",
+                       "model_path", "modalities", "media_marker", "endpoint_slots",
+                       "endpoint_props", "endpoint_metrics", "ui", "ui_settings",
+                       "chat_template", "chat_template_caps", "bos_token", "eos_token",
+                       "build_info", "is_sleeping", "cors_proxy_enabled"]
+
+
+def props(tmp):
+    sim = Sim(tmp, args=["-c", "1024", "-np", "2", "--alias", "qwen,other"],
+              env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    r = sim.request("GET", "/props")
+    check_llama_headers(r, 200, "OK")
+    o = r.json()
+    want = sample_json("GET-props.txt", None)
+    if want is not None:
+        check_same_keys(o, want, "props")
+        check(o["default_generation_settings"]["params"] ==
+              dict(want["default_generation_settings"]["params"], n_predict=-1, max_tokens=-1),
+              "default params differ from the recorded ones")
+        check(o["chat_template"] == want["chat_template"], "chat template")
+    else:
+        check(list(o) == PROPS_FALLBACK_KEYS, f"keys {list(o)}")
+    check(o["total_slots"] == 2, f"total_slots {o['total_slots']}")
+    check(o["default_generation_settings"]["n_ctx"] == 512, "n_ctx per slot with -np 2")
+    check(o["model_alias"] == "qwen" and o["model_path"] == sim.model, f"{o['model_alias']}")
+    check(o["endpoint_metrics"] is False and o["endpoint_slots"] is True, "endpoints")
+    check(o["build_info"] == "b10470-34af94cd9", "build_info")
+    check(sim.request("POST", "/props", {}).status == 501, "POST /props without --props")
+
+
+SLOT_IDLE_KEYS = ["id", "n_ctx", "speculative", "is_processing"]
+SLOT_USED_KEYS = SLOT_IDLE_KEYS + ["id_task", "n_prompt_tokens", "n_prompt_tokens_processed",
+                                   "n_prompt_tokens_cache", "params", "next_token"]
+
+
+def slots(tmp):
+    sim = Sim(tmp, args=["-c", "512"],
+              env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1"})
+    sim.wait_ready()
+    r = sim.request("GET", "/slots")
+    check_llama_headers(r, 200, "OK")
+    s = r.json()
+    check([x["id"] for x in s] == [0, 1, 2, 3], "four slots by default")
+    check(all(list(x) == SLOT_IDLE_KEYS and x["is_processing"] is False for x in s), f"{s}")
+    check(s[0]["n_ctx"] == 512, "n_ctx")
+    recorded = sample_json("GET-slots.txt", None)
+    if recorded is not None:
+        check_same_keys(s[0], recorded[0], "idle slot")
+
+    # a stream held by lock-step keeps its slot busy
+    st = raw_stream(sim, "/v1/chat/completions", chat(stream=True, max_tokens=2, temperature=0))
+    check(st.status() == 200, "stream status")
+    busy = wait_until(lambda: [x for x in sim.request("GET", "/slots").json()
+                               if x["is_processing"]], "a busy slot")
+    check(len(busy) == 1 and list(busy[0]) == SLOT_USED_KEYS, f"busy {busy}")
+    if recorded is not None:
+        check_same_keys(busy[0], recorded[1], "busy slot")
+    nt = busy[0]["next_token"][0]
+    check(nt["has_next_token"] is True and nt["n_decoded"] == 0 and nt["n_remain"] == 2, f"{nt}")
+    check(busy[0]["params"]["max_tokens"] == 2 and busy[0]["params"]["stream"] is True, "params")
+    r = sim.request("GET", "/slots?fail_on_no_slot=1")
+    check(r.status == 200, "idle slots remain")
+    step_until(sim, 1, n=100)
+    check(st.wait_end(), "stream did not end")
+    s = wait_until(lambda: [x for x in sim.request("GET", "/slots").json()
+                            if "id_task" in x and not x["is_processing"]], "the slot released")
+    check(s[0]["next_token"][0]["n_decoded"] == 0, "released slot")
+
+    sub = tempfile.mkdtemp(dir=tmp)
+    other = Sim(sub, args=["-np", "3", "--no-slots"], env={"LLAMA_SIM_LOAD_MS": "20"})
+    other.wait_ready()
+    r = other.request("GET", "/slots")
+    check(r.status == 501 and b"Start it with `--slots`" in r.body, f"--no-slots: {r.body!r}")
+
+
+METRIC_NAMES = ["prompt_tokens_total", "prompt_tokens_cached_total", "prompt_seconds_total",
+                "tokens_predicted_total", "tokens_predicted_seconds_total", "n_decode_total",
+                "n_tokens_max", "spec_decode_num_draft_tokens_total",
+                "spec_decode_num_accepted_tokens_total", "spec_decode_num_drafts_total",
+                "prompt_tokens_seconds", "predicted_tokens_seconds", "requests_processing",
+                "requests_deferred", "n_busy_slots_per_decode"]
+
+
+def parse_metrics(text):
+    out, kinds = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            kinds[name] = kind
+        elif line and not line.startswith("#"):
+            name, value = line.split(" ")
+            out[name] = float(value)
+    return out, kinds
+
+
+def metrics(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    r = sim.request("GET", "/metrics")
+    check_error(r, 501, "Not Implemented", ERR_METRICS)
+
+    sub = tempfile.mkdtemp(dir=tmp)
+    sim = Sim(sub, args=["--metrics"], env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    sim.wait_ready()
+    r = sim.request("GET", "/metrics")
+    check_llama_headers(r, 200, "OK", "text/plain; version=0.0.4")
+    check(r.header("Process-Start-Time-Unix", ).isdigit(), "Process-Start-Time-Unix")
+    values, kinds = parse_metrics(r.body.decode())
+    check(list(values) == ["llamacpp:" + n for n in METRIC_NAMES], f"names {list(values)}")
+    recorded = sample_body("GET-metrics.txt")
+    if recorded is not None:
+        want_values, want_kinds = parse_metrics(recorded)
+        check(list(values) == list(want_values) and kinds == want_kinds, "differs from recorded")
+    check(values["llamacpp:tokens_predicted_total"] == 0, "fresh counters")
+    sim.request("POST", "/v1/chat/completions", chat(max_tokens=5))
+    values, _ = parse_metrics(sim.request("GET", "/metrics").body.decode())
+    check(values["llamacpp:tokens_predicted_total"] == 5, f"{values}")
+    check(values["llamacpp:prompt_tokens_total"] > 0 and
+          values["llamacpp:requests_processing"] == 0, f"{values}")
+
+
+def root_no_ui(tmp):
+    sim = Sim(tmp, args=["--api-key", "secret"], env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    # "/" is one of llama-server's public paths: no key needed to get its 404
+    r = sim.request("GET", "/")
+    check_error(r, 404, "Not Found", NOT_FOUND_BODY)
+    sample = sample_body("GET-root-no-ui.txt")
+    check(sample is None or sample.encode() == NOT_FOUND_BODY, "the recorded body differs")
+
+
+def options_preflight(tmp):
+    sim = Sim(tmp, args=["--api-key", "secret"], env={"LLAMA_SIM_LOAD_MS": "1500"})
+    sim.wait_listening()
+    # before the model is loaded and without the key: OPTIONS is answered first, on any path
+    for path in ("/v1/chat/completions", "/health", "/nope"):
+        for origin in ("http://example", None):
+            r = sim.request("OPTIONS", path, headers={"Origin": origin} if origin else {})
+            check(r.status == 200 and r.reason == "OK", f"{path}: {r.status}")
+            check(r.body == b"", f"body {r.body!r}")
+            check(r.header("Server") == "llama.cpp", "Server")
+            check(r.header("Access-Control-Allow-Origin") == (origin or ""), "Allow-Origin")
+            check(r.header("Access-Control-Allow-Credentials") == "true", "Allow-Credentials")
+            check(r.header("Access-Control-Allow-Methods") == "GET, POST", "Allow-Methods")
+            check(r.header("Access-Control-Allow-Headers") == "*", "Allow-Headers")
+            check(r.header("Content-Type") == "text/html", f"{r.header('Content-Type')!r}")
+            check(r.header("Content-Length") == "0", "Content-Length")
+    check(sim.health().status == 503, "still loading")
+
+
+# ---------------------------------------------------------------------------------------------
+# thinking
+
+def reasoning_stream(tmp):
+    sim = Sim(tmp, args=["--reasoning-format", "deepseek", "--reasoning-budget", "3"],
+              env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    sim.wait_ready()
+    conn, resp = sim.stream("/v1/chat/completions", chat(stream=True, max_tokens=7))
+    check(resp.status == 200, f"status {resp.status}")
+    events = sse_events(resp)
+    conn.close()
+    check(events[-1] == "[DONE]", "no [DONE]")
+    chunks = [json.loads(e) for e in events[:-1]]
+    recorded = sample_body("POST-chat-reasoning-budget3-stream.txt")
+    if recorded is not None:
+        want = [json.loads(e[len("data: "):]) for e in recorded.strip().split("\n\n")[:-1]]
+        check(len(chunks) == len(want), f"{len(chunks)} chunks, recorded {len(want)}")
+        for i, (c, w) in enumerate(zip(chunks, want)):
+            check_same_keys(c, w, f"chunk {i}")
+    deltas = [c["choices"][0]["delta"] for c in chunks[1:-1]]
+    kinds = [list(d) for d in deltas]
+    # budget 3: two reasoning tokens, the end of the thinking (no event), then content
+    check(kinds == [["reasoning_content"]] * 2 + [["content"]] * 4, f"deltas {deltas}")
+    check([d["content"] for d in deltas[2:]] == WORDS[:4], "content")
+    check(chunks[-1]["timings"]["predicted_n"] == 7, "predicted_n")
+    # the request can turn it off, and ask for it on a server without the flag
+    sub = tempfile.mkdtemp(dir=tmp)
+    plain = Sim(sub, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    plain.wait_ready()
+    for s, body, thinks in ((sim, chat(stream=True, max_tokens=6, reasoning_format="none"), False),
+                            (plain, chat(stream=True, max_tokens=6), False),
+                            (plain, chat(stream=True, max_tokens=6, reasoning_format="deepseek"),
+                             True),
+                            (sim, chat(stream=True, max_tokens=6,
+                                       chat_template_kwargs={"enable_thinking": False}), False)):
+        conn, resp = s.stream("/v1/chat/completions", body)
+        deltas = [json.loads(e)["choices"][0]["delta"] for e in sse_events(resp)[1:-2]]
+        conn.close()
+        got = any("reasoning_content" in d for d in deltas)
+        check(got == thinks, f"{body}: reasoning {got}")
+        if thinks:
+            first_content = next(i for i, d in enumerate(deltas) if "content" in d)
+            check(all("reasoning_content" in d for d in deltas[:first_content]) and
+                  all("content" in d for d in deltas[first_content:]), f"order {deltas}")
+
+
+def reasoning_nonstream(tmp):
+    sim = Sim(tmp, args=["--reasoning-format", "deepseek", "--reasoning-budget", "3"],
+              env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    sim.wait_ready()
+    r = sim.request("POST", "/v1/chat/completions", chat(max_tokens=7))
+    check_llama_headers(r, 200, "OK")
+    o = r.json()
+    recorded = sample_json("POST-chat-reasoning-budget3.txt", None)
+    if recorded is not None:
+        check_same_keys(o, recorded, "reasoning")
+    m = o["choices"][0]["message"]
+    check(list(m) == ["role", "content", "reasoning_content"], f"message {m}")
+    check(m["content"] == text_of(4) and m["reasoning_content"] == "Thinking it", f"{m}")
+    check(o["usage"]["completion_tokens"] == 7, "completion_tokens")
+
+
+# ---------------------------------------------------------------------------------------------
+# lock-step
+
+def lockstep(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1"})
+    sim.wait_ready()
+    check(step(sim) == 0, "a step with no stream open released one")
+    st = raw_stream(sim, "/v1/chat/completions", chat(stream=True, max_tokens=3))
+    check(st.status() == 200, "status")
+    wait_request_start(sim, "/v1/chat/completions")
+    check(st.quiet_for(0.5) == [], f"an event before any step: {st.events()}")
+    # the stream registers a moment after request_start: a step that reached nobody gave nothing
+    step_until(sim, 1)
+    events = st.wait_events(1)
+    check(len(st.quiet_for(0.3)) == 1, f"one step, {len(st.events())} events")
+    check(json.loads(events[0])["choices"][0]["delta"] == {"role": "assistant", "content": None},
+          f"first event {events[0]}")
+    for k in (1, 2):
+        step(sim, k)
+        n = len(events) + k
+        events = st.wait_events(n)
+        check(len(st.quiet_for(0.3)) == n, f"after a step of {k}: {len(st.events())} events")
+    # role, three tokens: the final chunk and [DONE] need two more
+    check([json.loads(e)["choices"][0]["delta"].get("content") for e in events[1:]] == WORDS[:3],
+          f"events {events}")
+    check(not st.ended, "ended early")
+    check(step(sim, 5) == 1, "released")
+    check(st.wait_end(), "not ended")
+    events = st.wait_events(6)
+    check(events[-1] == "[DONE]" and len(events) == 6, f"end {events[-2:]}")
+
+    # two streams: one step reaches both
+    a = raw_stream(sim, "/completion", {"prompt": "x", "n_predict": 2, "stream": True})
+    b = raw_stream(sim, "/v1/completions", {"prompt": "x", "max_tokens": 2, "stream": True})
+    step_until(sim, 2)
+    check(len(a.wait_events(1)) >= 1 and len(b.wait_events(1)) >= 1, "both moved")
+    # a non-streamed request is not held
+    r = sim.request("POST", "/v1/chat/completions", chat(max_tokens=2))
+    check(r.status == 200, "non-streamed request")
+    # a stream whose client left stops waiting for steps
+    a.sock.close()
+    wait_until(lambda: [r for r in request_records(sim, "/completion") if r.get("client_gone")],
+               "the abandoned stream's record")
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+def records_fields(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    sim.wait_ready()
+    body = json.dumps(chat(model="qwen-7b", max_tokens=3, stream=True)).encode()
+    conn = sim.connection()
+    conn.request("POST", "/v1/chat/completions", body=body)
+    resp = conn.getresponse()
+    sse_events(resp)
+    conn.close()
+    r = wait_until(lambda: request_records(sim, "/v1/chat/completions"), "the request record")[0]
+    start = [x for x in sim.records("request_start") if x["path"] == "/v1/chat/completions"][0]
+    want = {"method": "POST", "path": "/v1/chat/completions", "body_bytes": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(), "model": "qwen-7b"}
+    for k, v in want.items():
+        check(start[k] == v, f"request_start {k}: {start.get(k)!r}")
+        check(r[k] == v, f"request {k}: {r.get(k)!r}")
+    check(start["t"] <= r["t"], "request_start after request")
+    check(r["status"] == 200 and r["stream"] is True and r["tokens_sent"] == 3, f"{r}")
+    check("client_gone" not in r and "gone_t" not in r, "client_gone on a complete request")
+
+    # no body, no model, not streamed
+    sim.request("GET", "/v1/models")
+    m = wait_until(lambda: request_records(sim, "/v1/models"), "the models record")[0]
+    check(m["body_bytes"] == 0 and m["body_sha256"] == hashlib.sha256(b"").hexdigest() and
+          "model" not in m and m["stream"] is False and m["tokens_sent"] == 0, f"{m}")
+    sim.request("POST", "/completion", {"prompt": "x", "n_predict": 4})
+    c = wait_until(lambda: request_records(sim, "/completion"), "the completion record")[0]
+    check(c["tokens_sent"] == 4 and c["stream"] is False, f"{c}")
+
+    # a client that goes away mid-stream
+    s = raw_post(sim, "/v1/completions", {"prompt": "x", "max_tokens": 100000, "stream": True})
+    st = RawStream(s)
+    st.wait_events(2)
+    before = time.monotonic()
+    s.close()
+    g = wait_until(lambda: request_records(sim, "/v1/completions"), "the abandoned record")[0]
+    check(g["client_gone"] is True and g["status"] == 200, f"{g}")
+    check(isinstance(g["gone_t"], float) and before - 1 <= g["gone_t"] <= g["t"], f"gone_t {g}")
+    check(g["tokens_sent"] >= 2, f"tokens_sent {g['tokens_sent']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# faults mid-stream
+
+def _fault_stream(tmp, env, path="/v1/chat/completions", body=None):
+    e = {"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "5"}
+    e.update(env)
+    sim = Sim(tmp, env=e)
+    sim.wait_ready()
+    st = raw_stream(sim, path, body or chat(stream=True, max_tokens=20))
+    check(st.status() == 200, "status")
+    return sim, st
+
+
+def _tokens(events):
+    out = []
+    for e in events:
+        if e == "[DONE]":
+            continue
+        d = json.loads(e)
+        if "choices" in d and d["choices"] and d["choices"][0].get("delta", {}).get("content"):
+            out.append(d)
+    return out
+
+
+def fault_exit_after_tokens(tmp):
+    sim, st = _fault_stream(tmp, {"LLAMA_SIM_EXIT_AFTER_TOKENS": "3", "LLAMA_SIM_EXIT_CODE": "7"})
+    rc = sim.wait()
+    check(rc == 7, f"exit status {rc}")
+    check(st.wait_closed(), "connection still open")
+    events = st.events()
+    check(len(_tokens(events)) == 3 and "[DONE]" not in events, f"events {events}")
+    check(not st.ended, "the chunked body ended cleanly")
+    f = sim.records("fault")
+    check(f and f[0]["fault"] == "LLAMA_SIM_EXIT_AFTER_TOKENS" and f[0]["status"] == 7, f"{f}")
+    check(sim.records("exit")[-1]["status"] == 7, "exit record")
+
+
+def fault_exit_after_tokens_signal(tmp):
+    sim, st = _fault_stream(tmp, {"LLAMA_SIM_EXIT_AFTER_TOKENS": "2",
+                                  "LLAMA_SIM_EXIT_SIGNAL": "KILL"})
+    rc = sim.wait()
+    check(rc == -signal.SIGKILL, f"exit status {rc}")
+    check(st.wait_closed(), "connection still open")
+    check(len(_tokens(st.events())) == 2, f"events {st.events()}")
+    check(not sim.records("exit"), "an exit record for a death by signal")
+
+
+def fault_stall_after_tokens(tmp):
+    sim, st = _fault_stream(tmp, {"LLAMA_SIM_STALL_AFTER_TOKENS": "2"})
+    st.wait_events(3)
+    events = st.quiet_for(1.0)
+    check(len(events) == 3 and len(_tokens(events)) == 2, f"events {events}")
+    check(not st.closed and sim.alive(), "the stall closed the connection")
+    check(sim.health().status == 200, "the server stalls too")
+    st.sock.close()
+    r = wait_until(lambda: request_records(sim, "/v1/chat/completions"), "the record")[0]
+    check(r["client_gone"] is True and r["tokens_sent"] == 2, f"{r}")
+    sim.signal(signal.SIGTERM)
+    check(sim.wait() == 0, "exit status")
+
+
+def fault_error_after_tokens(tmp):
+    sim, st = _fault_stream(tmp, {"LLAMA_SIM_ERROR_AFTER_TOKENS": "2"})
+    check(st.wait_end(), "not ended")
+    events = st.events()
+    check(len(events) == 4, f"events {events}")
+    check(len(_tokens(events[:3])) == 2 and "[DONE]" not in events, f"{events}")
+    err = json.loads(events[-1])
+    check(list(err) == ["error"] and list(err["error"]) == ["code", "message", "type"] and
+          err["error"]["code"] == 500 and err["error"]["type"] == "server_error", f"{err}")
+    # the native stream too
+    st = raw_stream(sim, "/completion", {"prompt": "x", "n_predict": 9, "stream": True})
+    check(st.status() == 200 and st.wait_end(), "native")
+    check(len(st.events()) == 3 and "error" in json.loads(st.events()[-1]), f"{st.events()}")
+    # not streamed: the error is the answer
+    r = sim.request("POST", "/v1/chat/completions", chat(max_tokens=9))
+    check(r.status == 500 and list(r.json()) == ["error"], f"{r.status} {r.body!r}")
+    # at 0, the first result is the error: llama-server answers it as a plain error
+    sub = tempfile.mkdtemp(dir=tmp)
+    zero = Sim(sub, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_ERROR_AFTER_TOKENS": "0"})
+    zero.wait_ready()
+    r = zero.request("POST", "/v1/chat/completions", chat(stream=True))
+    check_llama_headers(r, 500, "Internal Server Error")
+    check(r.json()["error"]["type"] == "server_error", f"{r.body!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes and speed
+
+def vm_hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+
+
+def large_body(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
+    sim.wait_ready()
+    for size in (5_000_000, 16 << 20):
+        filler = "lorem ipsum " * (size // 12)
+        body = json.dumps(chat(max_tokens=2, messages=[{"role": "user", "content": filler}]))
+        body = body.encode()
+        r = sim.request("POST", "/v1/chat/completions", body=body)
+        check(r.status in (200, 400), f"{size}: {r.status} {r.body[:200]!r}")
+        rec = wait_until(lambda: [x for x in request_records(sim, "/v1/chat/completions")
+                                  if x["body_bytes"] == len(body)], f"the {size} record")[0]
+        check(rec["body_sha256"] == hashlib.sha256(body).hexdigest(), "checksum")
+    # a 5 MB prompt exceeds the context: the default context answers 400, a big one 200
+    sub = tempfile.mkdtemp(dir=tmp)
+    big = Sim(sub, args=["-c", "10000000"], env={"LLAMA_SIM_LOAD_MS": "20"})
+    big.wait_ready()
+    body = json.dumps(chat(max_tokens=2, stream=True,
+                           messages=[{"role": "user", "content": "x " * 2_500_000}])).encode()
+    conn = big.connection()
+    conn.request("POST", "/v1/chat/completions", body=body)
+    resp = conn.getresponse()
+    check(resp.status == 200 and sse_events(resp)[-1] == "[DONE]", "5 MB streamed request")
+    conn.close()
+    rec = wait_until(lambda: request_records(big, "/v1/chat/completions"), "the record")[0]
+    check(rec["body_bytes"] == len(body) and
+          rec["body_sha256"] == hashlib.sha256(body).hexdigest(), f"{rec}")
+    # memory: a 16 MiB body costs tens of MiB, not hundreds
+    hwm = vm_hwm_kb(sim.pid)
+    check(hwm < 256 * 1024, f"peak RSS {hwm} kB")
+    # deep nesting (to cJSON's limit of 1000) is parsed on a connection thread's stack
+    deep = "[" * 998 + "]" * 998
+    r = sim.request("POST", "/v1/chat/completions", body='{"messages":' + deep + "}")
+    check(r.status == 200 and sim.alive(), f"deep nesting: {r.status}")
+
+
+def slow_answers(tmp):
+    # answers slower than the 5 s keep-alive timeout: a lock-step stream waiting for its step,
+    # and a non-streamed answer taking six seconds; the connection then idles out after 5 s
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1",
+                        "LLAMA_SIM_TOKEN_MS": "100"})
+    sim.wait_ready()
+    st = raw_stream(sim, "/v1/chat/completions", chat(stream=True, max_tokens=2))
+    check(st.status() == 200, "status")
+    slow = raw_stream(sim, "/v1/chat/completions", chat(max_tokens=60))
+    step_until(sim, 1)
+    check(len(st.wait_events(1)) == 1, "first event")
+    time.sleep(6)
+    check(not st.closed, "the stream was closed while it waited for a step")
+    step(sim, 10)
+    check(st.wait_end() and st.events()[-1] == "[DONE]", f"events {st.events()}")
+    check(slow.status(30) == 200, "the slow answer")
+    t0 = time.monotonic()
+    check(st.wait_closed(30), "the idle connection stayed open")
+    check(time.monotonic() - t0 >= 3, "closed long before the idle timeout")
+
+
+def token_ms_zero(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "0"})
+    sim.wait_ready()
+    t0 = time.monotonic()
+    # 3000 tokens take 30 s at the default 10 ms each
+    r = sim.request("POST", "/completion", {"prompt": "x", "n_predict": 3000}, timeout=60)
+    took = time.monotonic() - t0
+    check(r.status == 200 and r.json()["tokens_predicted"] == 3000, "answer")
+    check(took < 15, f"3000 tokens took {took:.1f}s")
+    conn, resp = sim.stream("/v1/chat/completions", chat(stream=True, max_tokens=500))
+    check(len(sse_events(resp)) == 500 + 3, "stream")
+    conn.close()
+
+
+def concurrent_streams(tmp):
+    # 100 streams open at once: lock-step proves they are all in flight together
+    n = 100
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1"})
+    sim.wait_ready()
+    results = []
+    lock = threading.Lock()
+
+    def one(i):
+        try:
+            conn = sim.connection(timeout=60)
+            conn.request("POST", "/v1/chat/completions",
+                         body=json.dumps(chat(stream=True, max_tokens=3, model=f"m{i}")))
+            resp = conn.getresponse()
+            events = sse_events(resp)
+            conn.close()
+            with lock:
+                results.append((resp.status, events))
+        except Exception as e:  # noqa: BLE001 - reported below
+            with lock:
+                results.append((None, repr(e)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    # no stream can finish before every one of them is registered
+    wait_until(lambda: step(sim, 0) == n, f"{n} streams open at once", timeout=60)
+    check(len(results) == 0, "a stream finished without steps")
+    check(step(sim, 10) == n, "released")
+    for t in threads:
+        t.join(60)
+    check(len(results) == n, f"{len(results)} of {n} streams ended")
+    bad = [r for r in results if r[0] != 200 or r[1][-1] != "[DONE]" or len(r[1]) != 6]
+    check(not bad, f"{len(bad)} bad streams, first {bad[:1]}")
+    models = {r["model"] for r in request_records(sim, "/v1/chat/completions")}
+    check(len(models) == n, f"{len(models)} distinct model records")
+    check(sim.health().status == 200, "healthy afterwards")
+
+
 CASES = {f.__name__: f for f in (
     unknown_flag, missing_value, bad_number, underscore_spelling, help_and_version, no_model,
     unix_socket_loading_then_ready, tcp_listen, stale_socket, port_in_use, missing_model,
@@ -1071,6 +1938,11 @@ CASES = {f.__name__: f for f in (
     chat_stream_include_usage, chat_nonstream, completion_stream, completion_nonstream,
     oai_completion_stream, bad_json, no_messages, exceeds_context, not_found, api_key, models,
     stream_client_gone, stream_stalls_after_sigterm, records, concurrent_requests,
+    embeddings, embeddings_on_chat_server, rerank, tokenize, apply_template, infill, props, slots,
+    metrics, root_no_ui, options_preflight, reasoning_stream, reasoning_nonstream, lockstep,
+    records_fields, fault_exit_after_tokens, fault_exit_after_tokens_signal,
+    fault_stall_after_tokens, fault_error_after_tokens, large_body, slow_answers, token_ms_zero,
+    concurrent_streams,
 )}
 
 

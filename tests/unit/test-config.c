@@ -185,6 +185,41 @@ TEST(own_keys)
         check_streq(c->default_model, "a");
 }
 
+TEST(proxy_keys)
+{
+        _cleanup_(config_freep) Config *c = parse_ok(
+                "[llmd]\n"
+                "api-key-file = /etc/llmd/keys\n"
+                "max-body-size = 64M\n"
+                "max-connections = 100\n"
+                "hold-queue = 5\n"
+                "hold-timeout = 2min\n"
+                "idle-timeout = 30\n"
+                "drain-timeout = 1.5s\n"
+                "log-requests = no\n"
+                "[m]\nmodel = /m\n");
+        _cleanup_(config_freep) Config *d = parse_ok("[m]\nmodel = /m\n");
+
+        check_streq(c->api_key_file, "/etc/llmd/keys");
+        check_inteq(c->max_body_size, 64ULL << 20);
+        check_inteq(c->max_connections, 100);
+        check_inteq(c->hold_queue, 5);
+        check_inteq(c->hold_timeout_usec, 120 * USEC_PER_SEC);
+        check_inteq(c->idle_timeout_usec, 30 * USEC_PER_SEC);
+        check_inteq(c->drain_timeout_usec, 1500 * USEC_PER_MSEC);
+        check(!c->log_requests);
+        /* The defaults. */
+        check(d->api_key_file == NULL && d->log_requests);
+        check_inteq(d->max_body_size, 32ULL << 20);
+        check_inteq(d->listen[0].port, 8080);
+        BAD("[llmd]\nmax-body-size = lots\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] max-body-size: 'lots' is not a size of at least 1K (e.g. 32M)");
+        BAD("[llmd]\nhold-queue = 0\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] hold-queue: '0' is not a number from 1 to 1000000");
+        BAD("[llmd]\napi-key-file = keys\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] api-key-file: 'keys' is not an absolute path");
+}
+
 TEST(bad_keys)
 {
         BAD("[m]\nmodel = /m\nc = 4096\n", "t.conf:3: [m] c: short flag names are not accepted; use 'ctx-size'");
@@ -236,7 +271,7 @@ TEST(bad_values)
         BAD("[llmd]\nllama-server = llama-server\n[m]\nmodel = /m\n",
             "t.conf:2: [llmd] llama-server: 'llama-server' is not an absolute path");
         BAD("[llmd]\nwhat = 1\n[m]\nmodel = /m\n",
-            "t.conf:2: [llmd] what: unknown key (known: listen, default, routing, llama-server)");
+            "t.conf:2: [llmd] what: unknown key (see llama-generate.conf(5))");
 }
 
 TEST(bad_structure)
@@ -301,6 +336,7 @@ int main(void)
         RUN(brief_example);
         RUN(flags);
         RUN(own_keys);
+        RUN(proxy_keys);
         RUN(bad_keys);
         RUN(bad_values);
         RUN(bad_structure);

@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The OpenAI-compatible proxy: forwarding, streaming, holding during swaps, cancellation,
+routing, errors and limits — bytes on the wire, checked against what the simulator saw."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from llmdtest import (LLMCTL, Stream, check, fixture, free_port, http, llmctl, llmctl_json,
+                      pid_alive, run, unix_http, wait_until)
+
+MODELS = ("qwen", "gemma", "nomic")
+PORT = free_port()
+EMBED_PORT = free_port()
+
+
+def conf(top="", qwen="", gemma="", nomic="", star=""):
+    return f"""
+[llmd]
+default = qwen
+listen = 127.0.0.1:{PORT}
+{top}
+
+[*]
+stop-timeout = 5s
+{star}
+
+[qwen]
+model = @MODELS@/qwen.gguf
+aliases = qwen3.5
+{qwen}
+
+[gemma]
+model = @MODELS@/gemma.gguf
+aliases = gemma4
+{gemma}
+
+[nomic]
+model = @MODELS@/nomic.gguf
+embeddings = true
+pin = true
+port = {EMBED_PORT}
+{nomic}
+"""
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def ready(d, model="qwen"):
+    # " · N in flight" may follow while requests run.
+    d.wait_status(lambda s: s.startswith(f"{model} ready · embed nomic ready"))
+
+
+def chunks_model(events):
+    return {json.loads(e)["model"] for e in events if e != "[DONE]" and "model" in json.loads(e)}
+
+
+@fixture(conf(), models=MODELS)
+def chat_and_completions(d):
+    ready(d)
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "anything"})
+    check(r.status == 200 and r.headers["content-type"].startswith("application/json"), r)
+    j = r.json()
+    check(j["object"] == "chat.completion" and j["choices"][0]["message"]["content"], r)
+    check(j["model"] == "qwen", r)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True})
+    check(s.status == 200 and s.headers["content-type"].startswith("text/event-stream"), s.headers)
+    check(s.headers.get("cache-control") == "no-cache" and s.headers.get("x-accel-buffering") == "no",
+          s.headers)
+    ev = s.events()
+    check(ev[-1] == "[DONE]", ev)
+    first = json.loads(ev[0])
+    check(first["choices"][0]["delta"].get("role") == "assistant", ev[0])
+    check("timings" in json.loads(ev[-2]), ev[-2])
+    check(len(ev) == 1 + 4 + 1 + 1, f"{len(ev)} events: {ev}")
+    r = http(PORT, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+    check(r.status == 200 and r.json()["object"] == "text_completion", r)
+    r = http(PORT, "POST", "/completion", {"prompt": "x", "n_predict": 2})
+    check(r.status == 200 and "content" in r.json(), r)
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_LOCKSTEP=1"), models=MODELS)
+def lockstep_no_buffering(d):
+    ready(d)
+    sock = d.socket_path("qwen")
+    opened = []
+    # The response headers come with the first event, so the stream opens in a thread while
+    # the first step is given.
+    t = threading.Thread(target=lambda: opened.append(
+        Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 5})))
+    t.start()
+    while True:
+        status, body = unix_http(sock, "POST", "/sim/step", {"n": 1})
+        if json.loads(body)["released"] > 0:
+            break
+        time.sleep(0.02)
+    t.join(10)
+    check(opened, "the stream did not open")
+    s = opened[0]
+    seen = [s.event()]
+    # The simulator sends one event per step. Each must reach the client before the next step
+    # is given: if llmd held anything back, the read would wait for ever (and time out).
+    while not seen or seen[-1] != "[DONE]":
+        while True:
+            status, body = unix_http(sock, "POST", "/sim/step", {"n": 1})
+            check(status == 200, f"/sim/step answered {status}")
+            if json.loads(body)["released"] > 0:
+                break
+            time.sleep(0.02)  # the stream has not reached the simulator yet
+        e = s.event()
+        check(e is not None, f"stream ended early after {seen}")
+        seen.append(e)
+    check(seen[-1] == "[DONE]" and len(seen) == 1 + 5 + 1 + 1, f"{len(seen)} events: {seen}")
+
+
+@fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=2000"), models=MODELS)
+def embeddings_not_held_by_swap(d):
+    ready(d)
+    sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    d.wait_records(1, "start", "gemma")
+    r = http(PORT, "POST", "/v1/embeddings", {"input": "hello"}, timeout=1.5)
+    check(r.status == 200 and r.json()["data"][0]["embedding"], r)
+    check(sw.poll() is None, "the swap was already over: the test proved nothing")
+    r = http(EMBED_PORT, "POST", "/v1/embeddings", {"input": ["a", "b"]}, timeout=1.5)
+    check(r.status == 200 and len(r.json()["data"]) == 2, r)
+    check(sw.wait(20) == 0, "switch failed")
+
+
+@fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=1000"), models=MODELS)
+def streams_during_switch(d):
+    ready(d)
+    sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    d.wait_records(1, "start", "gemma")
+    results = [None] * 20
+
+    def one(i):
+        try:
+            s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True})
+            results[i] = (s.status, s.events())
+        except Exception as e:  # noqa: BLE001 - reported below
+            results[i] = ("exception", repr(e))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    check(sw.wait(20) == 0, "switch failed")
+    for i, (status, ev) in enumerate(results):
+        check(status == 200 and ev and ev[-1] == "[DONE]", f"stream {i}: {status} {ev}")
+        check(chunks_model(ev) == {"gemma"}, f"stream {i} served by {chunks_model(ev)}")
+
+
+@fixture(conf(top="hold-queue = 2", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
+def hold_queue_full(d):
+    ready(d)
+    llmctl_bg = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"),
+                                  "switch", "gemma"], stdout=subprocess.PIPE)
+    d.wait_records(1, "start", "gemma")
+    held = [Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True}) for _ in range(0)]
+    out = []
+
+    def one():
+        out.append(http(PORT, "POST", "/v1/chat/completions", CHAT))
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: llmctl_json(d, "status")["requests"]["held"] == 2, "2 requests held")
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    check(r.status == 503 and r.headers.get("retry-after"), r)
+    check(r.json()["error"]["type"] == "unavailable_error", r)
+    for t in threads:
+        t.join(20)
+    check([x.status for x in out] == [200, 200], out)
+    check(llmctl_bg.wait(20) == 0, "")
+    del held
+
+
+@fixture(conf(top="hold-timeout = 0.3s", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
+def hold_timeout(d):
+    ready(d)
+    subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
+                     stdout=subprocess.PIPE)
+    d.wait_records(1, "start", "gemma")
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    check(r.status == 503 and r.headers.get("retry-after"), r)
+    check("gave up waiting" in r.json()["error"]["message"], r)
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
+def client_abort_mid_stream(d):
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
+    s.event()
+    s.event()
+    s.close()
+    recs = d.wait_records(1, "request", "qwen")
+    r = [x for x in recs if x["path"] == "/v1/chat/completions"]
+    wait_until(lambda: any(x.get("client_gone") for x in d.records("request", "qwen")
+                           if x["path"] == "/v1/chat/completions"), "the simulator to see the cancel")
+    r = [x for x in d.records("request", "qwen") if x["path"] == "/v1/chat/completions"][0]
+    check(r["tokens_sent"] < 100, f"generation went on after the client left: {r}")
+
+
+@fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
+def client_abort_while_held(d):
+    ready(d)
+    sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
+                          stdout=subprocess.PIPE)
+    d.wait_records(1, "start", "gemma")
+    s = Stream.__new__(Stream)
+    import http.client as hc
+    s.conn = hc.HTTPConnection("127.0.0.1", PORT, timeout=5)
+    body = json.dumps({**CHAT, "stream": True, "max_tokens": 7})
+    s.conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+    wait_until(lambda: llmctl_json(d, "status")["requests"]["held"] == 1, "the request to be held")
+    s.conn.sock.close()
+    wait_until(lambda: llmctl_json(d, "status")["requests"]["held"] == 0, "the held request to go")
+    check(sw.wait(20) == 0, "")
+    time.sleep(0.2)
+    sha = hashlib.sha256(body.encode()).hexdigest()
+    check(not [x for x in d.records("request_start") if x.get("body_sha256") == sha],
+          "the abandoned request was sent to a model")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1"), models=MODELS)
+def upstream_dies_mid_stream(d):
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 20}, timeout=10)
+    ev = s.events()
+    check(ev and ev[-1] != "[DONE]", f"{ev}")
+    last = json.loads(ev[-1])
+    check("error" in last and last["error"]["code"] == 502, ev[-1])
+    content = [json.loads(e)["choices"][0]["delta"].get("content") for e in ev[:-1]]
+    check(len([c for c in content if c]) == 3, f"tokens before the error: {content}")
+
+
+@fixture(conf(top="routing = reject"), models=MODELS)
+def routing_reject(d):
+    ready(d)
+    for name in ("qwen", "qwen3.5"):
+        r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": name})
+        check(r.status == 200, f"{name}: {r}")
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "gemma"})
+    check(r.status == 404 and r.json()["error"]["type"] == "model_not_found", r)
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "gpt-4"})
+    check(r.status == 404, r)
+
+
+@fixture(conf(top="routing = switch"), models=MODELS)
+def routing_switch(d):
+    ready(d)
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "gemma4"})
+    check(r.status == 200 and r.json()["model"] == "gemma", r)
+    ready(d, "gemma")
+    check(llmctl_json(d, "status")["active"]["name"] == "gemma", "not switched")
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "gpt-4"})
+    check(r.status == 404, r)
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "qwen"})
+    check(r.status == 200 and r.json()["model"] == "qwen", r)
+
+
+@fixture(conf(), models=MODELS)
+def routing_active(d):
+    ready(d)
+    for name in ("gemma", "gpt-4o", "qwen"):
+        r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": name})
+        check(r.status == 200 and r.json()["model"] == "qwen", f"{name}: {r}")
+
+
+@fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1"), models=MODELS)
+def models_and_health(d):
+    d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
+    r = http(PORT, "GET", "/health")
+    check(r.status in (200, 503), r)  # 503 while qwen loads, if this came first
+    if r.status == 503:
+        check(r.json()["error"]["type"] == "unavailable_error" and r.json()["status"] == "loading", r)
+    ready(d)
+    r = http(PORT, "GET", "/health")
+    check(r.status == 200 and r.json()["status"] == "ok", r)
+    r = http(PORT, "GET", "/v1/models")
+    check(r.status == 200, r)
+    ids = {m["id"]: m for m in r.json()["data"]}
+    check(set(ids) == {"qwen", "qwen3.5", "gemma", "gemma4", "nomic"}, ids)
+    check(ids["qwen"]["state"] == "loaded" and ids["gemma"]["state"] == "unloaded", ids)
+    check(r.json()["object"] == "list" and all(m["object"] == "model" for m in ids.values()), r)
+    llmctl(d, "stop", check_rc=0)
+    r = http(PORT, "GET", "/health")
+    check(r.status == 503, r)
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    check(r.status == 503 and "llmctl start" in r.json()["error"]["message"], r)
+    llmctl(d, "switch", "gemma", check_rc=2)  # fails to load, nothing to restore
+    r = http(PORT, "GET", "/health")
+    check(r.status == 503 and r.json()["status"] in ("failed", "loading", "unloaded"), r)
+    ids = {m["id"]: m for m in http(PORT, "GET", "/v1/models").json()["data"]}
+    check(ids["gemma"]["state"] in ("failed", "unloaded"), ids)
+
+
+@fixture(conf(top="max-body-size = 4K"), models=MODELS)
+def errors(d):
+    ready(d)
+    r = http(PORT, "POST", "/v1/chat/completions", b'{"messages": [}', {"Content-Type": "application/json"})
+    check(r.status == 400 and "at byte 14" in r.json()["error"]["message"], r)
+    r = http(PORT, "POST", "/v1/chat/completions", b'{"model":"a","model":"b","messages":[]}')
+    check(r.status == 400 and "twice" in r.json()["error"]["message"], r)
+    r = http(PORT, "POST", "/v1/nothing", CHAT)
+    check(r.status == 404 and r.json()["error"]["type"] == "not_found_error", r)
+    r = http(PORT, "GET", "/v1/chat/completions")
+    check(r.status == 405, r)
+    r = http(PORT, "POST", "/v1/chat/completions", b"x" * 5000)
+    check(r.status == 413 and "max-body-size" in r.json()["error"]["message"], r)
+    # A chunked body over the limit is read, dropped, and refused.
+    import http.client as hc
+    c = hc.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    c.request("POST", "/v1/chat/completions", body=iter([b"x" * 3000, b"y" * 3000]),
+              headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+              encode_chunked=True)
+    resp = c.getresponse()
+    check(resp.status == 413, f"chunked: {resp.status}")
+    c.close()
+    # No length at all.
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n")
+    status = s.recv(1024).split(b"\r\n")[0]
+    check(b" 411 " in status, status)
+    s.close()
+    for e in ("error", "type", "code"):
+        check(e in json.dumps(r.json()), r)
+    check(d.proc.poll() is None, "llmd died")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=0\nrestart-sec = 0.1"), models=MODELS)
+def upstream_dies_before_answer(d):
+    ready(d)
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT, timeout=10)
+    check(r.status == 502 and r.json()["error"]["type"] == "server_error", r)
+
+
+@fixture(conf(top="api-key-file = @KEYS@"), models=MODELS, start=False)
+def api_keys(d):
+    keys = os.path.join(d.dir, "keys")
+    with open(keys, "w") as f:
+        f.write("# keys\nsecret-one\nsecret-two\n")
+    os.chmod(keys, 0o600)
+    d.write_config(conf(top=f"api-key-file = {keys}"))
+    d.start()
+    ready(d)
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    check(r.status == 401 and r.json()["error"]["type"] == "authentication_error", r)
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT, {"Authorization": "Bearer secret-on"})
+    check(r.status == 401, r)
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT, {"Authorization": "Bearer secret-two"})
+    check(r.status == 200, r)
+    check(http(PORT, "GET", "/health").status == 200, "health is not public")
+    check(http(PORT, "GET", "/v1/models").status == 200, "models is not public")
+    r = http(EMBED_PORT, "POST", "/v1/embeddings", {"input": "x"})
+    check(r.status == 401, f"the model's own port is not protected: {r}")
+
+
+@fixture(conf(top="max-body-size = 16M"), models=MODELS)
+def big_body_intact(d):
+    ready(d)
+    filler = "x" * (5 * 1024 * 1024)
+    body = json.dumps({"prompt": filler, "n_predict": 1, "n": 9007199254740993,
+                       "f": 1e400 if False else 1.5e300}).encode()
+    body = body.replace(b'"f": 1.5e+300', b'"f": 1e400')
+    r = http(PORT, "POST", "/completion", body, {"Content-Type": "application/json"}, timeout=60)
+    check(r.status in (200, 400), r)
+    sha = hashlib.sha256(body).hexdigest()
+    recs = [x for x in d.records("request_start", "qwen") if x["path"] == "/completion"]
+    check(recs and recs[-1]["body_sha256"] == sha and recs[-1]["body_bytes"] == len(body),
+          f"body changed on the way: {recs[-1] if recs else None}")
+
+
+@fixture(conf(), models=MODELS)
+def options_preflight(d):
+    ready(d)
+    r = http(PORT, "OPTIONS", "/v1/chat/completions", headers={
+        "Origin": "http://example.test", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,authorization"})
+    check(r.status == 200, r)
+    check(r.headers.get("access-control-allow-origin") == "http://example.test", r.headers)
+    check("POST" in r.headers.get("access-control-allow-methods", ""), r.headers)
+
+
+TESTS = {f.__name__: f for f in [
+    chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
+    streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
+    client_abort_while_held, upstream_dies_mid_stream, routing_reject, routing_switch,
+    routing_active, models_and_health, errors, upstream_dies_before_answer, api_keys,
+    big_body_intact, options_preflight,
+]}
+
+if __name__ == "__main__":
+    run(TESTS)
