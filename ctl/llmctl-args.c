@@ -6,6 +6,8 @@
 
 const Verb verbs[_VERB_MAX] = {
         { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
+        { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1,
+          "Show llmd's journal, or one model's (-f: follow it)" },
         { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD,
           "Read the configuration again and apply what changed" },
         { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, "Load the active generation model again" },
@@ -40,6 +42,7 @@ void llmctl_help(FILE *f)
         fprintf(f, "\nOptions:\n"
                    "  --json           print the daemon's JSON replies (also when stdout is no terminal)\n"
                    "  --socket PATH    the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
+                   "  -f, --follow     logs: follow the journal\n"
                    "  --now            switch: kill the old model at once instead of letting its requests finish\n"
                    "  -h, --help       show this help\n\n"
                    "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed.\n");
@@ -52,6 +55,7 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                 { "json", no_argument, NULL, ARG_JSON },
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "now", no_argument, NULL, ARG_NOW },
+                { "follow", no_argument, NULL, 'f' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -61,7 +65,7 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
 
         optind = 0; /* a full reset: parsers in the tests run several times */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":hf", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_JSON:
                         a.json = true;
@@ -74,6 +78,9 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                         break;
                 case 'h':
                         a.help = true;
+                        break;
+                case 'f':
+                        a.follow = true;
                         break;
                 case ARG_VERSION:
                         a.version = true;
@@ -116,6 +123,10 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
         }
         if (a.now && a.verb->id != VERB_SWITCH) {
                 snprintf(error, size, "--now goes with switch only");
+                return -EINVAL;
+        }
+        if (a.follow && a.verb->id != VERB_LOGS) {
+                snprintf(error, size, "-f goes with logs only");
                 return -EINVAL;
         }
         *ret = a;

@@ -10,6 +10,7 @@
 
 typedef enum VerbId {
         VERB_LIST,
+        VERB_LOGS,
         VERB_RELOAD,
         VERB_START,
         VERB_STATUS,
@@ -36,6 +37,7 @@ typedef struct LlmctlArgs {
         unsigned n_args;
         bool json;
         bool now;
+        bool follow;
         bool help;
         bool version;
         const char *socket;

@@ -439,11 +439,40 @@ static void print_version(Client *cl, const cJSON *p, bool continues)
         printf("llmd %s\n", jstr(p, "version"));
 }
 
+/* The journal holds llmd's log and each model's (MODEL=); journalctl shows it best. */
+static int run_logs(Client *cl)
+{
+        char *argv[8];
+        char match[128];
+        int n = 0;
+
+        argv[n++] = (char *) "journalctl";
+        argv[n++] = (char *) "--unit=llmd";
+        if (!cl->terminal) {
+                argv[n++] = (char *) "--no-pager";
+        }
+        if (cl->args.follow) {
+                argv[n++] = (char *) "--follow";
+        }
+        if (cl->args.n_args > 0) {
+                snprintf(match, sizeof(match), "MODEL=%s", cl->args.args[0]);
+                argv[n++] = match;
+        }
+        argv[n] = NULL;
+        fflush(stdout);
+        execvp(argv[0], argv);
+        return fail(EXIT_USAGE, "cannot run journalctl: %m (llmd logs to the journal)");
+}
+
 static int run(Client *cl)
 {
         const Verb *v = cl->args.verb;
         cJSON *params = NULL;
         int r;
+
+        if (v->id == VERB_LOGS) {
+                return run_logs(cl);
+        }
 
         if (v->id == VERB_VERSION && !cl->json) {
                 printf("llmctl %s\n", LLMD_VERSION);
@@ -473,6 +502,7 @@ static int run(Client *cl)
                 r = client_call(cl, v->method, params, true, print_progress);
                 cJSON_Delete(params);
                 return r;
+        case VERB_LOGS:
         case _VERB_MAX:
                 break;
         }

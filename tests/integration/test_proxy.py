@@ -390,7 +390,46 @@ def options_preflight(d):
     check("POST" in r.headers.get("access-control-allow-methods", ""), r.headers)
 
 
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50"), models=MODELS)
+def graceful_stop(d):
+    import signal
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 12})
+    first = s.event()
+    check(first is not None, "no first event")
+    d.proc.send_signal(signal.SIGTERM)
+    # No new connections once stopping...
+    wait_until(lambda: not _connects(PORT), "llmd to stop accepting")
+    # ...but the stream in flight runs to its end.
+    ev = s.events()
+    check(ev and ev[-1] == "[DONE]", f"the stream was cut: {ev}")
+    check(len(ev) == 12 + 2, f"{len(ev) + 1} events")
+    check(d.proc.wait(20) == 0, "llmd exit status")
+    check(any(m.get("EXTEND_TIMEOUT_USEC") for _, m in d.messages), "no EXTEND_TIMEOUT_USEC")
+
+
+def _connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@fixture(conf().replace(f"listen = 127.0.0.1:{PORT}", f"listen = [::1]:{PORT} 127.0.0.1:{PORT}"),
+         models=MODELS)
+def ipv6_and_several_addresses(d):
+    import http.client as hc
+    ready(d)
+    check(http(PORT, "GET", "/health").status == 200, "IPv4")
+    c = hc.HTTPConnection("::1", PORT, timeout=10)
+    c.request("GET", "/health")
+    check(c.getresponse().status == 200, "IPv6")
+    c.close()
+
+
 TESTS = {f.__name__: f for f in [
+    graceful_stop, ipv6_and_several_addresses,
     chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
     streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
     client_abort_while_held, upstream_dies_mid_stream, routing_reject, routing_switch,

@@ -285,7 +285,10 @@ static enum MHD_Result route_sim_step(struct http_request *req)
                 return infer_reply_error(req, 400, "llama-sim: \"n\" must be a count",
                                          "invalid_request_error");
         }
-        released = lockstep_release(n ? (uint64_t) n->valuedouble : 1);
+        /* more than a stream could ever use, and no overflow in the cast */
+        released = lockstep_release(!n                      ? 1 :
+                                    n->valuedouble > 1e12 ? (uint64_t) 1e12 :
+                                                            (uint64_t) n->valuedouble);
         snprintf(body, sizeof(body), "{\"released\":%u}", released);
         return http_reply_json(req, 200, body);
 }

@@ -182,6 +182,15 @@ check_journal_model() {
         note "$(journalctl --no-pager -u llmd.service MODEL=qwen | wc -l) lines, e.g.: $(journalctl --no-pager -o cat -u llmd.service MODEL=qwen | head -1)"
 }
 
+check_llmctl_logs() {
+        local out
+        out=$("$LLMCTL" logs qwen) || fail "llmctl logs qwen failed"
+        printf '%s\n' "$out" | grep -q "loading model '$models/qwen.gguf'" ||
+                fail "llmctl logs qwen has no line of qwen's llama-server"
+        printf '%s\n' "$out" | grep -q "$models/nomic.gguf" && fail "llmctl logs qwen shows nomic's lines"
+        "$LLMCTL" logs | grep -q "started llama-server" || fail "llmctl logs has no llmd line"
+}
+
 check_socket_mode() {
         local s
         s=$(stat -c '%a %U %G' /run/llmd/control.sock)
@@ -360,6 +369,7 @@ check "systemd-analyze verify llmd.service llmd.socket (in the guest)" check_ver
 check "systemctl start llmd -> active (running) only after READY" check_start
 check "systemctl show -p StatusText names the model and its state" check_status_text
 check "journalctl -u llmd MODEL=qwen shows qwen's llama-server lines" check_journal_model
+check "llmctl logs [MODEL] shows llmd's journal, or one model's" check_llmctl_logs
 check "control socket is 0660 llmd:llmd in /run/llmd (0750)" check_socket_mode
 check "a user in group llmd can run llmctl status, others cannot" check_group_user
 check "llmctl switch gemma -> StatusText follows" check_switch

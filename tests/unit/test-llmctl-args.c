@@ -44,6 +44,11 @@ TEST(verbs)
         check_inteq(a.verb->id, VERB_VERSION);
         check_inteq(parse(&a, e, "-h", NULL), 0);
         check(a.help);
+        check_inteq(parse(&a, e, "logs", "-f", "qwen", NULL), 0);
+        check(a.verb->id == VERB_LOGS && a.follow && a.n_args == 1);
+        check_streq(a.args[0], "qwen");
+        check_inteq(parse(&a, e, "status", "-f", NULL), -EINVAL);
+        check_streq(e, "-f goes with logs only");
 }
 
 TEST(usage_errors)
