@@ -1138,6 +1138,9 @@ static void listener_arm(Listener *l)
         MHD_UNSIGNED_LONG_LONG ms;
 
         if (MHD_get_timeout(l->daemon, &ms) == MHD_YES) {
+                /* Idle timeouts are seconds away: with slack for them, sd-event need not
+                 * reprogram its timer after every request. Short ones stay exact. */
+                (void) sd_event_source_set_time_accuracy(l->timer, ms >= 1000 ? 250 * USEC_PER_MSEC : 1);
                 (void) sd_event_source_set_time_relative(l->timer, (uint64_t) ms * USEC_PER_MSEC);
                 (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
         } else {
