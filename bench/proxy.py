@@ -6,9 +6,10 @@
   time to first byte   of a streaming chat request (max_tokens 1), over 1000 requests on one
                        keep-alive connection: median and p99, direct vs through llmd
   event rate           of one long stream with the simulator at full speed (LLAMA_SIM_TOKEN_MS=0),
-                       events per second, direct vs through llmd
+                       events per second as curl receives them, direct vs through llmd; and the
+                       same for a stream paced at 1 ms a token (a fast GPU's rate)
 
-Direct means a second simulator on TCP, started the same way llmd starts its children.
+Direct means the same simulator child, on its own unix socket, as llmd itself reaches it.
 Usage: bench/proxy.py [BUILD_DIR] [REQUESTS] [TOKENS]   (default build, 1000, 20000)
 """
 
@@ -73,9 +74,19 @@ class Reader:
                 return events
 
 
-def ttfb(port):
-    s = socket.create_connection(("127.0.0.1", port))
+def connect(target):
+    """target: a TCP port (llmd) or a unix socket path (the child, direct)."""
+    if isinstance(target, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(target)
+        return s
+    s = socket.create_connection(("127.0.0.1", target))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def ttfb(target):
+    s = connect(target)
     r = Reader(s)
     out = []
     for _ in range(n_req):
@@ -89,15 +100,17 @@ def ttfb(port):
     return statistics.median(out), out[int(len(out) * 0.99) - 1]
 
 
-def rate(port):
-    s = socket.create_connection(("127.0.0.1", port))
-    r = Reader(s)
+def rate(target, tokens=None):
+    """Events per second of one stream, read by curl (a Python reader would be the bottleneck)."""
+    body = ('{"messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":%d}'
+            % (tokens or n_tok))
+    where = (["--unix-socket", target, "http://localhost/v1/chat/completions"]
+             if isinstance(target, str) else [f"http://127.0.0.1:{target}/v1/chat/completions"])
     t0 = time.perf_counter()
-    s.sendall(request(n_tok))
-    events = r.response()
+    out = subprocess.run(["curl", "-sN", "-H", "Content-Type: application/json", "-d", body, *where],
+                         capture_output=True, check=True).stdout
     dt = time.perf_counter() - t0
-    s.close()
-    return events / dt
+    return out.count(b"data: ") / dt
 
 
 CONF = """
@@ -108,41 +121,37 @@ log-requests = false
 [qwen]
 model = @MODELS@/qwen.gguf
 ctx-size = 1000000
+; a model with a paced stream (1 ms a token), reached on a port of its own
+[paced]
+model = @MODELS@/paced.gguf
+ctx-size = 1000000
+pin = true
+port = %d
+env = LLAMA_SIM_TOKEN_MS=1
 """
 
-port = free_port()
-direct = free_port()
-env = {**os.environ, "LLAMA_SIM_TOKEN_MS": "0", "LLAMA_SIM_LOAD_MS": "20"}
-d = Llmd(CONF % port, models=("qwen",), env={"LLAMA_SIM_TOKEN_MS": "0"})
-tmp = tempfile.TemporaryDirectory()
-model = os.path.join(tmp.name, "m.gguf")
-with open(model, "wb") as f:
-    f.write(b"GGUF" + b"\0" * 4092)
-sim = subprocess.Popen([os.environ["LLAMA_SIM"], "--model", model, "--host", "127.0.0.1",
-                        "--port", str(direct), "--ctx-size", "1000000"], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+port, paced_port = free_port(), free_port()
+n_paced = 2000
+d = Llmd(CONF % (port, paced_port), models=("qwen", "paced"), env={"LLAMA_SIM_TOKEN_MS": "0"})
 try:
     d.start("--log-level", "warning")
-    d.wait_status("qwen ready")
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", direct)).close()
-            return True
-        except OSError:
-            return False
-    wait_until(up, "the direct simulator")
-    time.sleep(0.2)
+    d.wait_status("qwen ready · pinned paced ready")
+    # Direct: the very simulator llmd runs, on its own unix socket, as llmd reaches it.
+    direct = d.socket_path("qwen")
     rd, rl = ttfb(direct), ttfb(port)
-    sd, sl = rate(direct), rate(port)
+    sd = statistics.median(rate(direct) for _ in range(3))
+    sl = statistics.median(rate(port) for _ in range(3))
+    pd = rate(d.socket_path("paced"), n_paced)
+    pl = rate(paced_port, n_paced)
     print(f"proxy figures ({n_req} requests, one stream of {n_tok} tokens)")
     print(f"  ttfb median   direct {rd[0] * 1e3:7.3f} ms   llmd {rl[0] * 1e3:7.3f} ms   "
           f"added {(rl[0] - rd[0]) * 1e3:6.3f} ms")
     print(f"  ttfb p99      direct {rd[1] * 1e3:7.3f} ms   llmd {rl[1] * 1e3:7.3f} ms   "
           f"added {(rl[1] - rd[1]) * 1e3:6.3f} ms")
-    print(f"  event rate    direct {sd:9.0f}/s   llmd {sl:9.0f}/s   ratio {sl / sd * 100:5.1f}%")
+    print(f"  event rate    direct {sd:9.0f}/s   llmd {sl:9.0f}/s   ratio {sl / sd * 100:5.1f}%"
+          "   (upstream at full speed: CPU-bound, 3 busy processes on this machine's cores)")
+    print(f"  paced rate    direct {pd:9.0f}/s   llmd {pl:9.0f}/s   ratio {pl / pd * 100:5.1f}%"
+          f"   (upstream at 1 ms a token, {n_paced} tokens)")
     d.stop()
 finally:
-    sim.kill()
     d.cleanup()
-    tmp.cleanup()
