@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -196,6 +197,13 @@ static int run(int argc, char *argv[])
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         }
         (void) signal(SIGPIPE, SIG_IGN);
+        /* Each stream holds two descriptors (client and child): take what the hard limit allows,
+         * as LimitNOFILE= in the unit would. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
 
         r = load_config(&c);
         if (r < 0) {
