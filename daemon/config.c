@@ -571,6 +571,17 @@ static bool section_has_duplicate(Config *c, const RawSection *s, size_t j)
         return false;
 }
 
+/* A bad "model" value was reported already; anything else without one is reported here. */
+static bool section_sets_exactly(const RawSection *s, const char *key)
+{
+        for (size_t i = 0; s && i < s->n_entries; i++) {
+                if (streq(s->entries[i].key, key)) {
+                        return true;
+                }
+        }
+        return false;
+}
+
 /* "mmap" and "no-mmap" set the same thing. */
 static const char *flag_base(const char *key)
 {
@@ -664,7 +675,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                         }
                 }
         }
-        if (!m->model_path && !section_sets(s, "model")) {
+        if (!m->model_path && !section_sets_exactly(s, "model")) {
                 config_error(c, s->line, "[%s]: no 'model = PATH'", s->name);
                 r = -EINVAL;
         }

@@ -253,6 +253,8 @@ TEST(bad_values)
 {
         BAD("[m]\nmodel = relative.gguf\n", "t.conf:2: [m] model: 'relative.gguf' is not an absolute path");
         BAD("[m]\nctx-size = 1\n", "t.conf:1: [m]: no 'model = PATH'");
+        /* Found by fuzz-config: a "no-" flag named like an own key is not that key. */
+        BAD("[m]\nno-model = /s\n", "t.conf:1: [m]: no 'model = PATH'");
         BAD("[m]\nmodel = /m\npin = maybe\n", "t.conf:3: [m] pin: 'maybe' is not true or false");
         BAD("[m]\nmodel = /m\nport = 70000\n", "t.conf:3: [m] port: '70000' is not a port number (1-65535)");
         BAD("[m]\nmodel = /m\nload-timeout = soon\n",
