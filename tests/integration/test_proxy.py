@@ -428,7 +428,55 @@ def ipv6_and_several_addresses(d):
     c.close()
 
 
+def start_switch(d, model, *extra):
+    return subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "--json",
+                             "switch", model, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=40"), models=MODELS)
+def drain_before_stop(d):
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 15})
+    check(s.event() is not None, "no first event")
+    sw = start_switch(d, "gemma")
+    ev = s.events()
+    # The stream on the old model runs to its end; only then is qwen stopped.
+    check(ev and ev[-1] == "[DONE]" and chunks_model(ev) == {"qwen"}, f"{ev[-2:]}")
+    check(sw.wait(20) == 0, "switch failed")
+    req = [r for r in d.records("request", "qwen") if r["path"] == "/v1/chat/completions"][0]
+    sig = d.records("signal", "qwen")
+    check(sig and sig[0]["t"] >= req["t"], f"qwen was signalled before its request ended: {sig} {req}")
+    check(not req.get("client_gone"), f"{req}")
+
+
+@fixture(conf(top="drain-timeout = 0.3s", qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
+def drain_timeout_cuts_off(d):
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
+    check(s.event() is not None, "no first event")
+    sw = start_switch(d, "gemma")
+    ev = s.events()
+    last = json.loads(ev[-1])
+    check("error" in last and "drain-timeout" in last["error"]["message"], f"{ev[-1]}")
+    check(sw.wait(20) == 0, "switch failed")
+    wait_until(lambda: any(r.get("client_gone") for r in d.records("request", "qwen")
+                           if r["path"] == "/v1/chat/completions"), "the upstream request to end")
+
+
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
+def switch_now_cuts_streams(d):
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
+    check(s.event() is not None, "no first event")
+    sw = start_switch(d, "gemma", "--now")
+    ev = s.events()
+    last = json.loads(ev[-1])
+    check("error" in last and "--now" in last["error"]["message"], f"{ev[-1]}")
+    check(sw.wait(20) == 0, "switch failed")
+
+
 TESTS = {f.__name__: f for f in [
+    drain_before_stop, drain_timeout_cuts_off, switch_now_cuts_streams,
     graceful_stop, ipv6_and_several_addresses,
     chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
     streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
