@@ -21,14 +21,9 @@ import sys
 import tempfile
 import time
 
-here = os.path.dirname(os.path.abspath(__file__))
-build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build"))
-n_req = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-n_tok = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
-os.environ.setdefault("LLMD", os.path.join(build, "daemon", "llmd"))
-os.environ.setdefault("LLMCTL", os.path.join(build, "ctl", "llmctl"))
-os.environ.setdefault("LLAMA_SIM", os.path.join(build, "tests", "sim", "llama-sim"))
-sys.path.insert(0, os.path.join(here, "..", "tests", "integration"))
+import benchenv  # noqa: E402,F401 (sets up paths)
+n_req = benchenv.arg(2, 1000)
+n_tok = benchenv.arg(3, 20000)
 
 from llmdtest import Llmd, free_port, wait_until  # noqa: E402
 

@@ -17,12 +17,8 @@ import statistics
 import sys
 import time
 
-here = os.path.dirname(os.path.abspath(__file__))
-build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build"))
-runs = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-os.environ.setdefault("LLMD", os.path.join(build, "daemon", "llmd"))
-os.environ.setdefault("LLAMA_SIM", os.path.join(build, "tests", "sim", "llama-sim"))
-sys.path.insert(0, os.path.join(here, "..", "tests", "integration"))
+import benchenv  # noqa: E402,F401 (sets up paths)
+runs = benchenv.arg(2, 20)
 
 from llmdtest import Llmd  # noqa: E402
 

@@ -15,13 +15,8 @@ import subprocess
 import sys
 import time
 
-here = os.path.dirname(os.path.abspath(__file__))
-build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build"))
-n = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-os.environ.setdefault("LLMD", os.path.join(build, "daemon", "llmd"))
-os.environ.setdefault("LLMCTL", os.path.join(build, "ctl", "llmctl"))
-os.environ.setdefault("LLAMA_SIM", os.path.join(build, "tests", "sim", "llama-sim"))
-sys.path.insert(0, os.path.join(here, "..", "tests", "integration"))
+import benchenv  # noqa: E402,F401 (sets up paths)
+n = benchenv.arg(2, 10)
 
 from llmdtest import LLMCTL, Llmd  # noqa: E402
 
