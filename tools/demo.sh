@@ -61,5 +61,8 @@ env = LLAMA_SIM_LOAD_MS=300
 CONF
 
 echo "llmd demo: config $demo/llama-generate.conf, runtime directory $demo/run"
+echo "llmd demo: try, in another terminal:"
+echo "    curl -N localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}'"
+echo "    LLMD_SOCKET=$demo/run/control.sock $PWD/build/ctl/llmctl switch gemma"
 exec build/daemon/llmd --config "$demo/llama-generate.conf" --runtime-dir "$demo/run" \
     --state-dir "$demo/state" "$@"

@@ -207,6 +207,25 @@ def sigterm_escalates_to_sigkill(d):
         check("sending SIGKILL" in f.read(), "no SIGKILL in the log")
 
 
+@fixture(conf(qwen="stop-timeout = 60s"))
+def second_sigterm_kills_at_once(d):
+    d.wait_status(READY)
+    pids = [d.pid_of(m) for m in ("qwen", "nomic")]
+    held = hold_request(d.socket_path("qwen"))
+    time.sleep(0.2)  # for the request to reach the simulator
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_notify(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
+    # qwen ignores SIGTERM while the request is open; a second signal does not wait 60 s.
+    d.proc.send_signal(signal.SIGTERM)
+    rc = d.proc.wait(10)
+    held.close()
+    check(rc == 0, f"exit status {rc}")
+    check(not any(pid_alive(p) for p in pids), "a child survived")
+    with open(d.log_path) as f:
+        log = f.read()
+    check("killing the models now" in log and "restarting in" not in log, log[-2000:])
+
+
 @fixture(conf())
 def sigkill_leaves_no_child(d):
     d.wait_status(READY)
@@ -274,7 +293,8 @@ def check_config():
 TESTS = {f.__name__: f for f in [
     startup, child_environment, crash_restarted, crash_loop_fails, killed_by_signal,
     missing_model, unreadable_model, load_timeout, health_hang_restarted, stale_socket,
-    sigterm_stops_in_order, sigterm_escalates_to_sigkill, sigkill_leaves_no_child,
+    sigterm_stops_in_order, sigterm_escalates_to_sigkill, second_sigterm_kills_at_once,
+    sigkill_leaves_no_child,
     binary_missing, load_on_startup_false, bad_config_refuses_start, check_config,
 ]}
 
