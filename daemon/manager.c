@@ -94,7 +94,6 @@ static void manager_on_stopped(void *userdata)
 int manager_reload(Manager *m, char ***ret_errors)
 {
         _cleanup_(config_freep) Config *c = NULL;
-        char buf[64];
         int r;
 
         if (m->stopping) {
@@ -114,12 +113,9 @@ int manager_reload(Manager *m, char ***ret_errors)
         }
         if (r < 0) {
                 log_error_errno(r, "Reload refused: cannot read %s: %m", m->config_path);
-                if (ret_errors) {
-                        snprintf(buf, sizeof(buf), "%s", strerror(-r));
-                        _cleanup_free_ char *e = NULL;
-                        if (asprintf(&e, "%s: %s", m->config_path, buf) >= 0) {
-                                (void) strv_extend(ret_errors, e);
-                        }
+                char *e;
+                if (ret_errors && asprintf(&e, "%s: %s", m->config_path, strerror(-r)) >= 0) {
+                        (void) strv_consume(ret_errors, e);
                 }
                 return -EINVAL;
         }

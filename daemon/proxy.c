@@ -116,8 +116,6 @@ struct Request {
         size_t buf_len, buf_off;
         bool upstream_done;
         int upstream_error;
-        char *upstream_message;
-        bool cut_off; /* ended by a drain or a stop: tell the client */
 
         uint64_t start_usec, first_byte_usec;
         uint64_t bytes_out;
@@ -144,8 +142,6 @@ struct Proxy {
         Drain *drains;
         char **api_keys;
         ProxyCounters counters;
-        bool quiescing;
-        char *switch_pending; /* routing = switch: the model a queued swap goes to */
 };
 
 static void request_dispatch(Request *r);
@@ -299,24 +295,27 @@ static void request_resume(Request *r)
 
 /* ---- lists ---- */
 
-static void list_add(Request **first, Request **last, Request *r)
+/* The held queue keeps arrival order (first..last); the forwarded list has no order. */
+static void held_append(Proxy *p, Request *r)
 {
         r->next = NULL;
-        r->prev = last ? *last : NULL;
-        if (last && *last) {
-                (*last)->next = r;
-        } else if (!last && *first) {
-                r->next = *first;
-                (*first)->prev = r;
-                *first = r;
-                return;
+        r->prev = p->held_last;
+        if (p->held_last) {
+                p->held_last->next = r;
+        } else {
+                p->held_first = r;
         }
-        if (!*first) {
-                *first = r;
+        p->held_last = r;
+}
+
+static void forwarded_push(Proxy *p, Request *r)
+{
+        r->prev = NULL;
+        r->next = p->forwarded;
+        if (p->forwarded) {
+                p->forwarded->prev = r;
         }
-        if (last) {
-                *last = r;
-        }
+        p->forwarded = r;
 }
 
 static void request_unlink(Request *r)
@@ -482,10 +481,6 @@ static void upstream_on_done(void *userdata, int error, const char *message)
         r->upstream = NULL; /* freed by upstream.c after this */
         r->upstream_done = true;
         r->upstream_error = error;
-        if (error < 0) {
-                free(r->upstream_message);
-                r->upstream_message = strdup(message ? message : "upstream failed");
-        }
         if (r->state == REQ_FORWARDED) {
                 /* No headers came: the child died or refused the connection. */
                 _cleanup_free_ char *m = NULL;
@@ -604,7 +599,7 @@ static void request_forward(Request *r, Child *c)
                 return;
         }
         r->state = REQ_FORWARDED;
-        list_add(&r->proxy->forwarded, NULL, r);
+        forwarded_push(r->proxy, r);
         r->proxy->counters.in_flight++;
         request_suspend(r);
 }
@@ -633,7 +628,7 @@ static void request_hold(Request *r)
                 return;
         }
         r->state = REQ_HELD;
-        list_add(&p->held_first, &p->held_last, r);
+        held_append(p, r);
         p->counters.held++;
         if (sd_event_add_time_relative(p->event, &r->hold_timer, CLOCK_MONOTONIC,
                                        c->hold_timeout_usec, USEC_PER_MSEC,
@@ -1127,7 +1122,6 @@ static void proxy_on_completed(void *cls, struct MHD_Connection *connection, voi
         free(r->model_asked);
         free(r->target);
         free(r->buf);
-        free(r->upstream_message);
         free(r);
 }
 
@@ -1392,7 +1386,6 @@ int proxy_start(Proxy *p)
 
 void proxy_quiesce(Proxy *p)
 {
-        p->quiescing = true;
         for (Listener *l = p->listeners; l; l = l->next) {
                 int fd = MHD_quiesce_daemon(l->daemon);
                 /* We close it: no new connections; those open go on. */
@@ -1585,7 +1578,6 @@ Proxy *proxy_free(Proxy *p)
         sd_event_source_disable_unref(p->post);
         upstream_multi_free(p->upstream);
         strv_free(p->api_keys);
-        free(p->switch_pending);
         free(p);
         return NULL;
 }

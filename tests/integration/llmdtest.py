@@ -189,6 +189,18 @@ class Llmd:
         return wait_until(lambda: len(self.records(event, model)) >= n and self.records(event, model),
                           f"{n} {event!r} record(s) of {model}", timeout)
 
+    def hold_request(self, model):
+        """A request the simulator of model keeps open (its test-only /sim/hold), once it has
+        arrived there: the socket, to close when done."""
+        def arrived():
+            return [r for r in self.records("request_start", model) if r["path"] == "/sim/hold"]
+        before = len(arrived())
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.socket_path(model))
+        s.sendall(b"POST /sim/hold HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        wait_until(lambda: len(arrived()) > before, f"the held request to reach {model}")
+        return s
+
     def child_pids(self):
         """Live processes whose parent is llmd."""
         pids = []

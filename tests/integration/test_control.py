@@ -262,7 +262,6 @@ def sighup_reloads(d):
     qwen = d.pid_of("qwen")
     d.write_config(conf(extra="n-gpu-layers = 10").replace("[devstral]", "[extra]").replace(
         "devstral.gguf", "extra.gguf"))
-    n = len(d.messages)
     d.mark()
     d.proc.send_signal(signal.SIGHUP)
     d.wait_notify(lambda m: m.get("RELOADING") == "1", "RELOADING=1")
@@ -277,7 +276,6 @@ def sighup_reloads(d):
     d.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "Reload refused" in open(d.log_path).read(), "the refusal in the log")
     check(d.pid_of("qwen") == qwen and d.proc.poll() is None, "bad reload changed something")
-    check(n < len(d.messages), "")
 
 
 def protocol_error(d, data, reason):
@@ -337,13 +335,9 @@ def reader_that_never_reads(d):
     except (BrokenPipeError, ConnectionResetError, socket.timeout):
         pass
     check(llmctl(d, "status", check_rc=0), "")
-    wait_until(lambda: "reads no replies" in open(d.log_path).read() or v_closed(v),
-               "the silent client to be dropped or stalled", timeout=10)
+    wait_until(lambda: "reads no replies" in open(d.log_path).read(),
+               "the silent client to be dropped", timeout=10)
     check(d.proc.poll() is None, "llmd exited")
-
-
-def v_closed(v):
-    return False
 
 
 @fixture(conf(), models=MODELS)
@@ -420,19 +414,11 @@ def status_on_terminal(d):
     check("loading gemma" in out, f"no progress shown: {out!r}")
 
 
-def hold_request(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(path)
-    s.sendall(b"POST /sim/hold HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-    return s
-
-
 @fixture(conf(qwen="stop-timeout = 60s"), models=MODELS)
 def switch_now_kills(d):
     ready(d)
     qwen = d.pid_of("qwen")
-    held = hold_request(d.socket_path("qwen"))
-    time.sleep(0.2)  # for the request to reach the simulator
+    held = d.hold_request("qwen")
     # llama-server ignores SIGTERM while a request is open; --now does not wait for it.
     r = llmctl_json(d, "switch", "gemma", "--now")
     held.close()

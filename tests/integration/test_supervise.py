@@ -180,19 +180,11 @@ def sigterm_stops_in_order(d):
     check(exits == ["qwen", "nomic"], f"exit order {exits}")
 
 
-def hold_request(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(path)
-    s.sendall(b"POST /sim/hold HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-    return s
-
-
 @fixture(conf(qwen="stop-timeout = 0.5s"))
 def sigterm_escalates_to_sigkill(d):
     d.wait_status(READY)
     pid = d.pid_of("qwen")
-    held = hold_request(d.socket_path("qwen"))
-    time.sleep(0.2)  # for the request to reach the simulator; it records requests when they end
+    held = d.hold_request("qwen")
     t0 = time.monotonic()
     rc = d.stop(signal.SIGTERM)
     took = time.monotonic() - t0
@@ -211,8 +203,7 @@ def sigterm_escalates_to_sigkill(d):
 def second_sigterm_kills_at_once(d):
     d.wait_status(READY)
     pids = [d.pid_of(m) for m in ("qwen", "nomic")]
-    held = hold_request(d.socket_path("qwen"))
-    time.sleep(0.2)  # for the request to reach the simulator
+    held = d.hold_request("qwen")
     d.proc.send_signal(signal.SIGTERM)
     d.wait_notify(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
     # qwen ignores SIGTERM while the request is open; a second signal does not wait 60 s.
