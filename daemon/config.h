@@ -65,7 +65,7 @@ typedef struct Config {
 
 #define FOREACH_MODEL(m, c)                                                             \
         for (ModelConfig **_i_ = (c)->models, *m;                                       \
-             _i_ < (c)->models + (c)->n_models && ((m) = *_i_, true); _i_++)
+             _i_ && _i_ < (c)->models + (c)->n_models && ((m) = *_i_, true); _i_++)
 
 /* Parses the file. On -EINVAL (*ret) holds the errors found (config->errors, at least one);
  * on success it holds a valid configuration. Other negative values: the file could not be read,
