@@ -20,6 +20,10 @@ static bool arg_check;
 
 /* EX_CONFIG: the unit's RestartPreventExitStatus= keeps a broken file from a restart loop. */
 #define EXIT_CONFIG 78
+/* EX_CANTCREAT: another llmd holds the runtime directory. Not restarted either: retrying
+ * every RestartSec= cannot end well while the other one runs, and would only hit the start
+ * limit with a less clear message. */
+#define EXIT_RUNNING 73
 
 static void help(void)
 {
@@ -32,7 +36,8 @@ static void help(void)
                "      --log-level LEVEL    err, warning, notice, info or debug (default: info)\n"
                "  -h, --help               show this help\n"
                "      --version            show the version\n\n"
-               "Exit status: 0 ok; 1 a failure to start; 2 usage error; 78 bad configuration.\n"
+               "Exit status: 0 ok; 1 a failure to start; 2 usage error; 73 another llmd runs on the\n"
+               "runtime directory; 78 bad configuration.\n"
                "See llmd(8) and llama-generate.conf(5).\n",
                LLMD_CONFIG_FILE, LLMD_RUNTIME_DIR, LLMD_STATE_DIR);
 }
@@ -211,6 +216,10 @@ static int run(int argc, char *argv[])
                 return EXIT_CONFIG;
         }
         r = manager_new(c, arg_runtime_dir, arg_state_dir, &m);
+        if (r == -EBUSY) {
+                notify_errno(r, "another llmd is running on the runtime directory");
+                return EXIT_RUNNING;
+        }
         if (r >= 0) {
                 r = manager_start(m);
         }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -210,6 +212,47 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+/* One llmd per runtime directory. A second one would replace the control socket and, on its
+ * way out, remove the sockets of the first one's children, whose health checks then fail. The
+ * lock comes before anything in the directory is touched and lasts as long as the process (the
+ * kernel drops it when we die, so there is nothing stale to clean up). It holds our pid, so the
+ * refusal can name the holder. */
+static int manager_lock_runtime_dir(Manager *m)
+{
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        char pid[32];
+        int r;
+
+        if (asprintf(&path, "%s/%s", m->runtime_dir, MANAGER_LOCK_NAME) < 0) {
+                return log_error_errno(ENOMEM, "Out of memory");
+        }
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+        if (fd < 0) {
+                return log_error_errno(errno, "Failed to open %s: %m", path);
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK) {
+                        return log_error_errno(errno, "Failed to lock %s: %m", path);
+                }
+                ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+                pid[MAX(n, 0)] = '\0';
+                pid[strcspn(pid, "\n")] = '\0';
+                if (pid[0] == '\0') {
+                        strcpy(pid, "?");
+                }
+                return log_error_errno(EBUSY, "another llmd (pid %s) is running on %s (it holds %s); "
+                                       "not starting", pid, m->runtime_dir, path);
+        }
+        r = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t) r, 0) != r) {
+                /* Only the holder's pid in a refusal is lost. */
+                log_warning_errno(errno, "Failed to write our pid to %s: %m", path);
+        }
+        m->lock_fd = TAKE_FD(fd);
+        return 0;
+}
+
 int manager_new(Config *config, const char *runtime_dir, const char *state_dir, Manager **ret)
 {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -221,6 +264,7 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
                 config_free(config);
                 return log_error_errno(ENOMEM, "Out of memory");
         }
+        m->lock_fd = -1;
         m->runtime_dir = strdup(runtime_dir);
         m->state_dir = strdup(state_dir);
         m->config_path = strdup(config->path);
@@ -234,6 +278,11 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
         if (r < 0) {
                 config_free(config);
                 return log_error_errno(r, "Failed to create runtime directory %s: %m", runtime_dir);
+        }
+        r = manager_lock_runtime_dir(m);
+        if (r < 0) {
+                config_free(config);
+                return r;
         }
         r = mkdir_p(m->state_dir, 0755);
         if (r < 0) {
@@ -336,6 +385,8 @@ Manager *manager_free(Manager *m)
         strv_free(m->environ);
         free(m->runtime_dir);
         free(m->state_dir);
+        /* Last: the next llmd may start once our sockets are gone. */
+        safe_close(m->lock_fd);
         free(m);
         return NULL;
 }

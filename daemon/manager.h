@@ -13,11 +13,14 @@
  * its children, the control socket; the HTTP proxy joins it with its own module.
  */
 
+#define MANAGER_LOCK_NAME "llmd.lock" /* in the runtime directory */
+
 typedef struct Manager {
         sd_event *event;
         char *config_path;
         char *runtime_dir;
         char *state_dir;
+        int lock_fd; /* flock()ed: the runtime directory is ours */
         char **environ; /* llmd's environment without systemd's variables, for children */
         Supervisor *supervisor;
         ControlServer *control;
@@ -26,7 +29,8 @@ typedef struct Manager {
         bool stopping;
 } Manager;
 
-/* Takes ownership of config. */
+/* Takes ownership of config. -EBUSY: another llmd holds the runtime directory (logged, like
+ * every failure here). */
 int manager_new(Config *config, const char *runtime_dir, const char *state_dir, Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);

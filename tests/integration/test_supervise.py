@@ -9,7 +9,8 @@ import socket
 import subprocess
 import time
 
-from llmdtest import Failure, LLMD, check, fixture, pid_alive, run, wait_until
+from llmdtest import (Failure, LLMD, check, fixture, free_port, llmctl, pid_alive, run,
+                      wait_until)
 
 
 def conf(qwen="", nomic="", top=""):
@@ -253,6 +254,46 @@ def bad_config_refuses_start(d):
     check(not d.records("start"), "a child was started")
 
 
+def second_llmd(d, config):
+    """Another llmd on d's runtime and state directories, with its own config; it must exit
+    by itself. Its messages go to its own stderr, not to d's notify socket."""
+    env = {k: v for k, v in d.env.items() if k != "NOTIFY_SOCKET"}
+    try:
+        return subprocess.run([LLMD, "--config", config, "--runtime-dir", d.runtime,
+                               "--state-dir", d.state], env=env, capture_output=True, text=True,
+                              timeout=10)
+    except subprocess.TimeoutExpired:
+        raise Failure("the second llmd kept running")
+
+
+@fixture(conf(qwen="health-interval = 0.1s", nomic="health-interval = 0.1s"))
+def second_instance_refused(d):
+    """A second llmd on the same runtime directory changes nothing there, whether it could
+    bind its port or not."""
+    d.wait_status(READY)
+    pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    control = os.path.join(d.runtime, "control.sock")
+    inode = os.stat(control).st_ino
+    other = os.path.join(d.dir, "other.conf")
+    with open(d.config) as f:
+        text = f.read()
+    for port in (free_port(), d.port):
+        with open(other, "w") as f:
+            f.write(text.replace(f"listen = 127.0.0.1:{d.port}", f"listen = 127.0.0.1:{port}"))
+        p = second_llmd(d, other)
+        check(p.returncode == 73, f"port {port}: exit status {p.returncode}: {p.stderr}")
+        check(f"another llmd (pid {d.proc.pid}) is running on {d.runtime}" in p.stderr, p.stderr)
+        check(os.stat(control).st_ino == inode, "the control socket was replaced")
+        for m in pids:
+            check(os.path.exists(d.socket_path(m)), f"{m}'s socket was removed")
+        llmctl(d, "status", check_rc=0)
+    # Health probes every 0.1 s would have noticed a child's socket gone by now.
+    time.sleep(0.5)
+    check({m: d.pid_of(m) for m in pids} == pids, "a child was restarted")
+    check(len(d.records("start")) == 2, f"starts: {[r['_model'] for r in d.records('start')]}")
+    check(d.proc.poll() is None, "llmd exited")
+
+
 def check_config():
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
@@ -287,6 +328,7 @@ TESTS = {f.__name__: f for f in [
     sigterm_stops_in_order, sigterm_escalates_to_sigkill, second_sigterm_kills_at_once,
     sigkill_leaves_no_child,
     binary_missing, load_on_startup_false, bad_config_refuses_start, check_config,
+    second_instance_refused,
 ]}
 
 if __name__ == "__main__":
