@@ -23,6 +23,7 @@ struct ControlServer {
         sd_event_source *io;
         ControlConnection *connections;
         unsigned n_connections;
+        unsigned n_unprivileged; /* of them, from neither root nor llmd's own user */
 };
 
 struct ControlCall {
@@ -37,6 +38,7 @@ struct ControlConnection {
         int fd;
         uid_t uid;
         pid_t pid;
+        bool privileged; /* root or llmd's own user: may use the reserved slots */
         sd_event_source *io;
         VarlinkReader reader;
         bool eof;        /* the peer closed its side */
@@ -46,6 +48,7 @@ struct ControlConnection {
         bool lingering;  /* our side is shut; what the peer still sends is read and dropped */
         sd_event_source *defer;
         sd_event_source *linger_timer;
+        sd_event_source *idle_timer;
         char *out;
         size_t out_len, out_off;
         ControlCall *current;
@@ -107,6 +110,46 @@ static void connection_finish(ControlConnection *c)
         }
 }
 
+static int connection_on_idle_timeout(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        ControlConnection *c = userdata;
+
+        log_debug("control: client pid %d %s, closing", (int) c->pid,
+                  varlink_reader_pending(&c->reader) > 0 ? "did not finish its message in time"
+                                                         : "made no call for a while");
+        connection_kill(c);
+        return 0;
+}
+
+/* While no call runs, a connection has CONTROL_IDLE_TIMEOUT_USEC from the end of its last call
+ * (or from connecting) to make the next one, and a message once begun must be whole within
+ * CONTROL_FRAME_TIMEOUT_USEC; bytes that trickle in extend neither. A call in progress is
+ * never cut (a Switch reports progress for as long as a load takes), and a client that does not
+ * read its replies is dropped by CONTROL_OUTPUT_MAX. */
+static void connection_update_idle(ControlConnection *c)
+{
+        const ControlOptions *o = &c->server->options;
+        uint64_t now, deadline;
+        int enabled = 0;
+
+        if (c->current) {
+                (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (sd_event_now(o->event, CLOCK_MONOTONIC, &now) < 0) {
+                return;
+        }
+        (void) sd_event_source_get_enabled(c->idle_timer, &enabled);
+        if (!enabled || sd_event_source_get_time(c->idle_timer, &deadline) < 0) {
+                deadline = now + (o->idle_timeout_usec ?: CONTROL_IDLE_TIMEOUT_USEC);
+        }
+        if (varlink_reader_pending(&c->reader) > 0) {
+                deadline = MIN(deadline, now + (o->frame_timeout_usec ?: CONTROL_FRAME_TIMEOUT_USEC));
+        }
+        (void) sd_event_source_set_time(c->idle_timer, deadline);
+        (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_ONESHOT);
+}
+
 static void connection_update_events(ControlConnection *c)
 {
         uint32_t events = 0;
@@ -114,6 +157,7 @@ static void connection_update_events(ControlConnection *c)
         if (c->lingering || c->dying) {
                 return;
         }
+        connection_update_idle(c);
         /* Read while no call is running and not too much is unread by the peer. */
         if (!c->current && !c->eof && !c->closing && c->out_len - c->out_off < CONTROL_OUTPUT_MAX) {
                 events |= EPOLLIN;
@@ -262,6 +306,8 @@ static void connection_dispatch(ControlConnection *c, const char *frame, size_t 
         ControlCall *call;
         int r;
 
+        /* A whole message, answered or not, restarts the idle clock (connection_update_idle). */
+        (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_OFF);
         r = varlink_call_parse(frame, len, &vc);
         if (r == -EBADMSG) {
                 connection_protocol_error(c, "not a JSON object");
@@ -382,6 +428,8 @@ static int connection_on_io(sd_event_source *es, int fd, uint32_t revents, void 
                         return 0;
                 }
                 connection_process(c);
+                /* A message begun and not finished starts its clock. */
+                connection_update_events(c);
                 return 0;
         }
         if ((revents & (EPOLLHUP | EPOLLERR)) && c->current) {
@@ -413,13 +461,22 @@ static void connection_free(ControlConnection *c)
                 c->next->prev = c->prev;
         }
         s->n_connections--;
+        if (!c->privileged) {
+                s->n_unprivileged--;
+        }
         sd_event_source_disable_unref(c->defer);
         sd_event_source_disable_unref(c->linger_timer);
+        sd_event_source_disable_unref(c->idle_timer);
         sd_event_source_disable_unref(c->io);
         safe_close(c->fd);
         varlink_reader_done(&c->reader);
         free(c->out);
         free(c);
+}
+
+static bool peer_privileged(const struct ucred *cred)
+{
+        return cred->uid == 0 || cred->uid == geteuid();
 }
 
 /* root, llmd's own user, and members of the socket's group. */
@@ -428,7 +485,7 @@ static bool peer_allowed(const ControlServer *s, int fd, const struct ucred *cre
         gid_t groups[CONTROL_PEER_GROUPS_MAX];
         socklen_t len = sizeof(groups);
 
-        if (cred->uid == 0 || cred->uid == geteuid() || cred->gid == s->gid) {
+        if (peer_privileged(cred) || cred->gid == s->gid) {
                 return true;
         }
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
@@ -467,12 +524,16 @@ static int server_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
                 log_notice("control: refused uid %u (pid %d): not root, llmd or in the socket's group",
                            (unsigned) cred.uid, (int) cred.pid);
         }
-        if (s->n_connections >= CONTROL_CONNECTIONS_MAX) {
+        /* Others fill at most CONTROL_CONNECTIONS_MAX slots: root and llmd's own user always
+         * find one of the reserved ones free (until they fill those too). */
+        bool privileged = peer_privileged(&cred);
+        if (privileged ? s->n_connections >= CONTROL_CONNECTIONS_MAX + CONTROL_CONNECTIONS_RESERVED
+                       : s->n_unprivileged >= CONTROL_CONNECTIONS_MAX) {
                 _cleanup_free_ char *msg = NULL;
                 size_t n;
 
-                log_warning("control: %u clients connected, refusing pid %d", s->n_connections,
-                            (int) cred.pid);
+                log_warning("control: %u clients connected, refusing pid %d (uid %u)",
+                            s->n_connections, (int) cred.pid, (unsigned) cred.uid);
                 if (varlink_format_error(CONTROL_ERROR_TOO_MANY, NULL, &msg, &n) >= 0) {
                         (void) send(cfd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 }
@@ -486,13 +547,21 @@ static int server_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
         c->server = s;
         c->uid = cred.uid;
         c->pid = cred.pid;
+        c->privileged = privileged;
         varlink_reader_init(&c->reader);
         r = sd_event_add_io(s->options.event, &c->io, cfd, EPOLLIN, connection_on_io, c);
+        if (r >= 0) {
+                /* Armed by connection_update_idle(). */
+                r = sd_event_add_time(s->options.event, &c->idle_timer, CLOCK_MONOTONIC, 0,
+                                      100 * USEC_PER_MSEC, connection_on_idle_timeout, c);
+        }
         if (r < 0) {
+                sd_event_source_disable_unref(c->io);
                 free(c);
                 log_warning_errno(r, "control: cannot watch client: %m");
                 return 0;
         }
+        (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_OFF);
         c->fd = TAKE_FD(cfd);
         c->next = s->connections;
         if (c->next) {
@@ -500,6 +569,10 @@ static int server_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
         }
         s->connections = c;
         s->n_connections++;
+        if (!privileged) {
+                s->n_unprivileged++;
+        }
+        connection_update_idle(c);
         if (!allowed) {
                 /* Told why, then closed the way protocol errors are: so the peer can read it. */
                 connection_send_error(c, VARLINK_ERROR_PERMISSION_DENIED, NULL, NULL);

@@ -13,11 +13,17 @@
  * answered at a time, in order; further calls wait in the input (and the peer is not read while
  * too many wait). A call may be answered later (Switch): its handler keeps the ControlCall and
  * replies when it is done, with continued replies before if the caller asked for "more". A
- * client that goes away leaves its calls running, their replies dropped.
+ * client that goes away leaves its calls running, their replies dropped. A client that holds a
+ * connection without calling is closed: idle slots are slots a busy root cannot have.
  */
 
-#define CONTROL_CONNECTIONS_MAX 64
+#define CONTROL_CONNECTIONS_MAX 64     /* from peers other than root and llmd's own user */
+#define CONTROL_CONNECTIONS_RESERVED 8 /* on top, for root and llmd's own user only */
 #define CONTROL_OUTPUT_MAX (1024 * 1024) /* unread replies; more and the client is dropped */
+/* A connection with no call running is closed after this long without a call... */
+#define CONTROL_IDLE_TIMEOUT_USEC (30 * USEC_PER_SEC)
+/* ...or this long after a message began to arrive and did not end. */
+#define CONTROL_FRAME_TIMEOUT_USEC (3 * USEC_PER_SEC)
 
 typedef struct ControlServer ControlServer;
 typedef struct ControlCall ControlCall;
@@ -32,6 +38,8 @@ typedef struct ControlOptions {
         const char *group; /* owner group of the socket, if it exists ("llmd") */
         const control_handler_t *handlers; /* indexed by ControlMethodId */
         void *userdata;
+        /* 0: CONTROL_IDLE_TIMEOUT_USEC, CONTROL_FRAME_TIMEOUT_USEC. Tests wait less. */
+        uint64_t idle_timeout_usec, frame_timeout_usec;
 } ControlOptions;
 
 int control_server_new(const ControlOptions *o, ControlServer **ret);

@@ -429,12 +429,76 @@ def switch_now_kills(d):
         check("qwen: stopping at once (now): SIGKILL" in f.read(), "no SIGKILL logged")
 
 
+
+class as_user:
+    """Connections opened inside this block come from uid 65534 in the socket's group: an
+    unprivileged client that is let in. SO_PEERCRED takes the effective ids at connect()."""
+
+    def __init__(self, d):
+        self.gid = os.stat(os.path.join(d.runtime, "control.sock")).st_gid
+        os.chmod(d.dir, 0o755)
+
+    def __enter__(self):
+        os.setegid(self.gid)
+        os.seteuid(65534)
+
+    def __exit__(self, *exc):
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@fixture(conf(), models=MODELS)
+def idle_clients_leave_room_for_root(d):
+    ready(d)
+    sock = os.path.join(d.runtime, "control.sock")
+    idle = []
+    with as_user(d):
+        for _ in range(64):
+            v = Varlink(sock)
+            v.call("org.varlink.service.GetInfo")  # accepted, answered, now idle
+            idle.append(v)
+        extra = Varlink(sock)
+    m = extra.recv()
+    check(m and m.get("error") == "io.llmd.Manager.TooManyClients", f"65th unprivileged: {m}")
+    # root, and llmd's own user, still get in.
+    llmctl(d, "status", check_rc=0)
+    v = Varlink(sock)
+    check("vendor" in v.call("org.varlink.service.GetInfo")[-1]["parameters"], "root refused")
+    for v in idle:
+        v.close()
+
+
+@fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=4000"), models=MODELS)
+def partial_frame_times_out(d):
+    ready(d)
+    sock = os.path.join(d.runtime, "control.sock")
+    partial = Varlink(sock)
+    partial.send_raw(b'{"method":"io.llmd.Manager.Sta')
+    t0 = time.monotonic()
+    quiet = Varlink(sock)
+    quiet.call("org.varlink.service.GetInfo")
+    # A call in progress is never cut, however long it takes.
+    switch = Varlink(sock)
+    switch.send("io.llmd.Manager.Switch", {"model": "gemma"}, more=True)
+    check(partial.recv() is None, "the partial frame got an answer")
+    took = time.monotonic() - t0
+    check(2 <= took < 10, f"closed after {took:.1f} s")
+    while True:
+        m = switch.recv()
+        check(m is not None, "the switch was cut")
+        if "error" in m or not m.get("continues"):
+            break
+    check(m["parameters"]["phase"] == "done" and m["parameters"]["model"] == "gemma", f"{m}")
+    # An idle connection that has sent whole calls waits longer than a partial frame.
+    check("vendor" in quiet.call("org.varlink.service.GetInfo")[-1]["parameters"], "quiet cut")
+
 TESTS = {f.__name__: f for f in [
     switch_now_kills,
     switch_three, progress_in_order, switch_to_active, unknown_model, failed_switch_rolls_back,
     switch_during_switch, persisted_across_restart, stop_and_start, reload_applies_difference,
     reload_removes_running_model, reload_bad_file, sighup_reloads, garbage_frames,
     reader_that_never_reads, permissions, llmctl_without_daemon, json_output, status_on_terminal,
+    idle_clients_leave_room_for_root, partial_frame_times_out,
 ]}
 
 if __name__ == "__main__":
