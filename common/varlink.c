@@ -14,6 +14,10 @@ void varlink_reader_done(VarlinkReader *r)
 
 int varlink_reader_feed(VarlinkReader *r, const void *data, size_t len)
 {
+        /* Before the first bytes r->buf is NULL, and even NULL + 0 is undefined. */
+        if (len == 0) {
+                return 0;
+        }
         /* Drop what was already handed out before growing. */
         if (r->consumed > 0) {
                 memmove(r->buf, r->buf + r->consumed, r->len - r->consumed);
