@@ -121,3 +121,39 @@ void log_child_line(const char *model, const char *line, size_t len)
         }
         log_write(level, model, NULL, "llama-server", line, len);
 }
+
+char *log_escape(const char *s, size_t max)
+{
+        size_t n, k = 0;
+        char *out;
+
+        if (!s) {
+                return strdup("-");
+        }
+        n = strnlen(s, max + 1);
+        out = malloc(MIN(n, max) * 4 + 4);
+        if (!out) {
+                return NULL;
+        }
+        for (size_t i = 0; i < MIN(n, max); i++) {
+                unsigned char c = (unsigned char) s[i];
+
+                if (c == '\\') {
+                        out[k++] = '\\';
+                        out[k++] = '\\';
+                } else if (c == '\n') {
+                        out[k++] = '\\';
+                        out[k++] = 'n';
+                } else if (c >= 0x20 && c < 0x7f) {
+                        out[k++] = (char) c;
+                } else {
+                        k += (size_t) snprintf(out + k, 5, "\\x%02x", c);
+                }
+        }
+        if (n > max) {
+                memcpy(out + k, "...", 3);
+                k += 3;
+        }
+        out[k] = '\0';
+        return out;
+}

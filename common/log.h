@@ -50,3 +50,9 @@ int log_internal(int level, int error, const char *model, const char *event, con
 
 /* One line of a child's own output, passed through as it is. */
 void log_child_line(const char *model, const char *line, size_t len);
+
+/* What a client sent, made safe for a log line: printable ASCII stays, a backslash, a newline
+ * and every other byte are written as C escapes (\\ \n \xNN), so a client cannot forge a line
+ * or a journal field. At most max bytes of s are shown ("..." marks the cut). NULL without
+ * memory; "-" for s NULL. */
+char *log_escape(const char *s, size_t max);

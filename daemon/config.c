@@ -29,6 +29,11 @@
 #define DEFAULT_HOLD_TIMEOUT (300 * USEC_PER_SEC)
 #define DEFAULT_IDLE_TIMEOUT (300 * USEC_PER_SEC)
 #define DEFAULT_DRAIN_TIMEOUT (30 * USEC_PER_SEC)
+#define DEFAULT_HEADER_TIMEOUT (15 * USEC_PER_SEC)
+/* Generous: a long prompt can keep llama-server silent for minutes before the first token. */
+#define DEFAULT_UPSTREAM_TIMEOUT (600 * USEC_PER_SEC)
+/* Enough for a machine running many agents; a gateway in front (HAProxy) needs more. */
+#define DEFAULT_MAX_CONNECTIONS_PER_CLIENT 256
 
 typedef struct RawEntry {
         char *key;
@@ -256,6 +261,7 @@ static const struct {
         { "start-limit-burst", KEY_OWN, NULL },
         { "start-limit-interval", KEY_OWN, NULL },
         { "stop-timeout", KEY_OWN, NULL },
+        { "upstream-timeout", KEY_OWN, NULL },
 };
 
 /* llama-server's short flags, and the long names to write instead. */
@@ -500,6 +506,9 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
         if (streq(k, "stop-timeout")) {
                 return config_duration(c, section, e, USEC_PER_MSEC, &m->stop_timeout_usec);
         }
+        if (streq(k, "upstream-timeout")) {
+                return config_duration(c, section, e, USEC_PER_SEC, &m->upstream_timeout_usec);
+        }
         if (streq(k, "health-interval")) {
                 return config_duration(c, section, e, 10 * USEC_PER_MSEC, &m->health_interval_usec);
         }
@@ -636,6 +645,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                 .restart_usec = DEFAULT_RESTART,
                 .start_limit_burst = DEFAULT_START_LIMIT_BURST,
                 .start_limit_interval_usec = DEFAULT_START_LIMIT_INTERVAL,
+                .upstream_timeout_usec = DEFAULT_UPSTREAM_TIMEOUT,
         };
         n = realloc(c->models, sizeof(ModelConfig *) * (c->n_models + 1));
         if (!m->name || !n) {
@@ -753,21 +763,48 @@ static int config_apply_llmd(Config *c, const RawSection *s)
                                              e->value);
                                 r = -EINVAL;
                         }
-                } else if (streq(e->key, "max-connections") || streq(e->key, "hold-queue")) {
-                        unsigned *u = streq(e->key, "hold-queue") ? &c->hold_queue : &c->max_connections;
+                } else if (streq(e->key, "max-connections") || streq(e->key, "hold-queue") ||
+                           streq(e->key, "max-connections-per-client")) {
+                        unsigned *u = streq(e->key, "hold-queue")        ? &c->hold_queue
+                                      : streq(e->key, "max-connections") ? &c->max_connections
+                                                                         : &c->max_connections_per_client;
                         if (parse_unsigned(e->value, 1000000, u) < 0 || *u == 0) {
                                 config_error(c, e->line, "[llmd] %s: '%s' is not a number from 1 to 1000000",
                                              e->key, e->value);
                                 r = -EINVAL;
                         }
                 } else if (streq(e->key, "hold-timeout") || streq(e->key, "idle-timeout") ||
-                           streq(e->key, "drain-timeout")) {
-                        uint64_t *u = streq(e->key, "hold-timeout")   ? &c->hold_timeout_usec
-                                      : streq(e->key, "idle-timeout") ? &c->idle_timeout_usec
-                                                                      : &c->drain_timeout_usec;
+                           streq(e->key, "drain-timeout") || streq(e->key, "header-timeout")) {
+                        uint64_t *u = streq(e->key, "hold-timeout")     ? &c->hold_timeout_usec
+                                      : streq(e->key, "idle-timeout")   ? &c->idle_timeout_usec
+                                      : streq(e->key, "header-timeout") ? &c->header_timeout_usec
+                                                                        : &c->drain_timeout_usec;
                         if (config_duration(c, "llmd", e, 0, u) < 0) {
                                 r = -EINVAL;
                         }
+                } else if (streq(e->key, "cors-origins")) {
+                        _cleanup_strv_free_ char **l = NULL;
+
+                        if (strv_split(e->value, ", \t", &l) < 0) {
+                                return -ENOMEM;
+                        }
+                        STRV_FOREACH(o, l) {
+                                bool word = streq(*o, "*") || streq(*o, "none");
+
+                                if ((word && strv_length(l) > 1) ||
+                                    (!word && !strneq(*o, "http://", 7) && !strneq(*o, "https://", 8))) {
+                                        config_error(c, e->line,
+                                                     "[llmd] cors-origins: '%s' is not *, none, or a list of origins (https://host[:port])",
+                                                     *o);
+                                        r = -EINVAL;
+                                }
+                        }
+                        if (!l[0]) {
+                                config_error(c, e->line, "[llmd] cors-origins: empty (use none)");
+                                r = -EINVAL;
+                        }
+                        strv_free(c->cors_origins);
+                        c->cors_origins = TAKE_PTR(l);
                 } else if (streq(e->key, "log-requests")) {
                         if (config_bool(c, "llmd", e, &c->log_requests) < 0) {
                                 r = -EINVAL;
@@ -959,6 +996,8 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
         c->hold_timeout_usec = DEFAULT_HOLD_TIMEOUT;
         c->idle_timeout_usec = DEFAULT_IDLE_TIMEOUT;
         c->drain_timeout_usec = DEFAULT_DRAIN_TIMEOUT;
+        c->header_timeout_usec = DEFAULT_HEADER_TIMEOUT;
+        c->max_connections_per_client = DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
         c->log_requests = true;
         p.config = c;
 
@@ -1026,6 +1065,7 @@ Config *config_free(Config *c)
         }
         free(c->models);
         strv_free(c->errors);
+        strv_free(c->cors_origins);
         free(c);
         return NULL;
 }

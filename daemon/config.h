@@ -35,6 +35,10 @@ typedef struct ModelConfig {
         uint64_t restart_usec;
         unsigned start_limit_burst;
         uint64_t start_limit_interval_usec;
+        /* No byte from the child for this long mid-request: the client gets an error and the
+         * request is cancelled. The proxy reads it from the running configuration, so a
+         * reload changes it without restarting the child. */
+        uint64_t upstream_timeout_usec;
 } ModelConfig;
 
 typedef struct ListenAddress {
@@ -53,6 +57,9 @@ typedef struct Config {
         char *api_key_file;        /* NULL: no keys, inference is open */
         uint64_t max_body_size;    /* bytes */
         unsigned max_connections;
+        unsigned max_connections_per_client; /* from one address */
+        uint64_t header_timeout_usec; /* a new connection must send a whole request header */
+        char **cors_origins;          /* "*", "none" or origins; NULL: "*" */
         unsigned hold_queue;       /* requests waiting for a model, at most */
         uint64_t hold_timeout_usec;
         uint64_t idle_timeout_usec;

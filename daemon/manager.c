@@ -96,6 +96,8 @@ static void manager_on_stopped(void *userdata)
 int manager_reload(Manager *m, char ***ret_errors)
 {
         _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_free_ char *why = NULL;
+        ProxyReload *pr = NULL;
         int r;
 
         if (m->stopping) {
@@ -121,6 +123,15 @@ int manager_reload(Manager *m, char ***ret_errors)
                 }
                 return -EINVAL;
         }
+        r = proxy_reload_check(m->proxy, c, &pr, &why);
+        if (r < 0) {
+                log_error("Reload refused: %s; the running configuration stays",
+                          why ? why : strerror(-r));
+                if (ret_errors && why) {
+                        (void) strv_consume(ret_errors, TAKE_PTR(why));
+                }
+                return -EINVAL;
+        }
         notify_reloading();
         r = supervisor_reload(m->supervisor, c);
         if (r == -EBUSY) {
@@ -129,9 +140,10 @@ int manager_reload(Manager *m, char ***ret_errors)
                 log_error_errno(r, "Reload failed: %m");
         } else {
                 TAKE_PTR(c);
-                (void) proxy_reload(m->proxy);
+                proxy_reload_apply(m->proxy, TAKE_PTR(pr));
                 log_info("Reloaded %s", m->config_path);
         }
+        proxy_reload_free(pr);
         manager_update_status(m);
         notify_ready();
         return r;

@@ -10,18 +10,8 @@
  * loop, forwarding to the children through upstream.c. Bodies go through byte for byte; only
  * "model" and "stream" are read from them. Streams are relayed as they arrive, with
  * backpressure both ways. Requests for a model that is loading wait in a bounded queue.
- *
- * One request's life:
- *
- *   RECEIVING ──body complete──▶ (local answer: /health, /v1/models, an error) ──▶ ANSWERED
- *        │ target ready                      │ target loading
- *        ▼                                   ▼
- *   FORWARDED ◀────target ready──────────  HELD ──hold-timeout, queue full, failed──▶ ANSWERED
- *        │ upstream headers
- *        ▼
- *   RELAYING ──upstream done (or died: an SSE error event)──▶ ANSWERED
- *
- * A client that goes away in any state cancels its upstream transfer at once.
+ * What a request line and headers decide is proxy-route.h; one request's life, a state
+ * machine, is proxy-request.h; the parts are listed in proxy-internal.h.
  */
 
 typedef struct Proxy Proxy;
@@ -43,8 +33,14 @@ int proxy_start(Proxy *p);
 void proxy_quiesce(Proxy *p);
 /* A child changed state: held requests may go now. */
 void proxy_models_changed(Proxy *p);
-/* The configuration was reloaded (limits, routing, keys). */
-int proxy_reload(Proxy *p);
+/* A reload in two steps, so that it is all or nothing: proxy_reload_check() reads what the new
+ * configuration c needs (the API keys) and refuses what cannot change without a restart
+ * (listen addresses, connection limits), with *ret_why saying why; after the rest of the reload
+ * succeeded, proxy_reload_apply() takes it over, else proxy_reload_free() drops it. */
+typedef struct ProxyReload ProxyReload;
+int proxy_reload_check(Proxy *p, const Config *c, ProxyReload **ret, char **ret_why);
+void proxy_reload_apply(Proxy *p, ProxyReload *r);
+ProxyReload *proxy_reload_free(ProxyReload *r);
 /* Calls done once no request runs on model, or after the drain timeout (those left are cut
  * off with an error), or at once with now. */
 void proxy_drain(Proxy *p, const char *model, bool now, void (*done)(void *userdata),

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Intrusive doubly linked lists with a first and a last pointer: an item has prev and next
+ * fields named by the caller, and is in at most one list through them at a time. */
+
+#define LIST_APPEND(first, last, item, prev, next) \
+        do {                                       \
+                (item)->next = NULL;               \
+                (item)->prev = (last);             \
+                if (last) {                        \
+                        (last)->next = (item);     \
+                } else {                           \
+                        (first) = (item);          \
+                }                                  \
+                (last) = (item);                   \
+        } while (0)
+
+#define LIST_REMOVE(first, last, item, prev, next)    \
+        do {                                          \
+                if ((item)->prev) {                   \
+                        (item)->prev->next = (item)->next; \
+                } else {                              \
+                        (first) = (item)->next;       \
+                }                                     \
+                if ((item)->next) {                   \
+                        (item)->next->prev = (item)->prev; \
+                } else {                              \
+                        (last) = (item)->prev;        \
+                }                                     \
+                (item)->prev = (item)->next = NULL;   \
+        } while (0)

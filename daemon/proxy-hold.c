@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "list.h"
+#include "log.h"
+#include "proxy-internal.h"
+
+/*
+ * Where a request goes once its body is in: which model (proxy-route.c decides), and whether
+ * that model takes it now, later (the hold queue, in arrival order, while a model loads) or
+ * never. Also routing = switch, and drains: a model being switched away finishes what runs.
+ */
+
+/* ---- the lists (request_step() keeps them) ---- */
+
+void hold_append(Proxy *p, Request *r)
+{
+        LIST_APPEND(p->held_first, p->held_last, r, prev, next);
+}
+
+void hold_remove(Proxy *p, Request *r)
+{
+        LIST_REMOVE(p->held_first, p->held_last, r, prev, next);
+}
+
+void hold_forwarded_push(Proxy *p, Request *r)
+{
+        r->prev = NULL;
+        r->next = p->forwarded;
+        if (p->forwarded) {
+                p->forwarded->prev = r;
+        }
+        p->forwarded = r;
+}
+
+void hold_forwarded_remove(Proxy *p, Request *r)
+{
+        if (r->prev) {
+                r->prev->next = r->next;
+        } else {
+                p->forwarded = r->next;
+        }
+        if (r->next) {
+                r->next->prev = r->prev;
+        }
+        r->prev = r->next = NULL;
+}
+
+/* ---- where it goes ---- */
+
+const char *hold_resolve(Request *r)
+{
+        Proxy *p = r->proxy;
+        RouteTargetInput in = {
+                .kind = r->route.kind,
+                .listener_model = r->listener->model,
+                .model_asked = r->model_asked,
+                .active = supervisor_active(p->supervisor),
+                .loaded = supervisor_loaded(p->supervisor),
+        };
+        const char *target = NULL, *type = NULL;
+        _cleanup_free_ char *msg = NULL;
+        unsigned status = 500;
+
+        if (route_target(proxy_config(p), &in, &target, &status, &type, &msg) < 0) {
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return NULL;
+        }
+        if (!target) {
+                request_answer_error(r, status, type, msg, in.active && !in.loaded ? "60" : NULL);
+        }
+        return target;
+}
+
+/* Sends r on, holds it, or answers it, depending on its target's state. */
+void hold_dispatch(Request *r)
+{
+        Proxy *p = r->proxy;
+        Child *c = supervisor_child(p->supervisor, r->target);
+        const char *switching;
+        SwitchPhase phase;
+
+        if (!c) {
+                request_answer_error(r, 503, "unavailable_error", "the model is no longer configured", NULL);
+                return;
+        }
+        bool is_switch_target = supervisor_switching(p->supervisor, &switching, &phase) &&
+                                streq(switching, r->target);
+        switch (child_state(c)) {
+        case CHILD_READY:
+                /* The old model of a switch in progress takes no new work. */
+                if (supervisor_switching(p->supervisor, &switching, &phase) && !is_switch_target &&
+                    !child_config(c)->pin) {
+                        break;
+                }
+                request_forward(r, c);
+                return;
+        case CHILD_FAILED: {
+                _cleanup_free_ char *m = NULL;
+                if (asprintf(&m, "%s failed to load: %s", r->target,
+                             child_reason(c) ? child_reason(c) : "?") < 0) {
+                        m = NULL;
+                }
+                request_answer_error(r, 503, "unavailable_error", m ? m : "failed", "30");
+                return;
+        }
+        case CHILD_STOPPED:
+        case CHILD_LOADING:
+        case CHILD_STOPPING:
+        case CHILD_KILLING:
+        case CHILD_BACKOFF:
+        case _CHILD_STATE_MAX:
+        case _CHILD_STATE_INVALID:
+                break;
+        }
+        if (p->counters.held >= proxy_config(p)->hold_queue) {
+                request_answer_error(r, 503, "unavailable_error",
+                                     "too many requests are waiting for a model to load", "5");
+                return;
+        }
+        request_step(r, REQ_EVENT_HOLD);
+        hold_maybe_switch(p);
+}
+
+void proxy_models_changed(Proxy *p)
+{
+        Request *r = p->held_first;
+
+        /* In arrival order. A request dispatched now leaves the queue; one still waiting stays. */
+        while (r) {
+                Request *next = r->next;
+                Child *c = supervisor_child(p->supervisor, r->target);
+                ChildState st = c ? child_state(c) : CHILD_FAILED;
+                const char *switching;
+                SwitchPhase phase;
+                bool busy = supervisor_switching(p->supervisor, &switching, &phase) &&
+                            !streq(switching, r->target);
+
+                if (c && st == CHILD_READY && !busy) {
+                        request_forward(r, c);
+                } else if (st == CHILD_FAILED || !c) {
+                        _cleanup_free_ char *m = NULL;
+                        if (asprintf(&m, "%s failed to load: %s", r->target,
+                                     c && child_reason(c) ? child_reason(c) : "it is no longer configured") < 0) {
+                                m = NULL;
+                        }
+                        request_answer_error(r, 503, "unavailable_error", m ? m : "failed", "30");
+                }
+                r = next;
+        }
+        hold_maybe_switch(p);
+}
+
+/* routing = switch: when nothing runs on the active model, swap to what the oldest waiting
+ * request asks for. Requests for the active model go first, so a burst does not thrash. */
+void hold_maybe_switch(Proxy *p)
+{
+        const char *active = supervisor_active(p->supervisor), *switching;
+        SwitchPhase phase;
+        _cleanup_free_ char *reason = NULL;
+
+        if (proxy_config(p)->routing != ROUTING_SWITCH || !p->held_first ||
+            supervisor_switching(p->supervisor, &switching, &phase)) {
+                return;
+        }
+        for (Request *r = p->forwarded; r; r = r->next) {
+                if (active && streq(r->target, active)) {
+                        return;
+                }
+        }
+        for (Request *r = p->held_first; r; r = r->next) {
+                if (!active || !streq(r->target, active) || !supervisor_loaded(p->supervisor)) {
+                        log_info("proxy: a request asks for %s: switching", r->target);
+                        if (supervisor_switch(p->supervisor, r->target, 0, NULL, NULL, &reason) < 0) {
+                                log_warning("proxy: cannot switch to %s: %s", r->target,
+                                            reason ? reason : "?");
+                        }
+                        return;
+                }
+        }
+}
+
+/* ---- drains ---- */
+
+static bool hold_busy_with(const Proxy *p, const char *model)
+{
+        for (Request *r = p->forwarded; r; r = r->next) {
+                if (r->target && streq(r->target, model)) {
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* Ends the requests still running on model, each with an error its client can read. */
+static void hold_cut_off(Proxy *p, const char *model, const char *why)
+{
+        Request *r = p->forwarded;
+
+        while (r) {
+                Request *next = r->next;
+
+                if (r->target && streq(r->target, model)) {
+                        request_cut_off(r, why);
+                }
+                r = next;
+        }
+}
+
+static void drain_free(Proxy *p, Drain *d)
+{
+        Drain **i = &p->drains;
+
+        while (*i && *i != d) {
+                i = &(*i)->next;
+        }
+        if (*i) {
+                *i = d->next;
+        }
+        sd_event_source_disable_unref(d->timer);
+        free(d->model);
+        free(d);
+}
+
+static void drain_finish(Proxy *p, Drain *d)
+{
+        void (*done)(void *) = d->done;
+        void *userdata = d->userdata;
+
+        drain_free(p, d);
+        done(userdata);
+}
+
+static int drain_on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Drain *d = userdata;
+        Proxy *p = d->proxy;
+        _cleanup_free_ char *model = strdup(d->model);
+
+        if (!model) {
+                drain_finish(p, d);
+                return 0;
+        }
+        log_warning("proxy: requests on %s still running after drain-timeout, cutting them off",
+                    model);
+        /* Cutting them off ends the drain, through hold_check_drains(). */
+        hold_cut_off(p, model, "the model was switched and the request ran past drain-timeout");
+        return 0;
+}
+
+void hold_check_drains(Proxy *p)
+{
+        Drain *d = p->drains;
+
+        while (d) {
+                Drain *next = d->next;
+
+                if (!hold_busy_with(p, d->model)) {
+                        drain_finish(p, d);
+                }
+                d = next;
+        }
+}
+
+void hold_free_drains(Proxy *p)
+{
+        /* Whoever waits for a drain is told, so nothing waits for ever. */
+        while (p->drains) {
+                drain_finish(p, p->drains);
+        }
+}
+
+void proxy_drain(Proxy *p, const char *model, bool now, void (*done)(void *userdata),
+                 void *userdata)
+{
+        Drain *d;
+
+        if (now) {
+                hold_cut_off(p, model, "the model was switched (llmctl switch --now)");
+        }
+        if (!hold_busy_with(p, model)) {
+                done(userdata);
+                return;
+        }
+        d = calloc(1, sizeof(Drain));
+        if (!d || !(d->model = strdup(model))) {
+                free(d);
+                done(userdata);
+                return;
+        }
+        d->proxy = p;
+        d->done = done;
+        d->userdata = userdata;
+        d->next = p->drains;
+        p->drains = d;
+        if (sd_event_add_time_relative(p->event, &d->timer, CLOCK_MONOTONIC,
+                                       proxy_config(p)->drain_timeout_usec, USEC_PER_MSEC,
+                                       drain_on_timeout, d) < 0) {
+                d->timer = NULL;
+        }
+        log_info("proxy: letting the requests on %s finish (drain-timeout %.0f s)", model,
+                 (double) proxy_config(p)->drain_timeout_usec / USEC_PER_SEC);
+}

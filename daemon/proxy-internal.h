@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The proxy's parts and what they share; not for use outside daemon/proxy*.c.
+ *
+ *   proxy.c          the Proxy object, its listeners and libmicrohttpd in the event loop,
+ *                    connection limits (header timeout, reclaiming idle connections)
+ *   proxy-route.c    what a request line and headers decide (pure; proxy-route.h)
+ *   proxy-request.c  one request: its state machine, llmd's own answers, the relay
+ *   proxy-hold.c     where a request goes: the hold queue, routing = switch, drains
+ */
+
+#include <microhttpd.h>
+#include <systemd/sd-event.h>
+
+#include "buffer.h"
+#include "config.h"
+#include "proxy-request.h"
+#include "proxy-route.h"
+#include "proxy.h"
+#include "supervisor.h"
+#include "upstream.h"
+
+#define PROXY_BUFFER_MAX (64 * 1024) /* per stream: more and the upstream read pauses */
+
+typedef struct Listener Listener;
+typedef struct Request Request;
+typedef struct Conn Conn;
+typedef struct Drain Drain;
+
+struct Listener {
+        Proxy *proxy;
+        struct MHD_Daemon *daemon;
+        sd_event_source *io;
+        sd_event_source *timer;
+        char *model; /* a model's own port: everything goes there */
+        char *name;  /* for messages */
+        Listener *next;
+};
+
+/* A connection, from accept to close, for the limits MHD does not have. */
+typedef enum ConnState {
+        CONN_FRESH, /* no complete request header yet: header-timeout runs */
+        CONN_IDLE,  /* between requests (keep-alive): reclaimed first at the limit */
+        CONN_BUSY,  /* a request is in progress */
+} ConnState;
+
+struct Conn {
+        Listener *listener;
+        struct MHD_Connection *connection;
+        int fd;
+        ConnState state;
+        uint64_t since_usec; /* in this state */
+        bool closing;        /* shut down by llmd; MHD closes it next */
+        Conn *prev, *next;   /* in the proxy's fresh or idle list, oldest first */
+};
+
+struct Request {
+        Proxy *proxy;
+        Listener *listener;
+        Conn *conn;
+        struct MHD_Connection *connection;
+        RequestState state;
+        Route route;
+        char *target_raw; /* the request-target as written */
+        char *method;
+        char *content_type;
+        char *accept;
+        char *origin;
+        char *body;
+        size_t body_len, body_size;
+        uint64_t body_dropped; /* a chunked body past max-body-size: bytes read and dropped */
+        char *model_asked; /* "model" of the body */
+        bool stream;
+        char *target; /* the profile that serves it */
+
+        /* A response made while the connection was suspended, queued when MHD calls again. */
+        struct MHD_Response *response;
+        unsigned status;
+        bool suspended;
+        sd_event_source *hangup; /* watches the client while suspended */
+        sd_event_source *timer;  /* HELD: hold-timeout; FORWARDED, RELAYING: upstream-timeout */
+
+        Upstream *upstream;
+        bool sse;
+        Buffer buf; /* read from the child, not yet sent to the client */
+        int upstream_error; /* FLUSHING: the answer is cut short (no SSE event could say it) */
+        uint64_t upstream_usec; /* the last byte from the child */
+
+        uint64_t start_usec, first_byte_usec;
+        uint64_t bytes_out;
+        Request *prev, *next; /* in the held queue, or the list of forwarded requests */
+};
+
+struct Drain {
+        Proxy *proxy;
+        char *model;
+        void (*done)(void *userdata);
+        void *userdata;
+        sd_event_source *timer;
+        Drain *next;
+};
+
+struct Proxy {
+        sd_event *event;
+        Supervisor *supervisor;
+        UpstreamMulti *upstream;
+        Listener *listeners;
+        sd_event_source *post;
+        Request *held_first, *held_last;
+        Request *forwarded;
+        Drain *drains;
+        char **api_keys;
+        /* Connections: fresh ones oldest first (header-timeout), idle ones likewise. */
+        Conn *fresh_first, *fresh_last, *idle_first, *idle_last;
+        unsigned n_conns;
+        sd_event_source *header_timer;
+        ProxyCounters counters;
+};
+
+uint64_t proxy_now(const Proxy *p);
+const Config *proxy_config(const Proxy *p);
+
+/* proxy-request.c */
+Request *request_new(Listener *l, struct MHD_Connection *connection, const char *target);
+Request *request_free(Request *r);
+void request_begin(Request *r, const char *method);
+enum MHD_Result request_on_access(Request *r, const char *upload_data, size_t *upload_data_size);
+void request_step(Request *r, RequestEvent event);
+void request_answer_error(Request *r, unsigned status, const char *type, const char *message,
+                          const char *retry_after);
+void request_forward(Request *r, Child *c);
+void request_cut_off(Request *r, const char *why);
+void request_resume(Request *r);
+void request_suspend(Request *r);
+void request_log(Request *r, bool completed);
+
+/* proxy-hold.c */
+void hold_dispatch(Request *r);
+void hold_append(Proxy *p, Request *r);
+void hold_remove(Proxy *p, Request *r);
+void hold_forwarded_push(Proxy *p, Request *r);
+void hold_forwarded_remove(Proxy *p, Request *r);
+void hold_check_drains(Proxy *p);
+void hold_maybe_switch(Proxy *p);
+void hold_free_drains(Proxy *p);
+const char *hold_resolve(Request *r);

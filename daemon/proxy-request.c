@@ -1,0 +1,886 @@
+/* SPDX-License-Identifier: MIT */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+#include "json-scan.h"
+#include "log.h"
+#include "proxy-internal.h"
+#include "strv.h"
+
+/* ---- the table ---- */
+
+static const int8_t transitions[_REQ_STATE_MAX][_REQ_EVENT_MAX] = {
+        [REQ_RECEIVING] = {
+                [REQ_EVENT_ANSWER] = REQ_ANSWERED, [REQ_EVENT_HOLD] = REQ_HELD,
+                [REQ_EVENT_FORWARD] = REQ_FORWARDED, [REQ_EVENT_HEADERS] = -1,
+                [REQ_EVENT_UPSTREAM_END] = -1, [REQ_EVENT_STALL] = -1,
+                [REQ_EVENT_CUT_OFF] = -1, [REQ_EVENT_GONE] = -1,
+        },
+        [REQ_HELD] = {
+                [REQ_EVENT_ANSWER] = REQ_ANSWERED, [REQ_EVENT_HOLD] = -1,
+                [REQ_EVENT_FORWARD] = REQ_FORWARDED, [REQ_EVENT_HEADERS] = -1,
+                [REQ_EVENT_UPSTREAM_END] = -1, [REQ_EVENT_STALL] = -1,
+                [REQ_EVENT_CUT_OFF] = -1, [REQ_EVENT_GONE] = REQ_ANSWERED,
+        },
+        [REQ_FORWARDED] = {
+                [REQ_EVENT_ANSWER] = -1, [REQ_EVENT_HOLD] = -1, [REQ_EVENT_FORWARD] = -1,
+                [REQ_EVENT_HEADERS] = REQ_RELAYING, [REQ_EVENT_UPSTREAM_END] = REQ_ANSWERED,
+                [REQ_EVENT_STALL] = REQ_ANSWERED, [REQ_EVENT_CUT_OFF] = REQ_ANSWERED,
+                [REQ_EVENT_GONE] = REQ_ANSWERED,
+        },
+        [REQ_RELAYING] = {
+                [REQ_EVENT_ANSWER] = -1, [REQ_EVENT_HOLD] = -1, [REQ_EVENT_FORWARD] = -1,
+                [REQ_EVENT_HEADERS] = -1, [REQ_EVENT_UPSTREAM_END] = REQ_FLUSHING,
+                [REQ_EVENT_STALL] = REQ_FLUSHING, [REQ_EVENT_CUT_OFF] = REQ_FLUSHING,
+                [REQ_EVENT_GONE] = REQ_FLUSHING,
+        },
+        [REQ_FLUSHING] = {
+                [REQ_EVENT_ANSWER] = -1, [REQ_EVENT_HOLD] = -1, [REQ_EVENT_FORWARD] = -1,
+                [REQ_EVENT_HEADERS] = -1, [REQ_EVENT_UPSTREAM_END] = -1, [REQ_EVENT_STALL] = -1,
+                [REQ_EVENT_CUT_OFF] = -1, [REQ_EVENT_GONE] = -1,
+        },
+        [REQ_ANSWERED] = {
+                [REQ_EVENT_ANSWER] = -1, [REQ_EVENT_HOLD] = -1, [REQ_EVENT_FORWARD] = -1,
+                [REQ_EVENT_HEADERS] = -1, [REQ_EVENT_UPSTREAM_END] = -1, [REQ_EVENT_STALL] = -1,
+                [REQ_EVENT_CUT_OFF] = -1, [REQ_EVENT_GONE] = -1,
+        },
+};
+
+int request_transition(RequestState state, RequestEvent event)
+{
+        if (state < 0 || state >= _REQ_STATE_MAX || event < 0 || event >= _REQ_EVENT_MAX ||
+            transitions[state][event] < 0) {
+                return -EINVAL;
+        }
+        return transitions[state][event];
+}
+
+const char *request_state_to_string(RequestState s)
+{
+        static const char *const names[_REQ_STATE_MAX] = {
+                [REQ_RECEIVING] = "receiving", [REQ_HELD] = "held",
+                [REQ_FORWARDED] = "forwarded", [REQ_RELAYING] = "relaying",
+                [REQ_FLUSHING] = "flushing",   [REQ_ANSWERED] = "answered",
+        };
+        return s >= 0 && s < _REQ_STATE_MAX ? names[s] : NULL;
+}
+
+const char *request_event_to_string(RequestEvent e)
+{
+        static const char *const names[_REQ_EVENT_MAX] = {
+                [REQ_EVENT_ANSWER] = "answer",   [REQ_EVENT_HOLD] = "hold",
+                [REQ_EVENT_FORWARD] = "forward", [REQ_EVENT_HEADERS] = "headers",
+                [REQ_EVENT_UPSTREAM_END] = "upstream-end", [REQ_EVENT_STALL] = "stall",
+                [REQ_EVENT_CUT_OFF] = "cut-off", [REQ_EVENT_GONE] = "gone",
+        };
+        return e >= 0 && e < _REQ_EVENT_MAX ? names[e] : NULL;
+}
+
+/* ---- carrying it out ---- */
+
+static int request_on_hold_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+static int request_on_upstream_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static bool request_in_flight(RequestState s)
+{
+        return s == REQ_FORWARDED || s == REQ_RELAYING;
+}
+
+static uint64_t request_upstream_timeout(const Request *r)
+{
+        const ModelConfig *m = r->target ? config_find_model(proxy_config(r->proxy), r->target) : NULL;
+
+        return m ? m->upstream_timeout_usec : 600 * USEC_PER_SEC;
+}
+
+/* The one place a request changes state; the queues, counters, timers and the upstream
+ * transfer follow from the old and the new state. */
+void request_step(Request *r, RequestEvent event)
+{
+        Proxy *p = r->proxy;
+        RequestState old = r->state;
+        int next = request_transition(old, event);
+
+        if (next < 0) {
+                /* A bug, not a client's doing: say so and keep the old state. */
+                log_error("proxy: request %s: event %s in state %s ignored",
+                          r->method ? r->method : "?", request_event_to_string(event),
+                          request_state_to_string(old));
+                return;
+        }
+        if (old == REQ_HELD) {
+                hold_remove(p, r);
+                p->counters.held--;
+                r->timer = sd_event_source_disable_unref(r->timer);
+        }
+        if (request_in_flight(old) && !request_in_flight(next)) {
+                hold_forwarded_remove(p, r);
+                p->counters.in_flight--;
+                r->timer = sd_event_source_disable_unref(r->timer);
+                if (r->upstream) {
+                        /* Cut off, stalled or left: the child stops generating now. */
+                        upstream_cancel(TAKE_PTR(r->upstream));
+                }
+        }
+        r->state = next;
+        switch (r->state) {
+        case REQ_HELD:
+                hold_append(p, r);
+                p->counters.held++;
+                if (sd_event_add_time_relative(p->event, &r->timer, CLOCK_MONOTONIC,
+                                               proxy_config(p)->hold_timeout_usec, USEC_PER_MSEC,
+                                               request_on_hold_timeout, r) < 0) {
+                        r->timer = NULL;
+                }
+                request_suspend(r);
+                break;
+        case REQ_FORWARDED:
+                hold_forwarded_push(p, r);
+                p->counters.in_flight++;
+                r->upstream_usec = proxy_now(p);
+                /* Armed once; it looks at the last byte's time when it fires, so a byte
+                 * arriving costs no timer update. */
+                if (sd_event_add_time_relative(p->event, &r->timer, CLOCK_MONOTONIC,
+                                               request_upstream_timeout(r), USEC_PER_SEC,
+                                               request_on_upstream_timer, r) < 0) {
+                        r->timer = NULL;
+                }
+                request_suspend(r);
+                break;
+        case REQ_RELAYING:
+        case REQ_FLUSHING:
+        case REQ_ANSWERED:
+                request_resume(r);
+                break;
+        case REQ_RECEIVING:
+        case _REQ_STATE_MAX:
+                break;
+        }
+        if (request_in_flight(old) && !request_in_flight(next)) {
+                hold_check_drains(p);
+        }
+}
+
+/* ---- responses ---- */
+
+static char *json_escape(const char *s)
+{
+        cJSON *j = cJSON_CreateString(s);
+        char *out = j ? cJSON_PrintUnformatted(j) : NULL;
+
+        cJSON_Delete(j);
+        return out;
+}
+
+/* {"error":{"message":...,"type":...,"code":...}}, the shape OpenAI and llama-server use. */
+static char *error_body(unsigned status, const char *type, const char *message)
+{
+        _cleanup_free_ char *m = json_escape(message);
+        char *b;
+
+        if (!m || asprintf(&b, "{\"error\":{\"message\":%s,\"type\":\"%s\",\"code\":%u}}", m, type,
+                           status) < 0) {
+                return NULL;
+        }
+        return b;
+}
+
+/* CORS, on every answer alike: see cors-origins in llama-generate.conf(5). No credentials
+ * are allowed: llmd uses no cookies, and a key travels in a header a page sets itself. */
+static void request_add_cors(Request *r, struct MHD_Response *resp)
+{
+        char *const *origins = proxy_config(r->proxy)->cors_origins;
+
+        if (!origins || streq(origins[0], "*")) {
+                MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+        } else if (r->origin && strv_contains(origins, r->origin)) {
+                MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->origin);
+                MHD_add_response_header(resp, "Vary", "Origin");
+        }
+}
+
+static struct MHD_Response *request_json_response(Request *r, char *body)
+{
+        struct MHD_Response *resp;
+
+        if (!body) {
+                return NULL;
+        }
+        resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(body);
+                return NULL;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+        MHD_add_response_header(resp, "Server", "llmd");
+        request_add_cors(r, resp);
+        return resp;
+}
+
+/* Sets llmd's own answer; it goes out now if MHD is calling us, else on resume. */
+static void request_answer(Request *r, unsigned status, struct MHD_Response *resp, RequestEvent event)
+{
+        if (r->response) {
+                MHD_destroy_response(r->response);
+        }
+        r->response = resp;
+        r->status = status;
+        if (status >= 400) {
+                r->proxy->counters.errors++;
+        }
+        request_step(r, event);
+}
+
+static void request_answer_error_full(Request *r, RequestEvent event, unsigned status, const char *type,
+                                      const char *message, const char *retry_after)
+{
+        struct MHD_Response *resp = request_json_response(r, error_body(status, type, message));
+
+        if (resp && retry_after) {
+                MHD_add_response_header(resp, "Retry-After", retry_after);
+        }
+        if (resp && r->route.close) {
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        }
+        request_answer(r, status, resp, event);
+}
+
+void request_answer_error(Request *r, unsigned status, const char *type, const char *message,
+                          const char *retry_after)
+{
+        request_answer_error_full(r, REQ_EVENT_ANSWER, status, type, message, retry_after);
+}
+
+/* ---- the client going away while we wait ---- */
+
+static int request_on_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Request *r = userdata;
+
+        /* Suspended connections are not watched by MHD: this is how a vanished client is seen
+         * while it waits for a model or for its first token. Leaving the state cancels the
+         * upstream, so the child stops generating; MHD closes the rest when resumed. */
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        if (r->state == REQ_RELAYING) {
+                r->upstream_error = -ECONNRESET;
+                request_step(r, REQ_EVENT_GONE);
+        } else if (r->state == REQ_HELD || r->state == REQ_FORWARDED) {
+                request_answer_error_full(r, REQ_EVENT_GONE, 499, "client_closed", "client went away", NULL);
+        }
+        return 0;
+}
+
+void request_suspend(Request *r)
+{
+        const union MHD_ConnectionInfo *ci;
+
+        if (r->suspended) {
+                return;
+        }
+        MHD_suspend_connection(r->connection);
+        r->suspended = true;
+        ci = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci) {
+                return;
+        }
+        if (r->hangup) {
+                (void) sd_event_source_set_enabled(r->hangup, SD_EVENT_ON);
+        } else if (sd_event_add_io(r->proxy->event, &r->hangup, ci->connect_fd,
+                                   EPOLLRDHUP, request_on_hangup, r) < 0) {
+                r->hangup = NULL;
+        }
+}
+
+void request_resume(Request *r)
+{
+        if (!r->suspended) {
+                return;
+        }
+        /* Off before MHD has the socket again: it may close it. */
+        (void) sd_event_source_set_enabled(r->hangup, SD_EVENT_OFF);
+        r->suspended = false;
+        MHD_resume_connection(r->connection);
+        /* MHD_run() follows from the post source, in this loop iteration. */
+}
+
+/* ---- the relay ---- */
+
+static void upstream_on_headers(void *userdata, long status, const char *content_type,
+                                int64_t content_length);
+static int upstream_on_data(void *userdata, const char *data, size_t len);
+static void upstream_on_done(void *userdata, int error, const char *message);
+
+static const UpstreamCallbacks upstream_callbacks = {
+        .headers = upstream_on_headers,
+        .data = upstream_on_data,
+        .done = upstream_on_done,
+};
+
+static ssize_t request_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        Request *r = cls;
+        size_t n = MIN(buffer_pending(&r->buf), max);
+
+        if (n > 0) {
+                memcpy(buf, r->buf.data + r->buf.off, n);
+                buffer_consume(&r->buf, n);
+                r->bytes_out += n;
+                /* Room again: let the upstream go on (it may refill the buffer right here). */
+                if (r->upstream && buffer_pending(&r->buf) < PROXY_BUFFER_MAX / 2) {
+                        upstream_resume(r->upstream);
+                }
+                return (ssize_t) n;
+        }
+        if (r->state == REQ_FLUSHING) {
+                if (r->upstream_error < 0) {
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                }
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        /* Nothing yet: wait for the upstream without spinning. */
+        request_suspend(r);
+        return 0;
+}
+
+static void upstream_on_headers(void *userdata, long status, const char *content_type,
+                                int64_t content_length)
+{
+        Request *r = userdata;
+        struct MHD_Response *resp;
+
+        r->first_byte_usec = r->upstream_usec = proxy_now(r->proxy);
+        r->sse = content_type && strneq(content_type, "text/event-stream", 17);
+        resp = MHD_create_response_from_callback(
+                content_length >= 0 && !r->sse ? (uint64_t) content_length : MHD_SIZE_UNKNOWN,
+                16 * 1024, request_read, r, NULL);
+        if (!resp) {
+                return;
+        }
+        if (content_type) {
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        }
+        MHD_add_response_header(resp, "Server", "llmd");
+        request_add_cors(r, resp);
+        if (r->sse) {
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+                MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        }
+        if (r->response) {
+                MHD_destroy_response(r->response);
+        }
+        r->response = resp;
+        r->status = (unsigned) status;
+        request_step(r, REQ_EVENT_HEADERS);
+}
+
+static int upstream_on_data(void *userdata, const char *data, size_t len)
+{
+        Request *r = userdata;
+
+        r->upstream_usec = proxy_now(r->proxy);
+        if (buffer_pending(&r->buf) >= PROXY_BUFFER_MAX || buffer_append(&r->buf, data, len) < 0) {
+                return -EAGAIN; /* a slow client: the child waits too */
+        }
+        request_resume(r);
+        return 0;
+}
+
+/* The end of a stream the client must not take for a complete one: an SSE error event, or,
+ * where the answer is not a stream of events, a cut connection. */
+static void request_end_badly(Request *r, RequestEvent event, const char *message)
+{
+        if (r->sse) {
+                _cleanup_free_ char *b = error_body(502, "server_error", message);
+                _cleanup_free_ char *ev = NULL;
+
+                if (b && asprintf(&ev, "data: %s\n\n", b) >= 0) {
+                        (void) buffer_append(&r->buf, ev, strlen(ev));
+                }
+        } else {
+                r->upstream_error = -ECANCELED;
+        }
+        r->proxy->counters.errors++;
+        request_step(r, event);
+}
+
+/* The answer's headers have not come: an error answer; else the stream ends badly. */
+static void request_fail(Request *r, RequestEvent event, unsigned status, const char *message,
+                         const char *retry_after)
+{
+        if (r->state == REQ_FORWARDED) {
+                request_answer_error_full(r, event, status,
+                                          status == 503 ? "unavailable_error" : "server_error",
+                                          message, retry_after);
+        } else if (r->state == REQ_RELAYING) {
+                request_end_badly(r, event, message);
+        }
+}
+
+static void upstream_on_done(void *userdata, int error, const char *message)
+{
+        Request *r = userdata;
+        _cleanup_free_ char *m = NULL;
+
+        r->upstream = NULL; /* freed by upstream.c after this */
+        if (error >= 0 && r->state == REQ_RELAYING) {
+                request_step(r, REQ_EVENT_UPSTREAM_END);
+                return;
+        }
+        if (asprintf(&m, "%s: llama-server %s: %s", r->target,
+                     r->state == REQ_FORWARDED ? "failed" : "ended the stream",
+                     message ? message : "?") < 0) {
+                m = NULL;
+        }
+        request_fail(r, REQ_EVENT_UPSTREAM_END, 502, m ? m : "upstream failed", NULL);
+}
+
+static int request_on_upstream_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Request *r = userdata;
+        uint64_t timeout = request_upstream_timeout(r), now = proxy_now(r->proxy);
+        _cleanup_free_ char *m = NULL;
+
+        /* A byte came since it was armed, or the client is the slow one (the buffer is full
+         * and the child waits for it): not a stall. Look again when it could be one. */
+        if (now < r->upstream_usec + timeout || buffer_pending(&r->buf) >= PROXY_BUFFER_MAX) {
+                uint64_t at = MAX(r->upstream_usec + timeout, now + USEC_PER_SEC);
+                (void) sd_event_source_set_time(s, at);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        if (asprintf(&m, "%s: llama-server sent nothing for %llu s (upstream-timeout); the request was cancelled",
+                     r->target, (unsigned long long) (timeout / USEC_PER_SEC)) < 0) {
+                m = NULL;
+        }
+        log_warning("proxy: %s", m ? m : "upstream-timeout");
+        request_fail(r, REQ_EVENT_STALL, 504, m ? m : "upstream-timeout", NULL);
+        return 0;
+}
+
+void request_cut_off(Request *r, const char *why)
+{
+        request_fail(r, REQ_EVENT_CUT_OFF, 503, why, "5");
+}
+
+void request_forward(Request *r, Child *c)
+{
+        UpstreamRequest ur = {
+                .socket_path = child_socket_path(c),
+                .method = r->method,
+                .path = r->route.path,
+                .content_type = r->content_type,
+                .accept = r->accept,
+                .body = r->body_len > 0 || streq(r->method, "POST") ? (r->body ? r->body : "") : NULL,
+                .body_len = r->body_len,
+        };
+
+        if (upstream_start(r->proxy->upstream, &ur, &upstream_callbacks, r, &r->upstream) < 0) {
+                request_answer_error(r, 502, "server_error", "cannot reach llama-server", NULL);
+                return;
+        }
+        request_step(r, REQ_EVENT_FORWARD);
+}
+
+static int request_on_hold_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Request *r = userdata;
+        _cleanup_free_ char *m = NULL;
+
+        if (asprintf(&m, "%s is still loading; gave up waiting after the hold timeout", r->target) < 0) {
+                m = NULL;
+        }
+        request_answer_error(r, 503, "unavailable_error", m ? m : "hold timeout", "5");
+        return 0;
+}
+
+/* ---- answers llmd gives itself ---- */
+
+static const char *state_word(ChildState s)
+{
+        switch (s) {
+        case CHILD_READY:
+                return "loaded";
+        case CHILD_LOADING:
+        case CHILD_BACKOFF:
+                return "loading";
+        case CHILD_FAILED:
+                return "failed";
+        case CHILD_STOPPED:
+        case CHILD_STOPPING:
+        case CHILD_KILLING:
+        case _CHILD_STATE_MAX:
+        case _CHILD_STATE_INVALID:
+                break;
+        }
+        return "unloaded";
+}
+
+static void request_answer_models(Request *r)
+{
+        cJSON *o = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(o, "data");
+        size_t n;
+        Child **children = supervisor_children(r->proxy->supervisor, &n);
+        const char *active = supervisor_active(r->proxy->supervisor);
+
+        cJSON_AddStringToObject(o, "object", "list");
+        for (size_t i = 0; i < n; i++) {
+                const ModelConfig *m = child_config(children[i]);
+                const char *state = state_word(child_state(children[i]));
+                char *const *names = m->aliases;
+
+                /* The model, then each alias, so a client picking any of them finds it. */
+                for (ssize_t k = -1; k < (ssize_t) strv_length(names); k++) {
+                        cJSON *e = cJSON_CreateObject();
+
+                        cJSON_AddStringToObject(e, "id", k < 0 ? m->name : names[k]);
+                        cJSON_AddStringToObject(e, "object", "model");
+                        cJSON_AddNumberToObject(e, "created", 0);
+                        cJSON_AddStringToObject(e, "owned_by", "llmd");
+                        cJSON_AddStringToObject(e, "state", state);
+                        if (k >= 0) {
+                                cJSON_AddStringToObject(e, "alias_of", m->name);
+                        }
+                        cJSON_AddBoolToObject(e, "active", active && streq(active, m->name));
+                        cJSON_AddBoolToObject(e, "pinned", m->pin);
+                        cJSON_AddBoolToObject(e, "embeddings", m->embeddings);
+                        cJSON_AddItemToArray(data, e);
+                }
+        }
+        char *body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        request_answer(r, 200, request_json_response(r, body), REQ_EVENT_ANSWER);
+}
+
+static void request_answer_health(Request *r)
+{
+        Proxy *p = r->proxy;
+        const char *active = supervisor_active(p->supervisor);
+        Child *c = active ? supervisor_child(p->supervisor, active) : NULL;
+        cJSON *o = cJSON_CreateObject();
+        unsigned status = 503;
+
+        if (c && child_state(c) == CHILD_READY && supervisor_loaded(p->supervisor)) {
+                cJSON_AddStringToObject(o, "status", "ok");
+                cJSON_AddStringToObject(o, "model", active);
+                status = 200;
+        } else {
+                _cleanup_free_ char *text = supervisor_status_text(p->supervisor);
+                cJSON *e = cJSON_AddObjectToObject(o, "error");
+
+                cJSON_AddStringToObject(e, "message", text ? text : "not ready");
+                cJSON_AddStringToObject(e, "type", "unavailable_error");
+                cJSON_AddNumberToObject(e, "code", 503);
+                cJSON_AddStringToObject(o, "status", c ? state_word(child_state(c)) : "no model");
+                if (c && child_reason(c) && child_state(c) == CHILD_FAILED) {
+                        cJSON_AddStringToObject(o, "reason", child_reason(c));
+                }
+        }
+        char *body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        request_answer(r, status, request_json_response(r, body), REQ_EVENT_ANSWER);
+}
+
+/* CORS preflight: what a browser asks before a request with an Authorization header or a JSON
+ * body. Answered for every path, never forwarded, and never needs a key (browsers send none). */
+static void request_answer_preflight(Request *r)
+{
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        const char *asked = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND,
+                                                        "Access-Control-Request-Headers");
+
+        if (resp) {
+                MHD_add_response_header(resp, "Server", "llmd");
+                request_add_cors(r, resp);
+                MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+                /* "*" does not cover Authorization (Fetch), so name what was asked for. */
+                MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                        asked ? asked : "Authorization, Content-Type, X-Api-Key");
+                MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+        }
+        request_answer(r, 200, resp, REQ_EVENT_ANSWER); /* 200, as llama-server answers it */
+}
+
+/* ---- from MHD ---- */
+
+Request *request_new(Listener *l, struct MHD_Connection *connection, const char *target)
+{
+        Request *r = calloc(1, sizeof(Request));
+
+        if (!r) {
+                return NULL;
+        }
+        r->proxy = l->proxy;
+        r->listener = l;
+        r->connection = connection;
+        r->state = REQ_RECEIVING;
+        r->start_usec = proxy_now(l->proxy);
+        r->target_raw = strdup(target);
+        if (!r->target_raw) {
+                free(r);
+                return NULL;
+        }
+        return r;
+}
+
+/* Every value of one request header, in order. */
+typedef struct HeaderValues {
+        const char *name;
+        char **values;
+        int error;
+} HeaderValues;
+
+static enum MHD_Result header_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+        HeaderValues *h = cls;
+
+        if (strcasecmp(key, h->name) == 0 && h->error == 0) {
+                h->error = strv_extend(&h->values, value ? value : "");
+        }
+        return MHD_YES;
+}
+
+static char **request_header_values(Request *r, const char *name)
+{
+        HeaderValues h = { .name = name };
+
+        (void) MHD_get_connection_values(r->connection, MHD_HEADER_KIND, header_collect, &h);
+        if (h.error < 0) {
+                return strv_free(h.values);
+        }
+        return h.values;
+}
+
+static const char *request_header(Request *r, const char *name)
+{
+        return MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, name);
+}
+
+static char *strdup_or_null(const char *s)
+{
+        return s ? strdup(s) : NULL;
+}
+
+/* The request line and headers are in: everything that can be decided before the body. An
+ * answer made here goes out before the body is read (no "100 Continue"). */
+void request_begin(Request *r, const char *method)
+{
+        Proxy *p = r->proxy;
+        const Config *c = proxy_config(p);
+        _cleanup_strv_free_ char **cl = request_header_values(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        _cleanup_strv_free_ char **te = request_header_values(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        RouteInput in = {
+                .method = method,
+                .target = r->target_raw,
+                .authorization = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+                .x_api_key = request_header(r, "X-Api-Key"),
+                .content_length = cl,
+                .transfer_encoding = te,
+                .api_keys = p->api_keys,
+                .max_body_size = c->max_body_size,
+                .model_port = r->listener->model != NULL,
+        };
+
+        r->method = strdup(method);
+        r->content_type = strdup(request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE) ?: "application/json");
+        r->accept = strdup_or_null(request_header(r, MHD_HTTP_HEADER_ACCEPT));
+        r->origin = strdup_or_null(request_header(r, "Origin"));
+        if (!r->method || !r->content_type || route_request(&in, &r->route) < 0) {
+                r->route.close = true;
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return;
+        }
+        switch (r->route.kind) {
+        case ROUTE_REFUSE:
+                request_answer_error(r, r->route.status, r->route.error_type, r->route.message, NULL);
+                break;
+        case ROUTE_PREFLIGHT:
+                request_answer_preflight(r);
+                break;
+        case ROUTE_GENERATE:
+        case ROUTE_EMBED:
+        case ROUTE_MODELS:
+        case ROUTE_HEALTH:
+        case _ROUTE_KIND_MAX:
+                break;
+        }
+}
+
+/* The body is complete. */
+static void request_complete(Request *r)
+{
+        const char *t;
+
+        if (r->body_dropped > 0) {
+                r->route.close = true;
+                request_answer_error(r, 413, "invalid_request_error", "the body is larger than max-body-size", NULL);
+                return;
+        }
+        switch (r->route.kind) {
+        case ROUTE_MODELS:
+                request_answer_models(r);
+                return;
+        case ROUTE_HEALTH:
+                request_answer_health(r);
+                return;
+        case ROUTE_GENERATE:
+        case ROUTE_EMBED:
+                break;
+        case ROUTE_PREFLIGHT:
+        case ROUTE_REFUSE:
+        case _ROUTE_KIND_MAX:
+                return; /* answered in request_begin() */
+        }
+        if (r->route.json_body) {
+                JsonScan js;
+
+                if (json_scan_request(r->body ? r->body : "", r->body_len, &js) < 0) {
+                        _cleanup_free_ char *msg = NULL;
+                        if (asprintf(&msg, "invalid JSON in the request body at byte %zu: %s",
+                                     js.error_offset, js.error) < 0) {
+                                msg = NULL;
+                        }
+                        request_answer_error(r, 400, "invalid_request_error", msg ? msg : "invalid JSON", NULL);
+                        return;
+                }
+                r->model_asked = TAKE_PTR(js.model);
+                r->stream = js.stream;
+        }
+        t = hold_resolve(r);
+        if (!t) {
+                return;
+        }
+        r->target = strdup(t);
+        if (!r->target) {
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return;
+        }
+        hold_dispatch(r);
+}
+
+static enum MHD_Result request_queue(Request *r)
+{
+        struct MHD_Response *resp = TAKE_PTR(r->response);
+        enum MHD_Result k = MHD_queue_response(r->connection, r->status, resp);
+
+        MHD_destroy_response(resp);
+        return k;
+}
+
+/* Takes a piece of the body. A chunked body over max-body-size (a Content-Length was checked
+ * before) is dropped as it comes and refused with 413 at its end, since MHD cannot answer
+ * while a body arrives; if it goes on past twice the limit, the connection is closed at once,
+ * so no client can make llmd read without end. */
+static enum MHD_Result request_take_body(Request *r, const char *data, size_t size)
+{
+        uint64_t max = proxy_config(r->proxy)->max_body_size;
+        size_t need = r->body_len + size;
+
+        if (r->body_dropped > 0 || need > max) {
+                r->body_dropped += size + r->body_len;
+                free(r->body);
+                r->body = NULL;
+                r->body_len = r->body_size = 0;
+                if (r->body_dropped > 2 * max) {
+                        _cleanup_free_ char *path = log_escape(r->target_raw, 200);
+                        log_warning("proxy: %s %s: a chunked body went on past twice max-body-size; connection closed",
+                                    r->method, path ? path : "?");
+                        r->proxy->counters.errors++;
+                        r->status = 413;
+                        return MHD_NO;
+                }
+                return MHD_YES;
+        }
+        if (need + 1 > r->body_size) {
+                size_t s = MAX(need + 1, r->body_size * 2);
+                char *b = realloc(r->body, s);
+
+                if (!b) {
+                        return MHD_NO;
+                }
+                r->body = b;
+                r->body_size = s;
+        }
+        memcpy(r->body + r->body_len, data, size);
+        r->body_len += size;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+}
+
+enum MHD_Result request_on_access(Request *r, const char *upload_data, size_t *upload_data_size)
+{
+        if (*upload_data_size > 0) {
+                enum MHD_Result k = MHD_YES;
+
+                if (!r->response) {
+                        k = request_take_body(r, upload_data, *upload_data_size);
+                }
+                *upload_data_size = 0;
+                return k;
+        }
+        if (r->response) {
+                return request_queue(r);
+        }
+        if (r->state == REQ_RECEIVING) {
+                request_complete(r);
+                if (r->response && !r->suspended) {
+                        return request_queue(r);
+                }
+                if (!r->response && !r->suspended) {
+                        /* Could not even make an error response: out of memory. */
+                        return MHD_NO;
+                }
+                return MHD_YES;
+        }
+        /* Resumed with nothing to say yet (a spurious wake-up): wait again. */
+        request_suspend(r);
+        return MHD_YES;
+}
+
+void request_log(Request *r, bool completed)
+{
+        Proxy *p = r->proxy;
+        uint64_t now = proxy_now(p);
+        _cleanup_free_ char *path = NULL, *model = NULL;
+
+        if (!proxy_config(p)->log_requests) {
+                return;
+        }
+        /* Both come from the client: escaped, so they cannot forge a line. */
+        path = log_escape(r->route.path ? r->route.path : r->target_raw, 512);
+        model = log_escape(r->model_asked, 256);
+        log_info("%s %s model=%s → %s %u %llu B ttfb %.1f ms %.3f s%s",
+                 r->method ? r->method : "?", path ? path : "?", model ? model : "?",
+                 r->target ? r->target : "-", r->status, (unsigned long long) r->bytes_out,
+                 r->first_byte_usec ? (double) (r->first_byte_usec - r->start_usec) / USEC_PER_MSEC : 0.0,
+                 (double) (now - r->start_usec) / USEC_PER_SEC,
+                 completed ? "" : " (client gone)");
+}
+
+Request *request_free(Request *r)
+{
+        if (!r) {
+                return NULL;
+        }
+        if (r->state == REQ_HELD || request_in_flight(r->state)) {
+                /* MHD ended it while it waited or streamed: the client left. */
+                request_step(r, REQ_EVENT_GONE);
+        }
+        if (r->response) {
+                MHD_destroy_response(r->response);
+        }
+        sd_event_source_disable_unref(r->hangup);
+        sd_event_source_disable_unref(r->timer);
+        route_done(&r->route);
+        free(r->target_raw);
+        free(r->method);
+        free(r->content_type);
+        free(r->accept);
+        free(r->origin);
+        free(r->body);
+        free(r->model_asked);
+        free(r->target);
+        buffer_done(&r->buf);
+        free(r);
+        return NULL;
+}

@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <strings.h>
+
+#include "proxy-route.h"
+#include "strv.h"
+
+enum {
+        M_GET = 1 << 0, /* and HEAD */
+        M_POST = 1 << 1,
+};
+
+typedef struct RouteEntry {
+        const char *path;
+        unsigned methods;
+        RouteKind kind;
+        bool json_body;
+        bool public; /* no key needed (GET and HEAD only) */
+} RouteEntry;
+
+/* Sorted by path. */
+static const RouteEntry route_table[] = {
+        { "/apply-template", M_POST, ROUTE_GENERATE, true, false },
+        { "/chat/completions", M_POST, ROUTE_GENERATE, true, false },
+        { "/completion", M_POST, ROUTE_GENERATE, true, false },
+        { "/completions", M_POST, ROUTE_GENERATE, true, false },
+        { "/detokenize", M_POST, ROUTE_GENERATE, true, false },
+        { "/embedding", M_POST, ROUTE_EMBED, true, false },
+        { "/embeddings", M_POST, ROUTE_EMBED, true, false },
+        { "/health", M_GET, ROUTE_HEALTH, false, true },
+        { "/infill", M_POST, ROUTE_GENERATE, true, false },
+        { "/metrics", M_GET, ROUTE_GENERATE, false, false },
+        { "/models", M_GET, ROUTE_MODELS, false, true },
+        { "/props", M_GET | M_POST, ROUTE_GENERATE, true, false },
+        { "/rerank", M_POST, ROUTE_EMBED, true, false },
+        { "/reranking", M_POST, ROUTE_EMBED, true, false },
+        { "/slots", M_GET | M_POST, ROUTE_GENERATE, false, false },
+        { "/tokenize", M_POST, ROUTE_GENERATE, true, false },
+        { "/v1/chat/completions", M_POST, ROUTE_GENERATE, true, false },
+        { "/v1/completions", M_POST, ROUTE_GENERATE, true, false },
+        { "/v1/embeddings", M_POST, ROUTE_EMBED, true, false },
+        { "/v1/health", M_GET, ROUTE_HEALTH, false, true },
+        { "/v1/models", M_GET, ROUTE_MODELS, false, true },
+        { "/v1/rerank", M_POST, ROUTE_EMBED, true, false },
+};
+
+static const RouteEntry *route_find(const char *path)
+{
+        for (size_t i = 0; i < ELEMENTSOF(route_table); i++) {
+                if (streq(route_table[i].path, path)) {
+                        return &route_table[i];
+                }
+        }
+        return NULL;
+}
+
+const char *route_kind_to_string(RouteKind k)
+{
+        static const char *const names[_ROUTE_KIND_MAX] = {
+                [ROUTE_GENERATE] = "generate", [ROUTE_EMBED] = "embed",
+                [ROUTE_MODELS] = "models",     [ROUTE_HEALTH] = "health",
+                [ROUTE_PREFLIGHT] = "preflight", [ROUTE_REFUSE] = "refuse",
+        };
+        return k >= 0 && k < _ROUTE_KIND_MAX ? names[k] : NULL;
+}
+
+static int unhex(char c)
+{
+        if (c >= '0' && c <= '9') {
+                return c - '0';
+        }
+        if (c >= 'a' && c <= 'f') {
+                return c - 'a' + 10;
+        }
+        if (c >= 'A' && c <= 'F') {
+                return c - 'A' + 10;
+        }
+        return -1;
+}
+
+static bool unreserved(unsigned char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int route_normalize_path(const char *target, char **ret, const char **ret_why)
+{
+        size_t n = strcspn(target, "?#");
+        _cleanup_free_ char *p = malloc(n + 1);
+        size_t k = 0;
+
+        if (!p) {
+                return -ENOMEM;
+        }
+        if (target[0] != '/') {
+                *ret_why = "the request target is not an absolute path";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) target[i];
+
+                if (c <= 0x20 || c >= 0x7f) {
+                        *ret_why = "the path holds a byte outside printable ASCII";
+                        return -EBADMSG;
+                }
+                if (c == '%') {
+                        int hi = i + 2 < n ? unhex(target[i + 1]) : -1;
+                        int lo = hi >= 0 ? unhex(target[i + 2]) : -1;
+                        unsigned char d = (unsigned char) (hi * 16 + lo);
+
+                        if (hi < 0 || lo < 0) {
+                                *ret_why = "the path holds an invalid %-escape";
+                                return -EBADMSG;
+                        }
+                        if (unreserved(d)) {
+                                p[k++] = (char) d; /* the same character, written plainly */
+                        } else if (d == 0) {
+                                *ret_why = "the path holds an escaped NUL byte";
+                                return -EBADMSG;
+                        } else {
+                                /* A reserved character stays escaped: it means something else
+                                 * than the plain one. Upper-case hex, the normal form. */
+                                k += (size_t) sprintf(p + k, "%%%02X", d);
+                        }
+                        i += 2;
+                        continue;
+                }
+                p[k++] = (char) c;
+        }
+        p[k] = '\0';
+        /* After decoding, so %2e counts as a dot. */
+        for (const char *s = p; s; s = strchr(s + 1, '/')) {
+                size_t l = strcspn(s + 1, "/");
+
+                if ((l == 1 && s[1] == '.') || (l == 2 && s[1] == '.' && s[2] == '.')) {
+                        *ret_why = "the path holds a \".\" or \"..\" segment";
+                        return -EBADMSG;
+                }
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key)
+{
+        const char *h = NULL;
+        bool ok = false;
+
+        if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
+                h = authorization + 7;
+                h += strspn(h, " ");
+        } else if (x_api_key) {
+                h = x_api_key;
+        }
+        if (!h || !keys) {
+                return false;
+        }
+        /* Every key compared in full: the time does not tell which one came close. */
+        size_t hl = strlen(h);
+        STRV_FOREACH(k, keys) {
+                size_t kl = strlen(*k);
+                unsigned char diff = (unsigned char) (kl != hl);
+
+                for (size_t i = 0; i < kl; i++) {
+                        diff |= (unsigned char) ((*k)[i] ^ (i < hl ? h[i] : 0));
+                }
+                ok |= diff == 0;
+        }
+        return ok;
+}
+
+/* Digits only, no sign, no space, no overflow: a Content-Length as RFC 9110 writes it. */
+static int route_parse_length(const char *s, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (!*s) {
+                return -EINVAL;
+        }
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) {
+                        return -EINVAL;
+                }
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+static void route_refuse(Route *r, unsigned status, const char *type, const char *message)
+{
+        r->kind = ROUTE_REFUSE;
+        r->status = status;
+        r->error_type = type;
+        r->message = message;
+        /* The body was not read: the connection cannot carry another request. */
+        r->close = r->close || r->has_body;
+}
+
+/* Content-Length and Transfer-Encoding: what comes after the headers. Conflicting framing is
+ * how requests are smuggled past a proxy; it is refused and the connection closed. */
+static bool route_framing(const RouteInput *in, Route *r)
+{
+        size_t n_cl = strv_length(in->content_length), n_te = strv_length(in->transfer_encoding);
+
+        if (n_cl > 0 && n_te > 0) {
+                r->close = true;
+                route_refuse(r, 400, "invalid_request_error",
+                             "both Content-Length and Transfer-Encoding were sent");
+                return false;
+        }
+        STRV_FOREACH(cl, in->content_length) {
+                uint64_t v;
+
+                if (route_parse_length(*cl, &v) < 0) {
+                        r->close = true;
+                        route_refuse(r, 400, "invalid_request_error", "Content-Length is not a number");
+                        return false;
+                }
+                if (cl != in->content_length && v != r->content_length) {
+                        r->close = true;
+                        route_refuse(r, 400, "invalid_request_error",
+                                     "Content-Length was sent twice with different values");
+                        return false;
+                }
+                r->content_length = v;
+        }
+        if (n_te > 1 || (n_te == 1 && strcasecmp(in->transfer_encoding[0], "chunked") != 0)) {
+                r->close = true;
+                route_refuse(r, 501, "not_implemented_error",
+                             "only \"Transfer-Encoding: chunked\" is supported");
+                return false;
+        }
+        r->chunked = n_te == 1;
+        r->has_body = r->chunked || r->content_length > 0;
+        return true;
+}
+
+int route_request(const RouteInput *in, Route *r)
+{
+        const char *why = NULL;
+        unsigned m;
+        const RouteEntry *e;
+        int k;
+
+        *r = (Route) {};
+        if (!route_framing(in, r)) {
+                return 0;
+        }
+        if (streq(in->method, "OPTIONS")) {
+                r->kind = ROUTE_PREFLIGHT; /* whatever the path: preflight never reaches a child */
+                return 0;
+        }
+        k = route_normalize_path(in->target, &r->path, &why);
+        if (k == -ENOMEM) {
+                return k;
+        }
+        if (k < 0) {
+                route_refuse(r, 400, "invalid_request_error", why);
+                return 0;
+        }
+        /* The query goes on as written: it is the child's to read. */
+        const char *q = in->target + strcspn(in->target, "?#");
+        if (*q == '?') {
+                char *p = strjoin2(r->path, q);
+                if (!p) {
+                        return -ENOMEM;
+                }
+                free(r->path);
+                r->path = p;
+        }
+        m = streq(in->method, "GET") || streq(in->method, "HEAD") ? M_GET
+            : streq(in->method, "POST")                          ? M_POST
+                                                                  : 0;
+        *strchrnul(r->path, '?') = '\0'; /* the path alone, for the table */
+        e = route_find(r->path);
+        if (*q == '?') {
+                r->path[strlen(r->path)] = '?';
+        }
+        if (in->api_keys && !(e && e->public && (m & e->methods)) &&
+            !route_key_ok(in->api_keys, in->authorization, in->x_api_key)) {
+                route_refuse(r, 401, "authentication_error", "Invalid API Key");
+                return 0;
+        }
+        if (in->model_port) {
+                /* Everything goes to that model, as it would to llama-server itself. */
+                r->kind = ROUTE_GENERATE;
+                r->json_body = m == M_POST && e && e->json_body;
+        } else if (e && !(e->methods & m)) {
+                route_refuse(r, 405, "invalid_request_error", "method not allowed for this path");
+                return 0;
+        } else if (e) {
+                r->kind = e->kind;
+                r->json_body = m == M_POST && e->json_body;
+        } else if (m == M_GET) {
+                r->kind = ROUTE_GENERATE; /* the active model's own pages (its web UI, say) */
+        } else {
+                route_refuse(r, 404, "not_found_error", "File Not Found");
+                return 0;
+        }
+        if (m == M_POST && !r->chunked && strv_length(in->content_length) == 0) {
+                route_refuse(r, 411, "invalid_request_error", "a Content-Length is required");
+                return 0;
+        }
+        if (r->content_length > in->max_body_size) {
+                route_refuse(r, 413, "invalid_request_error", "the body is larger than max-body-size");
+                return 0;
+        }
+        return 0;
+}
+
+void route_done(Route *r)
+{
+        free(r->path);
+        r->path = NULL;
+}
+
+static const ModelConfig *route_embed_model(const Config *c, const char *asked)
+{
+        const ModelConfig *first = NULL;
+
+        FOREACH_MODEL(m, c) {
+                if (!m->pin || !m->embeddings) {
+                        continue;
+                }
+                if (asked && (streq(m->name, asked) || strv_contains(m->aliases, asked))) {
+                        return m;
+                }
+                first = first ? first : m;
+        }
+        return first;
+}
+
+int route_target(const Config *c, const RouteTargetInput *in, const char **ret_target,
+                 unsigned *ret_status, const char **ret_type, char **ret_message)
+{
+        char *msg = NULL;
+
+        *ret_target = NULL;
+        if (in->listener_model) {
+                *ret_target = in->listener_model;
+                return 0;
+        }
+        if (in->kind == ROUTE_EMBED) {
+                const ModelConfig *e = route_embed_model(c, in->model_asked);
+                if (e) {
+                        *ret_target = e->name;
+                        return 0;
+                }
+                /* No embedding model pinned: the active model answers (or says it cannot). */
+        }
+        if (in->model_asked && c->routing != ROUTING_ACTIVE && in->kind == ROUTE_GENERATE) {
+                const ModelConfig *m = config_find_model(c, in->model_asked);
+
+                if (c->routing == ROUTING_REJECT && (!m || !in->active || !streq(m->name, in->active))) {
+                        if (asprintf(&msg, "The model `%s` does not exist or is not loaded (serving: %s)",
+                                     in->model_asked, in->active ? in->active : "none") < 0) {
+                                return -ENOMEM;
+                        }
+                        *ret_status = 404;
+                        *ret_type = "model_not_found";
+                        *ret_message = msg;
+                        return 0;
+                }
+                if (c->routing == ROUTING_SWITCH && m && !m->pin) {
+                        *ret_target = m->name;
+                        return 0;
+                }
+                if (c->routing == ROUTING_SWITCH && !m) {
+                        if (asprintf(&msg, "The model `%s` does not exist", in->model_asked) < 0) {
+                                return -ENOMEM;
+                        }
+                        *ret_status = 404;
+                        *ret_type = "model_not_found";
+                        *ret_message = msg;
+                        return 0;
+                }
+        }
+        *ret_status = 503;
+        *ret_type = "unavailable_error";
+        if (!in->active) {
+                *ret_message = strdup("no generation model is configured");
+                return *ret_message ? 0 : -ENOMEM;
+        }
+        if (!in->loaded && !(c->routing == ROUTING_SWITCH && in->model_asked)) {
+                *ret_message = strdup("no model is loaded (llmctl stop was used; llmctl start loads it)");
+                return *ret_message ? 0 : -ENOMEM;
+        }
+        *ret_target = in->active;
+        return 0;
+}
