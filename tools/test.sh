@@ -23,7 +23,14 @@ run_suite() {
     meson test -C "$dir" --num-processes 2 --print-errorlogs || true
 }
 
+# A sanitizer report stops the program (llmd, llmctl, the simulator, a test binary) instead of
+# scrolling past, and the integration tests fail on any report in the logs they keep.
+sanitize="-Db_sanitize=address,undefined -Db_lundef=false
+          -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+
 CC=gcc run_suite build-test-gcc --werror
-CC=clang run_suite build-test-asan --werror -Db_sanitize=address,undefined -Db_lundef=false
+# shellcheck disable=SC2086 # $sanitize is a list of arguments
+CC=clang run_suite build-test-asan --werror $sanitize
 
 exec python3 tools/count-tests.py build-test-gcc build-test-asan

@@ -4,6 +4,7 @@ simulator as its children, and a NOTIFY_SOCKET the test reads. Standard library 
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,10 @@ LLMCTL = os.environ.get("LLMCTL", "llmctl")
 # The same tests run against a real llama-server when LLAMA_SERVER names one.
 LLAMA_SERVER = os.environ.get("LLAMA_SERVER") or os.environ.get("LLAMA_SIM")
 TIMEOUT = float(os.environ.get("LLMD_TEST_TIMEOUT", "20"))
+# What a sanitizer prints when it finds something. The sanitized build stops at the first report
+# (-fno-sanitize-recover=all), but a simulator that dies of one is restarted by llmd and a test
+# that expects a crash would pass: so a report anywhere in the log fails the test by itself.
+SANITIZER_REPORT = re.compile(r"runtime error:|ERROR: (Address|Leak|Memory|Thread)Sanitizer")
 
 
 class Failure(Exception):
@@ -246,7 +251,16 @@ class Llmd:
         for r in self.records():
             sys.stderr.write(json.dumps(r) + "\n")
 
-    def cleanup(self):
+    def sanitizer_reports(self):
+        """The lines of llmd's log (which carries its children's output too) where a sanitizer
+        reported an error."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return [line.rstrip("\n") for line in f if SANITIZER_REPORT.search(line)]
+        except FileNotFoundError:
+            return []
+
+    def kill_all(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -257,6 +271,9 @@ class Llmd:
                     os.kill(r["pid"], signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def cleanup(self):
+        self.kill_all()
         self.reading = False
         self.reader.join()
         self.notify.close()
@@ -287,16 +304,24 @@ def fixture(config, **kw):
     def wrap(fn):
         def runner():
             d = Llmd(config, **{k: v for k, v in kw.items() if k != "start"})
+            passed = False
             try:
                 if kw.get("start", True):
                     d.start()
                 fn(d)
+                passed = True
             except BaseException:
                 d.poll_notify()
                 d.dump()
                 raise
             finally:
+                d.kill_all()
+                reports = d.sanitizer_reports()
+                if passed and reports:
+                    d.dump()
                 d.cleanup()
+            if reports:
+                raise Failure("a sanitizer reported an error in llmd or a child: " + reports[0])
         runner.__name__ = fn.__name__
         return runner
     return wrap
@@ -357,6 +382,11 @@ def llmctl(d, *args, user=None, env=None, check_rc=None):
                "--", *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
                        env={**os.environ, **(env or {})})
+    # A sanitized llmctl that dies of a report exits 1, which some tests expect for other reasons.
+    reports = [line for line in p.stderr.splitlines() if SANITIZER_REPORT.search(line)]
+    if reports:
+        raise Failure(f"a sanitizer reported an error in llmctl {' '.join(args)}: {reports[0]}\n"
+                      f"stderr: {p.stderr}")
     if check_rc is not None and p.returncode != check_rc:
         raise Failure(f"llmctl {' '.join(args)}: exit {p.returncode}, expected {check_rc}\n"
                       f"stdout: {p.stdout}\nstderr: {p.stderr}")

@@ -43,6 +43,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -54,6 +55,8 @@ import time
 
 SIM = os.environ.get("LLAMA_SIM")
 DEADLINE = 15.0
+# What a sanitizer prints when it finds something (the sanitized build stops at the first one).
+SANITIZER_REPORT = re.compile(r"runtime error:|ERROR: (Address|Leak|Memory|Thread)Sanitizer")
 
 
 class Failure(Exception):
@@ -1961,23 +1964,35 @@ def main():
         sims.append(self)
     Sim.__init__ = tracking_init
 
+    def show_logs():
+        for s in sims:
+            sys.stderr.write(f"---- simulator {s.pid}: {' '.join(s.argv)}\n")
+            sys.stderr.write(s.stderr()[-6000:])
+            sys.stderr.write("---- its records\n")
+            for r in s.records():
+                sys.stderr.write(json.dumps(r) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="llama-sim-") as tmp:
         try:
             CASES[sys.argv[1]](tmp)
-            print(f"ok {sys.argv[1]}")
-            return 0
         except Failure as e:
             print(f"FAIL {sys.argv[1]}: {e}")
-            for s in sims:
-                sys.stderr.write(f"---- simulator {s.pid}: {' '.join(s.argv)}\n")
-                sys.stderr.write(s.stderr()[-6000:])
-                sys.stderr.write("---- its records\n")
-                for r in s.records():
-                    sys.stderr.write(json.dumps(r) + "\n")
+            show_logs()
             return 1
         finally:
             for s in sims:
                 s.kill()
+        # A sanitized simulator stops at its first report, but a case that expects it to exit
+        # would pass: a report in any simulator's output fails the case by itself.
+        for s in sims:
+            reports = [line for line in s.stderr().splitlines() if SANITIZER_REPORT.search(line)]
+            if reports:
+                print(f"FAIL {sys.argv[1]}: a sanitizer reported an error in the simulator "
+                      f"{s.pid}: {reports[0]}")
+                show_logs()
+                return 1
+        print(f"ok {sys.argv[1]}")
+        return 0
 
 
 if __name__ == "__main__":
