@@ -12,6 +12,7 @@
 #define CONTROL_READ_CHUNK 4096
 #define CONTROL_LINGER_USEC (1 * USEC_PER_SEC)
 #define CONTROL_PEER_GROUPS_MAX 256
+#define CONTROL_LOG_STRING_MAX 128 /* of a client's string in our log */
 
 typedef struct ControlConnection ControlConnection;
 
@@ -298,6 +299,48 @@ bool control_call_connected(const ControlCall *call)
         return call->connection != NULL;
 }
 
+/* cJSON ends a string at an escaped NUL character without a word: "qwen\u0000../x" reads as
+ * "qwen", and the call would act on another name than the one sent. No C string can hold the
+ * character, so a call that sends one is refused. frame is valid JSON (parsed already). Returns
+ * whether it holds a NUL, with *ret_key the nearest member name before it (raw JSON text): the
+ * parameter, for our flat parameter objects. */
+static bool frame_find_nul(const char *frame, size_t len, char **ret_key)
+{
+        const char *key = "", *end = frame + len;
+        size_t key_len = 0;
+
+        for (const char *p = frame; p < end; p++) {
+                const char *start = p + 1;
+                bool nul = false;
+
+                if (*p != '"') {
+                        continue;
+                }
+                for (p = start; p < end && *p != '"'; p++) {
+                        if (*p != '\\') {
+                                continue;
+                        }
+                        p++;
+                        if (end - p >= 5 && strneq(p, "u0000", 5)) {
+                                nul = true;
+                        }
+                }
+                const char *q = p + 1;
+                while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) {
+                        q++;
+                }
+                if (q < end && *q == ':') {
+                        key = start;
+                        key_len = (size_t) (p - start);
+                }
+                if (nul) {
+                        *ret_key = strndup(key, key_len);
+                        return true;
+                }
+        }
+        return false;
+}
+
 static void connection_dispatch(ControlConnection *c, const char *frame, size_t len)
 {
         ControlServer *s = c->server;
@@ -321,9 +364,21 @@ static void connection_dispatch(ControlConnection *c, const char *frame, size_t 
                 connection_protocol_error(c, "out of memory");
                 return;
         }
+        _cleanup_free_ char *key = NULL;
+        if (frame_find_nul(frame, len, &key)) {
+                _cleanup_free_ char *k = log_escape(key, CONTROL_LOG_STRING_MAX);
+
+                log_debug("control: pid %d sent a NUL character in '%s', refused", (int) c->pid,
+                          k ?: "?");
+                connection_send_error(c, VARLINK_ERROR_INVALID_PARAMETER, "parameter", key ?: "");
+                varlink_call_done(&vc);
+                return;
+        }
         m = control_method_find(vc.method);
         if (!m || !s->options.handlers[m->id]) {
-                log_debug("control: unknown method %s", vc.method);
+                _cleanup_free_ char *name = log_escape(vc.method, CONTROL_LOG_STRING_MAX);
+
+                log_debug("control: unknown method %s", name ?: "?");
                 connection_send_error(c, VARLINK_ERROR_METHOD_NOT_FOUND, "method", vc.method);
                 varlink_call_done(&vc);
                 return;

@@ -492,13 +492,65 @@ def partial_frame_times_out(d):
     # An idle connection that has sent whole calls waits longer than a partial frame.
     check("vendor" in quiet.call("org.varlink.service.GetInfo")[-1]["parameters"], "quiet cut")
 
+
+def raw_call(v, frame):
+    v.send_raw(frame + b"\0")
+    return v.recv()
+
+
+@fixture(conf(), models=MODELS)
+def nul_in_string_refused(d):
+    ready(d)
+    v = Varlink(os.path.join(d.runtime, "control.sock"))
+    cases = [
+        (rb'{"method":"io.llmd.Manager.Switch","parameters":{"model":"gemma\u0000../x"}}',
+         "org.varlink.service.InvalidParameter", "model"),
+        (rb'{"method":"io.llmd.Manager.Switch","parameters":{"model":"gemma\u0000"}}',
+         "org.varlink.service.InvalidParameter", "model"),
+        (rb'{"method":"io.llmd.Manager.Status\u0000.x"}',
+         "org.varlink.service.InvalidParameter", "method"),
+        # An escaped backslash before u0000 is text, not a NUL.
+        (rb'{"method":"io.llmd.Manager.Switch","parameters":{"model":"gemma\\u0000"}}',
+         "io.llmd.Manager.UnknownModel", None),
+    ]
+    for frame, error, parameter in cases:
+        m = raw_call(v, frame)
+        check(m and m.get("error") == error, f"{frame}: {m}")
+        if parameter:
+            check(m["parameters"]["parameter"] == parameter, f"{frame}: {m}")
+    check(not d.records("start", "gemma"), "gemma was started")
+    check(llmctl_json(d, "status")["active"]["name"] == "qwen", "the active model changed")
+    check("vendor" in v.call("org.varlink.service.GetInfo")[-1]["parameters"], "not served")
+
+
+@fixture(conf(), models=MODELS)
+def client_strings_escaped_in_log(d):
+    ready(d)
+    v = Varlink(os.path.join(d.runtime, "control.sock"))
+    r = v.call("io.llmd.Manager.Frob\nllmd: FORGED by the method")
+    check(r[-1]["error"] == "org.varlink.service.MethodNotFound", f"{r}")
+    r = v.call("io.llmd.Manager.Switch", {"model": "nope\nllmd: FORGED by the model"})
+    check(r[-1]["error"] == "io.llmd.Manager.UnknownModel", f"{r}")
+    r = v.call("io.llmd.Manager.Switch", {"model": "x\u0000\nllmd: FORGED by a NUL"})
+    check(r[-1]["error"] == "org.varlink.service.InvalidParameter", f"{r}")
+    v.close()
+    llmctl(d, "status", check_rc=0)
+    with open(d.log_path, errors="replace") as f:
+        log = f.read()
+    check("Frob\\nllmd: FORGED" in log, "the unknown method is not in the log, escaped")
+    forged = [line for line in log.splitlines() if "FORGED" in line and not line.startswith(
+        "llmd: control:")]
+    check(not forged, f"forged lines: {forged}")
+
+
 TESTS = {f.__name__: f for f in [
     switch_now_kills,
     switch_three, progress_in_order, switch_to_active, unknown_model, failed_switch_rolls_back,
     switch_during_switch, persisted_across_restart, stop_and_start, reload_applies_difference,
     reload_removes_running_model, reload_bad_file, sighup_reloads, garbage_frames,
     reader_that_never_reads, permissions, llmctl_without_daemon, json_output, status_on_terminal,
-    idle_clients_leave_room_for_root, partial_frame_times_out,
+    idle_clients_leave_room_for_root, partial_frame_times_out, nul_in_string_refused,
+    client_strings_escaped_in_log,
 ]}
 
 if __name__ == "__main__":
