@@ -185,18 +185,46 @@ static char *error_body(unsigned status, const char *type, const char *message)
         return b;
 }
 
-/* CORS, on every answer alike: see cors-origins in llama-generate.conf(5). No credentials
- * are allowed: llmd uses no cookies, and a key travels in a header a page sets itself. */
+/* An origin served from this machine: http(s)://localhost, 127.x.x.x or [::1], any port. */
+static bool origin_is_loopback(const char *o)
+{
+        const char *h = strneq(o, "http://", 7) ? o + 7 : strneq(o, "https://", 8) ? o + 8 : NULL;
+        size_t n;
+
+        if (!h) {
+                return false;
+        }
+        n = strcspn(h, ":/");
+        if (h[0] == '[') {
+                n = strcspn(h, "]") + 1;
+        }
+        if (h[n] != '\0' && h[n] != ':') {
+                return false;
+        }
+        if (h[n] == ':' && (h[n + 1] == '\0' || strspn(h + n + 1, "0123456789") != strlen(h + n + 1))) {
+                return false;
+        }
+        return (n == 9 && strneq(h, "localhost", 9)) || (n == 5 && strneq(h, "[::1]", 5)) ||
+               (n >= 7 && strneq(h, "127.", 4) && strspn(h, "0123456789.") == n);
+}
+
+/* CORS, on every answer alike (see cors-origins in llama-generate.conf(5)). Unset, it depends
+ * on the keys: with keys, any origin (a page still needs a key, and llmd uses no cookies);
+ * without, only pages served from this machine, so that a web page elsewhere cannot use the
+ * models through the user's browser. Credentials are never allowed. */
 static void request_add_cors(Request *r, struct MHD_Response *resp)
 {
         char *const *origins = proxy_config(r->proxy)->cors_origins;
+        bool any = origins ? streq(origins[0], "*") : r->proxy->api_keys != NULL;
 
-        if (!origins || streq(origins[0], "*")) {
+        if (any) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-        } else if (r->origin && strv_contains(origins, r->origin)) {
-                MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->origin);
-                MHD_add_response_header(resp, "Vary", "Origin");
+                return;
         }
+        if (r->origin && (origins ? strv_contains(origins, r->origin) : origin_is_loopback(r->origin))) {
+                MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->origin);
+        }
+        MHD_add_response_header(resp, "Vary", "Origin");
 }
 
 static struct MHD_Response *request_json_response(Request *r, char *body)

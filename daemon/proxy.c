@@ -131,6 +131,7 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
         c->listener = l;
         c->connection = connection;
         c->fd = ci->connect_fd;
+        c->state = CONN_BUSY; /* in no list yet */
         *socket_context = c;
         p->n_conns++;
         conn_set_state(p, c, CONN_FRESH);
@@ -165,16 +166,8 @@ static Conn *conn_of(struct MHD_Connection *connection)
 static void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
 {
         Listener *l = cls;
-        Request *r = request_new(l, connection, uri);
-        Conn *c = conn_of(connection);
 
-        if (c && !c->closing) {
-                conn_set_state(l->proxy, c, CONN_BUSY);
-        }
-        if (r) {
-                r->conn = c;
-        }
-        return r;
+        return request_new(l, connection, uri);
 }
 
 static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *connection,
@@ -188,6 +181,11 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *connec
                 return MHD_NO; /* no memory for it */
         }
         if (!r->method) {
+                /* The header is complete: the connection is no longer idle. */
+                r->conn = conn_of(connection);
+                if (r->conn && !r->conn->closing) {
+                        conn_set_state(r->listener->proxy, r->conn, CONN_BUSY);
+                }
                 request_begin(r, method);
                 if (r->response && r->route.close) {
                         /* Refused before the body: the answer goes now, and no "100
@@ -306,7 +304,9 @@ static int listener_new(Proxy *p, int fd, const char *name, const char *model, L
                 MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, l,
                 MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, l,
                 MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, l,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (64 * 1024),
+                /* Headers, a piece of the body, one chunk of the answer: 32 KiB (MHD's own
+                 * default) is enough, and bounds what max-connections can cost. */
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (32 * 1024),
                 MHD_OPTION_END);
         if (!l->daemon) {
                 safe_close(fd);

@@ -42,6 +42,8 @@ static void upstream_free(Upstream *u)
 
 /* ---- the glue ---- */
 
+static void upstream_report_headers(Upstream *u);
+
 static void multi_check(UpstreamMulti *m)
 {
         CURLMsg *msg;
@@ -59,10 +61,10 @@ static void multi_check(UpstreamMulti *m)
                 }
                 CURLcode result = msg->data.result;
                 u->finished = true;
-                if (!u->headers_sent && result == CURLE_OK && u->cb.headers) {
-                        /* An empty body: the headers were never reported through data. */
-                        u->headers_sent = true;
-                        u->cb.headers(u->userdata, u->status, u->content_type, 0);
+                if (result == CURLE_OK) {
+                        /* An empty body (or a HEAD): the headers were never reported through
+                         * data. Their Content-Length stands: a HEAD answer carries the GET's. */
+                        upstream_report_headers(u);
                 }
                 if (result == CURLE_OK) {
                         u->cb.done(u->userdata, 0, NULL);

@@ -281,7 +281,11 @@ class Llmd:
 
 
 def run(tests):
-    """Runs the test named by argv[1] (all of them without arguments)."""
+    """Runs the test named by argv[1] (all of them without arguments); --list prints the names,
+    one a line, which is how meson learns them: a test is added in its script only."""
+    if sys.argv[1:] == ["--list"]:
+        print("\n".join(tests))
+        return
     names = sys.argv[1:] or list(tests)
     failed = 0
     for name in names:

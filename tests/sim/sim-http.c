@@ -245,6 +245,10 @@ static const struct http_route *http_route_find(const char *method, const char *
         const struct http_route *found = NULL, *any = NULL;
 
         *ret_public = false;
+        /* cpp-httplib answers HEAD with the GET route's headers (MHD drops the body). */
+        if (streq(method, "HEAD")) {
+                method = "GET";
+        }
         for (size_t i = 0; i < http_routes_count; i++) {
                 const struct http_route *r = &http_routes[i];
 

@@ -1,0 +1,469 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The front door under hostile and careless clients: keys that cannot be walked around,
+reloads that change all or nothing, connection floods, framing tricks, stalled children,
+forged log lines and CORS — bytes on the wire, what the simulator saw, and llmd's own state."""
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import time
+
+from llmdtest import (Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
+                      wait_until)
+
+MODELS = ("qwen", "nomic")
+PORT = free_port()
+KEY = "sk-test-0123456789"
+
+
+def conf(top="", qwen=""):
+    return f"""
+[llmd]
+default = qwen
+listen = 127.0.0.1:{PORT}
+{top}
+
+[*]
+stop-timeout = 5s
+
+[qwen]
+model = @MODELS@/qwen.gguf
+{qwen}
+
+[nomic]
+model = @MODELS@/nomic.gguf
+embeddings = true
+pin = true
+"""
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+AUTH = {"Authorization": "Bearer " + KEY}
+
+
+def ready(d):
+    d.wait_status(lambda s: s.startswith("qwen ready · embed nomic ready"))
+
+
+def write_keys(d, text=KEY + "\n", mode=0o600):
+    path = os.path.join(d.dir, "keys")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def with_keys(d, top="", qwen=""):
+    d.write_config(conf(top=f"api-key-file = {write_keys(d)}\n{top}", qwen=qwen))
+    d.start()
+    ready(d)
+
+
+def raw(data, port=PORT, source="127.0.0.1", timeout=10, read_all=True):
+    """Sends bytes as they are; returns what came back until the server closed (or timeout)."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if not read_all and b"\r\n\r\n" in out:
+                break
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        pass
+    s.close()
+    return out
+
+
+def status_of(reply):
+    line = reply.split(b"\r\n", 1)[0]
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else None
+
+
+def child_paths(d):
+    """What reached the child, less llmd's own health checks."""
+    return [x["path"] for x in d.records("request", "qwen") if x["path"] != "/health"]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ---- 1. keys ----
+
+@fixture(conf(), models=MODELS, start=False)
+def auth_walk_around(d):
+    with_keys(d)
+    # Dot segments, written plainly or escaped: refused before anything is forwarded.
+    for path in ("/./slots", "/v1/../slots", "/x/../props", "/%2e/props", "/%2E%2E/props",
+                 "/slots/.", "/%2e%2e/slots"):
+        reply = raw(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        check(status_of(reply) == 400, f"{path}: {reply[:200]!r}")
+    # Every path that is not public needs the key, known to llmd or not.
+    for path in ("/slots", "/props", "/metrics", "/nothing-here", "/", "/v1/unknown", "/%73lots"):
+        r = http(PORT, "GET", path)
+        check(r.status == 401 and r.json()["error"]["type"] == "authentication_error", f"{path}: {r}")
+    check(child_paths(d) == [], f"requests without a key reached the child: {child_paths(d)}")
+    # The public list, without a key.
+    for path in ("/health", "/v1/health", "/v1/models", "/models"):
+        check(http(PORT, "GET", path).status == 200, f"{path} is not public")
+    check(http(PORT, "OPTIONS", "/v1/chat/completions").status == 200, "preflight is not public")
+    # Both ways llama-server takes a key; an escaped unreserved character is the same path.
+    check(http(PORT, "GET", "/slots", headers=AUTH).status == 200, "Bearer refused")
+    check(http(PORT, "GET", "/slots", headers={"X-Api-Key": KEY}).status == 200, "x-api-key refused")
+    check(http(PORT, "GET", "/%73lots", headers=AUTH).status == 200, "/%73lots is /slots")
+    check(http(PORT, "GET", "/slots", headers={"X-Api-Key": KEY + "x"}).status == 401, "wrong key")
+    check(child_paths(d) == ["/slots"] * 3, f"the child saw {child_paths(d)}")
+
+
+# ---- 2. reload ----
+
+@fixture(conf(), models=MODELS, start=False)
+def reload_bad_key_file(d):
+    with_keys(d)
+    keys = os.path.join(d.dir, "keys")
+
+    def still_locked(why):
+        r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+        check(r.status == 401, f"{why}: served without a key: {r}")
+        r = http(PORT, "POST", "/v1/chat/completions", CHAT, AUTH)
+        check(r.status == 200, f"{why}: the old key stopped working: {r}")
+
+    for why, change in (("chmod 644", lambda: os.chmod(keys, 0o644)),
+                        ("empty", lambda: write_keys(d, "")),
+                        ("removed", lambda: os.unlink(keys))):
+        change()
+        p = llmctl(d, "reload")
+        check(p.returncode == 2, f"{why}: reload exit {p.returncode}: {p.stdout} {p.stderr}")
+        check("key" in (p.stdout + p.stderr).lower(), f"{why}: no reason given: {p.stdout} {p.stderr}")
+        still_locked(why)
+        write_keys(d)
+    # A listen address cannot change without a restart: refused whole, nothing half-applied.
+    d.write_config(conf(top=f"api-key-file = {keys}").replace(f"listen = 127.0.0.1:{PORT}",
+                                                               f"listen = 127.0.0.1:{free_port()}"))
+    p = llmctl(d, "reload")
+    check(p.returncode == 2 and "restart" in p.stdout + p.stderr, f"listen change: {p.stdout} {p.stderr}")
+    still_locked("listen change")
+    # A good reload with a new key file takes effect.
+    write_keys(d, "sk-new\n")
+    d.write_config(conf(top=f"api-key-file = {keys}"))
+    llmctl(d, "reload", check_rc=0)
+    check(http(PORT, "POST", "/v1/chat/completions", CHAT, AUTH).status == 401, "the old key still works")
+    check(http(PORT, "POST", "/v1/chat/completions", CHAT,
+                {"Authorization": "Bearer sk-new"}).status == 200, "the new key does not work")
+
+
+# ---- 4. connection floods ----
+
+def flood(n, source, send=b""):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(True)
+        s.bind((source, 0))
+        try:
+            s.connect(("127.0.0.1", PORT))
+            if send:
+                s.sendall(send)
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    return socks
+
+
+def served_during(d, socks, what, tries=20):
+    """Normal requests from another address while the flood is on: all must be answered."""
+    served = 0
+    for _ in range(tries):
+        r = http(PORT, "GET", "/health", timeout=10)
+        check(r.status == 200, f"{what}: a normal client got {r}")
+        served += 1
+    rss = rss_kib(d.proc.pid)
+    print(f"# {what}: {len(socks)} connections made, {served}/{tries} normal requests served, "
+          f"llmd RSS {rss} KiB")
+    return rss
+
+
+def flood_test(d, what, send=b""):
+    raise_fd_limit()
+    ready(d)
+    before = rss_kib(d.proc.pid)
+    socks = flood(5000, "127.0.0.2", send)
+    during = served_during(d, socks, what)
+    for s in socks:
+        s.close()
+    wait_until(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) < 100, "llmd to close them")
+    print(f"# {what}: llmd RSS before {before} KiB, during {during} KiB, after {rss_kib(d.proc.pid)} KiB")
+
+
+# The defaults: one address holds at most max-connections-per-client (256) connections.
+
+@fixture(conf(), models=MODELS)
+def flood_silent_connections(d):
+    flood_test(d, "5000 silent connections from one address")
+
+
+@fixture(conf(), models=MODELS)
+def flood_idle_keepalive(d):
+    flood_test(d, "5000 connections from one address, idle after one request",
+               b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+# Many addresses at once (here: one, with the cap lifted): at max-connections the connection
+# idle the longest makes room.
+
+@fixture(conf(top="max-connections-per-client = 100000"), models=MODELS)
+def flood_reclaims_silent(d):
+    flood_test(d, "5000 silent connections, no per-address cap")
+
+
+@fixture(conf(top="max-connections-per-client = 100000"), models=MODELS)
+def flood_reclaims_keepalive(d):
+    flood_test(d, "5000 connections idle after one request, no per-address cap",
+               b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+@fixture(conf(top="max-connections-per-client = 50"), models=MODELS)
+def flood_per_client_cap(d):
+    raise_fd_limit()
+    ready(d)
+    socks = flood(500, "127.0.0.2")
+    # Past the cap a connection is closed at once: it reads the end, not a wait.
+    time.sleep(0.3)
+    open_ = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                continue
+        except BlockingIOError:
+            open_ += 1
+        except OSError:
+            continue
+    check(open_ <= 50, f"{open_} connections from one address stay open past the cap of 50")
+    served_during(d, socks, "500 connections from one address, cap 50")
+
+
+@fixture(conf(top="header-timeout = 1s"), models=MODELS)
+def header_timeout(d):
+    ready(d)
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the end of the header
+    s.settimeout(20)
+    t0 = time.monotonic()
+    try:
+        data = s.recv(100)
+    except ConnectionResetError:
+        data = b""
+    check(data == b"", f"got {data!r} instead of a closed connection")
+    check(time.monotonic() - t0 < 15, "closed only after the idle timeout")
+    # A complete request on a new connection is not hurried.
+    check(http(PORT, "GET", "/health").status == 200, "health")
+
+
+# ---- 5. bodies and framing ----
+
+@fixture(conf(), models=MODELS, start=False)
+def refused_before_body(d):
+    with_keys(d, top="max-body-size = 4K")
+    # No key: 401 at once, no "100 Continue", and the body is not waited for.
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
+    reply = raw(head, timeout=5)
+    check(status_of(reply) == 401, f"no key: {reply[:200]!r}")
+    check(b"100 Continue" not in reply, f"100 Continue sent to a refused request: {reply[:200]!r}")
+    # With the key but too large: 413 at once.
+    reply = raw(head.replace(b"Host: x", b"Host: x\r\nAuthorization: Bearer " + KEY.encode()), timeout=5)
+    check(status_of(reply) == 413, f"too large: {reply[:200]!r}")
+    check(b"100 Continue" not in reply, f"100 Continue before 413: {reply[:200]!r}")
+    # A chunked body without a key is not read either.
+    reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n", timeout=5)
+    check(status_of(reply) == 401, f"chunked without a key: {reply[:200]!r}")
+    check(d.proc.poll() is None, "llmd died")
+
+
+@fixture(conf(top="max-body-size = 4K"), models=MODELS)
+def chunked_body_limit(d):
+    ready(d)
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    sent = 0
+    s.settimeout(10)
+    try:
+        for _ in range(16 * 1024):  # up to 1 GiB
+            s.sendall(chunk)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    except socket.timeout:
+        raise
+    check(sent < 64 * 1024 * 1024, f"llmd read {sent} bytes of a body over a 4K limit")
+    print(f"# llmd closed the connection after {sent} bytes of a chunked body (limit 4K)")
+    check(d.proc.poll() is None, "llmd died")
+    check(rss_kib(d.proc.pid) < 64 * 1024, "llmd's memory grew")
+    check(http(PORT, "GET", "/health").status == 200, "llmd stopped serving")
+
+
+@fixture(conf(), models=MODELS)
+def conflicting_framing(d):
+    ready(d)
+    body = json.dumps(CHAT).encode()
+    cases = {
+        "CL and TE": b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(body),
+        "two CL": b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body) + 1),
+    }
+    for what, headers in cases.items():
+        reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                    headers + b"\r\n" + body + b"GET /slots HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+        # MHD may refuse some of these itself; either way a 400, and nothing smuggled through.
+        check(status_of(reply) == 400, f"{what}: {reply[:300]!r}")
+        check(reply.count(b"HTTP/1.1 ") == 1, f"{what}: a second request was read: {reply!r}")
+    reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", timeout=5)
+    check(status_of(reply) == 501, f"unknown Transfer-Encoding: {reply[:300]!r}")
+    check("/slots" not in child_paths(d) and "/v1/chat/completions" not in child_paths(d),
+          f"the child saw {child_paths(d)}")
+
+
+@fixture(conf(), models=MODELS)
+def head_forwarded(d):
+    ready(d)
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.settimeout(10)
+    s.sendall(b"HEAD /slots HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        check(chunk, f"connection closed after {data!r}")
+        data += chunk
+    check(status_of(data) == 200, f"HEAD: {data!r}")
+    # No body follows, and the connection serves the next request.
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    rest = data.split(b"\r\n\r\n", 1)[1]
+    while b"\r\n\r\n" not in rest:
+        rest += s.recv(4096)
+    check(status_of(rest) == 200, f"the request after HEAD: {rest!r}")
+    s.close()
+
+
+# ---- 6. a child that stops sending ----
+
+@fixture(conf(qwen="env = LLAMA_SIM_STALL_AFTER_TOKENS=2\nupstream-timeout = 1s"), models=MODELS)
+def upstream_stall(d):
+    ready(d)
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 50}, timeout=30)
+    events = s.events()
+    check(events and "upstream-timeout" in events[-1], f"no error event at the end: {events[-3:]}")
+    check(json.loads(events[-1])["error"]["code"] == 504 or "error" in json.loads(events[-1]), events[-1])
+    wait_until(lambda: any(x.get("client_gone") for x in d.records("request", "qwen")),
+               "the child to see the request cancelled")
+    # Its /health answered all along: the child is not restarted for it.
+    check(http(PORT, "GET", "/health").status == 200, "health")
+    # Non-streaming: 504 with the reason.
+    r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "max_tokens": 50}, timeout=30)
+    check(r.status in (504, 200), r)
+
+
+# ---- 8. logs ----
+
+@fixture(conf(), models=MODELS)
+def log_injection(d):
+    ready(d)
+    forged = "FORGED-LINE llmd: all models stopped"
+    http(PORT, "GET", "/x%0a" + forged.replace(" ", "%20"))
+    http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "qwen\n" + forged})
+    http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "qwen\r" + forged + "\u001b[2J"})
+    wait_until(lambda: open(d.log_path, errors="replace").read().count("model=qwen") >= 2, "the log lines")
+    for line in open(d.log_path, errors="replace").read().splitlines():
+        check(not line.startswith("FORGED"), f"a forged line: {line!r}")
+        check("\x1b" not in line and "\r" not in line, f"a control character reached the log: {line!r}")
+    text = open(d.log_path, errors="replace").read()
+    check("model=qwen\\n" + forged in text, "the model name is not shown escaped")
+
+
+# ---- 9. CORS ----
+
+def cors_check(what, headers, want):
+    got = headers.get("access-control-allow-origin")
+    check(got == want, f"{what}: Access-Control-Allow-Origin {got!r}, expected {want!r}: {headers}")
+    check("access-control-allow-credentials" not in headers, f"{what}: credentials allowed: {headers}")
+
+
+@fixture(conf(), models=MODELS)
+def cors_default(d):
+    """No keys: pages from this machine only, on every kind of answer alike."""
+    ready(d)
+    for origin, want in (("http://localhost:5173", "http://localhost:5173"),
+                         ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+                         ("https://evil.example", None), ("http://localhost.evil.example", None)):
+        h = {"Origin": origin}
+        for method, path, body in (("GET", "/v1/models", None), ("GET", "/health", None),
+                                   ("POST", "/v1/chat/completions", CHAT), ("GET", "/slots", None),
+                                   ("POST", "/v1/nothing", CHAT), ("OPTIONS", "/v1/chat/completions", None)):
+            r = http(PORT, method, path, body, h)
+            cors_check(f"{origin} {method} {path}", r.headers, want)
+        s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True}, h)
+        cors_check(f"{origin} stream", s.headers, want)
+        s.events()
+
+
+@fixture(conf(), models=MODELS, start=False)
+def cors_with_keys(d):
+    """With keys, any origin may read what its key gets it; preflight needs no key."""
+    with_keys(d)
+    h = {"Origin": "https://app.example"}
+    r = http(PORT, "OPTIONS", "/v1/chat/completions", headers={
+        **h, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    check(r.status == 200, r)
+    cors_check("preflight", r.headers, "*")
+    check("authorization" in r.headers.get("access-control-allow-headers", "").lower(), r.headers)
+    cors_check("401", http(PORT, "POST", "/v1/chat/completions", CHAT, h).headers, "*")
+    cors_check("200", http(PORT, "POST", "/v1/chat/completions", CHAT, {**h, **AUTH}).headers, "*")
+
+
+@fixture(conf(top="cors-origins = https://app.example http://localhost:5173"), models=MODELS)
+def cors_listed(d):
+    ready(d)
+    r = http(PORT, "GET", "/v1/models", headers={"Origin": "https://app.example"})
+    check(r.headers.get("access-control-allow-origin") == "https://app.example", r.headers)
+    check("origin" in r.headers.get("vary", "").lower(), r.headers)
+    r = http(PORT, "OPTIONS", "/v1/chat/completions", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    check(r.headers.get("access-control-allow-origin") == "http://localhost:5173", r.headers)
+    r = http(PORT, "GET", "/v1/models", headers={"Origin": "https://evil.example"})
+    check("access-control-allow-origin" not in r.headers, f"an unlisted origin is allowed: {r.headers}")
+
+
+if __name__ == "__main__":
+    run({f.__name__: f for f in (
+        auth_walk_around, reload_bad_key_file, flood_silent_connections, flood_idle_keepalive,
+        flood_reclaims_silent, flood_reclaims_keepalive, flood_per_client_cap, header_timeout, refused_before_body, chunked_body_limit,
+        conflicting_framing, head_forwarded, upstream_stall, log_injection, cors_default,
+        cors_with_keys, cors_listed,
+    )})

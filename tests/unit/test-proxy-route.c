@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+#include "proxy-route.h"
+#include "strv.h"
+#include "tests.h"
+
+/* One request line and its headers, and what route_request() must make of them. */
+typedef struct Case {
+        const char *method, *target;
+        const char *authorization, *x_api_key;
+        const char *content_length; /* comma-separated when sent more than once */
+        const char *transfer_encoding;
+        bool keys, model_port;
+        RouteKind kind;
+        unsigned status; /* ROUTE_REFUSE */
+        const char *path; /* what is forwarded */
+        bool close;
+} Case;
+
+#define KEY "Bearer k1"
+
+static const Case cases[] = {
+        /* The routes. */
+        { "POST", "/v1/chat/completions", .content_length = "10", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/embeddings", .content_length = "10", .kind = ROUTE_EMBED, .path = "/v1/embeddings" },
+        { "GET", "/v1/models", .kind = ROUTE_MODELS, .path = "/v1/models" },
+        { "HEAD", "/health", .kind = ROUTE_HEALTH, .path = "/health" },
+        { "GET", "/slots?fields=x%26y", .kind = ROUTE_GENERATE, .path = "/slots?fields=x%26y" },
+        { "GET", "/", .kind = ROUTE_GENERATE, .path = "/" },
+        { "GET", "/v1/chat/completions", .kind = ROUTE_REFUSE, .status = 405 },
+        { "POST", "/v1/nothing", .content_length = "2", .kind = ROUTE_REFUSE, .status = 404, .close = true },
+        { "PUT", "/slots", .kind = ROUTE_REFUSE, .status = 405 },
+        { "OPTIONS", "/anything/../at/all", .kind = ROUTE_PREFLIGHT },
+        { "OPTIONS", "*", .kind = ROUTE_PREFLIGHT },
+        /* The path: one normal form, or 400. */
+        { "GET", "/%73lots", .kind = ROUTE_GENERATE, .path = "/slots" },
+        { "GET", "/a%2fb", .kind = ROUTE_GENERATE, .path = "/a%2Fb" },
+        { "GET", "/./slots", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/v1/../slots", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/x/..", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/%2e/props", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/%2E%2e/props", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/.%2e/props", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/a%00b", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/a%zz", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/a%2", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/a\tb", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/\xc3\xa9", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "http://host/slots", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/..x/.y/", .kind = ROUTE_GENERATE, .path = "/..x/.y/" },
+        { "GET", "/slots?a=/../b", .kind = ROUTE_GENERATE, .path = "/slots?a=/../b" },
+        /* Keys: everything needs one but the public list. */
+        { "POST", "/v1/chat/completions", .content_length = "10", .keys = true, .kind = ROUTE_REFUSE, .status = 401, .close = true },
+        { "POST", "/v1/chat/completions", .content_length = "0", .keys = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "POST", "/v1/chat/completions", .authorization = KEY, .content_length = "10", .keys = true, .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .authorization = "bearer  k1", .content_length = "10", .keys = true, .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .x_api_key = "k1", .content_length = "10", .keys = true, .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .authorization = "Bearer k", .content_length = "10", .keys = true, .kind = ROUTE_REFUSE, .status = 401, .close = true },
+        { "POST", "/v1/chat/completions", .authorization = "Bearer k12", .content_length = "10", .keys = true, .kind = ROUTE_REFUSE, .status = 401, .close = true },
+        { "POST", "/v1/chat/completions", .authorization = "Basic k1", .content_length = "10", .keys = true, .kind = ROUTE_REFUSE, .status = 401, .close = true },
+        { "GET", "/slots", .keys = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "GET", "/unknown", .keys = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "GET", "/", .keys = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "GET", "/./slots", .keys = true, .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/health", .keys = true, .kind = ROUTE_HEALTH, .path = "/health" },
+        { "GET", "/v1/health", .keys = true, .kind = ROUTE_HEALTH, .path = "/v1/health" },
+        { "GET", "/models", .keys = true, .kind = ROUTE_MODELS, .path = "/models" },
+        { "GET", "/v1/models?x=1", .keys = true, .kind = ROUTE_MODELS, .path = "/v1/models?x=1" },
+        { "POST", "/health", .content_length = "0", .keys = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "OPTIONS", "/v1/chat/completions", .keys = true, .kind = ROUTE_PREFLIGHT },
+        /* A model's own port: all of it goes there, keys alike. */
+        { "POST", "/v1/embeddings", .content_length = "5", .model_port = true, .kind = ROUTE_GENERATE, .path = "/v1/embeddings" },
+        { "POST", "/whatever", .content_length = "5", .model_port = true, .kind = ROUTE_GENERATE, .path = "/whatever" },
+        { "GET", "/health", .keys = true, .model_port = true, .kind = ROUTE_GENERATE, .path = "/health" },
+        { "GET", "/slots", .keys = true, .model_port = true, .kind = ROUTE_REFUSE, .status = 401 },
+        /* Framing, before anything else. */
+        { "POST", "/v1/chat/completions", .kind = ROUTE_REFUSE, .status = 411 },
+        { "POST", "/v1/chat/completions", .content_length = "1048577", .kind = ROUTE_REFUSE, .status = 413, .close = true },
+        { "POST", "/v1/chat/completions", .content_length = "1048576", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .transfer_encoding = "chunked", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .transfer_encoding = "Chunked", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .content_length = "5", .transfer_encoding = "chunked", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "POST", "/v1/chat/completions", .content_length = "5,6", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "POST", "/v1/chat/completions", .content_length = "5,5", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
+        { "POST", "/v1/chat/completions", .content_length = "+5", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "POST", "/v1/chat/completions", .content_length = "99999999999999999999999", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "POST", "/v1/chat/completions", .transfer_encoding = "gzip", .kind = ROUTE_REFUSE, .status = 501, .close = true },
+        { "POST", "/v1/chat/completions", .transfer_encoding = "gzip, chunked", .kind = ROUTE_REFUSE, .status = 501, .close = true },
+        { "GET", "/./x", .content_length = "5", .transfer_encoding = "chunked", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+};
+
+static void run_case(const Case *c)
+{
+        _cleanup_strv_free_ char **cl = NULL, **te = NULL;
+        char *keys[] = { (char *) "k0", (char *) "k1", NULL };
+        Route r;
+
+        if (c->content_length) {
+                check(strv_split(c->content_length, ",", &cl) >= 0);
+        }
+        if (c->transfer_encoding) {
+                te = strv_copy((char *[]) { (char *) c->transfer_encoding, NULL });
+        }
+        RouteInput in = {
+                .method = c->method,
+                .target = c->target,
+                .authorization = c->authorization,
+                .x_api_key = c->x_api_key,
+                .content_length = cl,
+                .transfer_encoding = te,
+                .api_keys = c->keys ? keys : NULL,
+                .max_body_size = 1024 * 1024,
+                .model_port = c->model_port,
+        };
+        check(route_request(&in, &r) == 0);
+        if (r.kind != c->kind || (c->kind == ROUTE_REFUSE && r.status != c->status) ||
+            (c->path && (!r.path || !streq(r.path, c->path))) || r.close != c->close) {
+                fprintf(stderr, "%s %s: got %s %u %s%s, expected %s %u %s%s\n", c->method, c->target,
+                        route_kind_to_string(r.kind), r.status, r.path ? r.path : "-",
+                        r.close ? " close" : "", route_kind_to_string(c->kind), c->status,
+                        c->path ? c->path : "-", c->close ? " close" : "");
+                abort();
+        }
+        route_done(&r);
+}
+
+TEST(table)
+{
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                run_case(&cases[i]);
+        }
+}
+
+static const char *target(const char *conf, const char *kind_word, const char *asked,
+                          const char *active, bool loaded, unsigned *ret_status)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        static char name[64];
+        const char *t = NULL, *type = NULL;
+        _cleanup_free_ char *msg = NULL;
+        RouteTargetInput in = {
+                .kind = streq(kind_word, "embed") ? ROUTE_EMBED : ROUTE_GENERATE,
+                .model_asked = asked,
+                .active = active,
+                .loaded = loaded,
+        };
+
+        check(config_load_string("t.conf", conf, &c) == 0);
+        *ret_status = 0;
+        check(route_target(c, &in, &t, ret_status, &type, &msg) == 0);
+        check((t != NULL) != (msg != NULL)); /* a target, or a reason */
+        if (!t) {
+                return NULL;
+        }
+        snprintf(name, sizeof(name), "%s", t);
+        return name;
+}
+
+TEST(targets)
+{
+        const char *models = "[qwen]\nmodel = /q.gguf\naliases = q3\n[gemma]\nmodel = /g.gguf\n"
+                             "[nomic]\nmodel = /n.gguf\nembeddings = true\npin = true\n";
+        _cleanup_free_ char *active = strjoin2("[llmd]\nrouting = active\n", models);
+        _cleanup_free_ char *sw = strjoin2("[llmd]\nrouting = switch\n", models);
+        _cleanup_free_ char *rej = strjoin2("[llmd]\nrouting = reject\n", models);
+        unsigned st;
+
+        check_streq(target(active, "generate", "gemma", "qwen", true, &st), "qwen");
+        check_streq(target(active, "generate", "nonsense", "qwen", true, &st), "qwen");
+        check_streq(target(active, "embed", NULL, "qwen", true, &st), "nomic");
+        check(!target(active, "generate", NULL, "qwen", false, &st) && st == 503);
+        check(!target(active, "generate", NULL, NULL, true, &st) && st == 503);
+        check_streq(target(sw, "generate", "gemma", "qwen", true, &st), "gemma");
+        check_streq(target(sw, "generate", "q3", "gemma", true, &st), "qwen");
+        check_streq(target(sw, "generate", "gemma", "qwen", false, &st), "gemma");
+        check_streq(target(sw, "generate", "nomic", "qwen", true, &st), "qwen");
+        check(!target(sw, "generate", "nonsense", "qwen", true, &st) && st == 404);
+        check_streq(target(rej, "generate", "q3", "qwen", true, &st), "qwen");
+        check(!target(rej, "generate", "gemma", "qwen", true, &st) && st == 404);
+        check_streq(target(rej, "embed", "gemma", "qwen", true, &st), "nomic");
+}
+
+int main(void)
+{
+        RUN(table);
+        RUN(targets);
+        return 0;
+}
