@@ -342,7 +342,7 @@ static int proxy_add_listener(Proxy *p, int fd, const char *name, const char *mo
         return 0;
 }
 
-static int bind_tcp(const char *host, uint16_t port, char **ret_name)
+static int listener_bind_tcp(const char *host, uint16_t port, char **ret_name)
 {
         union {
                 struct sockaddr sa;
@@ -501,7 +501,7 @@ int proxy_start(Proxy *p)
         if (n <= 0) {
                 for (size_t i = 0; i < c->n_listen; i++) {
                         _cleanup_free_ char *name = NULL;
-                        int fd = bind_tcp(c->listen[i].host, c->listen[i].port, &name);
+                        int fd = listener_bind_tcp(c->listen[i].host, c->listen[i].port, &name);
 
                         if (fd < 0) {
                                 return log_error_errno(fd, "proxy: cannot listen on %s:%u: %m",
@@ -522,7 +522,7 @@ int proxy_start(Proxy *p)
                 if (m->port == 0) {
                         continue;
                 }
-                fd = bind_tcp("127.0.0.1", m->port, &name);
+                fd = listener_bind_tcp("127.0.0.1", m->port, &name);
                 if (fd < 0) {
                         return log_error_errno(fd, "proxy: cannot listen on 127.0.0.1:%u for %s: %m",
                                                m->port, m->name);
