@@ -779,7 +779,8 @@ static int config_apply_llmd(Config *c, const RawSection *s)
                                       : streq(e->key, "idle-timeout")   ? &c->idle_timeout_usec
                                       : streq(e->key, "header-timeout") ? &c->header_timeout_usec
                                                                         : &c->drain_timeout_usec;
-                        if (config_duration(c, "llmd", e, 0, u) < 0) {
+                        /* A header-timeout of 0 would close every connection at once. */
+                        if (config_duration(c, "llmd", e, u == &c->header_timeout_usec ? USEC_PER_SEC : 0, u) < 0) {
                                 r = -EINVAL;
                         }
                 } else if (streq(e->key, "cors-origins")) {

@@ -196,8 +196,13 @@ TEST(proxy_keys)
                 "hold-timeout = 2min\n"
                 "idle-timeout = 30\n"
                 "drain-timeout = 1.5s\n"
+                "header-timeout = 5s\n"
+                "max-connections-per-client = 16\n"
+                "cors-origins = https://a.example, http://localhost:5173\n"
                 "log-requests = no\n"
-                "[m]\nmodel = /m\n");
+                "[*]\nupstream-timeout = 20min\n"
+                "[m]\nmodel = /m\n"
+                "[n]\nmodel = /n\nupstream-timeout = 30\n");
         _cleanup_(config_freep) Config *d = parse_ok("[m]\nmodel = /m\n");
 
         check_streq(c->api_key_file, "/etc/llmd/keys");
@@ -208,8 +213,18 @@ TEST(proxy_keys)
         check_inteq(c->idle_timeout_usec, 30 * USEC_PER_SEC);
         check_inteq(c->drain_timeout_usec, 1500 * USEC_PER_MSEC);
         check(!c->log_requests);
+        check_inteq(c->header_timeout_usec, 5 * USEC_PER_SEC);
+        check_inteq(c->max_connections_per_client, 16);
+        check_inteq(strv_length(c->cors_origins), 2);
+        check_streq(c->cors_origins[1], "http://localhost:5173");
+        check_inteq(config_find_model(c, "m")->upstream_timeout_usec, 1200 * USEC_PER_SEC);
+        check_inteq(config_find_model(c, "n")->upstream_timeout_usec, 30 * USEC_PER_SEC);
         /* The defaults. */
         check(d->api_key_file == NULL && d->log_requests);
+        check_inteq(d->header_timeout_usec, 15 * USEC_PER_SEC);
+        check_inteq(d->max_connections_per_client, 256);
+        check(d->cors_origins == NULL);
+        check_inteq(config_find_model(d, "m")->upstream_timeout_usec, 600 * USEC_PER_SEC);
         check_inteq(d->max_body_size, 32ULL << 20);
         check_inteq(d->listen[0].port, 8080);
         BAD("[llmd]\nmax-body-size = lots\n[m]\nmodel = /m\n",
@@ -218,6 +233,16 @@ TEST(proxy_keys)
             "t.conf:2: [llmd] hold-queue: '0' is not a number from 1 to 1000000");
         BAD("[llmd]\napi-key-file = keys\n[m]\nmodel = /m\n",
             "t.conf:2: [llmd] api-key-file: 'keys' is not an absolute path");
+        BAD("[llmd]\nheader-timeout = 0\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] header-timeout: must be at least 1s");
+        BAD("[llmd]\ncors-origins = * https://a.example\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] cors-origins: '*' is not *, none, or a list of origins (https://host[:port])");
+        BAD("[llmd]\ncors-origins = a.example\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] cors-origins: 'a.example' is not *, none, or a list of origins (https://host[:port])");
+        BAD("[llmd]\nmax-connections-per-client = 0\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] max-connections-per-client: '0' is not a number from 1 to 1000000");
+        BAD("[m]\nmodel = /m\nupstream-timeout = 0.5s\n",
+            "t.conf:3: [m] upstream-timeout: must be at least 1s");
 }
 
 TEST(bad_keys)
