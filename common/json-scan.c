@@ -95,6 +95,13 @@ static bool scan_string(Scanner *s, char **out)
                         cp = cp * 16 + (unsigned) h;
                         s->p++;
                 }
+                if (o && cp == 0) {
+                        /* A C string would end there, and "qwen\u0000x" would be read as
+                         * "qwen" while llama-server reads it whole: refused. */
+                        free(o);
+                        s->p -= 6;
+                        return fail(s, "\\u0000 in a key or in \"model\"");
+                }
                 if (o) {
                         /* Enough for model names; surrogate pairs become two 3-byte forms. */
                         if (cp < 0x80) {
@@ -215,9 +222,10 @@ static bool scan_container(Scanner *s, unsigned depth, char close, JsonScan *top
                                 if (!scan_literal(s, "null")) {
                                         return false;
                                 }
-                        } else if (!scan_string(s, &top->model)) {
-                                s->error = NULL;
+                        } else if (s->p >= s->end || *s->p != '"') {
                                 return fail(s, "\"model\" is not a string");
+                        } else if (!scan_string(s, &top->model)) {
+                                return false; /* scan_string() said why */
                         }
                 } else if (key && streq(key, "stream")) {
                         free(key);

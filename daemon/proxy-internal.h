@@ -112,6 +112,7 @@ struct Proxy {
         Request *forwarded;
         Drain *drains;
         char **api_keys;
+        char hostname[256]; /* gethostname(), for route_host_allowed() */
         /* Connections: fresh ones oldest first (header-timeout), idle ones likewise. */
         Conn *fresh_first, *fresh_last, *idle_first, *idle_last;
         unsigned n_conns;
@@ -120,6 +121,7 @@ struct Proxy {
 };
 
 uint64_t proxy_now(const Proxy *p);
+const char *proxy_hostname(const Proxy *p);
 const Config *proxy_config(const Proxy *p);
 
 /* proxy-request.c */

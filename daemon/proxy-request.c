@@ -103,9 +103,8 @@ void request_step(Request *r, RequestEvent event)
 
         if (next < 0) {
                 /* A bug, not a client's doing: say so and keep the old state. */
-                log_error("proxy: request %s: event %s in state %s ignored",
-                          r->method ? r->method : "?", request_event_to_string(event),
-                          request_state_to_string(old));
+                log_error("proxy: a request got event %s in state %s; ignored",
+                          request_event_to_string(event), request_state_to_string(old));
                 return;
         }
         if (old == REQ_HELD) {
@@ -185,43 +184,18 @@ static char *error_body(unsigned status, const char *type, const char *message)
         return b;
 }
 
-/* An origin served from this machine: http(s)://localhost, 127.x.x.x or [::1], any port. */
-static bool origin_is_loopback(const char *o)
-{
-        const char *h = strneq(o, "http://", 7) ? o + 7 : strneq(o, "https://", 8) ? o + 8 : NULL;
-        size_t n;
-
-        if (!h) {
-                return false;
-        }
-        n = strcspn(h, ":/");
-        if (h[0] == '[') {
-                n = strcspn(h, "]") + 1;
-        }
-        if (h[n] != '\0' && h[n] != ':') {
-                return false;
-        }
-        if (h[n] == ':' && (h[n + 1] == '\0' || strspn(h + n + 1, "0123456789") != strlen(h + n + 1))) {
-                return false;
-        }
-        return (n == 9 && strneq(h, "localhost", 9)) || (n == 5 && strneq(h, "[::1]", 5)) ||
-               (n >= 7 && strneq(h, "127.", 4) && strspn(h, "0123456789.") == n);
-}
-
-/* CORS, on every answer alike (see cors-origins in llama-generate.conf(5)). Unset, it depends
- * on the keys: with keys, any origin (a page still needs a key, and llmd uses no cookies);
- * without, only pages served from this machine, so that a web page elsewhere cannot use the
- * models through the user's browser. Credentials are never allowed. */
+/* CORS, on every answer alike (see route_origin_allowed() and cors-origins in
+ * llama-generate.conf(5)). Credentials are never allowed: llmd uses no cookies. */
 static void request_add_cors(Request *r, struct MHD_Response *resp)
 {
         char *const *origins = proxy_config(r->proxy)->cors_origins;
-        bool any = origins ? streq(origins[0], "*") : r->proxy->api_keys != NULL;
+        bool keys = r->proxy->api_keys != NULL;
 
-        if (any) {
+        if (route_origin_any(origins, keys)) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
                 return;
         }
-        if (r->origin && (origins ? strv_contains(origins, r->origin) : origin_is_loopback(r->origin))) {
+        if (r->origin && route_origin_allowed(origins, keys, r->origin, NULL)) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->origin);
         }
         MHD_add_response_header(resp, "Vary", "Origin");
@@ -718,6 +692,27 @@ void request_begin(Request *r, const char *method)
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
         }
+        if (r->route.kind != ROUTE_REFUSE) {
+                const char *host = request_header(r, MHD_HTTP_HEADER_HOST);
+                bool keys = p->api_keys != NULL;
+
+                /* Without keys, the browser is the only thing between a web page and the
+                 * models: a page of another origin is refused, not only left unable to read
+                 * the answer, and so is a name that is not this machine's (DNS rebinding). */
+                if (!keys && host && !route_host_allowed(host, proxy_hostname(p))) {
+                        r->route.close = r->route.close || r->route.has_body;
+                        request_answer_error(r, 403, "permission_error",
+                                             "the Host header names another machine; without api-key-file llmd "
+                                             "answers only for this one (see docs/security.md)", NULL);
+                        return;
+                }
+                if (r->origin && !route_origin_allowed(c->cors_origins, keys, r->origin, host)) {
+                        r->route.close = r->route.close || r->route.has_body;
+                        request_answer_error(r, 403, "permission_error",
+                                             "this Origin is not allowed (cors-origins; see docs/security.md)", NULL);
+                        return;
+                }
+        }
         switch (r->route.kind) {
         case ROUTE_REFUSE:
                 request_answer_error(r, r->route.status, r->route.error_type, r->route.message, NULL);
@@ -869,16 +864,17 @@ void request_log(Request *r, bool completed)
 {
         Proxy *p = r->proxy;
         uint64_t now = proxy_now(p);
-        _cleanup_free_ char *path = NULL, *model = NULL;
+        _cleanup_free_ char *method = NULL, *path = NULL, *model = NULL;
 
         if (!proxy_config(p)->log_requests) {
                 return;
         }
-        /* Both come from the client: escaped, so they cannot forge a line. */
+        /* All three come from the client: escaped, so they cannot forge a line. */
+        method = log_escape(r->method, 32);
         path = log_escape(r->route.path ? r->route.path : r->target_raw, 512);
         model = log_escape(r->model_asked, 256);
         log_info("%s %s model=%s → %s %u %llu B ttfb %.1f ms %.3f s%s",
-                 r->method ? r->method : "?", path ? path : "?", model ? model : "?",
+                 method ? method : "?", path ? path : "?", model ? model : "?",
                  r->target ? r->target : "-", r->status, (unsigned long long) r->bytes_out,
                  r->first_byte_usec ? (double) (r->first_byte_usec - r->start_usec) / USEC_PER_MSEC : 0.0,
                  (double) (now - r->start_usec) / USEC_PER_SEC,

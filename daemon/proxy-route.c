@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -188,6 +189,15 @@ static int route_parse_length(const char *s, uint64_t *ret)
         return 0;
 }
 
+/* RFC 9110's token: what MHD passes on unchecked. */
+static bool route_method_ok(const char *m)
+{
+        size_t n = strlen(m);
+
+        return n > 0 && n <= 32 &&
+               strspn(m, "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == n;
+}
+
 static void route_refuse(Route *r, unsigned status, const char *type, const char *message)
 {
         r->kind = ROUTE_REFUSE;
@@ -248,8 +258,19 @@ int route_request(const RouteInput *in, Route *r)
         if (!route_framing(in, r)) {
                 return 0;
         }
+        if (!route_method_ok(in->method)) {
+                r->close = true;
+                route_refuse(r, 400, "invalid_request_error", "the method is not an HTTP token");
+                return 0;
+        }
         if (streq(in->method, "OPTIONS")) {
-                r->kind = ROUTE_PREFLIGHT; /* whatever the path: preflight never reaches a child */
+                /* Whatever the path: preflight never reaches a child. It needs no key, so it
+                 * takes no body either: a body would hold a connection busy without one. */
+                if (r->has_body) {
+                        route_refuse(r, 400, "invalid_request_error", "a preflight request takes no body");
+                        return 0;
+                }
+                r->kind = ROUTE_PREFLIGHT;
                 return 0;
         }
         k = route_normalize_path(in->target, &r->path, &why);
@@ -260,8 +281,15 @@ int route_request(const RouteInput *in, Route *r)
                 route_refuse(r, 400, "invalid_request_error", why);
                 return 0;
         }
-        /* The query goes on as written: it is the child's to read. */
+        /* The query goes on as written: it is the child's to read, but only printable ASCII
+         * (what a client must escape, it must escape here too). */
         const char *q = in->target + strcspn(in->target, "?#");
+        for (const char *c = q; *c; c++) {
+                if ((unsigned char) *c <= 0x20 || (unsigned char) *c >= 0x7f) {
+                        route_refuse(r, 400, "invalid_request_error", "the query holds a byte outside printable ASCII");
+                        return 0;
+                }
+        }
         if (*q == '?') {
                 char *p = strjoin2(r->path, q);
                 if (!p) {
@@ -277,6 +305,11 @@ int route_request(const RouteInput *in, Route *r)
         e = route_find(r->path);
         if (*q == '?') {
                 r->path[strlen(r->path)] = '?';
+        }
+        if (e && e->public && (m & e->methods) && r->has_body) {
+                /* Public requests need no key; a body would let one hold a connection busy. */
+                route_refuse(r, 400, "invalid_request_error", "this request takes no body");
+                return 0;
         }
         if (in->api_keys && !(e && e->public && (m & e->methods)) &&
             !route_key_ok(in->api_keys, in->authorization, in->x_api_key)) {
@@ -300,6 +333,7 @@ int route_request(const RouteInput *in, Route *r)
                 return 0;
         }
         if (m == M_POST && !r->chunked && strv_length(in->content_length) == 0) {
+                r->close = true; /* a body may follow, of a length nobody knows */
                 route_refuse(r, 411, "invalid_request_error", "a Content-Length is required");
                 return 0;
         }
@@ -389,4 +423,72 @@ int route_target(const Config *c, const RouteTargetInput *in, const char **ret_t
         }
         *ret_target = in->active;
         return 0;
+}
+
+/* An origin served from this machine: http(s)://localhost, 127.x.x.x or [::1], any port. */
+static bool route_origin_loopback(const char *o)
+{
+        const char *h = strneq(o, "http://", 7) ? o + 7 : strneq(o, "https://", 8) ? o + 8 : NULL;
+        size_t n;
+
+        if (!h) {
+                return false;
+        }
+        n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+        if (h[n] != '\0' && h[n] != ':') {
+                return false;
+        }
+        if (h[n] == ':' && (h[n + 1] == '\0' || strspn(h + n + 1, "0123456789") != strlen(h + n + 1))) {
+                return false;
+        }
+        return (n == 9 && strneq(h, "localhost", 9)) || (n == 5 && strneq(h, "[::1]", 5)) ||
+               (n >= 7 && strneq(h, "127.", 4) && strspn(h, "0123456789.") == n);
+}
+
+bool route_origin_any(char *const *origins, bool keys)
+{
+        return origins ? streq(origins[0], "*") : keys;
+}
+
+bool route_origin_allowed(char *const *origins, bool keys, const char *origin, const char *host)
+{
+        const char *h = strneq(origin, "http://", 7) ? origin + 7 : strneq(origin, "https://", 8) ? origin + 8 : NULL;
+
+        if (route_origin_any(origins, keys)) {
+                return true;
+        }
+        /* The same origin: a page llmd itself serves (llama-server's web UI at /). */
+        if (host && h && strcasecmp(h, host) == 0) {
+                return true;
+        }
+        return origins ? strv_contains(origins, origin) : route_origin_loopback(origin);
+}
+
+bool route_host_allowed(const char *host, const char *hostname)
+{
+        _cleanup_free_ char *name = NULL;
+        struct in_addr a4;
+        size_t n;
+
+        if (host[0] == '[') {
+                return strchr(host, ']') != NULL; /* an IPv6 address: no name to rebind */
+        }
+        n = strcspn(host, ":");
+        if (host[n] == ':' && (host[n + 1] == '\0' || strspn(host + n + 1, "0123456789") != strlen(host + n + 1))) {
+                return false;
+        }
+        name = strndup(host, n);
+        if (!name) {
+                return false;
+        }
+        if (inet_pton(AF_INET, name, &a4) == 1) {
+                return true;
+        }
+        n = strlen(name);
+        if (n > 0 && name[n - 1] == '.') {
+                name[--n] = '\0';
+        }
+        return strcasecmp(name, "localhost") == 0 ||
+               (n > 10 && strcasecmp(name + n - 10, ".localhost") == 0) ||
+               (hostname && *hostname && strcasecmp(name, hostname) == 0);
 }

@@ -84,3 +84,14 @@ typedef struct RouteTargetInput {
 
 int route_target(const Config *c, const RouteTargetInput *in, const char **ret_target,
                  unsigned *ret_status, const char **ret_type, char **ret_message);
+
+/* CORS and the origins llmd serves. origins is cors-origins (NULL: unset), keys whether an
+ * api-key-file is set. Unset, any origin is allowed with keys; without, only pages served from
+ * this machine (http(s)://localhost, 127.x.x.x, [::1], any port). A page's own origin (host,
+ * the Host header, when given) is always allowed. */
+bool route_origin_any(char *const *origins, bool keys);
+bool route_origin_allowed(char *const *origins, bool keys, const char *origin, const char *host);
+/* Whether a Host header names this machine: an IP address, localhost or *.localhost, or
+ * hostname (gethostname()). Without keys, other names are refused: a web page whose name an
+ * attacker points at 127.0.0.1 (DNS rebinding) must not reach the models. */
+bool route_host_allowed(const char *host, const char *hostname);

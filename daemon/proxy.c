@@ -26,6 +26,11 @@ uint64_t proxy_now(const Proxy *p)
         return t;
 }
 
+const char *proxy_hostname(const Proxy *p)
+{
+        return p->hostname;
+}
+
 const Config *proxy_config(const Proxy *p)
 {
         return supervisor_config(p->supervisor);
@@ -422,11 +427,36 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
                 (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file, strerror(-r));
                 return r;
         }
+        if (strlen(text) != (size_t) r) {
+                (void) asprintf(ret_why, "the API key file %s holds a NUL byte", c->api_key_file);
+                return -EINVAL;
+        }
         if (strv_split(text, "\r\n", &lines) < 0) {
                 return -ENOMEM;
         }
-        STRV_FOREACH(k, lines) {
-                if ((*k)[0] != '#' && strv_extend(&keys, *k) < 0) {
+        STRV_FOREACH(line, lines) {
+                /* Spaces around a key are not part of it (an editor's trailing blank would
+                 * otherwise make a key nobody sends); a space inside one is a mistake. */
+                char *k = *line + strspn(*line, " \t");
+                size_t n = strlen(k);
+
+                while (n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t')) {
+                        k[--n] = '\0';
+                }
+                if (n == 0 || k[0] == '#') {
+                        continue;
+                }
+                bool printable = true;
+                for (size_t i = 0; i < n; i++) {
+                        printable = printable && k[i] > ' ' && k[i] < 0x7f;
+                }
+                if (!printable) {
+                        (void) asprintf(ret_why, "the API key file %s holds a key with a space or a byte "
+                                        "outside printable ASCII (a comment takes a line of its own)",
+                                        c->api_key_file);
+                        return -EINVAL;
+                }
+                if (strv_extend(&keys, k) < 0) {
                         return -ENOMEM;
                 }
         }
@@ -451,6 +481,7 @@ int proxy_new(sd_event *e, Supervisor *s, Proxy **ret)
         }
         p->event = e;
         p->supervisor = s;
+        (void) gethostname(p->hostname, sizeof(p->hostname) - 1);
         r = upstream_multi_new(e, &p->upstream);
         if (r >= 0) {
                 r = sd_event_add_post(e, &p->post, proxy_on_post, p);

@@ -118,7 +118,7 @@ def auth_walk_around(d):
     # Dot segments, written plainly or escaped: refused before anything is forwarded.
     for path in ("/./slots", "/v1/../slots", "/x/../props", "/%2e/props", "/%2E%2E/props",
                  "/slots/.", "/%2e%2e/slots"):
-        reply = raw(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        reply = raw(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         check(status_of(reply) == 400, f"{path}: {reply[:200]!r}")
     # Every path that is not public needs the key, known to llmd or not.
     for path in ("/slots", "/props", "/metrics", "/nothing-here", "/", "/v1/unknown", "/%73lots"):
@@ -228,7 +228,7 @@ def flood_silent_connections(d):
 @fixture(conf(), models=MODELS)
 def flood_idle_keepalive(d):
     flood_test(d, "5000 connections from one address, idle after one request",
-               b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+               b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 
 
 # Many addresses at once (here: one, with the cap lifted): at max-connections the connection
@@ -242,7 +242,7 @@ def flood_reclaims_silent(d):
 @fixture(conf(top="max-connections-per-client = 100000"), models=MODELS)
 def flood_reclaims_keepalive(d):
     flood_test(d, "5000 connections idle after one request, no per-address cap",
-               b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+               b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 
 
 @fixture(conf(top="max-connections-per-client = 50"), models=MODELS)
@@ -270,7 +270,7 @@ def flood_per_client_cap(d):
 def header_timeout(d):
     ready(d)
     s = socket.create_connection(("127.0.0.1", PORT))
-    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the end of the header
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the end of the header
     s.settimeout(20)
     t0 = time.monotonic()
     try:
@@ -289,17 +289,17 @@ def header_timeout(d):
 def refused_before_body(d):
     with_keys(d, top="max-body-size = 4K")
     # No key: 401 at once, no "100 Continue", and the body is not waited for.
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Expect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
     reply = raw(head, timeout=5)
     check(status_of(reply) == 401, f"no key: {reply[:200]!r}")
     check(b"100 Continue" not in reply, f"100 Continue sent to a refused request: {reply[:200]!r}")
     # With the key but too large: 413 at once.
-    reply = raw(head.replace(b"Host: x", b"Host: x\r\nAuthorization: Bearer " + KEY.encode()), timeout=5)
+    reply = raw(head.replace(b"Host: 127.0.0.1", b"Host: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()), timeout=5)
     check(status_of(reply) == 413, f"too large: {reply[:200]!r}")
     check(b"100 Continue" not in reply, f"100 Continue before 413: {reply[:200]!r}")
     # A chunked body without a key is not read either.
-    reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"5\r\nhello\r\n", timeout=5)
     check(status_of(reply) == 401, f"chunked without a key: {reply[:200]!r}")
     check(d.proc.poll() is None, "llmd died")
@@ -309,7 +309,7 @@ def refused_before_body(d):
 def chunked_body_limit(d):
     ready(d)
     s = socket.create_connection(("127.0.0.1", PORT))
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
     sent = 0
@@ -338,12 +338,12 @@ def conflicting_framing(d):
         "two CL": b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body) + 1),
     }
     for what, headers in cases.items():
-        reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-                    headers + b"\r\n" + body + b"GET /slots HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+        reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                    headers + b"\r\n" + body + b"GET /slots HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=5)
         # MHD may refuse some of these itself; either way a 400, and nothing smuggled through.
         check(status_of(reply) == 400, f"{what}: {reply[:300]!r}")
         check(reply.count(b"HTTP/1.1 ") == 1, f"{what}: a second request was read: {reply!r}")
-    reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", timeout=5)
+    reply = raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", timeout=5)
     check(status_of(reply) == 501, f"unknown Transfer-Encoding: {reply[:300]!r}")
     check("/slots" not in child_paths(d) and "/v1/chat/completions" not in child_paths(d),
           f"the child saw {child_paths(d)}")
@@ -354,7 +354,7 @@ def head_forwarded(d):
     ready(d)
     s = socket.create_connection(("127.0.0.1", PORT))
     s.settimeout(10)
-    s.sendall(b"HEAD /slots HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"HEAD /slots HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = s.recv(4096)
@@ -362,7 +362,7 @@ def head_forwarded(d):
         data += chunk
     check(status_of(data) == 200, f"HEAD: {data!r}")
     # No body follows, and the connection serves the next request.
-    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     rest = data.split(b"\r\n\r\n", 1)[1]
     while b"\r\n\r\n" not in rest:
         rest += s.recv(4096)
@@ -415,20 +415,57 @@ def cors_check(what, headers, want):
 
 @fixture(conf(), models=MODELS)
 def cors_default(d):
-    """No keys: pages from this machine only, on every kind of answer alike."""
+    """No keys: pages from this machine only, on every kind of answer alike; a page from
+    elsewhere is refused outright, since without keys the browser is the only guard."""
     ready(d)
     for origin, want in (("http://localhost:5173", "http://localhost:5173"),
                          ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
-                         ("https://evil.example", None), ("http://localhost.evil.example", None)):
+                         ("https://evil.example", None), ("http://localhost.evil.example", None),
+                         ("null", None)):
         h = {"Origin": origin}
         for method, path, body in (("GET", "/v1/models", None), ("GET", "/health", None),
                                    ("POST", "/v1/chat/completions", CHAT), ("GET", "/slots", None),
                                    ("POST", "/v1/nothing", CHAT), ("OPTIONS", "/v1/chat/completions", None)):
             r = http(PORT, method, path, body, h)
             cors_check(f"{origin} {method} {path}", r.headers, want)
-        s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True}, h)
-        cors_check(f"{origin} stream", s.headers, want)
-        s.events()
+            if want is None and path != "/v1/nothing":  # that one is a 404 whoever asks
+                check(r.status == 403 and r.json()["error"]["type"] == "permission_error",
+                      f"{origin} {method} {path}: {r}")
+        if want:
+            s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True}, h)
+            cors_check(f"{origin} stream", s.headers, want)
+            s.events()
+    # A "simple" cross-site POST (no preflight) does not reach the model.
+    n = len(child_paths(d))
+    r = http(PORT, "POST", "/v1/chat/completions", json.dumps(CHAT),
+             {"Origin": "http://evil.example", "Content-Type": "text/plain"})
+    check(r.status == 403 and len(child_paths(d)) == n, f"a cross-site POST was served: {r}")
+    # The page's own origin (llama-server's web UI through llmd) is always allowed.
+    r = http(PORT, "GET", "/v1/models", headers={"Origin": f"http://127.0.0.1:{PORT}"})
+    check(r.status == 200, r)
+
+
+@fixture(conf(), models=MODELS, start=False)
+def host_check(d):
+    """DNS rebinding: without keys, a Host that names another machine is refused."""
+    d.start()
+    ready(d)
+    for host in (f"rebind.evil.example:{PORT}", "localhost.evil.example", "127.0.0.1.nip.io"):
+        for method, path in (("GET", "/slots"), ("GET", "/v1/models"), ("GET", "/health")):
+            r = http(PORT, method, path, headers={"Host": host})
+            check(r.status == 403 and "Host" in r.json()["error"]["message"], f"{host} {path}: {r}")
+    check(child_paths(d) == [], f"the child saw {child_paths(d)}")
+    for host in (f"localhost:{PORT}", f"127.0.0.1:{PORT}", f"[::1]:{PORT}", "app.localhost",
+                 f"{socket.gethostname()}:{PORT}"):
+        check(http(PORT, "GET", "/slots", headers={"Host": host}).status == 200, host)
+    # With keys, the key is the guard: any name.
+    d.stop()
+    d.write_config(conf(top=f"api-key-file = {write_keys(d)}"))
+    d.mark()
+    d.start()
+    ready(d)
+    r = http(PORT, "GET", "/slots", headers={"Host": "llm.example.org", **AUTH})
+    check(r.status == 200, r)
 
 
 @fixture(conf(), models=MODELS, start=False)
@@ -458,6 +495,52 @@ def cors_listed(d):
     check(r.headers.get("access-control-allow-origin") == "http://localhost:5173", r.headers)
     r = http(PORT, "GET", "/v1/models", headers={"Origin": "https://evil.example"})
     check("access-control-allow-origin" not in r.headers, f"an unlisted origin is allowed: {r.headers}")
+    check(r.status == 403, r)
+
+
+@fixture(conf(), models=MODELS, start=False)
+def public_takes_no_body(d):
+    """What needs no key takes no body: it cannot hold a connection busy without one."""
+    with_keys(d)
+    for method, path in (("OPTIONS", "/v1/chat/completions"), ("GET", "/health"), ("GET", "/v1/models")):
+        reply = raw(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4000\r\n\r\n{{".encode(), timeout=5)
+        check(status_of(reply) == 400, f"{method} {path} with a body: {reply[:200]!r}")
+    # A method that is not a token is refused, and never reaches the log raw.
+    reply = raw(b"G\x1b[31mET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=5)
+    check(status_of(reply) == 400, f"a method with ESC: {reply[:200]!r}")
+    reply = raw(b"\rFORGED: x GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=5)
+    check(status_of(reply) in (400, None), f"a method with CR: {reply[:200]!r}")
+    wait_until(lambda: "\\x1b[31mET" in open(d.log_path, errors="replace").read(), "the escaped method in the log")
+    for line in open(d.log_path, errors="replace").read().splitlines():
+        check("\x1b" not in line and "\r" not in line and not line.startswith("FORGED"), f"log line {line!r}")
+
+
+@fixture(conf(), models=MODELS, start=False)
+def key_file_forms(d):
+    """Spaces around a key are not part of it; a comment takes its own line; a key with a
+    space inside, or a file of blanks, is refused with the reason and the old keys stay."""
+    with_keys(d)
+    write_keys(d, "# agents\n  sk-laptop  \n\tsk-ci\n\n")
+    llmctl(d, "reload", check_rc=0)
+    for k in ("sk-laptop", "sk-ci"):
+        check(http(PORT, "POST", "/v1/chat/completions", CHAT,
+                   {"Authorization": "Bearer " + k}).status == 200, k)
+    for text in ("sk-new # laptop\n", "   \n\t\n", "sk-\x7fnew\n"):
+        write_keys(d, text)
+        p = llmctl(d, "reload")
+        check(p.returncode == 2 and "key" in p.stdout + p.stderr, f"{text!r}: {p.stdout} {p.stderr}")
+        check(http(PORT, "POST", "/v1/chat/completions", CHAT,
+                   {"Authorization": "Bearer sk-ci"}).status == 200, f"{text!r}: the old key stopped working")
+
+
+@fixture(conf(top="routing = reject"), models=MODELS)
+def nul_in_model(d):
+    """\\u0000 would cut "model" short for llmd but not for llama-server: refused."""
+    ready(d)
+    for body in (b'{"model":"qwen\\u0000evil","messages":[]}', b'{"model\\u0000x":"evil","model":"qwen","messages":[]}'):
+        r = http(PORT, "POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        check(r.status == 400 and "u0000" in r.json()["error"]["message"], f"{body!r}: {r}")
+    check("/v1/chat/completions" not in child_paths(d), f"the child saw {child_paths(d)}")
 
 
 if __name__ == "__main__":
@@ -465,5 +548,6 @@ if __name__ == "__main__":
         auth_walk_around, reload_bad_key_file, flood_silent_connections, flood_idle_keepalive,
         flood_reclaims_silent, flood_reclaims_keepalive, flood_per_client_cap, header_timeout, refused_before_body, chunked_body_limit,
         conflicting_framing, head_forwarded, upstream_stall, log_injection, cors_default,
-        cors_with_keys, cors_listed,
+        cors_with_keys, cors_listed, host_check, public_takes_no_body, key_file_forms,
+        nul_in_model,
     )})

@@ -72,8 +72,21 @@ static const Case cases[] = {
         { "POST", "/whatever", .content_length = "5", .model_port = true, .kind = ROUTE_GENERATE, .path = "/whatever" },
         { "GET", "/health", .keys = true, .model_port = true, .kind = ROUTE_GENERATE, .path = "/health" },
         { "GET", "/slots", .keys = true, .model_port = true, .kind = ROUTE_REFUSE, .status = 401 },
+        /* Public requests take no body: they need no key, and a body holds a connection. */
+        { "OPTIONS", "/v1/chat/completions", .content_length = "4000", .keys = true, .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "OPTIONS", "/x", .transfer_encoding = "chunked", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "GET", "/health", .content_length = "10", .keys = true, .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "GET", "/v1/models", .content_length = "0", .keys = true, .kind = ROUTE_MODELS, .path = "/v1/models" },
+        { "GET", "/slots", .content_length = "10", .authorization = KEY, .keys = true, .kind = ROUTE_GENERATE, .path = "/slots" },
+        /* Methods and queries llmd would log or forward. */
+        { "G\x1b[31mET", "/health", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "\rllmd:", "/health", .kind = ROUTE_REFUSE, .status = 400, .close = true },
+        { "M-SEARCH", "/x", .kind = ROUTE_REFUSE, .status = 404 },
+        { "GET", "/slots?\x1b[31m", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/slots?a b", .kind = ROUTE_REFUSE, .status = 400 },
+        { "GET", "/slots?\xff", .kind = ROUTE_REFUSE, .status = 400 },
         /* Framing, before anything else. */
-        { "POST", "/v1/chat/completions", .kind = ROUTE_REFUSE, .status = 411 },
+        { "POST", "/v1/chat/completions", .kind = ROUTE_REFUSE, .status = 411, .close = true },
         { "POST", "/v1/chat/completions", .content_length = "1048577", .kind = ROUTE_REFUSE, .status = 413, .close = true },
         { "POST", "/v1/chat/completions", .content_length = "1048576", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
         { "POST", "/v1/chat/completions", .transfer_encoding = "chunked", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
@@ -179,9 +192,55 @@ TEST(targets)
         check_streq(target(rej, "embed", "gemma", "qwen", true, &st), "nomic");
 }
 
+TEST(origins)
+{
+        char *list[] = { (char *) "https://app.example", NULL };
+        char *star[] = { (char *) "*", NULL };
+        char *none[] = { (char *) "none", NULL };
+
+        /* Unset, without keys: this machine's pages, and a page's own origin. */
+        check(route_origin_allowed(NULL, false, "http://localhost:5173", NULL));
+        check(route_origin_allowed(NULL, false, "https://127.0.0.1", NULL));
+        check(route_origin_allowed(NULL, false, "http://[::1]:8080", NULL));
+        check(!route_origin_allowed(NULL, false, "http://localhost.evil.example", NULL));
+        check(!route_origin_allowed(NULL, false, "http://127.0.0.1.evil.example", NULL));
+        check(!route_origin_allowed(NULL, false, "http://localhost:80x", NULL));
+        check(!route_origin_allowed(NULL, false, "null", NULL));
+        check(!route_origin_allowed(NULL, false, "https://evil.example", NULL));
+        check(route_origin_allowed(NULL, false, "http://gpubox:8080", "gpubox:8080"));
+        check(!route_origin_allowed(NULL, false, "http://gpubox:8080", "gpubox:8081"));
+        /* Unset, with keys; and set. */
+        check(route_origin_any(NULL, true) && !route_origin_any(NULL, false));
+        check(route_origin_allowed(NULL, true, "https://evil.example", NULL));
+        check(route_origin_any(star, false));
+        check(route_origin_allowed(list, false, "https://app.example", NULL));
+        check(!route_origin_allowed(list, true, "https://other.example", NULL));
+        check(!route_origin_allowed(list, false, "http://localhost:5173", NULL));
+        check(!route_origin_allowed(none, true, "http://localhost:5173", NULL));
+}
+
+TEST(hosts)
+{
+        check(route_host_allowed("127.0.0.1:8080", "gpubox"));
+        check(route_host_allowed("192.168.1.20", "gpubox"));
+        check(route_host_allowed("[::1]:8080", "gpubox"));
+        check(route_host_allowed("localhost:8080", "gpubox"));
+        check(route_host_allowed("LOCALHOST.", "gpubox"));
+        check(route_host_allowed("app.localhost:3000", "gpubox"));
+        check(route_host_allowed("gpubox:8080", "gpubox"));
+        check(!route_host_allowed("rebind.evil.example:8080", "gpubox"));
+        check(!route_host_allowed("gpubox.evil.example", "gpubox"));
+        check(!route_host_allowed("localhost.evil.example", "gpubox"));
+        check(!route_host_allowed("127.0.0.1.nip.io", "gpubox"));
+        check(!route_host_allowed("localhost:80x", "gpubox"));
+        check(!route_host_allowed("", ""));
+}
+
 int main(void)
 {
         RUN(table);
         RUN(targets);
+        RUN(origins);
+        RUN(hosts);
         return 0;
 }
