@@ -1932,6 +1932,16 @@ def concurrent_streams(tmp):
     check(sim.health().status == 200, "healthy afterwards")
 
 
+def head_like_get(tmp):
+    # cpp-httplib answers HEAD on every GET route: the GET's status and headers, no body.
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
+    sim.wait_ready()
+    for path in ("/slots", "/props", "/health", "/v1/models"):
+        get, head = sim.request("GET", path), sim.request("HEAD", path)
+        check(head.status == get.status == 200, f"HEAD {path}: {head.status}, GET {get.status}")
+        check(head.body == b"", f"HEAD {path} has a body")
+
+
 CASES = {f.__name__: f for f in (
     unknown_flag, missing_value, bad_number, underscore_spelling, help_and_version, no_model,
     unix_socket_loading_then_ready, tcp_listen, stale_socket, port_in_use, missing_model,
@@ -1945,11 +1955,14 @@ CASES = {f.__name__: f for f in (
     metrics, root_no_ui, options_preflight, reasoning_stream, reasoning_nonstream, lockstep,
     records_fields, fault_exit_after_tokens, fault_exit_after_tokens_signal,
     fault_stall_after_tokens, fault_error_after_tokens, large_body, slow_answers, token_ms_zero,
-    concurrent_streams,
+    concurrent_streams, head_like_get,
 )}
 
 
 def main():
+    if sys.argv[1:] == ["--list"]:  # how meson learns the cases: a case is added here only
+        print("\n".join(CASES))
+        return 0
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:
         sys.stderr.write("usage: test_sim.py CASE\ncases: " + " ".join(CASES) + "\n")
         return 2
