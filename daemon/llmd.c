@@ -142,12 +142,27 @@ static int load_config(Config **ret)
         return 0;
 }
 
+/* The key file is part of the configuration: a bad one is a bad configuration. */
+static bool config_keys_ok(const Config *c)
+{
+        _cleanup_free_ char *why = NULL;
+
+        if (proxy_check_keys(c, &why) < 0) {
+                log_error("%s: [llmd] api-key-file: %s", c->path, why ? why : "cannot be read");
+                return false;
+        }
+        return true;
+}
+
 static int check_config(void)
 {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_strv_free_ char **pinned = NULL;
 
         if (load_config(&c) < 0) {
+                return EXIT_FAILURE;
+        }
+        if (!config_keys_ok(c)) {
                 return EXIT_FAILURE;
         }
         /* A missing model file does not stop llmd (that model fails, the rest serve), so here it
@@ -211,6 +226,10 @@ static int run(int argc, char *argv[])
         }
 
         r = load_config(&c);
+        if (r >= 0 && !config_keys_ok(c)) {
+                config_free(c);
+                r = -EINVAL;
+        }
         if (r < 0) {
                 notify_errno(r, "bad configuration, see the log");
                 return EXIT_CONFIG;

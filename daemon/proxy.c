@@ -347,6 +347,11 @@ static int proxy_add_listener(Proxy *p, int fd, const char *name, const char *mo
         return 0;
 }
 
+static bool listener_loopback(const char *host)
+{
+        return strneq(host, "127.", 4) || streq(host, "::1") || streq(host, "localhost");
+}
+
 static int listener_bind_tcp(const char *host, uint16_t port, char **ret_name)
 {
         union {
@@ -469,6 +474,13 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
         return 0;
 }
 
+int proxy_check_keys(const Config *c, char **ret_why)
+{
+        _cleanup_strv_free_ char **keys = NULL;
+
+        return proxy_read_keys(c, &keys, ret_why);
+}
+
 int proxy_new(sd_event *e, Supervisor *s, Proxy **ret)
 {
         _cleanup_free_ char *why = NULL;
@@ -542,6 +554,11 @@ int proxy_start(Proxy *p)
                         r = proxy_add_listener(p, fd, name ? name : "?", NULL);
                         if (r < 0) {
                                 return r;
+                        }
+                        if (!p->api_keys && !listener_loopback(c->listen[i].host)) {
+                                log_warning("proxy: %s is reachable from other machines and no api-key-file "
+                                            "is set: anyone who reaches it can use the models (docs/security.md)",
+                                            name ? name : "?");
                         }
                 }
         }

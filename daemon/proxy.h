@@ -24,6 +24,9 @@ typedef struct ProxyCounters {
 } ProxyCounters;
 
 int proxy_new(sd_event *e, Supervisor *s, Proxy **ret);
+/* Whether c's api-key-file passes the checks proxy_new() and a reload make; *ret_why says why
+ * not. For --check-config and for starting with the right exit status. */
+int proxy_check_keys(const Config *c, char **ret_why);
 Proxy *proxy_free(Proxy *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Proxy *, proxy_free);
 

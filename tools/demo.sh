@@ -6,8 +6,16 @@
 set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
-[ -d build ] || meson setup build >/dev/null
-meson compile -C build -j 2 >/dev/null
+# Quiet when all goes well; the whole output when it does not. A setup that failed half-way
+# is done again.
+quiet() {
+    out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; echo "llmd demo: failed: $*" >&2; exit 1; }
+}
+if [ ! -f build/build.ninja ]; then
+    rm -rf build
+    quiet meson setup build
+fi
+quiet meson compile -C build -j 2
 
 demo=$(mktemp -d /tmp/llmd-demo.XXXXXX)
 mkdir -p "$demo/models" "$demo/run" "$demo/state"
@@ -61,8 +69,10 @@ env = LLAMA_SIM_LOAD_MS=300
 CONF
 
 echo "llmd demo: config $demo/llama-generate.conf, runtime directory $demo/run"
-echo "llmd demo: try, in another terminal:"
+echo "llmd demo: Ctrl-C stops it. Try, in another terminal:"
 echo "    curl -N localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}'"
 echo "    LLMD_SOCKET=$demo/run/control.sock $PWD/build/ctl/llmctl switch gemma"
-exec build/daemon/llmd --config "$demo/llama-generate.conf" --runtime-dir "$demo/run" \
+# The demo's files go when it ends (not exec'd, so that this trap runs).
+trap 'rm -rf "$demo"' EXIT
+build/daemon/llmd --config "$demo/llama-generate.conf" --runtime-dir "$demo/run" \
     --state-dir "$demo/state" "$@"

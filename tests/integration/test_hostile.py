@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from llmdtest import (Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
+from llmdtest import (LLMD, Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
                       wait_until)
 
 MODELS = ("qwen", "nomic")
@@ -543,11 +543,46 @@ def nul_in_model(d):
     check("/v1/chat/completions" not in child_paths(d), f"the child saw {child_paths(d)}")
 
 
+@fixture(conf(), models=MODELS, start=False)
+def bad_key_file_at_start(d):
+    """A bad key file is a bad configuration: --check-config says so, and llmd exits 78 (the
+    unit does not restart that) without serving anything open."""
+    keys = write_keys(d, mode=0o644)
+    d.write_config(conf(top=f"api-key-file = {keys}"))
+    p = subprocess.run([LLMD, "--check-config", d.config], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and "readable by others" in p.stderr, f"--check-config: {p.returncode} {p.stderr}")
+    d.start()
+    check(d.proc.wait(10) == 78, f"exit status {d.proc.returncode}")
+    check("readable by others" in open(d.log_path).read(), "no reason in the log")
+    os.unlink(keys)
+    p = subprocess.run([LLMD, "--check-config", d.config], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and "api-key-file" in p.stderr, f"missing file: {p.returncode} {p.stderr}")
+
+
+@fixture(conf(), models=MODELS, start=False)
+def open_listen_warns(d):
+    """Beyond loopback without keys: llmd serves, and says at start what that means."""
+    # A port below the ephemeral range: the flood tests' clients hold thousands of those, and a
+    # wildcard bind conflicts with every one of them.
+    import random
+    for port in random.sample(range(20000, 32000), 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+                break
+            except OSError:
+                continue
+    d.write_config(conf().replace(f"listen = 127.0.0.1:{PORT}", f"listen = 0.0.0.0:{port}"))
+    d.start()
+    ready(d)
+    wait_until(lambda: "no api-key-file" in open(d.log_path).read(), "the warning")
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (
         auth_walk_around, reload_bad_key_file, flood_silent_connections, flood_idle_keepalive,
         flood_reclaims_silent, flood_reclaims_keepalive, flood_per_client_cap, header_timeout, refused_before_body, chunked_body_limit,
         conflicting_framing, head_forwarded, upstream_stall, log_injection, cors_default,
         cors_with_keys, cors_listed, host_check, public_takes_no_body, key_file_forms,
-        nul_in_model,
+        nul_in_model, bad_key_file_at_start, open_listen_warns,
     )})
