@@ -74,5 +74,6 @@ echo "    curl -N localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\
 echo "    LLMD_SOCKET=$demo/run/control.sock $PWD/build/ctl/llmctl switch gemma"
 # The demo's files go when it ends (not exec'd, so that this trap runs).
 trap 'rm -rf "$demo"' EXIT
+trap 'exit 130' INT TERM
 build/daemon/llmd --config "$demo/llama-generate.conf" --runtime-dir "$demo/run" \
     --state-dir "$demo/state" "$@"
