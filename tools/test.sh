@@ -12,7 +12,8 @@ tools/deps.sh
 npm ls --prefix tests/js >/dev/null 2>&1 ||
     npm ci --prefix tests/js --prefer-offline --no-audit --no-fund
 
-# run_suite DIR SUITE SETUP-ARGS...: SUITE is a meson test suite, or "" for all of them.
+# run_suite DIR SUITE SETUP-ARGS...: SUITE is a meson test suite, "!SUITE" for all but it, or ""
+# for all of them.
 run_suite() {
     dir=$1
     suite=$2
@@ -24,7 +25,12 @@ run_suite() {
     fi
     meson compile -C "$dir" -j 2
     # meson's own exit status is not the verdict: the count below is.
-    meson test -C "$dir" --num-processes 2 --print-errorlogs ${suite:+--suite "$suite"} || true
+    case $suite in
+    '') set -- ;;
+    '!'*) set -- --no-suite "${suite#!}" ;;
+    *) set -- --suite "$suite" ;;
+    esac
+    meson test -C "$dir" --num-processes 2 --print-errorlogs "$@" || true
 }
 
 # A sanitizer report stops the program (llmd, llmctl, the simulator, a test binary) instead of
@@ -33,9 +39,21 @@ sanitize="-Db_sanitize=address,undefined -Db_lundef=false
           -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 
+# The real tier: the integration tests again, against Debian's llama-server (suite "real", in
+# the gcc build only). Without it (no network for the first mmdebstrap, say) those tests count
+# as skipped, never as passed.
+# $LLMD_REAL_LLAMA_SERVER may name another one (a build of llama.cpp's own, say) instead.
+if real=${LLMD_REAL_LLAMA_SERVER:-$(tools/real-llama-server.sh)} &&
+    models=$(tools/real-llama-server.sh --models); then
+    export LLMD_REAL_LLAMA_SERVER="$real" LLMD_REAL_MODELS="$models"
+    echo "llmd: the real tier uses $("$real" --version 2>&1 | grep -m1 '^version')"
+else
+    echo "llmd: no real llama-server; the real tier is skipped" >&2
+fi
+
 CC=gcc run_suite build-test-gcc "" --werror
 # shellcheck disable=SC2086 # $sanitize is a list of arguments
-CC=clang run_suite build-test-asan "" --werror $sanitize
+CC=clang run_suite build-test-asan '!real' --werror $sanitize
 # Only the timed fuzz runs here: the rest of this build is build-test-asan again.
 # shellcheck disable=SC2086
 CC=clang run_suite build-test-fuzz fuzz-run --werror -Dfuzz=true $sanitize

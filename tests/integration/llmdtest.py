@@ -5,6 +5,7 @@ simulator as its children, and a NOTIFY_SOCKET the test reads. Standard library 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +16,18 @@ import time
 
 LLMD = os.environ.get("LLMD", "llmd")
 LLMCTL = os.environ.get("LLMCTL", "llmctl")
-# The same tests run against a real llama-server when LLAMA_SERVER names one.
-LLAMA_SERVER = os.environ.get("LLAMA_SERVER") or os.environ.get("LLAMA_SIM")
+# Two tiers run the same tests: the simulator (LLAMA_SIM), and, with LLMD_TIER=real, a real
+# llama-server (LLMD_REAL_LLAMA_SERVER, from tools/real-llama-server.sh) loading the tiny models
+# of tests/models/make-tiny-models.py (LLMD_REAL_MODELS). Tests that need the simulator (its
+# fault knobs, its records) say so with sim_only= and are skipped on the real tier.
+REAL = os.environ.get("LLMD_TIER") == "real"
+if REAL:
+    LLAMA_SERVER = os.environ.get("LLMD_REAL_LLAMA_SERVER")
+    REAL_MODELS = os.environ.get("LLMD_REAL_MODELS")
+else:
+    LLAMA_SERVER = os.environ.get("LLAMA_SERVER") or os.environ.get("LLAMA_SIM")
+    REAL_MODELS = None
+SKIP = 77  # meson counts it as skipped
 TIMEOUT = float(os.environ.get("LLMD_TEST_TIMEOUT", "20"))
 # What a sanitizer prints when it finds something. The sanitized build stops at the first report
 # (-fno-sanitize-recover=all), but a simulator that dies of one is restarted by llmd and a test
@@ -25,6 +36,10 @@ SANITIZER_REPORT = re.compile(r"runtime error:|ERROR: (Address|Leak|Memory|Threa
 
 
 class Failure(Exception):
+    pass
+
+
+class Skip(Exception):
     pass
 
 
@@ -53,6 +68,10 @@ def pid_alive(pid):
         return False
 
 
+EMBED_NAMES = ("nomic", "embed", "bge")
+REASONING_NAMES = ("deepseek", "reasoning")
+
+
 class Llmd:
     def __init__(self, config, models=("qwen", "nomic"), model_size=4096, env=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="llmd-test-")
@@ -63,6 +82,13 @@ class Llmd:
         os.makedirs(self.runtime)
         os.makedirs(self.models)
         for m in models:
+            if REAL:
+                # The real server loads real models: the embedding one for embedding names,
+                # the reasoning one for reasoning names, else the chat one.
+                kind = ("embed" if m in EMBED_NAMES else "reasoning" if m in REASONING_NAMES
+                        else "chat")
+                shutil.copyfile(os.path.join(REAL_MODELS, kind + ".gguf"), self.model_path(m))
+                continue
             with open(os.path.join(self.models, m + ".gguf"), "wb") as f:
                 f.write(b"GGUF" + b"\0" * (model_size - 4))
         self.config = os.path.join(self.dir, "llama-generate.conf")
@@ -221,8 +247,31 @@ class Llmd:
                 pids.append(int(d))
         return pids
 
+    def _children_by_model(self):
+        """{model: pid} of llmd's live children, by the socket in their command line (a real
+        llama-server writes no records)."""
+        found = {}
+        for pid in self.child_pids():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().decode(errors="replace").split("\0")
+            except FileNotFoundError:
+                continue
+            for a in args:
+                if a.startswith(self.runtime + "/") and a.endswith(".sock"):
+                    found[os.path.basename(a)[:-5]] = pid
+        return found
+
+    def running_models(self):
+        """The models whose child is alive, sorted."""
+        if REAL:
+            return sorted(self._children_by_model())
+        return sorted({r["_model"] for r in self.records("start") if pid_alive(r["pid"])})
+
     def pid_of(self, model):
-        """The pid of the live simulator serving model, from the records."""
+        """The pid of the live child serving model, or None."""
+        if REAL:
+            return self._children_by_model().get(model)
         for r in reversed(self.records("start", model)):
             if pid_alive(r["pid"]):
                 return r["pid"]
@@ -261,9 +310,15 @@ class Llmd:
             return []
 
     def kill_all(self):
+        children = self.child_pids() if self.proc and self.proc.poll() is None else []
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         # Nothing may outlive a test, whatever it did.
         for r in self.records("start"):
             if pid_alive(r["pid"]):
@@ -287,7 +342,7 @@ def run(tests):
         print("\n".join(tests))
         return
     names = sys.argv[1:] or list(tests)
-    failed = 0
+    failed = skipped = 0
     for name in names:
         fn = tests.get(name)
         if not fn:
@@ -295,18 +350,40 @@ def run(tests):
             sys.exit(2)
         t0 = time.monotonic()
         try:
+            if REAL and not getattr(fn, "uses_llama_server", False):
+                raise Skip("runs no llama-server: the simulator tier covers it")
             fn()
             print(f"ok - {name} ({time.monotonic() - t0:.2f}s)")
         except Failure as e:
             failed += 1
             print(f"not ok - {name}: {e}")
-    sys.exit(1 if failed else 0)
+        except Skip as e:
+            skipped += 1
+            print(f"ok - {name} # SKIP {e}")
+    sys.exit(1 if failed else SKIP if skipped == len(names) else 0)
+
+
+def sim_only(why):
+    """Decorator, above @fixture: the test needs the simulator (why), and is skipped on the
+    real tier, where it would prove nothing."""
+    def wrap(runner):
+        def r():
+            if REAL:
+                raise Skip(f"needs the simulator: {why}")
+            runner()
+        r.__name__ = runner.__name__
+        r.uses_llama_server = True
+        return r
+    return wrap
 
 
 def fixture(config, **kw):
     """Decorator: the test gets a started Llmd; its log is shown when the test fails."""
     def wrap(fn):
         def runner():
+            if REAL and not (LLAMA_SERVER and REAL_MODELS):
+                raise Skip("no real llama-server (LLMD_REAL_LLAMA_SERVER, LLMD_REAL_MODELS): "
+                           "tools/test.sh sets them up with tools/real-llama-server.sh")
             d = Llmd(config, **{k: v for k, v in kw.items() if k != "start"})
             passed = False
             try:
@@ -327,6 +404,7 @@ def fixture(config, **kw):
             if reports:
                 raise Failure("a sanitizer reported an error in llmd or a child: " + reports[0])
         runner.__name__ = fn.__name__
+        runner.uses_llama_server = True
         return runner
     return wrap
 

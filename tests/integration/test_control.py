@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from llmdtest import (Failure, LLMCTL, Varlink, check, fixture, llmctl, llmctl_json, pid_alive,
-                      run, wait_until)
+from llmdtest import (Failure, LLMCTL, Varlink, check, fixture, llmctl, llmctl_json, pid_alive, run,
+                      sim_only, wait_until)
 
 
 def conf(extra="", qwen="", gemma="", devstral="", nomic=""):
@@ -51,11 +51,6 @@ def ready(d, model="qwen"):
     d.wait_status(f"{model} ready · embed nomic ready")
 
 
-def running_models(d):
-    """The models whose simulator is alive."""
-    return sorted({r["_model"] for r in d.records("start") if pid_alive(r["pid"])})
-
-
 def persisted(d):
     try:
         with open(os.path.join(d.state, "active-model")) as f:
@@ -64,6 +59,7 @@ def persisted(d):
         return None
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def switch_three(d):
     ready(d)
@@ -76,7 +72,7 @@ def switch_three(d):
         check(r["phase"] == "done" and r["model"] == target and r["changed"], f"reply {r}")
         check(r["from"] == current, f"reply {r}")
         check(r["total_sec"] >= r["stop_sec"] + r["load_sec"] - 1e-6, f"times {r}")
-        check(running_models(d) == sorted([target, "nomic"]), f"running {running_models(d)}")
+        check(d.running_models() == sorted([target, "nomic"]), f"running {d.running_models()}")
         check(not pid_alive(old), f"old child {current} (pid {old}) alive")
         current = target
         d.wait_status(f"{target} ready · embed nomic ready")
@@ -85,6 +81,7 @@ def switch_three(d):
     check(len(d.records("start", "nomic")) == 1, "nomic restarted")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=600"), models=MODELS, model_size=8 << 20)
 def progress_in_order(d):
     ready(d)
@@ -104,6 +101,7 @@ def progress_in_order(d):
     check(len(replies) == 1 and replies[0]["parameters"]["phase"] == "done", f"{replies}")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def switch_to_active(d):
     ready(d)
@@ -124,6 +122,7 @@ def unknown_model(d):
     check("'nomic' is pinned" in p.stderr, p.stderr)
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=7"), models=MODELS)
 def failed_switch_rolls_back(d):
     ready(d)
@@ -137,12 +136,13 @@ def failed_switch_rolls_back(d):
     check(any("LLAMA_SIM_EXIT_WHILE_LOADING" in line for line in e["parameters"]["log"]), e)
     check("gemma failed to load: exit status 7" in p.stderr, p.stderr)
     ready(d)
-    check(running_models(d) == ["nomic", "qwen"], f"running {running_models(d)}")
+    check(d.running_models() == ["nomic", "qwen"], f"running {d.running_models()}")
     check(persisted(d) == before, f"persisted {persisted(d)}, was {before}")
     s = llmctl_json(d, "status")
     check(s["last_failure"]["model"] == "gemma" and s["last_failure"]["reason"] == "exit status 7", s)
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
 def switch_during_switch(d):
     ready(d)
@@ -158,10 +158,11 @@ def switch_during_switch(d):
             break
     check(m.get("error") == "io.llmd.Manager.Superseded", f"first caller got {m}")
     check(m["parameters"]["by"] == "devstral", f"{m}")
-    check(running_models(d) == ["devstral", "nomic"], f"running {running_models(d)}")
+    check(d.running_models() == ["devstral", "nomic"], f"running {d.running_models()}")
     check(persisted(d)["model"] == "devstral", f"{persisted(d)}")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def persisted_across_restart(d):
     ready(d)
@@ -192,7 +193,7 @@ def stop_and_start(d):
     d.start()
     d.wait_status("qwen stopped · embed nomic ready")
     time.sleep(0.3)
-    check(running_models(d) == ["nomic"], f"running {running_models(d)}")
+    check(d.running_models() == ["nomic"], f"running {d.running_models()}")
     d.mark()
     r = llmctl_json(d, "start")
     check(r["model"] == "qwen" and r["changed"], f"reply {r}")
@@ -200,6 +201,7 @@ def stop_and_start(d):
     check(persisted(d) == {"model": "qwen", "loaded": "yes"}, f"persisted {persisted(d)}")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS + ("extra",))
 def reload_applies_difference(d):
     ready(d)
@@ -238,7 +240,7 @@ def reload_removes_running_model(d):
     # The active model is gone: llmd falls back to the default.
     ready(d, "qwen")
     wait_until(lambda: not pid_alive(gemma), "the removed model to stop")
-    check(running_models(d) == ["nomic", "qwen"], f"running {running_models(d)}")
+    check(d.running_models() == ["nomic", "qwen"], f"running {d.running_models()}")
 
 
 @fixture(conf(), models=MODELS)
@@ -256,6 +258,7 @@ def reload_bad_file(d):
     check(d.proc.poll() is None, "llmd exited")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS + ("extra",))
 def sighup_reloads(d):
     ready(d)
@@ -414,6 +417,7 @@ def status_on_terminal(d):
     check("loading gemma" in out, f"no progress shown: {out!r}")
 
 
+@sim_only("its /sim/hold request")
 @fixture(conf(qwen="stop-timeout = 60s"), models=MODELS)
 def switch_now_kills(d):
     ready(d)
@@ -468,6 +472,7 @@ def idle_clients_leave_room_for_root(d):
         v.close()
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=4000"), models=MODELS)
 def partial_frame_times_out(d):
     ready(d)
@@ -498,6 +503,7 @@ def raw_call(v, frame):
     return v.recv()
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def nul_in_string_refused(d):
     ready(d)

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from llmdtest import (LLMD, Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
-                      wait_until)
+                      sim_only, wait_until)
 
 MODELS = ("qwen", "nomic")
 PORT = free_port()
@@ -112,6 +112,7 @@ def raise_fd_limit():
 
 # ---- 1. keys ----
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS, start=False)
 def auth_walk_around(d):
     with_keys(d)
@@ -329,6 +330,7 @@ def chunked_body_limit(d):
     check(http(PORT, "GET", "/health").status == 200, "llmd stopped serving")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def conflicting_framing(d):
     ready(d)
@@ -372,6 +374,7 @@ def head_forwarded(d):
 
 # ---- 6. a child that stops sending ----
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_STALL_AFTER_TOKENS=2\nupstream-timeout = 1s"), models=MODELS)
 def upstream_stall(d):
     ready(d)
@@ -413,6 +416,7 @@ def cors_check(what, headers, want):
     check("access-control-allow-credentials" not in headers, f"{what}: credentials allowed: {headers}")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def cors_default(d):
     """No keys: pages from this machine only, on every kind of answer alike; a page from
@@ -445,6 +449,7 @@ def cors_default(d):
     check(r.status == 200, r)
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS, start=False)
 def host_check(d):
     """DNS rebinding: without keys, a Host that names another machine is refused."""
@@ -533,6 +538,7 @@ def key_file_forms(d):
                    {"Authorization": "Bearer sk-ci"}).status == 200, f"{text!r}: the old key stopped working")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(top="routing = reject"), models=MODELS)
 def nul_in_model(d):
     """\\u0000 would cut "model" short for llmd but not for llama-server: refused."""

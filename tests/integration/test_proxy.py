@@ -12,7 +12,7 @@ import threading
 import time
 
 from llmdtest import (LLMCTL, Stream, check, fixture, free_port, http, llmctl, llmctl_json,
-                      pid_alive, run, unix_http, wait_until)
+                      pid_alive, run, sim_only, unix_http, wait_until)
 
 MODELS = ("qwen", "gemma", "nomic")
 PORT = free_port()
@@ -85,6 +85,7 @@ def chat_and_completions(d):
     check(r.status == 200 and "content" in r.json(), r)
 
 
+@sim_only("its test-only paths")
 @fixture(conf(qwen="env = LLAMA_SIM_LOCKSTEP=1"), models=MODELS)
 def lockstep_no_buffering(d):
     ready(d)
@@ -119,6 +120,7 @@ def lockstep_no_buffering(d):
     check(seen[-1] == "[DONE]" and len(seen) == 1 + 5 + 1 + 1, f"{len(seen)} events: {seen}")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=2000"), models=MODELS)
 def embeddings_not_held_by_swap(d):
     ready(d)
@@ -133,6 +135,7 @@ def embeddings_not_held_by_swap(d):
     check(sw.wait(20) == 0, "switch failed")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=1000"), models=MODELS)
 def streams_during_switch(d):
     ready(d)
@@ -158,6 +161,7 @@ def streams_during_switch(d):
         check(chunks_model(ev) == {"gemma"}, f"stream {i} served by {chunks_model(ev)}")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(top="hold-queue = 2", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
 def hold_queue_full(d):
     ready(d)
@@ -181,6 +185,7 @@ def hold_queue_full(d):
     check(llmctl_bg.wait(20) == 0, "")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(top="hold-timeout = 0.3s", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
 def hold_timeout(d):
     ready(d)
@@ -192,6 +197,7 @@ def hold_timeout(d):
     check("gave up waiting" in r.json()["error"]["message"], r)
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
 def client_abort_mid_stream(d):
     ready(d)
@@ -205,6 +211,7 @@ def client_abort_mid_stream(d):
     check(r["tokens_sent"] < 100, f"generation went on after the client left: {r}")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
 def client_abort_while_held(d):
     ready(d)
@@ -225,6 +232,7 @@ def client_abort_while_held(d):
           "the abandoned request was sent to a model")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1"), models=MODELS)
 def upstream_dies_mid_stream(d):
     ready(d)
@@ -270,6 +278,7 @@ def routing_active(d):
         check(r.status == 200 and r.json()["model"] == "qwen", f"{name}: {r}")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1"), models=MODELS)
 def models_and_health(d):
     d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
@@ -331,6 +340,7 @@ def errors(d):
     check(d.proc.poll() is None, "llmd died")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=0\nrestart-sec = 0.1"), models=MODELS)
 def upstream_dies_before_answer(d):
     ready(d)
@@ -359,6 +369,7 @@ def api_keys(d):
     check(r.status == 401, f"the model's own port is not protected: {r}")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(top="max-body-size = 16M"), models=MODELS)
 def big_body_intact(d):
     ready(d)
@@ -386,6 +397,7 @@ def options_preflight(d):
     check("authorization" in r.headers.get("access-control-allow-headers", "").lower(), r.headers)
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50"), models=MODELS)
 def graceful_stop(d):
     import signal
@@ -429,6 +441,7 @@ def start_switch(d, model, *extra):
                              "switch", model, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=40"), models=MODELS)
 def drain_before_stop(d):
     ready(d)
@@ -445,6 +458,7 @@ def drain_before_stop(d):
     check(not req.get("client_gone"), f"{req}")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(top="drain-timeout = 0.3s", qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
 def drain_timeout_cuts_off(d):
     ready(d)
@@ -459,6 +473,7 @@ def drain_timeout_cuts_off(d):
                            if r["path"] == "/v1/chat/completions"), "the upstream request to end")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
 def switch_now_cuts_streams(d):
     ready(d)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from llmdtest import (Failure, LLMD, check, fixture, free_port, llmctl, pid_alive, run,
+from llmdtest import (Failure, LLMD, check, fixture, free_port, llmctl, pid_alive, run, sim_only,
                       wait_until)
 
 
@@ -39,6 +39,7 @@ pin = true
 READY = "qwen ready · embed nomic ready"
 
 
+@sim_only("its records of what it saw")
 @fixture(conf())
 def startup(d):
     ready = d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
@@ -61,6 +62,7 @@ def startup(d):
     check(pids == sorted(r["pid"] for r in starts.values()), f"children {pids} vs {starts}")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_MARKER=qwen-env FOO=bar"),
          env={"LISTEN_FDS": "3", "LISTEN_PID": "1", "WATCHDOG_USEC": "0", "INVOCATION_ID": "x",
               "JOURNAL_STREAM": "1:1", "KEEP_ME": "yes"})
@@ -82,6 +84,7 @@ def child_environment(d):
     check(os.getsid(pid) == pid, "child is not in its own session")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_MS=300\nrestart-sec = 0.2\nstart-limit-burst = 10"))
 def crash_restarted(d):
     d.wait_status(READY)
@@ -99,6 +102,7 @@ def crash_restarted(d):
     check(len(d.records("start", "nomic")) == 1, "nomic was restarted")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=3\n"
                    "restart-sec = 0.05\nstart-limit-burst = 3"))
 def crash_loop_fails(d):
@@ -110,12 +114,14 @@ def crash_loop_fails(d):
     check(d.proc.poll() is None, "llmd exited")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_MS=100 LLAMA_SIM_EXIT_SIGNAL=SEGV\n"
                    "restart-sec = 0.05\nstart-limit-burst = 2"))
 def killed_by_signal(d):
     d.wait_status("qwen failed: killed by signal SEGV · embed nomic ready")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), start=False)
 def missing_model(d):
     os.unlink(d.model_path("qwen"))
@@ -128,6 +134,7 @@ def missing_model(d):
     check(d.proc.poll() is None, "llmd exited")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), start=False)
 def unreadable_model(d):
     os.unlink(d.model_path("qwen"))
@@ -138,6 +145,7 @@ def unreadable_model(d):
     check(not d.records("start", "qwen"), "llama-server was started for a directory")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_HANG_LOADING=1\nload-timeout = 0.5s"))
 def load_timeout(d):
     d.wait_status("qwen failed: not ready within load-timeout (500ms) · embed nomic ready")
@@ -146,6 +154,7 @@ def load_timeout(d):
     wait_until(lambda: not pid_alive(starts[0]["pid"]), "the hung child to be gone")
 
 
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_HEALTH_HANG_AFTER_MS=200\nhealth-interval = 0.1s\n"
                    "restart-sec = 0.1\nstop-timeout = 0.5s"))
 def health_hang_restarted(d):
@@ -168,6 +177,7 @@ def stale_socket(d):
     d.wait_status(READY)
 
 
+@sim_only("its records of what it saw")
 @fixture(conf())
 def sigterm_stops_in_order(d):
     d.wait_status(READY)
@@ -181,6 +191,7 @@ def sigterm_stops_in_order(d):
     check(exits == ["qwen", "nomic"], f"exit order {exits}")
 
 
+@sim_only("its /sim/hold request")
 @fixture(conf(qwen="stop-timeout = 0.5s"))
 def sigterm_escalates_to_sigkill(d):
     d.wait_status(READY)
@@ -200,10 +211,12 @@ def sigterm_escalates_to_sigkill(d):
         check("sending SIGKILL" in f.read(), "no SIGKILL in the log")
 
 
+@sim_only("its /sim/hold request")
 @fixture(conf(qwen="stop-timeout = 60s"))
 def second_sigterm_kills_at_once(d):
     d.wait_status(READY)
     pids = [d.pid_of(m) for m in ("qwen", "nomic")]
+    check(all(pids), f"children: {pids}")
     held = d.hold_request("qwen")
     d.proc.send_signal(signal.SIGTERM)
     d.wait_notify(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
@@ -222,6 +235,7 @@ def second_sigterm_kills_at_once(d):
 def sigkill_leaves_no_child(d):
     d.wait_status(READY)
     pids = [d.pid_of(m) for m in ("qwen", "nomic")]
+    check(all(pids), f"children: {pids}")
     d.stop(signal.SIGKILL)
     wait_until(lambda: not any(pid_alive(p) for p in pids), "children to die with llmd", timeout=5)
 
@@ -234,12 +248,14 @@ def binary_missing(d):
                   "(set llama-server = PATH in [llmd], or $LLAMA_SERVER)")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(qwen="load-on-startup = false"))
 def load_on_startup_false(d):
     d.wait_status("qwen stopped · embed nomic ready")
     check(not d.records("start", "qwen"), "qwen was started")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(), start=False)
 def bad_config_refuses_start(d):
     d.write_config(conf(qwen="c = 4096"))
@@ -266,6 +282,7 @@ def second_llmd(d, config):
         raise Failure("the second llmd kept running")
 
 
+@sim_only("its records of what it saw")
 @fixture(conf(qwen="health-interval = 0.1s", nomic="health-interval = 0.1s"))
 def second_instance_refused(d):
     """A second llmd on the same runtime directory changes nothing there, whether it could
