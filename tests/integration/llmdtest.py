@@ -216,6 +216,27 @@ class Llmd:
         return [r for r in out if (event is None or r["event"] == event)
                 and (model is None or r["_model"] == model)]
 
+    START_LINE = re.compile(r"^llmd: (\S+): started llama-server \(pid (\d+)\): (.*)$")
+
+    def starts(self, model=None):
+        """Every child llmd started, in order, from llmd's own log (so on both tiers):
+        [{"_model", "pid", "argv"}]."""
+        out = []
+        try:
+            with open(self.log_path, errors="replace") as f:
+                for line in f:
+                    m = self.START_LINE.match(line.rstrip("\n"))
+                    if m and (model is None or m.group(1) == model):
+                        out.append({"_model": m.group(1), "pid": int(m.group(2)),
+                                    "argv": m.group(3).split(" ")})
+        except FileNotFoundError:
+            pass
+        return out
+
+    def wait_starts(self, n, model=None, timeout=TIMEOUT):
+        return wait_until(lambda: len(self.starts(model)) >= n and self.starts(model),
+                          f"{n} start(s) of {model}", timeout)
+
     def wait_records(self, n, event, model=None, timeout=TIMEOUT):
         return wait_until(lambda: len(self.records(event, model)) >= n and self.records(event, model),
                           f"{n} {event!r} record(s) of {model}", timeout)
@@ -320,7 +341,7 @@ class Llmd:
             except ProcessLookupError:
                 pass
         # Nothing may outlive a test, whatever it did.
-        for r in self.records("start"):
+        for r in self.starts():
             if pid_alive(r["pid"]):
                 try:
                     os.kill(r["pid"], signal.SIGKILL)

@@ -59,7 +59,6 @@ def persisted(d):
         return None
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def switch_three(d):
     ready(d)
@@ -78,7 +77,7 @@ def switch_three(d):
         d.wait_status(f"{target} ready · embed nomic ready")
         check(persisted(d) == {"model": target, "loaded": "yes"}, f"persisted {persisted(d)}")
     check(d.pid_of("nomic") == nomic, "the embedding child was touched")
-    check(len(d.records("start", "nomic")) == 1, "nomic restarted")
+    check(len(d.starts("nomic")) == 1, "nomic restarted")
 
 
 @sim_only("a fault or timing knob")
@@ -101,14 +100,13 @@ def progress_in_order(d):
     check(len(replies) == 1 and replies[0]["parameters"]["phase"] == "done", f"{replies}")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def switch_to_active(d):
     ready(d)
-    starts = len(d.records("start"))
+    starts = len(d.starts())
     r = llmctl_json(d, "switch", "qwen3.5")
     check(r["changed"] is False and r["model"] == "qwen", f"reply {r}")
-    check(len(d.records("start")) == starts, "something was started")
+    check(len(d.starts()) == starts, "something was started")
 
 
 @fixture(conf(), models=MODELS)
@@ -148,7 +146,7 @@ def switch_during_switch(d):
     ready(d)
     first = Varlink(os.path.join(d.runtime, "control.sock"))
     first.send("io.llmd.Manager.Switch", {"model": "gemma"}, more=True)
-    d.wait_records(1, "start", "gemma")
+    d.wait_starts(1, "gemma")
     r = llmctl_json(d, "switch", "devstral")
     check(r["model"] == "devstral" and r["from"] == "qwen", f"reply {r}")
     while True:
@@ -162,7 +160,6 @@ def switch_during_switch(d):
     check(persisted(d)["model"] == "devstral", f"{persisted(d)}")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def persisted_across_restart(d):
     ready(d)
@@ -171,7 +168,7 @@ def persisted_across_restart(d):
     d.mark()
     d.start()
     ready(d, "gemma")
-    starts = [r["_model"] for r in d.records("start")]
+    starts = [r["_model"] for r in d.starts()]
     check(starts.count("qwen") == 1, f"qwen started again after the restart: {starts}")
 
 
@@ -201,7 +198,6 @@ def stop_and_start(d):
     check(persisted(d) == {"model": "qwen", "loaded": "yes"}, f"persisted {persisted(d)}")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS + ("extra",))
 def reload_applies_difference(d):
     ready(d)
@@ -213,11 +209,11 @@ def reload_applies_difference(d):
     d.mark()
     r = llmctl_json(d, "reload")
     check(r["config"] == d.config, f"reply {r}")
-    d.wait_records(2, "start", "nomic")
+    d.wait_starts(2, "nomic")
     ready(d)
     check(d.pid_of("qwen") == qwen, "qwen was restarted")
     check(d.pid_of("nomic") != nomic and not pid_alive(nomic), "nomic was not restarted")
-    check("--batch-size" in d.records("start", "nomic")[-1]["argv"], "new flags not used")
+    check("--batch-size" in d.starts("nomic")[-1]["argv"], "new flags not used")
     names = [m["name"] for m in llmctl_json(d, "list")["models"]]
     check(names == ["qwen", "extra", "devstral", "nomic"], f"models {names}")
     check(llmctl_json(d, "switch", "extra1")["model"] == "extra", "alias of the new profile")
@@ -258,7 +254,6 @@ def reload_bad_file(d):
     check(d.proc.poll() is None, "llmd exited")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS + ("extra",))
 def sighup_reloads(d):
     ready(d)
@@ -268,7 +263,7 @@ def sighup_reloads(d):
     d.mark()
     d.proc.send_signal(signal.SIGHUP)
     d.wait_notify(lambda m: m.get("RELOADING") == "1", "RELOADING=1")
-    d.wait_records(2, "start", "qwen")  # [*] changed, so every running profile restarts
+    d.wait_starts(2, "qwen")  # [*] changed, so every running profile restarts
     ready(d)
     check(not pid_alive(qwen), "qwen not restarted after its flags changed")
     names = [m["name"] for m in llmctl_json(d, "list")["models"]]
@@ -503,7 +498,6 @@ def raw_call(v, frame):
     return v.recv()
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
 def nul_in_string_refused(d):
     ready(d)
@@ -524,7 +518,7 @@ def nul_in_string_refused(d):
         check(m and m.get("error") == error, f"{frame}: {m}")
         if parameter:
             check(m["parameters"]["parameter"] == parameter, f"{frame}: {m}")
-    check(not d.records("start", "gemma"), "gemma was started")
+    check(not d.starts("gemma"), "gemma was started")
     check(llmctl_json(d, "status")["active"]["name"] == "qwen", "the active model changed")
     check("vendor" in v.call("org.varlink.service.GetInfo")[-1]["parameters"], "not served")
 

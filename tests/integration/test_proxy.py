@@ -126,7 +126,7 @@ def embeddings_not_held_by_swap(d):
     ready(d)
     sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    d.wait_records(1, "start", "gemma")
+    d.wait_starts(1, "gemma")
     r = http(PORT, "POST", "/v1/embeddings", {"input": "hello"}, timeout=1.5)
     check(r.status == 200 and r.json()["data"][0]["embedding"], r)
     check(sw.poll() is None, "the swap was already over: the test proved nothing")
@@ -141,7 +141,7 @@ def streams_during_switch(d):
     ready(d)
     sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    d.wait_records(1, "start", "gemma")
+    d.wait_starts(1, "gemma")
     results = [None] * 20
 
     def one(i):
@@ -167,7 +167,7 @@ def hold_queue_full(d):
     ready(d)
     llmctl_bg = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"),
                                   "switch", "gemma"], stdout=subprocess.PIPE)
-    d.wait_records(1, "start", "gemma")
+    d.wait_starts(1, "gemma")
     out = []
 
     def one():
@@ -191,7 +191,7 @@ def hold_timeout(d):
     ready(d)
     subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                      stdout=subprocess.PIPE)
-    d.wait_records(1, "start", "gemma")
+    d.wait_starts(1, "gemma")
     r = http(PORT, "POST", "/v1/chat/completions", CHAT)
     check(r.status == 503 and r.headers.get("retry-after"), r)
     check("gave up waiting" in r.json()["error"]["message"], r)
@@ -217,7 +217,7 @@ def client_abort_while_held(d):
     ready(d)
     sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                           stdout=subprocess.PIPE)
-    d.wait_records(1, "start", "gemma")
+    d.wait_starts(1, "gemma")
     import http.client as hc
     conn = hc.HTTPConnection("127.0.0.1", PORT, timeout=5)
     body = json.dumps({**CHAT, "stream": True, "max_tokens": 7})

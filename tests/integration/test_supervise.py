@@ -39,7 +39,6 @@ pin = true
 READY = "qwen ready · embed nomic ready"
 
 
-@sim_only("its records of what it saw")
 @fixture(conf())
 def startup(d):
     ready = d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
@@ -48,7 +47,7 @@ def startup(d):
     check(ready < served, f"READY=1 came after the models were ready: {d.messages}")
     statuses = d.statuses()
     check(any("loading" in s for s in statuses), f"no loading status: {statuses}")
-    starts = {r["_model"]: r for r in d.records("start")}
+    starts = {r["_model"]: r for r in d.starts()}
     check(set(starts) == {"qwen", "nomic"}, f"started: {list(starts)}")
     q = starts["qwen"]["argv"]
     check(q[q.index("--model") + 1] == d.model_path("qwen"), f"argv {q}")
@@ -90,7 +89,7 @@ def crash_restarted(d):
     d.wait_status(READY)
     d.wait_status("qwen restarting after exit status 1 · embed nomic ready")
     # Restarted, ready again, with a new process.
-    starts = d.wait_records(3, "start", "qwen")
+    starts = d.wait_records(3, "start", "qwen")  # their times
     exits = d.records("exit", "qwen")
     check(len({r["pid"] for r in starts}) == len(starts), "a restart reused a process")
     # Backoff: the first restart waits restart-sec, the second twice that.
@@ -99,7 +98,7 @@ def crash_restarted(d):
     check(gap1 >= 0.19, f"first restart after {gap1:.3f}s, restart-sec is 0.2")
     check(gap2 >= 0.39, f"second restart after {gap2:.3f}s, backoff should double to 0.4")
     # The embedding child was not touched.
-    check(len(d.records("start", "nomic")) == 1, "nomic was restarted")
+    check(len(d.starts("nomic")) == 1, "nomic was restarted")
 
 
 @sim_only("a fault or timing knob")
@@ -107,10 +106,10 @@ def crash_restarted(d):
                    "restart-sec = 0.05\nstart-limit-burst = 3"))
 def crash_loop_fails(d):
     d.wait_status("qwen failed: exit status 3 · embed nomic ready")
-    n = len(d.records("start", "qwen"))
+    n = len(d.starts("qwen"))
     check(n == 3, f"{n} starts, start-limit-burst is 3")
     time.sleep(0.5)
-    check(len(d.records("start", "qwen")) == 3, "restarted after failing")
+    check(len(d.starts("qwen")) == 3, "restarted after failing")
     check(d.proc.poll() is None, "llmd exited")
 
 
@@ -121,7 +120,6 @@ def killed_by_signal(d):
     d.wait_status("qwen failed: killed by signal SEGV · embed nomic ready")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), start=False)
 def missing_model(d):
     os.unlink(d.model_path("qwen"))
@@ -129,12 +127,11 @@ def missing_model(d):
     d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
     d.wait_status(f"qwen failed: model file {d.model_path('qwen')}: No such file or directory"
                   " · embed nomic ready")
-    check(not d.records("start", "qwen"), "llama-server was started for a missing model")
+    check(not d.starts("qwen"), "llama-server was started for a missing model")
     time.sleep(0.3)
     check(d.proc.poll() is None, "llmd exited")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), start=False)
 def unreadable_model(d):
     os.unlink(d.model_path("qwen"))
@@ -142,14 +139,14 @@ def unreadable_model(d):
     d.start()
     d.wait_status(f"qwen failed: model file {d.model_path('qwen')}: not a regular file"
                   " · embed nomic ready")
-    check(not d.records("start", "qwen"), "llama-server was started for a directory")
+    check(not d.starts("qwen"), "llama-server was started for a directory")
 
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_HANG_LOADING=1\nload-timeout = 0.5s"))
 def load_timeout(d):
     d.wait_status("qwen failed: not ready within load-timeout (500ms) · embed nomic ready")
-    starts = d.records("start", "qwen")
+    starts = d.starts("qwen")
     check(len(starts) == 1, f"{len(starts)} starts: a load timeout is not retried")
     wait_until(lambda: not pid_alive(starts[0]["pid"]), "the hung child to be gone")
 
@@ -159,9 +156,9 @@ def load_timeout(d):
                    "restart-sec = 0.1\nstop-timeout = 0.5s"))
 def health_hang_restarted(d):
     d.wait_status(READY)
-    first = d.records("start", "qwen")[0]["pid"]
+    first = d.starts("qwen")[0]["pid"]
     d.wait_status(lambda s: s.startswith("qwen stopping: not answering /health"))
-    d.wait_records(2, "start", "qwen")
+    d.wait_starts(2, "qwen")
     wait_until(lambda: not pid_alive(first), "the unhealthy child to be gone")
     d.wait_status(READY)
     check(d.pid_of("qwen") != first, "not a new process")
@@ -248,14 +245,12 @@ def binary_missing(d):
                   "(set llama-server = PATH in [llmd], or $LLAMA_SERVER)")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(qwen="load-on-startup = false"))
 def load_on_startup_false(d):
     d.wait_status("qwen stopped · embed nomic ready")
-    check(not d.records("start", "qwen"), "qwen was started")
+    check(not d.starts("qwen"), "qwen was started")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(), start=False)
 def bad_config_refuses_start(d):
     d.write_config(conf(qwen="c = 4096"))
@@ -267,7 +262,7 @@ def bad_config_refuses_start(d):
     with open(d.log_path) as f:
         log = f.read()
     check(f"{d.config}:14: [qwen] c: short flag names are not accepted; use 'ctx-size'" in log, log)
-    check(not d.records("start"), "a child was started")
+    check(not d.starts(), "a child was started")
 
 
 def second_llmd(d, config):
@@ -282,7 +277,6 @@ def second_llmd(d, config):
         raise Failure("the second llmd kept running")
 
 
-@sim_only("its records of what it saw")
 @fixture(conf(qwen="health-interval = 0.1s", nomic="health-interval = 0.1s"))
 def second_instance_refused(d):
     """A second llmd on the same runtime directory changes nothing there, whether it could
@@ -307,7 +301,7 @@ def second_instance_refused(d):
     # Health probes every 0.1 s would have noticed a child's socket gone by now.
     time.sleep(0.5)
     check({m: d.pid_of(m) for m in pids} == pids, "a child was restarted")
-    check(len(d.records("start")) == 2, f"starts: {[r['_model'] for r in d.records('start')]}")
+    check(len(d.starts()) == 2, f"starts: {[r['_model'] for r in d.starts()]}")
     check(d.proc.poll() is None, "llmd exited")
 
 

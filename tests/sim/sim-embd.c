@@ -10,6 +10,9 @@
 #include "sim-json.h"
 #include "sim-tokens.h"
 
+/* llama-server's default physical batch size (--ubatch-size). */
+#define EMBD_UBATCH 512
+
 /* One input of a request: text, or token ids printed as JSON. */
 struct embd_input {
         char *text;
@@ -248,6 +251,18 @@ static enum MHD_Result embd_handle(struct http_request *req, bool oai)
                                    "invalid_request_error");
         }
 
+        /* An input must fit one physical batch (-ub, 512 by default), or the task fails. */
+        for (ssize_t i = 0; i < n; i++) {
+                if (in[i].n_tokens > EMBD_UBATCH) {
+                        char msg[160];
+
+                        snprintf(msg, sizeof(msg),
+                                 "input (%d tokens) is too large to process. increase the physical "
+                                 "batch size (current batch size: %d)", in[i].n_tokens, EMBD_UBATCH);
+                        embd_inputs_free(in, (size_t) n);
+                        return infer_error(req, 500, msg, "server_error");
+                }
+        }
         data = cJSON_CreateArray();
         for (ssize_t i = 0; i < n; i++) {
                 cJSON *o = cJSON_CreateObject();

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "sim-http.h"
@@ -78,9 +79,13 @@ static void http_add_headers(struct http_request *req, struct MHD_Response *resp
         if (stream) {
                 MHD_add_response_header(resp, "Transfer-Encoding", "chunked");
         }
-        /* llama-server closes the connection after an error and keeps it otherwise */
+        /* llama-server closes the connection after an error, or when asked to, and keeps it
+         * otherwise */
+        const char *conn = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, "Connection");
         if (status >= 400) {
                 MHD_add_response_header(resp, "Connection", "close");
+        } else if (conn && strcasecmp(conn, "close") == 0) {
+                /* MHD says "Connection: close" itself; no Keep-Alive beside it */
         } else {
                 MHD_add_response_header(resp, "Keep-Alive", "timeout=5, max=100");
         }

@@ -272,10 +272,10 @@ cJSON *infer_body(struct http_request *req, enum MHD_Result *ret_result)
         if (req->json) {
                 return req->json;
         }
-        /* llama-server answers malformed JSON with 500, not 400 */
+        /* Malformed JSON: 400 since build 11669 (build 10470 answered 500). */
         msg = json_parse_error_message(req->body ? req->body : "", req->body_len,
                                        req->json_error);
-        *ret_result = infer_error(req, 500, msg ? msg : "parse error", "server_error");
+        *ret_result = infer_error(req, 400, msg ? msg : "parse error", "invalid_request_error");
         free(msg);
         return NULL;
 }
@@ -451,9 +451,13 @@ static cJSON *infer_native_partial(const struct infer_job *j, const char *word)
 {
         cJSON *o = cJSON_CreateObject();
 
+        /* llama-server lists the token's id; the simulator has no vocabulary, so its place
+         * in the answer stands in for it */
+        int id = j->n_decoded;
+
         cJSON_AddNumberToObject(o, "index", 0);
         cJSON_AddStringToObject(o, "content", word);
-        cJSON_AddArrayToObject(o, "tokens");
+        cJSON_AddItemToObject(o, "tokens", cJSON_CreateIntArray(&id, 1));
         cJSON_AddFalseToObject(o, "stop");
         cJSON_AddNumberToObject(o, "id_slot", j->slot);
         cJSON_AddNumberToObject(o, "tokens_predicted", j->n_decoded);
@@ -958,8 +962,8 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
 
         if (sim_config.embedding) {
                 /* an embedding context computes no logits: the task fails at once */
-                static const char msg[] = "the current context does not logits computation. "
-                                          "skipping";
+                static const char msg[] = "the current context does not support logits "
+                                          "computation. skipping";
 
                 SRV_ERR("send_error", "task id = %u, error: %s", j->task, msg);
                 infer_job_free(j);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <math.h>
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,40 @@ char *json_error_body(int code, const char *message, const char *type)
         return s;
 }
 
+/* Whether the parser stood where an object's key must come (after "{" or an object's ","):
+ * nlohmann names that context and what it expected there. */
+static bool json_expects_key(const char *body, size_t off)
+{
+        char stack[64];
+        size_t depth = 0;
+        bool in_string = false, escaped = false;
+        char prev = 0;
+
+        for (size_t i = 0; i < off; i++) {
+                char c = body[i];
+
+                if (in_string) {
+                        escaped = !escaped && c == '\\';
+                        in_string = escaped || c != '"';
+                        if (!in_string) {
+                                prev = c;
+                        }
+                        continue;
+                }
+                if (c == '"') {
+                        in_string = true;
+                } else if ((c == '{' || c == '[') && depth < sizeof(stack)) {
+                        stack[depth++] = c;
+                } else if ((c == '}' || c == ']') && depth > 0) {
+                        depth--;
+                }
+                if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+                        prev = c;
+                }
+        }
+        return depth > 0 && stack[depth - 1] == '{' && (prev == '{' || prev == ',');
+}
+
 char *json_parse_error_message(const char *body, size_t len, size_t where)
 {
         size_t off = where < len ? where : len, line = 1, column = 0, start, end;
@@ -87,14 +122,21 @@ char *json_parse_error_message(const char *body, size_t len, size_t where)
                               "attempting to parse an empty input; check that your input string "
                               "or stream contains the expected JSON");
         }
+        /* The context is where the offending literal began ("{no": at the "n"). */
+        size_t token = off;
+        while (token > 0 && isalnum((unsigned char) body[token - 1])) {
+                token--;
+        }
+        bool key = json_expects_key(body, token);
         /* nlohmann counts the offending character too, and shows the text it read up to it */
         end = off < len ? off + 1 : len;
         start = end > sizeof(last) - 1 ? end - (sizeof(last) - 1) : 0;
         snprintf(last, sizeof(last), "%.*s", (int) (end - start), body + start);
         if (asprintf(&msg,
                      "[json.exception.parse_error.101] parse error at line %zu, column %zu: "
-                     "syntax error while parsing value - invalid literal; last read: '%s'",
-                     line, column + 1, last) < 0) {
+                     "syntax error while parsing %s - invalid literal; last read: '%s'%s",
+                     line, column + 1, key ? "object key" : "value", last,
+                     key ? "; expected string literal" : "") < 0) {
                 return NULL;
         }
         return msg;

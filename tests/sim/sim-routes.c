@@ -51,7 +51,8 @@ static enum MHD_Result route_models(struct http_request *req)
         const char *capability = sim_config.embedding ? "embedding" : "completion";
         cJSON *root = cJSON_CreateObject();
         cJSON *models = cJSON_AddArrayToObject(root, "models");
-        cJSON *m = cJSON_CreateObject(), *details, *data, *d, *meta, *aliases;
+        cJSON *m = cJSON_CreateObject(), *details, *data, *d, *meta, *aliases, *arch;
+        static const char *const text[] = { "text" };
         struct stat st;
         enum MHD_Result r;
         char *body;
@@ -87,6 +88,9 @@ static enum MHD_Result route_models(struct http_request *req)
         cJSON_AddStringToObject(d, "object", "model");
         cJSON_AddNumberToObject(d, "created", (double) time(NULL));
         cJSON_AddStringToObject(d, "owned_by", "llamacpp");
+        arch = cJSON_AddObjectToObject(d, "architecture");
+        cJSON_AddItemToObject(arch, "input_modalities", cJSON_CreateStringArray(text, 1));
+        cJSON_AddItemToObject(arch, "output_modalities", cJSON_CreateStringArray(text, 1));
         meta = cJSON_AddObjectToObject(d, "meta");
         cJSON_AddNumberToObject(meta, "vocab_type", 2);
         cJSON_AddNumberToObject(meta, "n_vocab", 50261);
@@ -123,7 +127,7 @@ static enum MHD_Result route_options(struct http_request *req)
 {
         static const char *const headers[] = {
                 "Access-Control-Allow-Credentials", "true",
-                "Access-Control-Allow-Methods",     "GET, POST",
+                "Access-Control-Allow-Methods",     "GET, POST, DELETE, OPTIONS",
                 "Access-Control-Allow-Headers",     "*",
                 NULL,
         };
