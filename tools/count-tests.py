@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Counts the results in meson's testlog.json of each build directory given, prints one line
-"N passed, N failed, N skipped", and exits non-zero on any failure or when nothing ran."""
+"""Counts the results in meson's testlog.json of each build directory given, and of each
+--result NAME=ok|fail (a check tools/test.sh ran outside meson: the package build and lintian);
+prints one line "N passed, N failed, N skipped", and exits non-zero on any failure or when
+nothing ran."""
 
 import json
 import os
 import sys
 
 passed = failed = skipped = 0
-for d in sys.argv[1:]:
+args = sys.argv[1:]
+while len(args) >= 2 and args[0] == "--result":
+    name, _, result = args[1].partition("=")
+    if result == "ok":
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAILED: {name}", file=sys.stderr)
+    args = args[2:]
+for d in args:
     path = os.path.join(d, "meson-logs", "testlog.json")
     if not os.path.exists(path):
         print(f"{path}: missing (the build failed?)", file=sys.stderr)

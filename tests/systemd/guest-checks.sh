@@ -357,7 +357,38 @@ check_stop() {
         [ ! -e /run/llmd ] || fail "/run/llmd left behind"
 }
 
+# The package's own boot: enabled on install, started by the boot, serving the shipped example
+# config, whose model files do not exist: those models fail with the reason, llmd keeps running.
+check_package_boot() {
+        [ "$(systemctl is-enabled llmd.service)" = enabled ] || fail "llmd.service is $(systemctl is-enabled llmd.service)"
+        wait_for 15 sh -c '[ "$(systemctl show -p ActiveState --value llmd.service)" = active ]' ||
+                fail "not active after boot: $(prop ActiveState)/$(prop SubState)"
+        wait_status 'failed' || return 1
+        "$LLMCTL" status | grep -q 'No such file' || fail "llmctl status gives no reason: $("$LLMCTL" status)"
+        sleep 1
+        [ "$(prop NRestarts)" = 0 ] || fail "restarted $(prop NRestarts) times"
+        [ "$(prop ActiveState)" = active ] || fail "not active any more"
+        note "StatusText: $(prop StatusText)"
+        systemctl stop llmd.service
+}
+
+# dpkg --purge: stops the service, removes the state directory and the configuration.
+check_purge() {
+        systemctl start llmd.service || fail "start before purge failed"
+        dpkg --purge llmd >/dev/null 2>&1 || fail "dpkg --purge llmd failed"
+        ! pgrep -x llmd >/dev/null || fail "llmd still runs after purge"
+        [ "$(prop ActiveState)" != active ] || fail "llmd.service still active"
+        for f in /var/lib/llmd /etc/llama-generate.conf /usr/sbin/llmd /usr/bin/llmctl; do
+                [ ! -e "$f" ] || fail "$f left after purge"
+        done
+        note "left in place, as Debian leaves system users: $(getent passwd llmd)"
+}
+
 # ---- run ----
+PACKAGE=${LLMD_TEST_PACKAGE:-no}
+if [ "$PACKAGE" = yes ]; then
+        check "package: enabled and started at boot; the example's missing models fail, no restart loop" check_package_boot
+fi
 mkdir -p "$models"
 for m in qwen gemma devstral codestral nomic; do
         { printf GGUF && head -c 65532 /dev/zero; } >"$models/$m.gguf"
@@ -386,6 +417,10 @@ if [ "$PROXY" = yes ]; then
 else
         skip "systemctl restart with llmd.socket -> a request sent during the restart succeeds" \
                 "needs llmd's HTTP proxy with socket activation (not in this tree yet)"
+fi
+
+if [ "$PACKAGE" = yes ]; then
+        check "dpkg --purge llmd -> stopped, state and configuration removed" check_purge
 fi
 
 if [ $failed -gt 0 ]; then

@@ -36,7 +36,7 @@ suite=bookworm
 # The host's own apt sources unless LLMD_TEST_MIRROR names one (mmdebstrap reads them when no
 # mirror is given).
 mirror=${LLMD_TEST_MIRROR:-}
-packages=systemd,systemd-sysv,dbus,procps,libmicrohttpd12,libcjson1,libinih1,libsystemd0,libcurl4
+packages=systemd,systemd-sysv,dbus,procps,init-system-helpers,libmicrohttpd12,libcjson1,libinih1,libsystemd0,libcurl4
 cache=${LLMD_TEST_CACHE:-/var/cache/llmd-test}
 recipe="v2 mmdebstrap --variant=minbase --include=$packages $suite ${mirror:-host-sources}"
 hash=$(printf '%s\n' "$recipe" | sha256sum | cut -c1-12)
@@ -78,17 +78,32 @@ mkdir -p "$work/upper" "$work/work" "$work/root" "$work/dest"
 mount -t overlay overlay -o "lowerdir=$tree,upperdir=$work/upper,workdir=$work/work" "$work/root"
 root=$work/root
 
-# llmd as `meson install` puts it, copied in the way a package would (keeping /lib -> usr/lib).
-meson install -C "$builddir" --no-rebuild --quiet --destdir "$work/dest" >&2
-tar -C "$work/dest" -cf - . | tar -C "$root" -xf - --keep-directory-symlink
-config=$(cd "$work/dest" && find . -name llama-generate.conf | head -1 | cut -c2-)
-llmd=$(cd "$work/dest" && find . -type f -name llmd | head -1 | cut -c2-)
-llmctl=$(cd "$work/dest" && find . -type f -name llmctl | head -1 | cut -c2-)
-[ -n "$config" ] && [ -n "$llmd" ] && [ -n "$llmctl" ] || {
-        echo "Bail out! meson install did not install llmd, llmctl and llama-generate.conf"
-        exit 1
-}
-echo "# llmd from $builddir: $llmd, $llmctl, config $config"
+if [ -n "${LLMD_DEB:-}" ]; then
+        # The package, installed as dpkg installs it (its postinst creates the user and enables
+        # the unit; nothing starts in a chroot, the guest's boot starts it).
+        cp "$LLMD_DEB" "$root/tmp/llmd.deb"
+        chroot "$root" dpkg -i /tmp/llmd.deb >&2 || {
+                echo "Bail out! dpkg -i $LLMD_DEB failed in the guest"
+                exit 1
+        }
+        rm "$root/tmp/llmd.deb"
+        config=/etc/llama-generate.conf llmd=/usr/sbin/llmd llmctl=/usr/bin/llmctl package=yes
+        echo "# llmd from the package $LLMD_DEB"
+else
+        # llmd as `meson install` puts it, copied in the way a package would (keeping /lib ->
+        # usr/lib).
+        meson install -C "$builddir" --no-rebuild --quiet --destdir "$work/dest" >&2
+        tar -C "$work/dest" -cf - . | tar -C "$root" -xf - --keep-directory-symlink
+        config=$(cd "$work/dest" && find . -name llama-generate.conf | head -1 | cut -c2-)
+        llmd=$(cd "$work/dest" && find . -type f -name llmd | head -1 | cut -c2-)
+        llmctl=$(cd "$work/dest" && find . -type f -name llmctl | head -1 | cut -c2-)
+        [ -n "$config" ] && [ -n "$llmd" ] && [ -n "$llmctl" ] || {
+                echo "Bail out! meson install did not install llmd, llmctl and llama-generate.conf"
+                exit 1
+        }
+        package=no
+        echo "# llmd from $builddir: $llmd, $llmctl, config $config"
+fi
 echo "# llama-server in the guest is the simulator ($sim), not a real llama-server"
 install -m 0755 "$sim" "$root/usr/bin/llama-server"
 
@@ -99,6 +114,7 @@ LLMD_CONFIG=$config
 LLMD=$llmd
 LLMCTL=$llmctl
 LLMD_TEST_PROXY=${LLMD_TEST_PROXY:-yes}
+LLMD_TEST_PACKAGE=$package
 EOF
 install -m 0644 "$here/llmd-check.service" "$root/etc/systemd/system/"
 mkdir -p "$root/etc/systemd/system/llmd.service.d" "$root/etc/systemd/system.conf.d"
