@@ -37,7 +37,7 @@ extern const ControlMethod control_methods[_CONTROL_METHOD_MAX];
 const ControlMethod *control_method_find(const char *name);
 
 /* Errors of io.llmd.Manager, with their parameters. */
-#define CONTROL_ERROR_UNKNOWN_MODEL CONTROL_INTERFACE ".UnknownModel"         /* model, known[] */
+#define CONTROL_ERROR_UNKNOWN_MODEL CONTROL_INTERFACE ".UnknownModel"         /* model, reason */
 #define CONTROL_ERROR_MODEL_UNAVAILABLE CONTROL_INTERFACE ".ModelUnavailable" /* model, reason */
 #define CONTROL_ERROR_LOAD_FAILED CONTROL_INTERFACE ".LoadFailed" /* model, reason, log[], restored */
 #define CONTROL_ERROR_SUPERSEDED CONTROL_INTERFACE ".Superseded"              /* model, by */

@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""llmctl(1), llmd-control(7) and the bash completion against the code.
+
+    test_completion.py --list     the case names, one a line
+    test_completion.py CASE       runs one: exit 0 pass, 1 fail, 77 skip
+
+Environment (tests/docs/meson.build sets it): SOURCE_ROOT, the source tree (default: two levels
+up from this file); MAN_BUILD, the folder of the built man pages; LLMCTL, the built llmctl.
+
+The coverage cases read the code, never a list kept here: llmctl's verbs and options come from
+`LLMCTL --help` and from the tables in ctl/llmctl-args.c; the methods from the table in
+common/control-protocol.c; the errors from what daemon/*.c sends. Each fails when it finds
+suspiciously few, so that a parser broken by a reformat cannot pass by finding nothing.
+
+The completion cases source completions/llmctl.bash in bash and call its function with
+COMP_WORDS/COMP_CWORD set, as bash does. The completion reads the model names from llmd, or,
+when llmd does not answer, from the sections of $LLMD_CONFIG (default /etc/llama-generate.conf).
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.environ.get("SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
+MAN_BUILD = os.environ.get("MAN_BUILD", "")
+LLMCTL = os.environ.get("LLMCTL", "")
+COMPLETION = os.path.join(SOURCE_ROOT, "completions", "llmctl.bash")
+
+SKIP = 77
+MIN_VERBS = 8
+MIN_LONG_OPTIONS = 5
+MIN_METHODS = 7
+
+
+class Skip(Exception):
+    pass
+
+
+class Fail(Exception):
+    pass
+
+
+def read(*path):
+    with open(os.path.join(SOURCE_ROOT, *path), encoding="utf-8") as f:
+        return f.read()
+
+
+def need_llmctl():
+    if not LLMCTL or not os.access(LLMCTL, os.X_OK):
+        raise Skip(f"no llmctl to run (LLMCTL={LLMCTL!r})")
+
+
+def section(text, name):
+    """The body of scdoc section '# NAME', up to the next '# ' heading."""
+    m = re.search(r"^# " + re.escape(name) + r"\n(.*?)(?=^# |\Z)", text, re.M | re.S)
+    if not m:
+        raise Fail(f"no section '# {name}'")
+    return m.group(1)
+
+
+# ---- what llmctl knows ----
+
+
+def llmctl_help():
+    need_llmctl()
+    p = subprocess.run([LLMCTL, "--help"], capture_output=True, text=True, timeout=10)
+    if p.returncode != 0:
+        raise Fail(f"llmctl --help exited with {p.returncode}: {p.stderr}")
+    return p.stdout
+
+
+def help_block(text, title):
+    """The indented lines under 'Title:' in llmctl --help."""
+    m = re.search(r"^" + title + r":\n((?:  .*\n)+)", text, re.M)
+    return m.group(1) if m else ""
+
+
+def llmctl_verbs_and_options():
+    """(verbs, options) from llmctl --help and from ctl/llmctl-args.c's tables."""
+    text = llmctl_help()
+    verbs = {line.split()[0] for line in help_block(text, "Verbs").splitlines()}
+    options = set()
+    for line in help_block(text, "Options").splitlines():
+        names = re.split(r"\s{2,}", line.strip())[0]
+        options |= set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", names))
+
+    src = read("ctl", "llmctl-args.c")
+    table = re.search(r"const Verb verbs\[[^]]*\] = \{(.*?)\n\};", src, re.S)
+    if table:
+        verbs |= set(re.findall(r"\{\s*VERB_\w+,\s*\"([a-z-]+)\"", table.group(1)))
+    table = re.search(r"struct option options\[\] = \{(.*?)\};", src, re.S)
+    if table:
+        rows = re.findall(r"\{\s*\"([a-z-]+)\",\s*\w+,\s*NULL,\s*('.'|\w+)", table.group(1))
+        for name, short in rows:
+            options.add("--" + name)
+            if short.startswith("'"):
+                options.add("-" + short[1])
+    return verbs, options
+
+
+def case_llmctl_verbs_documented():
+    verbs, options = llmctl_verbs_and_options()
+    long_options = {o for o in options if o.startswith("--")}
+    if len(verbs) < MIN_VERBS:
+        raise Fail(f"found only {len(verbs)} verbs ({sorted(verbs)}): is the parser broken?")
+    if len(long_options) < MIN_LONG_OPTIONS:
+        raise Fail(f"found only {len(long_options)} long options ({sorted(long_options)})")
+    page = read("man", "llmctl.1.scd")
+    # Each verb is an entry of VERBS ("*switch* _MODEL_" at the start of a line), each option
+    # one of OPTIONS ("*-f*, *--follow*"): a word merely mentioned somewhere does not count.
+    documented_verbs = set(re.findall(r"^\*([a-z-]+)\*", section(page, "VERBS"), re.M))
+    entries = [l for l in section(page, "OPTIONS").splitlines() if l.startswith("*")]
+    documented_options = {o for l in entries for o in re.findall(r"\*(--?[a-z][a-z-]*)\*", l)}
+    missing = sorted(verbs - documented_verbs) + sorted(options - documented_options)
+    if missing:
+        raise Fail("not documented in man/llmctl.1.scd: " + ", ".join(missing))
+    print(f"{len(verbs)} verbs, {len(options)} options documented")
+
+
+# ---- what llmd's control socket knows ----
+
+
+def control_interface():
+    m = re.search(r'#define CONTROL_INTERFACE "([^"]+)"', read("common", "control-protocol.h"))
+    if not m:
+        raise Fail("no CONTROL_INTERFACE in common/control-protocol.h")
+    return m.group(1)
+
+
+def control_methods():
+    iface = control_interface()
+    src = read("common", "control-protocol.c")
+    table = re.search(r"const ControlMethod control_methods\[[^]]*\] = \{(.*?)\n\};", src, re.S)
+    if not table:
+        raise Fail("no control_methods[] table in common/control-protocol.c")
+    # { CONTROL_METHOD_LIST, CONTROL_INTERFACE ".List", ... } or { ..., "org.varlink...", ... }
+    row = r'\{\s*CONTROL_METHOD_\w+,\s*(CONTROL_INTERFACE\s*)?"([^"]+)"'
+    rows = re.finditer(row, table.group(1))
+    names = [(iface if m.group(1) else "") + m.group(2) for m in rows]
+    header = read("common", "control-protocol.h")
+    enum = re.search(r"typedef enum ControlMethodId \{(.*?)\}", header, re.S)
+    n_enum = len(re.findall(r"^\s*CONTROL_METHOD_(?!_)\w+,", enum.group(1), re.M)) if enum else 0
+    if len(names) < max(MIN_METHODS, n_enum):
+        raise Fail(f"read {len(names)} methods from the table, the enum has {n_enum}: "
+                   "is the parser broken?")
+    return names
+
+
+def case_control_methods_documented():
+    names = control_methods()
+    page = read("man", "llmd-control.7.scd")
+    # Each method is a heading of its own ("## io.llmd.Manager.Switch").
+    headings = set(re.findall(r"^## (\S+)$", page, re.M))
+    missing = [n for n in names if n not in headings]
+    if missing:
+        raise Fail("no '## METHOD' heading in man/llmd-control.7.scd for: " + ", ".join(missing))
+    print(f"{len(names)} methods documented")
+
+
+def case_control_errors_documented():
+    """Every error name llmd sends appears in llmd-control(7)."""
+    iface = control_interface()
+    header = read("common", "control-protocol.h")
+    errors = {}
+    define = r"#define ((?:CONTROL|VARLINK)_ERROR_\w+)\s+(CONTROL_INTERFACE\s*)?\"([^\"]+)\""
+    for macro, prefix, suffix in re.findall(define, header):
+        errors[macro] = (iface + suffix) if prefix else suffix
+    used = set()
+    daemon = os.path.join(SOURCE_ROOT, "daemon")
+    for f in sorted(os.listdir(daemon)):
+        if f.endswith(".c"):
+            used |= set(re.findall(r"\b((?:CONTROL|VARLINK)_ERROR_\w+)\b", read("daemon", f)))
+    unknown = sorted(used - errors.keys())
+    if unknown:
+        raise Fail("error macros not found in common/control-protocol.h: " + ", ".join(unknown))
+    if len(used) < 8:
+        raise Fail(f"found only {len(used)} errors sent by daemon/*.c: is the parser broken?")
+    page = read("man", "llmd-control.7.scd")
+    missing = sorted(errors[m] for m in used if "*" + errors[m] + "*" not in page)
+    if missing:
+        raise Fail("errors llmd sends, not in man/llmd-control.7.scd: " + ", ".join(missing))
+    print(f"{len(used)} errors documented")
+
+
+# ---- the pages render ----
+
+
+def render(page):
+    if not MAN_BUILD:
+        raise Skip("MAN_BUILD is not set")
+    path = os.path.join(MAN_BUILD, page)
+    if not os.path.exists(path):
+        raise Skip(f"{path} was not built (no scdoc?)")
+    if not shutil.which("man"):
+        raise Skip("no man(1)")
+    env = dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="", LC_ALL="C.UTF-8")
+    p = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", path], capture_output=True,
+                       text=True, env=env, timeout=60)
+    if p.returncode != 0 or p.stderr.strip():
+        raise Fail(f"man {page}: exit {p.returncode}, warnings:\n{p.stderr}")
+    if not p.stdout.strip():
+        raise Fail(f"man {page}: no output")
+    print(f"{page}: {len(p.stdout.splitlines())} lines, no warnings")
+
+
+def case_render_llmctl_1():
+    render("llmctl.1")
+
+
+def case_render_llmd_control_7():
+    render("llmd-control.7")
+
+
+# ---- the bash completion ----
+
+
+def complete(words, env=None):
+    """What the completion offers for the command line `words` (the last word is the one being
+    completed; "" for a new word). words[0] is run for --help and list, as bash would."""
+    need_llmctl()
+    if not shutil.which("bash"):
+        raise Skip("no bash")
+    if not os.path.exists(COMPLETION):
+        raise Fail(f"no {COMPLETION}")
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); '
+              '_llmctl; printf "%s\\n" "${COMPREPLY[@]}"')
+    p = subprocess.run(["bash", "--norc", "--noprofile", "-c", script, "bash", COMPLETION] + words,
+                       capture_output=True, text=True, env=dict(os.environ, **(env or {})),
+                       timeout=30)
+    if p.returncode != 0 or p.stderr.strip():
+        raise Fail(f"completing {words}: exit {p.returncode}: {p.stderr}")
+    return [w for w in p.stdout.splitlines() if w]
+
+
+def expect(words, want, env=None):
+    got = complete(words, env)
+    if sorted(got) != sorted(want):
+        raise Fail(f"completing {' '.join(words[1:])!r}: got {sorted(got)}, want {sorted(want)}")
+    print(f"{' '.join(words[1:])!r} -> {' '.join(got)}")
+
+
+def case_completion_verbs():
+    verbs, _ = llmctl_verbs_and_options()
+    if len(verbs) < MIN_VERBS:
+        raise Fail(f"found only {len(verbs)} verbs")
+    expect([LLMCTL, "sw"], ["switch"])
+    expect([LLMCTL, ""], sorted(verbs))
+    expect([LLMCTL, "switch", "--n"], ["--now"])
+    expect([LLMCTL, "logs", "--f"], ["--follow"])
+    expect([LLMCTL, "status", "--n"], [])
+
+
+CONFIG = """\
+version = 1
+; a comment
+[llmd]
+default = qwen   ; the default
+
+[*]
+ctx-size = 8192
+
+[qwen]
+model = {d}/qwen.gguf
+aliases = qwen3.5
+
+[gemma] ; Gemma 4
+model = {d}/gemma.gguf
+
+[nomic]
+model = {d}/nomic.gguf
+embeddings = true
+pin = true
+"""
+
+
+def case_completion_models_from_config():
+    with tempfile.TemporaryDirectory() as d:
+        config = os.path.join(d, "llama-generate.conf")
+        with open(config, "w") as f:
+            f.write(CONFIG.format(d=d))
+        env = {"LLMD_SOCKET": os.path.join(d, "missing.sock"), "LLMD_CONFIG": config}
+        # llmd does not answer: the sections but [llmd] and [*]; switch leaves out pinned ones.
+        expect([LLMCTL, "switch", ""], ["qwen", "gemma"], env)
+        expect([LLMCTL, "switch", "g"], ["gemma"], env)
+        expect([LLMCTL, "logs", ""], ["qwen", "gemma", "nomic"], env)
+        expect([LLMCTL, "logs", "-f", ""], ["qwen", "gemma", "nomic"], env)
+        expect([LLMCTL, "switch", "qwen", ""], [], env)
+        expect([LLMCTL, "status", ""], [], env)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def case_completion_models_from_daemon():
+    """With llmd running, the names come from it: its sections, not the file's."""
+    need_llmctl()
+    build = os.path.dirname(os.path.dirname(os.path.abspath(LLMCTL)))
+    llmd = os.path.join(build, "daemon", "llmd")
+    sim = os.path.join(build, "tests", "sim", "llama-sim")
+    if not (os.access(llmd, os.X_OK) and os.access(sim, os.X_OK)):
+        raise Skip(f"needs {llmd} and {sim}")
+    with tempfile.TemporaryDirectory() as d:
+        for m in ("qwen", "gemma", "nomic"):
+            open(os.path.join(d, m + ".gguf"), "w").close()
+        config = os.path.join(d, "llama-generate.conf")
+        with open(config, "w") as f:
+            f.write(CONFIG.format(d=d).replace(
+                "[llmd]\n", f"[llmd]\nlisten = 127.0.0.1:{free_port()}\nllama-server = {sim}\n"))
+        other = os.path.join(d, "other.conf")
+        with open(other, "w") as f:
+            f.write("[elsewhere]\nmodel = /x.gguf\n")
+        for sub in ("run", "state"):
+            os.mkdir(os.path.join(d, sub))
+        sock = os.path.join(d, "run", "control.sock")
+        log = open(os.path.join(d, "llmd.log"), "w")
+        proc = subprocess.Popen([llmd, "--config", config, "--runtime-dir", os.path.join(d, "run"),
+                                 "--state-dir", os.path.join(d, "state")],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(sock):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise Fail("llmd did not start:\n" + open(log.name).read())
+                time.sleep(0.02)
+            env = {"LLMD_SOCKET": sock, "LLMD_CONFIG": other}
+            expect([LLMCTL, "switch", ""], ["qwen", "gemma"], env)
+            expect([LLMCTL, "logs", ""], ["qwen", "gemma", "nomic"], env)
+            # --socket on the command line wins over $LLMD_SOCKET.
+            expect([LLMCTL, "--socket", sock, "logs", ""], ["qwen", "gemma", "nomic"],
+                   {"LLMD_SOCKET": os.path.join(d, "missing.sock"), "LLMD_CONFIG": other})
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(f"usage: {sys.argv[0]} --list | CASE", file=sys.stderr)
+        return 1
+    if sys.argv[1] == "--list":
+        print("\n".join(CASES))
+        return 0
+    fn = CASES.get(sys.argv[1])
+    if not fn:
+        print(f"no case {sys.argv[1]!r}; --list lists them", file=sys.stderr)
+        return 1
+    try:
+        fn()
+    except Skip as e:
+        print(f"SKIP: {e}")
+        return SKIP
+    except Fail as e:
+        print(f"FAIL: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
