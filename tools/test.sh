@@ -51,6 +51,16 @@ else
     echo "llmd: no real llama-server; the real tier is skipped" >&2
 fi
 
+# The Debian package, built the standard way from this tree, and lintian on it: an error or a
+# warning fails the run. The nspawn test (systemd as PID 1) then installs it with dpkg.
+if deb=$(tools/build-deb.sh build-deb); then
+    export LLMD_DEB="$deb"
+    package=ok
+    echo "llmd: built $deb ($(dpkg-deb -f "$deb" Installed-Size) KiB installed); lintian is clean"
+else
+    package=fail
+fi
+
 CC=gcc run_suite build-test-gcc "" --werror
 # shellcheck disable=SC2086 # $sanitize is a list of arguments
 CC=clang run_suite build-test-asan '!real' --werror $sanitize
@@ -58,4 +68,5 @@ CC=clang run_suite build-test-asan '!real' --werror $sanitize
 # shellcheck disable=SC2086
 CC=clang run_suite build-test-fuzz fuzz-run --werror -Dfuzz=true $sanitize
 
-exec python3 tools/count-tests.py build-test-gcc build-test-asan build-test-fuzz
+exec python3 tools/count-tests.py --result "package/build-deb-and-lintian=$package" \
+    build-test-gcc build-test-asan build-test-fuzz

@@ -32,18 +32,15 @@ MAN_BUILD = os.environ.get("MAN_BUILD", "")
 LLMCTL = os.environ.get("LLMCTL", "")
 COMPLETION = os.path.join(SOURCE_ROOT, "completions", "llmctl.bash")
 
-SKIP = 77
 MIN_VERBS = 8
 MIN_LONG_OPTIONS = 5
 MIN_METHODS = 7
 
 
-class Skip(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
+sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "integration"))
+sys.path.insert(0, HERE)
+from llmdtest import Failure as Fail, Skip, run  # noqa: E402
+from test_man import render  # noqa: E402  (the same rendering check for every page)
 
 
 def read(*path):
@@ -191,22 +188,6 @@ def case_control_errors_documented():
 # ---- the pages render ----
 
 
-def render(page):
-    if not MAN_BUILD:
-        raise Skip("MAN_BUILD is not set")
-    path = os.path.join(MAN_BUILD, page)
-    if not os.path.exists(path):
-        raise Skip(f"{path} was not built (no scdoc?)")
-    if not shutil.which("man"):
-        raise Skip("no man(1)")
-    env = dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="", LC_ALL="C.UTF-8")
-    p = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", path], capture_output=True,
-                       text=True, env=env, timeout=60)
-    if p.returncode != 0 or p.stderr.strip():
-        raise Fail(f"man {page}: exit {p.returncode}, warnings:\n{p.stderr}")
-    if not p.stdout.strip():
-        raise Fail(f"man {page}: no output")
-    print(f"{page}: {len(p.stdout.splitlines())} lines, no warnings")
 
 
 def case_render_llmctl_1():
@@ -351,27 +332,5 @@ def case_completion_models_from_daemon():
 CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} --list | CASE", file=sys.stderr)
-        return 1
-    if sys.argv[1] == "--list":
-        print("\n".join(CASES))
-        return 0
-    fn = CASES.get(sys.argv[1])
-    if not fn:
-        print(f"no case {sys.argv[1]!r}; --list lists them", file=sys.stderr)
-        return 1
-    try:
-        fn()
-    except Skip as e:
-        print(f"SKIP: {e}")
-        return SKIP
-    except Fail as e:
-        print(f"FAIL: {e}")
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run(CASES)
