@@ -1007,6 +1007,9 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
         ini_use_stack = false;
         ini_allow_realloc = false;
         ini_max_line = CONFIG_MAX_LINE + 2;
+        /* The heap buffer is ini_initial_alloc bytes (200 by default) while inih reads up to
+         * ini_max_line into it: the two must agree, or a line of 199+ characters overflows. */
+        ini_initial_alloc = ini_max_line;
         ini_allow_multiline = false;
 
         r = ini_parse_stream(parser_read_line, &p, parser_handler, &p);

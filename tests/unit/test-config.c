@@ -333,6 +333,19 @@ TEST(line_numbers)
         free(longv);
         BAD(text, "t.conf:3: line longer than 4095 characters",
             "t.conf:4: [m] top-k: empty value (use true, false or a value)");
+        /* Lines up to the limit are whole values: 198 to 200 characters once overflowed
+         * inih's buffer, and 300 were refused. */
+        for (size_t len = 190; len <= 4090; len += len < 210 ? 1 : 900) {
+                _cleanup_(config_freep) Config *c = NULL;
+                _cleanup_free_ char *conf = NULL, *v = malloc(len + 1);
+
+                check(v);
+                memset(v, 'x', len);
+                v[len] = '\0';
+                check(asprintf(&conf, "[m]\nmodel = /m\noverride-tensor = %s\n", v) > 0);
+                c = parse_ok(conf);
+                check(strv_contains(config_find_model(c, "m")->args, v));
+        }
         /* An indented line is a line of its own, not the continuation of the one before. */
         BAD("[m]\nmodel = /m\ntemp = 1\n   nonsense\n",
             "t.conf:4: syntax error: expected '[section]' or 'key = value'");
