@@ -357,9 +357,13 @@ check_stop() {
         [ ! -e /run/llmd ] || fail "/run/llmd left behind"
 }
 
-# The package's own boot: enabled on install, started by the boot, serving the shipped example
-# config, whose model files do not exist: those models fail with the reason, llmd keeps running.
-check_package_boot() {
+# The package on a running system: dpkg -i creates the user, enables and starts the unit, which
+# serves the shipped example config, whose model files do not exist: those models fail with the
+# reason, llmd keeps running.
+check_package_install() {
+        ! getent passwd llmd >/dev/null || fail "a llmd user exists before the package is installed"
+        dpkg -i /opt/llmd-test/llmd.deb >/dev/null 2>&1 || fail "dpkg -i failed: $(dpkg -i /opt/llmd-test/llmd.deb 2>&1 | tail -3)"
+        getent passwd llmd >/dev/null || fail "the package created no llmd user"
         [ "$(systemctl is-enabled llmd.service)" = enabled ] || fail "llmd.service is $(systemctl is-enabled llmd.service)"
         wait_for 15 sh -c '[ "$(systemctl show -p ActiveState --value llmd.service)" = active ]' ||
                 fail "not active after boot: $(prop ActiveState)/$(prop SubState)"
@@ -387,7 +391,7 @@ check_purge() {
 # ---- run ----
 PACKAGE=${LLMD_TEST_PACKAGE:-no}
 if [ "$PACKAGE" = yes ]; then
-        check "package: enabled and started at boot; the example's missing models fail, no restart loop" check_package_boot
+        check "package: dpkg -i creates the user, enables and starts llmd; the example's missing models fail, no restart loop" check_package_install
 fi
 mkdir -p "$models"
 for m in qwen gemma devstral codestral nomic; do

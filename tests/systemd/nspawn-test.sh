@@ -79,14 +79,10 @@ mount -t overlay overlay -o "lowerdir=$tree,upperdir=$work/upper,workdir=$work/w
 root=$work/root
 
 if [ -n "${LLMD_DEB:-}" ]; then
-        # The package, installed as dpkg installs it (its postinst creates the user and enables
-        # the unit; nothing starts in a chroot, the guest's boot starts it).
-        cp "$LLMD_DEB" "$root/tmp/llmd.deb"
-        chroot "$root" dpkg -i /tmp/llmd.deb >&2 || {
-                echo "Bail out! dpkg -i $LLMD_DEB failed in the guest"
-                exit 1
-        }
-        rm "$root/tmp/llmd.deb"
+        # The package, installed by the checks in the booted guest, as on a running system (its
+        # postinst creates the user and starts the unit).
+        mkdir -p "$root/opt/llmd-test"
+        cp "$LLMD_DEB" "$root/opt/llmd-test/llmd.deb"
         config=/etc/llama-generate.conf llmd=/usr/sbin/llmd llmctl=/usr/bin/llmctl package=yes
         echo "# llmd from the package $LLMD_DEB"
 else
