@@ -91,8 +91,8 @@ else
         meson install -C "$builddir" --no-rebuild --quiet --destdir "$work/dest" >&2
         tar -C "$work/dest" -cf - . | tar -C "$root" -xf - --keep-directory-symlink
         config=$(cd "$work/dest" && find . -name llama-generate.conf | head -1 | cut -c2-)
-        llmd=$(cd "$work/dest" && find . -type f -name llmd | head -1 | cut -c2-)
-        llmctl=$(cd "$work/dest" && find . -type f -name llmctl | head -1 | cut -c2-)
+        llmd=$(cd "$work/dest" && find . -type f -path "*/sbin/llmd" | head -1 | cut -c2-)
+        llmctl=$(cd "$work/dest" && find . -type f -path "*/bin/llmctl" | head -1 | cut -c2-)
         [ -n "$config" ] && [ -n "$llmd" ] && [ -n "$llmctl" ] || {
                 echo "Bail out! meson install did not install llmd, llmctl and llama-generate.conf"
                 exit 1
