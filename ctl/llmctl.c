@@ -248,6 +248,10 @@ static int client_call(Client *cl, int method, cJSON *params, bool more,
                         break;
                 }
                 if (reply.error) {
+                        if (cl->terminal && !cl->json) {
+                                printf("\r\033[K"); /* the progress line, if one was drawn */
+                                fflush(stdout);
+                        }
                         r = report_error(cl, &reply);
                         varlink_reply_done(&reply);
                         break;
