@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include "control.h"
+#include "list.h"
 #include "log.h"
 #include "varlink.h"
 
@@ -507,14 +508,7 @@ static void connection_free(ControlConnection *c)
         if (c->current) {
                 c->current->connection = NULL;
         }
-        if (c->prev) {
-                c->prev->next = c->next;
-        } else {
-                s->connections = c->next;
-        }
-        if (c->next) {
-                c->next->prev = c->prev;
-        }
+        LIST_UNLINK(s->connections, c, prev, next);
         s->n_connections--;
         if (!c->privileged) {
                 s->n_unprivileged--;
@@ -618,11 +612,7 @@ static int server_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
         }
         (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_OFF);
         c->fd = TAKE_FD(cfd);
-        c->next = s->connections;
-        if (c->next) {
-                c->next->prev = c;
-        }
-        s->connections = c;
+        LIST_PREPEND(s->connections, c, prev, next);
         s->n_connections++;
         if (!privileged) {
                 s->n_unprivileged++;

@@ -25,25 +25,12 @@ void hold_remove(Proxy *p, Request *r)
 
 void hold_forwarded_push(Proxy *p, Request *r)
 {
-        r->prev = NULL;
-        r->next = p->forwarded;
-        if (p->forwarded) {
-                p->forwarded->prev = r;
-        }
-        p->forwarded = r;
+        LIST_PREPEND(p->forwarded, r, prev, next);
 }
 
 void hold_forwarded_remove(Proxy *p, Request *r)
 {
-        if (r->prev) {
-                r->prev->next = r->next;
-        } else {
-                p->forwarded = r->next;
-        }
-        if (r->next) {
-                r->next->prev = r->prev;
-        }
-        r->prev = r->next = NULL;
+        LIST_UNLINK(p->forwarded, r, prev, next);
 }
 
 /* ---- where it goes ---- */
