@@ -729,6 +729,17 @@ void request_begin(Request *r, const char *method)
         }
 }
 
+/* Whether the body is meant as a JSON object: its first byte past white space is "{". */
+static bool body_is_json_object(const Request *r)
+{
+        for (size_t i = 0; i < r->body_len; i++) {
+                if (!strchr(" \t\r\n", r->body[i])) {
+                        return r->body[i] == '{';
+                }
+        }
+        return false;
+}
+
 /* The body is complete. */
 static void request_complete(Request *r)
 {
@@ -754,7 +765,7 @@ static void request_complete(Request *r)
         case _ROUTE_KIND_MAX:
                 return; /* answered in request_begin() */
         }
-        if (r->route.json_body) {
+        if (r->route.json_body && !(r->route.json_optional && !body_is_json_object(r))) {
                 JsonScan js;
 
                 if (json_scan_request(r->body ? r->body : "", r->body_len, &js) < 0) {

@@ -326,11 +326,14 @@ int route_request(const RouteInput *in, Route *r)
         } else if (e) {
                 r->kind = e->kind;
                 r->json_body = m == M_POST && e->json_body;
-        } else if (m == M_GET) {
-                r->kind = ROUTE_GENERATE; /* the active model's own pages (its web UI, say) */
         } else {
-                route_refuse(r, 404, "not_found_error", "File Not Found");
-                return 0;
+                /* A path llmd does not know goes to the model, as it would to llama-server,
+                 * which adds APIs often (Anthropic Messages, OpenAI Responses, its web page):
+                 * its "model" routes it like any other, and the child answers what it does not
+                 * serve. */
+                r->kind = ROUTE_GENERATE;
+                r->json_body = r->has_body;
+                r->json_optional = true;
         }
         if (m == M_POST && !r->chunked && strv_length(in->content_length) == 0) {
                 r->close = true; /* a body may follow, of a length nobody knows */

@@ -21,7 +21,8 @@
  */
 
 typedef enum RouteKind {
-        ROUTE_GENERATE,  /* to the active generation model (routing decides which) */
+        ROUTE_GENERATE,  /* to the active generation model (routing decides which); also every
+                          * path llmd does not know */
         ROUTE_EMBED,     /* to the pinned embedding model */
         ROUTE_MODELS,    /* answered by llmd: every model and its state */
         ROUTE_HEALTH,    /* answered by llmd */
@@ -45,6 +46,7 @@ typedef struct RouteInput {
 typedef struct Route {
         RouteKind kind;
         bool json_body;         /* a POST body carrying "model" and "stream" */
+        bool json_optional;     /* a body that is not a JSON object goes on as it is */
         bool has_body;          /* a body follows (Content-Length > 0, or chunked) */
         bool chunked;
         uint64_t content_length;

@@ -270,6 +270,33 @@ def routing_switch(d):
     check(r.status == 200 and r.json()["model"] == "qwen", r)
 
 
+MESSAGES = {"max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+RESPONSES = {"input": "hi", "max_output_tokens": 4}
+
+
+@fixture(conf(top="routing = switch"), models=MODELS)
+def other_apis_forwarded(d):
+    """Paths llmd does not know (Anthropic Messages, OpenAI Responses, ...) go to the model, and
+    the client gets what the child answers directly, whatever it is; their "model" routes them
+    like chat completions do."""
+    ready(d)
+    for path, body in (("/v1/messages", MESSAGES), ("/v1/responses", RESPONSES),
+                       ("/v1/messages/count_tokens", MESSAGES), ("/v1/no-such-api", {})):
+        r = http(PORT, "POST", path, body)
+        status, raw = unix_http(d.socket_path("qwen"), "POST", path, body)
+        check(r.status == status, f"{path}: {r.status} through llmd, {status} direct")
+        check(r.status == 404 or r.status < 300, f"{path}: {r}")
+        if r.status == 200:
+            check(sorted(r.json()) == sorted(json.loads(raw)), f"{path}: {r.json()} vs {raw[:200]!r}")
+    # A body that is not a JSON object goes on as it is, to the active model.
+    r = http(PORT, "POST", "/v1/no-such-api", b"plain text", {"Content-Type": "text/plain"})
+    check(r.status == unix_http(d.socket_path("qwen"), "POST", "/v1/no-such-api", b"plain text")[0], r)
+    # Its "model" switches, as for chat completions.
+    http(PORT, "POST", "/v1/messages", {**MESSAGES, "model": "gemma4"})
+    ready(d, "gemma")
+    check(llmctl_json(d, "status")["active"]["name"] == "gemma", "not switched")
+
+
 @fixture(conf(), models=MODELS)
 def routing_active(d):
     ready(d)
@@ -492,7 +519,8 @@ TESTS = {f.__name__: f for f in [
     chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
     streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
     client_abort_while_held, upstream_dies_mid_stream, routing_reject, routing_switch,
-    routing_active, models_and_health, errors, upstream_dies_before_answer, api_keys,
+    routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
+    api_keys,
     big_body_intact, options_preflight,
 ]}
 

@@ -27,7 +27,13 @@ static const Case cases[] = {
         { "GET", "/slots?fields=x%26y", .kind = ROUTE_GENERATE, .path = "/slots?fields=x%26y" },
         { "GET", "/", .kind = ROUTE_GENERATE, .path = "/" },
         { "GET", "/v1/chat/completions", .kind = ROUTE_REFUSE, .status = 405 },
-        { "POST", "/v1/nothing", .content_length = "2", .kind = ROUTE_REFUSE, .status = 404, .close = true },
+        { "POST", "/v1/nothing", .content_length = "2", .kind = ROUTE_GENERATE, .path = "/v1/nothing" },
+        /* What llmd does not know goes to the model: llama-server's newer APIs among them. */
+        { "POST", "/v1/messages", .content_length = "20", .kind = ROUTE_GENERATE, .path = "/v1/messages" },
+        { "POST", "/v1/responses?x=1", .transfer_encoding = "chunked", .kind = ROUTE_GENERATE, .path = "/v1/responses?x=1" },
+        { "DELETE", "/v1/responses/abc", .kind = ROUTE_GENERATE, .path = "/v1/responses/abc" },
+        { "POST", "/v1/messages", .content_length = "20", .keys = true, .kind = ROUTE_REFUSE, .status = 401, .close = true },
+        { "POST", "/v1/messages", .content_length = "20", .authorization = KEY, .keys = true, .kind = ROUTE_GENERATE, .path = "/v1/messages" },
         { "PUT", "/slots", .kind = ROUTE_REFUSE, .status = 405 },
         { "OPTIONS", "/anything/../at/all", .kind = ROUTE_PREFLIGHT },
         { "OPTIONS", "*", .kind = ROUTE_PREFLIGHT },
@@ -81,7 +87,7 @@ static const Case cases[] = {
         /* Methods and queries llmd would log or forward. */
         { "G\x1b[31mET", "/health", .kind = ROUTE_REFUSE, .status = 400, .close = true },
         { "\rllmd:", "/health", .kind = ROUTE_REFUSE, .status = 400, .close = true },
-        { "M-SEARCH", "/x", .kind = ROUTE_REFUSE, .status = 404 },
+        { "M-SEARCH", "/x", .kind = ROUTE_GENERATE, .path = "/x" },
         { "GET", "/slots?\x1b[31m", .kind = ROUTE_REFUSE, .status = 400 },
         { "GET", "/slots?a b", .kind = ROUTE_REFUSE, .status = 400 },
         { "GET", "/slots?\xff", .kind = ROUTE_REFUSE, .status = 400 },
