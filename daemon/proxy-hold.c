@@ -35,6 +35,18 @@ void hold_forwarded_remove(Proxy *p, Request *r)
 
 /* ---- where it goes ---- */
 
+/* The target failed to load (c NULL: a reload removed it): 503, with the reason. */
+static void hold_answer_failed(Request *r, Child *c)
+{
+        _cleanup_free_ char *m = NULL;
+
+        if (asprintf(&m, "%s failed to load: %s", r->target,
+                     !c ? "it is no longer configured" : child_reason(c) ? child_reason(c) : "?") < 0) {
+                m = NULL;
+        }
+        request_answer_error(r, 503, "unavailable_error", m ? m : "failed", "30");
+}
+
 const char *hold_resolve(Request *r)
 {
         Proxy *p = r->proxy;
@@ -71,26 +83,19 @@ void hold_dispatch(Request *r)
                 request_answer_error(r, 503, "unavailable_error", "the model is no longer configured", NULL);
                 return;
         }
-        bool is_switch_target = supervisor_switching(p->supervisor, &switching, &phase) &&
-                                streq(switching, r->target);
+        /* The old model of a switch in progress takes no new work. */
+        bool switched_away = supervisor_switching(p->supervisor, &switching, &phase) &&
+                             !streq(switching, r->target) && !child_config(c)->pin;
         switch (child_state(c)) {
         case CHILD_READY:
-                /* The old model of a switch in progress takes no new work. */
-                if (supervisor_switching(p->supervisor, &switching, &phase) && !is_switch_target &&
-                    !child_config(c)->pin) {
+                if (switched_away) {
                         break;
                 }
                 request_forward(r, c);
                 return;
-        case CHILD_FAILED: {
-                _cleanup_free_ char *m = NULL;
-                if (asprintf(&m, "%s failed to load: %s", r->target,
-                             child_reason(c) ? child_reason(c) : "?") < 0) {
-                        m = NULL;
-                }
-                request_answer_error(r, 503, "unavailable_error", m ? m : "failed", "30");
+        case CHILD_FAILED:
+                hold_answer_failed(r, c);
                 return;
-        }
         case CHILD_STOPPED:
         case CHILD_LOADING:
         case CHILD_STOPPING:
@@ -126,12 +131,7 @@ void proxy_models_changed(Proxy *p)
                 if (c && st == CHILD_READY && !busy) {
                         request_forward(r, c);
                 } else if (st == CHILD_FAILED || !c) {
-                        _cleanup_free_ char *m = NULL;
-                        if (asprintf(&m, "%s failed to load: %s", r->target,
-                                     c && child_reason(c) ? child_reason(c) : "it is no longer configured") < 0) {
-                                m = NULL;
-                        }
-                        request_answer_error(r, 503, "unavailable_error", m ? m : "failed", "30");
+                        hold_answer_failed(r, c);
                 }
                 r = next;
         }

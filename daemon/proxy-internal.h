@@ -47,8 +47,6 @@ typedef enum ConnState {
 } ConnState;
 
 struct Conn {
-        Listener *listener;
-        struct MHD_Connection *connection;
         int fd;
         ConnState state;
         uint64_t since_usec; /* in this state */
@@ -59,7 +57,6 @@ struct Conn {
 struct Request {
         Proxy *proxy;
         Listener *listener;
-        Conn *conn;
         struct MHD_Connection *connection;
         RequestState state;
         Route route;
@@ -127,8 +124,10 @@ const Config *proxy_config(const Proxy *p);
 /* proxy-request.c */
 Request *request_new(Listener *l, struct MHD_Connection *connection, const char *target);
 Request *request_free(Request *r);
-void request_begin(Request *r, const char *method);
-enum MHD_Result request_on_access(Request *r, const char *upload_data, size_t *upload_data_size);
+/* Every call of MHD's access handler for r: the header (the first), pieces of the body, the end
+ * of it, and wake-ups after a resume. */
+enum MHD_Result request_on_access(Request *r, const char *method, const char *upload_data,
+                                  size_t *upload_data_size);
 void request_step(Request *r, RequestEvent event);
 void request_answer_error(Request *r, unsigned status, const char *type, const char *message,
                           const char *retry_after);

@@ -665,7 +665,7 @@ static char *strdup_or_null(const char *s)
 
 /* The request line and headers are in: everything that can be decided before the body. An
  * answer made here goes out before the body is read (no "100 Continue"). */
-void request_begin(Request *r, const char *method)
+static void request_begin(Request *r, const char *method)
 {
         Proxy *p = r->proxy;
         const Config *c = proxy_config(p);
@@ -841,8 +841,16 @@ static enum MHD_Result request_take_body(Request *r, const char *data, size_t si
         return MHD_YES;
 }
 
-enum MHD_Result request_on_access(Request *r, const char *upload_data, size_t *upload_data_size)
+enum MHD_Result request_on_access(Request *r, const char *method, const char *upload_data,
+                                  size_t *upload_data_size)
 {
+        if (!r->method) {
+                request_begin(r, method);
+                /* Refused before the body: the answer goes now, and no "100 Continue" invites a
+                 * body that would not be read. Otherwise the next call, at once for a request
+                 * without a body. */
+                return r->response && r->route.close ? request_queue(r) : MHD_YES;
+        }
         if (*upload_data_size > 0) {
                 enum MHD_Result k = MHD_YES;
 

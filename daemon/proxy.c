@@ -51,6 +51,8 @@ static void proxy_arm_header_timer(Proxy *p);
 
 static void conn_set_state(Proxy *p, Conn *c, ConnState state)
 {
+        bool fresh = c->state == CONN_FRESH || state == CONN_FRESH;
+
         conn_leave(p, c);
         c->state = state;
         c->since_usec = proxy_now(p);
@@ -59,7 +61,11 @@ static void conn_set_state(Proxy *p, Conn *c, ConnState state)
         } else if (state == CONN_IDLE) {
                 LIST_APPEND(p->idle_first, p->idle_last, c, prev, next);
         }
-        proxy_arm_header_timer(p);
+        /* Only the fresh list moves the header timer: requests on a kept-alive connection
+         * (idle <-> busy) leave it alone. */
+        if (fresh) {
+                proxy_arm_header_timer(p);
+        }
 }
 
 /* Closes a connection MHD holds: shut down, MHD sees the end at its next read and closes it. */
@@ -70,8 +76,7 @@ static void conn_close(Proxy *p, Conn *c)
         }
         c->closing = true;
         (void) shutdown(c->fd, SHUT_RDWR);
-        conn_leave(p, c);
-        c->state = CONN_BUSY; /* out of both lists until MHD reports it closed */
+        conn_set_state(p, c, CONN_BUSY); /* out of both lists until MHD reports it closed */
 }
 
 static int proxy_on_header_timeout(sd_event_source *s, uint64_t usec, void *userdata)
@@ -115,11 +120,10 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
 
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
                 if (c) {
-                        conn_leave(p, c);
+                        conn_set_state(p, c, CONN_BUSY); /* out of the lists */
                         p->n_conns--;
                         free(c);
                         *socket_context = NULL;
-                        proxy_arm_header_timer(p);
                 }
                 return;
         }
@@ -133,8 +137,6 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
                 }
                 return;
         }
-        c->listener = l;
-        c->connection = connection;
         c->fd = ci->connect_fd;
         c->state = CONN_BUSY; /* in no list yet */
         *socket_context = c;
@@ -187,23 +189,12 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *connec
         }
         if (!r->method) {
                 /* The header is complete: the connection is no longer idle. */
-                r->conn = conn_of(connection);
-                if (r->conn && !r->conn->closing) {
-                        conn_set_state(r->listener->proxy, r->conn, CONN_BUSY);
+                Conn *c = conn_of(connection);
+                if (c && !c->closing) {
+                        conn_set_state(r->proxy, c, CONN_BUSY);
                 }
-                request_begin(r, method);
-                if (r->response && r->route.close) {
-                        /* Refused before the body: the answer goes now, and no "100
-                         * Continue" invites a body that would not be read. */
-                        struct MHD_Response *resp = TAKE_PTR(r->response);
-                        enum MHD_Result k = MHD_queue_response(connection, r->status, resp);
-                        MHD_destroy_response(resp);
-                        return k;
-                }
-                /* Otherwise the next call, at once for a request without a body. */
-                return MHD_YES;
         }
-        return request_on_access(r, upload_data, upload_data_size);
+        return request_on_access(r, method, upload_data, upload_data_size);
 }
 
 static void proxy_on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
