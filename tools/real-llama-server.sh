@@ -87,8 +87,6 @@ EOF
                 case $old in "$tree.new") ;; *) rm -rf "$old" ;; esac
         done
         mv "$tree.new" "$tree"
-        # The wrappers name the tree: written again at its final path.
-        sed -i "s|$tree.new|$tree|g" "$tree/llmd-llama-server" "$tree/llmd-python3"
         echo "real-llama-server: tree built in $(($(date +%s) - t0)) s" >&2
 fi
 if [ "${1:-}" = --models ]; then
