@@ -36,6 +36,14 @@
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
+
+/* What follows prefix in s, or NULL when s does not start with it. */
+static inline const char *startswith(const char *s, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
 #define isempty(s) (!(s) || (s)[0] == '\0')
 
 #define USEC_PER_SEC ((uint64_t) 1000000ULL)

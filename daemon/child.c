@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cjson/cJSON.h>
+
 #include "child.h"
 #include "log.h"
 #include "parse-util.h"
@@ -15,6 +17,7 @@
 
 #define CHILD_POLL_USEC (25 * USEC_PER_MSEC)        /* /health while loading */
 #define CHILD_POLL_TIMEOUT_USEC (2 * USEC_PER_SEC)  /* one probe while loading */
+#define CHILD_META_TIMEOUT_USEC (5 * USEC_PER_SEC)  /* GET /v1/models once ready */
 #define CHILD_HEALTH_FAILURES 3                     /* in a row while ready, then restart */
 #define CHILD_LOG_LINES 20                          /* kept for failure reports */
 #define CHILD_LOG_LINE_MAX 512                      /* bytes kept of each */
@@ -44,6 +47,8 @@ struct Child {
         sd_event_source *health_timer; /* the next /health probe */
         Probe *probe;
         unsigned health_failures;
+        Probe *meta_probe;
+        cJSON *meta; /* "meta" of the child's /v1/models, since it last became ready */
 
         char *reason;
         unsigned restarts;
@@ -281,6 +286,7 @@ static void child_cancel_timers(Child *c)
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->health_timer, SD_EVENT_OFF);
         c->probe = probe_free(c->probe);
+        c->meta_probe = probe_free(c->meta_probe);
 }
 
 static void child_dispatch(Child *c, ChildEvent event);
@@ -370,6 +376,27 @@ static int child_on_health_timer(sd_event_source *s, uint64_t usec, void *userda
                 child_on_probe(NULL, r, c);
         }
         return 0;
+}
+
+/* What llama-server says of its model (n_ctx, n_params, ...), read once when it is ready:
+ * llmd's /v1/models shows it without asking the child each time. */
+static void child_on_meta(Probe *p, int status, void *userdata)
+{
+        Child *c = userdata;
+        cJSON *j = status == 200 ? cJSON_Parse(probe_body(p)) : NULL;
+        cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "data"), 0);
+        cJSON *meta = cJSON_DetachItemFromObjectCaseSensitive(first, "meta");
+
+        c->meta_probe = probe_free(c->meta_probe);
+        if (cJSON_IsObject(meta)) {
+                cJSON_Delete(c->meta);
+                c->meta = meta;
+        } else {
+                cJSON_Delete(meta);
+                log_model(LOG_DEBUG, c->name, NULL, "%s: no model metadata from /v1/models (%s)",
+                          c->name, status < 0 ? strerror(-status) : status == 200 ? "no \"meta\"" : "bad status");
+        }
+        cJSON_Delete(j);
 }
 
 /* ---- process ---- */
@@ -642,6 +669,8 @@ static void child_do(Child *c, ChildAction action)
         case CHILD_ACTION_NONE:
                 break;
         case CHILD_ACTION_SPAWN:
+                cJSON_Delete(c->meta);
+                c->meta = NULL;
                 r = child_spawn(c);
                 if (r < 0) {
                         child_dispatch(c, CHILD_EVENT_SPAWN_FAILED);
@@ -654,6 +683,8 @@ static void child_do(Child *c, ChildAction action)
                           (double) (c->ready_usec - c->spawned_usec) / USEC_PER_SEC, (int) c->pid);
                 (void) child_arm(c, &c->health_timer, c->config->health_interval_usec,
                                  child_on_health_timer);
+                (void) probe_new_full(c->ctx.event, c->socket_path, "/v1/models", true,
+                                      CHILD_META_TIMEOUT_USEC, child_on_meta, c, &c->meta_probe);
                 break;
         case CHILD_ACTION_TERMINATE:
                 child_cancel_timers(c);
@@ -771,6 +802,8 @@ Child *child_free(Child *c)
         }
         c->handler = NULL;
         c->probe = probe_free(c->probe);
+        c->meta_probe = probe_free(c->meta_probe);
+        cJSON_Delete(c->meta);
         sd_event_source_disable_unref(c->timer);
         sd_event_source_disable_unref(c->health_timer);
         /* Owned: SIGKILLed and reaped with the source. */
@@ -895,6 +928,11 @@ unsigned child_restarts(const Child *c)
 uint64_t child_spawned_usec(const Child *c)
 {
         return c->spawned_usec;
+}
+
+const cJSON *child_meta(const Child *c)
+{
+        return c->state == CHILD_READY ? c->meta : NULL;
 }
 
 uint64_t child_ready_usec(const Child *c)

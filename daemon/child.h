@@ -105,6 +105,10 @@ unsigned child_restarts(const Child *c);
 double child_load_progress(const Child *c);
 /* CLOCK_MONOTONIC of the last spawn and the last transition to READY. */
 uint64_t child_spawned_usec(const Child *c);
+/* While ready: the "meta" object llama-server's /v1/models gave for its model (n_ctx,
+ * n_ctx_train, n_params, n_embd, size, ...), read once when it became ready; else NULL. */
+struct cJSON;
+const struct cJSON *child_meta(const Child *c);
 uint64_t child_ready_usec(const Child *c);
 
 /* The delay before restart number n (1-based) of a profile: restart-sec doubled each time,

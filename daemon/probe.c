@@ -9,6 +9,7 @@
 #define PROBE_BUF 256
 
 struct Probe {
+        bool want_body;
         sd_event_source *io;
         sd_event_source *timer;
         probe_handler_t handler;
@@ -16,8 +17,9 @@ struct Probe {
         int fd;
         char request[128];
         size_t request_len, written;
-        char buf[PROBE_BUF];
-        size_t len;
+        char *buf; /* PROBE_BUF, or PROBE_BODY_MAX + 1 with the body */
+        size_t size, len;
+        const char *body;
 };
 
 int probe_parse_status(const char *buf, size_t len)
@@ -77,7 +79,7 @@ static int probe_on_io(sd_event_source *s, int fd, uint32_t revents, void *userd
                 return 0;
         }
 
-        n = recv(fd, p->buf + p->len, sizeof(p->buf) - p->len, 0);
+        n = recv(fd, p->buf + p->len, p->size - p->want_body - p->len, 0);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) {
                         return 0;
@@ -87,15 +89,23 @@ static int probe_on_io(sd_event_source *s, int fd, uint32_t revents, void *userd
         }
         if (n == 0) {
                 int st = probe_parse_status(p->buf, p->len);
+                if (st >= 0 && p->want_body) {
+                        /* Connection: close, and llama-server sends a Content-Length: the
+                         * body is what follows the headers, up to the end. */
+                        char *end = memmem(p->buf, p->len, "\r\n\r\n", 4);
+                        p->buf[p->len] = '\0';
+                        p->body = end ? end + 4 : NULL;
+                        st = end ? st : -EBADMSG;
+                }
                 probe_finish(p, st == -EAGAIN ? -ECONNRESET : st);
                 return 0;
         }
         p->len += (size_t) n;
         int st = probe_parse_status(p->buf, p->len);
-        if (st != -EAGAIN) {
+        if (st != -EAGAIN && !(st >= 0 && p->want_body)) {
                 probe_finish(p, st);
-        } else if (p->len == sizeof(p->buf)) {
-                probe_finish(p, -EBADMSG);
+        } else if (p->len == p->size - p->want_body) {
+                probe_finish(p, p->want_body ? -EFBIG : -EBADMSG);
         }
         return 0;
 }
@@ -106,8 +116,8 @@ static int probe_on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-int probe_new(sd_event *e, const char *socket_path, const char *path, uint64_t timeout_usec,
-              probe_handler_t handler, void *userdata, Probe **ret)
+int probe_new_full(sd_event *e, const char *socket_path, const char *path, bool want_body,
+                   uint64_t timeout_usec, probe_handler_t handler, void *userdata, Probe **ret)
 {
         _cleanup_(probe_freep) Probe *p = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -123,6 +133,12 @@ int probe_new(sd_event *e, const char *socket_path, const char *path, uint64_t t
                 return -ENOMEM;
         }
         p->fd = -1;
+        p->want_body = want_body;
+        p->size = want_body ? PROBE_BODY_MAX + 1 : PROBE_BUF;
+        p->buf = malloc(p->size);
+        if (!p->buf) {
+                return -ENOMEM;
+        }
         p->handler = handler;
         p->userdata = userdata;
         r = snprintf(p->request, sizeof(p->request),
@@ -161,6 +177,18 @@ Probe *probe_free(Probe *p)
         sd_event_source_disable_unref(p->io);
         sd_event_source_disable_unref(p->timer);
         safe_close(p->fd);
+        free(p->buf);
         free(p);
         return NULL;
+}
+
+int probe_new(sd_event *e, const char *socket_path, const char *path, uint64_t timeout_usec,
+              probe_handler_t handler, void *userdata, Probe **ret)
+{
+        return probe_new_full(e, socket_path, path, false, timeout_usec, handler, userdata, ret);
+}
+
+const char *probe_body(const Probe *p)
+{
+        return p->body;
 }

@@ -162,13 +162,18 @@ void request_step(Request *r, RequestEvent event)
 
 /* ---- responses ---- */
 
-static char *json_escape(const char *s)
+/* The JSON text of j, which is freed; NULL when out of memory. */
+static char *json_print_delete(cJSON *j)
 {
-        cJSON *j = cJSON_CreateString(s);
         char *out = j ? cJSON_PrintUnformatted(j) : NULL;
 
         cJSON_Delete(j);
         return out;
+}
+
+static char *json_escape(const char *s)
+{
+        return json_print_delete(cJSON_CreateString(s));
 }
 
 /* {"error":{"message":...,"type":...,"code":...}}, the shape OpenAI and llama-server use. */
@@ -352,6 +357,7 @@ static void upstream_on_headers(void *userdata, long status, const char *content
 
         r->first_byte_usec = r->upstream_usec = proxy_now(r->proxy);
         r->sse = content_type && strneq(content_type, "text/event-stream", 17);
+        r->sse_tail[0] = r->sse_tail[1] = '\n'; /* no event open yet */
         resp = MHD_create_response_from_callback(
                 content_length >= 0 && !r->sse ? (uint64_t) content_length : MHD_SIZE_UNKNOWN,
                 16 * 1024, request_read, r, NULL);
@@ -383,19 +389,70 @@ static int upstream_on_data(void *userdata, const char *data, size_t len)
         if (buffer_pending(&r->buf) >= PROXY_BUFFER_MAX || buffer_append(&r->buf, data, len) < 0) {
                 return -EAGAIN; /* a slow client: the child waits too */
         }
+        if (len > 0) {
+                r->sse_tail[0] = len > 1 ? data[len - 2] : r->sse_tail[1];
+                r->sse_tail[1] = data[len - 1];
+        }
         request_resume(r);
         return 0;
 }
 
+/* The error event each API's clients read in a stream: chat and text completions a data-only
+ * event with "error" (as llama-server sends it), Anthropic Messages "event: error", OpenAI
+ * Responses "response.failed". */
+static char *sse_error_event(RouteApi api, unsigned status, const char *message)
+{
+        cJSON *o = cJSON_CreateObject(), *e;
+        _cleanup_free_ char *data = NULL;
+        const char *name = NULL;
+        char *ev;
+
+        switch (api) {
+        case ROUTE_API_MESSAGES:
+                name = "error";
+                cJSON_AddStringToObject(o, "type", "error");
+                e = cJSON_AddObjectToObject(o, "error");
+                cJSON_AddStringToObject(e, "type", status == 503 ? "overloaded_error"
+                                                   : status == 504 ? "timeout_error"
+                                                                   : "api_error");
+                cJSON_AddStringToObject(e, "message", message);
+                break;
+        case ROUTE_API_RESPONSES:
+                name = "response.failed";
+                cJSON_AddStringToObject(o, "type", "response.failed");
+                e = cJSON_AddObjectToObject(o, "response");
+                cJSON_AddStringToObject(e, "object", "response");
+                cJSON_AddStringToObject(e, "status", "failed");
+                e = cJSON_AddObjectToObject(e, "error");
+                cJSON_AddStringToObject(e, "code", "server_error");
+                cJSON_AddStringToObject(e, "message", message);
+                break;
+        case ROUTE_API_OPENAI:
+                e = cJSON_AddObjectToObject(o, "error");
+                cJSON_AddStringToObject(e, "message", message);
+                cJSON_AddStringToObject(e, "type", status == 503 ? "unavailable_error" : "server_error");
+                cJSON_AddNumberToObject(e, "code", status);
+                break;
+        }
+        data = json_print_delete(o);
+        if (!data || asprintf(&ev, "%s%s%sdata: %s\n\n", name ? "event: " : "", name ? name : "",
+                              name ? "\n" : "", data) < 0) {
+                return NULL;
+        }
+        return ev;
+}
+
 /* The end of a stream the client must not take for a complete one: an SSE error event, or,
  * where the answer is not a stream of events, a cut connection. */
-static void request_end_badly(Request *r, RequestEvent event, const char *message)
+static void request_end_badly(Request *r, RequestEvent event, unsigned status, const char *message)
 {
         if (r->sse) {
-                _cleanup_free_ char *b = error_body(502, "server_error", message);
-                _cleanup_free_ char *ev = NULL;
+                _cleanup_free_ char *ev = sse_error_event(r->route.api, status, message);
+                /* A child cut off mid-event: end that event first, or the two would merge. */
+                const char *end = r->sse_tail[1] != '\n' ? "\n\n" : r->sse_tail[0] != '\n' ? "\n" : "";
 
-                if (b && asprintf(&ev, "data: %s\n\n", b) >= 0) {
+                if (ev) {
+                        (void) buffer_append(&r->buf, end, strlen(end));
                         (void) buffer_append(&r->buf, ev, strlen(ev));
                 }
         } else {
@@ -414,7 +471,7 @@ static void request_fail(Request *r, RequestEvent event, unsigned status, const 
                                           status == 503 ? "unavailable_error" : "server_error",
                                           message, retry_after);
         } else if (r->state == REQ_RELAYING) {
-                request_end_badly(r, event, message);
+                request_end_badly(r, event, status, message);
         }
 }
 
@@ -517,40 +574,102 @@ static const char *state_word(ChildState s)
         return "unloaded";
 }
 
+/* One model of /v1/models under one of its names: OpenAI's fields, llama-server's "aliases"
+ * and "meta" (while loaded), and llmd's state. */
+static cJSON *model_entry(Child *c, const char *id, const char *active)
+{
+        const ModelConfig *m = child_config(c);
+        const cJSON *meta = child_meta(c);
+        cJSON *e = cJSON_CreateObject(), *aliases = cJSON_AddArrayToObject(e, "aliases");
+
+        cJSON_AddStringToObject(e, "id", id);
+        cJSON_AddStringToObject(e, "object", "model");
+        cJSON_AddNumberToObject(e, "created", 0);
+        cJSON_AddStringToObject(e, "owned_by", "llmd");
+        cJSON_AddItemToArray(aliases, cJSON_CreateString(m->name));
+        STRV_FOREACH(a, m->aliases) {
+                cJSON_AddItemToArray(aliases, cJSON_CreateString(*a));
+        }
+        if (meta) {
+                cJSON_AddItemToObject(e, "meta", cJSON_Duplicate(meta, true));
+        }
+        cJSON_AddStringToObject(e, "state", state_word(child_state(c)));
+        if (!streq(id, m->name)) {
+                cJSON_AddStringToObject(e, "alias_of", m->name);
+        }
+        cJSON_AddBoolToObject(e, "active", active && streq(active, m->name));
+        cJSON_AddBoolToObject(e, "pinned", m->pin);
+        cJSON_AddBoolToObject(e, "embeddings", m->embeddings);
+        return e;
+}
+
+/* The Ollama-style entry llama-server also lists, for the clients that read that list. */
+static cJSON *model_entry_ollama(Child *c)
+{
+        const ModelConfig *m = child_config(c);
+        cJSON *e = cJSON_CreateObject(), *details;
+
+        cJSON_AddStringToObject(e, "name", m->name);
+        cJSON_AddStringToObject(e, "model", m->name);
+        cJSON_AddStringToObject(e, "modified_at", "");
+        cJSON_AddStringToObject(e, "size", "");
+        cJSON_AddStringToObject(e, "digest", "");
+        cJSON_AddStringToObject(e, "type", "model");
+        cJSON_AddStringToObject(e, "description", "");
+        cJSON_AddItemToObject(e, "tags", cJSON_CreateStringArray((const char *const[]) { "" }, 1));
+        cJSON_AddItemToObject(e, "capabilities", cJSON_CreateStringArray(
+                (const char *const[]) { m->embeddings ? "embedding" : "completion" }, 1));
+        cJSON_AddStringToObject(e, "parameters", "");
+        details = cJSON_AddObjectToObject(e, "details");
+        cJSON_AddStringToObject(details, "parent_model", "");
+        cJSON_AddStringToObject(details, "format", "gguf");
+        cJSON_AddStringToObject(details, "family", "");
+        cJSON_AddItemToObject(details, "families", cJSON_CreateStringArray((const char *const[]) { "" }, 1));
+        cJSON_AddStringToObject(details, "parameter_size", "");
+        cJSON_AddStringToObject(details, "quantization_level", "");
+        return e;
+}
+
+/* GET /v1/models: every model, then each alias, so a client picking any name finds it.
+ * GET /v1/models/ID: that one (OpenAI's retrieve), by any of its names. */
 static void request_answer_models(Request *r)
 {
-        cJSON *o = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(o, "data");
         size_t n;
         Child **children = supervisor_children(r->proxy->supervisor, &n);
         const char *active = supervisor_active(r->proxy->supervisor);
+        const char *id = r->route.model_id;
+        cJSON *o, *models, *data;
 
+        if (id) {
+                for (size_t i = 0; i < n; i++) {
+                        const ModelConfig *m = child_config(children[i]);
+
+                        if (streq(m->name, id) || strv_contains(m->aliases, id)) {
+                                request_answer(r, 200, request_json_response(r,
+                                        json_print_delete(model_entry(children[i], id, active))),
+                                        REQ_EVENT_ANSWER);
+                                return;
+                        }
+                }
+                _cleanup_free_ char *msg = NULL;
+                (void) asprintf(&msg, "The model `%s` does not exist", id);
+                request_answer_error(r, 404, "model_not_found", msg ? msg : "no such model", NULL);
+                return;
+        }
+        o = cJSON_CreateObject();
+        models = cJSON_AddArrayToObject(o, "models");
         cJSON_AddStringToObject(o, "object", "list");
+        data = cJSON_AddArrayToObject(o, "data");
         for (size_t i = 0; i < n; i++) {
                 const ModelConfig *m = child_config(children[i]);
-                const char *state = state_word(child_state(children[i]));
-                char *const *names = m->aliases;
 
-                /* The model, then each alias, so a client picking any of them finds it. */
-                for (ssize_t k = -1; k < (ssize_t) strv_length(names); k++) {
-                        cJSON *e = cJSON_CreateObject();
-
-                        cJSON_AddStringToObject(e, "id", k < 0 ? m->name : names[k]);
-                        cJSON_AddStringToObject(e, "object", "model");
-                        cJSON_AddNumberToObject(e, "created", 0);
-                        cJSON_AddStringToObject(e, "owned_by", "llmd");
-                        cJSON_AddStringToObject(e, "state", state);
-                        if (k >= 0) {
-                                cJSON_AddStringToObject(e, "alias_of", m->name);
-                        }
-                        cJSON_AddBoolToObject(e, "active", active && streq(active, m->name));
-                        cJSON_AddBoolToObject(e, "pinned", m->pin);
-                        cJSON_AddBoolToObject(e, "embeddings", m->embeddings);
-                        cJSON_AddItemToArray(data, e);
+                cJSON_AddItemToArray(models, model_entry_ollama(children[i]));
+                cJSON_AddItemToArray(data, model_entry(children[i], m->name, active));
+                STRV_FOREACH(a, m->aliases) {
+                        cJSON_AddItemToArray(data, model_entry(children[i], *a, active));
                 }
         }
-        char *body = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        request_answer(r, 200, request_json_response(r, body), REQ_EVENT_ANSWER);
+        request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
 }
 
 static void request_answer_health(Request *r)
@@ -577,9 +696,7 @@ static void request_answer_health(Request *r)
                         cJSON_AddStringToObject(o, "reason", child_reason(c));
                 }
         }
-        char *body = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        request_answer(r, status, request_json_response(r, body), REQ_EVENT_ANSWER);
+        request_answer(r, status, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
 }
 
 /* CORS preflight: what a browser asks before a request with an Authorization header or a JSON

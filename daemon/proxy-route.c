@@ -247,6 +247,33 @@ static bool route_framing(const RouteInput *in, Route *r)
         return true;
 }
 
+static RouteApi route_api(const char *path)
+{
+        static const struct {
+                const char *path;
+                RouteApi api;
+        } table[] = {
+                { "/v1/messages", ROUTE_API_MESSAGES }, { "/messages", ROUTE_API_MESSAGES },
+                { "/v1/responses", ROUTE_API_RESPONSES }, { "/responses", ROUTE_API_RESPONSES },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                if (streq(path, table[i].path)) {
+                        return table[i].api;
+                }
+        }
+        return ROUTE_API_OPENAI;
+}
+
+/* "/v1/models/ID" or "/models/ID": the ID (a pointer into path), else NULL. */
+static const char *route_model_id(const char *path)
+{
+        const char *id = startswith(path, "/v1/models/");
+
+        id = id ? id : startswith(path, "/models/");
+        return id && *id ? id : NULL;
+}
+
 int route_request(const RouteInput *in, Route *r)
 {
         const char *why = NULL;
@@ -301,8 +328,17 @@ int route_request(const RouteInput *in, Route *r)
         m = streq(in->method, "GET") || streq(in->method, "HEAD") ? M_GET
             : streq(in->method, "POST")                          ? M_POST
                                                                   : 0;
-        *strchrnul(r->path, '?') = '\0'; /* the path alone, for the table */
+        *strchrnul(r->path, '?') = '\0'; /* the path alone, for the tables */
         e = route_find(r->path);
+        r->api = route_api(r->path);
+        if (!e && !in->model_port && route_model_id(r->path)) {
+                static const RouteEntry retrieve = { "/v1/models/", M_GET, ROUTE_MODELS, false, true };
+                e = &retrieve;
+                r->model_id = strdup(route_model_id(r->path));
+                if (!r->model_id) {
+                        return -ENOMEM;
+                }
+        }
         if (*q == '?') {
                 r->path[strlen(r->path)] = '?';
         }
@@ -351,6 +387,8 @@ void route_done(Route *r)
 {
         free(r->path);
         r->path = NULL;
+        free(r->model_id);
+        r->model_id = NULL;
 }
 
 static const ModelConfig *route_embed_model(const Config *c, const char *asked)

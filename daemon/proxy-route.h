@@ -16,7 +16,7 @@
  * spelling of a path reaches a child that its plain spelling would not.
  *
  * With API keys, every request needs one except the public list: GET and HEAD of /health,
- * /v1/health, /models, /v1/models, and CORS preflight (OPTIONS). A key is taken from
+ * /v1/health, /models, /v1/models, /v1/models/ID, and CORS preflight (OPTIONS). A key is taken from
  * "Authorization: Bearer KEY" or "X-Api-Key: KEY", as llama-server takes it.
  */
 
@@ -24,12 +24,20 @@ typedef enum RouteKind {
         ROUTE_GENERATE,  /* to the active generation model (routing decides which); also every
                           * path llmd does not know */
         ROUTE_EMBED,     /* to the pinned embedding model */
-        ROUTE_MODELS,    /* answered by llmd: every model and its state */
+        ROUTE_MODELS,    /* answered by llmd: every model and its state, or one (/v1/models/ID) */
         ROUTE_HEALTH,    /* answered by llmd */
         ROUTE_PREFLIGHT, /* CORS preflight, answered by llmd */
         ROUTE_REFUSE,    /* an error, answered before the body is read */
         _ROUTE_KIND_MAX,
 } RouteKind;
+
+/* The API a path speaks, for the errors llmd itself writes into its streams: each API's
+ * clients read their own event format. */
+typedef enum RouteApi {
+        ROUTE_API_OPENAI,    /* chat and text completions, and everything else */
+        ROUTE_API_MESSAGES,  /* Anthropic Messages: /v1/messages */
+        ROUTE_API_RESPONSES, /* OpenAI Responses: /v1/responses */
+} RouteApi;
 
 typedef struct RouteInput {
         const char *method;
@@ -45,6 +53,7 @@ typedef struct RouteInput {
 
 typedef struct Route {
         RouteKind kind;
+        RouteApi api;
         bool json_body;         /* a POST body carrying "model" and "stream" */
         bool json_optional;     /* a body that is not a JSON object goes on as it is */
         bool has_body;          /* a body follows (Content-Length > 0, or chunked) */
@@ -57,6 +66,7 @@ typedef struct Route {
         const char *message;
         bool close;
         char *path; /* normalised, with the query as written: what is forwarded */
+        char *model_id; /* ROUTE_MODELS: the id of GET /v1/models/{id}, or NULL for the list */
 } Route;
 
 /* Fills ret; -ENOMEM is the only failure. Call route_done() after, also for ROUTE_REFUSE. */

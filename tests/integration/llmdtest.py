@@ -550,8 +550,9 @@ class Stream:
         self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
 
     def event(self):
-        """The next "data: ..." payload (str), or None at the end of the stream."""
-        data = []
+        """The next "data: ..." payload (str), or None at the end of the stream; the event's
+        name ("event: ..."), if it had one, is in self.name."""
+        data, self.name = [], None
         while True:
             line = self.resp.readline()
             if not line:
@@ -561,6 +562,8 @@ class Stream:
                 return "\n".join(data)
             if line.startswith("data: "):
                 data.append(line[6:])
+            elif line.startswith("event: "):
+                self.name = line[7:]
 
     def events(self):
         out = []
@@ -569,6 +572,13 @@ class Stream:
             if e is None:
                 return out
             out.append(e)
+
+    def named_events(self):
+        """The rest of the stream as (name or None, parsed JSON or "[DONE]") pairs."""
+        out = []
+        while (e := self.event()) is not None:
+            out.append((self.name, e if e == "[DONE]" else json.loads(e)))
+        return out
 
     def close(self):
         self.conn.sock.shutdown(socket.SHUT_RDWR) if self.conn.sock else None

@@ -298,6 +298,39 @@ def other_apis_forwarded(d):
 
 
 @fixture(conf(), models=MODELS)
+def models_list_and_retrieve(d):
+    """/v1/models lists every model under every name with its state, llama-server's "aliases",
+    its "meta" while loaded (as the child itself reports it) and the Ollama-style "models" list;
+    /v1/models/ID answers one, by any of its names."""
+    ready(d)
+    status, raw = unix_http(d.socket_path("qwen"), "GET", "/v1/models")
+    child_meta = json.loads(raw)["data"][0]["meta"]
+    check(status == 200 and child_meta["n_ctx"] > 0, raw)
+    # Read from each child once it is ready, in the background: it may take a moment more.
+    wait_until(lambda: all("meta" in m for m in http(PORT, "GET", "/v1/models").json()["data"]
+                           if m["state"] == "loaded"), "meta of the loaded models")
+    r = http(PORT, "GET", "/v1/models")
+    check(r.status == 200 and r.json()["object"] == "list", r)
+    check([m["name"] for m in r.json()["models"]] == ["qwen", "gemma", "nomic"], r.json()["models"])
+    check(r.json()["models"][2]["capabilities"] == ["embedding"], r.json()["models"][2])
+    ids = {m["id"]: m for m in r.json()["data"]}
+    check(list(ids) == ["qwen", "qwen3.5", "gemma", "gemma4", "nomic"], list(ids))
+    check(ids["qwen"]["aliases"] == ["qwen", "qwen3.5"] == ids["qwen3.5"]["aliases"], ids)
+    check(ids["qwen"]["meta"] == child_meta, f"{ids['qwen'].get('meta')} vs {child_meta}")
+    check(ids["nomic"]["state"] == "loaded" and ids["nomic"]["meta"]["n_embd"] > 0, ids["nomic"])
+    check("meta" not in ids["gemma"] and ids["gemma"]["state"] == "unloaded", ids["gemma"])
+    for name in ("qwen", "qwen3.5"):
+        r = http(PORT, "GET", f"/v1/models/{name}")
+        check(r.status == 200 and r.json() == ids[name], f"{name}: {r}")
+    check(http(PORT, "GET", "/models/gemma4").json() == ids["gemma4"], "retrieve without /v1")
+    r = http(PORT, "GET", "/v1/models/gpt-4")
+    check(r.status == 404 and r.json()["error"]["type"] == "model_not_found"
+          and "gpt-4" in r.json()["error"]["message"], r)
+    r = http(PORT, "POST", "/v1/models/qwen", {})
+    check(r.status == 405, r)
+
+
+@fixture(conf(), models=MODELS)
 def routing_active(d):
     ready(d)
     for name in ("gemma", "gpt-4o", "qwen"):
@@ -518,8 +551,8 @@ TESTS = {f.__name__: f for f in [
     graceful_stop, ipv6_and_several_addresses,
     chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
     streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
-    client_abort_while_held, upstream_dies_mid_stream, routing_reject, routing_switch,
-    routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
+    client_abort_while_held, upstream_dies_mid_stream,
+    routing_reject, routing_switch, models_list_and_retrieve, routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
     api_keys,
     big_body_intact, options_preflight,
 ]}

@@ -198,6 +198,65 @@ TEST(targets)
         check_streq(target(rej, "embed", "gemma", "qwen", true, &st), "nomic");
 }
 
+static Route route_of(const char *method, const char *target, bool keys, bool model_port)
+{
+        char *k[] = { (char *) "k1", NULL };
+        RouteInput in = { .method = method, .target = target, .api_keys = keys ? k : NULL,
+                          .max_body_size = 1024, .model_port = model_port };
+        Route r;
+
+        check(route_request(&in, &r) == 0);
+        return r;
+}
+
+TEST(models_retrieve)
+{
+        static const struct {
+                const char *target;
+                bool keys, model_port;
+                RouteKind kind;
+                const char *id;
+        } t[] = {
+                { "/v1/models/qwen", false, false, ROUTE_MODELS, "qwen" },
+                { "/v1/models/org/model%2Fx?y=1", true, false, ROUTE_MODELS, "org/model%2Fx" },
+                { "/models/gemma4", false, false, ROUTE_MODELS, "gemma4" },
+                { "/v1/models", false, false, ROUTE_MODELS, NULL },
+                { "/v1/models/", false, false, ROUTE_GENERATE, NULL },
+                { "/v1/models/qwen", false, true, ROUTE_GENERATE, NULL }, /* all to that model */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                Route r = route_of("GET", t[i].target, t[i].keys, t[i].model_port);
+
+                check(r.kind == t[i].kind);
+                check(t[i].id ? r.model_id && streq(r.model_id, t[i].id) : !r.model_id);
+                route_done(&r);
+        }
+        Route r = route_of("POST", "/v1/models/qwen", false, false);
+        check(r.kind == ROUTE_REFUSE && r.status == 405);
+        route_done(&r);
+}
+
+TEST(apis)
+{
+        static const struct {
+                const char *target;
+                RouteApi api;
+        } t[] = {
+                { "/v1/messages", ROUTE_API_MESSAGES },       { "/messages?beta=true", ROUTE_API_MESSAGES },
+                { "/v1/responses", ROUTE_API_RESPONSES },     { "/responses", ROUTE_API_RESPONSES },
+                { "/v1/chat/completions", ROUTE_API_OPENAI }, { "/v1/messages/count_tokens", ROUTE_API_OPENAI },
+                { "/v1/responsesx", ROUTE_API_OPENAI },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                Route r = route_of("GET", t[i].target, false, false);
+
+                check(r.api == t[i].api);
+                route_done(&r);
+        }
+}
+
 TEST(origins)
 {
         char *list[] = { (char *) "https://app.example", NULL };
@@ -246,6 +305,8 @@ int main(void)
 {
         RUN(table);
         RUN(targets);
+        RUN(models_retrieve);
+        RUN(apis);
         RUN(origins);
         RUN(hosts);
         return 0;
