@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "sim-apis.h"
 #include "sim-infer.h"
 #include "sim-json.h"
 #include "sim-lockstep.h"
@@ -19,65 +20,6 @@
 #define INFER_DEFAULT_N_PREDICT 16
 #define INFER_DEFAULT_N_CTX 4096
 #define INFER_DEFAULT_N_SLOTS 4
-
-enum infer_api {
-        INFER_NATIVE,         /* /completion, /infill */
-        INFER_OAI_COMPLETION, /* /v1/completions */
-        INFER_OAI_CHAT,       /* /v1/chat/completions */
-};
-
-/* The events of a stream, in order; each API skips the ones it does not send. */
-enum infer_step {
-        INFER_STEP_ROLE,
-        INFER_STEP_TOKENS,
-        INFER_STEP_FINAL,
-        INFER_STEP_USAGE,
-        INFER_STEP_DONE,
-        INFER_STEP_ERROR,     /* LLAMA_SIM_ERROR_AFTER_TOKENS: the last event */
-        INFER_STEP_END,
-};
-
-/* What a generated token is, in a thinking answer. */
-enum infer_kind {
-        INFER_CONTENT,
-        INFER_REASONING,
-        INFER_HIDDEN,         /* the end of the thinking: generated, shown nowhere */
-};
-
-struct infer_job {
-        enum infer_api api;
-        struct http_request *req; /* valid while libmicrohttpd calls the reader */
-        bool stream;
-        bool include_usage;
-        int n_predict;
-        int n_prompt;
-        int n_decoded;
-        int slot;                 /* the slot in the logs and answers */
-        bool slot_held;           /* false: all slots were busy ("deferred") */
-        bool acquired;            /* counted in /metrics until released */
-        bool released;
-        unsigned task;
-        double temperature;
-        const char *reasoning_format;
-        bool think;
-        int n_think;              /* reasoning tokens before the hidden one */
-        char id[48];
-        long long created;
-        char *prompt;
-        char *text;               /* the content so far */
-        size_t text_len;
-        char *reasoning;          /* the reasoning_content so far */
-        size_t reasoning_len;
-        uint64_t t_start;
-        uint64_t t_end;
-
-        /* streaming */
-        struct lockstep *lock;
-        enum infer_step step;
-        char *pending;
-        size_t pending_len;
-        size_t pending_off;
-};
 
 static const char *const infer_words[] = {
         "Hello", " world", " from", " the", " llama", ".cpp", " server", " simulator", ".",
@@ -140,6 +82,9 @@ static void infer_job_free(struct infer_job *j)
         if (!j) {
                 return;
         }
+        for (unsigned i = 0; i < j->queue_len; i++) {
+                free(j->queue[(j->queue_head + i) % INFER_QUEUE_MAX].sse);
+        }
         lockstep_free(j->lock);
         free(j->prompt);
         free(j->text);
@@ -148,7 +93,7 @@ static void infer_job_free(struct infer_job *j)
         free(j);
 }
 
-static void infer_make_id(char *buf, size_t size)
+void infer_make_id(char *buf, size_t size, const char *prefix)
 {
         static const char alphabet[] =
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -160,7 +105,7 @@ static void infer_make_id(char *buf, size_t size)
                         rnd[i] = (unsigned char) (now_usec() >> (i % 8));
                 }
         }
-        n = (size_t) snprintf(buf, size, "chatcmpl-");
+        n = (size_t) snprintf(buf, size, "%s", prefix);
         for (size_t i = 0; i < sizeof(rnd) && n + 1 < size; i++) {
                 buf[n++] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
         }
@@ -200,6 +145,73 @@ static int infer_json_int(const cJSON *o, const char *name, int def)
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 
         return cJSON_IsNumber(v) ? v->valueint : def;
+}
+
+/* nlohmann's type_name() */
+static const char *infer_type_name(const cJSON *v)
+{
+        if (cJSON_IsString(v)) {
+                return "string";
+        }
+        if (cJSON_IsArray(v)) {
+                return "array";
+        }
+        if (cJSON_IsObject(v)) {
+                return "object";
+        }
+        return cJSON_IsBool(v) ? "boolean" : "number";
+}
+
+/*
+ * llama-server's typed reading of the sampling fields: a stream that is not a boolean, or a
+ * max_tokens, n_predict or temperature that is not a number, is a 400 "Field 'NAME': ...".
+ * Returns false with *ret_result set when the body has one. The Messages API passes no
+ * n_predict; the Responses API reads max_output_tokens as max_tokens.
+ */
+static bool infer_check_fields(struct http_request *req, const cJSON *body, enum infer_api api,
+                               enum MHD_Result *ret_result)
+{
+        /* in the order params_from_json_cmpl() reads them */
+        static const struct {
+                const char *name;
+                bool boolean;
+        } fields[] = {
+                { "stream", true },
+                { "max_tokens", false },
+                { "n_predict", false },
+                { "temperature", false },
+        };
+        char msg[160];
+
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                const char *from = fields[i].name;
+                const cJSON *v;
+                bool ok;
+
+                if (api == INFER_ANTHROPIC && streq(from, "n_predict")) {
+                        continue; /* convert_anthropic_to_oai() does not pass it on */
+                }
+                if (api == INFER_OAI_RESP && streq(from, "max_tokens") &&
+                    cJSON_GetObjectItemCaseSensitive(body, "max_output_tokens")) {
+                        from = "max_output_tokens";
+                }
+                v = cJSON_GetObjectItemCaseSensitive(body, from);
+                if (!v || cJSON_IsNull(v)) {
+                        continue; /* json_value(): the default */
+                }
+                /* nlohmann converts a boolean to a number, not the other way round */
+                ok = fields[i].boolean ? cJSON_IsBool(v) : cJSON_IsNumber(v) || cJSON_IsBool(v);
+                if (ok) {
+                        continue;
+                }
+                snprintf(msg, sizeof(msg),
+                         "Field '%s': [json.exception.type_error.302] type must be %s, but is %s",
+                         fields[i].name, fields[i].boolean ? "boolean" : "number",
+                         infer_type_name(v));
+                *ret_result = infer_error(req, 400, msg, "invalid_request_error");
+                return false;
+        }
+        return true;
 }
 
 static char *infer_print(cJSON *o)
@@ -300,7 +312,7 @@ static double infer_predicted_ms(const struct infer_job *j)
         return ms > 0.001 ? ms : 0.001;
 }
 
-static cJSON *infer_timings(const struct infer_job *j)
+cJSON *infer_timings(const struct infer_job *j)
 {
         cJSON *t = cJSON_CreateObject();
         double prompt_ms = infer_prompt_ms(j), predicted_ms = infer_predicted_ms(j);
@@ -558,14 +570,19 @@ static cJSON *infer_chat_final(const struct infer_job *j)
         return o;
 }
 
-/* LLAMA_SIM_ERROR_AFTER_TOKENS's error, as a generation error reaches the client. */
+void infer_injected_error_message(const struct infer_job *j, char *buf, size_t size)
+{
+        snprintf(buf, size,
+                 "llama-sim: LLAMA_SIM_ERROR_AFTER_TOKENS: generation failed after %llu tokens",
+                 (unsigned long long) j->req->tokens_sent);
+}
+
+/* The same as llama-server's error body. */
 static char *infer_injected_error_body(const struct infer_job *j)
 {
         char msg[128];
 
-        snprintf(msg, sizeof(msg),
-                 "llama-sim: LLAMA_SIM_ERROR_AFTER_TOKENS: generation failed after %llu tokens",
-                 (unsigned long long) j->req->tokens_sent);
+        infer_injected_error_message(j, msg, sizeof(msg));
         return json_error_body(500, msg, "server_error");
 }
 
@@ -734,6 +751,42 @@ static int infer_check_faults(struct infer_job *j)
         return 0;
 }
 
+int infer_queue_push(struct infer_job *j, char *sse, bool token)
+{
+        if (!sse || j->queue_len >= INFER_QUEUE_MAX) {
+                free(sse);
+                return -ENOMEM;
+        }
+        j->queue[(j->queue_head + j->queue_len) % INFER_QUEUE_MAX] =
+                (struct infer_event) { .sse = sse, .token = token };
+        j->queue_len++;
+        return 0;
+}
+
+/* The Messages and Responses APIs make a token's events at once (sim-apis.c) and queue them. */
+static bool infer_queued(const struct infer_job *j)
+{
+        return j->api == INFER_ANTHROPIC || j->api == INFER_OAI_RESP;
+}
+
+/* The queue's next event into j->pending, with its lock-step credit. */
+static int infer_queue_pop(struct infer_job *j)
+{
+        struct infer_event *e = &j->queue[j->queue_head];
+        int r;
+
+        r = infer_wait_event(j);
+        if (r < 0) {
+                return r;
+        }
+        j->pending = e->sse;
+        j->req->tokens_sent += e->token;
+        *e = (struct infer_event) {};
+        j->queue_head = (j->queue_head + 1) % INFER_QUEUE_MAX;
+        j->queue_len--;
+        return 0;
+}
+
 /* Makes the next event of the stream into j->pending. Returns 0, 1 at the end, or -errno. */
 static int infer_stream_step(struct infer_job *j)
 {
@@ -744,6 +797,9 @@ static int infer_stream_step(struct infer_job *j)
         int r;
 
         for (;;) {
+                if (j->queue_len > 0) {
+                        return infer_queue_pop(j);
+                }
                 switch (j->step) {
                 case INFER_STEP_ROLE:
                         r = infer_wait_event(j);
@@ -769,8 +825,9 @@ static int infer_stream_step(struct infer_job *j)
                                 j->step = INFER_STEP_FINAL;
                                 continue;
                         }
-                        /* the end of the thinking is generated but makes no event */
-                        if (infer_kind_of(j, j->n_decoded) != INFER_HIDDEN) {
+                        /* the end of the thinking is generated but makes no event; a queued
+                         * token's events take their credits as they leave the queue */
+                        if (infer_kind_of(j, j->n_decoded) != INFER_HIDDEN && !infer_queued(j)) {
                                 r = infer_wait_event(j);
                                 if (r < 0) {
                                         return r;
@@ -799,18 +856,28 @@ static int infer_stream_step(struct infer_job *j)
                                                         word);
                                 j->pending = infer_sse(infer_chat_chunk(j, delta, NULL, false));
                                 break;
+                        case INFER_ANTHROPIC:
+                        case INFER_OAI_RESP:
+                                r = apis_token_events(j, kind == INFER_REASONING, word);
+                                if (r < 0) {
+                                        return r;
+                                }
+                                continue;
                         }
                         if (j->pending) {
                                 j->req->tokens_sent++;
                         }
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_FINAL:
-                        r = infer_wait_event(j);
-                        if (r < 0) {
-                                return r;
+                        if (!infer_queued(j)) {
+                                r = infer_wait_event(j);
+                                if (r < 0) {
+                                        return r;
+                                }
                         }
                         j->t_end = now_usec();
                         infer_log_end(j);
+                        r = 0;
                         switch (j->api) {
                         case INFER_NATIVE:
                                 j->pending = infer_sse(infer_native_final(j));
@@ -825,9 +892,21 @@ static int infer_stream_step(struct infer_job *j)
                                         j, cJSON_CreateObject(), "length", !j->include_usage));
                                 j->step = j->include_usage ? INFER_STEP_USAGE : INFER_STEP_DONE;
                                 break;
+                        case INFER_ANTHROPIC:
+                        case INFER_OAI_RESP:
+                                /* no [DONE]: the stream ends after the final events */
+                                r = apis_final_events(j);
+                                j->step = INFER_STEP_END;
+                                break;
                         }
                         /* llama-server frees the slot with the final result */
                         infer_release(j);
+                        if (r < 0) {
+                                return r;
+                        }
+                        if (infer_queued(j)) {
+                                continue;
+                        }
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_USAGE:
                         r = infer_wait_event(j);
@@ -846,8 +925,8 @@ static int infer_stream_step(struct infer_job *j)
                         j->step = INFER_STEP_END;
                         return j->pending ? 0 : -ENOMEM;
                 case INFER_STEP_ERROR:
-                        /* format_error(): one `data: {"error":...}` event, then the end,
-                         * without [DONE] */
+                        /* format_error(): one error event, then the end, without [DONE]; the
+                         * Messages API's is an `event: error`, the others' `data: {"error":..}` */
                         r = infer_wait_event(j);
                         if (r < 0) {
                                 return r;
@@ -855,7 +934,9 @@ static int infer_stream_step(struct infer_job *j)
                         body = infer_injected_error_body(j);
                         SRV_ERR("send_error", "task id = %u, error: %s", j->task,
                                 body ? body : "");
-                        if (!body || asprintf(&j->pending, "data: %s\n\n", body) < 0) {
+                        if (j->api == INFER_ANTHROPIC) {
+                                j->pending = apis_messages_error_event(j);
+                        } else if (!body || asprintf(&j->pending, "data: %s\n\n", body) < 0) {
                                 j->pending = NULL;
                         }
                         free(body);
@@ -934,8 +1015,7 @@ static enum MHD_Result infer_exceeds_context(struct http_request *req, struct in
         return r;
 }
 
-/* Runs the job to its answer; takes j. The request's body is dropped on the way. */
-static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
+enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
 {
         struct infer_params params;
         enum infer_kind kind;
@@ -952,7 +1032,7 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         j->task = __atomic_fetch_add(&sim_state.task_counter, 1, __ATOMIC_SEQ_CST);
         j->slot = infer_n_slots() - 1 - (int) (j->task % (unsigned) infer_n_slots());
         j->created = (long long) time(NULL);
-        infer_make_id(j->id, sizeof(j->id));
+        infer_make_id(j->id, sizeof(j->id), "chatcmpl-");
         j->text = strdup("");
         j->reasoning = strdup("");
         if (!j->text || !j->reasoning) {
@@ -998,6 +1078,7 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
 
         if (j->stream) {
                 j->lock = lockstep_new();
+                /* the chat API's first chunk (the role) leaves before the first token */
                 j->step = j->api == INFER_OAI_CHAT ? INFER_STEP_ROLE : INFER_STEP_TOKENS;
                 return http_reply_stream(req, infer_stream_read, j, infer_stream_free);
         }
@@ -1038,6 +1119,10 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         case INFER_OAI_CHAT:
                 o = infer_chat_final(j);
                 break;
+        case INFER_ANTHROPIC:
+        case INFER_OAI_RESP:
+                o = apis_final_object(j);
+                break;
         }
         body = infer_print(o);
         r = body ? http_reply_json(req, 200, body) : MHD_NO;
@@ -1046,13 +1131,27 @@ static enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         return r;
 }
 
-static struct infer_job *infer_job_new(enum infer_api api, const cJSON *body)
+int infer_default_n_predict(int requested)
 {
-        struct infer_job *j = calloc(1, sizeof(*j));
+        if (requested >= 0) {
+                return requested;
+        }
+        return sim_config.n_predict > 0 ? sim_config.n_predict : INFER_DEFAULT_N_PREDICT;
+}
+
+struct infer_job *infer_job_new(struct http_request *req, enum infer_api api,
+                                const cJSON *body, enum MHD_Result *ret_result)
+{
         const cJSON *opts, *temp;
+        struct infer_job *j;
         int n;
 
+        if (!infer_check_fields(req, body, api, ret_result)) {
+                return NULL;
+        }
+        j = calloc(1, sizeof(*j));
         if (!j) {
+                *ret_result = MHD_NO;
                 return NULL;
         }
         j->api = api;
@@ -1070,10 +1169,7 @@ static struct infer_job *infer_job_new(enum infer_api api, const cJSON *body)
 
         /* as params_from_json_cmpl(): n_predict wins over max_tokens, then the -n default */
         n = infer_json_int(body, "n_predict", infer_json_int(body, "max_tokens", -1));
-        if (n < 0) {
-                n = sim_config.n_predict > 0 ? sim_config.n_predict : INFER_DEFAULT_N_PREDICT;
-        }
-        j->n_predict = n;
+        j->n_predict = infer_default_n_predict(n);
         return j;
 }
 
@@ -1087,12 +1183,13 @@ static bool infer_is_deepseek(const char *format)
  * "reasoning_format" (which "auto" leaves to the server); off with "none", with
  * chat_template_kwargs.enable_thinking false, or with --reasoning-budget 0.
  */
-static void infer_setup_thinking(struct infer_job *j, const cJSON *body)
+void infer_setup_thinking(struct infer_job *j, const cJSON *body, int request_budget)
 {
         const cJSON *format = cJSON_GetObjectItemCaseSensitive(body, "reasoning_format");
         const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
         const cJSON *enable = cJSON_GetObjectItemCaseSensitive(kwargs, "enable_thinking");
-        int budget = sim_config.reasoning_budget;
+        int budget = sim_config.reasoning_budget >= 0 ? sim_config.reasoning_budget :
+                                                        request_budget;
 
         j->think = infer_is_deepseek(sim_config.reasoning_format);
         if (cJSON_IsString(format) && !streq(format->valuestring, "auto")) {
@@ -1130,9 +1227,9 @@ enum MHD_Result infer_completion(struct http_request *req)
                                    "[json.exception.out_of_range.403] key 'prompt' not found",
                                    "invalid_request_error");
         }
-        j = infer_job_new(INFER_NATIVE, body);
+        j = infer_job_new(req, INFER_NATIVE, body, &r);
         if (!j) {
-                return MHD_NO;
+                return r;
         }
         if (cJSON_IsString(prompt)) {
                 j->prompt = strdup(prompt->valuestring);
@@ -1158,9 +1255,9 @@ enum MHD_Result infer_oai_completion(struct http_request *req)
         if (!cJSON_IsObject(body) || !prompt) {
                 return infer_error(req, 500, "\"prompt\" is required", "server_error");
         }
-        j = infer_job_new(INFER_OAI_COMPLETION, body);
+        j = infer_job_new(req, INFER_OAI_COMPLETION, body, &r);
         if (!j) {
-                return MHD_NO;
+                return r;
         }
         j->n_prompt = cJSON_IsString(prompt) ? tokens_count_words(prompt->valuestring) : 1;
         if (j->n_prompt < 1) {
@@ -1187,11 +1284,11 @@ enum MHD_Result infer_chat(struct http_request *req)
                 return infer_error(req, 400, "Expected 'messages' to be an array",
                                    "invalid_request_error");
         }
-        j = infer_job_new(INFER_OAI_CHAT, body);
+        j = infer_job_new(req, INFER_OAI_CHAT, body, &r);
         if (!j) {
-                return MHD_NO;
+                return r;
         }
-        infer_setup_thinking(j, body);
+        infer_setup_thinking(j, body, -1);
         j->n_prompt = infer_count_chat_prompt(messages);
         if (j->n_prompt < 1) {
                 j->n_prompt = 1;
@@ -1297,9 +1394,9 @@ enum MHD_Result infer_infill(struct http_request *req)
                         "[json.exception.out_of_range.403] key 'input_suffix' not found",
                         "server_error");
         }
-        j = infer_job_new(INFER_NATIVE, body);
+        j = infer_job_new(req, INFER_NATIVE, body, &r);
         if (!j) {
-                return MHD_NO;
+                return r;
         }
         j->prompt = infer_infill_prompt(body, &j->n_prompt);
         if (!j->prompt) {

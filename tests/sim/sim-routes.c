@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "sim-apis.h"
 #include "sim-embd.h"
 #include "sim-http.h"
 #include "sim-infer.h"
@@ -318,6 +319,11 @@ const struct http_route http_routes[] = {
         { "POST", "/v1/completions", infer_oai_completion, false, false },
         { "POST", "/chat/completions", infer_chat, false, false },
         { "POST", "/v1/chat/completions", infer_chat, false, false },
+        /* the Messages API only under /v1; the Responses API under both */
+        { "POST", "/v1/messages", apis_messages, false, false },
+        { "POST", "/v1/messages/count_tokens", apis_count_tokens, false, false },
+        { "POST", "/responses", apis_responses, false, false },
+        { "POST", "/v1/responses", apis_responses, false, false },
         { "POST", "/infill", infer_infill, false, false },
         { "POST", "/embedding", embd_native, false, false },
         { "POST", "/embeddings", embd_native, false, false },

@@ -19,7 +19,8 @@ The simulator's knobs, all environment variables:
                                    POST /sim/step {"n": K} (K to every open stream, default 1)
   LLAMA_SIM_EXIT_AFTER_TOKENS=N    exit (LLAMA_SIM_EXIT_CODE/_SIGNAL) once N tokens went out
   LLAMA_SIM_STALL_AFTER_TOKENS=N   after N tokens send nothing more, until the client leaves
-  LLAMA_SIM_ERROR_AFTER_TOKENS=N   after N tokens a `data: {"error":...}` event, no [DONE]
+  LLAMA_SIM_ERROR_AFTER_TOKENS=N   after N tokens a `data: {"error":...}` event (Messages
+                                   API: `event: error`), no [DONE]
                                    (not streamed, or N = 0: an HTTP 500 error instead)
   LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request_start, request,
                                    signal, fault, exit)
@@ -1231,6 +1232,10 @@ class RawStream:
             self._pump(end - time.monotonic())
         return self.closed
 
+    def named(self):
+        """The complete events received so far, as (event name or None, data JSON)."""
+        return named_events(self.body[:self.body.rfind(b"\n\n") + 2].decode())
+
     def wait_end(self, timeout=DEADLINE):
         """Until the body's last chunk came or the connection closed (keep-alive may hold it)."""
         end = time.monotonic() + timeout
@@ -1821,6 +1826,433 @@ def fault_error_after_tokens(tmp):
 
 
 # ---------------------------------------------------------------------------------------------
+# the Anthropic Messages API and the OpenAI Responses API, against samples/ (build 11669)
+
+API_SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
+USER = [{"role": "user", "content": "hello world"}]
+TOOLS_A = [{"name": "get_weather", "description": "Get the weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+ID_RE = "[A-Za-z0-9]{32}"
+
+
+def recorded(name):
+    """(status, body) of a recording in samples/."""
+    with open(os.path.join(API_SAMPLES, name), encoding="utf-8") as f:
+        head, body = f.read().split("\n\n", 1)
+    return int(head.split(" ", 2)[1]), body
+
+
+def named_events(text):
+    """[(event name or None, data JSON)] of an SSE body whose events may have an event: line."""
+    check(text == "" or text.endswith("\n\n"), f"SSE body ends {text[-40:]!r}")
+    out = []
+    for block in text.split("\n\n")[:-1]:
+        lines = block.split("\n")
+        name = lines.pop(0)[len("event: "):] if lines[0].startswith("event: ") else None
+        check(len(lines) == 1 and lines[0].startswith("data: "), f"SSE block {block!r}")
+        out.append((name, json.loads(lines[0][len("data: "):])))
+    return out
+
+
+def recorded_events(name):
+    return named_events(recorded(name)[1])
+
+
+def api_sim(tmp, args=(), env=None):
+    e = {"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"}
+    e.update(env or {})
+    sim = Sim(tempfile.mkdtemp(dir=tmp), args=["--alias", "chat", *args], env=e)
+    sim.wait_ready()
+    return sim
+
+
+def api_stream(sim, path, body):
+    """The named events of a whole streamed answer, its headers checked."""
+    conn, resp = sim.stream(path, body)
+    r = Response(resp, b"")
+    check_llama_headers(r, 200, "OK", "text/event-stream")
+    check(r.header("X-Accel-Buffering") == "no" and r.header("Transfer-Encoding") == "chunked",
+          "stream headers")
+    text = resp.read().decode()
+    conn.close()
+    check("[DONE]" not in text, "a [DONE] in a stream of this API")
+    return named_events(text)
+
+
+def check_events_like(events, want, where):
+    """The same event names in the same order, each data of the recorded keys and "type"."""
+    names, want_names = [n for n, _ in events], [n for n, _ in want]
+    check(names == want_names, f"{where}: events {names}, recorded {want_names}")
+    for i, ((n, d), (_, w)) in enumerate(zip(events, want)):
+        check(d["type"] == n, f"{where}: event {n} has type {d['type']}")
+        check_same_keys(d, w, f"{where} event {i} ({n})")
+
+
+def messages_nonstream(tmp):
+    sim = api_sim(tmp)
+    r = sim.request("POST", "/v1/messages", {"model": "chat", "max_tokens": 4, "messages": USER})
+    check_llama_headers(r, 200, "OK")
+    o = r.json()
+    check_same_keys(o, json.loads(recorded("POST-messages-nonstream.txt")[1]), "message")
+    check(re.fullmatch("chatcmpl-" + ID_RE, o["id"]), f"id {o['id']}")
+    check(o["type"] == "message" and o["role"] == "assistant" and o["model"] == "chat", f"{o}")
+    check(o["content"] == [{"type": "text", "text": text_of(4)}], f"content {o['content']}")
+    check(o["stop_reason"] == "max_tokens" and o["stop_sequence"] is None, "stop")
+    u = o["usage"]
+    check(u["output_tokens"] == 4 and u["cache_read_input_tokens"] == 0 and
+          u["input_tokens"] > 0, f"usage {u}")
+    # a system prompt and tools are read, and the system prompt is prompt
+    r = sim.request("POST", "/v1/messages",
+                    {"max_tokens": 1, "system": [{"type": "text", "text": "You are terse."}],
+                     "tools": TOOLS_A, "messages": USER})
+    check(r.status == 200 and r.json()["usage"]["input_tokens"] > u["input_tokens"],
+          f"with a system prompt: {r.body!r}")
+    check(r.json()["content"] == [{"type": "text", "text": "Hello"}], "max_tokens 1")
+    # without max_tokens: -n, else 16 tokens (llama-server: 4096)
+    r = sim.request("POST", "/v1/messages", {"messages": USER})
+    check(r.json()["usage"]["output_tokens"] == 16, f"default {r.json()['usage']}")
+    # a Messages body's n_predict does not reach the task
+    r = sim.request("POST", "/v1/messages", {"max_tokens": 3, "n_predict": 1, "messages": USER})
+    check(r.json()["usage"]["output_tokens"] == 3, f"n_predict {r.json()['usage']}")
+
+
+def messages_stream(tmp):
+    sim = api_sim(tmp)
+    events = api_stream(sim, "/v1/messages",
+                        {"model": "chat", "max_tokens": 4, "stream": True, "messages": USER})
+    check_events_like(events, recorded_events("POST-messages-stream.txt"), "stream")
+    data = [d for _, d in events]
+    start = data[0]["message"]
+    check(re.fullmatch("chatcmpl-" + ID_RE, start["id"]) and start["content"] == [] and
+          start["stop_reason"] is None and start["usage"]["output_tokens"] == 0, f"{start}")
+    check(data[1]["index"] == 0 and data[1]["content_block"] == {"type": "text", "text": ""},
+          f"block start {data[1]}")
+    check([d["delta"] for d in data[2:6]] == [{"type": "text_delta", "text": w}
+                                              for w in WORDS[:4]], f"deltas {data[2:6]}")
+    check(data[6] == {"type": "content_block_stop", "index": 0}, f"block stop {data[6]}")
+    check(data[7]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None} and
+          data[7]["usage"] == {"output_tokens": 4}, f"message_delta {data[7]}")
+    check(data[8] == {"type": "message_stop"}, f"message_stop {data[8]}")
+    # the prompt as count_tokens counts it
+    n = sim.request("POST", "/v1/messages/count_tokens", {"messages": USER}).json()
+    check(start["usage"]["input_tokens"] == n["input_tokens"], f"{start['usage']} vs {n}")
+    # a stream goes in the records like a chat stream
+    r = wait_until(lambda: request_records(sim, "/v1/messages"), "the record")[0]
+    check(r["stream"] is True and r["status"] == 200 and r["tokens_sent"] == 4 and
+          r["model"] == "chat", f"record {r}")
+
+
+def messages_count_tokens(tmp):
+    sim = api_sim(tmp)
+    r = sim.request("POST", "/v1/messages/count_tokens", {"model": "chat", "messages": USER})
+    check_llama_headers(r, 200, "OK")
+    check_same_keys(r.json(), json.loads(recorded("POST-messages-count-tokens.txt")[1]), "count")
+    n = r.json()["input_tokens"]
+    g = sim.request("POST", "/v1/messages", {"max_tokens": 1, "messages": USER}).json()
+    check(g["usage"]["input_tokens"] == n > 0, f"count {n}, generation {g['usage']}")
+    with_system = sim.request("POST", "/v1/messages/count_tokens",
+                              {"system": "You are terse.", "messages": USER}).json()
+    check(with_system["input_tokens"] > n, f"system prompt not counted: {with_system}")
+    # counting is not generating: a prompt over the context is counted all the same
+    big = [{"role": "user", "content": "hello world " * 4096}]
+    r = sim.request("POST", "/v1/messages/count_tokens", {"messages": big})
+    check(r.status == 200 and r.json()["input_tokens"] > 4096, f"{r.status} {r.body!r}")
+    recs = wait_until(lambda: len(request_records(sim, "/v1/messages/count_tokens")) == 3 and
+                      request_records(sim, "/v1/messages/count_tokens"), "the records")
+    check(all(x["tokens_sent"] == 0 for x in recs), f"count_tokens generated: {recs}")
+
+
+def check_recorded_error(r, name):
+    """The answer is the recorded error: status, headers and the very body."""
+    status, body = recorded(name)
+    check_llama_headers(r, status, http.client.responses[status])
+    check(r.body.decode() == body, f"{name}: {r.body!r}, recorded {body!r}")
+
+
+def messages_errors(tmp):
+    sim = api_sim(tmp)
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        stem = "ERR-messages-" + ("count-tokens-" if "count" in path else "")
+        check_recorded_error(sim.request("POST", path, "{not json"), stem + "bad-json.txt")
+        check_recorded_error(sim.request("POST", path, {"model": "chat", "max_tokens": 4}),
+                             stem + "no-messages.txt")
+        # not an object: there are no messages either
+        r = sim.request("POST", path, [1, 2])
+        check(r.status == 500 and b"'messages' is required" in r.body, f"{path}: {r.body!r}")
+    check_recorded_error(sim.request("POST", "/v1/messages",
+                                     {"model": "chat", "max_tokens": "4", "messages": USER}),
+                         "ERR-messages-max-tokens-not-number.txt")
+    r = sim.request("POST", "/v1/messages", {"max_tokens": 4, "stream": "yes", "messages": USER})
+    check(r.status == 400 and json.loads(r.body)["error"]["message"] ==
+          "Field 'stream': [json.exception.type_error.302] type must be boolean, but is string",
+          f"stream not a boolean: {r.body!r}")
+    # only under /v1
+    for path in ("/messages", "/messages/count_tokens"):
+        r = sim.request("POST", path, {"max_tokens": 4, "messages": USER})
+        check_recorded_error(r, "ERR-messages-no-v1.txt")
+    # over the context, streamed or not: a 400 before any event
+    big = [{"role": "user", "content": "hello world " * 4096}]
+    for stream in (False, True):
+        r = sim.request("POST", "/v1/messages", {"max_tokens": 4, "stream": stream,
+                                                 "messages": big})
+        check_llama_headers(r, 400, "Bad Request")
+        status, want = recorded("ERR-messages-exceeds-context" +
+                                ("-stream" if stream else "") + ".txt")
+        check_same_keys(r.json(), json.loads(want), "exceeds context")
+        e = r.json()["error"]
+        check(e["type"] == "exceed_context_size_error" and e["n_ctx"] == 4096 and
+              e["n_prompt_tokens"] > 4096, f"{e}")
+    check("got exception: {\"error\":{\"code\":500,\"message\":\"'messages' is required\"" in
+          sim.stderr(), "the error is not logged")
+
+
+RESP_TURNS = [{"role": "user", "content": "hello world"},
+              {"type": "message", "role": "assistant",
+               "content": [{"type": "output_text", "text": "hi"}]},
+              {"role": "user", "content": [{"type": "input_text", "text": "again"}]}]
+
+
+def responses_nonstream(tmp):
+    sim = api_sim(tmp)
+    want = json.loads(recorded("POST-responses-string-input.txt")[1])
+    usage = None
+    for path, body in (("/v1/responses", {"max_output_tokens": 4, "input": "hello world"}),
+                       ("/responses", {"max_output_tokens": 4, "input": "hello world"}),
+                       ("/v1/responses", {"max_output_tokens": 4, "instructions": "Be terse.",
+                                          "input": RESP_TURNS})):
+        r = sim.request("POST", path, dict(body, model="chat"))
+        check_llama_headers(r, 200, "OK")
+        o = r.json()
+        check_same_keys(o, want, path)
+        check(re.fullmatch("resp_" + ID_RE, o["id"]) and
+              re.fullmatch("msg_" + ID_RE, o["output"][0]["id"]), f"ids {o}")
+        check(o["object"] == "response" and o["status"] == "completed" and o["model"] == "chat",
+              f"{o}")
+        check(o["output"] == [{"content": [{"type": "output_text", "annotations": [],
+                                            "logprobs": [], "text": text_of(4)}],
+                               "id": o["output"][0]["id"], "role": "assistant",
+                               "status": "completed", "type": "message"}], f"output {o}")
+        u = o["usage"]
+        check(u["output_tokens"] == 4 and u["total_tokens"] == 4 + u["input_tokens"] and
+              u["input_tokens_details"] == {"cached_tokens": 0}, f"usage {u}")
+        check(usage is None or path != "/v1/responses" or u["input_tokens"] > usage,
+              "the turns and the instructions are not prompt")
+        usage = u["input_tokens"]
+    check_same_keys(r.json(), json.loads(recorded("POST-responses-messages-instructions.txt")[1]),
+                    "turns")
+    # n_predict wins over max_output_tokens, which wins over max_tokens
+    for body, n in (({"max_output_tokens": 3, "n_predict": 2}, 2),
+                    ({"max_output_tokens": 3, "max_tokens": 1}, 3), ({"max_tokens": 1}, 1),
+                    ({}, 16)):
+        r = sim.request("POST", "/v1/responses", dict(body, input="x"))
+        check(r.json()["usage"]["output_tokens"] == n, f"{body}: {r.json()['usage']}")
+
+
+def responses_stream(tmp):
+    sim = api_sim(tmp)
+    events = api_stream(sim, "/v1/responses",
+                        {"model": "chat", "max_output_tokens": 4, "stream": True,
+                         "input": "hello world"})
+    check_events_like(events, recorded_events("POST-responses-stream.txt"), "stream")
+    data = {}
+    for n, d in events:
+        data.setdefault(n, []).append(d)
+    resp_id = data["response.created"][0]["response"]["id"]
+    msg_id = data["response.output_item.added"][0]["item"]["id"]
+    check(re.fullmatch("resp_" + ID_RE, resp_id) and re.fullmatch("msg_" + ID_RE, msg_id),
+          f"ids {resp_id} {msg_id}")
+    check(data["response.in_progress"][0]["response"] ==
+          {"id": resp_id, "object": "response", "status": "in_progress"}, "in_progress")
+    check([d["delta"] for d in data["response.output_text.delta"]] == WORDS[:4], "deltas")
+    check(all(d["item_id"] == msg_id for n, d in events if "item_id" in d), "item ids")
+    check(data["response.output_text.done"][0]["text"] == text_of(4), "text done")
+    done = data["response.completed"][0]
+    check(done["response"]["id"] == resp_id and done["response"]["status"] == "completed" and
+          done["response"]["output"] == [data["response.output_item.done"][0]["item"]],
+          f"completed {done}")
+    u = done["response"]["usage"]
+    check(u["output_tokens"] == 4 and u["total_tokens"] == 4 + u["input_tokens"], f"{u}")
+    check_timings(done["timings"], u["input_tokens"], 4)
+    r = wait_until(lambda: request_records(sim, "/v1/responses"), "the record")[0]
+    check(r["stream"] is True and r["tokens_sent"] == 4, f"record {r}")
+
+
+def responses_errors(tmp):
+    sim = api_sim(tmp)
+    for name, body in (
+            ("bad-json", "{not json"),
+            ("no-input", {"model": "chat", "max_output_tokens": 4}),
+            ("input-not-string-or-array", {"model": "chat", "max_output_tokens": 4, "input": 5}),
+            ("untyped-item", {"model": "chat", "max_output_tokens": 4,
+                              "input": [{"role": "assistant", "content": "hi"}]}),
+            ("bad-content-part", {"model": "chat", "max_output_tokens": 4,
+                                  "input": [{"role": "user", "content": [{"type": "bogus"}]}]}),
+            ("previous-response-id", {"model": "chat", "max_output_tokens": 4, "input": "hi",
+                                      "previous_response_id": "resp_x"}),
+            ("tools-not-array", {"model": "chat", "max_output_tokens": 4, "input": "hi",
+                                 "tools": 5})):
+        check_recorded_error(sim.request("POST", "/v1/responses", body),
+                             f"ERR-responses-{name}.txt")
+    for body, msg in (
+            ([1], "'input' is required"),
+            ({"input": ["hi"]}, "Cannot determine type of 'item'"),
+            ({"input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+             "'input_file' is not supported by llamacpp at this moment"),
+            ({"input": [{"type": "message", "role": "assistant",
+                         "content": [{"type": "input_text", "text": "x"}]}]},
+             "'type' must be 'output_text'"),
+            ({"input": [{"type": "function_call_output", "call_id": "c",
+                         "output": [{"type": "x"}]}]},
+             "Output of tool call should be 'Input text'"),
+            ({"input": [{"type": "reasoning", "summary": [], "content": []}]},
+             "item['content'] is empty"),
+            ({"input": "x", "max_output_tokens": "4"},
+             "Field 'max_tokens': [json.exception.type_error.302] type must be number, "
+             "but is string")):
+        r = sim.request("POST", "/v1/responses", body)
+        check_llama_headers(r, 400, "Bad Request")
+        check(r.json() == {"error": {"code": 400, "message": msg,
+                                     "type": "invalid_request_error"}}, f"{body}: {r.body!r}")
+    # every kind of item the conversion knows, together
+    r = sim.request("POST", "/v1/responses", {"max_output_tokens": 1, "input": [
+        {"role": "system", "content": "Be terse."},
+        {"role": "developer", "content": [{"type": "input_text", "text": "x"}]},
+        {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "t"}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"role": "user", "content": "again"}], "tools": [{"type": "web_search"}]})
+    check(r.status == 200, f"items: {r.status} {r.body!r}")
+    big = "hello world " * 4096
+    for stream in (False, True):
+        r = sim.request("POST", "/v1/responses", {"max_output_tokens": 4, "stream": stream,
+                                                  "input": big})
+        check_llama_headers(r, 400, "Bad Request")
+        check_same_keys(r.json(), json.loads(recorded("ERR-responses-exceeds-context.txt")[1]),
+                        "exceeds context")
+
+
+def apis_reasoning(tmp):
+    sim = api_sim(tmp, ["--reasoning-format", "deepseek", "--reasoning-budget", "3"])
+    # budget 3: two thinking tokens, the end of the thinking (no event), then four of text
+    events = api_stream(sim, "/v1/messages", {"max_tokens": 7, "stream": True, "messages": USER})
+    names = [(n, d.get("index"), (d.get("delta") or d.get("content_block") or {}).get("type"))
+             for n, d in events]
+    check(names == [("message_start", None, None), ("content_block_start", 0, "thinking")] +
+          [("content_block_delta", 0, "thinking_delta")] * 2 +
+          [("content_block_start", 1, "text")] + [("content_block_delta", 1, "text_delta")] * 4 +
+          [("content_block_delta", 0, "signature_delta"), ("content_block_stop", 0, None),
+           ("content_block_stop", 1, None), ("message_delta", None, None),
+           ("message_stop", None, None)], f"events {names}")
+    rec = dict(recorded_events("POST-messages-reasoning-stream.txt")[:3])
+    for n, d in events[:3]:
+        check_same_keys(d, rec[n], n)
+    check(events[-5][1]["delta"] == {"type": "signature_delta", "signature": ""}, "signature")
+    o = sim.request("POST", "/v1/messages", {"max_tokens": 7, "messages": USER}).json()
+    check([b["type"] for b in o["content"]] == ["thinking", "text"], f"{o['content']}")
+    check_same_keys(o["content"][0], json.loads(recorded("POST-messages-reasoning.txt")[1])[
+        "content"][0], "thinking block")
+    check(o["content"][1]["text"] == text_of(4) and o["usage"]["output_tokens"] == 7, f"{o}")
+
+    events = api_stream(sim, "/v1/responses", {"max_output_tokens": 7, "stream": True,
+                                               "input": "hello world"})
+    names = [n for n, _ in events]
+    check(names == ["response.created", "response.in_progress", "response.output_item.added"] +
+          ["response.reasoning_text.delta"] * 2 +
+          ["response.output_item.added", "response.content_part.added"] +
+          ["response.output_text.delta"] * 4 +
+          ["response.output_item.done", "response.output_text.done",
+           "response.content_part.done", "response.output_item.done", "response.completed"],
+          f"events {names}")
+    rec = recorded_events("POST-responses-reasoning-stream.txt")
+    # the reasoning item's added and done, a reasoning delta, the end (the real model's
+    # answer has no text)
+    for i, k in ((2, 2), (3, 3), (names.index("response.output_item.done"), -2), (-1, -1)):
+        check_same_keys(events[i][1], rec[k][1], names[i])
+    rs = events[2][1]["item"]["id"]
+    check(re.fullmatch("rs_" + ID_RE, rs) and events[3][1]["item_id"] == rs, "reasoning id")
+    o = sim.request("POST", "/v1/responses", {"max_output_tokens": 7, "input": "hi"}).json()
+    check([i["type"] for i in o["output"]] == ["reasoning", "message"], f"{o['output']}")
+    check_same_keys(o["output"][0], json.loads(recorded("POST-responses-reasoning.txt")[1])[
+        "output"][0], "reasoning item")
+    # the Responses API passes the request's reasoning_format on; the Messages API does not
+    o = sim.request("POST", "/v1/responses", {"max_output_tokens": 4, "input": "hi",
+                                              "reasoning_format": "none"}).json()
+    check([i["type"] for i in o["output"]] == ["message"], f"reasoning_format none: {o}")
+    o = sim.request("POST", "/v1/messages", {"max_tokens": 4, "reasoning_format": "none",
+                                             "messages": USER}).json()
+    check(o["content"][0]["type"] == "thinking", f"Messages took reasoning_format: {o}")
+
+
+def apis_faults(tmp):
+    body_m = {"max_tokens": 20, "stream": True, "messages": USER}
+    body_r = {"max_output_tokens": 20, "stream": True, "input": "x"}
+    # an error after two tokens: the API's error event ends the stream, without the end events
+    sim = api_sim(tmp, env={"LLAMA_SIM_ERROR_AFTER_TOKENS": "2", "LLAMA_SIM_TOKEN_MS": "5"})
+    st = raw_stream(sim, "/v1/messages", body_m)
+    check(st.status() == 200 and st.wait_end(), "not ended")
+    events = st.named()
+    check([n for n, _ in events] == ["message_start", "content_block_start",
+                                     "content_block_delta", "content_block_delta", "error"],
+          f"events {events}")
+    err = events[-1][1]
+    check(list(err) == ["code", "message", "type"] and err["code"] == 500 and
+          err["type"] == "server_error" and "after 2 tokens" in err["message"], f"{err}")
+    st = raw_stream(sim, "/v1/responses", body_r)
+    check(st.status() == 200 and st.wait_end(), "not ended")
+    events = st.named()
+    check([n for n, _ in events] == ["response.created", "response.in_progress",
+                                     "response.output_item.added", "response.content_part.added",
+                                     "response.output_text.delta", "response.output_text.delta",
+                                     None], f"events {events}")
+    check(list(events[-1][1]) == ["error"] and events[-1][1]["error"]["code"] == 500, f"{events}")
+    # not streamed: the error is the answer
+    for path, body in (("/v1/messages", {"max_tokens": 9, "messages": USER}),
+                       ("/v1/responses", {"max_output_tokens": 9, "input": "x"})):
+        r = sim.request("POST", path, body)
+        check_llama_headers(r, 500, "Internal Server Error")
+        check(list(r.json()) == ["error"], f"{path}: {r.body!r}")
+    # the process dies after three tokens: no end events, the chunked body never ends
+    sim = api_sim(tmp, env={"LLAMA_SIM_EXIT_AFTER_TOKENS": "3", "LLAMA_SIM_EXIT_CODE": "7"})
+    st = raw_stream(sim, "/v1/messages", body_m)
+    check(sim.wait() == 7 and st.wait_closed(), "still running")
+    names = [n for n, _ in st.named()]
+    check(names.count("content_block_delta") == 3 and "message_stop" not in names and
+          not st.ended, f"events {names}")
+    # a stall after two tokens: silence until the client goes
+    sim = api_sim(tmp, env={"LLAMA_SIM_STALL_AFTER_TOKENS": "2", "LLAMA_SIM_TOKEN_MS": "5"})
+    st = raw_stream(sim, "/v1/responses", body_r)
+    st.wait_events(6)
+    st.quiet_for(1.0)
+    names = [n for n, _ in st.named()]
+    check(names.count("response.output_text.delta") == 2 and "response.completed" not in names
+          and not st.closed, f"events {names}")
+    st.sock.close()
+    r = wait_until(lambda: request_records(sim, "/v1/responses"), "the record")[0]
+    check(r["client_gone"] is True and r["tokens_sent"] == 2, f"{r}")
+
+
+def apis_lockstep(tmp):
+    sim = api_sim(tmp, env={"LLAMA_SIM_LOCKSTEP": "1"})
+    st = raw_stream(sim, "/v1/messages", {"max_tokens": 2, "stream": True, "messages": USER})
+    check(st.status() == 200, "status")
+    wait_request_start(sim, "/v1/messages")
+    check(st.quiet_for(0.5) == [], f"an event before any step: {st.events()}")
+    # one event a step, though llama-server sends a token's events at once
+    step_until(sim, 1)
+    st.wait_events(1)
+    check([n for n, _ in st.named()] == ["message_start"] and len(st.quiet_for(0.3)) == 1,
+          f"one step: {st.named()}")
+    step(sim, 2)
+    st.wait_events(3)
+    check([n for n, _ in st.named()] == ["message_start", "content_block_start",
+                                        "content_block_delta"] and len(st.quiet_for(0.3)) == 3,
+          f"three steps: {st.named()}")
+    check(step(sim, 10) == 1 and st.wait_end(), "not ended")
+    check([n for n, _ in st.named()][3:] == ["content_block_delta", "content_block_stop",
+                                            "message_delta", "message_stop"], f"{st.named()}")
+
+
+# ---------------------------------------------------------------------------------------------
 # sizes and speed
 
 def vm_hwm_kb(pid):
@@ -1960,7 +2392,9 @@ CASES = {f.__name__: f for f in (
     metrics, root_no_ui, options_preflight, reasoning_stream, reasoning_nonstream, lockstep,
     records_fields, fault_exit_after_tokens, fault_exit_after_tokens_signal,
     fault_stall_after_tokens, fault_error_after_tokens, large_body, slow_answers, token_ms_zero,
-    concurrent_streams, head_like_get,
+    concurrent_streams, head_like_get, messages_nonstream, messages_stream, messages_count_tokens,
+    messages_errors, responses_nonstream, responses_stream, responses_errors, apis_reasoning,
+    apis_faults, apis_lockstep,
 )}
 
 
