@@ -92,9 +92,12 @@ def status_of(reply):
 
 
 def child_paths(d):
-    """What reached the child, less llmd's own health checks. The simulator records a request
-    as it arrives, before it answers: once a client has its answer, the record is there."""
-    return [x["path"] for x in d.records("request_start", "qwen") if x["path"] != "/health"]
+    """What reached the child, less llmd's own requests: its health checks, and its read of
+    /v1/models once the child is ready (a client's /v1/models is llmd's to answer, never the
+    child's). The simulator records a request as it arrives, before it answers: once a client
+    has its answer, the record is there."""
+    own = {("GET", "/health"), ("GET", "/v1/models")}
+    return [x["path"] for x in d.records("request_start", "qwen") if (x["method"], x["path"]) not in own]
 
 
 def rss_kib(pid):

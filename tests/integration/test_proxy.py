@@ -245,6 +245,29 @@ def upstream_dies_mid_stream(d):
     check(len([c for c in content if c]) == 3, f"tokens before the error: {content}")
 
 
+@sim_only("a fault or timing knob")
+@fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1"), models=MODELS)
+def upstream_dies_mid_stream_each_api(d):
+    """A stream cut short ends with the error event of its own API, after what was relayed."""
+    cases = (
+        ("/v1/messages", {**MESSAGES, "stream": True, "max_tokens": 20}, "error",
+         lambda e: e["type"] == "error" and e["error"]["type"] == "api_error"
+         and "ended the stream" in e["error"]["message"]),
+        ("/v1/responses", {**RESPONSES, "stream": True, "max_output_tokens": 20}, "response.failed",
+         lambda e: e["type"] == "response.failed" and e["response"]["status"] == "failed"
+         and e["response"]["error"]["code"] == "server_error"
+         and "ended the stream" in e["response"]["error"]["message"]),
+    )
+    for path, body, name, shape in cases:
+        ready(d)
+        s = Stream(PORT, path, body, timeout=10)
+        ev = s.named_events()
+        check(len(ev) > 3 and ev[-1][0] == name and shape(ev[-1][1]), f"{path}: {ev[-2:]}")
+        check(all(n and n != name for n, _ in ev[:-1]), f"{path}: {ev}")
+        deltas = [e for n, e in ev if n in ("content_block_delta", "response.output_text.delta")]
+        check(len(deltas) == 3, f"{path}: tokens before the error: {deltas}")
+
+
 @fixture(conf(top="routing = reject"), models=MODELS)
 def routing_reject(d):
     ready(d)
@@ -551,7 +574,7 @@ TESTS = {f.__name__: f for f in [
     graceful_stop, ipv6_and_several_addresses,
     chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
     streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
-    client_abort_while_held, upstream_dies_mid_stream,
+    client_abort_while_held, upstream_dies_mid_stream, upstream_dies_mid_stream_each_api,
     routing_reject, routing_switch, models_list_and_retrieve, routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
     api_keys,
     big_body_intact, options_preflight,
