@@ -114,7 +114,7 @@ enum MHD_Result apis_messages(struct http_request *req)
 {
         enum MHD_Result r = MHD_NO;
         cJSON *body = infer_body(req, &r);
-        const cJSON *thinking, *max_tokens;
+        const cJSON *thinking;
         struct infer_job *j;
         int n, budget = -1;
 
@@ -130,16 +130,12 @@ enum MHD_Result apis_messages(struct http_request *req)
                 return r;
         }
         /* only max_tokens reaches the task (llama-server: 4096 without it, here -n or 16) */
-        max_tokens = cJSON_GetObjectItemCaseSensitive(body, "max_tokens");
-        j->n_predict = infer_default_n_predict(cJSON_IsNumber(max_tokens) ? max_tokens->valueint :
-                                                                            -1);
+        j->n_predict = infer_default_n_predict(infer_json_int(body, "max_tokens", -1));
         /* "thinking": {"type": "enabled", "budget_tokens": N} is the thinking budget */
         thinking = cJSON_GetObjectItemCaseSensitive(body, "thinking");
         if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(thinking, "type")) &&
             streq(cJSON_GetObjectItemCaseSensitive(thinking, "type")->valuestring, "enabled")) {
-                const cJSON *b = cJSON_GetObjectItemCaseSensitive(thinking, "budget_tokens");
-
-                budget = cJSON_IsNumber(b) ? b->valueint : 10000;
+                budget = infer_json_int(thinking, "budget_tokens", 10000);
         }
         /* the converted request has no reasoning_format nor chat_template_kwargs */
         infer_setup_thinking(j, NULL, budget);
@@ -319,7 +315,6 @@ enum MHD_Result apis_responses(struct http_request *req)
 {
         enum MHD_Result r = MHD_NO;
         cJSON *body = infer_body(req, &r);
-        const cJSON *budget, *v;
         struct infer_job *j;
         const char *e;
         int n = 0;
@@ -335,14 +330,14 @@ enum MHD_Result apis_responses(struct http_request *req)
         if (!j) {
                 return r;
         }
-        /* max_output_tokens becomes max_tokens; n_predict still wins */
-        v = cJSON_GetObjectItemCaseSensitive(body, "max_output_tokens");
-        if (cJSON_IsNumber(v) && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(body,
-                                                                            "n_predict"))) {
-                j->n_predict = infer_default_n_predict(v->valueint);
+        /* max_output_tokens becomes max_tokens; n_predict and max_completion_tokens still win */
+        if (cJSON_GetObjectItemCaseSensitive(body, "max_output_tokens")) {
+                j->n_predict = infer_default_n_predict(infer_json_int(
+                        body, "n_predict",
+                        infer_json_int(body, "max_completion_tokens",
+                                       infer_json_int(body, "max_output_tokens", -1))));
         }
-        budget = cJSON_GetObjectItemCaseSensitive(body, "thinking_budget_tokens");
-        infer_setup_thinking(j, body, cJSON_IsNumber(budget) ? budget->valueint : -1);
+        infer_setup_thinking(j, body, infer_json_int(body, "thinking_budget_tokens", -1));
         infer_make_id(j->resp_id, sizeof(j->resp_id), "resp_");
         infer_make_id(j->msg_id, sizeof(j->msg_id), "msg_");
         infer_make_id(j->rs_id, sizeof(j->rs_id), "rs_");

@@ -140,10 +140,13 @@ static int infer_count_chat_prompt(const cJSON *messages)
         return n;
 }
 
-static int infer_json_int(const cJSON *o, const char *name, int def)
+int infer_json_int(const cJSON *o, const char *name, int def)
 {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 
+        if (cJSON_IsBool(v)) {
+                return cJSON_IsTrue(v);
+        }
         return cJSON_IsNumber(v) ? v->valueint : def;
 }
 
@@ -1167,8 +1170,11 @@ struct infer_job *infer_job_new(struct http_request *req, enum infer_api api,
                 j->reasoning_format = "none";
         }
 
-        /* as params_from_json_cmpl(): n_predict wins over max_tokens, then the -n default */
-        n = infer_json_int(body, "n_predict", infer_json_int(body, "max_tokens", -1));
+        /* as params_from_json_cmpl(): n_predict wins over max_completion_tokens, which wins
+         * over max_tokens, then the -n default */
+        n = infer_json_int(body, "n_predict",
+                           infer_json_int(body, "max_completion_tokens",
+                                          infer_json_int(body, "max_tokens", -1)));
         j->n_predict = infer_default_n_predict(n);
         return j;
 }

@@ -166,6 +166,9 @@ struct infer_job *infer_job_new(struct http_request *req, enum infer_api api,
  * chat_template_kwargs.enable_thinking say; request_budget: the request's own thinking budget,
  * which counts only when the server sets none (-1: none). */
 void infer_setup_thinking(struct infer_job *j, const cJSON *body, int request_budget);
+/* An integer field as nlohmann's get<int>() reads it (a boolean is 1 or 0); def when it is
+ * absent or not a number. */
+int infer_json_int(const cJSON *o, const char *name, int def);
 /* n_predict for a request's token limit (< 0: none): the limit, else -n, else 16. */
 int infer_default_n_predict(int requested);
 /* Runs the job to its answer; takes j. The request's body is dropped on the way. */

@@ -882,6 +882,22 @@ def bad_json(tmp):
     check(r.status == 400, f"trailing garbage: {r.status}")
     check("W srv    operator(): got exception: {\"error\":{\"code\":400" in sim.stderr(),
           "no log of the error")
+    # a field of the wrong type, as nlohmann reads it (a boolean is a number, not the reverse)
+    for path, body, field, want, got in (
+            ("/v1/chat/completions", {"messages": [], "max_tokens": "3"}, "max_tokens", "number",
+             "string"),
+            ("/v1/completions", {"prompt": "x", "temperature": [1]}, "temperature", "number",
+             "array"),
+            ("/completion", {"prompt": "x", "stream": 1}, "stream", "boolean", "number")):
+        r = sim.request("POST", path, body)
+        check_llama_headers(r, 400, "Bad Request")
+        check(r.json()["error"] == {
+            "code": 400, "message": f"Field '{field}': [json.exception.type_error.302] type "
+            f"must be {want}, but is {got}", "type": "invalid_request_error"}, f"{r.body!r}")
+    for body, n in (({"max_tokens": True}, 1), ({"max_completion_tokens": 2, "max_tokens": 3}, 2),
+                    ({"n_predict": 1, "max_completion_tokens": 2}, 1)):
+        r = sim.request("POST", "/v1/chat/completions", dict(body, messages=[]))
+        check(r.status == 200 and r.json()["usage"]["completion_tokens"] == n, f"{r.body!r}")
 
 
 def no_messages(tmp):
@@ -2043,7 +2059,7 @@ def responses_nonstream(tmp):
     # n_predict wins over max_output_tokens, which wins over max_tokens
     for body, n in (({"max_output_tokens": 3, "n_predict": 2}, 2),
                     ({"max_output_tokens": 3, "max_tokens": 1}, 3), ({"max_tokens": 1}, 1),
-                    ({}, 16)):
+                    ({"max_output_tokens": True}, 1), ({}, 16)):
         r = sim.request("POST", "/v1/responses", dict(body, input="x"))
         check(r.json()["usage"]["output_tokens"] == n, f"{body}: {r.json()['usage']}")
 
