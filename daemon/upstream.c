@@ -209,7 +209,17 @@ static size_t upstream_on_header(char *buf, size_t size, size_t n, void *userdat
         Upstream *u = userdata;
         size_t len = size * n;
 
-        if (len >= 5 && strneq(buf, "HTTP/", 5)) {
+        if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+                /* The end of the headers: pass them on now, not with the first byte of the
+                 * body, which may be a prompt's processing away (the client sees the status
+                 * at once, and the first token goes out as one write). Not for 1xx. */
+                long status = 0;
+
+                (void) curl_easy_getinfo(u->easy, CURLINFO_RESPONSE_CODE, &status);
+                if (status >= 200) {
+                        upstream_report_headers(u);
+                }
+        } else if (len >= 5 && strneq(buf, "HTTP/", 5)) {
                 /* A new response (after a 100 Continue, say): start over. */
                 free(u->content_type);
                 u->content_type = NULL;
