@@ -10,6 +10,7 @@ struct UpstreamMulti {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
+        sd_event_source *now; /* curl's "as soon as possible": no timer to program */
 };
 
 struct Upstream {
@@ -141,14 +142,27 @@ static int multi_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+static int multi_on_now(sd_event_source *s, void *userdata)
+{
+        return multi_on_timer(s, 0, userdata);
+}
+
 static int multi_on_timeout_change(CURLM *multi, long timeout_ms, void *userdata)
 {
         UpstreamMulti *m = userdata;
 
         if (timeout_ms < 0) {
                 (void) sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
+                (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
                 return 0;
         }
+        if (timeout_ms == 0) {
+                /* What curl asks for after every new transfer and many steps of one: the next
+                 * loop iteration, without reprogramming the loop's timerfd twice for it. */
+                (void) sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
+                return sd_event_source_set_enabled(m->now, SD_EVENT_ONESHOT) < 0 ? -1 : 0;
+        }
+        (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
         /* 1 µs accuracy: curl's timers pace the transfers. */
         if (sd_event_source_set_time_relative(m->timer, (uint64_t) timeout_ms * USEC_PER_MSEC) < 0 ||
             sd_event_source_set_enabled(m->timer, SD_EVENT_ONESHOT) < 0) {
@@ -178,6 +192,12 @@ int upstream_multi_new(sd_event *e, UpstreamMulti **ret)
                 return r;
         }
         (void) sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
+        r = sd_event_add_defer(e, &m->now, multi_on_now, m);
+        if (r < 0) {
+                upstream_multi_free(m);
+                return r;
+        }
+        (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
         if (curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, multi_on_socket) != CURLM_OK ||
             curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m) != CURLM_OK ||
             curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, multi_on_timeout_change) != CURLM_OK ||
@@ -198,6 +218,7 @@ UpstreamMulti *upstream_multi_free(UpstreamMulti *m)
                 curl_multi_cleanup(m->multi);
         }
         sd_event_source_disable_unref(m->timer);
+        sd_event_source_disable_unref(m->now);
         free(m);
         return NULL;
 }
