@@ -156,8 +156,11 @@ def ignored(path, ignore):
 
 
 # Values that clients branch on, compared as well as their kind: the object's kind, why a
-# generation ended, the role, and the error's type, code and message (its numbers masked).
-VALUE_KEYS = re.compile(r"(^|\.)(object|finish_reason|role|stop|error\.(type|code|message))$")
+# generation ended, the role, and the error's type, code and message (its numbers masked); in
+# the Messages and Responses APIs also every "type" (of the event, block, item, part), the
+# stop_reason and the status.
+VALUE_KEYS = re.compile(r"(^|\.)(object|finish_reason|role|stop|error\.(type|code|message)|type|"
+                        r"stop_reason|status)$")
 
 
 def value_of(path, v):
@@ -282,15 +285,76 @@ def sse_diff(a, b, ignore=(), may_lack=()):
     for role in ("first", "reasoning", "content", "final", "usage", "error"):
         xs = [c for c, r in zip(ca, ra) if r == role]
         ys = [c for c, r in zip(cb, rb) if r == role]
-        if not xs or not ys:
+        out += [f"{role} chunk: {d}" for d in role_diff(xs, ys, ignore)]
+    return out
+
+
+def role_diff(xs, ys, ignore):
+    """The shape differences between the events of one role on each side: every event of one
+    side against the first of that role on the other side."""
+    if not xs or not ys:
+        return []
+    seen = []
+    for x in xs:
+        seen += shape_diff(x, ys[0], "", ignore)
+    for y in ys:
+        seen += shape_diff(xs[0], y, "", ignore)
+    return list(dict.fromkeys(seen))
+
+
+def named_sse_events(body):
+    """The events of an SSE body of the Messages or Responses API, as (event name or None, data
+    text), and a description of its framing (what must be equal)."""
+    text = body.decode("utf-8", "replace")
+    blocks = text.split("\n\n")
+    frame = {"ends with a blank line": text.endswith("\n\n"), "CR": "\r" in text}
+    if frame["ends with a blank line"]:
+        blocks.pop()
+    events, bad = [], 0
+    for blk in blocks:
+        lines = blk.split("\n")
+        name = lines.pop(0)[len("event: "):] if lines[0].startswith("event: ") else None
+        if len(lines) != 1 or not lines[0].startswith("data: "):
+            bad += 1
             continue
-        # every chunk of one side against the first of that role on the other side
-        seen = []
-        for x in xs:
-            seen += shape_diff(x, ys[0], "", ignore)
-        for y in ys:
-            seen += shape_diff(xs[0], y, "", ignore)
-        out += [f"{role} chunk: {d}" for d in dict.fromkeys(seen)]
+        events.append((name, lines[0][len("data: "):]))
+    frame["blocks not [event: line] data: line"] = bad
+    frame["[DONE]"] = any(d == "[DONE]" for _, d in events)
+    frame["events without a name"] = sum(1 for n, _ in events if n is None)
+    return events, frame
+
+
+def event_role(name, data):
+    """What an event is: its name, and the type of what it carries (block, delta, item, part)."""
+    if not isinstance(data, dict):
+        return f"{name}:?"
+    if name is None:
+        return "data:" + ",".join(data)
+    inner = [data.get(k) for k in ("content_block", "delta", "item", "part")]
+    kinds = [x.get("type") for x in inner if isinstance(x, dict) and "type" in x]
+    return name + (f"/{kinds[0]}" if kinds else "")
+
+
+def named_sse_diff(a, b, ignore=()):
+    (ea, fa), (eb, fb) = named_sse_events(a.body), named_sse_events(b.body)
+    out = [f"SSE {k}: {fa[k]!r} vs {fb[k]!r}" for k in fa if fa[k] != fb[k]]
+    try:
+        ca = [(n, json.loads(d)) for n, d in ea]
+        cb = [(n, json.loads(d)) for n, d in eb]
+    except ValueError as e:
+        return out + [f"SSE event not JSON: {e}"]
+    out += [f"event {n}: data type {d.get('type')!r}" for n, d in ca + cb
+            if n is not None and isinstance(d, dict) and d.get("type") != n]
+    ra, rb = [event_role(n, d) for n, d in ca], [event_role(n, d) for n, d in cb]
+
+    def squeeze(roles):  # a token's event repeats as many times as there are tokens
+        return [r for i, r in enumerate(roles) if i == 0 or r != roles[i - 1]]
+    if squeeze(ra) != squeeze(rb):
+        out.append(f"SSE event sequence: {' '.join(squeeze(ra))} vs {' '.join(squeeze(rb))}")
+    for role in dict.fromkeys(ra):
+        xs = [d for (_, d), r in zip(ca, ra) if r == role]
+        ys = [d for (_, d), r in zip(cb, rb) if r == role]
+        out += [f"{role}: {d}" for d in role_diff(xs, ys, ignore)]
     return out
 
 
@@ -306,7 +370,10 @@ def check_same(a, b, ignore=(), may_lack=()):
     diffs = [f"status: {a.status} vs {b.status}"] if a.status != b.status else []
     sse = "text/event-stream" in (b.headers.get("content-type") or "")
     diffs += header_diff(a, b, sse)
-    if sse:
+    named = any(r.body.startswith(b"event: ") for r in (a, b))
+    if sse and named:
+        diffs += named_sse_diff(a, b, ignore)
+    elif sse:
         diffs += sse_diff(a, b, ignore, may_lack)
     else:
         ja, jb = body_json(a), body_json(b)
@@ -324,6 +391,25 @@ def check_same(a, b, ignore=(), may_lack=()):
 
 def chat(**kw):
     return {"model": "chat", "messages": CHAT, "max_tokens": 4, **kw}
+
+
+def messages(**kw):
+    return {"model": "chat", "max_tokens": 4, "messages": CHAT, **kw}
+
+
+def responses(**kw):
+    return {"model": "chat", "max_output_tokens": 4, "input": "hello world", **kw}
+
+
+TOOL_A = {"name": "get_weather", "description": "Get the weather",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+TOOL_R = {"type": "function", "name": "get_weather", "description": "Get the weather",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+TURNS = [{"role": "user", "content": "hello world"},
+         {"type": "message", "role": "assistant", "content": [{"type": "output_text",
+                                                               "text": "hi"}]},
+         {"role": "user", "content": [{"type": "input_text", "text": "again"}]}]
+BIG = "hello world " * CTX
 
 
 def completion(**kw):
@@ -400,6 +486,8 @@ CASES = {
                                       {"Content-Type": "application/json"}),
     "error_no_messages": lambda: compare("chat", "POST", "/v1/chat/completions",
                                          {"model": "chat", "max_tokens": 4}),
+    "error_max_tokens_type": lambda: compare("chat", "POST", "/v1/chat/completions",
+                                             chat(max_tokens="4")),
     "error_over_context": lambda: compare(
         "chat", "POST", "/v1/chat/completions",
         chat(messages=[{"role": "user", "content": "hello world " * CTX}])),
@@ -414,6 +502,53 @@ CASES = {
     "reasoning_stream": lambda: compare("reasoning", "POST", "/v1/chat/completions",
                                         chat(model="reasoning", stream=True),
                                         may_lack=["content"]),
+    # The Anthropic Messages API and the OpenAI Responses API (samples in tests/sim/samples/)
+    "messages": lambda: compare("chat", "POST", "/v1/messages", messages()),
+    "messages_stream": lambda: compare("chat", "POST", "/v1/messages", messages(stream=True)),
+    "messages_system_tools": lambda: compare(
+        "chat", "POST", "/v1/messages",
+        messages(system=[{"type": "text", "text": "Be terse."}], tools=[TOOL_A])),
+    "messages_system_tools_stream": lambda: compare(
+        "chat", "POST", "/v1/messages",
+        messages(stream=True, system="Be terse.", tools=[TOOL_A], tool_choice={"type": "auto"})),
+    "messages_count_tokens": lambda: compare("chat", "POST", "/v1/messages/count_tokens",
+                                             messages()),
+    "messages_no_v1": lambda: compare("chat", "POST", "/messages", messages()),
+    "error_messages_bad_json": lambda: compare("chat", "POST", "/v1/messages", b"{not json",
+                                               {"Content-Type": "application/json"}),
+    "error_messages_no_messages": lambda: compare("chat", "POST", "/v1/messages",
+                                                  {"model": "chat", "max_tokens": 4}),
+    "error_messages_max_tokens_type": lambda: compare("chat", "POST", "/v1/messages",
+                                                      messages(max_tokens="4")),
+    "error_messages_over_context_stream": lambda: compare(
+        "chat", "POST", "/v1/messages",
+        messages(stream=True, messages=[{"role": "user", "content": BIG}])),
+    "error_count_tokens_no_messages": lambda: compare("chat", "POST",
+                                                      "/v1/messages/count_tokens", {}),
+    "responses": lambda: compare("chat", "POST", "/v1/responses", responses()),
+    "responses_turns": lambda: compare("chat", "POST", "/v1/responses",
+                                       responses(instructions="Be terse.", input=TURNS)),
+    "responses_stream": lambda: compare("chat", "POST", "/v1/responses", responses(stream=True)),
+    "responses_tools_stream": lambda: compare("chat", "POST", "/v1/responses",
+                                              responses(stream=True, tools=[TOOL_R])),
+    "responses_no_v1": lambda: compare("chat", "POST", "/responses", responses()),
+    "error_responses_no_input": lambda: compare("chat", "POST", "/v1/responses",
+                                                {"model": "chat"}),
+    "error_responses_untyped_item": lambda: compare(
+        "chat", "POST", "/v1/responses",
+        responses(input=[{"role": "assistant", "content": "hi"}])),
+    "error_responses_over_context": lambda: compare("chat", "POST", "/v1/responses",
+                                                    responses(input=BIG)),
+    # two tokens: the simulator thinks for the first (half of them), the second ends the
+    # thinking, so neither side has text (the tiny real model never ends its thinking)
+    "messages_reasoning_stream": lambda: compare(
+        "reasoning", "POST", "/v1/messages", messages(model="reasoning", stream=True,
+                                                      max_tokens=2)),
+    "responses_reasoning": lambda: compare(
+        "reasoning", "POST", "/v1/responses", responses(model="reasoning", max_output_tokens=2)),
+    "responses_reasoning_stream": lambda: compare(
+        "reasoning", "POST", "/v1/responses", responses(model="reasoning", stream=True,
+                                                        max_output_tokens=2)),
     "embeddings": lambda: compare("embed", "POST", "/v1/embeddings",
                                   {"model": "embed", "input": "hello world"}),
     "embeddings_batch": lambda: compare("embed", "POST", "/v1/embeddings",
