@@ -5,13 +5,16 @@ int buffer_append(Buffer *b, const void *p, size_t n)
 {
         char *d;
 
+        if (n == 0) {
+                return 0;
+        }
         if (b->off > 0) {
                 memmove(b->data, b->data + b->off, b->len - b->off);
                 b->len -= b->off;
                 b->off = 0;
         }
         d = realloc(b->data, b->len + n);
-        if (!d && b->len + n > 0) {
+        if (!d) {
                 return -ENOMEM;
         }
         b->data = d;

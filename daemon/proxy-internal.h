@@ -76,7 +76,8 @@ struct Request {
         struct MHD_Response *response;
         unsigned status;
         bool suspended;
-        sd_event_source *hangup; /* watches the client while suspended */
+        sd_event_source *hangup; /* watches the client from the first suspend on */
+        bool client_hup;         /* it hung up while MHD had the connection */
         sd_event_source *timer;  /* HELD: hold-timeout; FORWARDED, RELAYING: upstream-timeout */
 
         Upstream *upstream;

@@ -267,6 +267,10 @@ static int request_on_hangup(sd_event_source *s, int fd, uint32_t revents, void 
         /* Suspended connections are not watched by MHD: this is how a vanished client is seen
          * while it waits for a model or for its first token. Leaving the state cancels the
          * upstream, so the child stops generating; MHD closes the rest when resumed. */
+        if (!r->suspended) {
+                r->client_hup = true; /* MHD has it now; seen again at the next suspend */
+                return 0;
+        }
         (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
         if (r->state == REQ_RELAYING) {
                 r->upstream_error = -ECONNRESET;
@@ -290,10 +294,12 @@ void request_suspend(Request *r)
         if (!ci) {
                 return;
         }
-        if (r->hangup) {
-                (void) sd_event_source_set_enabled(r->hangup, SD_EVENT_ON);
-        } else if (sd_event_add_io(r->proxy->event, &r->hangup, ci->connect_fd,
-                                   EPOLLRDHUP, request_on_hangup, r) < 0) {
+        /* Watched from the first suspend to the end of the request, edge-triggered: not
+         * switched on and off around every event of a stream. */
+        if (r->client_hup) {
+                (void) request_on_hangup(r->hangup, ci->connect_fd, EPOLLRDHUP, r);
+        } else if (!r->hangup && sd_event_add_io(r->proxy->event, &r->hangup, ci->connect_fd,
+                                                 EPOLLRDHUP | EPOLLET, request_on_hangup, r) < 0) {
                 r->hangup = NULL;
         }
 }
@@ -303,8 +309,6 @@ void request_resume(Request *r)
         if (!r->suspended) {
                 return;
         }
-        /* Off before MHD has the socket again: it may close it. */
-        (void) sd_event_source_set_enabled(r->hangup, SD_EVENT_OFF);
         r->suspended = false;
         MHD_resume_connection(r->connection);
         /* MHD_run() follows from the post source, in this loop iteration. */

@@ -258,7 +258,11 @@ def upstream_dies_mid_stream_each_api(d):
          and e["response"]["error"]["code"] == "server_error"
          and "ended the stream" in e["response"]["error"]["message"]),
     )
-    for path, body, name, shape in cases:
+    for i, (path, body, name, shape) in enumerate(cases):
+        # The child exits after its third token: wait for the next one, then for it to be ready.
+        if i > 0:
+            wait_until(lambda: len(d.starts("qwen")) > i, "qwen to start again")
+            d.mark()  # its "ready" is the one to wait for
         ready(d)
         s = Stream(PORT, path, body, timeout=10)
         ev = s.named_events()
