@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from llmdtest import (Failure, LLMCTL, Varlink, check, fixture, llmctl, llmctl_json, pid_alive, run,
-                      sim_only, wait_until)
+from llmdtest import (Failure, LLMCTL, Varlink, check, fixture, free_port, llmctl, llmctl_json,
+                      pid_alive, run, sim_only, wait_until)
 
 
 def conf(extra="", qwen="", gemma="", devstral="", nomic=""):
@@ -251,6 +251,26 @@ def reload_bad_file(d):
     check(e["error"] == "io.llmd.Manager.ConfigInvalid", e)
     check({m: d.pid_of(m) for m in pids} == pids, "a child changed")
     check(llmctl(d, "status", check_rc=0), "")
+    check(d.proc.poll() is None, "llmd exited")
+
+
+@fixture(conf(), models=MODELS)
+def reload_refuses_listener_change(d):
+    """A new port for a model, or another listen address, cannot be applied by a reload: it is
+    refused whole, naming what takes a restart, and nothing changes (no child restarted, nothing
+    new listening)."""
+    ready(d)
+    pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    port = free_port()
+    for changed in (conf(qwen=f"port = {port}"),
+                    conf().replace("[llmd]", f"[llmd]\nlisten = 127.0.0.1:{free_port()}")):
+        d.write_config(changed)
+        p = llmctl(d, "reload", check_rc=2)
+        check("take a restart" in p.stderr and "listen, a model's port" in p.stderr, p.stderr)
+        check("Reloaded" not in open(d.log_path).read(), "a refused reload was logged as done")
+        check({m: d.pid_of(m) for m in pids} == pids, "a child changed")
+        with socket.socket() as s:
+            check(s.connect_ex(("127.0.0.1", port)) != 0, f"something listens on {port}")
     check(d.proc.poll() is None, "llmd exited")
 
 
@@ -547,7 +567,7 @@ TESTS = {f.__name__: f for f in [
     switch_now_kills,
     switch_three, progress_in_order, switch_to_active, unknown_model, failed_switch_rolls_back,
     switch_during_switch, persisted_across_restart, stop_and_start, reload_applies_difference,
-    reload_removes_running_model, reload_bad_file, sighup_reloads, garbage_frames,
+    reload_removes_running_model, reload_bad_file, reload_refuses_listener_change, sighup_reloads, garbage_frames,
     reader_that_never_reads, permissions, llmctl_without_daemon, json_output, status_on_terminal,
     idle_clients_leave_room_for_root, partial_frame_times_out, nul_in_string_refused,
     client_strings_escaped_in_log,
