@@ -304,8 +304,22 @@ static double infer_ms(uint64_t usec)
 
 static double infer_prompt_ms(const struct infer_job *j)
 {
+        if (sim_config.prompt_ms >= 0) {
+                return infer_ms(j->t_prompt);
+        }
         /* prompt processing is not simulated: a plausible fraction of a millisecond a token */
         return 0.125 * j->n_prompt + 0.25;
+}
+
+/* LLAMA_SIM_EOS_AFTER_TOKENS: the model has written its end-of-generation token. */
+static bool infer_eos(const struct infer_job *j)
+{
+        return sim_config.eos_after_tokens >= 0 && j->n_decoded >= sim_config.eos_after_tokens;
+}
+
+static const char *infer_finish_reason(const struct infer_job *j)
+{
+        return infer_eos(j) && j->n_decoded < j->n_predict ? "stop" : "length";
 }
 
 static double infer_predicted_ms(const struct infer_job *j)
@@ -455,7 +469,7 @@ static cJSON *infer_native_final(const struct infer_job *j)
         cJSON_AddStringToObject(o, "prompt", j->prompt ? j->prompt : "");
         cJSON_AddFalseToObject(o, "has_new_line");
         cJSON_AddFalseToObject(o, "truncated");
-        cJSON_AddStringToObject(o, "stop_type", "limit");
+        cJSON_AddStringToObject(o, "stop_type", streq(infer_finish_reason(j), "stop") ? "eos" : "limit");
         cJSON_AddStringToObject(o, "stopping_word", "");
         cJSON_AddNumberToObject(o, "tokens_cached", cached > 0 ? cached : 0);
         cJSON_AddItemToObject(o, "timings", infer_timings(j));
@@ -503,7 +517,7 @@ static cJSON *infer_oai_completion_object(const struct infer_job *j, const char 
         cJSON *o = cJSON_CreateObject();
         const char *text = word ? word : (j->stream ? "" : j->text);
 
-        cJSON_AddItemToObject(o, "choices", infer_text_choice(text, word ? NULL : "length"));
+        cJSON_AddItemToObject(o, "choices", infer_text_choice(text, word ? NULL : infer_finish_reason(j)));
         infer_add_meta(o, j, "text_completion", false);
         if (!word) {
                 cJSON_AddItemToObject(o, "usage", infer_usage(j));
@@ -557,7 +571,7 @@ static cJSON *infer_chat_final(const struct infer_job *j)
         cJSON *c = cJSON_CreateObject();
         cJSON *m;
 
-        cJSON_AddStringToObject(c, "finish_reason", "length");
+        cJSON_AddStringToObject(c, "finish_reason", infer_finish_reason(j));
         cJSON_AddNumberToObject(c, "index", 0);
         m = cJSON_AddObjectToObject(c, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
@@ -658,6 +672,15 @@ static int infer_next_token(struct infer_job *j, const char **ret_word, enum inf
         const char *word = NULL;
         int r;
 
+        /* LLAMA_SIM_PROMPT_MS: the prompt is read before the first token; generation's time
+         * starts after it, as llama-server's timings count them apart. */
+        if (j->n_decoded == 0 && sim_config.prompt_ms >= 0 && !j->lock) {
+                if (sim_phase() != SIM_STOPPING && http_wait_client_gone(j->req, sim_config.prompt_ms)) {
+                        return infer_hold(j);
+                }
+                j->t_prompt = now_usec() - j->t_start;
+                j->t_start += j->t_prompt;
+        }
         r = infer_wait_token(j);
         if (r < 0) {
                 return r;
@@ -824,7 +847,7 @@ static int infer_stream_step(struct infer_job *j)
                                 j->step = INFER_STEP_ERROR;
                                 continue;
                         }
-                        if (j->n_decoded >= j->n_predict) {
+                        if (j->n_decoded >= j->n_predict || infer_eos(j)) {
                                 j->step = INFER_STEP_FINAL;
                                 continue;
                         }
@@ -892,7 +915,7 @@ static int infer_stream_step(struct infer_job *j)
                                 break;
                         case INFER_OAI_CHAT:
                                 j->pending = infer_sse(infer_chat_chunk(
-                                        j, cJSON_CreateObject(), "length", !j->include_usage));
+                                        j, cJSON_CreateObject(), infer_finish_reason(j), !j->include_usage));
                                 j->step = j->include_usage ? INFER_STEP_USAGE : INFER_STEP_DONE;
                                 break;
                         case INFER_ANTHROPIC:
@@ -1086,7 +1109,7 @@ enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
                 return http_reply_stream(req, infer_stream_read, j, infer_stream_free);
         }
 
-        while (j->n_decoded < j->n_predict) {
+        while (j->n_decoded < j->n_predict && !infer_eos(j)) {
                 int f = infer_check_faults(j);
 
                 if (f > 0) {

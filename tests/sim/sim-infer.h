@@ -98,8 +98,9 @@ struct infer_job {
         size_t text_len;
         char *reasoning;          /* the reasoning_content so far */
         size_t reasoning_len;
-        uint64_t t_start;
+        uint64_t t_start;         /* generation began (after the prompt) */
         uint64_t t_end;
+        uint64_t t_prompt;        /* LLAMA_SIM_PROMPT_MS: the prompt's time, as measured */
 
         /* the Responses API's ids, and which blocks (items) a stream has opened */
         char resp_id[48];

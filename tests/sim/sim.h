@@ -61,6 +61,8 @@ struct sim_config {
         int64_t health_hang_after_ms;
         int64_t hold_ms;
         int64_t token_ms;           /* 0 = as fast as possible */
+        int64_t prompt_ms;          /* LLAMA_SIM_PROMPT_MS: time before the first token */
+        int64_t eos_after_tokens;   /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
         bool lockstep;              /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
         int64_t exit_after_tokens;  /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
         int64_t stall_after_tokens;

@@ -15,6 +15,12 @@ The simulator's knobs, all environment variables:
   LLAMA_SIM_EXIT_SIGNAL=SEGV|...   die by this signal instead of exiting
   LLAMA_SIM_HOLD_MS=N              POST /sim/hold answers after N ms (default: never)
   LLAMA_SIM_TOKEN_MS=N             time per generated token (default 10; 0: full speed)
+  LLAMA_SIM_PROMPT_MS=N            the prompt takes N ms before the first token; timings'
+                                   prompt_ms is that time as measured, predicted_ms the rest
+                                   (default: no wait, a prompt_ms made up from its length)
+  LLAMA_SIM_EOS_AFTER_TOKENS=N     the answer ends after N tokens, as by the model's own end of
+                                   generation: finish_reason "stop" (native stop_type "eos";
+                                   the Messages and Responses APIs still say the limit)
   LLAMA_SIM_LOCKSTEP=1             a stream sends each SSE event only with a credit from
                                    POST /sim/step {"n": K} (K to every open stream, default 1)
   LLAMA_SIM_EXIT_AFTER_TOKENS=N    exit (LLAMA_SIM_EXIT_CODE/_SIGNAL) once N tokens went out
@@ -1841,6 +1847,52 @@ def fault_error_after_tokens(tmp):
     check(r.json()["error"]["type"] == "server_error", f"{r.body!r}")
 
 
+def eos_after_tokens(tmp):
+    sim, st = _fault_stream(tmp, {"LLAMA_SIM_EOS_AFTER_TOKENS": "3"})
+    check(st.wait_end(), "not ended")
+    events = st.events()
+    check(len(_tokens(events)) == 3 and events[-1] == "[DONE]", f"events {events}")
+    final = json.loads(events[-2])
+    check(final["choices"][0]["finish_reason"] == "stop", f"{final}")
+    check(final["timings"]["predicted_n"] == 3, f"{final['timings']}")
+    r = sim.request("POST", "/v1/chat/completions", chat(max_tokens=20))
+    check(r.json()["choices"][0]["finish_reason"] == "stop" and
+          r.json()["usage"]["completion_tokens"] == 3, f"{r.body!r}")
+    r = sim.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 20})
+    check(r.json()["choices"][0]["finish_reason"] == "stop", f"{r.body!r}")
+    r = sim.request("POST", "/completion", {"prompt": "x", "n_predict": 20})
+    check(r.json()["stop_type"] == "eos" and r.json()["tokens_predicted"] == 3, f"{r.body!r}")
+    # a limit before the end of generation is still the limit
+    r = sim.request("POST", "/v1/chat/completions", chat(max_tokens=2))
+    check(r.json()["choices"][0]["finish_reason"] == "length" and
+          r.json()["usage"]["completion_tokens"] == 2, f"{r.body!r}")
+
+
+def prompt_ms(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "5",
+                        "LLAMA_SIM_PROMPT_MS": "300"})
+    sim.wait_ready()
+    t0 = time.monotonic()
+    st = raw_stream(sim, "/v1/chat/completions", chat(stream=True, max_tokens=4))
+    check(st.status() == 200, "status")
+    # the role chunk leaves at once; the first token only after the prompt
+    first = None
+    while first is None and not st.closed:
+        st._pump(DEADLINE)
+        if _tokens(st.events()):
+            first = time.monotonic() - t0
+    check(st.wait_end(), "not ended")
+    elapsed = time.monotonic() - t0
+    events = st.events()
+    check(len(_tokens(events)) == 4, f"events {events}")
+    t = json.loads(events[-2])["timings"]
+    # the simulator's own measure of its wait, and the client's of the same time: lower bounds
+    check(t["prompt_ms"] >= 300, f"{t}")
+    check(first is not None and first * 1000 >= t["prompt_ms"], f"first token at {first} s, {t}")
+    check(elapsed * 1000 >= t["prompt_ms"] + t["predicted_ms"], f"{elapsed} s, {t}")
+    check(t["predicted_n"] == 4, f"{t}")
+
+
 # ---------------------------------------------------------------------------------------------
 # the Anthropic Messages API and the OpenAI Responses API, against samples/ (build 11669)
 
@@ -2407,7 +2459,7 @@ CASES = {f.__name__: f for f in (
     embeddings, embeddings_on_chat_server, rerank, tokenize, apply_template, infill, props, slots,
     metrics, root_no_ui, options_preflight, reasoning_stream, reasoning_nonstream, lockstep,
     records_fields, fault_exit_after_tokens, fault_exit_after_tokens_signal,
-    fault_stall_after_tokens, fault_error_after_tokens, large_body, slow_answers, token_ms_zero,
+    fault_stall_after_tokens, fault_error_after_tokens, eos_after_tokens, prompt_ms, large_body, slow_answers, token_ms_zero,
     concurrent_streams, head_like_get, messages_nonstream, messages_stream, messages_count_tokens,
     messages_errors, responses_nonstream, responses_stream, responses_errors, apis_reasoning,
     apis_faults, apis_lockstep,
