@@ -179,6 +179,16 @@ static bool hold_busy_with(const Proxy *p, const char *model)
         return false;
 }
 
+bool hold_draining(const Proxy *p, const char *model)
+{
+        for (Drain *d = p->drains; d; d = d->next) {
+                if (streq(d->model, model)) {
+                        return true;
+                }
+        }
+        return false;
+}
+
 /* Ends the requests still running on model, each with an error its client can read. */
 static void hold_cut_off(Proxy *p, const char *model, const char *why)
 {

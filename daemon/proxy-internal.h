@@ -146,6 +146,8 @@ void hold_remove(Proxy *p, Request *r);
 void hold_forwarded_push(Proxy *p, Request *r);
 void hold_forwarded_remove(Proxy *p, Request *r);
 void hold_check_drains(Proxy *p);
+/* Whether model is being drained (a switch away from it waits for its requests). */
+bool hold_draining(const Proxy *p, const char *model);
 void hold_maybe_switch(Proxy *p);
 void hold_free_drains(Proxy *p);
 const char *hold_resolve(Request *r);

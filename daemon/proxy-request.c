@@ -676,13 +676,56 @@ static void request_answer_models(Request *r)
         request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
 }
 
+/* GET /health?model=NAME: whether that model (or alias) is loaded and ready here, for a load
+ * balancer choosing the box that serves it. From llmd's own state: no child is asked. */
+static void request_answer_model_health(Request *r, const char *asked)
+{
+        Proxy *p = r->proxy;
+        const ModelConfig *m = config_find_model(proxy_config(p), asked);
+        Child *c = m ? supervisor_child(p->supervisor, m->name) : NULL;
+        cJSON *o = cJSON_CreateObject(), *e;
+        const char *word = !c ? "not configured"
+                         : child_state(c) == CHILD_READY && hold_draining(p, m->name) ? "draining"
+                         : state_word(child_state(c));
+        _cleanup_free_ char *msg = NULL;
+
+        cJSON_AddStringToObject(o, "model", m ? m->name : asked);
+        if (c && child_state(c) == CHILD_READY && !hold_draining(p, m->name)) {
+                cJSON_AddStringToObject(o, "status", "ok");
+                request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
+                return;
+        }
+        cJSON_AddStringToObject(o, "status", word);
+        if (c && child_state(c) == CHILD_FAILED && child_reason(c)) {
+                cJSON_AddStringToObject(o, "reason", child_reason(c));
+        }
+        (void) asprintf(&msg, "%s: %s", m ? m->name : asked, word);
+        e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "message", msg ? msg : word);
+        cJSON_AddStringToObject(e, "type", "unavailable_error");
+        cJSON_AddNumberToObject(e, "code", 503);
+        request_answer(r, 503, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
+}
+
 static void request_answer_health(Request *r)
 {
         Proxy *p = r->proxy;
+        _cleanup_free_ char *asked = NULL;
         const char *active = supervisor_active(p->supervisor);
         Child *c = active ? supervisor_child(p->supervisor, active) : NULL;
-        cJSON *o = cJSON_CreateObject();
+        cJSON *o;
         unsigned status = 503;
+
+        if (route_query_param(r->route.path, "model", &asked) == -EBADMSG) {
+                request_answer_error(r, 400, "invalid_request_error",
+                                     "the model parameter is not printable ASCII", NULL);
+                return;
+        }
+        if (asked) {
+                request_answer_model_health(r, asked);
+                return;
+        }
+        o = cJSON_CreateObject();
 
         if (c && child_state(c) == CHILD_READY && supervisor_loaded(p->supervisor)) {
                 cJSON_AddStringToObject(o, "status", "ok");

@@ -143,6 +143,51 @@ int route_normalize_path(const char *target, char **ret, const char **ret_why)
         return 0;
 }
 
+int route_query_param(const char *target, const char *name, char **ret)
+{
+        const char *q = strchr(target, '?');
+        size_t n = strlen(name);
+
+        *ret = NULL;
+        for (q = q ? q + 1 : NULL; q && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
+                size_t len = strcspn(q, "&#");
+                _cleanup_free_ char *v = NULL;
+                size_t k = 0;
+
+                if (len < n + 1 || !strneq(q, name, n) || q[n] != '=') {
+                        continue;
+                }
+                v = malloc(len - n);
+                if (!v) {
+                        return -ENOMEM;
+                }
+                for (size_t i = n + 1; i < len; i++) {
+                        int c = (unsigned char) q[i];
+
+                        if (c == '%') {
+                                int hi = i + 2 < len ? unhex(q[i + 1]) : -1;
+                                int lo = hi >= 0 ? unhex(q[i + 2]) : -1;
+
+                                if (hi < 0 || lo < 0) {
+                                        return -EBADMSG;
+                                }
+                                c = hi * 16 + lo;
+                                i += 2;
+                        } else if (c == '+') {
+                                c = ' ';
+                        }
+                        if (c < 0x20 || c >= 0x7f) {
+                                return -EBADMSG;
+                        }
+                        v[k++] = (char) c;
+                }
+                v[k] = '\0';
+                *ret = TAKE_PTR(v);
+                return 0;
+        }
+        return 0;
+}
+
 bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key)
 {
         const char *h = NULL;

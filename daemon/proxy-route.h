@@ -77,6 +77,10 @@ void route_done(Route *r);
  * *ret_why set when it must be refused, -ENOMEM. */
 int route_normalize_path(const char *target, char **ret, const char **ret_why);
 
+/* The value of the query parameter name in target (its %-escapes and "+" decoded) into *ret, or
+ * NULL when it is absent; -EBADMSG for a value that does not decode to printable ASCII. */
+int route_query_param(const char *target, const char *name, char **ret);
+
 /* Whether header (an Authorization or X-Api-Key value) carries one of keys; compares in time
  * that does not depend on where a key differs. */
 bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key);

@@ -355,6 +355,39 @@ def models_list_and_retrieve(d):
           and "gpt-4" in r.json()["error"]["message"], r)
     r = http(PORT, "POST", "/v1/models/qwen", {})
     check(r.status == 405, r)
+    # The same state, one model at a time, for load balancers.
+    check(http(PORT, "GET", "/health?model=qwen3.5").status == 200, "qwen3.5 not ready")
+    check(http(PORT, "GET", "/health?model=gemma").status == 503, "gemma ready")
+
+
+@sim_only("a fault or timing knob")
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50", gemma="env = LLAMA_SIM_LOAD_MS=1000"), models=MODELS)
+def health_per_model(d):
+    """/health?model=NAME: 200 while that model is ready here, 503 with why otherwise — what a
+    load balancer asks to pick a box; by alias too, and public like /health."""
+    ready(d)
+
+    def health(name):
+        r = http(PORT, "GET", f"/health?model={name}")
+        return r.status, r.json()
+    check(health("qwen") == (200, {"model": "qwen", "status": "ok"}), health("qwen"))
+    check(health("qwen3.5") == (200, {"model": "qwen", "status": "ok"}), health("qwen3.5"))
+    check(health("nomic")[0] == 200, health("nomic"))
+    st, body = health("gemma4")
+    check(st == 503 and body["status"] == "unloaded" and body["model"] == "gemma"
+          and body["error"]["type"] == "unavailable_error", body)
+    st, body = health("gpt%2D4")
+    check(st == 503 and body["status"] == "not configured" and body["model"] == "gpt-4", body)
+    check(http(PORT, "GET", "/health?model=%zz").status == 400, "a bad escape")
+    # While a switch drains qwen and loads gemma, neither is ready.
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 30})
+    check(s.event() is not None, "no first event")
+    sw = start_switch(d, "gemma")
+    wait_until(lambda: health("qwen")[1]["status"] == "draining", "qwen draining")
+    check(health("gemma")[0] == 503, health("gemma"))
+    s.events()
+    check(sw.wait(20) == 0, "switch failed")
+    check(health("gemma")[0] == 200 and health("qwen")[0] == 503, (health("gemma"), health("qwen")))
 
 
 @fixture(conf(), models=MODELS)
@@ -579,7 +612,7 @@ TESTS = {f.__name__: f for f in [
     chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
     streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
     client_abort_while_held, upstream_dies_mid_stream, upstream_dies_mid_stream_each_api,
-    routing_reject, routing_switch, models_list_and_retrieve, routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
+    routing_reject, routing_switch, models_list_and_retrieve, health_per_model, routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
     api_keys,
     big_body_intact, options_preflight,
 ]}

@@ -257,6 +257,26 @@ TEST(apis)
         }
 }
 
+TEST(query_param)
+{
+        char *v = NULL;
+
+        check(route_query_param("/health?model=qwen", "model", &v) == 0);
+        check_streq(v, "qwen");
+        free(v);
+        check(route_query_param("/health?x=1&model=org%2Fm+x&model=second", "model", &v) == 0);
+        check_streq(v, "org/m x");
+        free(v);
+        check(route_query_param("/health?model=", "model", &v) == 0);
+        check_streq(v, "");
+        free(v);
+        check(route_query_param("/health?models=a&xmodel=b", "model", &v) == 0 && !v);
+        check(route_query_param("/health", "model", &v) == 0 && !v);
+        check(route_query_param("/health?model=%zz", "model", &v) == -EBADMSG && !v);
+        check(route_query_param("/health?model=a%00", "model", &v) == -EBADMSG && !v);
+        check(route_query_param("/health?model=%0a", "model", &v) == -EBADMSG && !v);
+}
+
 TEST(origins)
 {
         char *list[] = { (char *) "https://app.example", NULL };
@@ -307,6 +327,7 @@ int main(void)
         RUN(targets);
         RUN(models_retrieve);
         RUN(apis);
+        RUN(query_param);
         RUN(origins);
         RUN(hosts);
         return 0;
