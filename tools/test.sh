@@ -7,8 +7,11 @@ set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
 
-# The OpenAI SDK for tests/integration/test_js.py, from the lockfile; nothing is fetched when the
-# installed tree already matches.
+# The client libraries and coding agents of tests/integration/test_js.py, from the lockfile;
+# nothing is fetched when the installed tree already matches. (The lockfile's entries for the
+# other platforms' builds of @teddyzhu/clipboard, an optional dependency of qwen-code, were
+# written by hand: the registry these machines reach lacks them, and npm ci refuses a lockfile
+# that does not name them. npm install keeps them.)
 npm ls --prefix tests/js >/dev/null 2>&1 ||
     npm ci --prefix tests/js --prefer-offline --no-audit --no-fund
 
