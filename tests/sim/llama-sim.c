@@ -92,9 +92,56 @@ static int sim_open_requests(void)
         return __atomic_load_n(&sim_state.open_requests, __ATOMIC_SEQ_CST);
 }
 
+/* $LLMD_FAKE_NVML/PID while loaded (LLAMA_SIM_GPU_MB), for the fake NVML; "" when none. */
+static char sim_gpu_path[4096];
+
+/*
+ * Says to the fake NVML (tests/nvml-fake) that this process now holds LLAMA_SIM_GPU_MB MiB of
+ * GPU memory, as a real llama-server does once its model is loaded. Written whole and renamed
+ * into place, so the fake never reads half a number.
+ */
+static void sim_gpu_publish(void)
+{
+        char tmp[sizeof(sim_gpu_path) + 8];
+        FILE *f;
+        int n;
+
+        if (sim_config.gpu_mb < 0 || !sim_config.fake_nvml) {
+                return;
+        }
+        n = snprintf(tmp, sizeof(tmp), "%s/.%d", sim_config.fake_nvml, (int) getpid());
+        if (n < 0 || (size_t) n >= sizeof(sim_gpu_path)) {
+                log_plain("llama-sim: LLMD_FAKE_NVML=%s: too long\n", sim_config.fake_nvml);
+                return;
+        }
+        f = fopen(tmp, "we");
+        if (!f) {
+                log_plain("llama-sim: cannot write %s: %s\n", tmp, strerror(errno));
+                return;
+        }
+        fprintf(f, "%lld\n", (long long) sim_config.gpu_mb * 1024 * 1024);
+        snprintf(sim_gpu_path, sizeof(sim_gpu_path), "%s/%d", sim_config.fake_nvml,
+                 (int) getpid());
+        if (fclose(f) != 0 || rename(tmp, sim_gpu_path) < 0) {
+                log_plain("llama-sim: cannot write %s: %s\n", sim_gpu_path, strerror(errno));
+                (void) unlink(tmp);
+                sim_gpu_path[0] = '\0';
+        }
+}
+
+/* The driver frees a process's GPU memory when it ends, however it ends. (A SIGKILL leaves the
+ * file behind; the fake counts only live processes.) */
+static void sim_gpu_retract(void)
+{
+        if (sim_gpu_path[0]) {
+                (void) unlink(sim_gpu_path);
+        }
+}
+
 /* Every voluntary exit goes through here, so that the records end with its status. */
 static _noreturn_ void sim_exit(int status)
 {
+        sim_gpu_retract();
         record_exit(status);
         _exit(status);
 }
@@ -105,6 +152,7 @@ static _noreturn_ void sim_die_by_signal(int sig)
         struct rlimit no_core = { 0, 0 };
         sigset_t set;
 
+        sim_gpu_retract();
         /* a fault is not a reason to leave core files around the test directories */
         (void) setrlimit(RLIMIT_CORE, &no_core);
         signal(sig, SIG_DFL);
@@ -519,6 +567,7 @@ int main(int argc, char **argv)
                 infer_n_slots(),
                 sim_config.n_parallel > 0 ? infer_n_ctx() / infer_n_slots() : infer_n_ctx(),
                 sim_config.n_parallel > 0 ? "false" : "true");
+        sim_gpu_publish(); /* before /health says ready, so a ready child has its memory */
         sim_state.ready_usec = now_usec();
         sim_set_phase(SIM_READY);
         SRV_INF("llama_server", "model loaded");

@@ -112,7 +112,8 @@ int env_parse(struct sim_config *cfg)
             (r = env_count("LLAMA_SIM_EOS_AFTER_TOKENS", &cfg->eos_after_tokens)) < 0 ||
             (r = env_count("LLAMA_SIM_EXIT_AFTER_TOKENS", &cfg->exit_after_tokens)) < 0 ||
             (r = env_count("LLAMA_SIM_STALL_AFTER_TOKENS", &cfg->stall_after_tokens)) < 0 ||
-            (r = env_count("LLAMA_SIM_ERROR_AFTER_TOKENS", &cfg->error_after_tokens)) < 0) {
+            (r = env_count("LLAMA_SIM_ERROR_AFTER_TOKENS", &cfg->error_after_tokens)) < 0 ||
+            (r = env_count("LLAMA_SIM_GPU_MB", &cfg->gpu_mb)) < 0) {
                 return r;
         }
         cfg->lockstep = env_flag("LLAMA_SIM_LOCKSTEP");
@@ -146,5 +147,7 @@ int env_parse(struct sim_config *cfg)
         s = getenv("LLAMA_SIM_RECORD");
         cfg->record_path = s && *s ? s : NULL;
         cfg->marker = getenv("LLAMA_SIM_MARKER");
+        s = getenv("LLMD_FAKE_NVML");
+        cfg->fake_nvml = s && *s ? s : NULL;
         return 0;
 }

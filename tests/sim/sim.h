@@ -71,6 +71,8 @@ struct sim_config {
         int exit_signal;            /* 0 = exit with exit_code instead */
         const char *record_path;
         const char *marker;
+        int64_t gpu_mb;             /* LLAMA_SIM_GPU_MB: MiB it "uses" once loaded, -1 = unset */
+        const char *fake_nvml;      /* LLMD_FAKE_NVML: where it says so (tests/nvml-fake) */
 };
 
 enum sim_phase {

@@ -28,6 +28,9 @@ The simulator's knobs, all environment variables:
   LLAMA_SIM_ERROR_AFTER_TOKENS=N   after N tokens a `data: {"error":...}` event (Messages
                                    API: `event: error`), no [DONE]
                                    (not streamed, or N = 0: an HTTP 500 error instead)
+  LLAMA_SIM_GPU_MB=N               with LLMD_FAKE_NVML=DIR: once loaded, write N MiB (in bytes)
+                                   to DIR/PID for the fake libnvidia-ml.so.1 of tests/nvml-fake,
+                                   before /health says ready; removed at exit
   LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request_start, request,
                                    signal, fault, exit)
   LLAMA_SIM_MARKER=S               copied into the start record's env_marker
@@ -548,6 +551,46 @@ def exit_after_signal(tmp):
         rc = sim.wait()
         check(rc == -sig, f"{name}: exit status {rc}")
         check(sim.records("ready"), f"{name}: never ready")
+
+
+def gpu_memory(tmp):
+    nvml = os.path.join(tmp, "nvml")
+    os.mkdir(nvml)
+    sim = Sim(tmp, env={"LLAMA_SIM_GPU_MB": "300", "LLMD_FAKE_NVML": nvml})
+    sim.wait_ready()
+    # ready means loaded: the memory is there as soon as /health says 200
+    with open(os.path.join(nvml, str(sim.pid))) as f:
+        check(f.read() == f"{300 << 20}\n", "the bytes it uses")
+    check(os.listdir(nvml) == [str(sim.pid)], f"files {os.listdir(nvml)}")
+    sim.signal(signal.SIGTERM)
+    check(sim.wait() == 0, "exit status")
+    check(os.listdir(nvml) == [], f"left behind: {os.listdir(nvml)}")
+
+    # a fault's exit by signal frees it too
+    sub = tempfile.mkdtemp(dir=tmp)
+    sim = Sim(sub, env={"LLAMA_SIM_GPU_MB": "1", "LLMD_FAKE_NVML": nvml,
+                        "LLAMA_SIM_EXIT_AFTER_MS": "200", "LLAMA_SIM_EXIT_SIGNAL": "SEGV"})
+    sim.wait_ready()
+    check(os.listdir(nvml) == [str(sim.pid)], f"files {os.listdir(nvml)}")
+    check(sim.wait() == -signal.SIGSEGV, "exit status")
+    check(os.listdir(nvml) == [], f"left behind: {os.listdir(nvml)}")
+
+
+def gpu_memory_not_loaded(tmp):
+    # a model that never loads holds no GPU memory
+    nvml = os.path.join(tmp, "nvml")
+    os.mkdir(nvml)
+    sim = Sim(tmp, env={"LLAMA_SIM_GPU_MB": "300", "LLMD_FAKE_NVML": nvml,
+                        "LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_HANG_LOADING": "1"})
+    sim.wait_listening()
+    sim.wait_log("loading model")
+    time.sleep(0.3)
+    check(os.listdir(nvml) == [], f"files while loading: {os.listdir(nvml)}")
+    sim.signal(signal.SIGTERM)
+    check(sim.wait() == -signal.SIGTERM, "exit status")
+    # a bad value is refused at start
+    rc, _, err = run_sim(tempfile.mkdtemp(dir=tmp), [], env={"LLAMA_SIM_GPU_MB": "lots"})
+    check(rc == 1 and "LLAMA_SIM_GPU_MB=lots: not a count" in err, f"{rc} {err!r}")
 
 
 def hang_loading(tmp):
@@ -2451,8 +2494,9 @@ CASES = {f.__name__: f for f in (
     unknown_flag, missing_value, bad_number, underscore_spelling, help_and_version, no_model,
     unix_socket_loading_then_ready, tcp_listen, stale_socket, port_in_use, missing_model,
     model_is_directory, reads_model_while_loading, exit_while_loading, exit_while_loading_signal,
-    exit_after, exit_after_signal, hang_loading, health_hang, sigterm_idle, sigint_idle,
-    sigterm_while_loading, sigterm_with_request_open, second_sigterm, hold_ms, chat_stream,
+    exit_after, exit_after_signal, gpu_memory, gpu_memory_not_loaded, hang_loading, health_hang,
+    sigterm_idle, sigint_idle, sigterm_while_loading, sigterm_with_request_open, second_sigterm,
+    hold_ms, chat_stream,
     chat_stream_include_usage, chat_nonstream, completion_stream, completion_nonstream,
     oai_completion_stream, bad_json, no_messages, exceeds_context, not_found, api_key, models,
     stream_client_gone, stream_stalls_after_sigterm, records, concurrent_requests,
