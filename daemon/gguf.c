@@ -1,0 +1,808 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A GGUF file, as far as we read it:
+ *
+ *   "GGUF"  u32 version (2, 3)  u64 n_tensors  u64 n_kv
+ *   n_kv ×      string key  u32 type  value   (an array: u32 type  u64 count  values)
+ *   n_tensors × string name  u32 n_dims  u64 dims[n_dims]  u32 ggml type  u64 offset
+ *   padding to general.alignment (32), then the tensors' data, each at its offset
+ *
+ * where a string is u64 length + bytes, all little-endian. Every count and length is checked
+ * against what is left of the file before it is used, so a hostile file ends in -EBADMSG after
+ * at most one pass over its own bytes, and memory grows only with what was actually read.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "gguf.h"
+
+#define GGUF_KV_MAX (UINT64_C(1) << 20)
+#define GGUF_TENSORS_MAX (UINT64_C(1) << 20)
+#define GGUF_NAME_MAX 64   /* GGML_MAX_NAME: llama.cpp refuses a longer tensor name */
+#define GGUF_KEY_MAX 256   /* a longer key is skipped: none we read is that long */
+#define GGUF_ARCH_MAX 64
+#define GGUF_DIMS_MAX 4    /* GGML_MAX_DIMS */
+#define GGUF_ALIGNMENT 32  /* general.alignment's default */
+#define GGUF_ALIGNMENT_MAX (UINT64_C(1) << 24)
+#define GGUF_GGML_TYPE_MAX 256 /* above: garbage, not a ggml type newer than ours */
+#define GGUF_BUF (64 * 1024)
+
+enum {
+        GGUF_TYPE_UINT8,
+        GGUF_TYPE_INT8,
+        GGUF_TYPE_UINT16,
+        GGUF_TYPE_INT16,
+        GGUF_TYPE_UINT32,
+        GGUF_TYPE_INT32,
+        GGUF_TYPE_FLOAT32,
+        GGUF_TYPE_BOOL,
+        GGUF_TYPE_STRING,
+        GGUF_TYPE_ARRAY,
+        GGUF_TYPE_UINT64,
+        GGUF_TYPE_INT64,
+        GGUF_TYPE_FLOAT64,
+        _GGUF_TYPE_MAX,
+};
+
+/* Bytes of a value of each fixed-size type; 0 for string and array. */
+static const uint8_t gguf_type_size[_GGUF_TYPE_MAX] = {
+        [GGUF_TYPE_UINT8] = 1,  [GGUF_TYPE_INT8] = 1,    [GGUF_TYPE_UINT16] = 2,
+        [GGUF_TYPE_INT16] = 2,  [GGUF_TYPE_UINT32] = 4,  [GGUF_TYPE_INT32] = 4,
+        [GGUF_TYPE_FLOAT32] = 4, [GGUF_TYPE_BOOL] = 1,   [GGUF_TYPE_UINT64] = 8,
+        [GGUF_TYPE_INT64] = 8,  [GGUF_TYPE_FLOAT64] = 8,
+};
+
+/* ggml's types: values per block and bytes per block (gguf-py's GGML_QUANT_SIZES). The ids
+ * missing here (4, 5, 31-33, 36-38: removed; newer ones) are sized from the tensors'
+ * offsets instead. */
+static const struct {
+        uint16_t block, bytes;
+} ggml_types[] = {
+        [0] = { 1, 4 },           /* F32 */
+        [1] = { 1, 2 },           /* F16 */
+        [2] = { 32, 18 },         /* Q4_0 */
+        [3] = { 32, 20 },         /* Q4_1 */
+        [6] = { 32, 22 },         /* Q5_0 */
+        [7] = { 32, 24 },         /* Q5_1 */
+        [8] = { 32, 34 },         /* Q8_0 */
+        [9] = { 32, 36 },         /* Q8_1 */
+        [10] = { 256, 84 },       /* Q2_K */
+        [11] = { 256, 110 },      /* Q3_K */
+        [12] = { 256, 144 },      /* Q4_K */
+        [13] = { 256, 176 },      /* Q5_K */
+        [14] = { 256, 210 },      /* Q6_K */
+        [15] = { 256, 292 },      /* Q8_K */
+        [16] = { 256, 66 },       /* IQ2_XXS */
+        [17] = { 256, 74 },       /* IQ2_XS */
+        [18] = { 256, 98 },       /* IQ3_XXS */
+        [19] = { 256, 50 },       /* IQ1_S */
+        [20] = { 32, 18 },        /* IQ4_NL */
+        [21] = { 256, 110 },      /* IQ3_S */
+        [22] = { 256, 82 },       /* IQ2_S */
+        [23] = { 256, 136 },      /* IQ4_XS */
+        [24] = { 1, 1 },          /* I8 */
+        [25] = { 1, 2 },          /* I16 */
+        [26] = { 1, 4 },          /* I32 */
+        [27] = { 1, 8 },          /* I64 */
+        [28] = { 1, 8 },          /* F64 */
+        [29] = { 256, 56 },       /* IQ1_M */
+        [30] = { 1, 2 },          /* BF16 */
+        [34] = { 256, 54 },       /* TQ1_0 */
+        [35] = { 256, 66 },       /* TQ2_0 */
+        [39] = { 32, 17 },        /* MXFP4 */
+};
+
+/* The <arch>.* keys we read, by what follows "<arch>.". */
+enum {
+        KEY_BLOCK_COUNT,
+        KEY_EMBEDDING_LENGTH,
+        KEY_HEAD_COUNT,
+        KEY_HEAD_COUNT_KV,
+        KEY_KEY_LENGTH,
+        KEY_VALUE_LENGTH,
+        KEY_CONTEXT_LENGTH,
+        _KEY_MAX,
+};
+
+static const char *const arch_keys[_KEY_MAX] = {
+        [KEY_BLOCK_COUNT] = "block_count",
+        [KEY_EMBEDDING_LENGTH] = "embedding_length",
+        [KEY_HEAD_COUNT] = "attention.head_count",
+        [KEY_HEAD_COUNT_KV] = "attention.head_count_kv",
+        [KEY_KEY_LENGTH] = "attention.key_length",
+        [KEY_VALUE_LENGTH] = "attention.value_length",
+        [KEY_CONTEXT_LENGTH] = "context_length",
+};
+
+typedef struct GgufReader {
+        int fd;
+        uint64_t size; /* of the file */
+        uint64_t pos;  /* the next byte to read; never above size */
+        uint64_t buf_pos;
+        size_t buf_len;
+        uint8_t buf[GGUF_BUF];
+} GgufReader;
+
+typedef struct GgufTensor {
+        uint64_t offset; /* from the start of the data */
+        uint64_t bytes;  /* UINT64_MAX: a type we do not know, sized from the offsets */
+        bool layer;
+} GgufTensor;
+
+/* One file's header, before the defaults are applied. */
+typedef struct GgufParse {
+        GgufInfo info;
+        uint64_t values[_KEY_MAX];
+        bool have[_KEY_MAX];
+        bool arch_key_early; /* an <arch>.* key came before general.architecture */
+        uint64_t alignment;
+        uint64_t split_count;
+} GgufParse;
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+        uint64_t r;
+
+        return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+        uint64_t r;
+
+        return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static int reader_read(GgufReader *r, void *ret, size_t n)
+{
+        if (n > sizeof(r->buf) || n > r->size - r->pos) {
+                return -EBADMSG;
+        }
+        if (r->pos < r->buf_pos || r->pos + n > r->buf_pos + r->buf_len) {
+                ssize_t k = pread(r->fd, r->buf, sizeof(r->buf), (off_t) r->pos);
+
+                if (k < 0) {
+                        return -errno;
+                }
+                r->buf_pos = r->pos;
+                r->buf_len = (size_t) k;
+                if (r->buf_len < n) {
+                        return -EBADMSG; /* the file shrank under us */
+                }
+        }
+        memcpy(ret, r->buf + (r->pos - r->buf_pos), n);
+        r->pos += n;
+        return 0;
+}
+
+static int reader_skip(GgufReader *r, uint64_t n)
+{
+        if (n > r->size - r->pos) {
+                return -EBADMSG;
+        }
+        r->pos += n;
+        return 0;
+}
+
+/* n ≤ 8 bytes, little-endian. */
+static int reader_le(GgufReader *r, size_t n, uint64_t *ret)
+{
+        uint8_t b[8];
+        uint64_t v = 0;
+        int k;
+
+        k = reader_read(r, b, n);
+        if (k < 0) {
+                return k;
+        }
+        for (size_t i = n; i-- > 0;) {
+                v = v << 8 | b[i];
+        }
+        *ret = v;
+        return 0;
+}
+
+static int reader_u64(GgufReader *r, uint64_t *ret)
+{
+        return reader_le(r, 8, ret);
+}
+
+static int reader_u32(GgufReader *r, uint32_t *ret)
+{
+        uint64_t v;
+        int k = reader_le(r, 4, &v);
+
+        if (k >= 0) {
+                *ret = (uint32_t) v;
+        }
+        return k;
+}
+
+/* A string into buf (NUL-terminated) when it is shorter than size, else skipped: returns 1
+ * when read, 0 when skipped. */
+static int reader_string(GgufReader *r, char *buf, size_t size)
+{
+        uint64_t len;
+        int k;
+
+        k = reader_u64(r, &len);
+        if (k < 0) {
+                return k;
+        }
+        if (len >= size) {
+                k = reader_skip(r, len);
+                return k < 0 ? k : 0;
+        }
+        k = reader_read(r, buf, (size_t) len);
+        if (k < 0) {
+                return k;
+        }
+        buf[len] = '\0';
+        return 1;
+}
+
+/* One value of fixed-size type t: 1 with its value when it is a non-negative integer, else 0
+ * (read and dropped either way). */
+static int reader_integer(GgufReader *r, uint32_t t, uint64_t *ret)
+{
+        size_t n = gguf_type_size[t];
+        uint64_t v;
+        int k;
+
+        k = reader_le(r, n, &v);
+        if (k < 0) {
+                return k;
+        }
+        if (t == GGUF_TYPE_FLOAT32 || t == GGUF_TYPE_FLOAT64 || t == GGUF_TYPE_BOOL) {
+                return 0;
+        }
+        if ((t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 ||
+             t == GGUF_TYPE_INT64) &&
+            v >> (8 * n - 1) != 0) {
+                return 0; /* negative */
+        }
+        *ret = v;
+        return 1;
+}
+
+/*
+ * A value of type t: skipped, unless want is set and it is an integer, or an array of
+ * integers (per-layer counts, such as head_count_kv of models that vary it: the largest is
+ * taken, for an estimate that errs high). Returns 1 with *ret set, 0 when skipped. Arrays of
+ * arrays are refused, as llama.cpp refuses them.
+ */
+static int reader_value(GgufReader *r, uint32_t t, bool want, uint64_t *ret)
+{
+        uint64_t count, v, max = 0;
+        uint32_t et;
+        bool any = false;
+        int k;
+
+        if (t >= _GGUF_TYPE_MAX) {
+                return -EBADMSG;
+        }
+        if (t == GGUF_TYPE_STRING) {
+                char c;
+                k = reader_string(r, &c, 0);
+                return k < 0 ? k : 0;
+        }
+        if (t != GGUF_TYPE_ARRAY) {
+                if (want) {
+                        return reader_integer(r, t, ret);
+                }
+                return reader_skip(r, gguf_type_size[t]);
+        }
+
+        k = reader_u32(r, &et);
+        if (k < 0) {
+                return k;
+        }
+        k = reader_u64(r, &count);
+        if (k < 0) {
+                return k;
+        }
+        if (et >= _GGUF_TYPE_MAX || et == GGUF_TYPE_ARRAY) {
+                return -EBADMSG;
+        }
+        if (et == GGUF_TYPE_STRING) {
+                /* each string takes 8 bytes at least: the loop ends with the file */
+                for (uint64_t i = 0; i < count; i++) {
+                        char c;
+                        k = reader_string(r, &c, 0);
+                        if (k < 0) {
+                                return k;
+                        }
+                }
+                return 0;
+        }
+        if (count > (r->size - r->pos) / gguf_type_size[et]) {
+                return -EBADMSG;
+        }
+        if (!want) {
+                return reader_skip(r, count * gguf_type_size[et]);
+        }
+        for (uint64_t i = 0; i < count; i++) {
+                k = reader_integer(r, et, &v);
+                if (k < 0) {
+                        return k;
+                }
+                if (k > 0) {
+                        max = MAX(max, v);
+                        any = true;
+                }
+        }
+        if (any) {
+                *ret = max;
+        }
+        return any;
+}
+
+/* Which <arch>.* key this is, or -1. Before the architecture is known, any prefix counts,
+ * and the caller reads the metadata a second time once it is. */
+static int gguf_arch_key(GgufParse *p, const char *key)
+{
+        const char *dot = strchr(key, '.');
+
+        if (!dot || startswith(key, "general.")) {
+                return -1;
+        }
+        for (int i = 0; i < _KEY_MAX; i++) {
+                if (!streq(dot + 1, arch_keys[i])) {
+                        continue;
+                }
+                if (!p->info.arch) {
+                        p->arch_key_early = true;
+                        return -1;
+                }
+                if (strlen(p->info.arch) != (size_t) (dot - key) ||
+                    !strneq(key, p->info.arch, (size_t) (dot - key))) {
+                        return -1;
+                }
+                return i;
+        }
+        return -1;
+}
+
+static int gguf_read_kv(GgufReader *r, GgufParse *p)
+{
+        char key[GGUF_KEY_MAX];
+        uint32_t t;
+        uint64_t v;
+        int k, which;
+        bool known;
+
+        k = reader_string(r, key, sizeof(key));
+        if (k < 0) {
+                return k;
+        }
+        known = k > 0;
+        k = reader_u32(r, &t);
+        if (k < 0) {
+                return k;
+        }
+        if (!known) {
+                k = reader_value(r, t, false, &v);
+                return k < 0 ? k : 0;
+        }
+
+        if (streq(key, "general.architecture") && t == GGUF_TYPE_STRING) {
+                char arch[GGUF_ARCH_MAX];
+                k = reader_string(r, arch, sizeof(arch));
+                if (k <= 0) {
+                        return k < 0 ? k : -EBADMSG;
+                }
+                if (!p->info.arch) {
+                        p->info.arch = strdup(arch);
+                        if (!p->info.arch) {
+                                return -ENOMEM;
+                        }
+                }
+                return 0;
+        }
+        if (streq(key, "general.alignment")) {
+                k = reader_value(r, t, true, &v);
+                if (k < 0) {
+                        return k;
+                }
+                if (k == 0 || t == GGUF_TYPE_ARRAY || v == 0 || (v & (v - 1)) != 0 ||
+                    v > GGUF_ALIGNMENT_MAX) {
+                        return -EBADMSG;
+                }
+                p->alignment = v;
+                return 0;
+        }
+        if (streq(key, "split.count")) {
+                k = reader_value(r, t, t != GGUF_TYPE_ARRAY, &v);
+                if (k > 0) {
+                        p->split_count = v;
+                }
+                return k < 0 ? k : 0;
+        }
+        which = gguf_arch_key(p, key);
+        k = reader_value(r, t, which >= 0, &v);
+        if (k > 0) {
+                p->values[which] = v;
+                p->have[which] = true;
+        }
+        return k < 0 ? k : 0;
+}
+
+/* "blk.N." */
+static bool gguf_is_layer(const char *name)
+{
+        const char *s = startswith(name, "blk.");
+
+        if (!s || *s < '0' || *s > '9') {
+                return false;
+        }
+        while (*s >= '0' && *s <= '9') {
+                s++;
+        }
+        return *s == '.';
+}
+
+static int gguf_read_tensor(GgufReader *r, const GgufParse *p, GgufTensor *ret)
+{
+        char name[GGUF_NAME_MAX];
+        uint64_t n = 1, row = 1, dim, offset;
+        uint32_t n_dims, type;
+        int k;
+
+        k = reader_string(r, name, sizeof(name));
+        if (k <= 0) {
+                return k < 0 ? k : -EBADMSG;
+        }
+        k = reader_u32(r, &n_dims);
+        if (k < 0) {
+                return k;
+        }
+        if (n_dims > GGUF_DIMS_MAX) {
+                return -EBADMSG;
+        }
+        for (uint32_t d = 0; d < n_dims; d++) {
+                k = reader_u64(r, &dim);
+                if (k < 0) {
+                        return k;
+                }
+                /* ggml's dimensions are int64_t, and so is their product */
+                if (dim > INT64_MAX || __builtin_mul_overflow(n, dim, &n) || n > INT64_MAX) {
+                        return -EBADMSG;
+                }
+                row = d == 0 ? dim : row;
+        }
+        k = reader_u32(r, &type);
+        if (k < 0) {
+                return k;
+        }
+        k = reader_u64(r, &offset);
+        if (k < 0) {
+                return k;
+        }
+        if (type >= GGUF_GGML_TYPE_MAX || offset % p->alignment != 0) {
+                return -EBADMSG;
+        }
+        if (type < ELEMENTSOF(ggml_types) && ggml_types[type].block > 0) {
+                /* llama.cpp's check: a row is whole blocks */
+                if (row % ggml_types[type].block != 0) {
+                        return -EBADMSG;
+                }
+                /* n < 2^63 and bytes/block ≤ 4: no overflow */
+                ret->bytes = n / ggml_types[type].block * ggml_types[type].bytes;
+        } else {
+                ret->bytes = UINT64_MAX;
+        }
+        ret->offset = offset;
+        ret->layer = gguf_is_layer(name);
+        return 0;
+}
+
+static int tensor_compare(const void *a, const void *b)
+{
+        const GgufTensor *x = a, *y = b;
+
+        return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Sums the tensors' bytes, each checked to lie within the data and clear of the next one. */
+static int gguf_sum_tensors(GgufTensor *t, size_t n, uint64_t data_size, GgufInfo *info)
+{
+        if (n == 0) {
+                return 0; /* t may be NULL, and qsort() wants an array */
+        }
+        qsort(t, n, sizeof(*t), tensor_compare);
+        for (size_t i = 0; i < n; i++) {
+                uint64_t end = i + 1 < n ? t[i + 1].offset : data_size, room;
+
+                if (t[i].offset > data_size || end > data_size) {
+                        return -EBADMSG;
+                }
+                room = end - t[i].offset;
+                if (t[i].bytes == UINT64_MAX) {
+                        t[i].bytes = room; /* with the padding: at most alignment - 1 more */
+                }
+                if (t[i].bytes > room) {
+                        return -EBADMSG;
+                }
+                info->tensor_bytes += t[i].bytes;
+                if (t[i].layer) {
+                        info->layer_bytes += t[i].bytes;
+                }
+        }
+        return 0;
+}
+
+static int gguf_read_kvs(GgufReader *r, uint64_t n_kv, GgufParse *p)
+{
+        for (uint64_t i = 0; i < n_kv; i++) {
+                int k = gguf_read_kv(r, p);
+                if (k < 0) {
+                        return k;
+                }
+        }
+        return 0;
+}
+
+static int gguf_parse(int fd, GgufParse *ret)
+{
+        _cleanup_free_ GgufReader *r = NULL;
+        _cleanup_free_ GgufTensor *tensors = NULL;
+        GgufParse p = { .alignment = GGUF_ALIGNMENT };
+        uint64_t n_tensors, n_kv, kv_start, data_start;
+        size_t allocated = 0;
+        char magic[4];
+        uint32_t version;
+        struct stat st;
+        int k;
+
+        if (fstat(fd, &st) < 0) {
+                return -errno;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADMSG;
+        }
+        r = malloc(sizeof(*r));
+        if (!r) {
+                return -ENOMEM;
+        }
+        *r = (GgufReader) { .fd = fd, .size = (uint64_t) st.st_size };
+        p.info.file_bytes = r->size;
+
+        if ((k = reader_read(r, magic, sizeof(magic))) < 0 ||
+            (k = reader_u32(r, &version)) < 0 || (k = reader_u64(r, &n_tensors)) < 0 ||
+            (k = reader_u64(r, &n_kv)) < 0) {
+                goto fail;
+        }
+        /* version 1 had 32-bit counts, and llama.cpp no longer reads it; a big-endian file
+         * shows its version byte-swapped */
+        if (memcmp(magic, "GGUF", 4) != 0 || version < 2 || version > 3 ||
+            n_tensors > GGUF_TENSORS_MAX || n_kv > GGUF_KV_MAX) {
+                k = -EBADMSG;
+                goto fail;
+        }
+
+        kv_start = r->pos;
+        k = gguf_read_kvs(r, n_kv, &p);
+        if (k < 0) {
+                goto fail;
+        }
+        if (p.arch_key_early && p.info.arch) {
+                r->pos = kv_start;
+                k = gguf_read_kvs(r, n_kv, &p);
+                if (k < 0) {
+                        goto fail;
+                }
+        }
+
+        for (uint64_t i = 0; i < n_tensors; i++) {
+                if (i == allocated) {
+                        /* grows with what was read: each entry took 24 bytes of the file */
+                        size_t more = MAX(allocated * 2, (size_t) 64);
+                        GgufTensor *t = reallocarray(tensors, more, sizeof(*t));
+                        if (!t) {
+                                k = -ENOMEM;
+                                goto fail;
+                        }
+                        tensors = t;
+                        allocated = more;
+                }
+                k = gguf_read_tensor(r, &p, &tensors[i]);
+                if (k < 0) {
+                        goto fail;
+                }
+        }
+
+        data_start = (r->pos + p.alignment - 1) / p.alignment * p.alignment;
+        if (n_tensors > 0 && data_start > r->size) {
+                k = -EBADMSG;
+                goto fail;
+        }
+        k = gguf_sum_tensors(tensors, (size_t) n_tensors, r->size - MIN(data_start, r->size),
+                             &p.info);
+        if (k < 0) {
+                goto fail;
+        }
+        *ret = p;
+        return 0;
+fail:
+        gguf_info_done(&p.info);
+        return k;
+}
+
+/* The architecture's values, with llama.cpp's defaults for those a file leaves out. */
+static int gguf_finish(GgufParse *p, GgufInfo *ret)
+{
+        GgufInfo *i = &p->info;
+
+        if (!i->arch) {
+                gguf_info_done(i);
+                return -EBADMSG;
+        }
+        i->n_layer = p->values[KEY_BLOCK_COUNT];
+        i->n_embd = p->values[KEY_EMBEDDING_LENGTH];
+        i->n_head = p->values[KEY_HEAD_COUNT];
+        i->n_head_kv = p->have[KEY_HEAD_COUNT_KV] ? p->values[KEY_HEAD_COUNT_KV] : i->n_head;
+        i->key_length = p->have[KEY_KEY_LENGTH] ? p->values[KEY_KEY_LENGTH]
+                        : i->n_head > 0         ? i->n_embd / i->n_head
+                                                : 0;
+        i->value_length = p->have[KEY_VALUE_LENGTH] ? p->values[KEY_VALUE_LENGTH]
+                          : i->n_head > 0           ? i->n_embd / i->n_head
+                                                    : 0;
+        i->n_ctx_train = p->values[KEY_CONTEXT_LENGTH];
+        *ret = *i;
+        *i = (GgufInfo) {};
+        return 0;
+}
+
+int gguf_read_fd(int fd, GgufInfo *ret)
+{
+        GgufParse p;
+        int k;
+
+        k = gguf_parse(fd, &p);
+        if (k < 0) {
+                return k;
+        }
+        return gguf_finish(&p, ret);
+}
+
+static int gguf_parse_path(const char *path, GgufParse *ret)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0) {
+                return -errno;
+        }
+        return gguf_parse(fd, ret);
+}
+
+/*
+ * The other parts of a split model: the first is PREFIX-00001-of-0000N.gguf (llama.cpp's
+ * llama_split_path()), the others follow its name. Their tensors and sizes are added to p.
+ */
+static int gguf_add_splits(const char *path, GgufParse *p)
+{
+        _cleanup_free_ char *part = NULL;
+        char tail[32];
+        size_t len = strlen(path), tail_len;
+
+        if (p->split_count > 99999) {
+                return -EBADMSG;
+        }
+        tail_len = (size_t) snprintf(tail, sizeof(tail), "-%05d-of-%05d.gguf", 1,
+                                     (int) p->split_count);
+        if (len < tail_len || !streq(path + len - tail_len, tail)) {
+                return -EBADMSG; /* llama-server finds the parts only from the first one */
+        }
+        part = strdup(path);
+        if (!part) {
+                return -ENOMEM;
+        }
+        for (uint64_t n = 2; n <= p->split_count; n++) {
+                GgufParse q;
+                int k;
+
+                snprintf(part + len - tail_len, tail_len + 1, "-%05d-of-%05d.gguf", (int) n,
+                         (int) p->split_count);
+                k = gguf_parse_path(part, &q);
+                if (k < 0) {
+                        return k;
+                }
+                p->info.tensor_bytes = sat_add(p->info.tensor_bytes, q.info.tensor_bytes);
+                p->info.layer_bytes = sat_add(p->info.layer_bytes, q.info.layer_bytes);
+                p->info.file_bytes = sat_add(p->info.file_bytes, q.info.file_bytes);
+                gguf_info_done(&q.info);
+        }
+        return 0;
+}
+
+int gguf_read(const char *path, GgufInfo *ret)
+{
+        GgufParse p;
+        int k;
+
+        k = gguf_parse_path(path, &p);
+        if (k < 0) {
+                return k;
+        }
+        if (p.split_count > 1) {
+                k = gguf_add_splits(path, &p);
+                if (k < 0) {
+                        gguf_info_done(&p.info);
+                        return k;
+                }
+        }
+        return gguf_finish(&p, ret);
+}
+
+void gguf_info_done(GgufInfo *i)
+{
+        free(i->arch);
+        *i = (GgufInfo) {};
+}
+
+static uint64_t div_round_up(uint64_t a, uint64_t b)
+{
+        return a / b + (a % b != 0);
+}
+
+/* Twice the bits a cache value costs: a quantized type carries a 16-bit scale per block of 32. */
+static uint64_t cache_half_bits(unsigned bits)
+{
+        bits = bits == 0 ? 16 : bits;
+        return bits >= 16 ? 2 * (uint64_t) bits : 2 * (uint64_t) bits + 1;
+}
+
+uint64_t gguf_estimate_gpu_bytes(const GgufInfo *i, const GgufEstimateParams *p)
+{
+        uint64_t layers, weights, ctx, per_token, kv, margin;
+        bool all;
+
+        if (p->n_gpu_layers == 0) {
+                return 0;
+        }
+        /* llama.cpp offloads the last n_gpu_layers repeating layers, and the output layer
+         * once n_gpu_layers exceeds them */
+        all = p->n_gpu_layers < 0 || (uint64_t) p->n_gpu_layers > i->n_layer;
+        layers = all ? i->n_layer : (uint64_t) p->n_gpu_layers;
+        if (all || i->n_layer == 0) {
+                weights = i->layer_bytes;
+        } else {
+                /* layers < n_layer: the share is below layer_bytes, exact in 128 bits */
+                unsigned __int128 share = (unsigned __int128) i->layer_bytes * layers;
+                weights = (uint64_t) ((share + i->n_layer - 1) / i->n_layer);
+        }
+        if (all) {
+                weights = sat_add(weights, i->tensor_bytes - MIN(i->layer_bytes, i->tensor_bytes));
+        }
+
+        ctx = p->ctx_size > 0 ? p->ctx_size : i->n_ctx_train;
+        ctx = sat_mul(div_round_up(ctx, 256), 256);
+        per_token = sat_mul(i->n_head_kv,
+                            sat_add(sat_mul(i->key_length, cache_half_bits(p->cache_k_bits)),
+                                    sat_mul(i->value_length, cache_half_bits(p->cache_v_bits))));
+        kv = sat_mul(sat_mul(ctx, layers), per_token);
+        kv = kv == UINT64_MAX ? kv : div_round_up(kv, 16);
+
+        margin = GGUF_MARGIN_FIXED + weights / GGUF_MARGIN_WEIGHT_DIV;
+        return sat_add(sat_add(weights, kv), margin);
+}
+
+int gguf_cache_type_bits(const char *name, unsigned *ret)
+{
+        static const struct {
+                const char *name;
+                unsigned bits;
+        } table[] = {
+                { "f32", 32 },   { "f16", 16 },  { "bf16", 16 }, { "q8_0", 8 },  { "q4_0", 4 },
+                { "q4_1", 5 },   { "iq4_nl", 4 }, { "q5_0", 5 }, { "q5_1", 6 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                if (streq(name, table[i].name)) {
+                        *ret = table[i].bits;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
