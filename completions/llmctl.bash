@@ -3,14 +3,19 @@
 #
 # Verbs and options come from `llmctl --help`, which prints llmctl's own verb table: what
 # completes is what llmctl accepts. An option whose help begins with "VERB:" is offered after
-# that verb only; a verb whose usage names MODEL takes a model name.
+# that verb only; a verb whose usage names MODEL takes a model name, and with "MODEL..." as
+# many as are given. An option's value completes by its placeholder: PATH and FILE a file, DIR
+# a folder, FORMAT one of the words its help lists ("bench: table, markdown, json or csv"),
+# anything else (N, SEC, URL) nothing.
 #
 # Model names come from the running llmd (`llmctl list --json`, on the socket of --socket, else
 # $LLMD_SOCKET, else /run/llmd/control.sock). When llmd does not answer, they are the section
 # names of the configuration file: $LLMD_CONFIG, else /etc/llama-generate.conf, leaving out
-# [llmd] and [*]. After `switch`, pinned models are left out: llmd refuses to switch to them.
+# [llmd] and [*]. After `switch`, `bench`, `load` and `unload`, pinned models are left out: llmd
+# refuses them there.
 
-# Reads `$1 --help` into the caller's verbs, model_verbs, global_opts, arg_opts and verb_opts.
+# Reads `$1 --help` into the caller's verbs, model_verbs, multi_verbs, global_opts, arg_opts,
+# arg_kind, arg_words and verb_opts.
 _llmctl_read_help()
 {
         local line section='' names desc word prev_opt verb
@@ -31,6 +36,7 @@ _llmctl_read_help()
                         read -r word desc <<<"$names"
                         verbs+=("$word")
                         [[ $desc == *MODEL* ]] && model_verbs+=("$word")
+                        [[ $desc == *MODEL...* ]] && multi_verbs+=("$word")
                         ;;
                 options)
                         # "-f, --follow     logs: follow the journal"
@@ -45,12 +51,22 @@ _llmctl_read_help()
                                         opts+=("$word")
                                         prev_opt=$word
                                 elif [[ -n $prev_opt ]]; then
-                                        # "--socket PATH": the option takes a value.
-                                        arg_opts+=("$prev_opt")
+                                        # "--socket PATH", "-o, --output FILE": the options
+                                        # take a value.
+                                        for prev_opt in "${opts[@]}"; do
+                                                arg_opts+=("$prev_opt")
+                                                arg_kind[$prev_opt]=$word
+                                        done
                                 fi
                         done
                         if [[ $desc =~ ^([a-z]+): ]]; then
                                 verb=${BASH_REMATCH[1]}
+                        fi
+                        # "--format FORMAT    bench: table, markdown, json or csv"
+                        if [[ -n $prev_opt && ${arg_kind[$prev_opt]} == FORMAT ]]; then
+                                word=${desc#*: }
+                                word=${word//,/ }
+                                arg_words[$prev_opt]=${word// or / }
                         fi
                         if [[ -n $verb && " ${verbs[*]} " == *" $verb "* ]]; then
                                 verb_opts[$verb]+=" ${opts[*]}"
@@ -136,9 +152,9 @@ _llmctl_config_models()
 _llmctl()
 {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local llmctl=${COMP_WORDS[0]} verb='' socket='' n_args=0 i word candidates
-        local -a verbs=() model_verbs=() global_opts=() arg_opts=()
-        local -A verb_opts=()
+        local llmctl=${COMP_WORDS[0]} verb='' socket='' n_args=0 i word candidates given=' '
+        local -a verbs=() model_verbs=() multi_verbs=() global_opts=() arg_opts=()
+        local -A verb_opts=() arg_kind=() arg_words=()
 
         COMPREPLY=()
         # A command typed as ~/bin/llmctl: run it the way the shell will.
@@ -152,8 +168,19 @@ _llmctl()
                 prev=${COMP_WORDS[COMP_CWORD - 2]}
         fi
         if [[ " ${arg_opts[*]} " == *" $prev "* ]]; then
-                compopt -o filenames 2>/dev/null
-                mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+                case ${arg_kind[$prev]} in
+                PATH | FILE)
+                        compopt -o filenames 2>/dev/null
+                        mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+                        ;;
+                DIR)
+                        compopt -o filenames 2>/dev/null
+                        mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+                        ;;
+                FORMAT)
+                        mapfile -t COMPREPLY < <(compgen -W "${arg_words[$prev]}" -- "$cur")
+                        ;;
+                esac
                 return 0
         fi
 
@@ -171,6 +198,7 @@ _llmctl()
                         verb=$word
                 else
                         n_args=$((n_args + 1))
+                        given+="$word "
                 fi
         done
 
@@ -191,12 +219,18 @@ _llmctl()
                 return 0
         fi
 
-        if [[ " ${model_verbs[*]} " == *" $verb "* ]] && ((n_args == 0)); then
+        if [[ " ${model_verbs[*]} " == *" $verb "* ]] &&
+                ((n_args == 0)) || [[ " ${multi_verbs[*]} " == *" $verb "* ]]; then
                 local skip_pinned=0 models
-                [[ $verb == switch ]] && skip_pinned=1
+                [[ $verb == switch || $verb == bench || $verb == load || $verb == unload ]] && skip_pinned=1
                 models=$(_llmctl_daemon_models "$llmctl" "$skip_pinned" "$socket") ||
                         models=$(_llmctl_config_models "$skip_pinned")
-                mapfile -t COMPREPLY < <(compgen -W "$models" -- "$cur")
+                # A model named already is not offered again.
+                candidates=''
+                for word in $models; do
+                        [[ $given == *" $word "* ]] || candidates+="$word "
+                done
+                mapfile -t COMPREPLY < <(compgen -W "$candidates" -- "$cur")
         fi
         return 0
 } &&

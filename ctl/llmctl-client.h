@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <signal.h>
+
+#include <cjson/cJSON.h>
+
+#include "llmctl-args.h"
+#include "varlink.h"
+
+/* llmctl's side of the control socket: one connection, calls and their replies, and the exit
+ * codes and messages every verb shares. */
+
+#define EXIT_USAGE 1        /* usage or connection error */
+#define EXIT_REFUSED 2      /* the daemon said no, or failed */
+#define EXIT_INTERRUPTED 130 /* bench: Ctrl-C (128 + SIGINT) */
+
+typedef struct Client Client;
+typedef void (*ClientReplyFn)(Client *cl, const cJSON *params, bool continues);
+
+struct Client {
+        LlmctlArgs args;
+        const char *path;
+        int fd;
+        VarlinkReader reader;
+        bool json;     /* print JSON, not the human form */
+        bool terminal; /* stdout is a terminal: progress may be drawn */
+        /* When set and non-zero after a signal interrupted a read, the call gives up quietly
+         * with EXIT_INTERRUPTED. */
+        volatile sig_atomic_t *interrupted;
+        void *userdata; /* for on_reply */
+};
+
+/* $LLMD_SOCKET, else the runtime directory's control.sock. */
+const char *client_default_socket(void);
+
+/* "llmctl: <message>" on stderr; returns code. */
+int fail(int code, const char *format, ...) _printf_(2, 3);
+
+int client_connect(Client *cl);
+/* One call, its replies passed to on_reply (continued ones too); returns an exit code. An error
+ * reply is explained on stderr, or, with ret_error, handed over there unexplained (the caller
+ * owns it then, and EXIT_REFUSED is returned). */
+int client_call(Client *cl, int method, cJSON *params, bool more, ClientReplyFn on_reply,
+                VarlinkReply *ret_error);
+void client_done(Client *cl);
+
+void print_json(const cJSON *j);
+/* The last lines of a model's log (a JSON array of strings), each after indent. */
+void print_log(const cJSON *log, const char *indent);
+
+static inline const char *jstr(const cJSON *o, const char *key)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static inline double jnum(const cJSON *o, const char *key, double dflt)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static inline bool jbool(const cJSON *o, const char *key)
+{
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
