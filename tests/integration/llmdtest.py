@@ -117,6 +117,9 @@ class Llmd:
             self.env["LLAMA_SERVER"] = LLAMA_SERVER
         self.env.update(env or {})
         self.proc = None
+        # What llmd runs under, e.g. ["ip", "netns", "exec", NAME]: a wrapper that execs it, so
+        # that self.proc is llmd itself.
+        self.command_prefix = []
 
     def write_config(self, text):
         # A port of its own, so tests can run side by side (the default is 8080).
@@ -136,7 +139,7 @@ class Llmd:
     def start(self, *args):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [LLMD, "--config", self.config, "--runtime-dir", self.runtime,
+            [*self.command_prefix, LLMD, "--config", self.config, "--runtime-dir", self.runtime,
              "--state-dir", self.state, "--log-level", "debug", *args],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
