@@ -4,17 +4,22 @@
 const ControlMethod control_methods[_CONTROL_METHOD_MAX] = {
         { CONTROL_METHOD_LIST, CONTROL_INTERFACE ".List", "",
           "every configured model with its aliases and state" },
+        { CONTROL_METHOD_LOAD, CONTROL_INTERFACE ".Load", "model: string",
+          "make model resident beside the active one, without switching to it; with more, "
+          "progress as it goes" },
         { CONTROL_METHOD_RELOAD, CONTROL_INTERFACE ".Reload", "",
           "read the configuration again and apply what changed" },
         { CONTROL_METHOD_START, CONTROL_INTERFACE ".Start", "",
           "load the active generation model again after Stop" },
         { CONTROL_METHOD_STATUS, CONTROL_INTERFACE ".Status", "",
-          "what is loaded, its state, pid, uptime and last failure" },
+          "what is loaded, its state, pid, uptime and last failure; resident models and GPU memory" },
         { CONTROL_METHOD_STOP, CONTROL_INTERFACE ".Stop", "",
-          "unload the active generation model (pinned models stay)" },
+          "unload every generation model (pinned models stay)" },
         { CONTROL_METHOD_SWITCH, CONTROL_INTERFACE ".Switch", "model: string, now: ?bool",
           "make model the active generation model; with more, progress as it goes; now: "
           "SIGKILL the old model instead of letting its requests finish" },
+        { CONTROL_METHOD_UNLOAD, CONTROL_INTERFACE ".Unload", "model: string",
+          "stop a resident model that is not the active one (its requests finish first)" },
         { CONTROL_METHOD_GET_INFO, "org.varlink.service.GetInfo", "",
           "vendor, product, version and interfaces" },
 };

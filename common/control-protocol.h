@@ -15,11 +15,13 @@
 /* In the order of control_methods[], which is sorted by name. */
 typedef enum ControlMethodId {
         CONTROL_METHOD_LIST,
+        CONTROL_METHOD_LOAD,
         CONTROL_METHOD_RELOAD,
         CONTROL_METHOD_START,
         CONTROL_METHOD_STATUS,
         CONTROL_METHOD_STOP,
         CONTROL_METHOD_SWITCH,
+        CONTROL_METHOD_UNLOAD,
         CONTROL_METHOD_GET_INFO,
         _CONTROL_METHOD_MAX,
 } ControlMethodId;
@@ -39,6 +41,7 @@ const ControlMethod *control_method_find(const char *name);
 /* Errors of io.llmd.Manager, with their parameters. */
 #define CONTROL_ERROR_UNKNOWN_MODEL CONTROL_INTERFACE ".UnknownModel"         /* model, reason */
 #define CONTROL_ERROR_MODEL_UNAVAILABLE CONTROL_INTERFACE ".ModelUnavailable" /* model, reason */
+#define CONTROL_ERROR_NO_ROOM CONTROL_INTERFACE ".NoRoom"                     /* model, reason */
 #define CONTROL_ERROR_LOAD_FAILED CONTROL_INTERFACE ".LoadFailed" /* model, reason, log[], restored */
 #define CONTROL_ERROR_SUPERSEDED CONTROL_INTERFACE ".Superseded"              /* model, by */
 #define CONTROL_ERROR_CONFIG_INVALID CONTROL_INTERFACE ".ConfigInvalid"       /* errors[] */

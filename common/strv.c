@@ -143,3 +143,19 @@ char *strjoin2(const char *a, const char *b)
         }
         return r;
 }
+
+void strv_remove(char **l, const char *s)
+{
+        size_t j = 0;
+
+        for (size_t i = 0; l && l[i]; i++) {
+                if (streq(l[i], s)) {
+                        free(l[i]);
+                } else {
+                        l[j++] = l[i];
+                }
+        }
+        if (l) {
+                l[j] = NULL;
+        }
+}

@@ -15,6 +15,8 @@ int strv_extend(char ***l, const char *s);
 /* Takes ownership of s, also on failure. */
 int strv_consume(char ***l, char *s);
 bool strv_contains(char *const *l, const char *s);
+/* Removes (and frees) every entry equal to s. */
+void strv_remove(char **l, const char *s);
 char **strv_copy(char *const *l);
 bool strv_equal(char *const *a, char *const *b);
 /* Splits at any character of separators; empty items are dropped. */

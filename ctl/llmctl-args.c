@@ -6,6 +6,8 @@
 
 const Verb verbs[_VERB_MAX] = {
         { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
+        { VERB_LOAD, "load", "MODEL", 1, 1, CONTROL_METHOD_LOAD,
+          "Load MODEL beside the active one; a switch to it is then instant" },
         { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1,
           "Show llmd's journal, or one model's (-f: follow it)" },
         { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD,
@@ -13,9 +15,11 @@ const Verb verbs[_VERB_MAX] = {
         { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, "Load the active generation model again" },
         { VERB_STATUS, "status", "", 0, 0, CONTROL_METHOD_STATUS, "Show what is loaded and serving" },
         { VERB_STOP, "stop", "", 0, 0, CONTROL_METHOD_STOP,
-          "Unload the active generation model (pinned models stay)" },
+          "Unload every generation model (pinned models stay)" },
         { VERB_SWITCH, "switch", "MODEL", 1, 1, CONTROL_METHOD_SWITCH,
           "Make MODEL the active generation model" },
+        { VERB_UNLOAD, "unload", "MODEL", 1, 1, CONTROL_METHOD_UNLOAD,
+          "Stop MODEL, loaded beside the active one" },
         { VERB_VERSION, "version", "", 0, 0, CONTROL_METHOD_GET_INFO, "Show llmctl's and llmd's versions" },
 };
 

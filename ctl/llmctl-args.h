@@ -10,12 +10,14 @@
 
 typedef enum VerbId {
         VERB_LIST,
+        VERB_LOAD,
         VERB_LOGS,
         VERB_RELOAD,
         VERB_START,
         VERB_STATUS,
         VERB_STOP,
         VERB_SWITCH,
+        VERB_UNLOAD,
         VERB_VERSION,
         _VERB_MAX,
 } VerbId;

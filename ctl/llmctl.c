@@ -312,6 +312,32 @@ static void print_model_line(const char *label, const cJSON *m)
         printf("\n");
 }
 
+#define GIB(x) ((x) / (1024.0 * 1024.0 * 1024.0))
+
+/* "gpu      nvml: 30.2 GiB of 139.8 GiB used; budget 132.8 GiB, models 21.4 GiB" */
+static void print_gpu(const cJSON *g)
+{
+        _cleanup_free_ char *budget = NULL, *limit = NULL;
+
+        if (!cJSON_IsObject(g)) {
+                return;
+        }
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(g, "budget"))) {
+                (void) asprintf(&budget, "budget %.1f GiB", GIB(jnum(g, "budget", 0)));
+        }
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(g, "max_resident"))) {
+                (void) asprintf(&limit, "max-resident %d", (int) jnum(g, "max_resident", 0));
+        }
+        if (jstr(g, "source")) {
+                printf("gpu      %s: %.1f GiB of %.1f GiB used; ", jstr(g, "source"), GIB(jnum(g, "used", 0)),
+                       GIB(jnum(g, "total", 0)));
+        } else {
+                printf("gpu      no GPU memory source (%s); ", jstr(g, "why") ? jstr(g, "why") : "?");
+        }
+        printf("models %.1f GiB%s%s%s%s\n", GIB(jnum(g, "resident", 0)), budget ? ", " : "",
+               budget ? budget : "", limit ? ", " : "", limit ? limit : "");
+}
+
 static void print_status(Client *cl, const cJSON *p, bool continues)
 {
         const cJSON *active = cJSON_GetObjectItemCaseSensitive(p, "active"), *m;
@@ -330,9 +356,13 @@ static void print_status(Client *cl, const cJSON *p, bool continues)
         } else {
                 printf("active   none\n");
         }
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "resident")) {
+                print_model_line("resident", m);
+        }
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "pinned")) {
                 print_model_line(jbool(m, "embeddings") ? "embed" : "pinned", m);
         }
+        print_gpu(cJSON_GetObjectItemCaseSensitive(p, "gpu"));
         if (cJSON_IsObject(sw)) {
                 printf("switch   %s to %s\n", jstr(sw, "phase"), jstr(sw, "model"));
         }
@@ -359,7 +389,7 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                 print_json(p);
                 return;
         }
-        printf("  %-16s %-11s %s\n", "MODEL", "STATE", "ALIASES");
+        printf("  %-16s %-11s %-20s %-9s %s\n", "MODEL", "STATE", "GPU", "USED", "ALIASES");
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models")) {
                 _cleanup_strv_free_ char **aliases = NULL;
                 const cJSON *a;
@@ -373,8 +403,17 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                         (void) strv_extend(&aliases, jbool(m, "embeddings") ? "(pinned, embeddings)" : "(pinned)");
                 }
                 _cleanup_free_ char *j = strv_join(aliases, ", ");
-                printf("%s %-16s %-11s %s\n", jbool(m, "active") ? "*" : " ", jstr(m, "name"),
-                       jstr(m, "state"), j ? j : "");
+                const cJSON *g = cJSON_GetObjectItemCaseSensitive(m, "gpu_memory");
+                char gpu[32] = "-", used[32] = "-";
+
+                if (jstr(g, "source")) {
+                        snprintf(gpu, sizeof(gpu), "%.1f GiB %s", GIB(jnum(g, "bytes", 0)), jstr(g, "source"));
+                }
+                if (cJSON_GetObjectItemCaseSensitive(m, "last_used_sec")) {
+                        format_uptime(used, sizeof(used), jnum(m, "last_used_sec", 0));
+                }
+                printf("%s %-16s %-11s %-20s %-9s %s\n", jbool(m, "active") ? "*" : " ", jstr(m, "name"),
+                       jstr(m, "state"), gpu, used, j ? j : "");
         }
 }
 
@@ -413,16 +452,47 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
         }
         if (!jbool(p, "changed")) {
                 if (model) {
-                        printf("%s is already active\n", model);
+                        printf("%s is already %s\n", model, cl->args.verb->id == VERB_LOAD ? "loaded" : "active");
                 } else {
                         printf("nothing is loaded already\n");
                 }
                 return;
         }
-        const char *from = jstr(p, "from");
-        printf("%s → %s in %.2f s (stop %.2f, load %.2f, llmd %.2f)\n", from ? from : "none",
-               model ? model : "none", jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0),
-               jnum(p, "load_sec", 0), jnum(p, "llmd_sec", 0));
+        const char *from = jstr(p, "from"), *kind = jstr(p, "kind");
+        _cleanup_strv_free_ char **evicted = NULL;
+        const cJSON *e;
+
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "evicted")) {
+                if (cJSON_IsString(e)) {
+                        (void) strv_extend(&evicted, e->valuestring);
+                }
+        }
+        _cleanup_free_ char *ev = evicted ? strv_join(evicted, ", ") : NULL;
+        if (cl->args.verb->id == VERB_LOAD) {
+                printf("%s loaded beside %s in %.2f s%s%s\n", model ? model : "?", from ? from : "nothing",
+                       jnum(p, "total_sec", 0), ev ? ", evicted " : "", ev ? ev : "");
+        } else if (kind && streq(kind, "resident")) {
+                printf("%s → %s, resident: %.3f s\n", from ? from : "none", model ? model : "none",
+                       jnum(p, "total_sec", 0));
+        } else if (kind && streq(kind, "beside")) {
+                printf("%s → %s, loaded beside: %.2f s (%s served meanwhile%s%s)\n", from ? from : "none",
+                       model ? model : "none", jnum(p, "total_sec", 0), from ? from : "nothing",
+                       ev ? "; evicted " : "", ev ? ev : "");
+        } else {
+                printf("%s → %s%s%s, loaded: %.2f s (stop %.2f, load %.2f, llmd %.2f)\n",
+                       from ? from : "none", model ? model : "none", ev ? ", evicted " : "", ev ? ev : "",
+                       jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0), jnum(p, "load_sec", 0),
+                       jnum(p, "llmd_sec", 0));
+        }
+}
+
+static void print_unload(Client *cl, const cJSON *p, bool continues)
+{
+        if (cl->json) {
+                print_json(p);
+                return;
+        }
+        printf("unloading %s\n", jstr(p, "model"));
 }
 
 static void print_reload(Client *cl, const cJSON *p, bool continues)
@@ -498,12 +568,15 @@ static int run(Client *cl)
         case VERB_STOP:
                 return client_call(cl, v->method, NULL, true, print_progress);
         case VERB_SWITCH:
+        case VERB_LOAD:
+        case VERB_UNLOAD:
                 params = cJSON_CreateObject();
                 cJSON_AddStringToObject(params, "model", cl->args.args[0]);
                 if (cl->args.now) {
                         cJSON_AddTrueToObject(params, "now");
                 }
-                r = client_call(cl, v->method, params, true, print_progress);
+                r = client_call(cl, v->method, params, v->id != VERB_UNLOAD,
+                                v->id == VERB_UNLOAD ? print_unload : print_progress);
                 cJSON_Delete(params);
                 return r;
         case VERB_LOGS:

@@ -55,6 +55,7 @@ struct Child {
         unsigned crashes;           /* in the current start-limit window */
         uint64_t crash_window_usec; /* when that window began */
         uint64_t spawned_usec, ready_usec;
+        uint64_t used_usec;  /* a request last began or ended on it (for LRU and unload-after) */
         uint64_t model_size; /* bytes, at the last spawn */
 };
 
@@ -928,6 +929,16 @@ unsigned child_restarts(const Child *c)
 uint64_t child_spawned_usec(const Child *c)
 {
         return c->spawned_usec;
+}
+
+void child_touch(Child *c)
+{
+        c->used_usec = now_usec(c->ctx.event);
+}
+
+uint64_t child_used_usec(const Child *c)
+{
+        return MAX(c->used_usec, c->ready_usec);
 }
 
 const cJSON *child_meta(const Child *c)

@@ -105,6 +105,10 @@ unsigned child_restarts(const Child *c);
 double child_load_progress(const Child *c);
 /* CLOCK_MONOTONIC of the last spawn and the last transition to READY. */
 uint64_t child_spawned_usec(const Child *c);
+/* A request began or ended on it now; child_used_usec() is the last time, or when it became
+ * ready, whichever is later. */
+void child_touch(Child *c);
+uint64_t child_used_usec(const Child *c);
 /* While ready: the "meta" object llama-server's /v1/models gave for its model (n_ctx,
  * n_ctx_train, n_params, n_embd, size, ...), read once when it became ready; else NULL. */
 struct cJSON;

@@ -239,6 +239,7 @@ static const struct {
         { "api-key-file", KEY_REFUSED, "children are reached only through llmd, which checks API keys" },
         { "docker-repo", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
         { "env", KEY_OWN, NULL },
+        { "gpu-memory", KEY_OWN, NULL },
         { "health-interval", KEY_OWN, NULL },
         { "hf-file", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
         { "hf-repo", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
@@ -261,6 +262,7 @@ static const struct {
         { "start-limit-burst", KEY_OWN, NULL },
         { "start-limit-interval", KEY_OWN, NULL },
         { "stop-timeout", KEY_OWN, NULL },
+        { "unload-after", KEY_OWN, NULL },
         { "upstream-timeout", KEY_OWN, NULL },
 };
 
@@ -419,6 +421,24 @@ static int config_duration(Config *c, const char *section, const RawEntry *e, ui
         return 0;
 }
 
+/* "auto" (0) or a size of at least 1M. */
+static int config_gpu_memory(Config *c, const char *section, const RawEntry *e, uint64_t *ret)
+{
+        uint64_t u;
+
+        if (streq(e->value, "auto")) {
+                *ret = 0;
+                return 0;
+        }
+        if (parse_size(e->value, &u) < 0 || u < 1024 * 1024) {
+                config_error(c, e->line, "[%s] %s: '%s' is not auto or a size of at least 1M (e.g. 24G)",
+                             section, e->key, e->value);
+                return -EINVAL;
+        }
+        *ret = u;
+        return 0;
+}
+
 static int config_bool(Config *c, const char *section, const RawEntry *e, bool *ret)
 {
         int b = parse_boolean(e->value);
@@ -508,6 +528,12 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
         }
         if (streq(k, "upstream-timeout")) {
                 return config_duration(c, section, e, USEC_PER_SEC, &m->upstream_timeout_usec);
+        }
+        if (streq(k, "unload-after")) {
+                return config_duration(c, section, e, USEC_PER_SEC, &m->unload_after_usec);
+        }
+        if (streq(k, "gpu-memory")) {
+                return config_gpu_memory(c, section, e, &m->gpu_memory);
         }
         if (streq(k, "health-interval")) {
                 return config_duration(c, section, e, 10 * USEC_PER_MSEC, &m->health_interval_usec);
@@ -810,6 +836,26 @@ static int config_apply_llmd(Config *c, const RawSection *s)
                         if (config_bool(c, "llmd", e, &c->log_requests) < 0) {
                                 r = -EINVAL;
                         }
+                } else if (streq(e->key, "prefetch")) {
+                        int b = parse_boolean(e->value);
+
+                        c->prefetch = b != 0;
+                        c->prefetch_limit = 0;
+                        if (b < 0 && (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit == 0)) {
+                                config_error(c, e->line, "[llmd] prefetch: '%s' is not true, false or a size (e.g. 64G)",
+                                             e->value);
+                                r = -EINVAL;
+                        }
+                } else if (streq(e->key, "max-resident")) {
+                        if (parse_unsigned(e->value, 64, &c->max_resident) < 0 || c->max_resident == 0) {
+                                config_error(c, e->line, "[llmd] max-resident: '%s' is not a number from 1 to 64",
+                                             e->value);
+                                r = -EINVAL;
+                        }
+                } else if (streq(e->key, "gpu-memory")) {
+                        if (config_gpu_memory(c, "llmd", e, &c->gpu_memory) < 0) {
+                                r = -EINVAL;
+                        }
                 } else {
                         config_error(c, e->line, "[llmd] %s: unknown key (see llama-generate.conf(5))",
                                      e->key);
@@ -1000,6 +1046,7 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
         c->header_timeout_usec = DEFAULT_HEADER_TIMEOUT;
         c->max_connections_per_client = DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
         c->log_requests = true;
+        c->prefetch = true;
         p.config = c;
 
         /* Debian's inih takes its options at run time: whole lines up to our limit, no

@@ -39,6 +39,11 @@ typedef struct ModelConfig {
          * request is cancelled. The proxy reads it from the running configuration, so a
          * reload changes it without restarting the child. */
         uint64_t upstream_timeout_usec;
+        /* The GPU memory the model needs: bytes, or 0 for auto (estimated from the file's
+         * header, then what it was seen to use). */
+        uint64_t gpu_memory;
+        /* Resident but not active and unused for this long: stopped. 0: never. */
+        uint64_t unload_after_usec;
 } ModelConfig;
 
 typedef struct ListenAddress {
@@ -65,6 +70,13 @@ typedef struct Config {
         uint64_t idle_timeout_usec;
         uint64_t drain_timeout_usec; /* requests on a model being switched away may finish */
         bool log_requests;
+        /* Residency: how many generation models may be loaded at once (0: as many as the GPU
+         * memory allows where it is known, else 1), and the GPU memory budget (bytes; 0: auto,
+         * what the GPUs report less a margin). */
+        unsigned max_resident;
+        uint64_t gpu_memory;
+        bool prefetch; /* read recently used models into the page cache */
+        uint64_t prefetch_limit; /* at most this much (0: as free memory allows) */
         ModelConfig **models;
         size_t n_models;
         char **errors; /* "FILE:LINE: message", one per problem found */

@@ -62,6 +62,30 @@ static cJSON *model_json(Manager *m, Child *c)
                 cJSON_AddNumberToObject(o, "progress", p);
         }
         cJSON_AddNumberToObject(o, "restarts", child_restarts(c));
+        if (!mc->pin) {
+                cJSON_AddBoolToObject(o, "resident", child_state(c) == CHILD_READY || child_state(c) == CHILD_LOADING);
+        }
+        if (child_used_usec(c) > 0) {
+                cJSON_AddNumberToObject(o, "last_used_sec", seconds(now - child_used_usec(c)));
+        }
+        const char *how;
+        uint64_t need = supervisor_model_gpu(m->supervisor, child_name(c), &how);
+        cJSON *g = cJSON_AddObjectToObject(o, "gpu_memory");
+        if (how) {
+                cJSON_AddNumberToObject(g, "bytes", (double) need);
+                cJSON_AddStringToObject(g, "source", how);
+        } else {
+                cJSON_AddNullToObject(g, "bytes");
+                cJSON_AddNullToObject(g, "source");
+        }
+        uint64_t est = supervisor_model_estimate(m->supervisor, child_name(c));
+        uint64_t seen = supervisor_model_measured(m->supervisor, child_name(c));
+        if (est > 0) {
+                cJSON_AddNumberToObject(g, "estimated", (double) est);
+        }
+        if (seen > 0) {
+                cJSON_AddNumberToObject(g, "measured", (double) seen);
+        }
         if (child_reason(c)) {
                 cJSON_AddStringToObject(o, "last_failure", child_reason(c));
                 cJSON_AddItemToObject(o, "log", json_strv(child_last_lines(c)));
@@ -111,6 +135,38 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
                 }
         }
         cJSON_AddItemToObject(p, "pinned", pinned);
+        cJSON *resident = cJSON_AddArrayToObject(p, "resident");
+        for (size_t i = 0; i < n; i++) {
+                ChildState st = child_state(children[i]);
+
+                if (!child_config(children[i])->pin && (st == CHILD_READY || st == CHILD_LOADING) &&
+                    !(active && streq(active, child_name(children[i])))) {
+                        cJSON_AddItemToArray(resident, model_json(m, children[i]));
+                }
+        }
+        SupervisorGpu gpu;
+        supervisor_gpu(m->supervisor, &gpu);
+        cJSON *g = cJSON_AddObjectToObject(p, "gpu");
+        if (gpu.source) {
+                cJSON_AddStringToObject(g, "source", gpu.source);
+                cJSON_AddNumberToObject(g, "total", (double) gpu.total);
+                cJSON_AddNumberToObject(g, "used", (double) gpu.used);
+                cJSON_AddNumberToObject(g, "free", (double) gpu.free);
+        } else {
+                cJSON_AddNullToObject(g, "source");
+                cJSON_AddStringToObject(g, "why", gpu.why ? gpu.why : "no GPU memory source");
+        }
+        if (gpu.budget) {
+                cJSON_AddNumberToObject(g, "budget", (double) gpu.budget);
+        } else {
+                cJSON_AddNullToObject(g, "budget");
+        }
+        cJSON_AddNumberToObject(g, "resident", (double) gpu.resident);
+        if (gpu.max_resident) {
+                cJSON_AddNumberToObject(g, "max_resident", gpu.max_resident);
+        } else {
+                cJSON_AddNullToObject(g, "max_resident");
+        }
         ProxyCounters pc = proxy_counters(m->proxy);
         cJSON *px = cJSON_AddObjectToObject(p, "requests");
         cJSON_AddNumberToObject(px, "served", (double) pc.served);
@@ -169,6 +225,8 @@ static void switch_on_done(void *userdata, const SwitchResult *r)
                 }
                 cJSON_AddBoolToObject(p, "changed", r->changed);
                 if (r->changed) {
+                        cJSON_AddStringToObject(p, "kind", switch_kind_to_string(r->kind));
+                        cJSON_AddItemToObject(p, "evicted", json_strv(r->evicted));
                         uint64_t own = r->total_usec - MIN(r->total_usec, r->stop_usec + r->load_usec);
 
                         cJSON_AddNumberToObject(p, "total_sec", seconds(r->total_usec));
@@ -213,6 +271,10 @@ static int reply_refused(ControlCall *call, int r, const char *model, char *reas
         case -ENOENT:
                 error = CONTROL_ERROR_UNKNOWN_MODEL;
                 break;
+        case -E2BIG:
+        case -ENOSPC:
+                error = CONTROL_ERROR_NO_ROOM;
+                break;
         case -ESHUTDOWN:
                 error = CONTROL_ERROR_SHUTTING_DOWN;
                 break;
@@ -247,6 +309,49 @@ static int method_switch(ControlCall *call, cJSON *params, void *userdata)
                 return reply_refused(call, r, model->valuestring, reason);
         }
         return 0;
+}
+
+/* The "model" parameter, or an error reply (then NULL). */
+static const char *param_model(ControlCall *call, cJSON *params)
+{
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(params, "model");
+
+        if (!cJSON_IsString(model) || isempty(model->valuestring)) {
+                (void) control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
+                                          error_params("parameter", "model", NULL, NULL));
+                return NULL;
+        }
+        return model->valuestring;
+}
+
+/* Load and Unload: a model's name, then the supervisor; Load replies when it is done, Unload
+ * at once. */
+static int method_load_or_unload(ControlCall *call, cJSON *params, Manager *m, bool load)
+{
+        const char *model = param_model(call, params);
+        char *reason = NULL;
+        int r;
+
+        if (!model) {
+                return 0;
+        }
+        r = load ? supervisor_switch(m->supervisor, model, SWITCH_LOAD_ONLY, &switch_callbacks, call, &reason)
+                 : supervisor_unload(m->supervisor, model, &reason);
+        if (r < 0) {
+                return reply_refused(call, r, model, reason);
+        }
+        free(reason);
+        return load ? 0 : control_call_reply(call, error_params("model", model, NULL, NULL), false);
+}
+
+static int method_load(ControlCall *call, cJSON *params, void *userdata)
+{
+        return method_load_or_unload(call, params, userdata, true);
+}
+
+static int method_unload(ControlCall *call, cJSON *params, void *userdata)
+{
+        return method_load_or_unload(call, params, userdata, false);
 }
 
 static int method_start(ControlCall *call, cJSON *params, void *userdata)
@@ -315,9 +420,11 @@ static int method_get_info(ControlCall *call, cJSON *params, void *userdata)
 const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
         [CONTROL_METHOD_GET_INFO] = method_get_info,
         [CONTROL_METHOD_LIST] = method_list,
+        [CONTROL_METHOD_LOAD] = method_load,
         [CONTROL_METHOD_RELOAD] = method_reload,
         [CONTROL_METHOD_START] = method_start,
         [CONTROL_METHOD_STATUS] = method_status,
         [CONTROL_METHOD_STOP] = method_stop,
         [CONTROL_METHOD_SWITCH] = method_switch,
+        [CONTROL_METHOD_UNLOAD] = method_unload,
 };

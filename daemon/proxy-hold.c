@@ -76,16 +76,13 @@ void hold_dispatch(Request *r)
 {
         Proxy *p = r->proxy;
         Child *c = supervisor_child(p->supervisor, r->target);
-        const char *switching;
-        SwitchPhase phase;
 
         if (!c) {
                 request_answer_error(r, 503, "unavailable_error", "the model is no longer configured", NULL);
                 return;
         }
-        /* The old model of a switch in progress takes no new work. */
-        bool switched_away = supervisor_switching(p->supervisor, &switching, &phase) &&
-                             !streq(switching, r->target) && !child_config(c)->pin;
+        /* A model a switch stops to make room takes no new work. */
+        bool switched_away = supervisor_evicting(p->supervisor, r->target);
         switch (child_state(c)) {
         case CHILD_READY:
                 if (switched_away) {
@@ -123,10 +120,7 @@ void proxy_models_changed(Proxy *p)
                 Request *next = r->next;
                 Child *c = supervisor_child(p->supervisor, r->target);
                 ChildState st = c ? child_state(c) : CHILD_FAILED;
-                const char *switching;
-                SwitchPhase phase;
-                bool busy = supervisor_switching(p->supervisor, &switching, &phase) &&
-                            !streq(switching, r->target);
+                bool busy = supervisor_evicting(p->supervisor, r->target);
 
                 if (c && st == CHILD_READY && !busy) {
                         request_forward(r, c);

@@ -156,6 +156,7 @@ void request_step(Request *r, RequestEvent event)
                 break;
         }
         if (request_in_flight(old) && !request_in_flight(next)) {
+                supervisor_touch(p->supervisor, r->target); /* used until now */
                 hold_check_drains(p);
         }
 }
@@ -537,6 +538,7 @@ void request_forward(Request *r, Child *c)
                 .body_len = r->body_len,
         };
 
+        child_touch(c);
         if (upstream_start(r->proxy->upstream, &ur, &upstream_callbacks, r, &r->upstream) < 0) {
                 request_answer_error(r, 502, "server_error", "cannot reach llama-server", NULL);
                 return;

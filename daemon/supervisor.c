@@ -1,13 +1,22 @@
 /* SPDX-License-Identifier: MIT */
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "fileio.h"
+#include "gguf.h"
+#include "gpu.h"
 #include "log.h"
+#include "parse-util.h"
+#include "prefetch.h"
+#include "residency.h"
 #include "strv.h"
 #include "supervisor.h"
 
 #define SUPERVISOR_STATE_FILE "active-model"
+#define SUPERVISOR_GPU_FILE "gpu-memory"
 #define SUPERVISOR_PROGRESS_USEC (100 * USEC_PER_MSEC)
+#define SUPERVISOR_GPU_MARGIN_MIN (512ULL << 20) /* kept free of an automatic budget, at least */
 
 typedef struct SwitchOp {
         char *target;   /* NULL: unload */
@@ -19,7 +28,20 @@ typedef struct SwitchOp {
         double progress;
         char *reason;
         char **log;
+        char **evict;   /* the models stopped to make room (all generation models, for Stop) */
+        bool beside;    /* the active model serves while the target loads */
+        bool load_only; /* Load: the target becomes resident, not active */
 } SwitchOp;
+
+/* What a model was seen to use on the GPU, and its estimate, by name and file. */
+typedef struct GpuRecord {
+        char *name;
+        char *path;
+        uint64_t measured;
+        uint64_t measured_ready_usec; /* the child's ready_usec when measured: once a run */
+        uint64_t estimated;
+        bool estimated_done;
+} GpuRecord;
 
 struct Supervisor {
         SupervisorOptions options;
@@ -41,6 +63,12 @@ struct Supervisor {
         bool stopping;
         void (*stop_done)(void *userdata);
         void *stop_userdata;
+        GpuSource *gpu;  /* NULL: none (gpu_why says why) */
+        char *gpu_why;
+        GpuRecord *records;
+        size_t n_records;
+        sd_event_source *unload_timer; /* unload-after */
+        Prefetch *prefetch;
 };
 
 static const char *const phase_table[_SWITCH_PHASE_MAX] = {
@@ -48,6 +76,16 @@ static const char *const phase_table[_SWITCH_PHASE_MAX] = {
         [SWITCH_LOADING] = "loading",
         [SWITCH_RESTORING] = "restoring",
 };
+
+const char *switch_kind_to_string(SwitchKind k)
+{
+        static const char *const table[_SWITCH_KIND_MAX] = {
+                [SWITCH_KIND_RESIDENT] = "resident",
+                [SWITCH_KIND_BESIDE] = "beside",
+                [SWITCH_KIND_REPLACE] = "replace",
+        };
+        return k >= 0 && k < _SWITCH_KIND_MAX ? table[k] : NULL;
+}
 
 const char *switch_phase_to_string(SwitchPhase p)
 {
@@ -144,6 +182,325 @@ static void supervisor_restore(Supervisor *s)
         }
 }
 
+/* ---- GPU memory ---- */
+
+static GpuRecord *gpu_record(Supervisor *s, const ModelConfig *m, bool create)
+{
+        GpuRecord *a;
+
+        for (size_t i = 0; i < s->n_records; i++) {
+                if (streq(s->records[i].name, m->name) && streq(s->records[i].path, m->model_path)) {
+                        return &s->records[i];
+                }
+        }
+        if (!create || !(a = realloc(s->records, sizeof(GpuRecord) * (s->n_records + 1)))) {
+                return NULL;
+        }
+        s->records = a;
+        a = &s->records[s->n_records];
+        *a = (GpuRecord) { .name = strdup(m->name), .path = strdup(m->model_path) };
+        if (!a->name || !a->path) {
+                free(a->name);
+                free(a->path);
+                return NULL;
+        }
+        s->n_records++;
+        return a;
+}
+
+/* STATE_DIR/gpu-memory: "NAME BYTES PATH" a line, what each model was seen to use. */
+static void gpu_records_save(Supervisor *s)
+{
+        _cleanup_free_ char *path = NULL, *content = strdup("# llmd: GPU memory each model was seen to use\n");
+
+        if (!content || asprintf(&path, "%s/%s", s->options.state_dir, SUPERVISOR_GPU_FILE) < 0) {
+                return;
+        }
+        for (size_t i = 0; i < s->n_records; i++) {
+                char *n;
+
+                if (s->records[i].measured == 0) {
+                        continue;
+                }
+                if (asprintf(&n, "%s%s %" PRIu64 " %s\n", content, s->records[i].name,
+                             s->records[i].measured, s->records[i].path) < 0) {
+                        return;
+                }
+                free(content);
+                content = n;
+        }
+        if (write_file_atomic(path, content, 0644) < 0) {
+                log_warning("Cannot save %s", path);
+        }
+}
+
+static void gpu_records_load(Supervisor *s)
+{
+        _cleanup_free_ char *path = NULL, *content = NULL;
+        _cleanup_strv_free_ char **lines = NULL;
+
+        if (asprintf(&path, "%s/%s", s->options.state_dir, SUPERVISOR_GPU_FILE) < 0 ||
+            read_file(path, 1 << 20, &content) < 0 || strv_split(content, "\n", &lines) < 0) {
+                return;
+        }
+        STRV_FOREACH(l, lines) {
+                _cleanup_strv_free_ char **f = NULL;
+                ModelConfig key = {};
+                GpuRecord *g;
+                uint64_t bytes;
+
+                if (**l == '#' || strv_split(*l, " ", &f) < 0 || strv_length(f) < 3 ||
+                    parse_size(f[1], &bytes) < 0) {
+                        continue;
+                }
+                key.name = f[0];
+                key.model_path = f[2]; /* a path with a space: the rest of the line */
+                for (size_t i = 3; f[i]; i++) {
+                        f[2][strlen(f[2])] = ' ';
+                }
+                g = gpu_record(s, &key, true);
+                if (g) {
+                        g->measured = bytes;
+                }
+        }
+}
+
+/* From the file's header and the flags llama-server gets. */
+static uint64_t gpu_estimate(const ModelConfig *m)
+{
+        GgufEstimateParams p = { .n_gpu_layers = -1, .cache_k_bits = 16, .cache_v_bits = 16 };
+        GgufInfo info = {};
+        uint64_t bytes;
+
+        for (char **a = m->args; a && *a; a++) {
+                const char *v = a[1];
+                unsigned *bits = streq(*a, "--cache-type-k") ? &p.cache_k_bits
+                                 : streq(*a, "--cache-type-v") ? &p.cache_v_bits
+                                                               : NULL;
+                unsigned n;
+
+                if (!v) {
+                        continue;
+                }
+                if (streq(*a, "--ctx-size") && parse_unsigned(v, UINT_MAX, &n) >= 0) {
+                        p.ctx_size = n;
+                } else if (streq(*a, "--n-gpu-layers")) {
+                        /* "auto", "all", -1 and anything from 999 up: every layer. */
+                        p.n_gpu_layers = parse_unsigned(v, UINT_MAX, &n) >= 0 && n < 999 ? (int64_t) n : -1;
+                } else if (bits) {
+                        (void) gguf_cache_type_bits(v, bits);
+                }
+        }
+        if (gguf_read(m->model_path, &info) < 0) {
+                return 0;
+        }
+        bytes = gguf_estimate_gpu_bytes(&info, &p);
+        gguf_info_done(&info);
+        return bytes;
+}
+
+uint64_t supervisor_model_estimate(Supervisor *s, const char *model)
+{
+        const ModelConfig *m = config_find_model(s->config, model);
+        GpuRecord *g = m ? gpu_record(s, m, true) : NULL;
+
+        if (!g) {
+                return 0;
+        }
+        if (!g->estimated_done) {
+                g->estimated = gpu_estimate(m);
+                g->estimated_done = true;
+        }
+        return g->estimated;
+}
+
+static void gpu_measure(Supervisor *s, Child *c);
+
+uint64_t supervisor_model_measured(Supervisor *s, const char *model)
+{
+        const ModelConfig *m = config_find_model(s->config, model);
+        Child *c = supervisor_child(s, model);
+        GpuRecord *g;
+
+        if (c) {
+                gpu_measure(s, c);
+        }
+        g = m ? gpu_record(s, m, false) : NULL;
+        return g ? g->measured : 0;
+}
+
+uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how)
+{
+        const ModelConfig *m = config_find_model(s->config, model);
+        uint64_t b;
+
+        *ret_how = NULL;
+        if (!m) {
+                return 0;
+        }
+        if (m->gpu_memory) {
+                *ret_how = "configured";
+                return m->gpu_memory;
+        }
+        if ((b = supervisor_model_measured(s, model)) > 0) {
+                *ret_how = "measured";
+                return b;
+        }
+        if ((b = supervisor_model_estimate(s, model)) > 0) {
+                *ret_how = "estimated";
+        }
+        return b;
+}
+
+/* What a ready child uses, as the GPU source sees it, once each time it became ready (again
+ * later when it showed nothing yet): kept for next time. */
+static void gpu_measure(Supervisor *s, Child *c)
+{
+        GpuRecord *g;
+        uint64_t bytes = 0;
+        int r;
+
+        if (!s->gpu || child_state(c) != CHILD_READY || child_pid(c) <= 0 ||
+            !(g = gpu_record(s, child_config(c), true)) || g->measured_ready_usec == child_ready_usec(c)) {
+                return;
+        }
+        r = gpu_process_memory(s->gpu, child_pid(c), &bytes);
+        if (r < 0 || bytes == 0) {
+                return;
+        }
+        g->measured_ready_usec = child_ready_usec(c);
+        log_model(LOG_INFO, child_name(c), NULL, "%s: uses %.2f GiB of GPU memory (estimated %.2f GiB)",
+                  child_name(c), (double) bytes / (1ULL << 30),
+                  (double) supervisor_model_estimate(s, child_name(c)) / (1ULL << 30));
+        if (g->measured != bytes) {
+                g->measured = bytes;
+                gpu_records_save(s);
+        }
+}
+
+void supervisor_gpu(Supervisor *s, SupervisorGpu *ret)
+{
+        GpuMemory g = {};
+
+        *ret = (SupervisorGpu) { .source = s->gpu ? gpu_source_name(s->gpu) : NULL, .why = s->gpu_why };
+        for (size_t i = 0; i < s->n_children; i++) {
+                gpu_measure(s, s->children[i]);
+        }
+        if (s->gpu && gpu_memory(s->gpu, &g) >= 0) {
+                ret->total = g.total;
+                ret->used = g.used;
+                ret->free = g.free;
+        }
+        ret->budget = s->config->gpu_memory;
+        if (ret->budget == 0 && ret->total > 0) {
+                uint64_t margin = MAX(ret->total / 20, SUPERVISOR_GPU_MARGIN_MIN);
+                ret->budget = ret->total > margin ? ret->total - margin : 0;
+        }
+        ret->max_resident = s->config->max_resident ? s->config->max_resident : ret->budget ? 0 : 1;
+        for (size_t i = 0; i < s->n_children; i++) {
+                const char *how;
+
+                if (!child_is_down(s->children[i])) {
+                        ret->resident += supervisor_model_gpu(s, child_name(s->children[i]), &how);
+                }
+        }
+}
+
+/* The files of the generation models that are not loaded, most recently used first, into the
+ * page cache: the next switch to one of them is a warm load. */
+static void supervisor_prefetch(Supervisor *s)
+{
+        _cleanup_free_ Child **order = NULL;
+        _cleanup_strv_free_ char **paths = NULL;
+        size_t n = 0;
+
+        if (!s->config->prefetch || s->stopping || !(order = calloc(MAX(s->n_children, (size_t) 1), sizeof(Child *)))) {
+                return;
+        }
+        for (size_t i = 0; i < s->n_children; i++) {
+                Child *c = s->children[i];
+                size_t j = n++;
+
+                if (child_is_pinned(c) || !child_is_down(c)) {
+                        n--;
+                        continue;
+                }
+                /* Insertion sort, most recent first; never used keeps the configuration's order. */
+                while (j > 0 && child_used_usec(order[j - 1]) < child_used_usec(c)) {
+                        order[j] = order[j - 1];
+                        j--;
+                }
+                order[j] = c;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (strv_extend(&paths, child_config(order[i])->model_path) < 0) {
+                        return;
+                }
+        }
+        if (prefetch_start(s->prefetch, paths, s->config->prefetch_limit) < 0) {
+                log_warning("prefetch: cannot start the helper");
+        }
+}
+
+/* The models to stop so that target fits (names), or -E2BIG with the reason. */
+static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
+{
+        _cleanup_free_ ResidentModel *models = calloc(MAX(s->n_children, (size_t) 1), sizeof(ResidentModel));
+        _cleanup_free_ size_t *evict = calloc(MAX(s->n_children, (size_t) 1), sizeof(size_t));
+        _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
+        SupervisorGpu gpu;
+        ResidencyLimits l;
+        size_t t = 0, n = 0;
+        int r;
+
+        if (!models || !evict || !names) {
+                return -ENOMEM;
+        }
+        supervisor_gpu(s, &gpu);
+        l = (ResidencyLimits) { .max_resident = gpu.max_resident, .budget = gpu.budget };
+        for (size_t i = 0; i < s->n_children; i++) {
+                Child *c = s->children[i];
+                const char *how;
+
+                models[i] = (ResidentModel) {
+                        .name = child_name(c),
+                        .running = !child_is_down(c),
+                        .pinned = child_is_pinned(c),
+                        .active = s->loaded && s->active && streq(s->active, child_name(c)),
+                        .last_used_usec = child_used_usec(c),
+                        .bytes = supervisor_model_gpu(s, child_name(c), &how),
+                };
+                if (streq(child_name(c), target)) {
+                        t = i;
+                }
+        }
+        r = residency_plan(models, s->n_children, t, &l, evict, &n);
+        if (r == -E2BIG) {
+                uint64_t pinned = 0;
+
+                for (size_t i = 0; i < s->n_children; i++) {
+                        pinned += models[i].pinned && models[i].running ? models[i].bytes : 0;
+                }
+                if (asprintf(ret_reason, "%s needs %.1f GiB of GPU memory and the budget is %.1f GiB, "
+                             "%.1f GiB of it taken by pinned models: it does not fit even alone",
+                             target, (double) models[t].bytes / (1ULL << 30), (double) l.budget / (1ULL << 30),
+                             (double) pinned / (1ULL << 30)) < 0) {
+                        *ret_reason = NULL;
+                }
+                return r;
+        }
+        if (r < 0) {
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (strv_extend(&names, models[evict[i]].name) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        *ret_evict = TAKE_PTR(names);
+        return 0;
+}
+
 /* ---- switching ---- */
 
 static void op_free(SwitchOp *op)
@@ -151,6 +508,7 @@ static void op_free(SwitchOp *op)
         if (!op) {
                 return;
         }
+        strv_free(op->evict);
         free(op->target);
         free(op->previous);
         free(op->reason);
@@ -185,6 +543,8 @@ static void op_finish(Supervisor *s, int error, const char *restored, const char
         (void) sd_event_source_set_enabled(s->progress_timer, SD_EVENT_OFF);
         SwitchResult r = {
                 .error = error,
+                .kind = op->beside ? SWITCH_KIND_BESIDE : SWITCH_KIND_REPLACE,
+                .evicted = op->evict,
                 .from = op->previous,
                 .to = op->target,
                 .changed = true,
@@ -205,7 +565,35 @@ static void op_finish(Supervisor *s, int error, const char *restored, const char
                 op->cb.done(op->userdata, &r);
         }
         op_free(op);
+        if (error == 0) {
+                supervisor_prefetch(s);
+        }
         supervisor_notify_change(s);
+}
+
+/* Whether every model the operation stops to make room is down (and what a reload removed). */
+static bool evicted_down(const Supervisor *s)
+{
+        STRV_FOREACH(n, s->op->evict) {
+                Child *c = supervisor_child(s, *n);
+
+                if (c && !child_is_down(c)) {
+                        return false;
+                }
+        }
+        for (size_t i = 0; i < s->n_retired; i++) {
+                if (!child_is_pinned(s->retired[i]) && !child_is_down(s->retired[i])) {
+                        return false;
+                }
+        }
+        return true;
+}
+
+bool supervisor_evicting(const Supervisor *s, const char *model)
+{
+        const ModelConfig *m = config_find_model(s->config, model);
+
+        return s->op && m && strv_contains(s->op->evict, m->name);
 }
 
 /* Generation children other than keep that still run. */
@@ -244,7 +632,14 @@ static void op_fail(Supervisor *s, Child *t)
         if (child_state(t) != CHILD_FAILED) {
                 child_stop(t);
         }
+        if (op->beside) {
+                /* The active model served all along: it still does. */
+                op_finish(s, -EIO, op->load_only ? NULL : s->active, NULL);
+                return;
+        }
         if (op->previous && !streq(op->previous, op->target)) {
+                /* Not evicted any more: it is what serves now. */
+                strv_remove(op->evict, op->previous);
                 free(s->active);
                 s->active = strdup(op->previous);
                 op->phase = SWITCH_RESTORING;
@@ -286,7 +681,7 @@ static void supervisor_advance_once(Supervisor *s)
         }
         switch (op->phase) {
         case SWITCH_STOPPING:
-                if (!generation_down_except(s, op->target)) {
+                if (!evicted_down(s)) {
                         return;
                 }
                 op->stopped_usec = now_usec(s);
@@ -306,6 +701,19 @@ static void supervisor_advance_once(Supervisor *s)
         case SWITCH_LOADING:
                 c = supervisor_child(s, op->target);
                 if (child_outcome(c) > 0) {
+                        if (op->load_only) {
+                                log_model(LOG_INFO, op->target, "load", "Loaded %s beside %s in %.3f s",
+                                          op->target, s->active ? s->active : "nothing",
+                                          (double) (now_usec(s) - op->start_usec) / USEC_PER_SEC);
+                                op_finish(s, 0, NULL, NULL);
+                                return;
+                        }
+                        if (op->beside) {
+                                /* Made before break: the target takes over now. */
+                                free(s->active);
+                                s->active = strdup(op->target);
+                        }
+                        child_touch(c);
                         supervisor_persist(s);
                         log_model(LOG_INFO, op->target, "switch", "Switched to %s in %.3f s",
                                   op->target, (double) (now_usec(s) - op->start_usec) / USEC_PER_SEC);
@@ -454,22 +862,96 @@ static void supervisor_drain_and_stop(Supervisor *s, Child *c, bool now)
         s->options.drain(s->options.userdata, w->model, now, supervisor_on_drained, w);
 }
 
-static int supervisor_begin(Supervisor *s, const char *target, bool loaded, SwitchFlags flags,
-                            const SwitchCallbacks *cb, void *userdata)
+/* A switch to a resident model that is ready: a change of route, nothing started or stopped. */
+static void supervisor_switch_resident(Supervisor *s, const char *target, const SwitchCallbacks *cb,
+                                       void *userdata)
 {
         _cleanup_free_ char *previous = NULL;
-        SwitchOp *op;
+        uint64_t start = now_usec(s);
+
+        if (s->op) {
+                previous = TAKE_PTR(s->op->previous);
+                op_finish(s, -ESTALE, NULL, target);
+        } else if (s->loaded && s->active) {
+                previous = strdup(s->active);
+        }
+        free(s->active);
+        s->active = strdup(target);
+        s->loaded = true;
+        child_touch(supervisor_child(s, target));
+        supervisor_persist(s);
+        supervisor_prefetch(s);
+        log_model(LOG_INFO, target, "switch", "Switched %s → %s (resident)", previous ? previous : "none",
+                  target);
+        SwitchResult r = {
+                .kind = SWITCH_KIND_RESIDENT,
+                .from = previous,
+                .to = target,
+                .changed = true,
+                .total_usec = now_usec(s) - start,
+        };
+        if (cb && cb->done) {
+                cb->done(userdata, &r);
+        }
+        supervisor_notify_change(s);
+}
+
+static int supervisor_begin(Supervisor *s, const char *target, bool loaded, SwitchFlags flags,
+                            const SwitchCallbacks *cb, void *userdata, char **ret_reason)
+{
+        _cleanup_free_ char *previous = NULL;
+        _cleanup_strv_free_ char **evict = NULL;
+        bool load_only = flags & SWITCH_LOAD_ONLY, beside;
         Child *t = target ? supervisor_child(s, target) : NULL;
+        Child *a = s->loaded && s->active ? supervisor_child(s, s->active) : NULL;
+        SwitchOp *op;
+        int r;
 
         /* Nothing to do: say so. */
-        if (!s->op && ((t && s->loaded && streq(s->active, target) && child_state(t) == CHILD_READY) ||
+        if (!s->op && ((t && load_only && !child_is_down(t)) ||
+                       (t && s->loaded && streq(s->active, target) && child_state(t) == CHILD_READY) ||
                        (!t && !s->loaded && generation_down_except(s, NULL)))) {
-                SwitchResult r = { .from = s->active, .to = target, .changed = false };
+                SwitchResult res = { .kind = SWITCH_KIND_RESIDENT, .from = s->active, .to = target };
 
                 if (cb && cb->done) {
-                        cb->done(userdata, &r);
+                        cb->done(userdata, &res);
                 }
                 return 0;
+        }
+        if (t && !load_only && child_state(t) == CHILD_READY && !supervisor_evicting(s, target)) {
+                supervisor_switch_resident(s, target, cb, userdata);
+                return 0;
+        }
+
+        if (t) {
+                r = supervisor_plan(s, target, &evict, ret_reason);
+                if (r < 0) {
+                        return r;
+                }
+        } else {
+                /* Stop: every generation model. */
+                evict = calloc(1, sizeof(char *));
+                for (size_t i = 0; evict && i < s->n_children; i++) {
+                        Child *c = s->children[i];
+
+                        if (!child_is_pinned(c) && !child_is_down(c) && strv_extend(&evict, child_name(c)) < 0) {
+                                return -ENOMEM;
+                        }
+                }
+                if (!evict) {
+                        return -ENOMEM;
+                }
+        }
+        /* Make before break: the active model keeps serving while the target loads, when it
+         * need not make room. */
+        beside = t && a && child_state(a) == CHILD_READY && !strv_contains(evict, s->active) &&
+                 !streq(s->active, target);
+        if (load_only && !beside && a && !streq(s->active, target)) {
+                if (asprintf(ret_reason, "no room for %s beside the active model %s (llmctl switch %s "
+                             "would stop it)", target, s->active, target) < 0) {
+                        *ret_reason = NULL;
+                }
+                return -ENOSPC;
         }
 
         if (s->op) {
@@ -477,9 +959,8 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                  * restore if this one fails. */
                 previous = TAKE_PTR(s->op->previous);
                 op_finish(s, -ESTALE, NULL, target ? target : "stop");
-        } else if (s->active && s->loaded) {
-                Child *a = supervisor_child(s, s->active);
-                ChildState st = a ? child_state(a) : CHILD_STOPPED;
+        } else if (a) {
+                ChildState st = child_state(a);
 
                 if (st == CHILD_READY || st == CHILD_LOADING || st == CHILD_BACKOFF) {
                         previous = strdup(s->active);
@@ -492,6 +973,9 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         }
         op->target = target ? strdup(target) : NULL;
         op->previous = TAKE_PTR(previous);
+        op->evict = TAKE_PTR(evict);
+        op->beside = beside || load_only;
+        op->load_only = load_only;
         op->phase = SWITCH_STOPPING;
         op->start_usec = now_usec(s);
         op->progress = -1;
@@ -500,20 +984,26 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         }
         op->userdata = userdata;
         s->op = op;
-        if (target) {
+        prefetch_stop(s->prefetch); /* never beside a load */
+        if (target && !op->beside) {
+                /* Break before make: requests wait for the target. */
                 free(s->active);
                 s->active = strdup(target);
         }
-        s->loaded = loaded;
-        log_model(LOG_INFO, target, "switch", "Switching %s → %s", op->previous ? op->previous : "none",
-                  target ? target : "none");
+        if (!load_only) {
+                s->loaded = loaded;
+        }
+        log_model(LOG_INFO, target, "switch", "%s %s → %s%s", load_only ? "Loading" : "Switching",
+                  op->previous ? op->previous : "none", target ? target : "none",
+                  op->beside && !load_only ? " (beside it until ready)" : "");
 
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
+        STRV_FOREACH(n, op->evict) {
+                Child *c = supervisor_child(s, *n);
 
-                if (!child_is_pinned(c) && !(target && streq(child_name(c), target)) &&
-                    !child_is_down(c)) {
-                        op_progress(s, SWITCH_STOPPING, child_name(c), -1);
+                if (c && !child_is_down(c)) {
+                        op_progress(s, SWITCH_STOPPING, *n, -1);
+                        log_model(LOG_INFO, *n, "evict", "Stopping %s to make room for %s", *n,
+                                  target ? target : "nothing");
                         supervisor_drain_and_stop(s, c, flags & SWITCH_NOW);
                 }
         }
@@ -539,7 +1029,43 @@ int supervisor_switch(Supervisor *s, const char *target, SwitchFlags flags,
                         return r;
                 }
         }
-        return supervisor_begin(s, m ? m->name : NULL, m != NULL, flags, cb, userdata);
+        return supervisor_begin(s, m ? m->name : NULL, m != NULL, flags, cb, userdata, ret_reason);
+}
+
+int supervisor_unload(Supervisor *s, const char *name, char **ret_reason)
+{
+        const ModelConfig *m = config_find_model(s->config, name);
+        Child *c = m ? supervisor_child(s, m->name) : NULL;
+        int r = 0;
+
+        *ret_reason = NULL;
+        if (!c) {
+                r = asprintf(ret_reason, "no model '%s'", name) < 0 ? -ENOMEM : -ENOENT;
+        } else if (m->pin) {
+                r = asprintf(ret_reason, "'%s' is pinned: always loaded", m->name) < 0 ? -ENOMEM : -EPERM;
+        } else if (s->loaded && s->active && streq(s->active, m->name)) {
+                r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)", m->name) < 0
+                            ? -ENOMEM : -EBUSY;
+        } else if (s->op && s->op->target && streq(s->op->target, m->name)) {
+                r = asprintf(ret_reason, "'%s' is being loaded by a switch", m->name) < 0 ? -ENOMEM : -EBUSY;
+        }
+        if (r < 0) {
+                return r;
+        }
+        if (!child_is_down(c)) {
+                log_model(LOG_INFO, m->name, "unload", "Unloading %s", m->name);
+                supervisor_drain_and_stop(s, c, false);
+        }
+        return 0;
+}
+
+void supervisor_touch(Supervisor *s, const char *model)
+{
+        Child *c = supervisor_child(s, model);
+
+        if (c) {
+                child_touch(c);
+        }
 }
 
 int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *userdata,
@@ -551,6 +1077,51 @@ int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *user
                 return -ENOENT;
         }
         return supervisor_switch(s, s->active, 0, cb, userdata, ret_reason);
+}
+
+/* ---- unload-after ---- */
+
+/* Stops the resident models that are not active and have served nothing for their
+ * unload-after, and arms the timer for the next that could be. */
+static int supervisor_on_unload_timer(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Supervisor *s = userdata;
+        uint64_t now = now_usec(s), next = UINT64_MAX;
+
+        for (size_t i = 0; i < s->n_children && !s->stopping; i++) {
+                Child *c = s->children[i];
+                const ModelConfig *m = child_config(c);
+                uint64_t due;
+
+                if (m->pin || m->unload_after_usec == 0 || child_state(c) != CHILD_READY ||
+                    (s->active && streq(s->active, m->name)) ||
+                    (s->op && s->op->target && streq(s->op->target, m->name)) ||
+                    supervisor_evicting(s, m->name)) {
+                        continue;
+                }
+                due = child_used_usec(c) + m->unload_after_usec;
+                if (due <= now) {
+                        char buf[32];
+
+                        log_model(LOG_INFO, m->name, "unload", "%s: unused for %s (unload-after), unloading",
+                                  m->name, format_duration(buf, sizeof(buf), m->unload_after_usec));
+                        supervisor_drain_and_stop(s, c, false);
+                } else {
+                        next = MIN(next, due);
+                }
+        }
+        if (next == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
+        } else {
+                (void) sd_event_source_set_time(es, next);
+                (void) sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+static void supervisor_arm_unload(Supervisor *s)
+{
+        (void) supervisor_on_unload_timer(s->unload_timer, 0, s);
 }
 
 /* ---- children ---- */
@@ -612,6 +1183,9 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         Supervisor *s = userdata;
         ChildState st = child_state(c);
 
+        if (st == CHILD_READY && old != CHILD_READY) {
+                gpu_measure(s, c);
+        }
         if (st == CHILD_FAILED || st == CHILD_BACKOFF || (st == CHILD_KILLING && old != CHILD_KILLING)) {
                 free(s->last_failed);
                 s->last_failed = strdup(child_name(c));
@@ -626,6 +1200,10 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         }
         supervisor_advance(s);
         supervisor_check_stop(s);
+        supervisor_arm_unload(s);
+        if (st == CHILD_READY && old != CHILD_READY && !s->op && s->active && streq(child_name(c), s->active)) {
+                supervisor_prefetch(s); /* after the start: nothing loads now */
+        }
         supervisor_notify_change(s);
 }
 
@@ -684,6 +1262,25 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
                 }
         }
         supervisor_restore(s);
+        gpu_records_load(s);
+        r = gpu_source_open(&s->gpu, &s->gpu_why);
+        if (r == -ENOMEM) {
+                return r;
+        }
+        if (r < 0) {
+                log_info("GPU memory: %s; only max-resident and configured sizes apply",
+                         s->gpu_why ? s->gpu_why : "no source");
+        }
+        r = sd_event_add_time(o->event, &s->unload_timer, CLOCK_MONOTONIC, UINT64_MAX, USEC_PER_SEC,
+                              supervisor_on_unload_timer, s);
+        if (r < 0) {
+                return r;
+        }
+        (void) sd_event_source_set_enabled(s->unload_timer, SD_EVENT_OFF);
+        r = prefetch_new(o->event, &s->prefetch);
+        if (r < 0) {
+                return r;
+        }
         r = sd_event_add_defer(o->event, &s->sweep, supervisor_on_sweep, s);
         if (r < 0) {
                 return r;
@@ -719,6 +1316,15 @@ Supervisor *supervisor_free(Supervisor *s)
         free(s->retired);
         sd_event_source_disable_unref(s->sweep);
         sd_event_source_disable_unref(s->progress_timer);
+        sd_event_source_disable_unref(s->unload_timer);
+        for (size_t i = 0; i < s->n_records; i++) {
+                free(s->records[i].name);
+                free(s->records[i].path);
+        }
+        free(s->records);
+        gpu_source_free(s->gpu);
+        free(s->gpu_why);
+        prefetch_free(s->prefetch);
         config_free(s->config);
         free(s->binary);
         free(s->active);
@@ -751,6 +1357,7 @@ void supervisor_start(Supervisor *s)
 void supervisor_stop(Supervisor *s, void (*done)(void *userdata), void *userdata)
 {
         s->stopping = true;
+        prefetch_stop(s->prefetch);
         s->stop_done = done;
         s->stop_userdata = userdata;
         if (s->op) {
@@ -897,6 +1504,9 @@ int supervisor_reload(Supervisor *s, Config *config)
                 bool want = (m->pin && m->load_on_startup) ||
                             (s->loaded && s->active && streq(s->active, m->name));
 
+                if (!want && !m->pin && !changed[i] && !child_is_down(c)) {
+                        continue; /* resident beside the active model, and unchanged: it stays */
+                }
                 if (!want) {
                         if (!child_is_down(c)) {
                                 child_stop(c);
@@ -1027,6 +1637,19 @@ char *supervisor_status_text(const Supervisor *s)
                 }
         } else if (strv_extend(&parts, "no generation model") < 0) {
                 return NULL;
+        }
+        for (size_t i = 0; i < s->n_children; i++) {
+                Child *c = s->children[i];
+                _cleanup_free_ char *w = NULL;
+
+                if (child_is_pinned(c) || (s->active && streq(child_name(c), s->active)) ||
+                    (child_state(c) != CHILD_READY && child_state(c) != CHILD_LOADING) || supervisor_evicting(s, child_name(c))) {
+                        continue;
+                }
+                w = child_status_words(c);
+                if (!w || strv_consume(&parts, strjoin2("resident ", w)) < 0) {
+                        return NULL;
+                }
         }
         for (size_t i = 0; i < s->n_children; i++) {
                 const ModelConfig *m = child_config(s->children[i]);

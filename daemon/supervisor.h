@@ -7,11 +7,15 @@
 #include "config.h"
 
 /*
- * What should run, and getting there: every pinned model, plus at most one active generation
- * model. Each profile has a Child (most stay STOPPED). Changing the generation model is an
- * operation with phases — stop the others, load the target, and on failure restore what served
- * before — and a newer one supersedes an older one in progress. Switch, Start (load the active
- * model again) and Stop (unload it) are all such operations. The choice is persisted in the
+ * What should run, and getting there: every pinned model, the active generation model, and as
+ * many other generation models as the GPU's memory and max-resident allow (resident models). Each
+ * profile has a Child (most stay STOPPED). Changing the generation model is an operation with
+ * phases — stop what must make room (least recently used first, the active model last), load the
+ * target, and on failure restore what served before — and a newer one supersedes an older one in
+ * progress. A switch to a resident model that is ready is only a change of route. When the active
+ * model need not make room, the target loads beside it and takes over once ready (make before
+ * break). Switch, Load (make resident, do not switch), Start (load the active model again) and
+ * Stop (unload every generation model) are all such operations. The choice is persisted in the
  * state directory once it holds.
  */
 
@@ -38,8 +42,17 @@ typedef enum SwitchPhase {
         _SWITCH_PHASE_MAX,
 } SwitchPhase;
 
+typedef enum SwitchKind {
+        SWITCH_KIND_RESIDENT, /* the target was ready: a change of route */
+        SWITCH_KIND_BESIDE,   /* loaded beside the active model, which served until it was ready */
+        SWITCH_KIND_REPLACE,  /* models were stopped first to make room (evicted may be empty) */
+        _SWITCH_KIND_MAX,
+} SwitchKind;
+
 typedef struct SwitchResult {
         int error;             /* 0; -ESTALE superseded; -EIO failed to load; -ECANCELED llmd stops */
+        SwitchKind kind;
+        char **evicted;        /* the models stopped to make room, in that order */
         const char *from;      /* what served before; NULL: nothing */
         const char *to;        /* the target; NULL for Stop */
         bool changed;          /* false: it was so already */
@@ -69,14 +82,41 @@ void supervisor_stop(Supervisor *s, void (*done)(void *userdata), void *userdata
 void supervisor_kill(Supervisor *s);
 
 typedef enum SwitchFlags {
-        SWITCH_NOW = 1 << 0, /* SIGKILL the old model at once: do not wait for its requests */
+        SWITCH_NOW = 1 << 0,       /* SIGKILL what is stopped at once: do not wait for its requests */
+        SWITCH_LOAD_ONLY = 1 << 1, /* Load: make target resident, do not make it active */
 } SwitchFlags;
 
-/* Makes target (a name or alias) the active generation model; NULL unloads it (Stop). The
- * callbacks run later, done exactly once, unless an error is returned at once: -ENOENT unknown
- * model, -EPERM pinned, -EACCES model file unreadable (*ret_reason says why), -ESHUTDOWN. */
+/* Makes target (a name or alias) the active generation model; NULL unloads every generation
+ * model (Stop). The callbacks run later, done exactly once (for a resident target, before this
+ * returns), unless an error is returned at once: -ENOENT unknown model, -EPERM pinned, -EACCES
+ * model file unreadable, -E2BIG it does not fit in the GPU memory even alone, -ENOSPC (Load) no
+ * room beside the active model, -ESHUTDOWN; *ret_reason says why. */
 int supervisor_switch(Supervisor *s, const char *target, SwitchFlags flags,
                       const SwitchCallbacks *cb, void *userdata, char **ret_reason);
+/* Stops a resident generation model that is not the active one (its requests finish first):
+ * -EBUSY the active one, -EPERM pinned, -ENOENT unknown. */
+int supervisor_unload(Supervisor *s, const char *name, char **ret_reason);
+/* A request began or ended on model: it was used now (least recently used goes first). */
+void supervisor_touch(Supervisor *s, const char *model);
+/* Whether model is being stopped by the operation in progress: it takes no new requests. */
+bool supervisor_evicting(const Supervisor *s, const char *model);
+
+/* GPU memory, as llmd sees it: source NULL (and why) without a GPU source. */
+typedef struct SupervisorGpu {
+        const char *source; /* "nvml", or NULL */
+        const char *why;    /* why there is none */
+        uint64_t total, used, free; /* the GPUs', as the source reports; 0 without one */
+        uint64_t budget;    /* for llmd's models: gpu-memory, else total less a margin; 0: unknown */
+        uint64_t resident;  /* what llmd's running models take (measured, configured or estimated) */
+        unsigned max_resident; /* 0: no limit */
+} SupervisorGpu;
+void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
+/* What model needs on the GPU, and how that is known: "configured", "measured" (seen by the GPU
+ * source when it last ran), "estimated" (from the file's header), or NULL (0: unknown). */
+uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how);
+uint64_t supervisor_model_estimate(Supervisor *s, const char *model);
+uint64_t supervisor_model_measured(Supervisor *s, const char *model);
+
 /* Load the active model again after a Stop (or after it failed). */
 int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *userdata,
                             char **ret_reason);
@@ -100,3 +140,4 @@ bool supervisor_switching(const Supervisor *s, const char **ret_target, SwitchPh
 char *supervisor_status_text(const Supervisor *s);
 
 const char *switch_phase_to_string(SwitchPhase p);
+const char *switch_kind_to_string(SwitchKind k);

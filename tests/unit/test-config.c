@@ -185,6 +185,39 @@ TEST(own_keys)
         check_streq(c->default_model, "a");
 }
 
+TEST(residency_keys)
+{
+        _cleanup_(config_freep) Config *c = parse_ok(
+                "[llmd]\nmax-resident = 3\ngpu-memory = 120G\nprefetch = 64G\n"
+                "[*]\nunload-after = 30min\ngpu-memory = 14G\n"
+                "[m]\nmodel = /m\n"
+                "[n]\nmodel = /n\ngpu-memory = auto\n");
+        _cleanup_(config_freep) Config *d = parse_ok("[llmd]\nprefetch = no\n[m]\nmodel = /m\n");
+        _cleanup_(config_freep) Config *e = parse_ok("[m]\nmodel = /m\n");
+
+        check_inteq(c->max_resident, 3);
+        check_inteq(c->gpu_memory, 120ULL << 30);
+        check(c->prefetch);
+        check_inteq(c->prefetch_limit, 64ULL << 30);
+        check_inteq(config_find_model(c, "m")->gpu_memory, 14ULL << 30);
+        check_inteq(config_find_model(c, "n")->gpu_memory, 0);
+        check_inteq(config_find_model(c, "n")->unload_after_usec, 1800 * USEC_PER_SEC);
+        check(!d->prefetch);
+        /* The defaults: unset, auto, prefetch, never unloaded. */
+        check(e->max_resident == 0 && e->gpu_memory == 0 && e->prefetch && e->prefetch_limit == 0);
+        check_inteq(config_find_model(e, "m")->unload_after_usec, 0);
+        BAD("[llmd]\nmax-resident = 0\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] max-resident: '0' is not a number from 1 to 64");
+        BAD("[llmd]\ngpu-memory = lots\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] gpu-memory: 'lots' is not auto or a size of at least 1M (e.g. 24G)");
+        BAD("[m]\nmodel = /m\ngpu-memory = 12\n",
+            "t.conf:3: [m] gpu-memory: '12' is not auto or a size of at least 1M (e.g. 24G)");
+        BAD("[llmd]\nprefetch = maybe\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] prefetch: 'maybe' is not true, false or a size (e.g. 64G)");
+        BAD("[m]\nmodel = /m\nunload-after = 0\n",
+            "t.conf:3: [m] unload-after: must be at least 1s");
+}
+
 TEST(proxy_keys)
 {
         _cleanup_(config_freep) Config *c = parse_ok(
@@ -377,6 +410,7 @@ int main(void)
         RUN(flags);
         RUN(own_keys);
         RUN(proxy_keys);
+        RUN(residency_keys);
         RUN(bad_keys);
         RUN(bad_values);
         RUN(bad_structure);

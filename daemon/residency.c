@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#include "residency.h"
+
+uint64_t residency_used(const ResidentModel *models, size_t n)
+{
+        uint64_t used = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (models[i].running) {
+                        used += models[i].bytes;
+                }
+        }
+        return used;
+}
+
+/* Whether a stops before b: least recently used first, the active model last. */
+static bool evict_before(const ResidentModel *a, const ResidentModel *b)
+{
+        if (a->active != b->active) {
+                return !a->active;
+        }
+        return a->last_used_usec < b->last_used_usec;
+}
+
+static bool fits(const ResidentModel *models, size_t n, size_t target, const bool *evicted,
+                 const ResidencyLimits *l)
+{
+        unsigned generation = 1; /* the target */
+        uint64_t used = models[target].bytes;
+
+        for (size_t i = 0; i < n; i++) {
+                if (i == target || !models[i].running || evicted[i]) {
+                        continue;
+                }
+                used += models[i].bytes;
+                generation += !models[i].pinned;
+        }
+        return (l->max_resident == 0 || generation <= l->max_resident) &&
+               (l->budget == 0 || used <= l->budget);
+}
+
+int residency_plan(const ResidentModel *models, size_t n, size_t target, const ResidencyLimits *l,
+                   size_t *ret_evict, size_t *ret_n)
+{
+        _cleanup_free_ bool *evicted = calloc(MAX(n, (size_t) 1), sizeof(bool));
+        size_t k = 0;
+
+        if (!evicted) {
+                return -ENOMEM;
+        }
+        *ret_n = 0;
+        if (models[target].running) {
+                return 0;
+        }
+        while (!fits(models, n, target, evicted, l)) {
+                size_t best = n;
+
+                for (size_t i = 0; i < n; i++) {
+                        if (i == target || !models[i].running || models[i].pinned || evicted[i]) {
+                                continue;
+                        }
+                        if (best == n || evict_before(&models[i], &models[best])) {
+                                best = i;
+                        }
+                }
+                if (best == n) {
+                        return -E2BIG;
+                }
+                evicted[best] = true;
+                ret_evict[k++] = best;
+        }
+        *ret_n = k;
+        return 0;
+}

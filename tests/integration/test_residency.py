@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Residency: several generation models loaded at once within the GPU's memory and
+max-resident; switching to a resident model, loading beside the active one (make before break),
+eviction, idle unload, llmctl load/unload, and GPU memory read through NVML (a fake
+libnvidia-ml.so.1 the tests build, answering from what the simulators say they use)."""
+
+import os
+import subprocess
+import threading
+import time
+
+from llmdtest import (Stream, Varlink, check, fixture, free_port, http, llmctl, llmctl_json, run,
+                      sim_only, wait_until)
+
+PORT = free_port()
+MODELS = ("qwen", "gemma", "devstral", "nomic")
+FAKE_NVML = os.environ.get("LLMD_FAKE_NVML_LIB")  # the directory of the fake libnvidia-ml.so.1
+G = 1 << 30
+
+
+def conf(top="", star="", qwen="", gemma="", devstral=""):
+    return f"""
+[llmd]
+default = qwen
+listen = 127.0.0.1:{PORT}
+{top}
+
+[*]
+stop-timeout = 5s
+{star}
+
+[qwen]
+model = @MODELS@/qwen.gguf
+{qwen}
+
+[gemma]
+model = @MODELS@/gemma.gguf
+{gemma}
+
+[devstral]
+model = @MODELS@/devstral.gguf
+{devstral}
+
+[nomic]
+model = @MODELS@/nomic.gguf
+embeddings = true
+pin = true
+"""
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def status(d):
+    return llmctl_json(d, "status")
+
+
+def call(d, verb, model=None):
+    """io.llmd.Manager.VERB: its final reply's parameters, or {"error": NAME, ...}."""
+    v = Varlink(os.path.join(d.runtime, "control.sock"))
+    reply = v.call(f"io.llmd.Manager.{verb}", {"model": model} if model else {})[-1]
+    if "error" in reply:
+        return {"error": reply["error"], **reply.get("parameters", {})}
+    return reply["parameters"]
+
+
+def wait_ready(d, *models):
+    wait_until(lambda: all(d.pid_of(m) and model(d, m)["state"] == "ready" for m in models),
+               f"{', '.join(models)} ready")
+
+
+def model(d, name):
+    return {m["name"]: m for m in llmctl_json(d, "list")["models"]}[name]
+
+
+@fixture(conf(top="max-resident = 2"), models=MODELS)
+def resident_switch(d):
+    """A model loaded beside the active one (llmctl load) is switched to without a process
+    started or stopped; the one it replaces stays resident."""
+    wait_ready(d, "qwen", "nomic")
+    r = llmctl_json(d, "load", "gemma")
+    check(r["model"] == "gemma" and r["changed"] and r["kind"] == "beside" and r["evicted"] == [], r)
+    wait_ready(d, "gemma")
+    check(status(d)["active"]["name"] == "qwen", "load switched")
+    pids = {m: d.pid_of(m) for m in ("qwen", "gemma", "nomic")}
+    starts = len(d.starts())
+    r = call(d, "Switch", "gemma")
+    check(r["kind"] == "resident" and r["from"] == "qwen" and r["evicted"] == [], r)
+    check({m: d.pid_of(m) for m in pids} == pids and len(d.starts()) == starts, "a process changed")
+    st = status(d)
+    check(st["active"]["name"] == "gemma" and [m["name"] for m in st["resident"]] == ["qwen"], st)
+    check(st["status"] == "gemma ready · resident qwen ready · embed nomic ready", st["status"])
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    check(r.status == 200 and r.json()["model"] == "gemma", r)
+    r = call(d, "Switch", "qwen")
+    check(r["kind"] == "resident", r)
+
+
+@fixture(conf(top="max-resident = 2"), models=MODELS)
+def evict_least_recently_used(d):
+    """With no room, the least recently used model that is not active goes first; the active one
+    keeps serving while the new one loads beside it."""
+    wait_ready(d, "qwen", "nomic")
+    call(d, "Load", "gemma")
+    call(d, "Switch", "gemma")   # gemma active, qwen resident and older
+    gemma = d.pid_of("gemma")
+    r = call(d, "Switch", "devstral")
+    check(r["kind"] == "beside" and r["evicted"] == ["qwen"], r)
+    wait_until(lambda: not d.pid_of("qwen"), "qwen stopped")
+    check(d.pid_of("gemma") == gemma, "gemma was restarted")
+    check(d.running_models() == ["devstral", "gemma", "nomic"], d.running_models())
+    # The active model goes last: with max-resident 1 nothing else is left to evict first.
+    r = call(d, "Unload", "gemma")
+    check(r == {"model": "gemma"}, r)
+    wait_until(lambda: not d.pid_of("gemma"), "gemma stopped")
+    p = llmctl(d, "unload", "devstral", check_rc=2)
+    check("is the active model" in p.stderr, p.stderr)
+    r = call(d, "Unload", "nomic")
+    check(r["error"] == "io.llmd.Manager.ModelUnavailable" and "pinned" in r["reason"], r)
+
+
+@sim_only("a fault or timing knob")
+@fixture(conf(top="max-resident = 2", qwen="env = LLAMA_SIM_TOKEN_MS=30",
+              gemma="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
+def make_before_break(d):
+    """While the target loads beside it, the active model serves every request: the stream in
+    flight completes, and new requests are answered at once, not held."""
+    wait_ready(d, "qwen", "nomic")
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 60})
+    check(s.event() is not None, "no first event")
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=call(d, "Switch", "gemma")))
+    t.start()
+    wait_until(lambda: model(d, "gemma")["state"] == "loading", "gemma loading")
+    answered = []
+    while model(d, "gemma")["state"] == "loading":
+        r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+        check(r.status == 200 and r.json()["model"] == "qwen", r)
+        answered.append(r)
+    check(answered, "no request was sent while gemma loaded")
+    ev = s.events()
+    check(ev and ev[-1] == "[DONE]", f"the stream on qwen did not complete: {ev[-2:]}")
+    t.join(20)
+    check(done.get("r", {}).get("kind") == "beside", done)
+    check(status(d)["active"]["name"] == "gemma" and d.pid_of("qwen"), "qwen not resident")
+    check(http(PORT, "POST", "/v1/chat/completions", CHAT).json()["model"] == "gemma", "not routed")
+    check(status(d)["requests"]["held"] == 0, "requests were held")
+
+
+@fixture(conf(top="max-resident = 2", gemma="unload-after = 1s"), models=MODELS)
+def idle_unload(d):
+    """A resident model that is not active and served nothing for unload-after is stopped; the
+    active one never is."""
+    wait_ready(d, "qwen", "nomic")
+    call(d, "Load", "gemma")
+    wait_ready(d, "gemma")
+    wait_until(lambda: not d.pid_of("gemma"), "gemma unloaded", timeout=15)
+    check(d.pid_of("qwen") and d.pid_of("nomic"), "the active or pinned model was stopped")
+    # The active model with unload-after is never unloaded.
+    call(d, "Switch", "gemma")
+    time.sleep(2)
+    check(d.pid_of("gemma"), "the active model was unloaded")
+
+
+def nvml_env(d, total_gib):
+    """A fake NVML for llmd, answering from d's directory: one device of total_gib."""
+    if not FAKE_NVML:
+        return None
+    state = os.path.join(d.dir, "nvml")
+    os.makedirs(state, exist_ok=True)
+    with open(os.path.join(state, "total"), "w") as f:
+        f.write(str(total_gib * G))
+    return {"LD_LIBRARY_PATH": FAKE_NVML, "LLMD_FAKE_NVML": state}
+
+
+def nvml_fixture(total_gib, config):
+    """Starts d with the fake NVML in its environment (skipped without it)."""
+    def wrap(fn):
+        @sim_only("the fake NVML answers from the simulator's reports")
+        @fixture(config, models=MODELS, start=False)
+        def test(d):
+            env = nvml_env(d, total_gib)
+            if env is None:
+                from llmdtest import Skip
+                raise Skip("no fake libnvidia-ml.so.1 (LLMD_FAKE_NVML_LIB)")
+            d.env.update(env)
+            d.start()
+            fn(d)
+        test.__name__ = fn.__name__
+        return test
+    return wrap
+
+
+@nvml_fixture(16, conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpu-memory = 6G",
+                       gemma="gpu-memory = 6G", devstral="gpu-memory = 40G"))
+def gpu_budget(d):
+    """With NVML, the budget is the GPU's memory less a margin: two 6 GiB models fit beside
+    each other in 16 GiB, a 40 GiB one does not fit even alone (nothing is stopped for it); the
+    memory each child really uses is measured and shown next to the estimate."""
+    wait_ready(d, "qwen", "nomic")
+    st = status(d)
+    check(st["gpu"]["source"] == "nvml" and st["gpu"]["total"] == 16 * G, st["gpu"])
+    check(st["gpu"]["budget"] < 16 * G and st["gpu"]["max_resident"] is None, st["gpu"])
+    r = call(d, "Switch", "gemma")
+    check(r["kind"] == "beside" and r["evicted"] == [], r)
+    wait_until(lambda: model(d, "qwen")["gpu_memory"].get("measured") == 3072 << 20,
+               "qwen's measured GPU memory")
+    pids = {m: d.pid_of(m) for m in ("qwen", "gemma", "nomic")}
+    r = call(d, "Switch", "devstral")
+    check(r["error"] == "io.llmd.Manager.NoRoom" and "does not fit even alone" in r["reason"], r)
+    check({m: d.pid_of(m) for m in pids} == pids, "something was stopped for a model that cannot fit")
+    q = model(d, "qwen")["gpu_memory"]
+    check(q["source"] == "configured" and q["bytes"] == 6 * G and q["measured"] == 3072 << 20, q)
+
+
+@nvml_fixture(16, conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpu-memory = 9G",
+                       gemma="gpu-memory = 9G"))
+def gpu_evicts_to_fit(d):
+    """Two 9 GiB models do not fit in 16 GiB: the active one is stopped first (break before
+    make), and the switch says so."""
+    wait_ready(d, "qwen", "nomic")
+    r = call(d, "Switch", "gemma")
+    check(r["kind"] == "replace" and r["evicted"] == ["qwen"], r)
+    check(d.running_models() == ["gemma", "nomic"], d.running_models())
+
+
+MB = 1 << 20
+
+
+def cached(path):
+    """Bytes of path in the page cache (fincore, which asks mincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES", path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip())
+
+
+def drop_cache(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@sim_only("reads the simulator's model files")
+@fixture(conf(top="prefetch = 40M"), models=MODELS, model_size=32 * MB, start=False)
+def prefetch_within_limit(d):
+    """After start, the files of the models that are not loaded are read into the page cache,
+    in order, within the limit: gemma's 32 MiB whole, devstral's only to the 40 MiB cap."""
+    for m in ("gemma", "devstral"):
+        drop_cache(d.model_path(m))
+        check(cached(d.model_path(m)) < MB, f"{m} still cached")
+    d.start()
+    wait_ready(d, "qwen", "nomic")
+    wait_until(lambda: cached(d.model_path("gemma")) == 32 * MB, "gemma's file cached")
+    wait_until(lambda: cached(d.model_path("devstral")) >= 7 * MB, "devstral's file read")
+    time.sleep(0.5)  # the helper is done; nothing more comes
+    total = cached(d.model_path("gemma")) + cached(d.model_path("devstral"))
+    check(total <= 41 * MB, f"{total} bytes cached, over the 40 MiB limit")
+
+
+@sim_only("reads the simulator's model files")
+@fixture(conf(top="prefetch = false"), models=MODELS, model_size=8 * MB, start=False)
+def prefetch_off(d):
+    drop_cache(d.model_path("gemma"))
+    d.start()
+    wait_ready(d, "qwen", "nomic")
+    time.sleep(1)
+    check(cached(d.model_path("gemma")) < MB, "prefetch = false read gemma's file")
+
+
+TESTS = {f.__name__: f for f in [
+    resident_switch, evict_least_recently_used, make_before_break, idle_unload, gpu_budget,
+    gpu_evicts_to_fit, prefetch_within_limit, prefetch_off,
+]}
+
+if __name__ == "__main__":
+    run(TESTS)

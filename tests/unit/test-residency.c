@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+#include "prefetch.h"
+#include "residency.h"
+#include "tests.h"
+
+#define G (1024ULL * 1024 * 1024)
+
+/* The names of the models plan stops, space-separated, or "E2BIG". */
+static const char *plan(const ResidentModel *m, size_t n, const char *target, unsigned max, uint64_t budget)
+{
+        static char out[256];
+        ResidencyLimits l = { .max_resident = max, .budget = budget };
+        size_t evict[16], k = 0, t = n;
+
+        for (size_t i = 0; i < n; i++) {
+                if (streq(m[i].name, target)) {
+                        t = i;
+                }
+        }
+        check(t < n);
+        if (residency_plan(m, n, t, &l, evict, &k) == -E2BIG) {
+                return "E2BIG";
+        }
+        out[0] = '\0';
+        for (size_t i = 0; i < k; i++) {
+                strcat(out, i ? " " : "");
+                strcat(out, m[evict[i]].name);
+        }
+        return out;
+}
+
+TEST(plans)
+{
+        /* a, b, c loaded (a least recently used, c active); d not; e pinned. */
+        const ResidentModel m[] = {
+                { "a", true, false, false, 100, 10 * G },
+                { "b", true, false, false, 200, 20 * G },
+                { "c", true, false, true, 50, 30 * G },
+                { "d", false, false, false, 0, 25 * G },
+                { "e", true, true, false, 0, 5 * G },
+                { "huge", false, false, false, 0, 200 * G },
+        };
+        size_t n = ELEMENTSOF(m);
+
+        check(residency_used(m, n) == 65 * G);
+        /* Already loaded: nothing to do, whatever the limits. */
+        check_streq(plan(m, n, "b", 1, 1), "");
+        /* Room enough. */
+        check_streq(plan(m, n, "d", 0, 100 * G), "");
+        /* Memory: LRU first (a, then b), the active (c) last, the pinned (e) never. */
+        check_streq(plan(m, n, "d", 0, 85 * G), "a");
+        check_streq(plan(m, n, "d", 0, 70 * G), "a b");
+        check_streq(plan(m, n, "d", 0, 40 * G), "a b c");
+        check_streq(plan(m, n, "d", 0, 30 * G), "a b c");
+        check_streq(plan(m, n, "d", 0, 29 * G), "E2BIG"); /* d and pinned e: 30 G */
+        check_streq(plan(m, n, "huge", 0, 100 * G), "E2BIG");
+        /* Count: the pinned model does not count. */
+        check_streq(plan(m, n, "d", 4, 0), "");
+        check_streq(plan(m, n, "d", 3, 0), "a");
+        check_streq(plan(m, n, "d", 1, 0), "a b c");
+        /* Unknown budget and no count limit: anything fits. */
+        check_streq(plan(m, n, "huge", 0, 0), "");
+        /* Both limits at once. */
+        check_streq(plan(m, n, "d", 3, 60 * G), "a b");
+}
+
+TEST(prefetch_budget)
+{
+        /* 32 GiB, 20 GiB available: 10% of the total (3.2 GiB) kept free. */
+        const char *m = "MemTotal:       33554432 kB\nMemFree:         1000000 kB\n"
+                        "MemAvailable:   20971520 kB\n";
+        /* 4 GiB, 1.5 GiB available: at least 1 GiB kept free. */
+        const char *small = "MemTotal: 4194304 kB\nMemAvailable: 1572864 kB\n";
+
+        check(prefetch_budget(m, 0) == 20 * G - 33554432ULL * 1024 / 10);
+        check(prefetch_budget(m, 2 * G) == 2 * G);
+        check(prefetch_budget(small, 0) == G / 2);
+        check(prefetch_budget("MemTotal: 4194304 kB\nMemAvailable: 524288 kB\n", 0) == 0);
+        check(prefetch_budget(NULL, 0) == 0);
+        check(prefetch_budget("garbage", 5) == 0);
+}
+
+int main(void)
+{
+        RUN(plans);
+        RUN(prefetch_budget);
+        return 0;
+}
