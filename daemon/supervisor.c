@@ -68,6 +68,7 @@ struct Supervisor {
         GpuRecord *records;
         size_t n_records;
         sd_event_source *unload_timer; /* unload-after */
+        sd_event_source *persist_source; /* the active model is to be saved */
         Prefetch *prefetch;
 };
 
@@ -126,7 +127,7 @@ Child *supervisor_child(const Supervisor *s, const char *name)
 
 /* ---- persistence ---- */
 
-static void supervisor_persist(Supervisor *s)
+static void supervisor_persist_now(Supervisor *s)
 {
         _cleanup_free_ char *path = NULL, *content = NULL;
         int r;
@@ -144,6 +145,21 @@ static void supervisor_persist(Supervisor *s)
         r = write_file_atomic(path, content, 0644);
         if (r < 0) {
                 log_error_errno(r, "Failed to save the active model in %s: %m", path);
+        }
+}
+
+static int supervisor_on_persist(sd_event_source *es, void *userdata)
+{
+        supervisor_persist_now(userdata);
+        return 0;
+}
+
+/* Saved once what is pending in this loop iteration is done, at idle priority: the reply to
+ * the switch goes out first, and an fsync (milliseconds on some disks) does not delay it. */
+static void supervisor_persist(Supervisor *s)
+{
+        if (sd_event_source_set_enabled(s->persist_source, SD_EVENT_ONESHOT) < 0) {
+                supervisor_persist_now(s);
         }
 }
 
@@ -1281,6 +1297,12 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
         if (r < 0) {
                 return r;
         }
+        r = sd_event_add_defer(o->event, &s->persist_source, supervisor_on_persist, s);
+        if (r < 0) {
+                return r;
+        }
+        (void) sd_event_source_set_enabled(s->persist_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_priority(s->persist_source, SD_EVENT_PRIORITY_IDLE);
         r = sd_event_add_defer(o->event, &s->sweep, supervisor_on_sweep, s);
         if (r < 0) {
                 return r;
@@ -1317,6 +1339,14 @@ Supervisor *supervisor_free(Supervisor *s)
         sd_event_source_disable_unref(s->sweep);
         sd_event_source_disable_unref(s->progress_timer);
         sd_event_source_disable_unref(s->unload_timer);
+        if (s->persist_source) {
+                int on = SD_EVENT_OFF;
+
+                if (sd_event_source_get_enabled(s->persist_source, &on) >= 0 && on != SD_EVENT_OFF) {
+                        supervisor_persist_now(s); /* still due: now, before llmd is gone */
+                }
+                sd_event_source_disable_unref(s->persist_source);
+        }
         for (size_t i = 0; i < s->n_records; i++) {
                 free(s->records[i].name);
                 free(s->records[i].path);

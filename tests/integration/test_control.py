@@ -51,6 +51,11 @@ def ready(d, model="qwen"):
     d.wait_status(f"{model} ready · embed nomic ready")
 
 
+def wait_persisted(d, want):
+    """llmd saves the choice just after its reply (at idle priority): it is there a moment later."""
+    wait_until(lambda: persisted(d) == want, f"{want} saved, not {persisted(d)}")
+
+
 def persisted(d):
     try:
         with open(os.path.join(d.state, "active-model")) as f:
@@ -75,7 +80,7 @@ def switch_three(d):
         check(not pid_alive(old), f"old child {current} (pid {old}) alive")
         current = target
         d.wait_status(f"{target} ready · embed nomic ready")
-        check(persisted(d) == {"model": target, "loaded": "yes"}, f"persisted {persisted(d)}")
+        wait_persisted(d, {"model": target, "loaded": "yes"})
     check(d.pid_of("nomic") == nomic, "the embedding child was touched")
     check(len(d.starts("nomic")) == 1, "nomic restarted")
 
@@ -157,7 +162,7 @@ def switch_during_switch(d):
     check(m.get("error") == "io.llmd.Manager.Superseded", f"first caller got {m}")
     check(m["parameters"]["by"] == "devstral", f"{m}")
     check(d.running_models() == ["devstral", "nomic"], f"running {d.running_models()}")
-    check(persisted(d)["model"] == "devstral", f"{persisted(d)}")
+    wait_until(lambda: (persisted(d) or {}).get("model") == "devstral", f"devstral saved: {persisted(d)}")
 
 
 @fixture(conf(), models=MODELS)
@@ -181,7 +186,7 @@ def stop_and_start(d):
     check(r["model"] is None and r["changed"], f"reply {r}")
     check(not pid_alive(qwen), "qwen still running")
     d.wait_status("qwen stopped · embed nomic ready")
-    check(persisted(d) == {"model": "qwen", "loaded": "no"}, f"persisted {persisted(d)}")
+    wait_persisted(d, {"model": "qwen", "loaded": "no"})
     s = llmctl_json(d, "status")
     check(s["loaded"] is False and s["active"]["state"] == "stopped", s)
     # Stays unloaded across a restart.
@@ -195,7 +200,7 @@ def stop_and_start(d):
     r = llmctl_json(d, "start")
     check(r["model"] == "qwen" and r["changed"], f"reply {r}")
     ready(d)
-    check(persisted(d) == {"model": "qwen", "loaded": "yes"}, f"persisted {persisted(d)}")
+    wait_persisted(d, {"model": "qwen", "loaded": "yes"})
 
 
 @fixture(conf(), models=MODELS + ("extra",))
