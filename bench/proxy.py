@@ -31,7 +31,7 @@ from llmdtest import Llmd, free_port, wait_until  # noqa: E402
 def request(max_tokens):
     body = ('{"messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":%d}'
             % max_tokens).encode()
-    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
 
 
