@@ -28,6 +28,9 @@ CONF = f"""
 default = qwen
 listen = 127.0.0.1:{port}
 log-requests = false
+; every stream comes from this one machine: room for all of them
+max-connections = {n + 64}
+max-connections-per-client = {n + 64}
 [qwen]
 model = @MODELS@/qwen.gguf
 ctx-size = 10000000
