@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 
+#include "bench-report.h"
 #include "llmctl-args.h"
+#include "parse-util.h"
 
 const Verb verbs[_VERB_MAX] = {
+        { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1,
+          "Measure each model's tokens per second and time to first token" },
         { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
         { VERB_LOAD, "load", "MODEL", 1, 1, CONTROL_METHOD_LOAD,
           "Load MODEL beside the active one; a switch to it is then instant" },
@@ -41,35 +46,60 @@ void llmctl_help(FILE *f)
                 char left[32];
 
                 snprintf(left, sizeof(left), "%s %s", verbs[i].name, verbs[i].args);
-                fprintf(f, "  %-16s %s\n", left, verbs[i].help);
+                fprintf(f, "  %-18s %s\n", left, verbs[i].help);
         }
         fprintf(f, "\nOptions:\n"
-                   "  --json           print the daemon's JSON replies (also when stdout is no terminal)\n"
-                   "  --socket PATH    the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
-                   "  -f, --follow     logs: follow the journal\n"
-                   "  --now            switch: kill the old model at once instead of letting its requests finish\n"
-                   "  -h, --help       show this help\n\n"
-                   "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed.\n");
+                   "  --json             print the daemon's JSON replies (also when stdout is no terminal)\n"
+                   "  --socket PATH      the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
+                   "  -f, --follow       logs: follow the journal\n"
+                   "  --now              switch: kill the old model at once instead of letting its requests finish\n"
+                   "  --runs N           bench: runs of each task (default %u)\n"
+                   "  --format FORMAT    bench: table, markdown, json or csv\n"
+                   "  -o, --output FILE  bench: also write the results as JSON to FILE\n"
+                   "  --tasks DIR        bench: the tasks in DIR instead of the bench.d folders\n"
+                   "  --url URL          bench: llmd's HTTP endpoint (default: from its [llmd] listen)\n"
+                   "  --timeout SEC      bench: give a run up after SEC seconds without a byte (default %u)\n"
+                   "  -h, --help         show this help\n\n"
+                   "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed;\n"
+                   "130 bench interrupted.\n",
+                BENCH_DEFAULT_RUNS, BENCH_DEFAULT_TIMEOUT_SEC);
 }
 
 int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size_t size)
 {
-        enum { ARG_JSON = 0x100, ARG_SOCKET, ARG_NOW, ARG_VERSION };
+        enum {
+                ARG_JSON = 0x100,
+                ARG_SOCKET,
+                ARG_NOW,
+                ARG_VERSION,
+                ARG_RUNS,
+                ARG_FORMAT,
+                ARG_TASKS,
+                ARG_URL,
+                ARG_TIMEOUT,
+        };
         static const struct option options[] = {
                 { "json", no_argument, NULL, ARG_JSON },
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "now", no_argument, NULL, ARG_NOW },
                 { "follow", no_argument, NULL, 'f' },
+                { "runs", required_argument, NULL, ARG_RUNS },
+                { "format", required_argument, NULL, ARG_FORMAT },
+                { "output", required_argument, NULL, 'o' },
+                { "tasks", required_argument, NULL, ARG_TASKS },
+                { "url", required_argument, NULL, ARG_URL },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
         LlmctlArgs a = {};
+        bool bench_option = false;
         int c;
 
         optind = 0; /* a full reset: parsers in the tests run several times */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hf", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":hfo:", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_JSON:
                         a.json = true;
@@ -88,6 +118,43 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                         break;
                 case ARG_VERSION:
                         a.version = true;
+                        break;
+                case ARG_RUNS:
+                        if (parse_unsigned(optarg, BENCH_RUNS_MAX, &a.runs) < 0 || a.runs == 0) {
+                                snprintf(error, size, "--runs: '%s' is not a number from 1 to %u",
+                                         optarg, BENCH_RUNS_MAX);
+                                return -EINVAL;
+                        }
+                        bench_option = true;
+                        break;
+                case ARG_FORMAT:
+                        if (bench_format_from_string(optarg) < 0) {
+                                snprintf(error, size, "--format: '%s' is not table, markdown, json or csv",
+                                         optarg);
+                                return -EINVAL;
+                        }
+                        a.format = optarg;
+                        bench_option = true;
+                        break;
+                case 'o':
+                        a.output = optarg;
+                        bench_option = true;
+                        break;
+                case ARG_TASKS:
+                        a.tasks = optarg;
+                        bench_option = true;
+                        break;
+                case ARG_URL:
+                        a.url = optarg;
+                        bench_option = true;
+                        break;
+                case ARG_TIMEOUT:
+                        if (parse_unsigned(optarg, 86400, &a.timeout) < 0 || a.timeout == 0) {
+                                snprintf(error, size, "--timeout: '%s' is not a number of seconds from 1 to 86400",
+                                         optarg);
+                                return -EINVAL;
+                        }
+                        bench_option = true;
                         break;
                 case ':':
                         snprintf(error, size, "option '%s' needs a value", argv[optind - 1]);
@@ -131,6 +198,10 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
         }
         if (a.follow && a.verb->id != VERB_LOGS) {
                 snprintf(error, size, "-f goes with logs only");
+                return -EINVAL;
+        }
+        if (bench_option && a.verb->id != VERB_BENCH) {
+                snprintf(error, size, "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
                 return -EINVAL;
         }
         *ret = a;

@@ -9,6 +9,7 @@
 /* llmctl's verbs and its command line. The verb table is the one source of its help text. */
 
 typedef enum VerbId {
+        VERB_BENCH,
         VERB_LIST,
         VERB_LOAD,
         VERB_LOGS,
@@ -43,6 +44,13 @@ typedef struct LlmctlArgs {
         bool help;
         bool version;
         const char *socket;
+        /* bench */
+        unsigned runs;       /* 0: the default */
+        const char *format;  /* table, markdown, json, csv; NULL: by the terminal */
+        const char *output;  /* also write the JSON report here */
+        const char *tasks;   /* a folder of tasks instead of the bench.d folders */
+        const char *url;     /* llmd's HTTP endpoint instead of its [llmd] listen */
+        unsigned timeout;    /* seconds without a byte before a run is given up; 0: default */
 } LlmctlArgs;
 
 /* Parses argv. Returns 0 with *ret filled, or -EINVAL with *ret_error saying what is wrong

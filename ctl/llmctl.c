@@ -1,270 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
+#include "bench.h"
 #include "control-protocol.h"
-#include "llmctl-args.h"
+#include "llmctl-client.h"
 #include "strv.h"
-#include "varlink.h"
 #include "../config.h"
-
-#define EXIT_USAGE 1   /* usage or connection error */
-#define EXIT_REFUSED 2 /* the daemon said no, or failed */
-
-typedef struct Client {
-        LlmctlArgs args;
-        const char *path;
-        int fd;
-        VarlinkReader reader;
-        bool json;     /* print JSON, not the human form */
-        bool terminal; /* stdout is a terminal: progress may be drawn */
-} Client;
-
-static const char *default_socket(void)
-{
-        const char *e = getenv("LLMD_SOCKET");
-
-        return !isempty(e) ? e : LLMD_RUNTIME_DIR "/" CONTROL_SOCKET_NAME;
-}
-
-static int fail(int code, const char *format, ...) _printf_(2, 3);
-static int fail(int code, const char *format, ...)
-{
-        va_list ap;
-        int saved = errno; /* for %m */
-
-        fputs("llmctl: ", stderr);
-        errno = saved;
-        va_start(ap, format);
-        vfprintf(stderr, format, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return code;
-}
-
-static int permission_hint(const Client *cl)
-{
-        return fail(EXIT_USAGE, "permission denied on %s: members of group 'llmd' may use it "
-                                "(sudo adduser $USER llmd, then log in again)",
-                    cl->path);
-}
-
-static int client_connect(Client *cl)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        if (strlen(cl->path) >= sizeof(sa.sun_path)) {
-                return fail(EXIT_USAGE, "socket path too long: %s", cl->path);
-        }
-        strcpy(sa.sun_path, cl->path);
-        cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (cl->fd < 0) {
-                return fail(EXIT_USAGE, "socket: %m");
-        }
-        if (connect(cl->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                switch (errno) {
-                case ENOENT:
-                        return fail(EXIT_USAGE, "llmd is not running (no control socket at %s)", cl->path);
-                case ECONNREFUSED:
-                        return fail(EXIT_USAGE, "llmd is not running (nothing listens on %s)", cl->path);
-                case EACCES:
-                case EPERM:
-                        return permission_hint(cl);
-                default:
-                        return fail(EXIT_USAGE, "cannot connect to %s: %m", cl->path);
-                }
-        }
-        return 0;
-}
-
-static int client_send(Client *cl, const char *method, cJSON *params, bool more)
-{
-        _cleanup_free_ char *msg = NULL;
-        size_t len, off = 0;
-
-        if (varlink_format_call(method, params, more, &msg, &len) < 0) {
-                return fail(EXIT_USAGE, "out of memory");
-        }
-        while (off < len) {
-                ssize_t n = send(cl->fd, msg + off, len - off, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR) {
-                                continue;
-                        }
-                        if (errno == EPIPE || errno == ECONNRESET) {
-                                /* llmd may have said why before closing: client_read() tells. */
-                                return 0;
-                        }
-                        return fail(EXIT_USAGE, "cannot send to llmd: %m");
-                }
-                off += (size_t) n;
-        }
-        return 0;
-}
-
-/* Reads the next reply. Returns 0, or an exit code after saying why. */
-static int client_read(Client *cl, VarlinkReply *ret)
-{
-        for (;;) {
-                const char *frame;
-                size_t len;
-                char buf[4096];
-                ssize_t n;
-                int r = varlink_reader_next(&cl->reader, &frame, &len);
-
-                if (r > 0) {
-                        if (varlink_reply_parse(frame, len, ret) < 0) {
-                                return fail(EXIT_USAGE, "llmd sent a reply that is not Varlink");
-                        }
-                        return 0;
-                }
-                n = recv(cl->fd, buf, sizeof(buf), 0);
-                if (n < 0 && errno == EINTR) {
-                        continue;
-                }
-                if (n < 0 && errno == ECONNRESET) {
-                        return fail(EXIT_USAGE, "llmd closed the connection without a reply");
-                }
-                if (n < 0) {
-                        return fail(EXIT_USAGE, "cannot read from llmd: %m");
-                }
-                if (n == 0) {
-                        return fail(EXIT_USAGE, "llmd closed the connection without a reply");
-                }
-                if (varlink_reader_feed(&cl->reader, buf, (size_t) n) < 0) {
-                        return fail(EXIT_USAGE, "llmd sent an oversized reply");
-                }
-        }
-}
-
-static void print_json(const cJSON *j)
-{
-        _cleanup_free_ char *s = cJSON_Print(j);
-
-        if (s) {
-                puts(s);
-        }
-}
-
-static const char *jstr(const cJSON *o, const char *key)
-{
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-        return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double jnum(const cJSON *o, const char *key, double dflt)
-{
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-        return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static bool jbool(const cJSON *o, const char *key)
-{
-        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
-
-static void print_log(const cJSON *log, const char *indent)
-{
-        const cJSON *l;
-        int n = cJSON_GetArraySize(log), i = 0;
-
-        cJSON_ArrayForEach(l, log) {
-                /* The tail is what explains a failure. */
-                if (cJSON_IsString(l) && i++ >= n - 8) {
-                        printf("%s%s\n", indent, l->valuestring);
-                }
-        }
-}
-
-/* Says what an error reply means. Returns the exit code. */
-static int report_error(Client *cl, const VarlinkReply *r)
-{
-        const cJSON *p = r->parameters;
-        const char *reason = jstr(p, "reason"), *model = jstr(p, "model");
-
-        if (cl->json) {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "error", r->error);
-                cJSON_AddItemToObject(o, "parameters", cJSON_Duplicate(p, true));
-                print_json(o);
-                cJSON_Delete(o);
-        }
-        if (streq(r->error, VARLINK_ERROR_PERMISSION_DENIED)) {
-                return permission_hint(cl);
-        }
-        if (streq(r->error, CONTROL_ERROR_LOAD_FAILED)) {
-                const char *restored = jstr(p, "restored");
-
-                fail(EXIT_REFUSED, "%s failed to load: %s", model ? model : "?", reason ? reason : "?");
-                if (!cl->json) {
-                        print_log(cJSON_GetObjectItemCaseSensitive(p, "log"), "    ");
-                        if (restored) {
-                                printf("%s is serving again\n", restored);
-                        }
-                }
-                return EXIT_REFUSED;
-        }
-        if (streq(r->error, CONTROL_ERROR_SUPERSEDED)) {
-                return fail(EXIT_REFUSED, "the switch to %s was superseded by %s", model ? model : "?",
-                            jstr(p, "by") ? jstr(p, "by") : "another");
-        }
-        if (streq(r->error, CONTROL_ERROR_CONFIG_INVALID)) {
-                const cJSON *e;
-
-                fail(EXIT_REFUSED, "the configuration has errors; nothing was changed:");
-                cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "errors")) {
-                        if (cJSON_IsString(e)) {
-                                fprintf(stderr, "  %s\n", e->valuestring);
-                        }
-                }
-                return EXIT_REFUSED;
-        }
-        if (streq(r->error, CONTROL_ERROR_SHUTTING_DOWN)) {
-                return fail(EXIT_REFUSED, "llmd is shutting down");
-        }
-        if (reason) {
-                return fail(EXIT_REFUSED, "%s", reason);
-        }
-        return fail(EXIT_REFUSED, "llmd answered %s", r->error);
-}
-
-/* One call, its replies passed to on_reply (continued ones too); returns an exit code. */
-static int client_call(Client *cl, int method, cJSON *params, bool more,
-                       void (*on_reply)(Client *cl, const cJSON *params, bool continues))
-{
-        int r;
-
-        r = client_send(cl, control_methods[method].name, params, more);
-        for (; r == 0;) {
-                VarlinkReply reply;
-
-                r = client_read(cl, &reply);
-                if (r != 0) {
-                        break;
-                }
-                if (reply.error) {
-                        if (cl->terminal && !cl->json) {
-                                printf("\r\033[K"); /* the progress line, if one was drawn */
-                                fflush(stdout);
-                        }
-                        r = report_error(cl, &reply);
-                        varlink_reply_done(&reply);
-                        break;
-                }
-                on_reply(cl, reply.parameters, reply.continues);
-                bool last = !reply.continues;
-                varlink_reply_done(&reply);
-                if (last) {
-                        break;
-                }
-        }
-        return r;
-}
 
 /* ---- verbs ---- */
 
@@ -547,6 +289,9 @@ static int run(Client *cl)
         if (v->id == VERB_LOGS) {
                 return run_logs(cl);
         }
+        if (v->id == VERB_BENCH) {
+                return bench_main(cl);
+        }
 
         if (v->id == VERB_VERSION && !cl->json) {
                 printf("llmctl %s\n", LLMD_VERSION);
@@ -557,16 +302,16 @@ static int run(Client *cl)
         }
         switch (v->id) {
         case VERB_STATUS:
-                return client_call(cl, v->method, NULL, false, print_status);
+                return client_call(cl, v->method, NULL, false, print_status, NULL);
         case VERB_LIST:
-                return client_call(cl, v->method, NULL, false, print_list);
+                return client_call(cl, v->method, NULL, false, print_list, NULL);
         case VERB_RELOAD:
-                return client_call(cl, v->method, NULL, false, print_reload);
+                return client_call(cl, v->method, NULL, false, print_reload, NULL);
         case VERB_VERSION:
-                return client_call(cl, v->method, NULL, false, print_version);
+                return client_call(cl, v->method, NULL, false, print_version, NULL);
         case VERB_START:
         case VERB_STOP:
-                return client_call(cl, v->method, NULL, true, print_progress);
+                return client_call(cl, v->method, NULL, true, print_progress, NULL);
         case VERB_SWITCH:
         case VERB_LOAD:
         case VERB_UNLOAD:
@@ -576,9 +321,10 @@ static int run(Client *cl)
                         cJSON_AddTrueToObject(params, "now");
                 }
                 r = client_call(cl, v->method, params, v->id != VERB_UNLOAD,
-                                v->id == VERB_UNLOAD ? print_unload : print_progress);
+                                v->id == VERB_UNLOAD ? print_unload : print_progress, NULL);
                 cJSON_Delete(params);
                 return r;
+        case VERB_BENCH:
         case VERB_LOGS:
         case _VERB_MAX:
                 break;
@@ -599,12 +345,11 @@ int main(int argc, char *argv[])
                 llmctl_help(stdout);
                 return 0;
         }
-        cl.path = cl.args.socket ? cl.args.socket : default_socket();
+        cl.path = cl.args.socket ? cl.args.socket : client_default_socket();
         cl.terminal = isatty(STDOUT_FILENO);
         cl.json = cl.args.json || !cl.terminal;
         varlink_reader_init(&cl.reader);
         r = run(&cl);
-        varlink_reader_done(&cl.reader);
-        safe_close(cl.fd);
+        client_done(&cl);
         return r;
 }

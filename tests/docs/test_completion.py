@@ -235,6 +235,31 @@ def case_completion_verbs():
     expect([LLMCTL, "switch", "--n"], ["--now"])
     expect([LLMCTL, "logs", "--f"], ["--follow"])
     expect([LLMCTL, "status", "--n"], [])
+    expect([LLMCTL, "bench", "--f"], ["--format"])
+    expect([LLMCTL, "bench", "--r"], ["--runs"])
+    expect([LLMCTL, "status", "--r"], [])
+
+
+def case_completion_option_values():
+    """An option's value by its placeholder: --format's words from llmctl --help, which are
+    the formats llmctl accepts; a number or a URL, nothing."""
+    expect([LLMCTL, "bench", "--format", ""], ["table", "markdown", "json", "csv"])
+    expect([LLMCTL, "bench", "--format", "m"], ["markdown"])
+    expect([LLMCTL, "bench", "--format", "=", "c"], ["csv"])  # bash splits --format=c
+    expect([LLMCTL, "bench", "--runs", ""], [])
+    expect([LLMCTL, "bench", "--url", ""], [])
+    need_llmctl()
+    for word in ("table", "markdown", "json", "csv"):
+        p = subprocess.run([LLMCTL, "--socket", "/nonexistent", "bench", "--format", word, "x"],
+                           capture_output=True, text=True, timeout=10)
+        if "--format" in p.stderr:
+            raise Fail(f"llmctl refuses --format {word}, which the completion offers: {p.stderr}")
+    with tempfile.TemporaryDirectory() as d:
+        os.mkdir(os.path.join(d, "tasks"))
+        open(os.path.join(d, "tasks.txt"), "w").close()
+        prefix = os.path.join(d, "ta")
+        expect([LLMCTL, "bench", "--tasks", prefix], [prefix + "sks"])
+        expect([LLMCTL, "bench", "-o", prefix], [prefix + "sks", prefix + "sks.txt"])
 
 
 CONFIG = """\
@@ -273,6 +298,9 @@ def case_completion_models_from_config():
         expect([LLMCTL, "logs", "-f", ""], ["qwen", "gemma", "nomic"], env)
         expect([LLMCTL, "switch", "qwen", ""], [], env)
         expect([LLMCTL, "status", ""], [], env)
+        # bench takes several, pinned ones left out, none twice.
+        expect([LLMCTL, "bench", ""], ["qwen", "gemma"], env)
+        expect([LLMCTL, "bench", "--runs", "2", "qwen", ""], ["gemma"], env)
 
 
 def free_port():

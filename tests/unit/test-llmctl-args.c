@@ -73,6 +73,41 @@ TEST(usage_errors)
         check_streq(e, "option '--socket' needs a value");
 }
 
+TEST(bench)
+{
+        LlmctlArgs a;
+        char e[256];
+
+        check_inteq(parse(&a, e, "bench", NULL), 0);
+        check(a.verb->id == VERB_BENCH && a.n_args == 0 && a.runs == 0 && !a.format && !a.output);
+        check_inteq(parse(&a, e, "bench", "qwen", "gemma", "devstral", "--runs", "5", "--format",
+                          "csv", "-o", "/tmp/b.json", "--tasks", "/t", "--url",
+                          "http://h:1/v1", "--timeout", "30", NULL),
+                    0);
+        check_inteq(a.n_args, 3);
+        check_streq(a.args[2], "devstral");
+        check_inteq(a.runs, 5);
+        check_streq(a.format, "csv");
+        check_streq(a.output, "/tmp/b.json");
+        check_streq(a.tasks, "/t");
+        check_streq(a.url, "http://h:1/v1");
+        check_inteq(a.timeout, 30);
+        check_inteq(parse(&a, e, "bench", "--output", "x.json", NULL), 0);
+        check_streq(a.output, "x.json");
+
+        check_inteq(parse(&a, e, "bench", "--runs", "0", NULL), -EINVAL);
+        check_streq(e, "--runs: '0' is not a number from 1 to 100");
+        check_inteq(parse(&a, e, "bench", "--runs", "101", NULL), -EINVAL);
+        check_inteq(parse(&a, e, "bench", "--format", "html", NULL), -EINVAL);
+        check_streq(e, "--format: 'html' is not table, markdown, json or csv");
+        check_inteq(parse(&a, e, "bench", "--timeout", "0", NULL), -EINVAL);
+        check_inteq(parse(&a, e, "status", "--runs", "2", NULL), -EINVAL);
+        check_streq(e, "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
+        check_inteq(parse(&a, e, "switch", "qwen", "-o", "x", NULL), -EINVAL);
+        check_inteq(parse(&a, e, "bench", "-o", NULL), -EINVAL);
+        check_streq(e, "option '-o' needs a value");
+}
+
 TEST(tables)
 {
         /* Sorted, so adding one is adding a row in its place. */
@@ -127,6 +162,7 @@ int main(void)
 {
         RUN(verbs);
         RUN(usage_errors);
+        RUN(bench);
         RUN(tables);
         RUN(help);
         return 0;
