@@ -37,6 +37,12 @@
 #define streq(a, b) (strcmp((a), (b)) == 0)
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 
+/* Equal strings, or both NULL. */
+static inline bool streq_ptr(const char *a, const char *b)
+{
+        return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 /* What follows prefix in s, or NULL when s does not start with it. */
 static inline const char *startswith(const char *s, const char *prefix)
 {

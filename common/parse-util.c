@@ -93,12 +93,15 @@ int parse_size(const char *s, uint64_t *ret)
         if (errno != 0) {
                 return -ERANGE;
         }
-        const char *units = "KMG", *u = *end ? strchr(units, *end) : NULL;
+        const char *units = "KMGT", *u = *end ? strchr(units, *end) : NULL;
         if (*end && !u) {
                 return -EINVAL;
         }
         if (u) {
                 for (const char *k = units; k <= u; k++) {
+                        if (v > (1ULL << 50)) {
+                                return -ERANGE;
+                        }
                         v *= 1024;
                 }
                 end++;
@@ -106,7 +109,7 @@ int parse_size(const char *s, uint64_t *ret)
         if (*end == 'B' || *end == 'i') {
                 end += *end == 'i' && end[1] == 'B' ? 2 : 1;
         }
-        if (*end != '\0' || v > (1ULL << 40)) {
+        if (*end != '\0' || v > (1ULL << 50)) {
                 return -EINVAL;
         }
         *ret = v;

@@ -11,7 +11,7 @@ int parse_boolean(const char *s);
 /* "600", "1.5", "1.5s", "250ms", "10min", "2h"; a bare number is seconds. */
 int parse_duration(const char *s, uint64_t *ret_usec);
 int parse_unsigned(const char *s, unsigned max, unsigned *ret);
-/* "1024", "64K", "32M", "1G" (powers of 1024). */
+/* "1024", "64K", "32M", "1G", "2T" (powers of 1024), at most 1P. */
 int parse_size(const char *s, uint64_t *ret);
 /* 1..65535 */
 int parse_port(const char *s, uint16_t *ret);

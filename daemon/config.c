@@ -841,8 +841,8 @@ static int config_apply_llmd(Config *c, const RawSection *s)
 
                         c->prefetch = b != 0;
                         c->prefetch_limit = 0;
-                        if (b < 0 && (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit == 0)) {
-                                config_error(c, e->line, "[llmd] prefetch: '%s' is not true, false or a size (e.g. 64G)",
+                        if (b < 0 && (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit < 1024 * 1024)) {
+                                config_error(c, e->line, "[llmd] prefetch: '%s' is not true, false or a size of at least 1M (e.g. 64G)",
                                              e->value);
                                 r = -EINVAL;
                         }

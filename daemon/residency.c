@@ -22,11 +22,12 @@ static bool evict_before(const ResidentModel *a, const ResidentModel *b)
         return a->last_used_usec < b->last_used_usec;
 }
 
+/* Whether what runs, less what is evicted, plus target (n: none), is within the limits. */
 static bool fits(const ResidentModel *models, size_t n, size_t target, const bool *evicted,
                  const ResidencyLimits *l)
 {
-        unsigned generation = 1; /* the target */
-        uint64_t used = models[target].bytes;
+        unsigned generation = target < n; /* the target */
+        uint64_t used = target < n ? models[target].bytes : 0;
 
         for (size_t i = 0; i < n; i++) {
                 if (i == target || !models[i].running || evicted[i]) {
@@ -39,8 +40,10 @@ static bool fits(const ResidentModel *models, size_t n, size_t target, const boo
                (l->budget == 0 || used <= l->budget);
 }
 
-int residency_plan(const ResidentModel *models, size_t n, size_t target, const ResidencyLimits *l,
-                   size_t *ret_evict, size_t *ret_n)
+/* Stops models, least recently used first and the active one last (unless keep_active), until
+ * what runs plus target fits; -E2BIG when it cannot. */
+static int residency_evict(const ResidentModel *models, size_t n, size_t target, const ResidencyLimits *l,
+                           bool keep_active, size_t *ret_evict, size_t *ret_n)
 {
         _cleanup_free_ bool *evicted = calloc(MAX(n, (size_t) 1), sizeof(bool));
         size_t k = 0;
@@ -49,14 +52,12 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
                 return -ENOMEM;
         }
         *ret_n = 0;
-        if (models[target].running) {
-                return 0;
-        }
         while (!fits(models, n, target, evicted, l)) {
                 size_t best = n;
 
                 for (size_t i = 0; i < n; i++) {
-                        if (i == target || !models[i].running || models[i].pinned || evicted[i]) {
+                        if (i == target || !models[i].running || models[i].pinned || evicted[i] ||
+                            (keep_active && models[i].active)) {
                                 continue;
                         }
                         if (best == n || evict_before(&models[i], &models[best])) {
@@ -64,6 +65,7 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
                         }
                 }
                 if (best == n) {
+                        *ret_n = k;
                         return -E2BIG;
                 }
                 evicted[best] = true;
@@ -71,4 +73,27 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
         }
         *ret_n = k;
         return 0;
+}
+
+int residency_plan(const ResidentModel *models, size_t n, size_t target, const ResidencyLimits *l,
+                   size_t *ret_evict, size_t *ret_n)
+{
+        int r;
+
+        *ret_n = 0;
+        if (models[target].running) {
+                return 0;
+        }
+        r = residency_evict(models, n, target, l, false, ret_evict, ret_n);
+        if (r == -E2BIG) {
+                *ret_n = 0;
+        }
+        return r;
+}
+
+void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l, size_t *ret_evict,
+                    size_t *ret_n)
+{
+        /* As far as it goes: the active and pinned models stay even over the limits. */
+        (void) residency_evict(models, n, n, l, true, ret_evict, ret_n);
 }

@@ -34,5 +34,10 @@ typedef struct ResidencyLimits {
 int residency_plan(const ResidentModel *models, size_t n, size_t target, const ResidencyLimits *l,
                    size_t *ret_evict, size_t *ret_n);
 
+/* After the limits were lowered (a reload): the models to stop, least recently used first, so
+ * that what runs fits again as far as it can without the active and pinned models. */
+void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l, size_t *ret_evict,
+                    size_t *ret_n);
+
 /* What is in use and what is left of the budget with models as they run (0 left when over it). */
 uint64_t residency_used(const ResidentModel *models, size_t n);

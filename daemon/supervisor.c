@@ -18,12 +18,17 @@
 #define SUPERVISOR_PROGRESS_USEC (100 * USEC_PER_MSEC)
 #define SUPERVISOR_GPU_MARGIN_MIN (512ULL << 20) /* kept free of an automatic budget, at least */
 
+typedef struct SwitchWaiter {
+        SwitchCallbacks cb;
+        void *userdata;
+} SwitchWaiter;
+
 typedef struct SwitchOp {
         char *target;   /* NULL: unload */
         char *previous; /* what served before the first of a chain of switches; NULL: nothing */
         SwitchPhase phase;
-        SwitchCallbacks cb;
-        void *userdata;
+        SwitchWaiter *waiters; /* who asked for it: a request for the same target joins */
+        size_t n_waiters;
         uint64_t start_usec, stopped_usec;
         double progress;
         char *reason;
@@ -430,8 +435,14 @@ static void supervisor_prefetch(Supervisor *s)
         _cleanup_strv_free_ char **paths = NULL;
         size_t n = 0;
 
-        if (!s->config->prefetch || s->stopping || !(order = calloc(MAX(s->n_children, (size_t) 1), sizeof(Child *)))) {
+        if (!s->config->prefetch || s->stopping || s->op ||
+            !(order = calloc(MAX(s->n_children, (size_t) 1), sizeof(Child *)))) {
                 return;
+        }
+        for (size_t i = 0; i < s->n_children; i++) {
+                if (child_state(s->children[i]) == CHILD_LOADING) {
+                        return; /* never beside a load: it starts again when that is done */
+                }
         }
         for (size_t i = 0; i < s->n_children; i++) {
                 Child *c = s->children[i];
@@ -458,22 +469,17 @@ static void supervisor_prefetch(Supervisor *s)
         }
 }
 
-/* The models to stop so that target fits (names), or -E2BIG with the reason. */
-static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
+/* The children as the planner sees them, in their order, and the limits. */
+static ResidentModel *supervisor_models(Supervisor *s, ResidencyLimits *ret_limits)
 {
-        _cleanup_free_ ResidentModel *models = calloc(MAX(s->n_children, (size_t) 1), sizeof(ResidentModel));
-        _cleanup_free_ size_t *evict = calloc(MAX(s->n_children, (size_t) 1), sizeof(size_t));
-        _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
+        ResidentModel *models = calloc(MAX(s->n_children, (size_t) 1), sizeof(ResidentModel));
         SupervisorGpu gpu;
-        ResidencyLimits l;
-        size_t t = 0, n = 0;
-        int r;
 
-        if (!models || !evict || !names) {
-                return -ENOMEM;
+        if (!models) {
+                return NULL;
         }
         supervisor_gpu(s, &gpu);
-        l = (ResidencyLimits) { .max_resident = gpu.max_resident, .budget = gpu.budget };
+        *ret_limits = (ResidencyLimits) { .max_resident = gpu.max_resident, .budget = gpu.budget };
         for (size_t i = 0; i < s->n_children; i++) {
                 Child *c = s->children[i];
                 const char *how;
@@ -486,7 +492,25 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
                         .last_used_usec = child_used_usec(c),
                         .bytes = supervisor_model_gpu(s, child_name(c), &how),
                 };
-                if (streq(child_name(c), target)) {
+        }
+        return models;
+}
+
+/* The models to stop so that target fits (names), or -E2BIG with the reason. */
+static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
+{
+        ResidencyLimits l;
+        _cleanup_free_ ResidentModel *models = supervisor_models(s, &l);
+        _cleanup_free_ size_t *evict = calloc(MAX(s->n_children, (size_t) 1), sizeof(size_t));
+        _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
+        size_t t = 0, n = 0;
+        int r;
+
+        if (!models || !evict || !names) {
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->n_children; i++) {
+                if (streq(models[i].name, target)) {
                         t = i;
                 }
         }
@@ -525,6 +549,7 @@ static void op_free(SwitchOp *op)
                 return;
         }
         strv_free(op->evict);
+        free(op->waiters);
         free(op->target);
         free(op->previous);
         free(op->reason);
@@ -543,12 +568,30 @@ static void supervisor_notify_change(Supervisor *s)
 
 static void op_progress(Supervisor *s, SwitchPhase phase, const char *model, double progress)
 {
-        if (s->op && s->op->cb.progress) {
-                s->op->cb.progress(s->op->userdata, phase, model, progress);
+        for (size_t i = 0; s->op && i < s->op->n_waiters; i++) {
+                if (s->op->waiters[i].cb.progress) {
+                        s->op->waiters[i].cb.progress(s->op->waiters[i].userdata, phase, model, progress);
+                }
         }
 }
 
-/* Ends the operation in progress and tells its caller. */
+static int op_add_waiter(SwitchOp *op, const SwitchCallbacks *cb, void *userdata)
+{
+        SwitchWaiter *w;
+
+        if (!cb) {
+                return 0;
+        }
+        w = realloc(op->waiters, sizeof(SwitchWaiter) * (op->n_waiters + 1));
+        if (!w) {
+                return -ENOMEM;
+        }
+        op->waiters = w;
+        op->waiters[op->n_waiters++] = (SwitchWaiter) { .cb = *cb, .userdata = userdata };
+        return 0;
+}
+
+/* Ends the operation in progress and tells those who asked for it. */
 static void op_finish(Supervisor *s, int error, const char *restored, const char *superseded_by)
 {
         SwitchOp *op = s->op;
@@ -577,8 +620,10 @@ static void op_finish(Supervisor *s, int error, const char *restored, const char
             child_spawned_usec(t) >= op->start_usec) {
                 r.load_usec = child_ready_usec(t) - child_spawned_usec(t);
         }
-        if (op->cb.done) {
-                op->cb.done(op->userdata, &r);
+        for (size_t i = 0; i < op->n_waiters; i++) {
+                if (op->waiters[i].cb.done) {
+                        op->waiters[i].cb.done(op->waiters[i].userdata, &r);
+                }
         }
         op_free(op);
         if (error == 0) {
@@ -887,6 +932,25 @@ static uint64_t clock_usec(void)
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
+/* Ends the operation in progress for a newer one (for target; NULL: Stop) and returns what
+ * served before it, still the model to restore. A model it was loading, wanted by it alone,
+ * stops: a superseded switch must not leave it resident, taking room. */
+static char *op_supersede(Supervisor *s, const char *target)
+{
+        char *previous = TAKE_PTR(s->op->previous);
+        _cleanup_free_ char *old = s->op->target ? strdup(s->op->target) : NULL;
+        Child *c;
+
+        op_finish(s, -ESTALE, NULL, target ? target : "stop");
+        c = old && (!target || !streq(old, target)) && !(previous && streq(old, previous))
+                    ? supervisor_child(s, old) : NULL;
+        if (c && !child_is_down(c) && child_state(c) != CHILD_READY) {
+                log_model(LOG_INFO, old, "switch", "%s: no longer wanted, stopping its load", old);
+                supervisor_stop_child(s, c, false);
+        }
+        return previous;
+}
+
 static void supervisor_switch_resident(Supervisor *s, const char *target, const SwitchCallbacks *cb,
                                        void *userdata)
 {
@@ -894,8 +958,7 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
         uint64_t start = clock_usec(); /* the loop's cached time would not move */
 
         if (s->op) {
-                previous = TAKE_PTR(s->op->previous);
-                op_finish(s, -ESTALE, NULL, target);
+                previous = op_supersede(s, target);
         } else if (s->loaded && s->active) {
                 previous = strdup(s->active);
         }
@@ -911,7 +974,7 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
                 .kind = SWITCH_KIND_RESIDENT,
                 .from = previous,
                 .to = target,
-                .changed = true,
+                .changed = !previous || !streq(previous, target),
                 .total_usec = clock_usec() - start,
         };
         if (cb && cb->done) {
@@ -930,6 +993,17 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         Child *a = s->loaded && s->active ? supervisor_child(s, s->active) : NULL;
         SwitchOp *op;
         int r;
+
+        /* The same as the operation in progress: join it (a Switch turns a Load of its target
+         * into a switch), and be told when it is done. */
+        if (s->op && s->op->phase != SWITCH_RESTORING && streq_ptr(s->op->target, target) &&
+            (!load_only || s->op->target)) {
+                if (!load_only && s->op->load_only) {
+                        s->op->load_only = false;
+                        s->loaded = true;
+                }
+                return op_add_waiter(s->op, cb, userdata);
+        }
 
         /* Nothing to do: say so. */
         if (!s->op && ((t && load_only && !child_is_down(t)) ||
@@ -981,8 +1055,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         if (s->op) {
                 /* The older switch is superseded; what served before it is still the model to
                  * restore if this one fails. */
-                previous = TAKE_PTR(s->op->previous);
-                op_finish(s, -ESTALE, NULL, target ? target : "stop");
+                previous = op_supersede(s, target);
         } else if (a) {
                 ChildState st = child_state(a);
 
@@ -1003,11 +1076,10 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         op->phase = SWITCH_STOPPING;
         op->start_usec = now_usec(s);
         op->progress = -1;
-        if (cb) {
-                op->cb = *cb;
-        }
-        op->userdata = userdata;
         s->op = op;
+        if (op_add_waiter(op, cb, userdata) < 0) {
+                return -ENOMEM; /* nothing started yet: the op ends with the next one */
+        }
         prefetch_stop(s->prefetch); /* never beside a load */
         if (target && !op->beside) {
                 /* Break before make: requests wait for the target. */
@@ -1071,7 +1143,8 @@ int supervisor_unload(Supervisor *s, const char *name, char **ret_reason)
                 r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)", m->name) < 0
                             ? -ENOMEM : -EBUSY;
         } else if (s->op && s->op->target && streq(s->op->target, m->name)) {
-                r = asprintf(ret_reason, "'%s' is being loaded by a switch", m->name) < 0 ? -ENOMEM : -EBUSY;
+                r = asprintf(ret_reason, "'%s' is being loaded (llmctl switch to another model stops that)",
+                             m->name) < 0 ? -ENOMEM : -EBUSY;
         }
         if (r < 0) {
                 return r;
@@ -1210,6 +1283,9 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         if (st == CHILD_READY && old != CHILD_READY) {
                 gpu_measure(s, c);
         }
+        if (st == CHILD_LOADING) {
+                prefetch_stop(s->prefetch); /* whatever started the load */
+        }
         if (st == CHILD_FAILED || st == CHILD_BACKOFF || (st == CHILD_KILLING && old != CHILD_KILLING)) {
                 free(s->last_failed);
                 s->last_failed = strdup(child_name(c));
@@ -1225,8 +1301,8 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         supervisor_advance(s);
         supervisor_check_stop(s);
         supervisor_arm_unload(s);
-        if (st == CHILD_READY && old != CHILD_READY && !s->op && s->active && streq(child_name(c), s->active)) {
-                supervisor_prefetch(s); /* after the start: nothing loads now */
+        if (st == CHILD_READY && old != CHILD_READY && !s->op) {
+                supervisor_prefetch(s); /* a load ended (at start, or one a switch left running) */
         }
         supervisor_notify_change(s);
 }
@@ -1333,7 +1409,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 return NULL;
         }
         if (s->op) {
-                s->op->cb.done = NULL;
+                s->op->n_waiters = 0;
                 op_free(TAKE_PTR(s->op));
         }
         for (size_t i = 0; i < s->n_children; i++) {
@@ -1399,7 +1475,9 @@ void supervisor_stop(Supervisor *s, void (*done)(void *userdata), void *userdata
         s->stop_done = done;
         s->stop_userdata = userdata;
         if (s->op) {
-                s->op->cb.progress = NULL;
+                for (size_t i = 0; i < s->op->n_waiters; i++) {
+                        s->op->waiters[i].cb.progress = NULL;
+                }
                 op_finish(s, -ECANCELED, NULL, NULL);
         }
         for (size_t i = 0; i < s->n_children; i++) {
@@ -1424,6 +1502,28 @@ void supervisor_kill(Supervisor *s)
 }
 
 /* ---- reload ---- */
+
+/* Limits a reload lowered: resident models beyond them stop, least recently used first; the
+ * active and pinned models stay (a later switch makes room as usual). */
+static void supervisor_trim(Supervisor *s)
+{
+        ResidencyLimits l;
+        _cleanup_free_ ResidentModel *models = supervisor_models(s, &l);
+        _cleanup_free_ size_t *evict = calloc(MAX(s->n_children, (size_t) 1), sizeof(size_t));
+        size_t n = 0;
+
+        if (!models || !evict) {
+                return;
+        }
+        residency_trim(models, s->n_children, &l, evict, &n);
+        for (size_t i = 0; i < n; i++) {
+                Child *c = s->children[evict[i]];
+
+                log_model(LOG_INFO, child_name(c), "evict", "%s: over max-resident or the GPU memory budget "
+                          "after the reload, stopping it", child_name(c));
+                supervisor_drain_and_stop(s, c, false);
+        }
+}
 
 static Child *take_child(Supervisor *s, const char *name)
 {
@@ -1560,6 +1660,7 @@ int supervisor_reload(Supervisor *s, Config *config)
                 }
         }
         s->reloading = false;
+        supervisor_trim(s);
         if (s->loaded && s->active) {
                 Child *a = supervisor_child(s, s->active);
 

@@ -225,6 +225,53 @@ def gpu_evicts_to_fit(d):
     check(d.running_models() == ["gemma", "nomic"], d.running_models())
 
 
+@fixture(conf(top="max-resident = 3"), models=MODELS)
+def reload_lowers_limits(d):
+    """A reload that lowers max-resident stops the resident models beyond it, least recently used
+    first; the active model stays."""
+    wait_ready(d, "qwen", "nomic")
+    call(d, "Load", "gemma")
+    call(d, "Load", "devstral")
+    wait_ready(d, "gemma", "devstral")
+    d.write_config(conf(top="max-resident = 2"))
+    llmctl(d, "reload", check_rc=0)
+    wait_until(lambda: not d.pid_of("gemma"), "gemma (least recently used) stopped")
+    check(d.pid_of("devstral") and d.pid_of("qwen"), d.running_models())
+    d.write_config(conf(top="max-resident = 1"))
+    llmctl(d, "reload", check_rc=0)
+    wait_until(lambda: d.running_models() == ["nomic", "qwen"], "only the active model left")
+
+
+@sim_only("a fault or timing knob")
+@fixture(conf(top="max-resident = 2", gemma="env = LLAMA_SIM_LOAD_MS=1500",
+              devstral="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
+def same_target_joins(d):
+    """Two clients asking for the same switch (or a load, then a switch) get one operation and
+    both succeed; a switch to another model stops the load it supersedes."""
+    wait_ready(d, "qwen", "nomic")
+    out = {}
+    ts = [threading.Thread(target=lambda k=k, v=v: out.update({k: call(d, v, "gemma")}))
+          for k, v in (("a", "Switch"), ("b", "Load"), ("c", "Switch"))]
+    for t in ts:
+        t.start()
+        time.sleep(0.2)
+    for t in ts:
+        t.join(20)
+    check(all("error" not in r and r["model"] == "gemma" for r in out.values()) and len(out) == 3, out)
+    check(status(d)["active"]["name"] == "gemma" and len(d.starts("gemma")) == 1, status(d))
+    # devstral's load (beside gemma) superseded by a switch back to gemma, which is ready: the
+    # load it no longer wants stops.
+    t = threading.Thread(target=lambda: out.update(d=call(d, "Switch", "devstral")))
+    t.start()
+    wait_until(lambda: model(d, "devstral")["state"] == "loading", "devstral loading")
+    r = call(d, "Switch", "gemma")
+    t.join(20)
+    check(r["model"] == "gemma" and not r["changed"] and out["d"]["error"] == "io.llmd.Manager.Superseded",
+          (r, out["d"]))
+    wait_until(lambda: not d.pid_of("devstral"), "the superseded load stopped")
+    check(status(d)["active"]["name"] == "gemma", status(d))
+
+
 MB = 1 << 20
 
 
@@ -273,7 +320,7 @@ def prefetch_off(d):
 
 TESTS = {f.__name__: f for f in [
     resident_switch, evict_least_recently_used, make_before_break, idle_unload, gpu_budget,
-    gpu_evicts_to_fit, prefetch_within_limit, prefetch_off,
+    gpu_evicts_to_fit, prefetch_within_limit, prefetch_off, reload_lowers_limits, same_target_joins,
 ]}
 
 if __name__ == "__main__":

@@ -213,7 +213,9 @@ TEST(residency_keys)
         BAD("[m]\nmodel = /m\ngpu-memory = 12\n",
             "t.conf:3: [m] gpu-memory: '12' is not auto or a size of at least 1M (e.g. 24G)");
         BAD("[llmd]\nprefetch = maybe\n[m]\nmodel = /m\n",
-            "t.conf:2: [llmd] prefetch: 'maybe' is not true, false or a size (e.g. 64G)");
+            "t.conf:2: [llmd] prefetch: 'maybe' is not true, false or a size of at least 1M (e.g. 64G)");
+        BAD("[llmd]\nprefetch = 2\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] prefetch: '2' is not true, false or a size of at least 1M (e.g. 64G)");
         BAD("[m]\nmodel = /m\nunload-after = 0\n",
             "t.conf:3: [m] unload-after: must be at least 1s");
 }

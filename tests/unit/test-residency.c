@@ -5,10 +5,22 @@
 
 #define G (1024ULL * 1024 * 1024)
 
-/* The names of the models plan stops, space-separated, or "E2BIG". */
-static const char *plan(const ResidentModel *m, size_t n, const char *target, unsigned max, uint64_t budget)
+/* The names of models[evict[0..k)], space-separated. */
+static const char *names(const ResidentModel *m, const size_t *evict, size_t k)
 {
         static char out[256];
+
+        out[0] = '\0';
+        for (size_t i = 0; i < k; i++) {
+                strcat(out, i ? " " : "");
+                strcat(out, m[evict[i]].name);
+        }
+        return out;
+}
+
+/* The names of the models plan stops, or "E2BIG". */
+static const char *plan(const ResidentModel *m, size_t n, const char *target, unsigned max, uint64_t budget)
+{
         ResidencyLimits l = { .max_resident = max, .budget = budget };
         size_t evict[16], k = 0, t = n;
 
@@ -21,12 +33,7 @@ static const char *plan(const ResidentModel *m, size_t n, const char *target, un
         if (residency_plan(m, n, t, &l, evict, &k) == -E2BIG) {
                 return "E2BIG";
         }
-        out[0] = '\0';
-        for (size_t i = 0; i < k; i++) {
-                strcat(out, i ? " " : "");
-                strcat(out, m[evict[i]].name);
-        }
-        return out;
+        return names(m, evict, k);
 }
 
 TEST(plans)
@@ -64,6 +71,35 @@ TEST(plans)
         check_streq(plan(m, n, "d", 3, 60 * G), "a b");
 }
 
+static const char *trim(const ResidentModel *m, size_t n, unsigned max, uint64_t budget)
+{
+        ResidencyLimits l = { .max_resident = max, .budget = budget };
+        size_t evict[16], k = 0;
+
+        residency_trim(m, n, &l, evict, &k);
+        return names(m, evict, k);
+}
+
+TEST(trims)
+{
+        const ResidentModel m[] = {
+                { "a", true, false, false, 100, 10 * G },
+                { "b", true, false, false, 200, 20 * G },
+                { "c", true, false, true, 50, 30 * G },
+                { "d", false, false, false, 0, 25 * G },
+                { "e", true, true, false, 0, 5 * G },
+        };
+        size_t n = ELEMENTSOF(m);
+
+        check_streq(trim(m, n, 0, 0), "");
+        check_streq(trim(m, n, 3, 65 * G), "");
+        check_streq(trim(m, n, 2, 0), "a");
+        check_streq(trim(m, n, 1, 0), "a b");
+        check_streq(trim(m, n, 0, 50 * G), "a b");
+        /* Never the active or a pinned model, even over the limit. */
+        check_streq(trim(m, n, 0, 10 * G), "a b");
+}
+
 TEST(prefetch_budget)
 {
         /* 32 GiB, 20 GiB available: 10% of the total (3.2 GiB) kept free. */
@@ -83,6 +119,7 @@ TEST(prefetch_budget)
 int main(void)
 {
         RUN(plans);
+        RUN(trims);
         RUN(prefetch_budget);
         return 0;
 }
