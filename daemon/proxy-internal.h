@@ -82,7 +82,7 @@ struct Request {
 
         Upstream *upstream;
         bool sse;
-        char sse_tail[2]; /* the last two bytes from the child: is an event open? */
+        size_t sse_held; /* the end of buf that is not a whole event yet: not sent until it is */
         Buffer buf; /* read from the child, not yet sent to the client */
         int upstream_error; /* FLUSHING: the answer is cut short (no SSE event could say it) */
         uint64_t upstream_usec; /* the last byte from the child */

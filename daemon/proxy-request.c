@@ -331,7 +331,7 @@ static const UpstreamCallbacks upstream_callbacks = {
 static ssize_t request_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
         Request *r = cls;
-        size_t n = MIN(buffer_pending(&r->buf), max);
+        size_t n = MIN(buffer_pending(&r->buf) - r->sse_held, max);
 
         if (n > 0) {
                 memcpy(buf, r->buf.data + r->buf.off, n);
@@ -362,7 +362,7 @@ static void upstream_on_headers(void *userdata, long status, const char *content
 
         r->first_byte_usec = r->upstream_usec = proxy_now(r->proxy);
         r->sse = content_type && strneq(content_type, "text/event-stream", 17);
-        r->sse_tail[0] = r->sse_tail[1] = '\n'; /* no event open yet */
+        r->sse_held = 0;
         resp = MHD_create_response_from_callback(
                 content_length >= 0 && !r->sse ? (uint64_t) content_length : MHD_SIZE_UNKNOWN,
                 16 * 1024, request_read, r, NULL);
@@ -386,6 +386,19 @@ static void upstream_on_headers(void *userdata, long status, const char *content
         request_step(r, REQ_EVENT_HEADERS);
 }
 
+/* How many bytes at the end of s (the part of a stream not yet sent) are not a whole event:
+ * after the last blank line ("\n\n" or "\r\n\r\n"). A tail as large as half the buffer goes
+ * out as it is: an event that long is not held back. */
+static size_t sse_unfinished(const char *s, size_t n)
+{
+        for (size_t i = n; i >= 2; i--) {
+                if (s[i - 1] == '\n' && (s[i - 2] == '\n' || (i >= 3 && s[i - 2] == '\r' && s[i - 3] == '\n'))) {
+                        return n - i;
+                }
+        }
+        return n >= PROXY_BUFFER_MAX / 2 ? 0 : n;
+}
+
 static int upstream_on_data(void *userdata, const char *data, size_t len)
 {
         Request *r = userdata;
@@ -394,9 +407,8 @@ static int upstream_on_data(void *userdata, const char *data, size_t len)
         if (buffer_pending(&r->buf) >= PROXY_BUFFER_MAX || buffer_append(&r->buf, data, len) < 0) {
                 return -EAGAIN; /* a slow client: the child waits too */
         }
-        if (len > 0) {
-                r->sse_tail[0] = len > 1 ? data[len - 2] : r->sse_tail[1];
-                r->sse_tail[1] = data[len - 1];
+        if (r->sse) {
+                r->sse_held = sse_unfinished(r->buf.data + r->buf.len - (r->sse_held + len), r->sse_held + len);
         }
         request_resume(r);
         return 0;
@@ -453,11 +465,11 @@ static void request_end_badly(Request *r, RequestEvent event, unsigned status, c
 {
         if (r->sse) {
                 _cleanup_free_ char *ev = sse_error_event(r->route.api, status, message);
-                /* A child cut off mid-event: end that event first, or the two would merge. */
-                const char *end = r->sse_tail[1] != '\n' ? "\n\n" : r->sse_tail[0] != '\n' ? "\n" : "";
 
+                /* A child cut off mid-event: that half event is dropped, never sent. */
+                r->buf.len -= r->sse_held;
+                r->sse_held = 0;
                 if (ev) {
-                        (void) buffer_append(&r->buf, end, strlen(end));
                         (void) buffer_append(&r->buf, ev, strlen(ev));
                 }
         } else {
@@ -487,6 +499,7 @@ static void upstream_on_done(void *userdata, int error, const char *message)
 
         r->upstream = NULL; /* freed by upstream.c after this */
         if (error >= 0 && r->state == REQ_RELAYING) {
+                r->sse_held = 0; /* the child ended it there: what it sent is the answer */
                 request_step(r, REQ_EVENT_UPSTREAM_END);
                 return;
         }
@@ -691,13 +704,14 @@ static void request_answer_model_health(Request *r, const char *asked)
                          : state_word(child_state(c));
         _cleanup_free_ char *msg = NULL;
 
-        cJSON_AddStringToObject(o, "model", m ? m->name : asked);
         if (c && child_state(c) == CHILD_READY && !hold_draining(p, m->name)) {
                 cJSON_AddStringToObject(o, "status", "ok");
+                cJSON_AddStringToObject(o, "model", m->name);
                 request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
                 return;
         }
         cJSON_AddStringToObject(o, "status", word);
+        cJSON_AddStringToObject(o, "model", m ? m->name : asked);
         if (c && child_state(c) == CHILD_FAILED && child_reason(c)) {
                 cJSON_AddStringToObject(o, "reason", child_reason(c));
         }
@@ -718,9 +732,11 @@ static void request_answer_health(Request *r)
         cJSON *o;
         unsigned status = 503;
 
-        if (route_query_param(r->route.path, "model", &asked) == -EBADMSG) {
+        if (route_query_param(r->route.path, "model", &asked) == -EBADMSG || (asked && !*asked)) {
                 request_answer_error(r, 400, "invalid_request_error",
-                                     "the model parameter is not printable ASCII", NULL);
+                                     asked ? "the model parameter is empty"
+                                           : "the model parameter holds a bad %-escape or a byte outside printable ASCII",
+                                     NULL);
                 return;
         }
         if (asked) {

@@ -143,6 +143,41 @@ int route_normalize_path(const char *target, char **ret, const char **ret_why)
         return 0;
 }
 
+/* s[0..len) with its %-escapes decoded (and "+" as a space, in a query) into *ret: -EBADMSG for
+ * a bad escape or what does not decode to printable ASCII. */
+static int route_unescape(const char *s, size_t len, bool query, char **ret)
+{
+        _cleanup_free_ char *v = malloc(len + 1);
+        size_t k = 0;
+
+        if (!v) {
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < len; i++) {
+                int c = (unsigned char) s[i];
+
+                if (c == '%') {
+                        int hi = i + 2 < len ? unhex(s[i + 1]) : -1;
+                        int lo = hi >= 0 ? unhex(s[i + 2]) : -1;
+
+                        if (hi < 0 || lo < 0) {
+                                return -EBADMSG;
+                        }
+                        c = hi * 16 + lo;
+                        i += 2;
+                } else if (c == '+' && query) {
+                        c = ' ';
+                }
+                if (c < 0x20 || c >= 0x7f) {
+                        return -EBADMSG;
+                }
+                v[k++] = (char) c;
+        }
+        v[k] = '\0';
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
 int route_query_param(const char *target, const char *name, char **ret)
 {
         const char *q = strchr(target, '?');
@@ -151,39 +186,10 @@ int route_query_param(const char *target, const char *name, char **ret)
         *ret = NULL;
         for (q = q ? q + 1 : NULL; q && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
                 size_t len = strcspn(q, "&#");
-                _cleanup_free_ char *v = NULL;
-                size_t k = 0;
 
-                if (len < n + 1 || !strneq(q, name, n) || q[n] != '=') {
-                        continue;
+                if (len >= n + 1 && strneq(q, name, n) && q[n] == '=') {
+                        return route_unescape(q + n + 1, len - n - 1, true, ret);
                 }
-                v = malloc(len - n);
-                if (!v) {
-                        return -ENOMEM;
-                }
-                for (size_t i = n + 1; i < len; i++) {
-                        int c = (unsigned char) q[i];
-
-                        if (c == '%') {
-                                int hi = i + 2 < len ? unhex(q[i + 1]) : -1;
-                                int lo = hi >= 0 ? unhex(q[i + 2]) : -1;
-
-                                if (hi < 0 || lo < 0) {
-                                        return -EBADMSG;
-                                }
-                                c = hi * 16 + lo;
-                                i += 2;
-                        } else if (c == '+') {
-                                c = ' ';
-                        }
-                        if (c < 0x20 || c >= 0x7f) {
-                                return -EBADMSG;
-                        }
-                        v[k++] = (char) c;
-                }
-                v[k] = '\0';
-                *ret = TAKE_PTR(v);
-                return 0;
         }
         return 0;
 }
@@ -378,10 +384,17 @@ int route_request(const RouteInput *in, Route *r)
         r->api = route_api(r->path);
         if (!e && !in->model_port && route_model_id(r->path)) {
                 static const RouteEntry retrieve = { "/v1/models/", M_GET, ROUTE_MODELS, false, true };
+                const char *id = route_model_id(r->path);
+
                 e = &retrieve;
-                r->model_id = strdup(route_model_id(r->path));
-                if (!r->model_id) {
-                        return -ENOMEM;
+                /* An id with "/" or ":" comes escaped (SDKs escape path parameters): as it is. */
+                k = route_unescape(id, strlen(id), false, &r->model_id);
+                if (k == -ENOMEM) {
+                        return k;
+                }
+                if (k < 0) {
+                        route_refuse(r, 400, "invalid_request_error", "the model id holds a byte outside printable ASCII");
+                        return 0;
                 }
         }
         if (*q == '?') {

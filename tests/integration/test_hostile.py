@@ -595,11 +595,68 @@ def open_listen_warns(d):
     wait_until(lambda: "no api-key-file" in open(d.log_path).read(), "the warning")
 
 
+# A child that sends one whole event, then half of the next, then dies: the stand-in for a
+# llama-server killed mid-write (the simulator always stops between events).
+HALF_EVENT_SERVER = r"""#!/usr/bin/env python3
+import os, socket, sys, threading, time
+host = sys.argv[sys.argv.index("--host") + 1]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(host)
+srv.listen(16)
+EVENTS = {  # path: (one whole event, half of the next)
+    "/v1/messages": (b'event: message_start\ndata: {"type":"message_start"}\n\n',
+                     b'event: content_block_delta\ndata: {"type":"content_bl'),
+    "/v1/responses": (b'event: response.created\ndata: {"type":"response.created"}\n\n',
+                      b'event: response.output_text.delta\ndata: {"type":"respo'),
+    "/v1/chat/completions": (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', b'data: {"choi'),
+}
+def answer(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += c.recv(65536) or b"\r\n\r\n"
+    path = data.split(b" ")[1].decode()
+    if path not in EVENTS:
+        body = b'{"status":"ok","data":[]}'
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        c.close()
+        return
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for part in EVENTS[path]:
+        c.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        time.sleep(0.2)
+    os._exit(1)
+while True:
+    threading.Thread(target=answer, args=(srv.accept()[0],), daemon=True).start()
+"""
+
+
+@sim_only("a fake llama-server that dies mid-event")
+@fixture(conf(qwen="restart-sec = 0.1"), models=MODELS, start=False)
+def half_event_dropped(d):
+    """A child that dies halfway through an event: the client gets the whole events, then the
+    error event of its API, never the half event (which it would fail to parse)."""
+    fake = os.path.join(d.dir, "half-event-server")
+    with open(fake, "w") as f:
+        f.write(HALF_EVENT_SERVER)
+    os.chmod(fake, 0o755)
+    d.write_config(conf(top=f"llama-server = {fake}", qwen="restart-sec = 0.1"))
+    d.start()
+    for path, first, error in (("/v1/messages", "message_start", "error"),
+                               ("/v1/responses", "response.created", "response.failed"),
+                               ("/v1/chat/completions", None, None)):
+        ready(d)
+        s = Stream(PORT, path, {**CHAT, "stream": True}, timeout=10)
+        ev = s.named_events()
+        check(len(ev) == 2 and ev[0][0] == first and ev[1][0] == error, f"{path}: {ev}")
+        check(("error" in ev[1][1]) if path.endswith("completions") else True, f"{path}: {ev}")
+        d.mark()  # the fake child died: the next path waits for the one llmd starts again
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (
         auth_walk_around, reload_bad_key_file, flood_silent_connections, flood_idle_keepalive,
         flood_reclaims_silent, flood_reclaims_keepalive, flood_per_client_cap, header_timeout, refused_before_body, chunked_body_limit,
         conflicting_framing, head_forwarded, upstream_stall, log_injection, cors_default,
         cors_with_keys, cors_listed, host_check, public_takes_no_body, key_file_forms,
-        nul_in_model, bad_key_file_at_start, open_listen_warns,
+        nul_in_model, bad_key_file_at_start, open_listen_warns, half_event_dropped,
     )})

@@ -379,6 +379,7 @@ def health_per_model(d):
     st, body = health("gpt%2D4")
     check(st == 503 and body["status"] == "not configured" and body["model"] == "gpt-4", body)
     check(http(PORT, "GET", "/health?model=%zz").status == 400, "a bad escape")
+    check(http(PORT, "GET", "/health?model=").status == 400, "an empty model")
     # While a switch drains qwen and loads gemma, neither is ready.
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 30})
     check(s.event() is not None, "no first event")

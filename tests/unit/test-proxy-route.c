@@ -218,7 +218,8 @@ TEST(models_retrieve)
                 const char *id;
         } t[] = {
                 { "/v1/models/qwen", false, false, ROUTE_MODELS, "qwen" },
-                { "/v1/models/org/model%2Fx?y=1", true, false, ROUTE_MODELS, "org/model%2Fx" },
+                { "/v1/models/org/model%2Fx?y=1", true, false, ROUTE_MODELS, "org/model/x" },
+                { "/v1/models/vendor%2Fq%3Alatest", false, false, ROUTE_MODELS, "vendor/q:latest" },
                 { "/models/gemma4", false, false, ROUTE_MODELS, "gemma4" },
                 { "/v1/models", false, false, ROUTE_MODELS, NULL },
                 { "/v1/models/", false, false, ROUTE_GENERATE, NULL },
