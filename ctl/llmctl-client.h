@@ -29,6 +29,7 @@ struct Client {
          * with EXIT_INTERRUPTED. */
         volatile sig_atomic_t *interrupted;
         void *userdata; /* for on_reply */
+        char **argv;    /* llmctl's own, for the programs it execs */
 };
 
 /* $LLMD_SOCKET, else the runtime directory's control.sock. */

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "bench.h"
+#include <limits.h>
 #include "control-protocol.h"
 #include "llmctl-client.h"
 #include "strv.h"
@@ -280,6 +280,27 @@ static int run_logs(Client *cl)
         return fail(EXIT_USAGE, "cannot run journalctl: %m (llmd logs to the journal)");
 }
 
+/* bench is llmctl-bench: next to llmctl in the build tree, else where the package installs it. */
+static int run_bench(Client *cl)
+{
+        char self[PATH_MAX], path[PATH_MAX + 32];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        const char *helper = LLMCTL_BENCH, *slash;
+
+        if (n > 0) {
+                self[n] = '\0';
+                slash = strrchr(self, '/');
+                snprintf(path, sizeof(path), "%.*s/llmctl-bench", slash ? (int) (slash - self) : 0, self);
+                if (slash && access(path, X_OK) == 0) {
+                        helper = path;
+                }
+        }
+        cl->argv[0] = (char *) helper;
+        fflush(stdout);
+        execv(helper, cl->argv);
+        return fail(EXIT_USAGE, "cannot run %s: %m", helper);
+}
+
 static int run(Client *cl)
 {
         const Verb *v = cl->args.verb;
@@ -290,7 +311,7 @@ static int run(Client *cl)
                 return run_logs(cl);
         }
         if (v->id == VERB_BENCH) {
-                return bench_main(cl);
+                return run_bench(cl);
         }
 
         if (v->id == VERB_VERSION && !cl->json) {
@@ -345,6 +366,7 @@ int main(int argc, char *argv[])
                 llmctl_help(stdout);
                 return 0;
         }
+        cl.argv = argv;
         cl.path = cl.args.socket ? cl.args.socket : client_default_socket();
         cl.terminal = isatty(STDOUT_FILENO);
         cl.json = cl.args.json || !cl.terminal;
