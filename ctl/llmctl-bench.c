@@ -12,20 +12,14 @@
 int main(int argc, char *argv[])
 {
         Client cl = { .fd = -1 };
-        char error[256];
-        int r;
+        int r = client_setup(&cl, argc, argv);
 
-        if (llmctl_parse_args(argc, argv, &cl.args, error, sizeof(error)) < 0) {
-                return fail(EXIT_USAGE, "%s", error);
+        if (r >= 0) {
+                return r;
         }
-        if (cl.args.help || cl.args.verb->id != VERB_BENCH) {
-                llmctl_help(stdout);
-                return cl.args.help ? 0 : EXIT_USAGE;
+        if (cl.args.verb->id != VERB_BENCH) {
+                return fail(EXIT_USAGE, "llmctl-bench runs llmctl bench only");
         }
-        cl.path = cl.args.socket ? cl.args.socket : client_default_socket();
-        cl.terminal = isatty(STDOUT_FILENO);
-        cl.json = cl.args.json || !cl.terminal;
-        varlink_reader_init(&cl.reader);
         r = bench_main(&cl);
         client_done(&cl);
         return r;

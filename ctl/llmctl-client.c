@@ -8,6 +8,25 @@
 #include "llmctl-client.h"
 #include "../config.h"
 
+int client_setup(Client *cl, int argc, char *argv[])
+{
+        char error[256];
+
+        if (llmctl_parse_args(argc, argv, &cl->args, error, sizeof(error)) < 0) {
+                return fail(EXIT_USAGE, "%s", error);
+        }
+        if (cl->args.help) {
+                llmctl_help(stdout);
+                return 0;
+        }
+        cl->argv = argv;
+        cl->path = cl->args.socket ? cl->args.socket : client_default_socket();
+        cl->terminal = isatty(STDOUT_FILENO);
+        cl->json = cl->args.json || !cl->terminal;
+        varlink_reader_init(&cl->reader);
+        return -1;
+}
+
 const char *client_default_socket(void)
 {
         const char *e = getenv("LLMD_SOCKET");

@@ -32,6 +32,10 @@ struct Client {
         char **argv;    /* llmctl's own, for the programs it execs */
 };
 
+/* Parses llmctl's arguments into cl and sets it up: -1 to go on, else the exit status (help
+ * printed, or a usage error). */
+int client_setup(Client *cl, int argc, char *argv[]);
+
 /* $LLMD_SOCKET, else the runtime directory's control.sock. */
 const char *client_default_socket(void);
 

@@ -356,21 +356,11 @@ static int run(Client *cl)
 int main(int argc, char *argv[])
 {
         Client cl = { .fd = -1 };
-        char error[256];
-        int r;
+        int r = client_setup(&cl, argc, argv);
 
-        if (llmctl_parse_args(argc, argv, &cl.args, error, sizeof(error)) < 0) {
-                return fail(EXIT_USAGE, "%s", error);
+        if (r >= 0) {
+                return r;
         }
-        if (cl.args.help) {
-                llmctl_help(stdout);
-                return 0;
-        }
-        cl.argv = argv;
-        cl.path = cl.args.socket ? cl.args.socket : client_default_socket();
-        cl.terminal = isatty(STDOUT_FILENO);
-        cl.json = cl.args.json || !cl.terminal;
-        varlink_reader_init(&cl.reader);
         r = run(&cl);
         client_done(&cl);
         return r;
