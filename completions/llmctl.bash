@@ -4,7 +4,8 @@
 # Verbs and options come from `llmctl --help`, which prints llmctl's own verb table: what
 # completes is what llmctl accepts. An option whose help begins with "VERB:" is offered after
 # that verb only; a verb whose usage names MODEL takes a model name, and with "MODEL..." as
-# many as are given. An option's value completes by its placeholder: PATH and FILE a file, DIR
+# many as are given; a usage that begins with a word in lower case ("fleet haproxy BOX...")
+# offers that word first. An option's value completes by its placeholder: PATH and FILE a file, DIR
 # a folder, FORMAT one of the words its help lists ("bench: table, markdown, json or csv"),
 # anything else (N, SEC, URL) nothing.
 #
@@ -14,8 +15,8 @@
 # [llmd] and [*]. After `switch`, `bench`, `load` and `unload`, pinned models are left out: llmd
 # refuses them there.
 
-# Reads `$1 --help` into the caller's verbs, model_verbs, multi_verbs, global_opts, arg_opts,
-# arg_kind, arg_words and verb_opts.
+# Reads `$1 --help` into the caller's verbs, model_verbs, multi_verbs, verb_word, global_opts,
+# arg_opts, arg_kind, arg_words and verb_opts.
 _llmctl_read_help()
 {
         local line section='' names desc word prev_opt verb
@@ -37,6 +38,8 @@ _llmctl_read_help()
                         verbs+=("$word")
                         [[ $desc == *MODEL* ]] && model_verbs+=("$word")
                         [[ $desc == *MODEL...* ]] && multi_verbs+=("$word")
+                        # "fleet haproxy BOX...": a word in lower case is typed as it is.
+                        [[ $desc =~ ^([a-z]+)( |$) ]] && verb_word[$word]=${BASH_REMATCH[1]}
                         ;;
                 options)
                         # "-f, --follow     logs: follow the journal"
@@ -154,7 +157,7 @@ _llmctl()
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
         local llmctl=${COMP_WORDS[0]} verb='' socket='' n_args=0 i word candidates given=' '
         local -a verbs=() model_verbs=() multi_verbs=() global_opts=() arg_opts=()
-        local -A verb_opts=() arg_kind=() arg_words=()
+        local -A verb_opts=() arg_kind=() arg_words=() verb_word=()
 
         COMPREPLY=()
         # A command typed as ~/bin/llmctl: run it the way the shell will.
@@ -216,6 +219,11 @@ _llmctl()
 
         if [[ -z $verb ]]; then
                 mapfile -t COMPREPLY < <(compgen -W "${verbs[*]}" -- "$cur")
+                return 0
+        fi
+
+        if [[ -n ${verb_word[$verb]} ]] && ((n_args == 0)); then
+                mapfile -t COMPREPLY < <(compgen -W "${verb_word[$verb]}" -- "$cur")
                 return 0
         fi
 

@@ -137,6 +137,23 @@ static int fetch_models(CURL *curl, const char *address, const char *key, cJSON 
         return 0;
 }
 
+/* A box named twice (with or without a key file) is a typing error, before anything is asked. */
+static int boxes_distinct(char **box_args, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                size_t len = strcspn(box_args[i], "@");
+
+                for (size_t o = 0; o < i; o++) {
+                        if (strcspn(box_args[o], "@") == len &&
+                            strneq(box_args[o], box_args[i], len)) {
+                                return fail(EXIT_USAGE, "%.*s is named twice", (int) len,
+                                            box_args[i]);
+                        }
+                }
+        }
+        return 0;
+}
+
 static int fleet_haproxy(Client *cl, char **box_args, size_t n)
 {
         _cleanup_free_ FleetBox *boxes = calloc(n, sizeof(FleetBox));
@@ -212,5 +229,6 @@ int fleet_main(Client *cl)
                                         "(usage: llmctl fleet haproxy BOX...)",
                             cl->args.args[0]);
         }
-        return fleet_haproxy(cl, cl->args.args + 1, cl->args.n_args - 1);
+        return boxes_distinct(cl->args.args + 1, cl->args.n_args - 1) ?:
+               fleet_haproxy(cl, cl->args.args + 1, cl->args.n_args - 1);
 }

@@ -10,6 +10,8 @@
 const Verb verbs[_VERB_MAX] = {
         { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1,
           "Measure each model's tokens per second and time to first token" },
+        { VERB_FLEET, "fleet", "haproxy BOX...", 2, UINT_MAX, -1,
+          "Print an HAProxy config that sends each model to the boxes serving it" },
         { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
         { VERB_LOAD, "load", "MODEL", 1, 1, CONTROL_METHOD_LOAD,
           "Load MODEL beside the active one; a switch to it is then instant" },
@@ -46,7 +48,7 @@ void llmctl_help(FILE *f)
                 char left[32];
 
                 snprintf(left, sizeof(left), "%s %s", verbs[i].name, verbs[i].args);
-                fprintf(f, "  %-18s %s\n", left, verbs[i].help);
+                fprintf(f, "  %-21s %s\n", left, verbs[i].help);
         }
         fprintf(f, "\nOptions:\n"
                    "  --json             print the daemon's JSON replies (also when stdout is no terminal)\n"
@@ -59,6 +61,7 @@ void llmctl_help(FILE *f)
                    "  --tasks DIR        bench: the tasks in DIR instead of the bench.d folders\n"
                    "  --url URL          bench: llmd's HTTP endpoint (default: from its [llmd] listen)\n"
                    "  --timeout SEC      bench: give a run up after SEC seconds without a byte (default %u)\n"
+                   "  --listen ADDRESS   fleet: where HAProxy listens (default :8080)\n"
                    "  -h, --help         show this help\n\n"
                    "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed;\n"
                    "130 bench interrupted.\n",
@@ -77,6 +80,7 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                 ARG_TASKS,
                 ARG_URL,
                 ARG_TIMEOUT,
+                ARG_LISTEN,
         };
         static const struct option options[] = {
                 { "json", no_argument, NULL, ARG_JSON },
@@ -89,6 +93,7 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                 { "tasks", required_argument, NULL, ARG_TASKS },
                 { "url", required_argument, NULL, ARG_URL },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "listen", required_argument, NULL, ARG_LISTEN },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -156,6 +161,9 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                         }
                         bench_option = true;
                         break;
+                case ARG_LISTEN:
+                        a.listen = optarg;
+                        break;
                 case ':':
                         snprintf(error, size, "option '%s' needs a value", argv[optind - 1]);
                         return -EINVAL;
@@ -202,6 +210,10 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
         }
         if (bench_option && a.verb->id != VERB_BENCH) {
                 snprintf(error, size, "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
+                return -EINVAL;
+        }
+        if (a.listen && a.verb->id != VERB_FLEET) {
+                snprintf(error, size, "--listen goes with fleet only");
                 return -EINVAL;
         }
         *ret = a;

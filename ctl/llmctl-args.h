@@ -10,6 +10,7 @@
 
 typedef enum VerbId {
         VERB_BENCH,
+        VERB_FLEET,
         VERB_LIST,
         VERB_LOAD,
         VERB_LOGS,
@@ -51,6 +52,8 @@ typedef struct LlmctlArgs {
         const char *tasks;   /* a folder of tasks instead of the bench.d folders */
         const char *url;     /* llmd's HTTP endpoint instead of its [llmd] listen */
         unsigned timeout;    /* seconds without a byte before a run is given up; 0: default */
+        /* fleet */
+        const char *listen;  /* HAProxy's bind address; NULL: ":8080" */
 } LlmctlArgs;
 
 /* Parses argv. Returns 0 with *ret filled, or -EINVAL with *ret_error saying what is wrong

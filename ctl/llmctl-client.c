@@ -27,6 +27,23 @@ int client_setup(Client *cl, int argc, char *argv[])
         return -1;
 }
 
+int client_helper_main(int argc, char *argv[], VerbId verb, int (*run)(Client *cl))
+{
+        Client cl = { .fd = -1 };
+        int r = client_setup(&cl, argc, argv);
+
+        if (r >= 0) {
+                return r;
+        }
+        if (cl.args.verb->id != verb) {
+                return fail(EXIT_USAGE, "%s runs one verb of llmctl, not %s",
+                            program_invocation_short_name, cl.args.verb->name);
+        }
+        r = run(&cl);
+        client_done(&cl);
+        return r;
+}
+
 const char *client_default_socket(void)
 {
         const char *e = getenv("LLMD_SOCKET");

@@ -280,17 +280,18 @@ static int run_logs(Client *cl)
         return fail(EXIT_USAGE, "cannot run journalctl: %m (llmd logs to the journal)");
 }
 
-/* bench is llmctl-bench: next to llmctl in the build tree, else where the package installs it. */
-static int run_bench(Client *cl)
+/* bench is llmctl-bench, fleet llmctl-fleet (they need libcurl): next to llmctl in the build
+ * tree, else where the package installs them. */
+static int run_helper(Client *cl, const char *name, const char *installed)
 {
         char self[PATH_MAX], path[PATH_MAX + 32];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        const char *helper = LLMCTL_BENCH, *slash;
+        const char *helper = installed, *slash;
 
         if (n > 0) {
                 self[n] = '\0';
                 slash = strrchr(self, '/');
-                snprintf(path, sizeof(path), "%.*s/llmctl-bench", slash ? (int) (slash - self) : 0, self);
+                snprintf(path, sizeof(path), "%.*s/%s", slash ? (int) (slash - self) : 0, self, name);
                 if (slash && access(path, X_OK) == 0) {
                         helper = path;
                 }
@@ -311,7 +312,10 @@ static int run(Client *cl)
                 return run_logs(cl);
         }
         if (v->id == VERB_BENCH) {
-                return run_bench(cl);
+                return run_helper(cl, "llmctl-bench", LLMCTL_BENCH);
+        }
+        if (v->id == VERB_FLEET) {
+                return run_helper(cl, "llmctl-fleet", LLMCTL_FLEET);
         }
 
         if (v->id == VERB_VERSION && !cl->json) {
@@ -346,6 +350,7 @@ static int run(Client *cl)
                 cJSON_Delete(params);
                 return r;
         case VERB_BENCH:
+        case VERB_FLEET:
         case VERB_LOGS:
         case _VERB_MAX:
                 break;

@@ -238,6 +238,9 @@ def case_completion_verbs():
     expect([LLMCTL, "bench", "--f"], ["--format"])
     expect([LLMCTL, "bench", "--r"], ["--runs"])
     expect([LLMCTL, "status", "--r"], [])
+    expect([LLMCTL, "fleet", ""], ["haproxy"])  # its usage: "fleet haproxy BOX..."
+    expect([LLMCTL, "fleet", "haproxy", ""], [])
+    expect([LLMCTL, "fleet", "--l"], ["--listen"])
 
 
 def case_completion_option_values():

@@ -497,7 +497,7 @@ def routes_by_model(f):
     for args, rc, says in ((["10.213.1.2:9"], 1, "10.213.1.2:9: Failed to connect"),
                            ([address("box1") + "@/nonexistent"], 1, "cannot read the key file"),
                            ([address("box1"), "box1"], 1, "'box1' is not HOST:PORT"),
-                           ([address("box1"), address("box1")], 2, "is named twice")):
+                           ([address("box1"), address("box1")], 1, "is named twice")):
         p = subprocess.run([LLMCTL, "fleet", "haproxy", *args], capture_output=True, text=True,
                            timeout=30)
         check(p.returncode == rc and says in p.stderr and not p.stdout,

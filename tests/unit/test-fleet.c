@@ -31,7 +31,7 @@ typedef struct Input {
 /* Runs the generator on inputs; returns its result, with the text or the error in *ret. */
 static int generate(const Input *in, size_t n, const char *listen, char **ret)
 {
-        FleetBox boxes[8];
+        FleetBox boxes[8] = {};
         char *text = NULL, *error = NULL;
         int r;
 
