@@ -456,6 +456,9 @@ def fleet_test(env=None):
             try:
                 f.start()
                 fn(f)
+                reports = [r for d in f.boxes.values() for r in d.sanitizer_reports()]
+                if reports:
+                    raise Failure("a sanitizer reported an error in llmd or a child: " + reports[0])
             except Skip:
                 raise
             except BaseException:
