@@ -7,13 +7,14 @@
 
 static int parse(LlmctlArgs *a, char *error, ...)
 {
-        char *argv[16] = { "llmctl" };
+        char *argv[32] = { "llmctl" }; /* NULL-terminated, as getopt expects */
         int argc = 1;
         va_list ap;
         char *s;
 
         va_start(ap, error);
         while ((s = va_arg(ap, char *))) {
+                check(argc < (int) ELEMENTSOF(argv) - 1);
                 argv[argc++] = s;
         }
         va_end(ap);
