@@ -1074,7 +1074,9 @@ void request_log(Request *r, bool completed)
         method = log_escape(r->method, 32);
         path = log_escape(r->route.path ? r->route.path : r->target_raw, 512);
         model = log_escape(r->model_asked, 256);
-        log_info("%s %s model=%s → %s %u %llu B ttfb %.1f ms %.3f s%s",
+        /* A load balancer asks /health every second or so: those at debug, unless they fail. */
+        log_full(r->route.kind == ROUTE_HEALTH && r->status < 400 ? LOG_DEBUG : LOG_INFO,
+                 "%s %s model=%s → %s %u %llu B ttfb %.1f ms %.3f s%s",
                  method ? method : "?", path ? path : "?", model ? model : "?",
                  r->target ? r->target : "-", r->status, (unsigned long long) r->bytes_out,
                  r->first_byte_usec ? (double) (r->first_byte_usec - r->start_usec) / USEC_PER_MSEC : 0.0,
