@@ -62,10 +62,12 @@ def wait_until(pred, what, timeout=TIMEOUT, interval=0.02):
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except FileNotFoundError:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    # Read as the process is reaped: the file opens, then reads empty.
+    fields = stat.rsplit(")", 1)
+    return len(fields) == 2 and fields[1].split()[0] != "Z"
 
 
 EMBED_NAMES = ("nomic", "embed", "bge")
