@@ -177,3 +177,13 @@ const char *format_duration(char *buf, size_t size, uint64_t usec)
         }
         return buf;
 }
+
+bool alias_valid(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+
+        if (n == 0 || n > 256) {
+                return false;
+        }
+        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/+@=") == n;
+}

@@ -17,5 +17,11 @@ int parse_size(const char *s, uint64_t *ret);
 int parse_port(const char *s, uint16_t *ret);
 /* "host:port", "[v6]:port" or ":port" (all addresses) or a bare "port" (loopback). */
 int parse_listen_address(const char *s, char **ret_host, uint16_t *ret_port);
+/* A model alias: 1 to 256 of the letters, digits and . _ - : / + @ = that model names are made
+ * of in the wild ("qwen2.5-coder:32b", "Qwen/Qwen3-8B", "claude-3-5-sonnet-20241022"). Nothing
+ * else: an alias ends up in logs, in JSON and in the haproxy.cfg llmctl fleet writes, and must
+ * not mean anything in any of them. */
+bool alias_valid(const char *s);
+
 /* Formats a duration the way we print them: "1.5s", "250ms", "10min". */
 const char *format_duration(char *buf, size_t size, uint64_t usec);

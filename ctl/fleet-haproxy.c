@@ -120,23 +120,6 @@ static const char *server_name(const char *address, char name[static SERVER_NAME
 /* A name a request may carry, as one word of haproxy.cfg. Single quotes keep everything literal
  * (no escapes, no $VARIABLES), so only a name with a quote or a control character cannot be
  * written; llmd allows neither quotes nor blanks in its names. */
-static bool request_name_valid(const char *s)
-{
-        size_t n = strlen(s);
-
-        if (n == 0 || n > 256) {
-                return false;
-        }
-        for (; *s; s++) {
-                unsigned char c = *s;
-
-                if (c <= ' ' || c == 0x7f || c == '\'' || c == '"' || c == '\\') {
-                        return false;
-                }
-        }
-        return true;
-}
-
 static bool model_name_valid(const char *s)
 {
         size_t n = strlen(s);
@@ -227,10 +210,10 @@ static int fleet_add_alias(Fleet *f, size_t b, const char *alias, const char *of
         const Name *target = fleet_find(f, of), *seen = fleet_find(f, alias);
         size_t m;
 
-        if (!request_name_valid(alias)) {
-                return fleet_error(f, "%s: the alias '%s' cannot be written into haproxy.cfg "
-                                      "(a quote, a blank or a control character)",
-                                   f->boxes[b].address, alias);
+        if (!alias_valid(alias)) {
+                return fleet_error(f, "%s: an alias holds a character that could change what "
+                                      "haproxy.cfg means (aliases are letters, digits and . _ - : / + @ =)",
+                                   f->boxes[b].address);
         }
         if (!target || f->models[target->model].on[b] == ON_NONE) {
                 return fleet_error(f, "%s: '%s' is an alias of %s, which its list does not have",

@@ -372,19 +372,6 @@ static bool model_name_valid(const char *s)
         return true;
 }
 
-static bool alias_valid(const char *s)
-{
-        if (isempty(s) || strlen(s) > 256) {
-                return false;
-        }
-        for (; *s; s++) {
-                if ((unsigned char) *s <= ' ' || *s == '"' || *s == '\\') {
-                        return false;
-                }
-        }
-        return true;
-}
-
 static bool env_item_valid(const char *s)
 {
         const char *eq = strchr(s, '=');
@@ -477,7 +464,7 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
                 }
                 STRV_FOREACH(a, l) {
                         if (!alias_valid(*a)) {
-                                config_error(c, e->line, "[%s] aliases: '%s' is not a valid alias",
+                                config_error(c, e->line, "[%s] aliases: '%s' is not a valid alias (letters, digits and . _ - : / + @ =)",
                                              section, *a);
                                 return -EINVAL;
                         }

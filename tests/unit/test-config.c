@@ -323,7 +323,10 @@ TEST(bad_values)
         BAD("[m]\nmodel = /m\nstart-limit-burst = 0\n",
             "t.conf:3: [m] start-limit-burst: '0' is not a number from 1 to 1000");
         BAD("[m]\nmodel = /m\nenv = NOEQUALS\n", "t.conf:3: [m] env: 'NOEQUALS' is not NAME=VALUE");
-        BAD("[m]\nmodel = /m\naliases = a\"b\n", "t.conf:3: [m] aliases: 'a\"b' is not a valid alias");
+        BAD("[m]\nmodel = /m\naliases = a\"b\n",
+            "t.conf:3: [m] aliases: 'a\"b' is not a valid alias (letters, digits and . _ - : / + @ =)");
+        BAD("[m]\nmodel = /m\naliases = }||{\n",
+            "t.conf:3: [m] aliases: '}||{' is not a valid alias (letters, digits and . _ - : / + @ =)");
         BAD("[llmd]\nrouting = random\n[m]\nmodel = /m\n",
             "t.conf:2: [llmd] routing: 'random' is not active, switch or reject");
         BAD("[llmd]\nlisten = 1.2.3.4:x\n[m]\nmodel = /m\n",

@@ -19,7 +19,7 @@ static const char box2[] =
 static const char box3[] =
         "{\"data\":["
         "{\"id\":\"gemma\",\"state\":\"loaded\"},"
-        "{\"id\":\"gemma4#it\",\"state\":\"loaded\",\"alias_of\":\"gemma\"},"
+        "{\"id\":\"gemma4:it\",\"state\":\"loaded\",\"alias_of\":\"gemma\"},"
         "{\"id\":\"devstral\",\"state\":\"unloaded\"},"
         "{\"id\":\"nomic\",\"state\":\"loaded\"}]}";
 
@@ -97,10 +97,10 @@ TEST(fleet)
         check_has(cfg, "\tuse_backend model:qwen if { var(txn.model) -m str -- "
                        "qwen qwen3.5 Qwen/Qwen3.5-35B }\n");
         check_has(cfg, "\tuse_backend model:gemma if { var(txn.model) -m str -- "
-                       "gemma 'gemma4#it' }\n");
+                       "gemma gemma4:it }\n");
         check_has(cfg, "\tuse_backend model:nomic if { var(txn.model) -m str -- nomic }\n");
         check_has(cfg, "\tuse_backend model:devstral if { var(txn.model) -m str -- devstral }\n");
-        check_has(cfg, "\tacl model_known var(txn.model) -m str -- gemma 'gemma4#it'\n");
+        check_has(cfg, "\tacl model_known var(txn.model) -m str -- gemma gemma4:it\n");
         check_has(cfg, "\tdefault_backend boxes\n");
 
         /* qwen: loaded on box1, loading on box2: both serve it, no backups. */
@@ -176,8 +176,14 @@ TEST(refused)
                   "a:1: the model name 'q w' is not letters, digits, '.', '_' and '-'" },
                 { "{\"data\":[{\"id\":\"q\"},{\"id\":\"it's\",\"alias_of\":\"q\"}]}",
                   "{\"data\":[]}", ":80",
-                  "a:1: the alias 'it's' cannot be written into haproxy.cfg "
-                  "(a quote, a blank or a control character)" },
+                  "a:1: an alias holds a character that could change what haproxy.cfg means "
+                  "(aliases are letters, digits and . _ - : / + @ =)" },
+                /* HAProxy drops the quotes before it looks for braces: "} || { always_true"
+                 * would have routed every request to this box. */
+                { "{\"data\":[{\"id\":\"q\"},{\"id\":\"} || { always_true\",\"alias_of\":\"q\"}]}",
+                  "{\"data\":[]}", ":80",
+                  "a:1: an alias holds a character that could change what haproxy.cfg means "
+                  "(aliases are letters, digits and . _ - : / + @ =)" },
                 { "{\"data\":[{\"id\":\"q\"},{\"id\":\"y\",\"alias_of\":\"z\"}]}",
                   "{\"data\":[]}", ":80",
                   "a:1: 'y' is an alias of z, which its list does not have" },
