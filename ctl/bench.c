@@ -540,7 +540,9 @@ static int bench_load_tasks(Bench *b)
                 }
                 if (r < 0 || (user && strv_extend(&dirs, user) < 0) ||
                     strv_extend(&dirs, BENCH_CONF_DIR) < 0 ||
-                    strv_extend(&dirs, BENCH_DATA_DIR) < 0) {
+                    strv_extend(&dirs, access(BENCH_DATA_DIR, F_OK) == 0 ? BENCH_DATA_DIR
+                                       : BENCH_SOURCE_DIR) < 0) {
+                        /* Not installed (a build from source): the tasks in its source tree. */
                         r = -ENOMEM;
                 }
         }
