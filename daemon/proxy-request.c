@@ -696,15 +696,21 @@ static void request_answer_models(Request *r)
 static void request_answer_model_health(Request *r, const char *asked)
 {
         Proxy *p = r->proxy;
-        const ModelConfig *m = config_find_model(proxy_config(p), asked);
+        const Config *cfg = proxy_config(p);
+        const ModelConfig *m = config_find_model(cfg, asked);
         Child *c = m ? supervisor_child(p->supervisor, m->name) : NULL;
+        const char *active = supervisor_active(p->supervisor);
+        /* A model loaded beside the active one answers its requests only with routing = switch:
+         * otherwise the active model would, and a balancer must not send them here. */
+        bool serves = m && (m->pin || cfg->routing == ROUTING_SWITCH || (active && streq(active, m->name)));
         cJSON *o = cJSON_CreateObject(), *e;
         const char *word = !c ? "not configured"
                          : child_state(c) == CHILD_READY && hold_draining(p, m->name) ? "draining"
+                         : child_state(c) == CHILD_READY && !serves ? "resident, not active (routing is not switch)"
                          : state_word(child_state(c));
         _cleanup_free_ char *msg = NULL;
 
-        if (c && child_state(c) == CHILD_READY && !hold_draining(p, m->name)) {
+        if (c && child_state(c) == CHILD_READY && !hold_draining(p, m->name) && serves) {
                 cJSON_AddStringToObject(o, "status", "ok");
                 cJSON_AddStringToObject(o, "model", m->name);
                 request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);

@@ -90,6 +90,11 @@ def resident_switch(d):
     check({m: d.pid_of(m) for m in pids} == pids and len(d.starts()) == starts, "a process changed")
     st = status(d)
     check(st["active"]["name"] == "gemma" and [m["name"] for m in st["resident"]] == ["qwen"], st)
+    # With routing = active, the resident qwen would not answer its own requests: not "ready"
+    # for a load balancer.
+    r = http(PORT, "GET", "/health?model=qwen")
+    check(r.status == 503 and "not active" in r.json()["status"], r)
+    check(http(PORT, "GET", "/health?model=gemma").status == 200, "gemma not ready")
     check(st["status"] == "gemma ready · resident qwen ready · embed nomic ready", st["status"])
     r = http(PORT, "POST", "/v1/chat/completions", CHAT)
     check(r.status == 200 and r.json()["model"] == "gemma", r)
