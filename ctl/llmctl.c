@@ -74,7 +74,7 @@ static void print_gpu(const cJSON *g)
                 printf("gpu      %s: %.1f GiB of %.1f GiB used; ", jstr(g, "source"), GIB(jnum(g, "used", 0)),
                        GIB(jnum(g, "total", 0)));
         } else {
-                printf("gpu      no GPU memory source (%s); ", jstr(g, "why") ? jstr(g, "why") : "?");
+                printf("gpu      none: %s; ", jstr(g, "why") ? jstr(g, "why") : "no GPU memory source");
         }
         printf("models %.1f GiB%s%s%s%s\n", GIB(jnum(g, "resident", 0)), budget ? ", " : "",
                budget ? budget : "", limit ? ", " : "", limit ? limit : "");
@@ -234,7 +234,11 @@ static void print_unload(Client *cl, const cJSON *p, bool continues)
                 print_json(p);
                 return;
         }
-        printf("unloading %s\n", jstr(p, "model"));
+        if (jbool(p, "changed")) {
+                printf("unloading %s (its requests finish first)\n", jstr(p, "model"));
+        } else {
+                printf("%s is not loaded\n", jstr(p, "model"));
+        }
 }
 
 static void print_reload(Client *cl, const cJSON *p, bool continues)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <strings.h>
@@ -118,6 +119,16 @@ static int parse_argv(int argc, char *argv[])
                 fprintf(stderr, "llmd: unexpected argument '%s'\nTry 'llmd --help'.\n", argv[optind]);
                 return -EINVAL;
         }
+        if (arg_config[0] != '/') {
+                /* Absolute: Status reports it, and llmctl bench reads it from elsewhere. */
+                static char abs_config[PATH_MAX];
+                char cwd[PATH_MAX];
+
+                if (getcwd(cwd, sizeof(cwd)) &&
+                    (size_t) snprintf(abs_config, sizeof(abs_config), "%s/%s", cwd, arg_config) < sizeof(abs_config)) {
+                        arg_config = abs_config;
+                }
+        }
         return 1;
 }
 
@@ -132,8 +143,8 @@ static int load_config(Config **ret)
                 STRV_FOREACH(e, c->errors) {
                         log_error("%s", *e);
                 }
-                return log_error_errno(r, "%s: %zu error(s), not starting", arg_config,
-                                       strv_length(c->errors));
+                return log_error_errno(r, "%s: %zu error(s)%s", arg_config, strv_length(c->errors),
+                                       arg_check ? "" : ", not starting");
         }
         if (r < 0) {
                 return log_error_errno(r, "Cannot read %s: %m", arg_config);

@@ -329,7 +329,10 @@ static const char *param_model(ControlCall *call, cJSON *params)
 static int method_load_or_unload(ControlCall *call, cJSON *params, Manager *m, bool load)
 {
         const char *model = param_model(call, params);
+        Child *c = model ? supervisor_child(m->supervisor, model) : NULL;
+        bool running = c && child_state(c) != CHILD_STOPPED && child_state(c) != CHILD_FAILED;
         char *reason = NULL;
+        cJSON *p;
         int r;
 
         if (!model) {
@@ -341,7 +344,12 @@ static int method_load_or_unload(ControlCall *call, cJSON *params, Manager *m, b
                 return reply_refused(call, r, model, reason);
         }
         free(reason);
-        return load ? 0 : control_call_reply(call, error_params("model", model, NULL, NULL), false);
+        if (load) {
+                return 0;
+        }
+        p = error_params("model", child_name(c), NULL, NULL);
+        cJSON_AddBoolToObject(p, "changed", running); /* false: it was not loaded */
+        return control_call_reply(call, p, false);
 }
 
 static int method_load(ControlCall *call, cJSON *params, void *userdata)

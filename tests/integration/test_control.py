@@ -430,7 +430,7 @@ def status_on_terminal(d):
                          capture_output=True, text=True, timeout=20).stdout
     check("llmd " in out and "qwen ready · embed nomic ready" in out, out)
     check("active   qwen: ready, pid" in out and "embed    nomic: ready" in out, out)
-    check("\ngpu      no GPU memory source (" in out or "\ngpu      nvml: " in out, out)
+    check("\ngpu      none: " in out or "\ngpu      nvml: " in out, out)
     out = subprocess.run(["script", "-qec", f"{LLMCTL} --socket {sock} switch gemma", "/dev/null"],
                          capture_output=True, text=True, timeout=20).stdout
     last = out.replace("\r", "\n").replace("\x1b[K", "").strip().splitlines()[-1]

@@ -117,8 +117,9 @@ def evict_least_recently_used(d):
     check(d.running_models() == ["devstral", "gemma", "nomic"], d.running_models())
     # The active model goes last: with max-resident 1 nothing else is left to evict first.
     r = call(d, "Unload", "gemma")
-    check(r == {"model": "gemma"}, r)
+    check(r == {"model": "gemma", "changed": True}, r)
     wait_until(lambda: not d.pid_of("gemma"), "gemma stopped")
+    check(call(d, "Unload", "gemma") == {"model": "gemma", "changed": False}, "a second unload")
     p = llmctl(d, "unload", "devstral", check_rc=2)
     check("is the active model" in p.stderr, p.stderr)
     r = call(d, "Unload", "nomic")
