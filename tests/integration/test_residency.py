@@ -118,7 +118,7 @@ def evict_least_recently_used(d):
     # The active model goes last: with max-resident 1 nothing else is left to evict first.
     r = call(d, "Unload", "gemma")
     check(r == {"model": "gemma", "changed": True}, r)
-    wait_until(lambda: not d.pid_of("gemma"), "gemma stopped")
+    wait_until(lambda: model(d, "gemma")["state"] == "stopped", "gemma stopped")
     check(call(d, "Unload", "gemma") == {"model": "gemma", "changed": False}, "a second unload")
     p = llmctl(d, "unload", "devstral", check_rc=2)
     check("is the active model" in p.stderr, p.stderr)
