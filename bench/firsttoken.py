@@ -76,6 +76,7 @@ os.environ.update({"LLMD_TIER": "real", "LLMD_REAL_LLAMA_SERVER": SERVER,
                    "LLMD_REAL_MODELS": MODELS})
 import benchenv  # noqa: E402,F401 (paths; reads LLMD_TIER above through llmdtest)
 import llmdtest  # noqa: E402
+from benchenv import connect  # noqa: E402
 from llmdtest import Llmd, free_port, llmctl, wait_until  # noqa: E402
 
 # The same flags for both servers: llmd adds --model, --host and --alias to its child.
@@ -87,17 +88,6 @@ def request(max_tokens, stream=True):
                        "stream": stream, "max_tokens": max_tokens, "temperature": 0}).encode()
     return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
-
-
-def connect(target):
-    """target: a TCP port or a unix socket path."""
-    if isinstance(target, str):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(target)
-        return s
-    s = socket.create_connection(("127.0.0.1", target))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
 
 
 class Conn:

@@ -14,7 +14,6 @@ Usage: bench/proxy.py [BUILD_DIR] [REQUESTS] [TOKENS]   (default build, 1000, 20
 """
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import tempfile
 import time
 
 import benchenv  # noqa: E402,F401 (sets up paths)
+from benchenv import connect  # noqa: E402
 n_req = benchenv.arg(2, 1000)
 n_tok = benchenv.arg(3, 20000)
 
@@ -67,17 +67,6 @@ class Reader:
             events += chunk.count(b"data: ")
             if size == 0:
                 return events
-
-
-def connect(target):
-    """target: a TCP port (llmd) or a unix socket path (the child, direct)."""
-    if isinstance(target, str):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(target)
-        return s
-    s = socket.create_connection(("127.0.0.1", target))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
 
 
 def ttfb(target):

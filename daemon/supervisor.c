@@ -652,9 +652,14 @@ static bool evicted_down(const Supervisor *s)
 
 bool supervisor_evicting(const Supervisor *s, const char *model)
 {
-        const ModelConfig *m = config_find_model(s->config, model);
+        const ModelConfig *m;
 
-        return s->op && m && strv_contains(s->op->evict, m->name);
+        /* Asked for every request the proxy dispatches: nothing to look up without a switch. */
+        if (!s->op) {
+                return false;
+        }
+        m = config_find_model(s->config, model);
+        return m && strv_contains(s->op->evict, m->name);
 }
 
 /* Generation children other than keep that still run. */
@@ -1279,6 +1284,7 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
 {
         Supervisor *s = userdata;
         ChildState st = child_state(c);
+        bool had_op = s->op; /* a switch this ends prefetches in op_finish() */
 
         if (st == CHILD_READY && old != CHILD_READY) {
                 gpu_measure(s, c);
@@ -1301,7 +1307,7 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         supervisor_advance(s);
         supervisor_check_stop(s);
         supervisor_arm_unload(s);
-        if (st == CHILD_READY && old != CHILD_READY && !s->op) {
+        if (st == CHILD_READY && old != CHILD_READY && !had_op && !s->op) {
                 supervisor_prefetch(s); /* a load ended (at start, or one a switch left running) */
         }
         supervisor_notify_change(s);
