@@ -46,7 +46,14 @@ static cJSON *model_json(Manager *m, Child *c)
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
         cJSON_AddStringToObject(o, "name", child_name(c));
         cJSON_AddItemToObject(o, "aliases", json_strv(mc->aliases));
+        ServingWhy why = SERVING_WHY_NONE;
+        ServingState serving = supervisor_serving(m->supervisor, child_name(c), &why);
+
         cJSON_AddStringToObject(o, "state", child_state_to_string(child_state(c)));
+        cJSON_AddStringToObject(o, "serving", serving_state_to_string(serving));
+        if (serving == SERVING_DRAINING || serving == SERVING_STOPPING || serving == SERVING_FAILED) {
+                cJSON_AddStringToObject(o, "why", serving_why_to_string(why));
+        }
         cJSON_AddBoolToObject(o, "active", active && streq(active, child_name(c)));
         cJSON_AddBoolToObject(o, "pinned", mc->pin);
         cJSON_AddBoolToObject(o, "embeddings", mc->embeddings);
@@ -63,7 +70,7 @@ static cJSON *model_json(Manager *m, Child *c)
         }
         cJSON_AddNumberToObject(o, "restarts", child_restarts(c));
         if (!mc->pin) {
-                cJSON_AddBoolToObject(o, "resident", child_state(c) == CHILD_READY || child_state(c) == CHILD_LOADING);
+                cJSON_AddBoolToObject(o, "resident", serving_state_resident(serving));
         }
         if (child_used_usec(c) > 0) {
                 cJSON_AddNumberToObject(o, "last_used_sec", seconds(now - child_used_usec(c)));
@@ -137,9 +144,9 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
         cJSON_AddItemToObject(p, "pinned", pinned);
         cJSON *resident = cJSON_AddArrayToObject(p, "resident");
         for (size_t i = 0; i < n; i++) {
-                ChildState st = child_state(children[i]);
+                ServingState st = supervisor_serving(m->supervisor, child_name(children[i]), NULL);
 
-                if (!child_config(children[i])->pin && (st == CHILD_READY || st == CHILD_LOADING) &&
+                if (!child_config(children[i])->pin && serving_state_resident(st) &&
                     !(active && streq(active, child_name(children[i])))) {
                         cJSON_AddItemToArray(resident, model_json(m, children[i]));
                 }
@@ -330,7 +337,7 @@ static int method_load_or_unload(ControlCall *call, cJSON *params, Manager *m, b
 {
         const char *model = param_model(call, params);
         Child *c = model ? supervisor_child(m->supervisor, model) : NULL;
-        bool running = c && child_state(c) != CHILD_STOPPED && child_state(c) != CHILD_FAILED;
+        bool running = c && serving_state_resident(supervisor_serving(m->supervisor, model, NULL));
         char *reason = NULL;
         cJSON *p;
         int r;

@@ -164,3 +164,29 @@ Prefetch *prefetch_free(Prefetch *p)
         free(p);
         return NULL;
 }
+
+int prefetch_start_children(Prefetch *p, Child *const *children, size_t n, uint64_t limit)
+{
+        _cleanup_free_ Child **order = calloc(MAX(n, (size_t) 1), sizeof(Child *));
+        _cleanup_strv_free_ char **paths = NULL;
+
+        if (!order) {
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                size_t j = i;
+
+                /* Insertion sort, most recent first; never used keeps the given order. */
+                while (j > 0 && child_used_usec(order[j - 1]) < child_used_usec(children[i])) {
+                        order[j] = order[j - 1];
+                        j--;
+                }
+                order[j] = children[i];
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (strv_extend(&paths, child_config(order[i])->model_path) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        return prefetch_start(p, paths, limit);
+}

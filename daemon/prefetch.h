@@ -3,6 +3,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "child.h"
 #include "macro.h"
 
 /*
@@ -22,6 +23,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Prefetch *, prefetch_free);
 /* Reads paths (most wanted first), at most limit bytes (0: as available memory allows),
  * replacing a round in progress. */
 int prefetch_start(Prefetch *p, char *const *paths, uint64_t limit);
+/* Reads the model files of children (models that are not loaded), the most recently used first;
+ * never used ones in their order. */
+int prefetch_start_children(Prefetch *p, Child *const *children, size_t n, uint64_t limit);
 /* Stops a round in progress (a load begins). */
 void prefetch_stop(Prefetch *p);
 

@@ -71,36 +71,78 @@ const char *hold_resolve(Request *r)
         return target;
 }
 
+typedef enum HoldVerdict {
+        HOLD_FORWARD, /* its model serves now */
+        HOLD_WAIT,    /* its model loads, or will once asked (routing = switch) */
+        HOLD_FAILED,  /* its model failed to load, or is gone */
+        HOLD_ABSENT,  /* its model is not loaded, and nothing will load it */
+} HoldVerdict;
+
+/* What becomes of a request for model now, from the residency machine alone. A model being
+ * drained or stopped takes nothing new: a request for it is one for a model not loaded. */
+static HoldVerdict hold_verdict(Proxy *p, const char *model)
+{
+        ServingState st = supervisor_serving(p->supervisor, model, NULL);
+
+        switch (st) {
+        case SERVING_READY:
+                return HOLD_FORWARD;
+        case SERVING_LOADING:
+                return HOLD_WAIT;
+        case SERVING_FAILED:
+        case _SERVING_STATE_INVALID:
+                return HOLD_FAILED;
+        case SERVING_ABSENT:
+        case SERVING_DRAINING:
+        case SERVING_STOPPING:
+                return supervisor_wanted(p->supervisor, model) ||
+                                       proxy_config(p)->routing == ROUTING_SWITCH
+                               ? HOLD_WAIT
+                               : HOLD_ABSENT;
+        case _SERVING_STATE_MAX:
+                break;
+        }
+        return HOLD_FAILED;
+}
+
+static void hold_answer_absent(Request *r)
+{
+        _cleanup_free_ char *m = NULL;
+
+        if (asprintf(&m, "%s is not loaded (llmctl load %s, or switch to it)", r->target, r->target) < 0) {
+                m = NULL;
+        }
+        request_answer_error(r, 503, "unavailable_error", m ? m : "not loaded", NULL);
+}
+
+/* Sends r on or answers it, when its target's state decides; false: it is to wait. */
+static bool hold_settle(Request *r)
+{
+        Proxy *p = r->proxy;
+
+        switch (hold_verdict(p, r->target)) {
+        case HOLD_FORWARD:
+                request_forward(r, supervisor_child(p->supervisor, r->target));
+                return true;
+        case HOLD_FAILED:
+                hold_answer_failed(r, supervisor_child(p->supervisor, r->target));
+                return true;
+        case HOLD_ABSENT:
+                hold_answer_absent(r);
+                return true;
+        case HOLD_WAIT:
+                break;
+        }
+        return false;
+}
+
 /* Sends r on, holds it, or answers it, depending on its target's state. */
 void hold_dispatch(Request *r)
 {
         Proxy *p = r->proxy;
-        Child *c = supervisor_child(p->supervisor, r->target);
 
-        if (!c) {
-                request_answer_error(r, 503, "unavailable_error", "the model is no longer configured", NULL);
+        if (hold_settle(r)) {
                 return;
-        }
-        /* A model a switch stops to make room takes no new work. */
-        bool switched_away = supervisor_evicting(p->supervisor, r->target);
-        switch (child_state(c)) {
-        case CHILD_READY:
-                if (switched_away) {
-                        break;
-                }
-                request_forward(r, c);
-                return;
-        case CHILD_FAILED:
-                hold_answer_failed(r, c);
-                return;
-        case CHILD_STOPPED:
-        case CHILD_LOADING:
-        case CHILD_STOPPING:
-        case CHILD_KILLING:
-        case CHILD_BACKOFF:
-        case _CHILD_STATE_MAX:
-        case _CHILD_STATE_INVALID:
-                break;
         }
         if (p->counters.held >= proxy_config(p)->hold_queue) {
                 request_answer_error(r, 503, "unavailable_error",
@@ -111,21 +153,32 @@ void hold_dispatch(Request *r)
         hold_maybe_switch(p);
 }
 
+/* Called from the loop (a defer source of the supervisor's), never from within a supervisor
+ * call: forwarding a request here cannot re-enter request_step() on another one. */
 void proxy_models_changed(Proxy *p)
 {
         Request *r = p->held_first;
 
-        /* In arrival order. A request dispatched now leaves the queue; one still waiting stays. */
+        /* In arrival order. A request dispatched now leaves the queue; one still waiting stays.
+         * Each is routed again: after a switch that failed or was superseded, whatever serves
+         * now takes the requests held for its target. */
         while (r) {
                 Request *next = r->next;
-                Child *c = supervisor_child(p->supervisor, r->target);
-                ChildState st = c ? child_state(c) : CHILD_FAILED;
-                bool busy = supervisor_evicting(p->supervisor, r->target);
+                const char *t = hold_resolve(r);
+                char *c;
 
-                if (c && st == CHILD_READY && !busy) {
-                        request_forward(r, c);
-                } else if (st == CHILD_FAILED || !c) {
-                        hold_answer_failed(r, c);
+                if (t && !streq(t, r->target)) {
+                        c = strdup(t);
+                        if (!c) {
+                                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                                r = next;
+                                continue;
+                        }
+                        free(r->target);
+                        r->target = c;
+                }
+                if (t) {
+                        (void) hold_settle(r);
                 }
                 r = next;
         }
@@ -133,31 +186,38 @@ void proxy_models_changed(Proxy *p)
 }
 
 /* routing = switch: when nothing runs on the active model, swap to what the oldest waiting
- * request asks for. Requests for the active model go first, so a burst does not thrash. */
+ * request asks for. Requests for the active model go first, so a burst does not thrash. A
+ * model that failed is not asked for again: its requests were answered with the reason. */
 void hold_maybe_switch(Proxy *p)
 {
         const char *active = supervisor_active(p->supervisor), *switching;
         SwitchPhase phase;
         _cleanup_free_ char *reason = NULL;
+        int r;
 
         if (proxy_config(p)->routing != ROUTING_SWITCH || !p->held_first ||
-            supervisor_switching(p->supervisor, &switching, &phase)) {
+            !supervisor_loaded(p->supervisor) || supervisor_switching(p->supervisor, &switching, &phase)) {
                 return;
         }
-        for (Request *r = p->forwarded; r; r = r->next) {
-                if (active && streq(r->target, active)) {
+        for (Request *q = p->forwarded; q; q = q->next) {
+                if (active && streq(q->target, active)) {
                         return;
                 }
         }
-        for (Request *r = p->held_first; r; r = r->next) {
-                if (!active || !streq(r->target, active) || !supervisor_loaded(p->supervisor)) {
-                        log_info("proxy: a request asks for %s: switching", r->target);
-                        if (supervisor_switch(p->supervisor, r->target, 0, NULL, NULL, &reason) < 0) {
-                                log_warning("proxy: cannot switch to %s: %s", r->target,
-                                            reason ? reason : "?");
-                        }
-                        return;
+        for (Request *q = p->held_first; q; q = q->next) {
+                /* The active model is asked for again only when it is down (not loaded at
+                 * startup, or drained by a reload that then failed). */
+                if (active && streq(q->target, active) &&
+                    supervisor_serving(p->supervisor, active, NULL) != SERVING_ABSENT) {
+                        continue;
                 }
+                log_info("proxy: a request asks for %s: switching", q->target);
+                r = supervisor_switch(p->supervisor, q->target, 0, NULL, NULL, &reason);
+                if (r < 0) {
+                        log_warning_errno(r, "proxy: cannot switch to %s: %s", q->target,
+                                          reason ? reason : "?");
+                }
+                return;
         }
 }
 

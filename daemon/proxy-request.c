@@ -155,8 +155,11 @@ void request_step(Request *r, RequestEvent event)
         case _REQ_STATE_MAX:
                 break;
         }
+        if (!request_in_flight(old) && request_in_flight(next)) {
+                supervisor_request_begin(p->supervisor, r->target);
+        }
         if (request_in_flight(old) && !request_in_flight(next)) {
-                supervisor_touch(p->supervisor, r->target); /* used until now */
+                supervisor_request_end(p->supervisor, r->target); /* used until now */
                 hold_check_drains(p);
         }
 }
@@ -573,29 +576,9 @@ static int request_on_hold_timeout(sd_event_source *s, uint64_t usec, void *user
 
 /* ---- answers llmd gives itself ---- */
 
-static const char *state_word(ChildState s)
-{
-        switch (s) {
-        case CHILD_READY:
-                return "loaded";
-        case CHILD_LOADING:
-        case CHILD_BACKOFF:
-                return "loading";
-        case CHILD_FAILED:
-                return "failed";
-        case CHILD_STOPPED:
-        case CHILD_STOPPING:
-        case CHILD_KILLING:
-        case _CHILD_STATE_MAX:
-        case _CHILD_STATE_INVALID:
-                break;
-        }
-        return "unloaded";
-}
-
 /* One model of /v1/models under one of its names: OpenAI's fields, llama-server's "aliases"
  * and "meta" (while loaded), and llmd's state. */
-static cJSON *model_entry(Child *c, const char *id, const char *active)
+static cJSON *model_entry(const Supervisor *sv, Child *c, const char *id, const char *active)
 {
         const ModelConfig *m = child_config(c);
         const cJSON *meta = child_meta(c);
@@ -612,7 +595,7 @@ static cJSON *model_entry(Child *c, const char *id, const char *active)
         if (meta) {
                 cJSON_AddItemToObject(e, "meta", cJSON_Duplicate(meta, true));
         }
-        cJSON_AddStringToObject(e, "state", state_word(child_state(c)));
+        cJSON_AddStringToObject(e, "state", serving_state_word(supervisor_serving(sv, m->name, NULL)));
         if (!streq(id, m->name)) {
                 cJSON_AddStringToObject(e, "alias_of", m->name);
         }
@@ -665,7 +648,7 @@ static void request_answer_models(Request *r)
 
                         if (streq(m->name, id) || strv_contains(m->aliases, id)) {
                                 request_answer(r, 200, request_json_response(r,
-                                        json_print_delete(model_entry(children[i], id, active))),
+                                        json_print_delete(model_entry(r->proxy->supervisor, children[i], id, active))),
                                         REQ_EVENT_ANSWER);
                                 return;
                         }
@@ -683,9 +666,9 @@ static void request_answer_models(Request *r)
                 const ModelConfig *m = child_config(children[i]);
 
                 cJSON_AddItemToArray(models, model_entry_ollama(children[i]));
-                cJSON_AddItemToArray(data, model_entry(children[i], m->name, active));
+                cJSON_AddItemToArray(data, model_entry(r->proxy->supervisor, children[i], m->name, active));
                 STRV_FOREACH(a, m->aliases) {
-                        cJSON_AddItemToArray(data, model_entry(children[i], *a, active));
+                        cJSON_AddItemToArray(data, model_entry(r->proxy->supervisor, children[i], *a, active));
                 }
         }
         request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
@@ -699,18 +682,20 @@ static void request_answer_model_health(Request *r, const char *asked)
         const Config *cfg = proxy_config(p);
         const ModelConfig *m = config_find_model(cfg, asked);
         Child *c = m ? supervisor_child(p->supervisor, m->name) : NULL;
+        ServingState st = c ? supervisor_serving(p->supervisor, m->name, NULL) : _SERVING_STATE_INVALID;
         const char *active = supervisor_active(p->supervisor);
         /* A model loaded beside the active one answers its requests only with routing = switch:
          * otherwise the active model would, and a balancer must not send them here. */
-        bool serves = m && (m->pin || cfg->routing == ROUTING_SWITCH || (active && streq(active, m->name)));
+        bool serves = m && (m->pin || cfg->routing == ROUTING_SWITCH ||
+                            (active && supervisor_loaded(p->supervisor) && streq(active, m->name)));
         cJSON *o = cJSON_CreateObject(), *e;
         const char *word = !c ? "not configured"
-                         : child_state(c) == CHILD_READY && hold_draining(p, m->name) ? "draining"
-                         : child_state(c) == CHILD_READY && !serves ? "resident, not active (routing is not switch)"
-                         : state_word(child_state(c));
+                         : st == SERVING_DRAINING ? "draining"
+                         : st == SERVING_READY && !serves ? "resident, not active (routing is not switch)"
+                         : serving_state_word(st);
         _cleanup_free_ char *msg = NULL;
 
-        if (c && child_state(c) == CHILD_READY && !hold_draining(p, m->name) && serves) {
+        if (st == SERVING_READY && serves) {
                 cJSON_AddStringToObject(o, "status", "ok");
                 cJSON_AddStringToObject(o, "model", m->name);
                 request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
@@ -718,7 +703,7 @@ static void request_answer_model_health(Request *r, const char *asked)
         }
         cJSON_AddStringToObject(o, "status", word);
         cJSON_AddStringToObject(o, "model", m ? m->name : asked);
-        if (c && child_state(c) == CHILD_FAILED && child_reason(c)) {
+        if (st == SERVING_FAILED && child_reason(c)) {
                 cJSON_AddStringToObject(o, "reason", child_reason(c));
         }
         (void) asprintf(&msg, "%s: %s", m ? m->name : asked, word);
@@ -751,7 +736,9 @@ static void request_answer_health(Request *r)
         }
         o = cJSON_CreateObject();
 
-        if (c && child_state(c) == CHILD_READY && supervisor_loaded(p->supervisor)) {
+        ServingState st = c ? supervisor_serving(p->supervisor, active, NULL) : _SERVING_STATE_INVALID;
+
+        if (st == SERVING_READY && supervisor_loaded(p->supervisor)) {
                 cJSON_AddStringToObject(o, "status", "ok");
                 cJSON_AddStringToObject(o, "model", active);
                 status = 200;
@@ -762,8 +749,8 @@ static void request_answer_health(Request *r)
                 cJSON_AddStringToObject(e, "message", text ? text : "not ready");
                 cJSON_AddStringToObject(e, "type", "unavailable_error");
                 cJSON_AddNumberToObject(e, "code", 503);
-                cJSON_AddStringToObject(o, "status", c ? state_word(child_state(c)) : "no model");
-                if (c && child_reason(c) && child_state(c) == CHILD_FAILED) {
+                cJSON_AddStringToObject(o, "status", c ? serving_state_word(st) : "no model");
+                if (c && child_reason(c) && st == SERVING_FAILED) {
                         cJSON_AddStringToObject(o, "reason", child_reason(c));
                 }
         }

@@ -483,6 +483,14 @@ int route_target(const Config *c, const RouteTargetInput *in, const char **ret_t
                 }
                 /* No embedding model pinned: the active model answers (or says it cannot). */
         }
+        /* After llmctl stop, nothing loads a model but llmctl start or switch: not even a
+         * request naming one under routing = switch. */
+        if (!in->loaded && in->active) {
+                *ret_status = 503;
+                *ret_type = "unavailable_error";
+                *ret_message = strdup("no model is loaded (llmctl stop was used; llmctl start loads it)");
+                return *ret_message ? 0 : -ENOMEM;
+        }
         if (in->model_asked && c->routing != ROUTING_ACTIVE && in->kind == ROUTE_GENERATE) {
                 const ModelConfig *m = config_find_model(c, in->model_asked);
 
@@ -514,10 +522,6 @@ int route_target(const Config *c, const RouteTargetInput *in, const char **ret_t
         *ret_type = "unavailable_error";
         if (!in->active) {
                 *ret_message = strdup("no generation model is configured");
-                return *ret_message ? 0 : -ENOMEM;
-        }
-        if (!in->loaded && !(c->routing == ROUTING_SWITCH && in->model_asked)) {
-                *ret_message = strdup("no model is loaded (llmctl stop was used; llmctl start loads it)");
                 return *ret_message ? 0 : -ENOMEM;
         }
         *ret_target = in->active;

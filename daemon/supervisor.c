@@ -1,22 +1,48 @@
 /* SPDX-License-Identifier: MIT */
-#include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 
-#include "fileio.h"
-#include "gguf.h"
-#include "gpu.h"
+#include "footprint.h"
 #include "log.h"
 #include "parse-util.h"
 #include "prefetch.h"
 #include "residency.h"
+#include "serving.h"
+#include "state-file.h"
 #include "strv.h"
 #include "supervisor.h"
 
-#define SUPERVISOR_STATE_FILE "active-model"
-#define SUPERVISOR_GPU_FILE "gpu-memory"
+/*
+ * The supervisor carries out the residency machine (serving.h) for every profile: model_event()
+ * is the one place a model's serving state changes, and every start and stop of a child goes
+ * through it. Operations (a switch with its evictions, a load, Stop) are sequences of events on
+ * the machines of the models they touch; supervisor_advance() moves the operation in progress
+ * on whenever a model changed. The active model, the resident set and what an operation
+ * evicts each have one writer: supervisor_choose(), model_event() and supervisor_begin().
+ *
+ * Re-entrancy: a child's state change calls back into model_event() from within an action (a
+ * child stopped at once, a spawn that fails); the state is written before the action runs, so
+ * the nested event sees it. The proxy hears of changes through a defer source (on_change runs
+ * from the loop, never from inside a supervisor call), and a drain's done callback may run
+ * before proxy_drain() returns: that is an event like any other.
+ */
+
 #define SUPERVISOR_PROGRESS_USEC (100 * USEC_PER_MSEC)
-#define SUPERVISOR_GPU_MARGIN_MIN (512ULL << 20) /* kept free of an automatic budget, at least */
+
+typedef struct Model Model;
+
+typedef struct DrainWait {
+        Model *model; /* NULL once the model is gone */
+} DrainWait;
+
+struct Model {
+        Supervisor *supervisor;
+        Child *child;
+        ServingState state;
+        ServingWhy why;     /* why it is draining or stopping, or why it failed */
+        unsigned in_flight; /* requests running on it */
+        bool again;         /* load it again once it is down (a reload changed it) */
+        DrainWait *drain;   /* the drain in progress */
+};
 
 typedef struct SwitchWaiter {
         SwitchCallbacks cb;
@@ -24,7 +50,7 @@ typedef struct SwitchWaiter {
 } SwitchWaiter;
 
 typedef struct SwitchOp {
-        char *target;   /* NULL: unload */
+        char *target;   /* NULL: Stop */
         char *previous; /* what served before the first of a chain of switches; NULL: nothing */
         SwitchPhase phase;
         SwitchWaiter *waiters; /* who asked for it: a request for the same target joins */
@@ -38,42 +64,30 @@ typedef struct SwitchOp {
         bool load_only; /* Load: the target becomes resident, not active */
 } SwitchOp;
 
-/* What a model was seen to use on the GPU, and its estimate, by name and file. */
-typedef struct GpuRecord {
-        char *name;
-        char *path;
-        uint64_t measured;
-        uint64_t measured_ready_usec; /* the child's ready_usec when measured: once a run */
-        uint64_t estimated;
-        bool estimated_done;
-} GpuRecord;
-
 struct Supervisor {
         SupervisorOptions options;
         Config *config;
         char *binary;
-        Child **children; /* one per profile, in the order of config->models */
-        size_t n_children;
-        Child **retired;  /* removed by a reload, freed once down */
+        Model **models;   /* one per profile, in the order of config->models */
+        Child **children; /* their children, in the same order */
+        size_t n_models;
+        Model **retired;  /* removed by a reload, freed once down */
         size_t n_retired;
         sd_event_source *sweep;
         sd_event_source *progress_timer;
-        char *last_failed; /* the model that failed or crashed last */
+        sd_event_source *changed;        /* on_change is due */
+        sd_event_source *unload_timer;   /* unload-after */
+        sd_event_source *persist_source; /* the active model is to be saved */
+        char *last_failed;               /* the model that failed or crashed last */
         uint64_t last_failed_usec;
         char *active; /* the generation model that should serve; NULL: none configured */
         bool loaded;  /* false after Stop */
         SwitchOp *op;
         bool advancing, advance_again;
-        bool reloading; /* children change under us: callbacks wait until it is done */
         bool stopping;
         void (*stop_done)(void *userdata);
         void *stop_userdata;
-        GpuSource *gpu;  /* NULL: none (gpu_why says why) */
-        char *gpu_why;
-        GpuRecord *records;
-        size_t n_records;
-        sd_event_source *unload_timer; /* unload-after */
-        sd_event_source *persist_source; /* the active model is to be saved */
+        Footprint *footprint;
         Prefetch *prefetch;
 };
 
@@ -106,56 +120,79 @@ static uint64_t now_usec(const Supervisor *s)
         return t;
 }
 
-static bool child_is_down(const Child *c)
+static const ModelConfig *model_config(const Model *m)
 {
-        ChildState st = child_state(c);
-
-        return st == CHILD_STOPPED || st == CHILD_FAILED;
+        return child_config(m->child);
 }
 
-static bool child_is_pinned(const Child *c)
+static const char *model_name(const Model *m)
 {
-        return child_config(c)->pin;
+        return child_name(m->child);
 }
 
-Child *supervisor_child(const Supervisor *s, const char *name)
+static bool model_pinned(const Model *m)
+{
+        return model_config(m)->pin;
+}
+
+/* Down: no process, and none coming unless asked for. */
+static bool model_down(const Model *m)
+{
+        return m->state == SERVING_ABSENT || m->state == SERVING_FAILED;
+}
+
+static Model *supervisor_model(const Supervisor *s, const char *name)
 {
         const ModelConfig *m = name ? config_find_model(s->config, name) : NULL;
 
-        for (size_t i = 0; m && i < s->n_children; i++) {
-                if (s->children[i] && streq(child_name(s->children[i]), m->name)) {
-                        return s->children[i];
+        for (size_t i = 0; m && i < s->n_models; i++) {
+                if (streq(model_name(s->models[i]), m->name)) {
+                        return s->models[i];
                 }
         }
         return NULL;
 }
 
-/* ---- persistence ---- */
-
-static void supervisor_persist_now(Supervisor *s)
+Child *supervisor_child(const Supervisor *s, const char *name)
 {
-        _cleanup_free_ char *path = NULL, *content = NULL;
-        int r;
+        Model *m = supervisor_model(s, name);
 
-        if (!s->active) {
-                return;
-        }
-        if (asprintf(&path, "%s/%s", s->options.state_dir, SUPERVISOR_STATE_FILE) < 0 ||
-            asprintf(&content, "# llmd: the active generation model, as chosen with llmctl\n"
-                               "model=%s\nloaded=%s\n",
-                     s->active, s->loaded ? "yes" : "no") < 0) {
-                log_error("Out of memory");
-                return;
-        }
-        r = write_file_atomic(path, content, 0644);
-        if (r < 0) {
-                log_error_errno(r, "Failed to save the active model in %s: %m", path);
+        return m ? m->child : NULL;
+}
+
+static bool supervisor_is_active(const Supervisor *s, const Model *m)
+{
+        return s->loaded && s->active && streq(s->active, model_name(m));
+}
+
+static void supervisor_notify_change(Supervisor *s)
+{
+        /* From the loop, once, after what is going on now: the proxy's held requests and the
+         * status must not run inside a supervisor call that the proxy made. */
+        if (sd_event_source_set_enabled(s->changed, SD_EVENT_ONESHOT) < 0 && s->options.on_change) {
+                s->options.on_change(s, s->options.userdata);
         }
 }
 
+static int supervisor_on_changed(sd_event_source *es, void *userdata)
+{
+        Supervisor *s = userdata;
+
+        if (s->options.on_change) {
+                s->options.on_change(s, s->options.userdata);
+        }
+        return 0;
+}
+
+/* ---- persistence ---- */
+
 static int supervisor_on_persist(sd_event_source *es, void *userdata)
 {
-        supervisor_persist_now(userdata);
+        Supervisor *s = userdata;
+
+        if (s->active) {
+                state_file_save_active(s->options.state_dir, s->active, s->loaded);
+        }
         return 0;
 }
 
@@ -164,315 +201,198 @@ static int supervisor_on_persist(sd_event_source *es, void *userdata)
 static void supervisor_persist(Supervisor *s)
 {
         if (sd_event_source_set_enabled(s->persist_source, SD_EVENT_ONESHOT) < 0) {
-                supervisor_persist_now(s);
+                (void) supervisor_on_persist(s->persist_source, s);
         }
 }
 
-static void supervisor_restore(Supervisor *s)
+/* The one writer of the active model and whether it is loaded. */
+static void supervisor_choose(Supervisor *s, const char *active, bool loaded)
 {
-        _cleanup_free_ char *path = NULL, *content = NULL;
-        _cleanup_strv_free_ char **lines = NULL;
-        const ModelConfig *m;
-        int r;
+        if (!streq_ptr(s->active, active)) {
+                char *a = active ? strdup(active) : NULL;
 
-        if (asprintf(&path, "%s/%s", s->options.state_dir, SUPERVISOR_STATE_FILE) < 0) {
-                return;
-        }
-        r = read_file(path, 4096, &content);
-        if (r == -ENOENT) {
-                return;
-        }
-        if (r < 0 || strv_split(content, "\n", &lines) < 0) {
-                log_warning_errno(r, "Cannot read %s, using the default model: %m", path);
-                return;
-        }
-        STRV_FOREACH(l, lines) {
-                if (strneq(*l, "model=", 6)) {
-                        m = config_find_model(s->config, *l + 6);
-                        if (!m || m->pin) {
-                                log_warning("%s names '%s', which is no generation model in %s now; "
-                                            "using the default",
-                                            path, *l + 6, s->config->path);
-                                return;
-                        }
-                        free(s->active);
-                        s->active = strdup(m->name);
-                } else if (streq(*l, "loaded=no")) {
-                        s->loaded = false;
-                }
-        }
-}
-
-/* ---- GPU memory ---- */
-
-static GpuRecord *gpu_record(Supervisor *s, const ModelConfig *m, bool create)
-{
-        GpuRecord *a;
-
-        for (size_t i = 0; i < s->n_records; i++) {
-                if (streq(s->records[i].name, m->name) && streq(s->records[i].path, m->model_path)) {
-                        return &s->records[i];
-                }
-        }
-        if (!create || !(a = realloc(s->records, sizeof(GpuRecord) * (s->n_records + 1)))) {
-                return NULL;
-        }
-        s->records = a;
-        a = &s->records[s->n_records];
-        *a = (GpuRecord) { .name = strdup(m->name), .path = strdup(m->model_path) };
-        if (!a->name || !a->path) {
-                free(a->name);
-                free(a->path);
-                return NULL;
-        }
-        s->n_records++;
-        return a;
-}
-
-/* STATE_DIR/gpu-memory: "NAME BYTES PATH" a line, what each model was seen to use. */
-static void gpu_records_save(Supervisor *s)
-{
-        _cleanup_free_ char *path = NULL, *content = strdup("# llmd: GPU memory each model was seen to use\n");
-
-        if (!content || asprintf(&path, "%s/%s", s->options.state_dir, SUPERVISOR_GPU_FILE) < 0) {
-                return;
-        }
-        for (size_t i = 0; i < s->n_records; i++) {
-                char *n;
-
-                if (s->records[i].measured == 0) {
-                        continue;
-                }
-                if (asprintf(&n, "%s%s %" PRIu64 " %s\n", content, s->records[i].name,
-                             s->records[i].measured, s->records[i].path) < 0) {
+                if (active && !a) {
+                        log_error("Out of memory");
                         return;
                 }
-                free(content);
-                content = n;
+                free(s->active);
+                s->active = a;
         }
-        if (write_file_atomic(path, content, 0644) < 0) {
-                log_warning("Cannot save %s", path);
-        }
+        s->loaded = loaded;
 }
 
-static void gpu_records_load(Supervisor *s)
+/* ---- the machine ---- */
+
+static void model_event(Model *m, ServingEvent e, ServingWhy why);
+
+static void supervisor_on_drained(void *userdata)
 {
-        _cleanup_free_ char *path = NULL, *content = NULL;
-        _cleanup_strv_free_ char **lines = NULL;
+        DrainWait *w = userdata;
+        Model *m = w->model;
 
-        if (asprintf(&path, "%s/%s", s->options.state_dir, SUPERVISOR_GPU_FILE) < 0 ||
-            read_file(path, 1 << 20, &content) < 0 || strv_split(content, "\n", &lines) < 0) {
-                return;
-        }
-        STRV_FOREACH(l, lines) {
-                _cleanup_strv_free_ char **f = NULL;
-                ModelConfig key = {};
-                GpuRecord *g;
-                uint64_t bytes;
-
-                if (**l == '#' || strv_split(*l, " ", &f) < 0 || strv_length(f) < 3 ||
-                    parse_size(f[1], &bytes) < 0) {
-                        continue;
-                }
-                key.name = f[0];
-                key.model_path = f[2]; /* a path with a space: the rest of the line */
-                for (size_t i = 3; f[i]; i++) {
-                        f[2][strlen(f[2])] = ' ';
-                }
-                g = gpu_record(s, &key, true);
-                if (g) {
-                        g->measured = bytes;
-                }
-        }
-}
-
-/* From the file's header and the flags llama-server gets. */
-static uint64_t gpu_estimate(const ModelConfig *m)
-{
-        GgufEstimateParams p = { .n_gpu_layers = -1, .cache_k_bits = 16, .cache_v_bits = 16 };
-        GgufInfo info = {};
-        uint64_t bytes;
-
-        for (char **a = m->args; a && *a; a++) {
-                const char *v = a[1];
-                unsigned *bits = streq(*a, "--cache-type-k") ? &p.cache_k_bits
-                                 : streq(*a, "--cache-type-v") ? &p.cache_v_bits
-                                                               : NULL;
-                unsigned n;
-
-                if (!v) {
-                        continue;
-                }
-                if (streq(*a, "--ctx-size") && parse_unsigned(v, UINT_MAX, &n) >= 0) {
-                        p.ctx_size = n;
-                } else if (streq(*a, "--n-gpu-layers")) {
-                        /* "auto", "all", -1 and anything from 999 up: every layer. */
-                        p.n_gpu_layers = parse_unsigned(v, UINT_MAX, &n) >= 0 && n < 999 ? (int64_t) n : -1;
-                } else if (bits) {
-                        (void) gguf_cache_type_bits(v, bits);
-                }
-        }
-        if (gguf_read(m->model_path, &info) < 0) {
-                return 0;
-        }
-        bytes = gguf_estimate_gpu_bytes(&info, &p);
-        gguf_info_done(&info);
-        return bytes;
-}
-
-uint64_t supervisor_model_estimate(Supervisor *s, const char *model)
-{
-        const ModelConfig *m = config_find_model(s->config, model);
-        GpuRecord *g = m ? gpu_record(s, m, true) : NULL;
-
-        if (!g) {
-                return 0;
-        }
-        if (!g->estimated_done) {
-                g->estimated = gpu_estimate(m);
-                g->estimated_done = true;
-        }
-        return g->estimated;
-}
-
-static void gpu_measure(Supervisor *s, Child *c);
-
-uint64_t supervisor_model_measured(Supervisor *s, const char *model)
-{
-        const ModelConfig *m = config_find_model(s->config, model);
-        Child *c = supervisor_child(s, model);
-        GpuRecord *g;
-
-        if (c) {
-                gpu_measure(s, c);
-        }
-        g = m ? gpu_record(s, m, false) : NULL;
-        return g ? g->measured : 0;
-}
-
-uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how)
-{
-        const ModelConfig *m = config_find_model(s->config, model);
-        uint64_t b;
-
-        *ret_how = NULL;
+        free(w);
         if (!m) {
-                return 0;
+                return;
         }
-        if (m->gpu_memory) {
-                *ret_how = "configured";
-                return m->gpu_memory;
-        }
-        if ((b = supervisor_model_measured(s, model)) > 0) {
-                *ret_how = "measured";
-                return b;
-        }
-        if ((b = supervisor_model_estimate(s, model)) > 0) {
-                *ret_how = "estimated";
-        }
-        return b;
+        m->drain = NULL;
+        model_event(m, SERVING_EVENT_DRAINED, SERVING_WHY_NONE);
 }
 
-/* What a ready child uses, as the GPU source sees it, once each time it became ready (again
- * later when it showed nothing yet): kept for next time. */
-static void gpu_measure(Supervisor *s, Child *c)
+/* Requests running on a model finish (or are cut off, now) before it stops: llama-server
+ * would ignore the SIGTERM while they run anyway. done comes exactly once, maybe at once. */
+static void model_drain(Model *m, bool now)
 {
-        GpuRecord *g;
-        uint64_t bytes = 0;
-        int r;
+        Supervisor *s = m->supervisor;
+        DrainWait *w;
 
-        if (!s->gpu || child_state(c) != CHILD_READY || child_pid(c) <= 0 ||
-            !(g = gpu_record(s, child_config(c), true)) || g->measured_ready_usec == child_ready_usec(c)) {
+        if (!s->options.drain) {
+                if (!now) {
+                        model_event(m, SERVING_EVENT_DRAINED, SERVING_WHY_NONE);
+                }
                 return;
         }
-        r = gpu_process_memory(s->gpu, child_pid(c), &bytes);
-        if (r < 0 || bytes == 0) {
+        if (m->drain && !now) {
+                return; /* one at a time; the one in progress ends it */
+        }
+        w = calloc(1, sizeof(DrainWait));
+        if (!w) {
+                if (!now) {
+                        model_event(m, SERVING_EVENT_DRAINED, SERVING_WHY_NONE);
+                }
                 return;
         }
-        g->measured_ready_usec = child_ready_usec(c);
-        log_model(LOG_INFO, child_name(c), NULL, "%s: uses %.2f GiB of GPU memory (estimated %.2f GiB)",
-                  child_name(c), (double) bytes / (1ULL << 30),
-                  (double) supervisor_model_estimate(s, child_name(c)) / (1ULL << 30));
-        if (g->measured != bytes) {
-                g->measured = bytes;
-                gpu_records_save(s);
+        w->model = m;
+        if (m->drain) {
+                m->drain->model = NULL; /* the older one's done is no longer ours */
+        }
+        m->drain = w;
+        s->options.drain(s->options.userdata, model_name(m), now, supervisor_on_drained, w);
+}
+
+static void model_do(Model *m, ServingAction a)
+{
+        switch (a) {
+        case SERVING_ACTION_NONE:
+                return;
+        case SERVING_ACTION_START:
+                m->again = false;
+                child_start(m->child);
+                return;
+        case SERVING_ACTION_DRAIN:
+                model_drain(m, false);
+                return;
+        case SERVING_ACTION_STOP:
+                if (child_state(m->child) != CHILD_STOPPED && child_state(m->child) != CHILD_FAILED) {
+                        child_stop(m->child);
+                }
+                return;
+        case SERVING_ACTION_KILL:
+                log_model(LOG_NOTICE, model_name(m), NULL, "%s: stopping at once (now): SIGKILL",
+                          model_name(m));
+                model_drain(m, true);
+                child_stop(m->child);
+                child_kill_now(m->child);
+                return;
+        case _SERVING_ACTION_MAX:
+                return;
         }
 }
+
+/* The one place a model's serving state changes. */
+static void model_event(Model *m, ServingEvent e, ServingWhy why)
+{
+        Supervisor *s = m->supervisor;
+        ServingState old = m->state;
+        ServingAction a;
+        int next = serving_transition(old, e, &a);
+
+        if (next < 0) {
+                log_debug("%s: serving event %s ignored in state %s", model_name(m),
+                          serving_event_to_string(e), serving_state_to_string(old));
+                return;
+        }
+        m->state = next;
+        if (why != SERVING_WHY_NONE) {
+                m->why = why;
+        }
+        if (e == SERVING_EVENT_UNLOAD || e == SERVING_EVENT_STOP || e == SERVING_EVENT_KILL) {
+                m->again = m->again && why == SERVING_WHY_RELOAD;
+        }
+        if (old != m->state) {
+                log_debug("%s: %s --%s--> %s (%s)", model_name(m), serving_state_to_string(old),
+                          serving_event_to_string(e), serving_state_to_string(m->state),
+                          serving_why_to_string(m->why));
+        }
+        model_do(m, a);
+        /* Down, and wanted back (a reload that changed it): it loads again. */
+        if (m->state == SERVING_ABSENT && m->again && !s->stopping) {
+                model_event(m, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
+        }
+        if (old != m->state) {
+                supervisor_notify_change(s);
+        }
+}
+
+/* ---- GPU memory and the planner ---- */
 
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret)
 {
         GpuMemory g = {};
 
-        *ret = (SupervisorGpu) { .source = s->gpu ? gpu_source_name(s->gpu) : NULL, .why = s->gpu_why };
-        for (size_t i = 0; i < s->n_children; i++) {
-                gpu_measure(s, s->children[i]);
+        *ret = (SupervisorGpu) { .source = footprint_source(s->footprint), .why = footprint_why(s->footprint) };
+        for (size_t i = 0; i < s->n_models; i++) {
+                footprint_measure(s->footprint, s->children[i]);
         }
-        if (s->gpu && gpu_memory(s->gpu, &g) >= 0) {
+        if (footprint_gpu(s->footprint, &g) >= 0) {
                 ret->total = g.total;
                 ret->used = g.used;
                 ret->free = g.free;
         }
-        ret->budget = s->config->gpu_memory;
-        if (ret->budget == 0 && ret->total > 0) {
-                uint64_t margin = MAX(ret->total / 20, SUPERVISOR_GPU_MARGIN_MIN);
-                ret->budget = ret->total > margin ? ret->total - margin : 0;
-        }
+        ret->budget = footprint_budget(s->config->gpu_memory, ret->total);
         ret->max_resident = s->config->max_resident ? s->config->max_resident : ret->budget ? 0 : 1;
-        for (size_t i = 0; i < s->n_children; i++) {
+        for (size_t i = 0; i < s->n_models; i++) {
                 const char *how;
 
-                if (!child_is_down(s->children[i])) {
-                        ret->resident += supervisor_model_gpu(s, child_name(s->children[i]), &how);
+                if (serving_state_running(s->models[i]->state)) {
+                        ret->resident += footprint_need(s->footprint, model_config(s->models[i]), &how);
                 }
         }
 }
 
-/* The files of the generation models that are not loaded, most recently used first, into the
- * page cache: the next switch to one of them is a warm load. */
-static void supervisor_prefetch(Supervisor *s)
+uint64_t supervisor_model_estimate(Supervisor *s, const char *model)
 {
-        _cleanup_free_ Child **order = NULL;
-        _cleanup_strv_free_ char **paths = NULL;
-        size_t n = 0;
+        Model *m = supervisor_model(s, model);
 
-        if (!s->config->prefetch || s->stopping || s->op ||
-            !(order = calloc(MAX(s->n_children, (size_t) 1), sizeof(Child *)))) {
-                return;
-        }
-        for (size_t i = 0; i < s->n_children; i++) {
-                if (child_state(s->children[i]) == CHILD_LOADING) {
-                        return; /* never beside a load: it starts again when that is done */
-                }
-        }
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
-                size_t j = n++;
-
-                if (child_is_pinned(c) || !child_is_down(c)) {
-                        n--;
-                        continue;
-                }
-                /* Insertion sort, most recent first; never used keeps the configuration's order. */
-                while (j > 0 && child_used_usec(order[j - 1]) < child_used_usec(c)) {
-                        order[j] = order[j - 1];
-                        j--;
-                }
-                order[j] = c;
-        }
-        for (size_t i = 0; i < n; i++) {
-                if (strv_extend(&paths, child_config(order[i])->model_path) < 0) {
-                        return;
-                }
-        }
-        if (prefetch_start(s->prefetch, paths, s->config->prefetch_limit) < 0) {
-                log_warning("prefetch: cannot start the helper");
-        }
+        return m ? footprint_estimate(s->footprint, model_config(m)) : 0;
 }
 
-/* The children as the planner sees them, in their order, and the limits. */
-static ResidentModel *supervisor_models(Supervisor *s, ResidencyLimits *ret_limits)
+uint64_t supervisor_model_measured(Supervisor *s, const char *model)
 {
-        ResidentModel *models = calloc(MAX(s->n_children, (size_t) 1), sizeof(ResidentModel));
+        Model *m = supervisor_model(s, model);
+
+        if (!m) {
+                return 0;
+        }
+        footprint_measure(s->footprint, m->child);
+        return footprint_measured(s->footprint, model_config(m));
+}
+
+uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how)
+{
+        Model *m = supervisor_model(s, model);
+
+        *ret_how = NULL;
+        if (!m) {
+                return 0;
+        }
+        footprint_measure(s->footprint, m->child);
+        return footprint_need(s->footprint, model_config(m), ret_how);
+}
+
+/* The models as the planner sees them, in their order, and the limits. */
+static ResidentModel *supervisor_plan_input(Supervisor *s, ResidencyLimits *ret_limits)
+{
+        ResidentModel *models = calloc(MAX(s->n_models, (size_t) 1), sizeof(ResidentModel));
         SupervisorGpu gpu;
 
         if (!models) {
@@ -480,45 +400,64 @@ static ResidentModel *supervisor_models(Supervisor *s, ResidencyLimits *ret_limi
         }
         supervisor_gpu(s, &gpu);
         *ret_limits = (ResidencyLimits) { .max_resident = gpu.max_resident, .budget = gpu.budget };
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
                 const char *how;
 
                 models[i] = (ResidentModel) {
-                        .name = child_name(c),
-                        .running = !child_is_down(c),
-                        .pinned = child_is_pinned(c),
-                        .active = s->loaded && s->active && streq(s->active, child_name(c)),
-                        .last_used_usec = child_used_usec(c),
-                        .bytes = supervisor_model_gpu(s, child_name(c), &how),
+                        .name = model_name(m),
+                        /* A model draining or stopping still takes its memory: the plan may
+                         * name it, and the switch waits for it to be down. */
+                        .running = serving_state_running(m->state),
+                        .pinned = model_pinned(m),
+                        .active = supervisor_is_active(s, m),
+                        .last_used_usec = child_used_usec(m->child),
+                        .bytes = footprint_need(s->footprint, model_config(m), &how),
                 };
         }
         return models;
 }
 
-/* The models to stop so that target fits (names), or -E2BIG with the reason. */
+/* The models to stop so that target fits (names), or -E2BIG with the reason. A model that ran
+ * before (its size was measured) may always run alone: then everything but the pinned models
+ * makes room for it, whatever the budget says. */
 static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
 {
         ResidencyLimits l;
-        _cleanup_free_ ResidentModel *models = supervisor_models(s, &l);
-        _cleanup_free_ size_t *evict = calloc(MAX(s->n_children, (size_t) 1), sizeof(size_t));
+        _cleanup_free_ ResidentModel *models = supervisor_plan_input(s, &l);
+        _cleanup_free_ size_t *evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
         _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
+        const char *how = NULL;
         size_t t = 0, n = 0;
         int r;
 
         if (!models || !evict || !names) {
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < s->n_children; i++) {
+        for (size_t i = 0; i < s->n_models; i++) {
                 if (streq(models[i].name, target)) {
                         t = i;
                 }
         }
-        r = residency_plan(models, s->n_children, t, &l, evict, &n);
+        r = residency_plan(models, s->n_models, t, &l, evict, &n);
         if (r == -E2BIG) {
+                (void) footprint_need(s->footprint, model_config(s->models[t]), &how);
+        }
+        if (r == -E2BIG && streq_ptr(how, "measured")) {
+                log_model(LOG_NOTICE, target, "switch", "%s was seen to use %.1f GiB, over the budget of "
+                          "%.1f GiB; it ran before, so it runs alone", target,
+                          (double) models[t].bytes / (1ULL << 30), (double) l.budget / (1ULL << 30));
+                n = 0;
+                for (size_t i = 0; i < s->n_models; i++) {
+                        if (i != t && models[i].running && !models[i].pinned) {
+                                evict[n++] = i;
+                        }
+                }
+                r = 0;
+        } else if (r == -E2BIG) {
                 uint64_t pinned = 0;
 
-                for (size_t i = 0; i < s->n_children; i++) {
+                for (size_t i = 0; i < s->n_models; i++) {
                         pinned += models[i].pinned && models[i].running ? models[i].bytes : 0;
                 }
                 if (asprintf(ret_reason, "%s needs %.1f GiB of GPU memory and the budget is %.1f GiB, "
@@ -541,7 +480,32 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
         return 0;
 }
 
-/* ---- switching ---- */
+/* The files of the generation models that are not loaded into the page cache: the next switch
+ * to one of them is a warm load. Never beside a load or a switch. */
+static void supervisor_prefetch(Supervisor *s)
+{
+        _cleanup_free_ Child **down = calloc(MAX(s->n_models, (size_t) 1), sizeof(Child *));
+        size_t n = 0;
+
+        if (!s->config->prefetch || s->stopping || s->op || !down) {
+                return;
+        }
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
+
+                if (m->state == SERVING_LOADING) {
+                        return; /* it starts again when that is done */
+                }
+                if (!model_pinned(m) && model_down(m)) {
+                        down[n++] = m->child;
+                }
+        }
+        if (prefetch_start_children(s->prefetch, down, n, s->config->prefetch_limit) < 0) {
+                log_warning("prefetch: cannot start the helper");
+        }
+}
+
+/* ---- operations ---- */
 
 static void op_free(SwitchOp *op)
 {
@@ -557,15 +521,6 @@ static void op_free(SwitchOp *op)
         free(op);
 }
 
-static void supervisor_advance(Supervisor *s);
-
-static void supervisor_notify_change(Supervisor *s)
-{
-        if (s->options.on_change) {
-                s->options.on_change(s, s->options.userdata);
-        }
-}
-
 static void op_progress(Supervisor *s, SwitchPhase phase, const char *model, double progress)
 {
         for (size_t i = 0; s->op && i < s->op->n_waiters; i++) {
@@ -573,6 +528,19 @@ static void op_progress(Supervisor *s, SwitchPhase phase, const char *model, dou
                         s->op->waiters[i].cb.progress(s->op->waiters[i].userdata, phase, model, progress);
                 }
         }
+}
+
+/* The one writer of the operation's phase. */
+static void op_set_phase(Supervisor *s, SwitchPhase phase, const char *model)
+{
+        s->op->phase = phase;
+        s->op->progress = -1;
+        op_progress(s, phase, model, -1);
+        if (phase != SWITCH_STOPPING) {
+                (void) sd_event_source_set_time_relative(s->progress_timer, SUPERVISOR_PROGRESS_USEC);
+                (void) sd_event_source_set_enabled(s->progress_timer, SD_EVENT_ON);
+        }
+        supervisor_notify_change(s);
 }
 
 static int op_add_waiter(SwitchOp *op, const SwitchCallbacks *cb, void *userdata)
@@ -632,122 +600,80 @@ static void op_finish(Supervisor *s, int error, const char *restored, const char
         supervisor_notify_change(s);
 }
 
-/* Whether every model the operation stops to make room is down (and what a reload removed). */
-static bool evicted_down(const Supervisor *s)
+/* Whether every model the operation stops is down, and what a reload removed. */
+static bool op_evicted_down(const Supervisor *s)
 {
         STRV_FOREACH(n, s->op->evict) {
-                Child *c = supervisor_child(s, *n);
+                Model *m = supervisor_model(s, *n);
 
-                if (c && !child_is_down(c)) {
+                if (m && !model_down(m)) {
                         return false;
                 }
         }
         for (size_t i = 0; i < s->n_retired; i++) {
-                if (!child_is_pinned(s->retired[i]) && !child_is_down(s->retired[i])) {
+                if (!model_pinned(s->retired[i]) && !model_down(s->retired[i])) {
                         return false;
                 }
         }
         return true;
 }
 
-bool supervisor_evicting(const Supervisor *s, const char *model)
-{
-        const ModelConfig *m;
-
-        /* Asked for every request the proxy dispatches: nothing to look up without a switch. */
-        if (!s->op) {
-                return false;
-        }
-        m = config_find_model(s->config, model);
-        return m && strv_contains(s->op->evict, m->name);
-}
-
-/* Generation children other than keep that still run. */
-static bool generation_down_except(const Supervisor *s, const char *keep)
-{
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
-
-                if (child_is_pinned(c) || (keep && streq(child_name(c), keep))) {
-                        continue;
-                }
-                if (!child_is_down(c)) {
-                        return false;
-                }
-        }
-        /* A profile a reload removed may still be stopping. */
-        for (size_t i = 0; i < s->n_retired; i++) {
-                if (!child_is_pinned(s->retired[i]) && !child_is_down(s->retired[i])) {
-                        return false;
-                }
-        }
-        return true;
-}
-
-static void op_fail(Supervisor *s, Child *t)
+/* The target failed to load, or crashed while loading: the switch gives up on it. The one
+ * place a failed switch is logged. */
+static void op_fail(Supervisor *s, Model *t)
 {
         SwitchOp *op = s->op;
+        Model *p;
 
         free(op->reason);
-        op->reason = strdup(child_reason(t) ? child_reason(t) : "failed to load");
+        op->reason = strdup(child_reason(t->child) ? child_reason(t->child) : "failed to load");
         strv_free(op->log);
-        op->log = strv_copy(child_last_lines(t));
-        log_model(LOG_ERR, op->target, "switch", "Switch to %s failed: %s", op->target,
-                  op->reason ? op->reason : "?");
-        /* A crashed target would be restarted by its backoff: not while we restore. */
-        if (child_state(t) != CHILD_FAILED) {
-                child_stop(t);
-        }
+        op->log = strv_copy(child_last_lines(t->child));
+        log_model(LOG_ERR, op->target, "switch", "Switch to %s failed: %s (see: journalctl -u llmd MODEL=%s)",
+                  op->target, op->reason ? op->reason : "?", op->target);
+        model_event(t, SERVING_EVENT_FAILED, SERVING_WHY_FAILED);
         if (op->beside) {
                 /* The active model served all along: it still does. */
                 op_finish(s, -EIO, op->load_only ? NULL : s->active, NULL);
                 return;
         }
-        if (op->previous && !streq(op->previous, op->target)) {
+        p = op->previous && !streq(op->previous, op->target) ? supervisor_model(s, op->previous) : NULL;
+        if (p) {
                 /* Not evicted any more: it is what serves now. */
                 strv_remove(op->evict, op->previous);
-                free(s->active);
-                s->active = strdup(op->previous);
-                op->phase = SWITCH_RESTORING;
+                supervisor_choose(s, op->previous, s->loaded);
                 log_model(LOG_NOTICE, op->previous, "switch", "Restoring %s", op->previous);
-                op_progress(s, SWITCH_RESTORING, op->previous, -1);
-                child_start(supervisor_child(s, op->previous));
+                op_set_phase(s, SWITCH_RESTORING, op->previous);
+                model_event(p, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
                 return;
         }
         op_finish(s, -EIO, NULL, NULL);
 }
 
-/* Where a child that was started got: 1 ready, -1 failed or crashed, 0 not yet. */
-static int child_outcome(const Child *c)
+/* Whether a model that is loading has crashed (its child waits to restart, or is being
+ * taken down): for a switch, that is a failure. */
+static bool model_crashed(const Model *m)
 {
-        switch (child_state(c)) {
-        case CHILD_READY:
-                return 1;
-        case CHILD_FAILED:
-        case CHILD_BACKOFF:
-                return -1;
-        case CHILD_STOPPED:
-        case CHILD_LOADING:
-        case CHILD_STOPPING:
-        case CHILD_KILLING:
-        case _CHILD_STATE_MAX:
-        case _CHILD_STATE_INVALID:
-                return 0;
-        }
-        return 0;
+        ChildState st = child_state(m->child);
+
+        return m->state == SERVING_LOADING && (st == CHILD_BACKOFF || st == CHILD_KILLING);
 }
 
 static void supervisor_advance_once(Supervisor *s)
 {
         SwitchOp *op = s->op;
-        Child *c;
+        Model *m;
 
         if (!op) {
                 return;
         }
         switch (op->phase) {
         case SWITCH_STOPPING:
-                if (!evicted_down(s)) {
+                m = op->target ? supervisor_model(s, op->target) : NULL;
+                /* The target itself may still be on its way down (drained after an unload):
+                 * it loads anew once it is. */
+                if (!op_evicted_down(s) ||
+                    (m && (m->state == SERVING_DRAINING || m->state == SERVING_STOPPING))) {
                         return;
                 }
                 op->stopped_usec = now_usec(s);
@@ -756,17 +682,13 @@ static void supervisor_advance_once(Supervisor *s)
                         op_finish(s, 0, NULL, NULL);
                         return;
                 }
-                op->phase = SWITCH_LOADING;
-                op->progress = -1;
-                op_progress(s, SWITCH_LOADING, op->target, -1);
-                (void) sd_event_source_set_time_relative(s->progress_timer, SUPERVISOR_PROGRESS_USEC);
-                (void) sd_event_source_set_enabled(s->progress_timer, SD_EVENT_ON);
-                child_start(supervisor_child(s, op->target));
+                op_set_phase(s, SWITCH_LOADING, op->target);
+                model_event(m, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
                 s->advance_again = true;
                 return;
         case SWITCH_LOADING:
-                c = supervisor_child(s, op->target);
-                if (child_outcome(c) > 0) {
+                m = supervisor_model(s, op->target);
+                if (m->state == SERVING_READY) {
                         if (op->load_only) {
                                 log_model(LOG_INFO, op->target, "load", "Loaded %s beside %s in %.3f s",
                                           op->target, s->active ? s->active : "nothing",
@@ -774,24 +696,23 @@ static void supervisor_advance_once(Supervisor *s)
                                 op_finish(s, 0, NULL, NULL);
                                 return;
                         }
-                        if (op->beside) {
-                                /* Made before break: the target takes over now. */
-                                free(s->active);
-                                s->active = strdup(op->target);
-                        }
-                        child_touch(c);
+                        /* Made before break: the target takes over now. */
+                        supervisor_choose(s, op->target, s->loaded);
+                        child_touch(m->child);
                         supervisor_persist(s);
                         log_model(LOG_INFO, op->target, "switch", "Switched to %s in %.3f s",
                                   op->target, (double) (now_usec(s) - op->start_usec) / USEC_PER_SEC);
                         op_finish(s, 0, NULL, NULL);
-                } else if (child_outcome(c) < 0) {
-                        op_fail(s, c);
+                } else if (m->state != SERVING_LOADING || model_crashed(m)) {
+                        op_fail(s, m);
                 }
                 return;
         case SWITCH_RESTORING:
-                c = supervisor_child(s, op->previous);
-                if (child_outcome(c) != 0) {
-                        op_finish(s, -EIO, child_outcome(c) > 0 ? op->previous : NULL, NULL);
+                m = supervisor_model(s, op->previous);
+                if (m->state == SERVING_READY) {
+                        op_finish(s, -EIO, op->previous, NULL);
+                } else if (m->state != SERVING_LOADING || model_crashed(m)) {
+                        op_finish(s, -EIO, NULL, NULL);
                 }
                 return;
         case _SWITCH_PHASE_MAX:
@@ -799,7 +720,7 @@ static void supervisor_advance_once(Supervisor *s)
         }
 }
 
-/* Child callbacks can come while we act on children: run the steps as a loop, not nested. */
+/* Events come while an operation acts on models: run its steps as a loop, not nested. */
 static void supervisor_advance(Supervisor *s)
 {
         if (s->advancing) {
@@ -875,60 +796,6 @@ static int supervisor_check_target(Supervisor *s, const char *target, const Mode
         return 0;
 }
 
-typedef struct DrainWait {
-        Supervisor *supervisor;
-        char *model;
-        bool now;
-} DrainWait;
-
-static void supervisor_stop_child(Supervisor *s, Child *c, bool now)
-{
-        child_stop(c);
-        if (now) {
-                log_model(LOG_NOTICE, child_name(c), NULL, "%s: stopping at once (now): SIGKILL",
-                          child_name(c));
-                child_kill_now(c);
-        }
-}
-
-static void supervisor_on_drained(void *userdata)
-{
-        DrainWait *w = userdata;
-        Child *c = supervisor_child(w->supervisor, w->model);
-
-        /* Still running and still not wanted (a newer switch may want it back). */
-        if (c && !child_is_down(c) &&
-            !(w->supervisor->active && streq(w->supervisor->active, w->model) &&
-              w->supervisor->loaded)) {
-                supervisor_stop_child(w->supervisor, c, w->now);
-        }
-        supervisor_advance(w->supervisor);
-        free(w->model);
-        free(w);
-}
-
-/* Requests running on a model finish (or are cut off) before it stops: llama-server would
- * ignore the SIGTERM while they run anyway. */
-static void supervisor_drain_and_stop(Supervisor *s, Child *c, bool now)
-{
-        DrainWait *w;
-
-        if (!s->options.drain || child_state(c) != CHILD_READY) {
-                supervisor_stop_child(s, c, now);
-                return;
-        }
-        w = calloc(1, sizeof(DrainWait));
-        if (!w || !(w->model = strdup(child_name(c)))) {
-                free(w);
-                supervisor_stop_child(s, c, now);
-                return;
-        }
-        w->supervisor = s;
-        w->now = now;
-        s->options.drain(s->options.userdata, w->model, now, supervisor_on_drained, w);
-}
-
-/* A switch to a resident model that is ready: a change of route, nothing started or stopped. */
 static uint64_t clock_usec(void)
 {
         struct timespec ts;
@@ -944,18 +811,19 @@ static char *op_supersede(Supervisor *s, const char *target)
 {
         char *previous = TAKE_PTR(s->op->previous);
         _cleanup_free_ char *old = s->op->target ? strdup(s->op->target) : NULL;
-        Child *c;
+        Model *m;
 
         op_finish(s, -ESTALE, NULL, target ? target : "stop");
-        c = old && (!target || !streq(old, target)) && !(previous && streq(old, previous))
-                    ? supervisor_child(s, old) : NULL;
-        if (c && !child_is_down(c) && child_state(c) != CHILD_READY) {
+        m = old && (!target || !streq(old, target)) && !(previous && streq(old, previous))
+                    ? supervisor_model(s, old) : NULL;
+        if (m && m->state == SERVING_LOADING) {
                 log_model(LOG_INFO, old, "switch", "%s: no longer wanted, stopping its load", old);
-                supervisor_stop_child(s, c, false);
+                model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_SUPERSEDED);
         }
         return previous;
 }
 
+/* A switch to a resident model that is ready: a change of route, nothing started or stopped. */
 static void supervisor_switch_resident(Supervisor *s, const char *target, const SwitchCallbacks *cb,
                                        void *userdata)
 {
@@ -967,9 +835,7 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
         } else if (s->loaded && s->active) {
                 previous = strdup(s->active);
         }
-        free(s->active);
-        s->active = strdup(target);
-        s->loaded = true;
+        supervisor_choose(s, target, true);
         child_touch(supervisor_child(s, target));
         supervisor_persist(s);
         supervisor_prefetch(s);
@@ -988,14 +854,24 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
         supervisor_notify_change(s);
 }
 
+static bool supervisor_generation_down(const Supervisor *s)
+{
+        for (size_t i = 0; i < s->n_models; i++) {
+                if (!model_pinned(s->models[i]) && !model_down(s->models[i])) {
+                        return false;
+                }
+        }
+        return true;
+}
+
 static int supervisor_begin(Supervisor *s, const char *target, bool loaded, SwitchFlags flags,
                             const SwitchCallbacks *cb, void *userdata, char **ret_reason)
 {
         _cleanup_free_ char *previous = NULL;
         _cleanup_strv_free_ char **evict = NULL;
         bool load_only = flags & SWITCH_LOAD_ONLY, beside;
-        Child *t = target ? supervisor_child(s, target) : NULL;
-        Child *a = s->loaded && s->active ? supervisor_child(s, s->active) : NULL;
+        Model *t = target ? supervisor_model(s, target) : NULL;
+        Model *a = s->loaded && s->active ? supervisor_model(s, s->active) : NULL;
         SwitchOp *op;
         int r;
 
@@ -1005,15 +881,15 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
             (!load_only || s->op->target)) {
                 if (!load_only && s->op->load_only) {
                         s->op->load_only = false;
-                        s->loaded = true;
+                        supervisor_choose(s, s->active, true);
                 }
                 return op_add_waiter(s->op, cb, userdata);
         }
 
         /* Nothing to do: say so. */
-        if (!s->op && ((t && load_only && !child_is_down(t)) ||
-                       (t && s->loaded && streq(s->active, target) && child_state(t) == CHILD_READY) ||
-                       (!t && !s->loaded && generation_down_except(s, NULL)))) {
+        if (!s->op && ((t && load_only && serving_state_resident(t->state)) ||
+                       (t && supervisor_is_active(s, t) && t->state == SERVING_READY) ||
+                       (!t && !s->loaded && supervisor_generation_down(s)))) {
                 SwitchResult res = { .kind = SWITCH_KIND_RESIDENT, .from = s->active, .to = target };
 
                 if (cb && cb->done) {
@@ -1021,7 +897,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                 }
                 return 0;
         }
-        if (t && !load_only && child_state(t) == CHILD_READY && !supervisor_evicting(s, target)) {
+        if (t && !load_only && t->state == SERVING_READY) {
                 supervisor_switch_resident(s, target, cb, userdata);
                 return 0;
         }
@@ -1034,10 +910,10 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         } else {
                 /* Stop: every generation model. */
                 evict = calloc(1, sizeof(char *));
-                for (size_t i = 0; evict && i < s->n_children; i++) {
-                        Child *c = s->children[i];
+                for (size_t i = 0; evict && i < s->n_models; i++) {
+                        Model *m = s->models[i];
 
-                        if (!child_is_pinned(c) && !child_is_down(c) && strv_extend(&evict, child_name(c)) < 0) {
+                        if (!model_pinned(m) && !model_down(m) && strv_extend(&evict, model_name(m)) < 0) {
                                 return -ENOMEM;
                         }
                 }
@@ -1047,7 +923,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         }
         /* Make before break: the active model keeps serving while the target loads, when it
          * need not make room. */
-        beside = t && a && child_state(a) == CHILD_READY && !strv_contains(evict, s->active) &&
+        beside = t && a && a->state == SERVING_READY && !strv_contains(evict, s->active) &&
                  !streq(s->active, target);
         if (load_only && !beside && a && !streq(s->active, target)) {
                 if (asprintf(ret_reason, "no room for %s beside the active model %s (llmctl switch %s "
@@ -1061,12 +937,8 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                 /* The older switch is superseded; what served before it is still the model to
                  * restore if this one fails. */
                 previous = op_supersede(s, target);
-        } else if (a) {
-                ChildState st = child_state(a);
-
-                if (st == CHILD_READY || st == CHILD_LOADING || st == CHILD_BACKOFF) {
-                        previous = strdup(s->active);
-                }
+        } else if (a && (a->state == SERVING_READY || a->state == SERVING_LOADING)) {
+                previous = strdup(s->active);
         }
 
         op = calloc(1, sizeof(SwitchOp));
@@ -1086,26 +958,24 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                 return -ENOMEM; /* nothing started yet: the op ends with the next one */
         }
         prefetch_stop(s->prefetch); /* never beside a load */
-        if (target && !op->beside) {
-                /* Break before make: requests wait for the target. */
-                free(s->active);
-                s->active = strdup(target);
-        }
         if (!load_only) {
-                s->loaded = loaded;
+                /* Break before make: requests wait for the target. Made before break: the
+                 * active model stays until the target is ready. */
+                supervisor_choose(s, target && !op->beside ? target : s->active, loaded);
         }
         log_model(LOG_INFO, target, "switch", "%s %s → %s%s", load_only ? "Loading" : "Switching",
                   op->previous ? op->previous : "none", target ? target : "none",
                   op->beside && !load_only ? " (beside it until ready)" : "");
 
         STRV_FOREACH(n, op->evict) {
-                Child *c = supervisor_child(s, *n);
+                Model *m = supervisor_model(s, *n);
 
-                if (c && !child_is_down(c)) {
+                if (m && !model_down(m)) {
                         op_progress(s, SWITCH_STOPPING, *n, -1);
                         log_model(LOG_INFO, *n, "evict", "Stopping %s to make room for %s", *n,
                                   target ? target : "nothing");
-                        supervisor_drain_and_stop(s, c, flags & SWITCH_NOW);
+                        model_event(m, flags & SWITCH_NOW ? SERVING_EVENT_KILL : SERVING_EVENT_UNLOAD,
+                                    target ? SERVING_WHY_EVICT : SERVING_WHY_STOP);
                 }
         }
         supervisor_notify_change(s);
@@ -1135,39 +1005,29 @@ int supervisor_switch(Supervisor *s, const char *target, SwitchFlags flags,
 
 int supervisor_unload(Supervisor *s, const char *name, char **ret_reason)
 {
-        const ModelConfig *m = config_find_model(s->config, name);
-        Child *c = m ? supervisor_child(s, m->name) : NULL;
+        Model *m = supervisor_model(s, name);
         int r = 0;
 
         *ret_reason = NULL;
-        if (!c) {
+        if (!m) {
                 r = asprintf(ret_reason, "no model '%s'", name) < 0 ? -ENOMEM : -ENOENT;
-        } else if (m->pin) {
-                r = asprintf(ret_reason, "'%s' is pinned: always loaded", m->name) < 0 ? -ENOMEM : -EPERM;
-        } else if (s->loaded && s->active && streq(s->active, m->name)) {
-                r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)", m->name) < 0
+        } else if (model_pinned(m)) {
+                r = asprintf(ret_reason, "'%s' is pinned: always loaded", model_name(m)) < 0 ? -ENOMEM : -EPERM;
+        } else if (supervisor_is_active(s, m)) {
+                r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)", model_name(m)) < 0
                             ? -ENOMEM : -EBUSY;
-        } else if (s->op && s->op->target && streq(s->op->target, m->name)) {
+        } else if (s->op && s->op->target && streq(s->op->target, model_name(m))) {
                 r = asprintf(ret_reason, "'%s' is being loaded (llmctl switch to another model stops that)",
-                             m->name) < 0 ? -ENOMEM : -EBUSY;
+                             model_name(m)) < 0 ? -ENOMEM : -EBUSY;
         }
         if (r < 0) {
                 return r;
         }
-        if (!child_is_down(c)) {
-                log_model(LOG_INFO, m->name, "unload", "Unloading %s", m->name);
-                supervisor_drain_and_stop(s, c, false);
+        if (serving_state_resident(m->state)) {
+                log_model(LOG_INFO, model_name(m), "unload", "Unloading %s", model_name(m));
         }
+        model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_UNLOAD);
         return 0;
-}
-
-void supervisor_touch(Supervisor *s, const char *model)
-{
-        Child *c = supervisor_child(s, model);
-
-        if (c) {
-                child_touch(c);
-        }
 }
 
 int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *userdata,
@@ -1181,33 +1041,60 @@ int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *user
         return supervisor_switch(s, s->active, 0, cb, userdata, ret_reason);
 }
 
+/* ---- requests ---- */
+
+static void supervisor_arm_unload(Supervisor *s);
+
+void supervisor_request_begin(Supervisor *s, const char *model)
+{
+        Model *m = supervisor_model(s, model);
+
+        if (m) {
+                m->in_flight++;
+                child_touch(m->child);
+        }
+}
+
+void supervisor_request_end(Supervisor *s, const char *model)
+{
+        Model *m = supervisor_model(s, model);
+
+        if (m) {
+                if (m->in_flight > 0) {
+                        m->in_flight--;
+                }
+                child_touch(m->child); /* idle from its last byte on */
+                supervisor_arm_unload(s);
+        }
+}
+
 /* ---- unload-after ---- */
 
 /* Stops the resident models that are not active and have served nothing for their
- * unload-after, and arms the timer for the next that could be. */
+ * unload-after, counted from the end of their last request, and arms the timer for the next
+ * that could be. A model with a request running is not idle. */
 static int supervisor_on_unload_timer(sd_event_source *es, uint64_t usec, void *userdata)
 {
         Supervisor *s = userdata;
         uint64_t now = now_usec(s), next = UINT64_MAX;
 
-        for (size_t i = 0; i < s->n_children && !s->stopping; i++) {
-                Child *c = s->children[i];
-                const ModelConfig *m = child_config(c);
+        for (size_t i = 0; i < s->n_models && !s->stopping; i++) {
+                Model *m = s->models[i];
+                const ModelConfig *c = model_config(m);
                 uint64_t due;
 
-                if (m->pin || m->unload_after_usec == 0 || child_state(c) != CHILD_READY ||
-                    (s->active && streq(s->active, m->name)) ||
-                    (s->op && s->op->target && streq(s->op->target, m->name)) ||
-                    supervisor_evicting(s, m->name)) {
+                if (c->pin || c->unload_after_usec == 0 || m->state != SERVING_READY ||
+                    m->in_flight > 0 || (s->active && streq(s->active, c->name)) ||
+                    (s->op && s->op->target && streq(s->op->target, c->name))) {
                         continue;
                 }
-                due = child_used_usec(c) + m->unload_after_usec;
+                due = child_used_usec(m->child) + c->unload_after_usec;
                 if (due <= now) {
                         char buf[32];
 
-                        log_model(LOG_INFO, m->name, "unload", "%s: unused for %s (unload-after), unloading",
-                                  m->name, format_duration(buf, sizeof(buf), m->unload_after_usec));
-                        supervisor_drain_and_stop(s, c, false);
+                        log_model(LOG_INFO, c->name, "unload", "%s: unused for %s (unload-after), unloading",
+                                  c->name, format_duration(buf, sizeof(buf), c->unload_after_usec));
+                        model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_IDLE);
                 } else {
                         next = MIN(next, due);
                 }
@@ -1228,21 +1115,7 @@ static void supervisor_arm_unload(Supervisor *s)
 
 /* ---- children ---- */
 
-static int supervisor_on_sweep(sd_event_source *es, void *userdata)
-{
-        Supervisor *s = userdata;
-        size_t j = 0;
-
-        for (size_t i = 0; i < s->n_retired; i++) {
-                if (child_is_down(s->retired[i])) {
-                        child_free(s->retired[i]);
-                } else {
-                        s->retired[j++] = s->retired[i];
-                }
-        }
-        s->n_retired = j;
-        return 0;
-}
+static int supervisor_on_sweep(sd_event_source *es, void *userdata);
 
 static void supervisor_check_stop(Supervisor *s)
 {
@@ -1251,26 +1124,26 @@ static void supervisor_check_stop(Supervisor *s)
         if (!s->stopping) {
                 return;
         }
-        for (size_t i = 0; i < s->n_children; i++) {
-                if (!child_is_down(s->children[i])) {
+        for (size_t i = 0; i < s->n_models; i++) {
+                if (!model_down(s->models[i])) {
                         all_down = false;
-                        if (!child_is_pinned(s->children[i])) {
+                        if (!model_pinned(s->models[i])) {
                                 gen_down = false;
                         }
                 }
         }
         for (size_t i = 0; i < s->n_retired; i++) {
-                if (!child_is_down(s->retired[i])) {
+                if (!model_down(s->retired[i])) {
                         all_down = gen_down = false;
                 }
         }
         if (gen_down && !all_down) {
-                for (size_t i = 0; i < s->n_children; i++) {
-                        if (child_is_pinned(s->children[i])) {
-                                child_stop(s->children[i]);
+                for (size_t i = 0; i < s->n_models; i++) {
+                        if (model_pinned(s->models[i])) {
+                                model_event(s->models[i], SERVING_EVENT_STOP, SERVING_WHY_STOP);
                         }
                 }
-                return; /* child_stop() came back here if that finished it */
+                return; /* the last one down came back here if that finished it */
         }
         if (all_down && s->stop_done) {
                 void (*done)(void *) = s->stop_done;
@@ -1280,15 +1153,14 @@ static void supervisor_check_stop(Supervisor *s)
         }
 }
 
+/* What a child's change means for its model's machine. */
 static void supervisor_on_child(Child *c, ChildState old, void *userdata)
 {
-        Supervisor *s = userdata;
+        Model *m = userdata;
+        Supervisor *s = m->supervisor;
         ChildState st = child_state(c);
         bool had_op = s->op; /* a switch this ends prefetches in op_finish() */
 
-        if (st == CHILD_READY && old != CHILD_READY) {
-                gpu_measure(s, c);
-        }
         if (st == CHILD_LOADING) {
                 prefetch_stop(s->prefetch); /* whatever started the load */
         }
@@ -1297,10 +1169,33 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
                 s->last_failed = strdup(child_name(c));
                 s->last_failed_usec = now_usec(s);
         }
-        if (s->reloading) {
-                return;
+        switch (st) {
+        case CHILD_READY:
+                if (old != CHILD_READY) {
+                        footprint_measure(s->footprint, c);
+                        model_event(m, SERVING_EVENT_READY, SERVING_WHY_NONE);
+                }
+                break;
+        case CHILD_BACKOFF:
+                model_event(m, SERVING_EVENT_CRASHED, SERVING_WHY_NONE);
+                break;
+        case CHILD_KILLING:
+                if (old == CHILD_READY) {
+                        model_event(m, SERVING_EVENT_CRASHED, SERVING_WHY_NONE); /* unhealthy */
+                }
+                break;
+        case CHILD_FAILED:
+                model_event(m, SERVING_EVENT_FAILED, SERVING_WHY_NONE);
+                break;
+        case CHILD_STOPPED:
+                model_event(m, SERVING_EVENT_DOWN, SERVING_WHY_NONE);
+                break;
+        case CHILD_LOADING:
+        case CHILD_STOPPING:
+        case _CHILD_STATE_MAX:
+        case _CHILD_STATE_INVALID:
+                break;
         }
-
         if (s->n_retired > 0) {
                 (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_ONESHOT);
         }
@@ -1313,7 +1208,20 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         supervisor_notify_change(s);
 }
 
-static int supervisor_make_child(Supervisor *s, const ModelConfig *m, Child **ret)
+static Model *model_free(Model *m)
+{
+        if (!m) {
+                return NULL;
+        }
+        if (m->drain) {
+                m->drain->model = NULL;
+        }
+        child_free(m->child);
+        free(m);
+        return NULL;
+}
+
+static int supervisor_make_model(Supervisor *s, const ModelConfig *mc, Model **ret)
 {
         ChildContext ctx = {
                 .event = s->options.event,
@@ -1321,8 +1229,37 @@ static int supervisor_make_child(Supervisor *s, const ModelConfig *m, Child **re
                 .binary = s->binary,
                 .environ = s->options.environ,
         };
+        Model *m = calloc(1, sizeof(Model));
+        int r;
 
-        return child_new(&ctx, m, supervisor_on_child, s, ret);
+        if (!m) {
+                return -ENOMEM;
+        }
+        m->supervisor = s;
+        m->state = SERVING_ABSENT;
+        r = child_new(&ctx, mc, supervisor_on_child, m, &m->child);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+static int supervisor_on_sweep(sd_event_source *es, void *userdata)
+{
+        Supervisor *s = userdata;
+        size_t j = 0;
+
+        for (size_t i = 0; i < s->n_retired; i++) {
+                if (model_down(s->retired[i])) {
+                        model_free(s->retired[i]);
+                } else {
+                        s->retired[j++] = s->retired[i];
+                }
+        }
+        s->n_retired = j;
+        return 0;
 }
 
 static const char *config_binary(const Config *c)
@@ -1333,9 +1270,30 @@ static const char *config_binary(const Config *c)
         return isempty(b) ? "llama-server" : b;
 }
 
+/* children[] follows models[]. */
+static int supervisor_set_models(Supervisor *s, Model **models, size_t n)
+{
+        Child **children = calloc(MAX(n, (size_t) 1), sizeof(Child *));
+
+        if (!children) {
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                children[i] = models[i]->child;
+        }
+        free(s->models);
+        free(s->children);
+        s->models = models;
+        s->children = children;
+        s->n_models = n;
+        return 0;
+}
+
 int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
 {
         _cleanup_(supervisor_freep) Supervisor *s = NULL;
+        Model **models;
+        size_t n = 0;
         int r;
 
         s = calloc(1, sizeof(Supervisor));
@@ -1347,19 +1305,29 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
         s->config = config;
         s->loaded = true;
         s->binary = strdup(config_binary(config));
-        if (!s->binary) {
-                return -ENOMEM;
-        }
-        s->children = calloc(MAX(config->n_models, (size_t) 1), sizeof(Child *));
-        if (!s->children) {
+        models = calloc(MAX(config->n_models, (size_t) 1), sizeof(Model *));
+        if (!s->binary || !models) {
+                free(models);
                 return -ENOMEM;
         }
         FOREACH_MODEL(m, config) {
-                r = supervisor_make_child(s, m, &s->children[s->n_children]);
+                r = supervisor_make_model(s, m, &models[n]);
                 if (r < 0) {
+                        while (n > 0) {
+                                model_free(models[--n]);
+                        }
+                        free(models);
                         return r;
                 }
-                s->n_children++;
+                n++;
+        }
+        r = supervisor_set_models(s, models, n);
+        if (r < 0) {
+                while (n > 0) {
+                        model_free(models[--n]);
+                }
+                free(models);
+                return r;
         }
         if (config->default_model) {
                 s->active = strdup(config->default_model);
@@ -1367,15 +1335,10 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
                         return -ENOMEM;
                 }
         }
-        supervisor_restore(s);
-        gpu_records_load(s);
-        r = gpu_source_open(&s->gpu, &s->gpu_why);
-        if (r == -ENOMEM) {
-                return r;
-        }
+        state_file_load_active(o->state_dir, config, &s->active, &s->loaded);
+        r = footprint_new(o->state_dir, &s->footprint);
         if (r < 0) {
-                log_info("GPU memory: %s; only max-resident and configured sizes apply",
-                         s->gpu_why ? s->gpu_why : "no source");
+                return r;
         }
         r = sd_event_add_time(o->event, &s->unload_timer, CLOCK_MONOTONIC, UINT64_MAX, USEC_PER_SEC,
                               supervisor_on_unload_timer, s);
@@ -1393,6 +1356,11 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
         }
         (void) sd_event_source_set_enabled(s->persist_source, SD_EVENT_OFF);
         (void) sd_event_source_set_priority(s->persist_source, SD_EVENT_PRIORITY_IDLE);
+        r = sd_event_add_defer(o->event, &s->changed, supervisor_on_changed, s);
+        if (r < 0) {
+                return r;
+        }
+        (void) sd_event_source_set_enabled(s->changed, SD_EVENT_OFF);
         r = sd_event_add_defer(o->event, &s->sweep, supervisor_on_sweep, s);
         if (r < 0) {
                 return r;
@@ -1418,32 +1386,28 @@ Supervisor *supervisor_free(Supervisor *s)
                 s->op->n_waiters = 0;
                 op_free(TAKE_PTR(s->op));
         }
-        for (size_t i = 0; i < s->n_children; i++) {
-                child_free(s->children[i]);
+        for (size_t i = 0; i < s->n_models; i++) {
+                model_free(s->models[i]);
         }
         for (size_t i = 0; i < s->n_retired; i++) {
-                child_free(s->retired[i]);
+                model_free(s->retired[i]);
         }
+        free(s->models);
         free(s->children);
         free(s->retired);
         sd_event_source_disable_unref(s->sweep);
         sd_event_source_disable_unref(s->progress_timer);
         sd_event_source_disable_unref(s->unload_timer);
+        sd_event_source_disable_unref(s->changed);
         if (s->persist_source) {
                 int on = SD_EVENT_OFF;
 
                 if (sd_event_source_get_enabled(s->persist_source, &on) >= 0 && on != SD_EVENT_OFF) {
-                        supervisor_persist_now(s); /* still due: now, before llmd is gone */
+                        (void) supervisor_on_persist(s->persist_source, s); /* still due: now */
                 }
                 sd_event_source_disable_unref(s->persist_source);
         }
-        for (size_t i = 0; i < s->n_records; i++) {
-                free(s->records[i].name);
-                free(s->records[i].path);
-        }
-        free(s->records);
-        gpu_source_free(s->gpu);
-        free(s->gpu_why);
+        footprint_free(s->footprint);
         prefetch_free(s->prefetch);
         config_free(s->config);
         free(s->binary);
@@ -1455,22 +1419,24 @@ Supervisor *supervisor_free(Supervisor *s)
 
 void supervisor_start(Supervisor *s)
 {
-        for (size_t i = 0; i < s->n_children; i++) {
-                const ModelConfig *m = child_config(s->children[i]);
+        Model *a = s->active ? supervisor_model(s, s->active) : NULL;
+
+        for (size_t i = 0; i < s->n_models; i++) {
+                const ModelConfig *m = model_config(s->models[i]);
 
                 if (m->pin && m->load_on_startup) {
-                        child_start(s->children[i]);
+                        model_event(s->models[i], SERVING_EVENT_LOAD, SERVING_WHY_NONE);
                 }
         }
-        if (!s->active) {
+        if (!a) {
                 return;
         }
         if (!s->loaded) {
                 log_info("%s: not loaded (stopped with llmctl stop; llmctl start loads it)", s->active);
-        } else if (!child_config(supervisor_child(s, s->active))->load_on_startup) {
+        } else if (!model_config(a)->load_on_startup) {
                 log_info("%s: not loaded at startup (load-on-startup = false)", s->active);
         } else {
-                child_start(supervisor_child(s, s->active));
+                model_event(a, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
         }
 }
 
@@ -1486,24 +1452,25 @@ void supervisor_stop(Supervisor *s, void (*done)(void *userdata), void *userdata
                 }
                 op_finish(s, -ECANCELED, NULL, NULL);
         }
-        for (size_t i = 0; i < s->n_children; i++) {
-                if (!child_is_pinned(s->children[i])) {
-                        child_stop(s->children[i]);
+        for (size_t i = 0; i < s->n_models; i++) {
+                if (!model_pinned(s->models[i])) {
+                        model_event(s->models[i], SERVING_EVENT_STOP, SERVING_WHY_STOP);
                 }
         }
         for (size_t i = 0; i < s->n_retired; i++) {
-                child_stop(s->retired[i]);
+                model_event(s->retired[i], SERVING_EVENT_STOP, SERVING_WHY_STOP);
         }
         supervisor_check_stop(s);
 }
 
 void supervisor_kill(Supervisor *s)
 {
-        for (size_t i = 0; i < s->n_children; i++) {
-                child_kill_now(s->children[i]);
+        s->stopping = true;
+        for (size_t i = 0; i < s->n_models; i++) {
+                model_event(s->models[i], SERVING_EVENT_KILL, SERVING_WHY_STOP);
         }
         for (size_t i = 0; i < s->n_retired; i++) {
-                child_kill_now(s->retired[i]);
+                model_event(s->retired[i], SERVING_EVENT_KILL, SERVING_WHY_STOP);
         }
 }
 
@@ -1514,31 +1481,31 @@ void supervisor_kill(Supervisor *s)
 static void supervisor_trim(Supervisor *s)
 {
         ResidencyLimits l;
-        _cleanup_free_ ResidentModel *models = supervisor_models(s, &l);
-        _cleanup_free_ size_t *evict = calloc(MAX(s->n_children, (size_t) 1), sizeof(size_t));
+        _cleanup_free_ ResidentModel *models = supervisor_plan_input(s, &l);
+        _cleanup_free_ size_t *evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
         size_t n = 0;
 
         if (!models || !evict) {
                 return;
         }
-        residency_trim(models, s->n_children, &l, evict, &n);
+        residency_trim(models, s->n_models, &l, evict, &n);
         for (size_t i = 0; i < n; i++) {
-                Child *c = s->children[evict[i]];
+                Model *m = s->models[evict[i]];
 
-                log_model(LOG_INFO, child_name(c), "evict", "%s: over max-resident or the GPU memory budget "
-                          "after the reload, stopping it", child_name(c));
-                supervisor_drain_and_stop(s, c, false);
+                log_model(LOG_INFO, model_name(m), "evict", "%s: over max-resident or the GPU memory budget "
+                          "after the reload, stopping it", model_name(m));
+                model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_TRIM);
         }
 }
 
-static Child *take_child(Supervisor *s, const char *name)
+static Model *take_model(Supervisor *s, const char *name)
 {
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
 
-                if (c && streq(child_name(c), name)) {
-                        s->children[i] = NULL;
-                        return c;
+                if (m && streq(model_name(m), name)) {
+                        s->models[i] = NULL;
+                        return m;
                 }
         }
         return NULL;
@@ -1546,10 +1513,12 @@ static Child *take_child(Supervisor *s, const char *name)
 
 int supervisor_reload(Supervisor *s, Config *config)
 {
-        _cleanup_free_ Child **children = NULL;
+        _cleanup_free_ Model **models = NULL;
         _cleanup_free_ bool *changed = NULL;
         _cleanup_free_ char *binary = NULL;
-        size_t n = 0;
+        _cleanup_free_ Child **children = NULL;
+        Model **retired;
+        size_t n = 0, n_old = s->n_models, first_retired;
         bool binary_changed;
         int r;
 
@@ -1558,119 +1527,118 @@ int supervisor_reload(Supervisor *s, Config *config)
         }
         binary = strdup(config_binary(config));
         changed = calloc(MAX(config->n_models, (size_t) 1), sizeof(bool));
+        models = calloc(MAX(config->n_models, (size_t) 1), sizeof(Model *));
         children = calloc(MAX(config->n_models, (size_t) 1), sizeof(Child *));
-        if (!binary || !changed || !children) {
+        retired = realloc(s->retired, sizeof(Model *) * (s->n_retired + s->n_models + 1));
+        if (!binary || !changed || !models || !children || !retired) {
                 return -ENOMEM;
         }
+        s->retired = retired;
         binary_changed = !streq(binary, s->binary);
 
         /* First everything that can fail, so a failure leaves the old state whole. */
         FOREACH_MODEL(m, config) {
-                Child *old = NULL;
+                bool known = false;
 
-                for (size_t i = 0; i < s->n_children; i++) {
-                        if (streq(child_name(s->children[i]), m->name)) {
-                                old = s->children[i];
-                        }
+                for (size_t i = 0; i < s->n_models; i++) {
+                        known = known || streq(model_name(s->models[i]), m->name);
                 }
-                if (!old) {
-                        r = supervisor_make_child(s, m, &children[n]);
+                if (!known) {
+                        r = supervisor_make_model(s, m, &models[n]);
                         if (r < 0) {
                                 for (size_t i = 0; i < n; i++) {
-                                        child_free(children[i]);
+                                        model_free(models[i]);
                                 }
                                 return r;
                         }
                 }
-                n++; /* an existing child is filled in below */
+                n++; /* an existing model is filled in below */
         }
         /* Now the part that cannot fail. */
-        s->reloading = true;
         n = 0;
         FOREACH_MODEL(m, config) {
-                if (!children[n]) {
-                        Child *c = take_child(s, m->name);
+                if (!models[n]) {
+                        Model *old = take_model(s, m->name);
 
-                        changed[n] = binary_changed || !config_model_equal(child_config(c), m);
+                        changed[n] = binary_changed || !config_model_equal(model_config(old), m);
                         if (changed[n]) {
                                 log_model(LOG_INFO, m->name, "reload", "%s: profile changed", m->name);
                         }
-                        (void) child_set_config(c, m);
-                        children[n] = c;
+                        (void) child_set_config(old->child, m);
+                        models[n] = old;
                 } else {
                         log_model(LOG_INFO, m->name, "reload", "%s: new profile", m->name);
                 }
+                children[n] = models[n]->child;
                 n++;
         }
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
-                Child **a;
-
-                if (!c) {
-                        continue;
+        first_retired = s->n_retired;
+        for (size_t i = 0; i < n_old; i++) {
+                if (s->models[i]) {
+                        s->retired[s->n_retired++] = s->models[i];
                 }
-                log_model(LOG_INFO, child_name(c), "reload", "%s: profile removed, stopping it",
-                          child_name(c));
-                child_stop(c);
-                a = realloc(s->retired, sizeof(Child *) * (s->n_retired + 1));
-                if (!a) {
-                        child_free(c); /* kills and reaps it: the memory must not leak */
-                        continue;
-                }
-                s->retired = a;
-                s->retired[s->n_retired++] = c;
         }
+        free(s->models);
         free(s->children);
+        s->models = TAKE_PTR(models);
         s->children = TAKE_PTR(children);
-        s->n_children = n;
+        s->n_models = n;
         config_free(s->config);
         s->config = config;
         if (binary_changed) {
                 free(s->binary);
                 s->binary = TAKE_PTR(binary);
-                for (size_t i = 0; i < s->n_children; i++) {
+                for (size_t i = 0; i < s->n_models; i++) {
                         child_set_binary(s->children[i], s->binary);
                 }
+        }
+
+        /* Events only now: their callbacks see the new set whole. */
+        for (size_t i = first_retired; i < s->n_retired; i++) {
+                Model *m = s->retired[i];
+
+                log_model(LOG_INFO, model_name(m), "reload", "%s: profile removed, stopping it",
+                          model_name(m));
+                model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_RELOAD);
         }
 
         /* The active model may have gone, or become pinned. */
         const ModelConfig *am = s->active ? config_find_model(config, s->active) : NULL;
         if (!am || am->pin) {
-                free(s->active);
-                s->active = config->default_model ? strdup(config->default_model) : NULL;
+                supervisor_choose(s, config->default_model, s->loaded);
                 log_notice("The active model is no longer configured, switching to the default, %s",
                            s->active ? s->active : "none");
         }
 
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
-                const ModelConfig *m = child_config(c);
-                bool want = (m->pin && m->load_on_startup) ||
-                            (s->loaded && s->active && streq(s->active, m->name));
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
+                const ModelConfig *mc = model_config(m);
+                bool want = (mc->pin && mc->load_on_startup) || supervisor_is_active(s, m);
 
-                if (!want && !m->pin && !changed[i] && !child_is_down(c)) {
+                if (!want && !mc->pin && !changed[i]) {
                         continue; /* resident beside the active model, and unchanged: it stays */
                 }
                 if (!want) {
-                        if (!child_is_down(c)) {
-                                child_stop(c);
-                        }
-                } else if (child_state(c) == CHILD_STOPPED || child_state(c) == CHILD_FAILED) {
+                        model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_RELOAD);
+                } else if (model_down(m)) {
                         /* Generation models start through a switch, so that only one runs. */
-                        if (m->pin) {
-                                child_start(c);
+                        if (mc->pin) {
+                                model_event(m, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
                         }
                 } else if (changed[i]) {
-                        child_stop(c);
-                        child_start(c); /* remembered while it stops */
+                        /* Its requests finish first, as for a switch; then it loads again. */
+                        model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_RELOAD);
+                        m->again = !model_down(m);
+                        if (!m->again) {
+                                model_event(m, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
+                        }
                 }
         }
-        s->reloading = false;
         supervisor_trim(s);
         if (s->loaded && s->active) {
-                Child *a = supervisor_child(s, s->active);
+                Model *a = supervisor_model(s, s->active);
 
-                if (child_is_down(a)) {
+                if (model_down(a)) {
                         _cleanup_free_ char *reason = NULL;
 
                         (void) supervisor_switch(s, s->active, 0, NULL, NULL, &reason);
@@ -1701,8 +1669,35 @@ bool supervisor_loaded(const Supervisor *s)
 
 Child **supervisor_children(const Supervisor *s, size_t *ret_n)
 {
-        *ret_n = s->n_children;
+        *ret_n = s->n_models;
         return s->children;
+}
+
+ServingState supervisor_serving(const Supervisor *s, const char *model, ServingWhy *ret_why)
+{
+        Model *m = supervisor_model(s, model);
+
+        if (!m) {
+                return _SERVING_STATE_INVALID;
+        }
+        if (ret_why) {
+                *ret_why = m->why;
+        }
+        return m->state;
+}
+
+bool supervisor_wanted(const Supervisor *s, const char *model)
+{
+        Model *m = supervisor_model(s, model);
+
+        if (!m) {
+                return false;
+        }
+        if (supervisor_is_active(s, m) || (model_pinned(m) && model_config(m)->load_on_startup)) {
+                return true;
+        }
+        return s->op && streq_ptr(s->op->phase == SWITCH_RESTORING ? s->op->previous : s->op->target,
+                                  model_name(m));
 }
 
 Child *supervisor_last_failed(const Supervisor *s, uint64_t *ret_usec)
@@ -1726,87 +1721,4 @@ bool supervisor_switching(const Supervisor *s, const char **ret_target, SwitchPh
         *ret_target = s->op->phase == SWITCH_RESTORING ? s->op->previous : s->op->target;
         *ret_phase = s->op->phase;
         return true;
-}
-
-static char *child_status_words(const Child *c)
-{
-        char *t = NULL;
-        int r = -1;
-        double p;
-
-        switch (child_state(c)) {
-        case CHILD_READY:
-                r = asprintf(&t, "%s ready", child_name(c));
-                break;
-        case CHILD_LOADING:
-                p = child_load_progress(c);
-                if (p >= 0) {
-                        /* In steps of 5%: STATUS= is for people, not a progress stream. */
-                        r = asprintf(&t, "%s loading %d%% …", child_name(c), (int) (p * 20) * 5);
-                } else {
-                        r = asprintf(&t, "%s loading …", child_name(c));
-                }
-                break;
-        case CHILD_STOPPING:
-                r = asprintf(&t, "%s stopping …", child_name(c));
-                break;
-        case CHILD_KILLING:
-                r = asprintf(&t, "%s stopping: %s", child_name(c), child_reason(c));
-                break;
-        case CHILD_BACKOFF:
-                r = asprintf(&t, "%s restarting after %s", child_name(c), child_reason(c));
-                break;
-        case CHILD_FAILED:
-                r = asprintf(&t, "%s failed: %s", child_name(c), child_reason(c));
-                break;
-        case CHILD_STOPPED:
-                r = asprintf(&t, "%s stopped", child_name(c));
-                break;
-        case _CHILD_STATE_MAX:
-        case _CHILD_STATE_INVALID:
-                break;
-        }
-        return r < 0 ? NULL : t;
-}
-
-char *supervisor_status_text(const Supervisor *s)
-{
-        _cleanup_strv_free_ char **parts = calloc(1, sizeof(char *));
-
-        if (!parts) {
-                return NULL;
-        }
-        if (s->active) {
-                if (strv_consume(&parts, child_status_words(supervisor_child(s, s->active))) < 0) {
-                        return NULL;
-                }
-        } else if (strv_extend(&parts, "no generation model") < 0) {
-                return NULL;
-        }
-        for (size_t i = 0; i < s->n_children; i++) {
-                Child *c = s->children[i];
-                _cleanup_free_ char *w = NULL;
-
-                if (child_is_pinned(c) || (s->active && streq(child_name(c), s->active)) ||
-                    (child_state(c) != CHILD_READY && child_state(c) != CHILD_LOADING) || supervisor_evicting(s, child_name(c))) {
-                        continue;
-                }
-                w = child_status_words(c);
-                if (!w || strv_consume(&parts, strjoin2("resident ", w)) < 0) {
-                        return NULL;
-                }
-        }
-        for (size_t i = 0; i < s->n_children; i++) {
-                const ModelConfig *m = child_config(s->children[i]);
-                _cleanup_free_ char *w = NULL;
-
-                if (!m->pin) {
-                        continue;
-                }
-                w = child_status_words(s->children[i]);
-                if (!w || strv_consume(&parts, strjoin2(m->embeddings ? "embed " : "pinned ", w)) < 0) {
-                        return NULL;
-                }
-        }
-        return strv_join(parts, " · ");
 }

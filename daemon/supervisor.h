@@ -5,6 +5,7 @@
 
 #include "child.h"
 #include "config.h"
+#include "serving.h"
 
 /*
  * What should run, and getting there: every pinned model, the active generation model, and as
@@ -96,10 +97,18 @@ int supervisor_switch(Supervisor *s, const char *target, SwitchFlags flags,
 /* Stops a resident generation model that is not the active one (its requests finish first):
  * -EBUSY the active one, -EPERM pinned, -ENOENT unknown. */
 int supervisor_unload(Supervisor *s, const char *name, char **ret_reason);
-/* A request began or ended on model: it was used now (least recently used goes first). */
-void supervisor_touch(Supervisor *s, const char *model);
-/* Whether model is being stopped by the operation in progress: it takes no new requests. */
-bool supervisor_evicting(const Supervisor *s, const char *model);
+/* A request began or ended on model (forwarded to it, or its last byte came): it is busy, and
+ * its idle time (unload-after, least recently used) counts from the end of its last request. */
+void supervisor_request_begin(Supervisor *s, const char *model);
+void supervisor_request_end(Supervisor *s, const char *model);
+
+/* The model's serving state (serving.h), and why it is stopping or failed (ret_why may be
+ * NULL); _SERVING_STATE_INVALID for a name that is no model. What every reader asks. */
+ServingState supervisor_serving(const Supervisor *s, const char *model, ServingWhy *ret_why);
+/* Whether model is to serve without anyone asking again: the active model (unless stopped),
+ * a pinned one, or the target of the switch in progress. A request for it waits while it
+ * loads; a request for a model not wanted (under routing = switch) asks for a switch. */
+bool supervisor_wanted(const Supervisor *s, const char *model);
 
 /* GPU memory, as llmd sees it: source NULL (and why) without a GPU source. */
 typedef struct SupervisorGpu {

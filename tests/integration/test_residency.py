@@ -10,8 +10,8 @@ import subprocess
 import threading
 import time
 
-from llmdtest import (Stream, Varlink, check, fixture, free_port, http, llmctl, llmctl_json, run,
-                      sim_only, wait_until)
+from llmdtest import (Stream, Varlink, check, fixture, free_port, http, llmctl, llmctl_json, pid_alive,
+                      run, sim_only, wait_until)
 
 PORT = free_port()
 MODELS = ("qwen", "gemma", "devstral", "nomic")
@@ -278,6 +278,219 @@ def same_target_joins(d):
     check(status(d)["active"]["name"] == "gemma", status(d))
 
 
+def chat_to(model_name, **kw):
+    return {**CHAT, "model": model_name, **kw}
+
+
+def chat_pids(d, model_name):
+    """The pids of model_name's processes that received a chat request, in order."""
+    return [r["pid"] for r in d.records("request_start", model_name)
+            if r["path"] == "/v1/chat/completions"]
+
+
+@sim_only("a slow stream (token delay knob) and the simulator's records of who served what")
+@fixture(conf(top="max-resident = 2\nrouting = switch", gemma="env = LLAMA_SIM_TOKEN_MS=50"),
+         models=MODELS)
+def unload_takes_no_new_work(d):
+    """After llmctl unload, a model drains: the stream on it completes, /health?model= says
+    "draining" at that moment, and a new request for it is not sent to the draining process —
+    it waits, and a new process serves it once the old one is down."""
+    wait_ready(d, "qwen", "nomic")
+    call(d, "Load", "gemma")
+    wait_ready(d, "gemma")
+    old = d.pid_of("gemma")
+    s = Stream(PORT, "/v1/chat/completions", chat_to("gemma", stream=True, max_tokens=40))
+    check(s.event() is not None, "no first event")
+    r = call(d, "Unload", "gemma")
+    check(r.get("changed") is True, r)
+    h = http(PORT, "GET", "/health?model=gemma")
+    check(h.status == 503 and h.json()["status"] == "draining", h)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=http(PORT, "POST", "/v1/chat/completions",
+                                                          chat_to("gemma"))))
+    t.start()
+    # The draining process still runs its stream, and receives nothing new.
+    wait_until(lambda: status(d)["requests"]["held"] == 1, "the request for gemma held")
+    check(chat_pids(d, "gemma") == [old], chat_pids(d, "gemma"))
+    check(model(d, "gemma")["serving"] == "draining" and not model(d, "gemma")["resident"],
+          model(d, "gemma"))
+    ev = s.events()
+    check(ev and ev[-1] == "[DONE]", f"the stream on the draining gemma was cut: {ev[-2:]}")
+    t.join(30)
+    check(out["r"].status == 200 and out["r"].json()["model"] == "gemma", out)
+    pids = chat_pids(d, "gemma")
+    check(len(pids) == 2 and pids[0] == old and pids[1] != old, pids)
+    check(not pid_alive(old), "the drained process still runs")
+
+
+@sim_only("a load that fails (fault knob)")
+@fixture(conf(top="max-resident = 1", gemma="env = LLAMA_SIM_LOAD_MS=1500 LLAMA_SIM_EXIT_WHILE_LOADING=1"),
+         models=MODELS)
+def failed_switch_releases_held(d):
+    """routing = active: a request sent while a switch to gemma loads waits for gemma; gemma's
+    load fails and qwen is restored, and the request is served by qwen then — not answered 503
+    after the hold timeout."""
+    wait_ready(d, "qwen", "nomic")
+    out = {}
+    t = threading.Thread(target=lambda: out.update(sw=call(d, "Switch", "gemma")))
+    t.start()
+    wait_until(lambda: model(d, "gemma")["state"] == "loading", "gemma loading")
+    check(status(d)["active"]["name"] == "gemma", "not break before make")
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    t.join(20)
+    check(out["sw"].get("error") == "io.llmd.Manager.LoadFailed" and out["sw"].get("restored") == "qwen",
+          out)
+    check(r.status == 200 and r.json()["model"] == "qwen", r)
+    h = http(PORT, "GET", "/health?model=gemma")
+    check(h.status == 503 and h.json()["status"] == "failed", h)
+
+
+@sim_only("a slow load (timing knob)")
+@fixture(conf(top="max-resident = 1", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
+def superseded_switch_releases_held(d):
+    """A request held for a switch that a switch back supersedes is served by the model that
+    serves then; the superseded load stops."""
+    wait_ready(d, "qwen", "nomic")
+    out = {}
+    t = threading.Thread(target=lambda: out.update(sw=call(d, "Switch", "gemma")))
+    t.start()
+    wait_until(lambda: model(d, "gemma")["state"] == "loading", "gemma loading")
+    held = {}
+    h = threading.Thread(target=lambda: held.update(r=http(PORT, "POST", "/v1/chat/completions", CHAT)))
+    h.start()
+    wait_until(lambda: status(d)["requests"]["held"] == 1, "the request held for gemma")
+    r = call(d, "Switch", "qwen")
+    check("error" not in r and r["model"] == "qwen", r)
+    t.join(20)
+    h.join(20)
+    check(out["sw"].get("error") == "io.llmd.Manager.Superseded", out)
+    check(held.get("r") and held["r"].status == 200 and held["r"].json()["model"] == "qwen",
+          f"the request held for gemma: {held}")
+    wait_until(lambda: not d.pid_of("gemma"), "the superseded load stopped")
+
+
+@sim_only("a load that fails (fault knob)")
+@fixture(conf(top="max-resident = 1\nrouting = switch", gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1"),
+         models=MODELS)
+def failed_target_not_retried(d):
+    """routing = switch: a request for a model that fails to load gets 503 with the reason once,
+    after one attempt; the working model is restored once, and a second request for the failed
+    model is answered at once without another attempt."""
+    wait_ready(d, "qwen", "nomic")
+    r = http(PORT, "POST", "/v1/chat/completions", chat_to("gemma"))
+    check(r.status == 503 and "gemma failed to load" in r.json()["error"]["message"], r)
+    wait_ready(d, "qwen")
+    check(len(d.starts("gemma")) == 1 and len(d.starts("qwen")) == 2,
+          f"gemma started {len(d.starts('gemma'))}×, qwen {len(d.starts('qwen'))}×")
+    r = http(PORT, "POST", "/v1/chat/completions", chat_to("gemma"))
+    check(r.status == 503 and "gemma failed to load" in r.json()["error"]["message"], r)
+    check(len(d.starts("gemma")) == 1, "the failed model was tried again")
+    # An explicit switch does try again.
+    r = call(d, "Switch", "gemma")
+    check(r.get("error") == "io.llmd.Manager.LoadFailed" and len(d.starts("gemma")) == 2, r)
+
+
+@sim_only("a slow stream (token delay knob)")
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50"), models=MODELS)
+def reload_restart_drains(d):
+    """A reload that changes the active model's profile lets the stream on it finish (as a
+    switch does), then restarts it; requests in between wait and are served by the new one."""
+    wait_ready(d, "qwen", "nomic")
+    old = d.pid_of("qwen")
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 40})
+    check(s.event() is not None, "no first event")
+    d.write_config(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50\nctx-size = 2048"))
+    llmctl(d, "reload", check_rc=0)
+    r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+    ev = s.events()
+    check(ev and ev[-1] == "[DONE]", f"the stream was cut by the reload: {ev[-2:]}")
+    check(r.status == 200 and r.json()["model"] == "qwen", r)
+    new = d.pid_of("qwen")
+    check(new and new != old and "2048" in d.starts("qwen")[-1]["argv"], d.starts("qwen"))
+
+
+@sim_only("a slow load (timing knob)")
+@fixture(conf(top="max-resident = 2\nrouting = switch", gemma="env = LLAMA_SIM_LOAD_MS=1500"),
+         models=MODELS)
+def switch_to_active_during_request_load(d):
+    """routing = switch: llmctl switch to the active model while a request's load of another
+    runs supersedes that load; nothing is left stuck: the request is served, reload and
+    switch answer."""
+    wait_ready(d, "qwen", "nomic")
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=http(PORT, "POST", "/v1/chat/completions",
+                                                          chat_to("gemma"))))
+    t.start()
+    wait_until(lambda: model(d, "gemma")["state"] == "loading", "gemma loading")
+    r = call(d, "Switch", "qwen")
+    check("error" not in r and r["model"] == "qwen", r)
+    t.join(30)
+    check(out.get("r") and out["r"].status == 200 and out["r"].json()["model"] == "gemma",
+          f"the request for gemma: {out}")
+    wait_until(lambda: "switch" not in status(d), "the switch done")
+    llmctl(d, "reload", check_rc=0)
+    r = call(d, "Switch", "gemma")
+    check("error" not in r and r["model"] == "gemma", r)
+    r = call(d, "Switch", "qwen")
+    check("error" not in r and r["kind"] == "resident", r)
+
+
+@sim_only("the fake NVML answers from the simulator's reports")
+@fixture(conf(star="env = LLAMA_SIM_GPU_MB=3072"), models=MODELS, start=False)
+def measured_model_runs_alone(d):
+    """A model once seen to use more than the budget ran then, alone: it may always run alone
+    (everything but the pinned models makes room), and it is not refused as too big."""
+    env = nvml_env(d, 16)
+    if env is None:
+        from llmdtest import Skip
+        raise Skip("no fake libnvidia-ml.so.1 (LLMD_FAKE_NVML_LIB)")
+    d.env.update(env)
+    os.makedirs(d.state, exist_ok=True)
+    with open(os.path.join(d.state, "gpu-memory"), "w") as f:
+        f.write(f"gemma {int(15.5 * G)} {d.model_path('gemma')}\n")
+    d.start()
+    wait_ready(d, "qwen", "nomic")
+    r = call(d, "Switch", "gemma")
+    check("error" not in r and r["kind"] == "replace" and r["evicted"] == ["qwen"], r)
+    check(d.running_models() == ["gemma", "nomic"], d.running_models())
+
+
+@sim_only("a slow stream (token delay knob)")
+@fixture(conf(top="max-resident = 2\nrouting = switch",
+              gemma="unload-after = 1s\nenv = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
+def idle_counts_from_last_byte(d):
+    """unload-after counts from the end of the last request: a model streaming for longer than
+    its unload-after is not unloaded under the stream; once idle, it is."""
+    wait_ready(d, "qwen", "nomic")
+    call(d, "Load", "gemma")
+    wait_ready(d, "gemma")
+    pid = d.pid_of("gemma")
+    s = Stream(PORT, "/v1/chat/completions", chat_to("gemma", stream=True, max_tokens=30))
+    ev = s.events()
+    check(ev and ev[-1] == "[DONE]", f"the stream was cut: {ev[-2:]}")
+    # Used until now: the next request is served by the same process, not a new load.
+    r = http(PORT, "POST", "/v1/chat/completions", chat_to("gemma"))
+    check(r.status == 200 and chat_pids(d, "gemma")[-1] == pid,
+          f"gemma was unloaded while it streamed: {chat_pids(d, 'gemma')}, was {pid}")
+    wait_until(lambda: not d.pid_of("gemma"), "gemma unloaded once idle", timeout=15)
+
+
+@fixture(conf(top="routing = switch"), models=MODELS)
+def stop_holds_under_switch(d):
+    """After llmctl stop, a request naming a model does not load it, even with routing =
+    switch: 503 saying how to load again, nothing started, and the stop stays saved."""
+    wait_ready(d, "qwen", "nomic")
+    llmctl(d, "stop", check_rc=0)
+    wait_until(lambda: not d.pid_of("qwen"), "qwen stopped")
+    starts = len(d.starts())
+    r = http(PORT, "POST", "/v1/chat/completions", chat_to("gemma"))
+    check(r.status == 503 and "llmctl start" in r.json()["error"]["message"], r)
+    time.sleep(0.5)
+    check(len(d.starts()) == starts and not status(d)["loaded"], "a request undid llmctl stop")
+    llmctl(d, "start", check_rc=0)
+    check(status(d)["loaded"] and d.pid_of("qwen"), status(d))
+
+
 MB = 1 << 20
 
 
@@ -327,6 +540,9 @@ def prefetch_off(d):
 TESTS = {f.__name__: f for f in [
     resident_switch, evict_least_recently_used, make_before_break, idle_unload, gpu_budget,
     gpu_evicts_to_fit, prefetch_within_limit, prefetch_off, reload_lowers_limits, same_target_joins,
+    unload_takes_no_new_work, failed_switch_releases_held, superseded_switch_releases_held,
+    failed_target_not_retried, reload_restart_drains, switch_to_active_during_request_load,
+    measured_model_runs_alone, idle_counts_from_last_byte, stop_holds_under_switch,
 ]}
 
 if __name__ == "__main__":
