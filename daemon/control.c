@@ -290,16 +290,6 @@ int control_call_error(ControlCall *call, const char *error, cJSON *parameters)
         return control_call_send(call, msg, len, true);
 }
 
-bool control_call_more(const ControlCall *call)
-{
-        return call->more;
-}
-
-bool control_call_connected(const ControlCall *call)
-{
-        return call->connection != NULL;
-}
-
 /* cJSON ends a string at an escaped NUL character without a word: "qwen\u0000../x" reads as
  * "qwen", and the call would act on another name than the one sent. No C string can hold the
  * character, so a call that sends one is refused. frame is valid JSON (parsed already). Returns
