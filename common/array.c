@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,9 @@ void *array_grow(void **array, size_t n, size_t size)
 {
         char *a;
 
-        if (n == SIZE_MAX) {
+        /* Checked here, not by reallocarray(): AddressSanitizer takes an overflow there for a bug. */
+        if (size == 0 || n >= SIZE_MAX / size) {
+                errno = ENOMEM;
                 return NULL;
         }
         a = reallocarray(*array, n + 1, size);

@@ -16,7 +16,8 @@
  */
 
 /* Makes room for element n of *array (n elements of size bytes now): returns it, zeroed, or NULL
- * when out of memory (*array is unchanged then). The caller counts it (n++) once it keeps it. */
+ * when out of memory or past what size_t counts (*array is unchanged then). The caller counts it
+ * (n++) once it keeps it. */
 void *array_grow(void **array, size_t n, size_t size);
 
 #define ARRAY_GROW(array, n) ((typeof(array)) array_grow((void **) &(array), (n), sizeof(*(array))))
