@@ -103,8 +103,4 @@ TEST(idle_and_partial_frames_time_out)
         check(rmdir(dir) == 0);
 }
 
-int main(void)
-{
-        RUN(idle_and_partial_frames_time_out);
-        return 0;
-}
+TEST_MAIN()

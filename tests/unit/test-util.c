@@ -109,15 +109,4 @@ TEST(clock)
         check(event_now_usec(NULL) >= t);
 }
 
-int main(void)
-{
-        RUN(duration);
-        RUN(listen);
-        RUN(boolean);
-        RUN(probe_status);
-        RUN(environ);
-        RUN(strv);
-        RUN(array_grow);
-        RUN(clock);
-        return 0;
-}
+TEST_MAIN()
