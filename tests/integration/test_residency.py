@@ -75,7 +75,7 @@ def model(d, name):
 
 
 @fixture(conf(top="max-resident = 2"), models=MODELS)
-def resident_switch(d):
+def test_resident_switch(d):
     """A model loaded beside the active one (llmctl load) is switched to without a process
     started or stopped; the one it replaces stays resident."""
     wait_ready(d, "qwen", "nomic")
@@ -103,7 +103,7 @@ def resident_switch(d):
 
 
 @fixture(conf(top="max-resident = 2"), models=MODELS)
-def evict_least_recently_used(d):
+def test_evict_least_recently_used(d):
     """With no room, the least recently used model that is not active goes first; the active one
     keeps serving while the new one loads beside it."""
     wait_ready(d, "qwen", "nomic")
@@ -129,7 +129,7 @@ def evict_least_recently_used(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(top="max-resident = 2", qwen="env = LLAMA_SIM_TOKEN_MS=30",
               gemma="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
-def make_before_break(d):
+def test_make_before_break(d):
     """While the target loads beside it, the active model serves every request: the stream in
     flight completes, and new requests are answered at once, not held."""
     wait_ready(d, "qwen", "nomic")
@@ -155,7 +155,7 @@ def make_before_break(d):
 
 
 @fixture(conf(top="max-resident = 2", gemma="unload-after = 1s"), models=MODELS)
-def idle_unload(d):
+def test_idle_unload(d):
     """A resident model that is not active and served nothing for unload-after is stopped; the
     active one never is."""
     wait_ready(d, "qwen", "nomic")
@@ -200,7 +200,7 @@ def nvml_fixture(total_gib, config):
 
 @nvml_fixture(16, conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpu-memory = 6G",
                        gemma="gpu-memory = 6G", devstral="gpu-memory = 40G"))
-def gpu_budget(d):
+def test_gpu_budget(d):
     """With NVML, the budget is the GPU's memory less a margin: two 6 GiB models fit beside
     each other in 16 GiB, a 40 GiB one does not fit even alone (nothing is stopped for it); the
     memory each child really uses is measured and shown next to the estimate."""
@@ -222,7 +222,7 @@ def gpu_budget(d):
 
 @nvml_fixture(16, conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpu-memory = 9G",
                        gemma="gpu-memory = 9G"))
-def gpu_evicts_to_fit(d):
+def test_gpu_evicts_to_fit(d):
     """Two 9 GiB models do not fit in 16 GiB: the active one is stopped first (break before
     make), and the switch says so."""
     wait_ready(d, "qwen", "nomic")
@@ -232,7 +232,7 @@ def gpu_evicts_to_fit(d):
 
 
 @fixture(conf(top="max-resident = 3"), models=MODELS)
-def reload_lowers_limits(d):
+def test_reload_lowers_limits(d):
     """A reload that lowers max-resident stops the resident models beyond it, least recently used
     first; the active model stays."""
     wait_ready(d, "qwen", "nomic")
@@ -251,7 +251,7 @@ def reload_lowers_limits(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(top="max-resident = 2", gemma="env = LLAMA_SIM_LOAD_MS=1500",
               devstral="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
-def same_target_joins(d):
+def test_same_target_joins(d):
     """Two clients asking for the same switch (or a load, then a switch) get one operation and
     both succeed; a switch to another model stops the load it supersedes."""
     wait_ready(d, "qwen", "nomic")
@@ -299,7 +299,7 @@ def drop_cache(path):
 
 @sim_only("reads the simulator's model files")
 @fixture(conf(top="prefetch = 40M"), models=MODELS, model_size=32 * MB, start=False)
-def prefetch_within_limit(d):
+def test_prefetch_within_limit(d):
     """After start, the files of the models that are not loaded are read into the page cache,
     in order, within the limit: gemma's 32 MiB whole, devstral's only to the 40 MiB cap."""
     for m in ("gemma", "devstral"):
@@ -316,7 +316,7 @@ def prefetch_within_limit(d):
 
 @sim_only("reads the simulator's model files")
 @fixture(conf(top="prefetch = false"), models=MODELS, model_size=8 * MB, start=False)
-def prefetch_off(d):
+def test_prefetch_off(d):
     drop_cache(d.model_path("gemma"))
     d.start()
     wait_ready(d, "qwen", "nomic")
@@ -324,10 +324,5 @@ def prefetch_off(d):
     check(cached(d.model_path("gemma")) < MB, "prefetch = false read gemma's file")
 
 
-TESTS = {f.__name__: f for f in [
-    resident_switch, evict_least_recently_used, make_before_break, idle_unload, gpu_budget,
-    gpu_evicts_to_fit, prefetch_within_limit, prefetch_off, reload_lowers_limits, same_target_joins,
-]}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()
