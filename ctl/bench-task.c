@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "array.h"
 #include "bench-task.h"
 #include "fileio.h"
 #include "strv.h"
@@ -208,13 +209,12 @@ int bench_tasks_load(char *const *dirs, BenchTask **ret, size_t *ret_n, char *er
                         r = -E2BIG;
                         goto fail;
                 }
-                BenchTask *t = realloc(tasks, sizeof(BenchTask) * (n + 1));
+                BenchTask *t = ARRAY_GROW(tasks, n);
                 if (!t) {
                         r = -ENOMEM;
                         goto fail;
                 }
-                tasks = t;
-                r = task_parse(path, text, &tasks[n], error, size);
+                r = task_parse(path, text, t, error, size);
                 if (r < 0) {
                         goto fail;
                 }

@@ -13,6 +13,7 @@
 #include "fileio.h"
 #include "parse-util.h"
 #include "strv.h"
+#include "time-util.h"
 
 /*
  * The order of one bench:
@@ -57,14 +58,6 @@ typedef struct Bench {
         uint64_t drawn_usec;
 } Bench;
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
-
 static void on_signal(int sig)
 {
         bench_interrupted = 1;
@@ -79,7 +72,7 @@ static void progress_draw(Bench *b, bool force)
         if (!b->progress) {
                 return;
         }
-        now = now_usec();
+        now = now_usec(CLOCK_MONOTONIC);
         if (!force && now - b->drawn_usec < BENCH_PROGRESS_USEC) {
                 return;
         }
@@ -184,7 +177,7 @@ static int bench_switch(Bench *b, const char *model, const char *label, bool int
         _cleanup_json_ cJSON *params = cJSON_CreateObject();
         CallResult res = { .bench = b, .label = label };
         VarlinkReply e = {};
-        uint64_t t0 = now_usec();
+        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
         int r;
 
         if (!params || !cJSON_AddStringToObject(params, "model", model)) {
@@ -202,7 +195,7 @@ static int bench_switch(Bench *b, const char *model, const char *label, bool int
                         *ret_swap_sec = NAN;
                 } else {
                         *ret_swap_sec = jnum(res.last, "total_sec",
-                                             (double) (now_usec() - t0) / USEC_PER_SEC);
+                                             (double) (now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_SEC);
                 }
         }
         cJSON_Delete(res.last);
@@ -287,7 +280,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata)
 {
         Bench *b = userdata;
 
-        b->data_usec = now_usec();
+        b->data_usec = now_usec(CLOCK_MONOTONIC);
         if (bench_run_feed(b->current, data, size * n, b->data_usec) < 0) {
                 return 0; /* CURLE_WRITE_ERROR */
         }
@@ -303,7 +296,7 @@ static int on_transfer(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 
         /* curl's own CURLOPT_LOW_SPEED_TIME averages over several seconds: a stall would be
          * seen seconds late. */
-        if (now_usec() - b->data_usec > b->timeout * USEC_PER_SEC) {
+        if (now_usec(CLOCK_MONOTONIC) - b->data_usec > b->timeout * USEC_PER_SEC) {
                 b->timed_out = true;
         }
         return bench_interrupted || b->timed_out; /* CURLE_ABORTED_BY_CALLBACK */
@@ -363,7 +356,7 @@ static int bench_request(Bench *b, const char *model, const BenchTask *t, unsign
         }
         curl_easy_setopt(b->curl, CURLOPT_POSTFIELDS, body);
         b->curl_error[0] = '\0';
-        bench_run_init(run, max_tokens, now_usec());
+        bench_run_init(run, max_tokens, now_usec(CLOCK_MONOTONIC));
         b->data_usec = run->start_usec;
         b->timed_out = false;
         b->current = run;

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "array.h"
 #include "fleet-haproxy.h"
 #include "parse-util.h"
 #include "strv.h"
@@ -151,13 +152,13 @@ static Name *fleet_find(Fleet *f, const char *id)
 
 static int fleet_add_name(Fleet *f, const char *id, size_t model, size_t box)
 {
-        Name *n = reallocarray(f->names, f->n_names + 1, sizeof(Name));
+        Name *n = ARRAY_GROW(f->names, f->n_names);
 
         if (!n) {
                 return -ENOMEM;
         }
-        f->names = n;
-        f->names[f->n_names++] = (Name) { .id = id, .model = model, .box = box };
+        *n = (Name) { .id = id, .model = model, .box = box };
+        f->n_names++;
         return 0;
 }
 
@@ -180,18 +181,17 @@ static int fleet_add_model(Fleet *f, size_t b, const char *name, const char *sta
         if (seen) {
                 m = seen->model;
         } else {
-                Model *l = reallocarray(f->models, f->n_models + 1, sizeof(Model));
+                Model *l = ARRAY_GROW(f->models, f->n_models);
 
                 if (!l) {
                         return -ENOMEM;
                 }
-                f->models = l;
-                l[f->n_models] = (Model) {
+                *l = (Model) {
                         .name = strdup(name),
                         .on = calloc(f->n_boxes, sizeof(Residence)),
                 };
                 m = f->n_models++;
-                if (!l[m].name || !l[m].on || fleet_add_name(f, l[m].name, m, b) < 0) {
+                if (!l->name || !l->on || fleet_add_name(f, l->name, m, b) < 0) {
                         return -ENOMEM;
                 }
         }

@@ -6,7 +6,7 @@
 
 #include "control-protocol.h"
 #include "llmctl-client.h"
-#include "../config.h"
+#include "build-config.h"
 
 int client_setup(Client *cl, int argc, char *argv[])
 {

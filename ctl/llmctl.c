@@ -6,7 +6,7 @@
 #include "control-protocol.h"
 #include "llmctl-client.h"
 #include "strv.h"
-#include "../config.h"
+#include "build-config.h"
 
 /* ---- verbs ---- */
 

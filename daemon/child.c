@@ -14,6 +14,7 @@
 #include "parse-util.h"
 #include "probe.h"
 #include "strv.h"
+#include "time-util.h"
 
 #define CHILD_POLL_USEC (25 * USEC_PER_MSEC)        /* /health while loading */
 #define CHILD_POLL_TIMEOUT_USEC (2 * USEC_PER_SEC)  /* one probe while loading */
@@ -160,14 +161,6 @@ uint64_t child_backoff_usec(uint64_t restart_usec, unsigned n)
                 d *= 2;
         }
         return MIN(d, max);
-}
-
-static uint64_t now_usec(sd_event *e)
-{
-        uint64_t t = 0;
-
-        (void) sd_event_now(e, CLOCK_MONOTONIC, &t);
-        return t;
 }
 
 static void child_set_reason(Child *c, const char *format, ...) _printf_(2, 3);
@@ -574,7 +567,7 @@ static int child_spawn(Child *c)
         }
         /* Freeing the source (llmd leaving in a hurry) kills and reaps it. */
         (void) sd_event_source_set_child_process_own(c->process, true);
-        c->spawned_usec = now_usec(c->ctx.event);
+        c->spawned_usec = event_now_usec(c->ctx.event);
 
         _cleanup_free_ char *cmdline = strv_join(argv, " ");
         log_model(LOG_INFO, c->name, "spawn", "%s: started llama-server (pid %d): %s", c->name,
@@ -614,7 +607,7 @@ static int child_on_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 {
         Child *c = userdata;
         ChildEvent ev = CHILD_EVENT_EXITED;
-        uint64_t now = now_usec(c->ctx.event);
+        uint64_t now = event_now_usec(c->ctx.event);
 
         /* The last words may still be in the pipe: read them before judging. */
         if (c->output_fd >= 0) {
@@ -679,7 +672,7 @@ static void child_do(Child *c, ChildAction action)
                 break;
         case CHILD_ACTION_WATCH:
                 (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-                c->ready_usec = now_usec(c->ctx.event);
+                c->ready_usec = event_now_usec(c->ctx.event);
                 log_model(LOG_INFO, c->name, "ready", "%s: ready after %.3f s (pid %d)", c->name,
                           (double) (c->ready_usec - c->spawned_usec) / USEC_PER_SEC, (int) c->pid);
                 (void) child_arm(c, &c->health_timer, c->config->health_interval_usec,
@@ -933,7 +926,7 @@ uint64_t child_spawned_usec(const Child *c)
 
 void child_touch(Child *c)
 {
-        c->used_usec = now_usec(c->ctx.event);
+        c->used_usec = event_now_usec(c->ctx.event);
 }
 
 uint64_t child_used_usec(const Child *c)

@@ -8,6 +8,7 @@
 #include "control.h"
 #include "list.h"
 #include "log.h"
+#include "time-util.h"
 #include "varlink.h"
 
 #define CONTROL_READ_CHUNK 4096
@@ -138,9 +139,7 @@ static void connection_update_idle(ControlConnection *c)
                 (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_OFF);
                 return;
         }
-        if (sd_event_now(o->event, CLOCK_MONOTONIC, &now) < 0) {
-                return;
-        }
+        now = event_now_usec(o->event);
         (void) sd_event_source_get_enabled(c->idle_timer, &enabled);
         if (!enabled || sd_event_source_get_time(c->idle_timer, &deadline) < 0) {
                 deadline = now + (o->idle_timeout_usec ?: CONTROL_IDLE_TIMEOUT_USEC);
@@ -288,16 +287,6 @@ int control_call_error(ControlCall *call, const char *error, cJSON *parameters)
                 return r;
         }
         return control_call_send(call, msg, len, true);
-}
-
-bool control_call_more(const ControlCall *call)
-{
-        return call->more;
-}
-
-bool control_call_connected(const ControlCall *call)
-{
-        return call->connection != NULL;
 }
 
 /* cJSON ends a string at an escaped NUL character without a word: "qwen\u0000../x" reads as

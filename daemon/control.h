@@ -51,7 +51,3 @@ unsigned control_server_connections(const ControlServer *s);
  * call and frees it; do not use call afterwards. */
 int control_call_reply(ControlCall *call, cJSON *parameters, bool continues);
 int control_call_error(ControlCall *call, const char *error, cJSON *parameters);
-/* Whether the caller asked for continued replies. */
-bool control_call_more(const ControlCall *call);
-/* Whether anyone still listens; a call whose client left may be ended early. */
-bool control_call_connected(const ControlCall *call);

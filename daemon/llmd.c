@@ -12,7 +12,7 @@
 #include "manager.h"
 #include "notify.h"
 #include "strv.h"
-#include "../config.h"
+#include "build-config.h"
 
 static const char *arg_config = LLMD_CONFIG_FILE;
 static const char *arg_runtime_dir;

@@ -6,7 +6,7 @@
 #include "log.h"
 #include "manager.h"
 #include "strv.h"
-#include "../config.h"
+#include "build-config.h"
 
 static double seconds(uint64_t usec)
 {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 
 #include "log.h"
 #include "notify.h"
+#include "time-util.h"
 
 static char *last_status;
 
@@ -24,15 +24,12 @@ void notify_ready(void)
 
 void notify_reloading(void)
 {
-        struct timespec ts;
         char buf[64];
 
         /* systemd 253+ reads MONOTONIC_USEC= to match RELOADING=1 with its reload job; 252
          * ignores it, and it costs nothing. */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
-                 (unsigned long long) ts.tv_sec * USEC_PER_SEC +
-                         (unsigned long long) ts.tv_nsec / NSEC_PER_USEC);
+                 (unsigned long long) now_usec(CLOCK_MONOTONIC));
         notify_send(buf);
 }
 

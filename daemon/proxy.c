@@ -12,6 +12,7 @@
 #include "log.h"
 #include "proxy-internal.h"
 #include "strv.h"
+#include "time-util.h"
 
 #define PROXY_API_KEYS_MAX 256
 /* Connections MHD may hold beyond max-connections before llmd reclaims one: room to see a
@@ -20,10 +21,7 @@
 
 uint64_t proxy_now(const Proxy *p)
 {
-        uint64_t t = 0;
-
-        (void) sd_event_now(p->event, CLOCK_MONOTONIC, &t);
-        return t;
+        return event_now_usec(p->event);
 }
 
 const char *proxy_hostname(const Proxy *p)

@@ -101,7 +101,7 @@ def llmctl_verbs_and_options():
     return verbs, options
 
 
-def case_llmctl_verbs_documented():
+def test_llmctl_verbs_documented():
     verbs, options = llmctl_verbs_and_options()
     long_options = {o for o in options if o.startswith("--")}
     if len(verbs) < MIN_VERBS:
@@ -149,7 +149,7 @@ def control_methods():
     return names
 
 
-def case_control_methods_documented():
+def test_control_methods_documented():
     names = control_methods()
     page = read("man", "llmd-control.7.scd")
     # Each method is a heading of its own ("## io.llmd.Manager.Switch").
@@ -160,7 +160,7 @@ def case_control_methods_documented():
     print(f"{len(names)} methods documented")
 
 
-def case_control_errors_documented():
+def test_control_errors_documented():
     """Every error name llmd sends appears in llmd-control(7)."""
     iface = control_interface()
     header = read("common", "control-protocol.h")
@@ -190,11 +190,11 @@ def case_control_errors_documented():
 
 
 
-def case_render_llmctl_1():
+def test_render_llmctl_1():
     render("llmctl.1")
 
 
-def case_render_llmd_control_7():
+def test_render_llmd_control_7():
     render("llmd-control.7")
 
 
@@ -226,7 +226,7 @@ def expect(words, want, env=None):
     print(f"{' '.join(words[1:])!r} -> {' '.join(got)}")
 
 
-def case_completion_verbs():
+def test_completion_verbs():
     verbs, _ = llmctl_verbs_and_options()
     if len(verbs) < MIN_VERBS:
         raise Fail(f"found only {len(verbs)} verbs")
@@ -243,7 +243,7 @@ def case_completion_verbs():
     expect([LLMCTL, "fleet", "--l"], ["--listen"])
 
 
-def case_completion_option_values():
+def test_completion_option_values():
     """An option's value by its placeholder: --format's words from llmctl --help, which are
     the formats llmctl accepts; a number or a URL, nothing."""
     expect([LLMCTL, "bench", "--format", ""], ["table", "markdown", "json", "csv"])
@@ -288,7 +288,7 @@ pin = true
 """
 
 
-def case_completion_models_from_config():
+def test_completion_models_from_config():
     with tempfile.TemporaryDirectory() as d:
         config = os.path.join(d, "llama-generate.conf")
         with open(config, "w") as f:
@@ -312,7 +312,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def case_completion_models_from_daemon():
+def test_completion_models_from_daemon():
     """With llmd running, the names come from it: its sections, not the file's."""
     need_llmctl()
     build = os.path.dirname(os.path.dirname(os.path.abspath(LLMCTL)))
@@ -360,8 +360,5 @@ def case_completion_models_from_daemon():
             log.close()
 
 
-CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
-
-
 if __name__ == "__main__":
-    run(CASES)
+    run()

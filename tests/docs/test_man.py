@@ -195,7 +195,7 @@ LLMD_PAGE = "llmd.8.scd"
 KEY_SECTIONS = ("[LLMD] KEYS", "MODEL KEYS", "REFUSED KEYS")
 
 
-def conf_keys_documented():
+def test_conf_keys_documented():
     keys = config_keys()
     documented = entries(CONF_PAGE)
     missing = []
@@ -213,7 +213,7 @@ def conf_keys_documented():
           f"{', '.join(stale)}")
 
 
-def conf_short_keys_documented():
+def test_conf_short_keys_documented():
     text = "\n".join(line for _, line in scd_lines(CONF_PAGE))
     text = re.sub(r"\s+", " ", text)
     missing = [f"{s} ({l})" for s, l in short_keys() if f"*{s}* ({l})" not in text]
@@ -221,7 +221,7 @@ def conf_short_keys_documented():
           f"'*SHORT* (long)' in man/{CONF_PAGE}: {', '.join(missing)}")
 
 
-def conf_example_current():
+def test_conf_example_current():
     blocks = literal_blocks(CONF_PAGE, "FULL EXAMPLE")
     etc = read("etc", "llama-generate.conf")
     check(blocks, f"man/{CONF_PAGE} has no literal block under FULL EXAMPLE")
@@ -234,7 +234,7 @@ def conf_example_current():
                       f"file {b[n] if n < len(b) else '(end)'!r}")
 
 
-def llmd_options_documented():
+def test_llmd_options_documented():
     longs, shorts = llmd_options()
     documented = entries(LLMD_PAGE)
     options = {name for name, sections in documented.items() if "OPTIONS" in sections}
@@ -248,7 +248,7 @@ def llmd_options_documented():
           f"{', '.join(stale)}")
 
 
-def llmd_exit_codes_documented():
+def test_llmd_exit_codes_documented():
     c = strip_comments(read("daemon", "llmd.c"))
     codes = set(re.findall(r"^#define EXIT_\w+ (\d+)", c, re.M))
     # The help text: its adjacent string literals joined.
@@ -285,18 +285,13 @@ def render(page):
     check(p.stdout.strip(), f"man -l {path}: empty output")
 
 
-def render_llmd_8():
+def test_render_llmd_8():
     render("llmd.8")
 
 
-def render_llama_generate_conf_5():
+def test_render_llama_generate_conf_5():
     render("llama-generate.conf.5")
 
 
-TESTS = {f.__name__: f for f in [
-    conf_keys_documented, conf_short_keys_documented, conf_example_current,
-    llmd_options_documented, llmd_exit_codes_documented, render_llmd_8, render_llama_generate_conf_5,
-]}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

@@ -2,6 +2,7 @@
 """A fresh llmd per test: temporary runtime, state and model directories, the llama-server
 simulator as its children, and a NOTIFY_SOCKET the test reads. Standard library only."""
 
+import ast
 import json
 import os
 import re
@@ -361,9 +362,34 @@ class Llmd:
         self.tmp.cleanup()
 
 
-def run(tests):
+def tests_of(module=None):
+    """The tests of a script (module: __main__ by default): its functions named test_NAME, as
+    {NAME: function} in the order they are written. That is the only list of them; meson learns
+    it from --list. A test written as a row of a table is put in the module's namespace as
+    test_NAME by the code that reads the table.
+
+    A top-level function that nothing in the script uses fails the listing, and so the meson
+    configure: it is dead code, or a test whose name lacks test_ and would never run."""
+    module = module or sys.modules["__main__"]
+    with open(module.__file__) as f:
+        tree = ast.parse(f.read())
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    unused = [d.name for d in tree.body if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef))
+              and not d.name.startswith("test_") and d.name not in used]
+    if unused:
+        print(f"{module.__file__}: nothing uses {', '.join(unused)}: a test is named test_NAME",
+              file=sys.stderr)
+        sys.exit(2)
+    return {name[len("test_"):]: fn for name, fn in vars(module).items()
+            if name.startswith("test_") and callable(fn)}
+
+
+def run():
     """Runs the test named by argv[1] (all of them without arguments); --list prints the names,
-    one a line, which is how meson learns them: a test is added in its script only."""
+    one a line, which is how meson learns them: a test is a test_NAME function of its script,
+    and nothing else lists it."""
+    tests = tests_of()
     if sys.argv[1:] == ["--list"]:
         print("\n".join(tests))
         return

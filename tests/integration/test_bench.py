@@ -127,7 +127,7 @@ def check_consistent(t):
 @sim_only("a fixed token rate and prompt time, and the simulator's records")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=5 LLAMA_SIM_PROMPT_MS=150",
               gemma="env = LLAMA_SIM_TOKEN_MS=12 LLAMA_SIM_PROMPT_MS=60"), models=MODELS)
-def rate_and_ttft_two_models(d):
+def test_rate_and_ttft_two_models(d):
     ready(d)
     tasks = tasks_dir(d, a=30, b=60)
     out_file = os.path.join(d.dir, "bench.json")
@@ -169,7 +169,7 @@ def rate_and_ttft_two_models(d):
 
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=2", gemma="env = LLAMA_SIM_TOKEN_MS=2"),
          models=MODELS)
-def formats_and_choice(d):
+def test_formats_and_choice(d):
     """The table a user reads, markdown and CSV, a model chosen by alias, the default output
     off a terminal (JSON), and the active model back at the end."""
     ready(d)
@@ -213,7 +213,7 @@ def formats_and_choice(d):
 
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=1", deepseek="env = LLAMA_SIM_TOKEN_MS=1"),
          models=("qwen", "gemma", "devstral", "deepseek", "nomic"))
-def shipped_tasks(d):
+def test_shipped_tasks(d):
     """The three tasks the package installs, over a chat and a thinking model: llama-server's
     own timings in every run, thinking counted apart from the answer, and the 5% mark where
     the two rates part. Against the real server, the whole default of three runs."""
@@ -251,7 +251,7 @@ def shipped_tasks(d):
 
 
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=2"), models=MODELS)
-def tasks_from_user_folder(d):
+def test_tasks_from_user_folder(d):
     """Without --tasks, the user's own folder comes first: its tasks are run, and a file
     there hides the package's of the same name."""
     ready(d)
@@ -282,7 +282,7 @@ def tasks_from_user_folder(d):
 
 @sim_only("LLAMA_SIM_EOS_AFTER_TOKENS")
 @fixture(conf(gemma="env = LLAMA_SIM_TOKEN_MS=2 LLAMA_SIM_EOS_AFTER_TOKENS=10"), models=MODELS)
-def early_eos_marked(d):
+def test_early_eos_marked(d):
     ready(d)
     tasks = tasks_dir(d, a=30)
     report = json.loads(bench(d, "gemma", "--runs", "2", "--tasks", tasks, rc=0)[0])
@@ -303,7 +303,7 @@ def early_eos_marked(d):
 @sim_only("LLAMA_SIM_ERROR_AFTER_TOKENS")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=2",
               gemma="env = LLAMA_SIM_TOKEN_MS=2 LLAMA_SIM_ERROR_AFTER_TOKENS=5"), models=MODELS)
-def erroring_model(d):
+def test_erroring_model(d):
     ready(d)
     tasks = tasks_dir(d, a=20)
     out, err = bench(d, "gemma", "qwen", "--runs", "2", "--tasks", tasks, "--format", "table",
@@ -323,7 +323,7 @@ def erroring_model(d):
 
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=2",
               devstral="env = LLAMA_SIM_EXIT_WHILE_LOADING=1"), models=MODELS)
-def model_fails_to_load(d):
+def test_model_fails_to_load(d):
     """A model that cannot load is reported, the others are measured, and the one active at
     the start serves again."""
     ready(d)
@@ -342,7 +342,7 @@ def model_fails_to_load(d):
 
 @sim_only("LLAMA_SIM_STALL_AFTER_TOKENS")
 @fixture(conf(gemma="env = LLAMA_SIM_TOKEN_MS=2 LLAMA_SIM_STALL_AFTER_TOKENS=3"), models=MODELS)
-def timeout_marked(d):
+def test_timeout_marked(d):
     ready(d)
     tasks = tasks_dir(d, a=20)
     report = json.loads(bench(d, "gemma", "--runs", "1", "--timeout", "1", "--tasks", tasks,
@@ -356,12 +356,6 @@ def timeout_marked(d):
 
 # ---- the model active at the start ----
 
-def wait_chat_request_start(d, name):
-    return wait_until(lambda: [r for r in d.records("request_start", name)
-                               if r["path"] == "/v1/chat/completions"],
-                      f"a chat request to {name}")
-
-
 def interrupted(p, d):
     out, err = p.communicate(timeout=BENCH_TIMEOUT)
     finished(p.returncode, out, err, ("(interrupted)",), 130)
@@ -370,7 +364,7 @@ def interrupted(p, d):
 
 
 @fixture(conf(gemma="env = LLAMA_SIM_TOKEN_MS=20"), models=MODELS)
-def ctrl_c_mid_run(d):
+def test_ctrl_c_mid_run(d):
     """Ctrl-C while a run streams: the run is given up, qwen serves again, no report."""
     ready(d)
     # Long enough to be interrupted: 10 s a run on the simulator; on the real server, whose
@@ -397,7 +391,7 @@ def ctrl_c_mid_run(d):
 
 @sim_only("a slow load to interrupt")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=20000"), models=MODELS)
-def ctrl_c_while_switching(d):
+def test_ctrl_c_while_switching(d):
     ready(d)
     tasks = tasks_dir(d, a=10)
     p = bench(d, "gemma", "--tasks", tasks, proc=True)
@@ -412,7 +406,7 @@ def ctrl_c_while_switching(d):
 
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=2", gemma="env = LLAMA_SIM_TOKEN_MS=2"),
          models=MODELS)
-def stopped_state_restored(d):
+def test_stopped_state_restored(d):
     """After `llmctl stop`, bench loads what it measures, and stops again at the end."""
     ready(d)
     llmctl_json(d, "stop")
@@ -429,7 +423,7 @@ def stopped_state_restored(d):
 # ---- refusals ----
 
 @fixture(conf(), models=MODELS)
-def refusals(d):
+def test_refusals(d):
     ready(d)
     tasks = tasks_dir(d, a=8)
     _, err = bench(d, "nope", "--tasks", tasks, rc=2)
@@ -457,12 +451,5 @@ def refusals(d):
     check(active(d) == ("qwen", True), f"active {active(d)}")
 
 
-TESTS = {f.__name__: f for f in (
-    rate_and_ttft_two_models, formats_and_choice, shipped_tasks, tasks_from_user_folder,
-    early_eos_marked, erroring_model,
-    model_fails_to_load, timeout_marked, ctrl_c_mid_run, ctrl_c_while_switching,
-    stopped_state_restored, refusals,
-)}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

@@ -416,7 +416,7 @@ def completion(**kw):
     return {"model": "chat", "prompt": "hello world", "max_tokens": 4, **kw}
 
 
-def health_loading():
+def test_health_loading():
     sim, real = pair("chat")
     if real.loading is None:
         raise Skip("llama-server loaded before a /health could catch it loading")
@@ -451,8 +451,8 @@ def slots():
 # llmd relays /props without reading it.
 PROPS_IGNORE = ["default_generation_settings.params.*"]
 
-CASES = {
-    "health_loading": health_loading,
+# The other cases, one request each: test_NAME compares the two servers' answers to it.
+for name, case in {
     "health": lambda: compare("chat", "GET", "/health"),
     "chat": lambda: compare("chat", "POST", "/v1/chat/completions", chat()),
     "chat_stream": lambda: compare("chat", "POST", "/v1/chat/completions", chat(stream=True)),
@@ -558,7 +558,8 @@ CASES = {
                                                   {"model": "embed", "input": "hello " * 600}),
     "embed_health": lambda: compare("embed", "GET", "/health"),
     "error_chat_on_embeddings": lambda: compare("embed", "POST", "/v1/chat/completions", chat()),
-}
+}.items():
+    globals()["test_" + name] = case
 
 
 def main():
@@ -576,7 +577,7 @@ def main():
                   file=sys.stderr)
             sys.exit(SKIP)
         atexit.register(stop_all)
-    run(CASES)
+    run()
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def persisted(d):
 
 
 @fixture(conf(), models=MODELS)
-def switch_three(d):
+def test_switch_three(d):
     ready(d)
     nomic = d.pid_of("nomic")
     current = "qwen"
@@ -87,7 +87,7 @@ def switch_three(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=600"), models=MODELS, model_size=8 << 20)
-def progress_in_order(d):
+def test_progress_in_order(d):
     ready(d)
     v = Varlink(os.path.join(d.runtime, "control.sock"))
     replies = v.call("io.llmd.Manager.Switch", {"model": "gemma"}, more=True)
@@ -106,7 +106,7 @@ def progress_in_order(d):
 
 
 @fixture(conf(), models=MODELS)
-def switch_to_active(d):
+def test_switch_to_active(d):
     ready(d)
     starts = len(d.starts())
     r = llmctl_json(d, "switch", "qwen3.5")
@@ -115,7 +115,7 @@ def switch_to_active(d):
 
 
 @fixture(conf(), models=MODELS)
-def unknown_model(d):
+def test_unknown_model(d):
     ready(d)
     p = llmctl(d, "switch", "llama", check_rc=2)
     check("no model 'llama' (known: qwen, gemma, devstral)" in p.stderr, p.stderr)
@@ -127,7 +127,7 @@ def unknown_model(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=7"), models=MODELS)
-def failed_switch_rolls_back(d):
+def test_failed_switch_rolls_back(d):
     ready(d)
     before = persisted(d)
     d.mark()
@@ -147,7 +147,7 @@ def failed_switch_rolls_back(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
-def switch_during_switch(d):
+def test_switch_during_switch(d):
     ready(d)
     first = Varlink(os.path.join(d.runtime, "control.sock"))
     first.send("io.llmd.Manager.Switch", {"model": "gemma"}, more=True)
@@ -166,7 +166,7 @@ def switch_during_switch(d):
 
 
 @fixture(conf(), models=MODELS)
-def persisted_across_restart(d):
+def test_persisted_across_restart(d):
     ready(d)
     llmctl(d, "switch", "gemma", check_rc=0)
     check(d.stop() == 0, "llmd exit status")
@@ -178,7 +178,7 @@ def persisted_across_restart(d):
 
 
 @fixture(conf(), models=MODELS)
-def stop_and_start(d):
+def test_stop_and_start(d):
     ready(d)
     qwen = d.pid_of("qwen")
     d.mark()
@@ -204,7 +204,7 @@ def stop_and_start(d):
 
 
 @fixture(conf(), models=MODELS + ("extra",))
-def reload_applies_difference(d):
+def test_reload_applies_difference(d):
     ready(d)
     qwen, nomic = d.pid_of("qwen"), d.pid_of("nomic")
     # gemma removed, extra added, nomic changed (restarts), qwen untouched.
@@ -231,7 +231,7 @@ def reload_applies_difference(d):
 
 
 @fixture(conf(), models=MODELS)
-def reload_removes_running_model(d):
+def test_reload_removes_running_model(d):
     ready(d)
     llmctl(d, "switch", "gemma", check_rc=0)
     gemma = d.pid_of("gemma")
@@ -245,7 +245,7 @@ def reload_removes_running_model(d):
 
 
 @fixture(conf(), models=MODELS)
-def reload_bad_file(d):
+def test_reload_bad_file(d):
     ready(d)
     pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
     d.write_config(conf(qwen="c = 8192"))
@@ -260,7 +260,7 @@ def reload_bad_file(d):
 
 
 @fixture(conf(), models=MODELS)
-def reload_refuses_listener_change(d):
+def test_reload_refuses_listener_change(d):
     """A new port for a model, or another listen address, cannot be applied by a reload: it is
     refused whole, naming what takes a restart, and nothing changes (no child restarted, nothing
     new listening)."""
@@ -280,7 +280,7 @@ def reload_refuses_listener_change(d):
 
 
 @fixture(conf(), models=MODELS + ("extra",))
-def sighup_reloads(d):
+def test_sighup_reloads(d):
     ready(d)
     qwen = d.pid_of("qwen")
     d.write_config(conf(extra="n-gpu-layers = 10").replace("[devstral]", "[extra]").replace(
@@ -312,7 +312,7 @@ def protocol_error(d, data, reason):
 
 
 @fixture(conf(), models=MODELS)
-def garbage_frames(d):
+def test_garbage_frames(d):
     ready(d)
     protocol_error(d, b"hello\0", "not a JSON object")
     protocol_error(d, b'{"method": 5}\0', "not a Varlink call (method, parameters, more)")
@@ -341,7 +341,7 @@ def garbage_frames(d):
 
 
 @fixture(conf(), models=MODELS)
-def reader_that_never_reads(d):
+def test_reader_that_never_reads(d):
     ready(d)
     v = Varlink(os.path.join(d.runtime, "control.sock"))
     v.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -364,7 +364,7 @@ def reader_that_never_reads(d):
 
 
 @fixture(conf(), models=MODELS)
-def permissions(d):
+def test_permissions(d):
     ready(d)
     sock = os.path.join(d.runtime, "control.sock")
     st = os.stat(sock)
@@ -384,7 +384,7 @@ def permissions(d):
     p = llmctl(d, "status", user=(65534, 65534, [st.st_gid]), check_rc=0)
 
 
-def llmctl_without_daemon():
+def test_llmctl_without_daemon():
     import subprocess
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
@@ -406,7 +406,7 @@ def llmctl_without_daemon():
 
 
 @fixture(conf(), models=MODELS)
-def json_output(d):
+def test_json_output(d):
     ready(d)
     s = llmctl_json(d, "--json", "status")
     check(s["active"]["name"] == "qwen" and s["active"]["state"] == "ready", s)
@@ -421,7 +421,7 @@ def json_output(d):
 
 
 @fixture(conf(), models=MODELS)
-def status_on_terminal(d):
+def test_status_on_terminal(d):
     """The human form, as a terminal gets it (through script(1))."""
     import subprocess
     ready(d)
@@ -441,7 +441,7 @@ def status_on_terminal(d):
 
 @sim_only("its /sim/hold request")
 @fixture(conf(qwen="stop-timeout = 60s"), models=MODELS)
-def switch_now_kills(d):
+def test_switch_now_kills(d):
     ready(d)
     qwen = d.pid_of("qwen")
     held = d.hold_request("qwen")
@@ -474,7 +474,7 @@ class as_user:
 
 
 @fixture(conf(), models=MODELS)
-def idle_clients_leave_room_for_root(d):
+def test_idle_clients_leave_room_for_root(d):
     ready(d)
     sock = os.path.join(d.runtime, "control.sock")
     idle = []
@@ -496,7 +496,7 @@ def idle_clients_leave_room_for_root(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=4000"), models=MODELS)
-def partial_frame_times_out(d):
+def test_partial_frame_times_out(d):
     ready(d)
     sock = os.path.join(d.runtime, "control.sock")
     partial = Varlink(sock)
@@ -526,7 +526,7 @@ def raw_call(v, frame):
 
 
 @fixture(conf(), models=MODELS)
-def nul_in_string_refused(d):
+def test_nul_in_string_refused(d):
     ready(d)
     v = Varlink(os.path.join(d.runtime, "control.sock"))
     cases = [
@@ -551,7 +551,7 @@ def nul_in_string_refused(d):
 
 
 @fixture(conf(), models=MODELS)
-def client_strings_escaped_in_log(d):
+def test_client_strings_escaped_in_log(d):
     ready(d)
     v = Varlink(os.path.join(d.runtime, "control.sock"))
     r = v.call("io.llmd.Manager.Frob\nllmd: FORGED by the method")
@@ -570,15 +570,5 @@ def client_strings_escaped_in_log(d):
     check(not forged, f"forged lines: {forged}")
 
 
-TESTS = {f.__name__: f for f in [
-    switch_now_kills,
-    switch_three, progress_in_order, switch_to_active, unknown_model, failed_switch_rolls_back,
-    switch_during_switch, persisted_across_restart, stop_and_start, reload_applies_difference,
-    reload_removes_running_model, reload_bad_file, reload_refuses_listener_change, sighup_reloads, garbage_frames,
-    reader_that_never_reads, permissions, llmctl_without_daemon, json_output, status_on_terminal,
-    idle_clients_leave_room_for_root, partial_frame_times_out, nul_in_string_refused,
-    client_strings_escaped_in_log,
-]}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

@@ -482,7 +482,7 @@ def figures(title, rows):
 
 @sim_only("its prompts of up to 2 MB would overflow a real model's context")
 @fleet_test()
-def routes_by_model(f):
+def test_routes_by_model(f):
     cfg = f.config
     # What llmctl wrote: a backend per model, loaded boxes as servers, the others as backups.
     for line in (f"server {address('box1')} {address('box1')} check",
@@ -582,7 +582,7 @@ SWITCH_LOAD_MS = "1500"
 
 @sim_only("the switch and kill windows are paced by the simulator's load and token times")
 @fleet_test(env={"box1": {"LLAMA_SIM_LOAD_MS": SWITCH_LOAD_MS}})
-def switch_moves_traffic(f):
+def test_switch_moves_traffic(f):
     load = Load(lambda: chat("qwen", tokens=8), clients=4)
     try:
         wait_until(lambda: len(load.results) >= 20, "requests before the switch")
@@ -627,7 +627,7 @@ def switch_moves_traffic(f):
 
 @sim_only("the switch and kill windows are paced by the simulator's load and token times")
 @fleet_test(env={"box1": {"LLAMA_SIM_LOAD_MS": SWITCH_LOAD_MS}})
-def planned_switch(f):
+def test_planned_switch(f):
     """docs/fleet.md's procedure: take the box out of the model's backend on HAProxy's stats
     socket, switch, switch back, put it back. Nothing reaches it meanwhile, so no request makes
     it load the model back before the operator does."""
@@ -674,7 +674,7 @@ def planned_switch(f):
 
 @sim_only("the switch and kill windows are paced by the simulator's load and token times")
 @fleet_test(env={"box1": {"LLAMA_SIM_LOAD_MS": "500"}})
-def killed_box_fails_over(f):
+def test_killed_box_fails_over(f):
     # 100 tokens at the simulator's 10 ms a token: streams of a second, so several are running
     # on box3 when it dies.
     gemma = Load(lambda: chat("gemma", tokens=100), clients=4)
@@ -731,8 +731,5 @@ def killed_box_fails_over(f):
           f"devstral with no box left: {st} {h} {body}")
 
 
-TESTS = {t.__name__: t for t in (routes_by_model, switch_moves_traffic, planned_switch,
-                                 killed_box_fails_over)}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

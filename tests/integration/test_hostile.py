@@ -118,7 +118,7 @@ def raise_fd_limit():
 
 @sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS, start=False)
-def auth_walk_around(d):
+def test_auth_walk_around(d):
     with_keys(d)
     # Dot segments, written plainly or escaped: refused before anything is forwarded.
     for path in ("/./slots", "/v1/../slots", "/x/../props", "/%2e/props", "/%2E%2E/props",
@@ -145,7 +145,7 @@ def auth_walk_around(d):
 # ---- 2. reload ----
 
 @fixture(conf(), models=MODELS, start=False)
-def reload_bad_key_file(d):
+def test_reload_bad_key_file(d):
     with_keys(d)
     keys = os.path.join(d.dir, "keys")
 
@@ -226,12 +226,12 @@ def flood_test(d, what, send=b""):
 # The defaults: one address holds at most max-connections-per-client (256) connections.
 
 @fixture(conf(), models=MODELS)
-def flood_silent_connections(d):
+def test_flood_silent_connections(d):
     flood_test(d, "5000 silent connections from one address")
 
 
 @fixture(conf(), models=MODELS)
-def flood_idle_keepalive(d):
+def test_flood_idle_keepalive(d):
     flood_test(d, "5000 connections from one address, idle after one request",
                b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 
@@ -240,18 +240,18 @@ def flood_idle_keepalive(d):
 # idle the longest makes room.
 
 @fixture(conf(top="max-connections-per-client = 100000"), models=MODELS)
-def flood_reclaims_silent(d):
+def test_flood_reclaims_silent(d):
     flood_test(d, "5000 silent connections, no per-address cap")
 
 
 @fixture(conf(top="max-connections-per-client = 100000"), models=MODELS)
-def flood_reclaims_keepalive(d):
+def test_flood_reclaims_keepalive(d):
     flood_test(d, "5000 connections idle after one request, no per-address cap",
                b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 
 
 @fixture(conf(top="max-connections-per-client = 50"), models=MODELS)
-def flood_per_client_cap(d):
+def test_flood_per_client_cap(d):
     raise_fd_limit()
     ready(d)
     socks = flood(500, "127.0.0.2")
@@ -279,7 +279,7 @@ def flood_per_client_cap(d):
 
 
 @fixture(conf(top="header-timeout = 1s"), models=MODELS)
-def header_timeout(d):
+def test_header_timeout(d):
     ready(d)
     s = socket.create_connection(("127.0.0.1", PORT))
     s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the end of the header
@@ -298,7 +298,7 @@ def header_timeout(d):
 # ---- 5. bodies and framing ----
 
 @fixture(conf(), models=MODELS, start=False)
-def refused_before_body(d):
+def test_refused_before_body(d):
     with_keys(d, top="max-body-size = 4K")
     # No key: 401 at once, no "100 Continue", and the body is not waited for.
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -318,7 +318,7 @@ def refused_before_body(d):
 
 
 @fixture(conf(top="max-body-size = 4K"), models=MODELS)
-def chunked_body_limit(d):
+def test_chunked_body_limit(d):
     ready(d)
     s = socket.create_connection(("127.0.0.1", PORT))
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -343,7 +343,7 @@ def chunked_body_limit(d):
 
 @sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
-def conflicting_framing(d):
+def test_conflicting_framing(d):
     ready(d)
     body = json.dumps(CHAT).encode()
     cases = {
@@ -363,7 +363,7 @@ def conflicting_framing(d):
 
 
 @fixture(conf(), models=MODELS)
-def head_forwarded(d):
+def test_head_forwarded(d):
     ready(d)
     s = socket.create_connection(("127.0.0.1", PORT))
     s.settimeout(10)
@@ -387,7 +387,7 @@ def head_forwarded(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_STALL_AFTER_TOKENS=2\nupstream-timeout = 1s"), models=MODELS)
-def upstream_stall(d):
+def test_upstream_stall(d):
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 50}, timeout=30)
     events = s.events()
@@ -405,7 +405,7 @@ def upstream_stall(d):
 # ---- 8. logs ----
 
 @fixture(conf(), models=MODELS)
-def log_injection(d):
+def test_log_injection(d):
     ready(d)
     forged = "FORGED-LINE llmd: all models stopped"
     http(PORT, "GET", "/x%0a" + forged.replace(" ", "%20"))
@@ -429,7 +429,7 @@ def cors_check(what, headers, want):
 
 @sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS)
-def cors_default(d):
+def test_cors_default(d):
     """No keys: pages from this machine only, on every kind of answer alike; a page from
     elsewhere is refused outright, since without keys the browser is the only guard."""
     ready(d)
@@ -462,7 +462,7 @@ def cors_default(d):
 
 @sim_only("its records of what it saw")
 @fixture(conf(), models=MODELS, start=False)
-def host_check(d):
+def test_host_check(d):
     """DNS rebinding: without keys, a Host that names another machine is refused."""
     d.start()
     ready(d)
@@ -485,7 +485,7 @@ def host_check(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def cors_with_keys(d):
+def test_cors_with_keys(d):
     """With keys, any origin may read what its key gets it; preflight needs no key."""
     with_keys(d)
     h = {"Origin": "https://app.example"}
@@ -500,7 +500,7 @@ def cors_with_keys(d):
 
 
 @fixture(conf(top="cors-origins = https://app.example http://localhost:5173"), models=MODELS)
-def cors_listed(d):
+def test_cors_listed(d):
     ready(d)
     r = http(PORT, "GET", "/v1/models", headers={"Origin": "https://app.example"})
     check(r.headers.get("access-control-allow-origin") == "https://app.example", r.headers)
@@ -515,7 +515,7 @@ def cors_listed(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def public_takes_no_body(d):
+def test_public_takes_no_body(d):
     """What needs no key takes no body: it cannot hold a connection busy without one."""
     with_keys(d)
     for method, path in (("OPTIONS", "/v1/chat/completions"), ("GET", "/health"), ("GET", "/v1/models")):
@@ -532,7 +532,7 @@ def public_takes_no_body(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def key_file_forms(d):
+def test_key_file_forms(d):
     """Spaces around a key are not part of it; a comment takes its own line; a key with a
     space inside, or a file of blanks, is refused with the reason and the old keys stay."""
     with_keys(d)
@@ -551,7 +551,7 @@ def key_file_forms(d):
 
 @sim_only("its records of what it saw")
 @fixture(conf(top="routing = reject"), models=MODELS)
-def nul_in_model(d):
+def test_nul_in_model(d):
     """\\u0000 would cut "model" short for llmd but not for llama-server: refused."""
     ready(d)
     for body in (b'{"model":"qwen\\u0000evil","messages":[]}', b'{"model\\u0000x":"evil","model":"qwen","messages":[]}'):
@@ -561,7 +561,7 @@ def nul_in_model(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def bad_key_file_at_start(d):
+def test_bad_key_file_at_start(d):
     """A bad key file is a bad configuration: --check-config says so, and llmd exits 78 (the
     unit does not restart that) without serving anything open."""
     keys = write_keys(d, mode=0o644)
@@ -577,7 +577,7 @@ def bad_key_file_at_start(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def open_listen_warns(d):
+def test_open_listen_warns(d):
     """Beyond loopback without keys: llmd serves, and says at start what that means."""
     # A port below the ephemeral range: the flood tests' clients hold thousands of those, and a
     # wildcard bind conflicts with every one of them.
@@ -632,7 +632,7 @@ while True:
 
 @sim_only("a fake llama-server that dies mid-event")
 @fixture(conf(qwen="restart-sec = 0.1"), models=MODELS, start=False)
-def half_event_dropped(d):
+def test_half_event_dropped(d):
     """A child that dies halfway through an event: the client gets the whole events, then the
     error event of its API, never the half event (which it would fail to parse)."""
     fake = os.path.join(d.dir, "half-event-server")
@@ -653,10 +653,4 @@ def half_event_dropped(d):
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (
-        auth_walk_around, reload_bad_key_file, flood_silent_connections, flood_idle_keepalive,
-        flood_reclaims_silent, flood_reclaims_keepalive, flood_per_client_cap, header_timeout, refused_before_body, chunked_body_limit,
-        conflicting_framing, head_forwarded, upstream_stall, log_injection, cors_default,
-        cors_with_keys, cors_listed, host_check, public_takes_no_body, key_file_forms,
-        nul_in_model, bad_key_file_at_start, open_listen_warns, half_event_dropped,
-    )})
+    run()

@@ -128,21 +128,22 @@ def fields(line):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def models(d):
+def test_models(d):
     node(start(d), "models", env={"LLMD_EXPECT_MODELS": ALL_IDS})
 
 
 def client_case(script, case, model):
-    """The test of one case of tests/js/SCRIPT.mjs: a fresh llmd, the case run once against it.
-    Named CASE for the OpenAI SDK's own script (sdk.mjs), SCRIPT_CASE for the others."""
+    """Declares the test of one case of tests/js/SCRIPT.mjs: a fresh llmd, the case run once
+    against it. Named test_CASE for the OpenAI SDK's own script (sdk.mjs), test_SCRIPT_CASE for
+    the others."""
     def test(d):
         node(start(d), case, model, script=script)
-    test.__name__ = case if script == "sdk" else f"{script}_{case}"
-    return fixture(conf(), models=MODELS, start=False)(test)
+    test.__name__ = "test_" + (case if script == "sdk" else f"{script}_{case}")
+    globals()[test.__name__] = fixture(conf(), models=MODELS, start=False)(test)
 
 
 # (script, case, model asked for): each a test of its own.
-CLIENT_CASES = [client_case(*c) for c in [
+for row in [
     ("sdk", "chat", "qwen"),
     ("sdk", "chat_stream", "qwen"),
     ("sdk", "stream_usage", "qwen"),
@@ -161,7 +162,8 @@ CLIENT_CASES = [client_case(*c) for c in [
     ("anthropic", "messages", "qwen"),
     ("anthropic", "messages_stream", "qwen"),
     ("anthropic", "count_tokens", "qwen"),
-]]
+]:
+    client_case(*row)
 
 # llmd's log line for each request it answered (daemon/proxy-request.c, request_log()).
 REQUEST_LOG = re.compile(r"^llmd: (\S+) (\S+) model=(\S*) → (\S+) (\d+) .*?( \(client gone\))?$")
@@ -179,7 +181,7 @@ def requests_logged(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def abort(d):
+def test_abort(d):
     port = start(d)
     node(port, "abort", "qwen")
     # llmd saw the client go, and the model stopped generating for it: the simulator records
@@ -198,7 +200,7 @@ def abort(d):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def stream_during_swap(d):
+def test_stream_during_swap(d):
     port = start(d, gemma="env = LLAMA_SIM_LOAD_MS=1500")
     d.mark()
     ctl = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"),
@@ -265,7 +267,7 @@ def agent_env(d, **extra):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def agent_continue(d):
+def test_agent_continue(d):
     """Continue's `cn -p`, headless, with llmd as an OpenAI-compatible provider."""
     port = start(d)
     env = agent_env(d, FORCE_NO_TTY="1", CONTINUE_CLI_ENABLE_TELEMETRY="0",
@@ -329,19 +331,14 @@ def qwen_code(d, auth_type, path):
 
 
 @fixture(conf(), models=MODELS, start=False)
-def agent_qwen_openai(d):
+def test_agent_qwen_openai(d):
     qwen_code(d, "openai", "/v1/chat/completions")
 
 
 @fixture(conf(), models=MODELS, start=False)
-def agent_qwen_anthropic(d):
+def test_agent_qwen_anthropic(d):
     qwen_code(d, "anthropic", "/v1/messages")
 
-
-TESTS = {f.__name__: f for f in [
-    models, *CLIENT_CASES, abort, stream_during_swap,
-    agent_continue, agent_qwen_openai, agent_qwen_anthropic,
-]}
 
 
 def missing():
@@ -361,4 +358,4 @@ if __name__ == "__main__":
     if why:
         print(f"SKIP: {why}")
         sys.exit(SKIP)
-    run(TESTS)
+    run()

@@ -62,7 +62,7 @@ def chunks_model(events):
 
 
 @fixture(conf(), models=MODELS)
-def chat_and_completions(d):
+def test_chat_and_completions(d):
     ready(d)
     r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "anything"})
     check(r.status == 200 and r.headers["content-type"].startswith("application/json"), r)
@@ -87,7 +87,7 @@ def chat_and_completions(d):
 
 @sim_only("its test-only paths")
 @fixture(conf(qwen="env = LLAMA_SIM_LOCKSTEP=1"), models=MODELS)
-def lockstep_no_buffering(d):
+def test_lockstep_no_buffering(d):
     ready(d)
     sock = d.socket_path("qwen")
     opened = []
@@ -122,7 +122,7 @@ def lockstep_no_buffering(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=2000"), models=MODELS)
-def embeddings_not_held_by_swap(d):
+def test_embeddings_not_held_by_swap(d):
     ready(d)
     sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -137,7 +137,7 @@ def embeddings_not_held_by_swap(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=1000"), models=MODELS)
-def streams_during_switch(d):
+def test_streams_during_switch(d):
     ready(d)
     sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -163,7 +163,7 @@ def streams_during_switch(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(top="hold-queue = 2", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
-def hold_queue_full(d):
+def test_hold_queue_full(d):
     ready(d)
     llmctl_bg = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"),
                                   "switch", "gemma"], stdout=subprocess.PIPE)
@@ -187,7 +187,7 @@ def hold_queue_full(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(top="hold-timeout = 0.3s", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
-def hold_timeout(d):
+def test_hold_timeout(d):
     ready(d)
     subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                      stdout=subprocess.PIPE)
@@ -199,7 +199,7 @@ def hold_timeout(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
-def client_abort_mid_stream(d):
+def test_client_abort_mid_stream(d):
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
     s.event()
@@ -213,7 +213,7 @@ def client_abort_mid_stream(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
-def client_abort_while_held(d):
+def test_client_abort_while_held(d):
     ready(d)
     sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
                           stdout=subprocess.PIPE)
@@ -234,7 +234,7 @@ def client_abort_while_held(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1"), models=MODELS)
-def upstream_dies_mid_stream(d):
+def test_upstream_dies_mid_stream(d):
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 20}, timeout=10)
     ev = s.events()
@@ -247,7 +247,7 @@ def upstream_dies_mid_stream(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1"), models=MODELS)
-def upstream_dies_mid_stream_each_api(d):
+def test_upstream_dies_mid_stream_each_api(d):
     """A stream cut short ends with the error event of its own API, after what was relayed."""
     cases = (
         ("/v1/messages", {**MESSAGES, "stream": True, "max_tokens": 20}, "error",
@@ -273,7 +273,7 @@ def upstream_dies_mid_stream_each_api(d):
 
 
 @fixture(conf(top="routing = reject"), models=MODELS)
-def routing_reject(d):
+def test_routing_reject(d):
     ready(d)
     for name in ("qwen", "qwen3.5"):
         r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": name})
@@ -285,7 +285,7 @@ def routing_reject(d):
 
 
 @fixture(conf(top="routing = switch"), models=MODELS)
-def routing_switch(d):
+def test_routing_switch(d):
     ready(d)
     r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "gemma4"})
     check(r.status == 200 and r.json()["model"] == "gemma", r)
@@ -302,7 +302,7 @@ RESPONSES = {"input": "hi", "max_output_tokens": 4}
 
 
 @fixture(conf(top="routing = switch"), models=MODELS)
-def other_apis_forwarded(d):
+def test_other_apis_forwarded(d):
     """Paths llmd does not know (Anthropic Messages, OpenAI Responses, ...) go to the model, and
     the client gets what the child answers directly, whatever it is; their "model" routes them
     like chat completions do."""
@@ -325,7 +325,7 @@ def other_apis_forwarded(d):
 
 
 @fixture(conf(), models=MODELS)
-def models_list_and_retrieve(d):
+def test_models_list_and_retrieve(d):
     """/v1/models lists every model under every name with its state, llama-server's "aliases",
     its "meta" while loaded (as the child itself reports it) and the Ollama-style "models" list;
     /v1/models/ID answers one, by any of its names."""
@@ -362,7 +362,7 @@ def models_list_and_retrieve(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50", gemma="env = LLAMA_SIM_LOAD_MS=1000"), models=MODELS)
-def health_per_model(d):
+def test_health_per_model(d):
     """/health?model=NAME: 200 while that model is ready here, 503 with why otherwise — what a
     load balancer asks to pick a box; by alias too, and public like /health."""
     ready(d)
@@ -392,7 +392,7 @@ def health_per_model(d):
 
 
 @fixture(conf(), models=MODELS)
-def routing_active(d):
+def test_routing_active(d):
     ready(d)
     for name in ("gemma", "gpt-4o", "qwen"):
         r = http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": name})
@@ -401,7 +401,7 @@ def routing_active(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1"), models=MODELS)
-def models_and_health(d):
+def test_models_and_health(d):
     d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
     r = http(PORT, "GET", "/health")
     check(r.status in (200, 503), r)  # 503 while qwen loads, if this came first
@@ -429,7 +429,7 @@ def models_and_health(d):
 
 
 @fixture(conf(top="max-body-size = 4K"), models=MODELS)
-def errors(d):
+def test_errors(d):
     ready(d)
     r = http(PORT, "POST", "/v1/chat/completions", b'{"messages": [}', {"Content-Type": "application/json"})
     check(r.status == 400 and "at byte 14" in r.json()["error"]["message"], r)
@@ -463,14 +463,14 @@ def errors(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=0\nrestart-sec = 0.1"), models=MODELS)
-def upstream_dies_before_answer(d):
+def test_upstream_dies_before_answer(d):
     ready(d)
     r = http(PORT, "POST", "/v1/chat/completions", CHAT, timeout=10)
     check(r.status == 502 and r.json()["error"]["type"] == "server_error", r)
 
 
 @fixture(conf(top="api-key-file = @KEYS@"), models=MODELS, start=False)
-def api_keys(d):
+def test_api_keys(d):
     keys = os.path.join(d.dir, "keys")
     with open(keys, "w") as f:
         f.write("# keys\nsecret-one\nsecret-two\n")
@@ -492,7 +492,7 @@ def api_keys(d):
 
 @sim_only("its records of what it saw")
 @fixture(conf(top="max-body-size = 16M"), models=MODELS)
-def big_body_intact(d):
+def test_big_body_intact(d):
     ready(d)
     # 5 MB, a number cJSON would round and one it would turn into null: they must arrive as sent.
     body = (b'{"prompt": "' + b"x" * (5 * 1024 * 1024) +
@@ -506,7 +506,7 @@ def big_body_intact(d):
 
 
 @fixture(conf(), models=MODELS)
-def options_preflight(d):
+def test_options_preflight(d):
     ready(d)
     r = http(PORT, "OPTIONS", "/v1/chat/completions", headers={
         "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
@@ -520,7 +520,7 @@ def options_preflight(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50"), models=MODELS)
-def graceful_stop(d):
+def test_graceful_stop(d):
     import signal
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 12})
@@ -547,7 +547,7 @@ def _connects(port):
 
 @fixture(conf().replace(f"listen = 127.0.0.1:{PORT}", f"listen = [::1]:{PORT} 127.0.0.1:{PORT}"),
          models=MODELS)
-def ipv6_and_several_addresses(d):
+def test_ipv6_and_several_addresses(d):
     import http.client as hc
     ready(d)
     check(http(PORT, "GET", "/health").status == 200, "IPv4")
@@ -564,7 +564,7 @@ def start_switch(d, model, *extra):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=40"), models=MODELS)
-def drain_before_stop(d):
+def test_drain_before_stop(d):
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 15})
     check(s.event() is not None, "no first event")
@@ -581,7 +581,7 @@ def drain_before_stop(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(top="drain-timeout = 0.3s", qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
-def drain_timeout_cuts_off(d):
+def test_drain_timeout_cuts_off(d):
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
     check(s.event() is not None, "no first event")
@@ -596,7 +596,7 @@ def drain_timeout_cuts_off(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
-def switch_now_cuts_streams(d):
+def test_switch_now_cuts_streams(d):
     ready(d)
     s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
     check(s.event() is not None, "no first event")
@@ -607,16 +607,5 @@ def switch_now_cuts_streams(d):
     check(sw.wait(20) == 0, "switch failed")
 
 
-TESTS = {f.__name__: f for f in [
-    drain_before_stop, drain_timeout_cuts_off, switch_now_cuts_streams,
-    graceful_stop, ipv6_and_several_addresses,
-    chat_and_completions, lockstep_no_buffering, embeddings_not_held_by_swap,
-    streams_during_switch, hold_queue_full, hold_timeout, client_abort_mid_stream,
-    client_abort_while_held, upstream_dies_mid_stream, upstream_dies_mid_stream_each_api,
-    routing_reject, routing_switch, models_list_and_retrieve, health_per_model, routing_active, other_apis_forwarded, models_and_health, errors, upstream_dies_before_answer,
-    api_keys,
-    big_body_intact, options_preflight,
-]}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

@@ -75,7 +75,7 @@ def model(d, name):
 
 
 @fixture(conf(top="max-resident = 2"), models=MODELS)
-def resident_switch(d):
+def test_resident_switch(d):
     """A model loaded beside the active one (llmctl load) is switched to without a process
     started or stopped; the one it replaces stays resident."""
     wait_ready(d, "qwen", "nomic")
@@ -103,7 +103,7 @@ def resident_switch(d):
 
 
 @fixture(conf(top="max-resident = 2"), models=MODELS)
-def evict_least_recently_used(d):
+def test_evict_least_recently_used(d):
     """With no room, the least recently used model that is not active goes first; the active one
     keeps serving while the new one loads beside it."""
     wait_ready(d, "qwen", "nomic")
@@ -129,7 +129,7 @@ def evict_least_recently_used(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(top="max-resident = 2", qwen="env = LLAMA_SIM_TOKEN_MS=30",
               gemma="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
-def make_before_break(d):
+def test_make_before_break(d):
     """While the target loads beside it, the active model serves every request: the stream in
     flight completes, and new requests are answered at once, not held."""
     wait_ready(d, "qwen", "nomic")
@@ -155,7 +155,7 @@ def make_before_break(d):
 
 
 @fixture(conf(top="max-resident = 2", gemma="unload-after = 1s"), models=MODELS)
-def idle_unload(d):
+def test_idle_unload(d):
     """A resident model that is not active and served nothing for unload-after is stopped; the
     active one never is."""
     wait_ready(d, "qwen", "nomic")
@@ -200,7 +200,7 @@ def nvml_fixture(total_gib, config):
 
 @nvml_fixture(16, conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpu-memory = 6G",
                        gemma="gpu-memory = 6G", devstral="gpu-memory = 40G"))
-def gpu_budget(d):
+def test_gpu_budget(d):
     """With NVML, the budget is the GPU's memory less a margin: two 6 GiB models fit beside
     each other in 16 GiB, a 40 GiB one does not fit even alone (nothing is stopped for it); the
     memory each child really uses is measured and shown next to the estimate."""
@@ -222,7 +222,7 @@ def gpu_budget(d):
 
 @nvml_fixture(16, conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpu-memory = 9G",
                        gemma="gpu-memory = 9G"))
-def gpu_evicts_to_fit(d):
+def test_gpu_evicts_to_fit(d):
     """Two 9 GiB models do not fit in 16 GiB: the active one is stopped first (break before
     make), and the switch says so."""
     wait_ready(d, "qwen", "nomic")
@@ -232,7 +232,7 @@ def gpu_evicts_to_fit(d):
 
 
 @fixture(conf(top="max-resident = 3"), models=MODELS)
-def reload_lowers_limits(d):
+def test_reload_lowers_limits(d):
     """A reload that lowers max-resident stops the resident models beyond it, least recently used
     first; the active model stays."""
     wait_ready(d, "qwen", "nomic")
@@ -251,7 +251,7 @@ def reload_lowers_limits(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(top="max-resident = 2", gemma="env = LLAMA_SIM_LOAD_MS=1500",
               devstral="env = LLAMA_SIM_LOAD_MS=1500"), models=MODELS)
-def same_target_joins(d):
+def test_same_target_joins(d):
     """Two clients asking for the same switch (or a load, then a switch) get one operation and
     both succeed; a switch to another model stops the load it supersedes."""
     wait_ready(d, "qwen", "nomic")
@@ -291,7 +291,7 @@ def chat_pids(d, model_name):
 @sim_only("a slow stream (token delay knob) and the simulator's records of who served what")
 @fixture(conf(top="max-resident = 2\nrouting = switch", gemma="env = LLAMA_SIM_TOKEN_MS=50"),
          models=MODELS)
-def unload_takes_no_new_work(d):
+def test_unload_takes_no_new_work(d):
     """After llmctl unload, a model drains: the stream on it completes, /health?model= says
     "draining" at that moment, and a new request for it is not sent to the draining process —
     it waits, and a new process serves it once the old one is down."""
@@ -326,7 +326,7 @@ def unload_takes_no_new_work(d):
 @sim_only("a load that fails (fault knob)")
 @fixture(conf(top="max-resident = 1", gemma="env = LLAMA_SIM_LOAD_MS=1500 LLAMA_SIM_EXIT_WHILE_LOADING=1"),
          models=MODELS)
-def failed_switch_releases_held(d):
+def test_failed_switch_releases_held(d):
     """routing = active: a request sent while a switch to gemma loads waits for gemma; gemma's
     load fails and qwen is restored, and the request is served by qwen then — not answered 503
     after the hold timeout."""
@@ -347,7 +347,7 @@ def failed_switch_releases_held(d):
 
 @sim_only("a slow load (timing knob)")
 @fixture(conf(top="max-resident = 1", gemma="env = LLAMA_SIM_LOAD_MS=3000"), models=MODELS)
-def superseded_switch_releases_held(d):
+def test_superseded_switch_releases_held(d):
     """A request held for a switch that a switch back supersedes is served by the model that
     serves then; the superseded load stops."""
     wait_ready(d, "qwen", "nomic")
@@ -372,7 +372,7 @@ def superseded_switch_releases_held(d):
 @sim_only("a load that fails (fault knob)")
 @fixture(conf(top="max-resident = 1\nrouting = switch", gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1"),
          models=MODELS)
-def failed_target_not_retried(d):
+def test_failed_target_not_retried(d):
     """routing = switch: a request for a model that fails to load gets 503 with the reason once,
     after one attempt; the working model is restored once, and a second request for the failed
     model is answered at once without another attempt."""
@@ -392,7 +392,7 @@ def failed_target_not_retried(d):
 
 @sim_only("a slow stream (token delay knob)")
 @fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=50"), models=MODELS)
-def reload_restart_drains(d):
+def test_reload_restart_drains(d):
     """A reload that changes the active model's profile lets the stream on it finish (as a
     switch does), then restarts it; requests in between wait and are served by the new one."""
     wait_ready(d, "qwen", "nomic")
@@ -412,7 +412,7 @@ def reload_restart_drains(d):
 @sim_only("a slow load (timing knob)")
 @fixture(conf(top="max-resident = 2\nrouting = switch", gemma="env = LLAMA_SIM_LOAD_MS=1500"),
          models=MODELS)
-def switch_to_active_during_request_load(d):
+def test_switch_to_active_during_request_load(d):
     """routing = switch: llmctl switch to the active model while a request's load of another
     runs supersedes that load; nothing is left stuck: the request is served, reload and
     switch answer."""
@@ -437,7 +437,7 @@ def switch_to_active_during_request_load(d):
 
 @sim_only("the fake NVML answers from the simulator's reports")
 @fixture(conf(star="env = LLAMA_SIM_GPU_MB=3072"), models=MODELS, start=False)
-def measured_model_runs_alone(d):
+def test_measured_model_runs_alone(d):
     """A model once seen to use more than the budget ran then, alone: it may always run alone
     (everything but the pinned models makes room), and it is not refused as too big."""
     env = nvml_env(d, 16)
@@ -458,7 +458,7 @@ def measured_model_runs_alone(d):
 @sim_only("a slow stream (token delay knob)")
 @fixture(conf(top="max-resident = 2\nrouting = switch",
               gemma="unload-after = 1s\nenv = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
-def idle_counts_from_last_byte(d):
+def test_idle_counts_from_last_byte(d):
     """unload-after counts from the end of the last request: a model streaming for longer than
     its unload-after is not unloaded under the stream; once idle, it is."""
     wait_ready(d, "qwen", "nomic")
@@ -476,7 +476,7 @@ def idle_counts_from_last_byte(d):
 
 
 @fixture(conf(top="routing = switch"), models=MODELS)
-def stop_holds_under_switch(d):
+def test_stop_holds_under_switch(d):
     """After llmctl stop, a request naming a model does not load it, even with routing =
     switch: 503 saying how to load again, nothing started, and the stop stays saved."""
     wait_ready(d, "qwen", "nomic")
@@ -512,7 +512,7 @@ def drop_cache(path):
 
 @sim_only("reads the simulator's model files")
 @fixture(conf(top="prefetch = 40M"), models=MODELS, model_size=32 * MB, start=False)
-def prefetch_within_limit(d):
+def test_prefetch_within_limit(d):
     """After start, the files of the models that are not loaded are read into the page cache,
     in order, within the limit: gemma's 32 MiB whole, devstral's only to the 40 MiB cap."""
     for m in ("gemma", "devstral"):
@@ -529,7 +529,7 @@ def prefetch_within_limit(d):
 
 @sim_only("reads the simulator's model files")
 @fixture(conf(top="prefetch = false"), models=MODELS, model_size=8 * MB, start=False)
-def prefetch_off(d):
+def test_prefetch_off(d):
     drop_cache(d.model_path("gemma"))
     d.start()
     wait_ready(d, "qwen", "nomic")
@@ -537,13 +537,5 @@ def prefetch_off(d):
     check(cached(d.model_path("gemma")) < MB, "prefetch = false read gemma's file")
 
 
-TESTS = {f.__name__: f for f in [
-    resident_switch, evict_least_recently_used, make_before_break, idle_unload, gpu_budget,
-    gpu_evicts_to_fit, prefetch_within_limit, prefetch_off, reload_lowers_limits, same_target_joins,
-    unload_takes_no_new_work, failed_switch_releases_held, superseded_switch_releases_held,
-    failed_target_not_retried, reload_restart_drains, switch_to_active_during_request_load,
-    measured_model_runs_alone, idle_counts_from_last_byte, stop_holds_under_switch,
-]}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

@@ -41,7 +41,7 @@ READY = "qwen ready · embed nomic ready"
 
 
 @fixture(conf())
-def startup(d):
+def test_startup(d):
     ready = d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
     served = d.wait_status(READY)
     # Model loads never delay READY=1.
@@ -66,7 +66,7 @@ def startup(d):
 @fixture(conf(qwen="env = LLAMA_SIM_MARKER=qwen-env FOO=bar"),
          env={"LISTEN_FDS": "3", "LISTEN_PID": "1", "WATCHDOG_USEC": "0", "INVOCATION_ID": "x",
               "JOURNAL_STREAM": "1:1", "KEEP_ME": "yes"})
-def child_environment(d):
+def test_child_environment(d):
     d.wait_status(READY)
     pid = d.pid_of("qwen")
     with open(f"/proc/{pid}/environ", "rb") as f:
@@ -86,7 +86,7 @@ def child_environment(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_MS=300\nrestart-sec = 0.2\nstart-limit-burst = 10"))
-def crash_restarted(d):
+def test_crash_restarted(d):
     d.wait_status(READY)
     d.wait_status("qwen restarting after exit status 1 · embed nomic ready")
     # Restarted, ready again, with a new process.
@@ -105,7 +105,7 @@ def crash_restarted(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=3\n"
                    "restart-sec = 0.05\nstart-limit-burst = 3"))
-def crash_loop_fails(d):
+def test_crash_loop_fails(d):
     d.wait_status("qwen failed: exit status 3 · embed nomic ready")
     n = len(d.starts("qwen"))
     check(n == 3, f"{n} starts, start-limit-burst is 3")
@@ -117,12 +117,12 @@ def crash_loop_fails(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_MS=100 LLAMA_SIM_EXIT_SIGNAL=SEGV\n"
                    "restart-sec = 0.05\nstart-limit-burst = 2"))
-def killed_by_signal(d):
+def test_killed_by_signal(d):
     d.wait_status("qwen failed: killed by signal SEGV · embed nomic ready")
 
 
 @fixture(conf(), start=False)
-def missing_model(d):
+def test_missing_model(d):
     os.unlink(d.model_path("qwen"))
     d.start()
     d.wait_notify(lambda m: m.get("READY") == "1", "READY=1")
@@ -134,7 +134,7 @@ def missing_model(d):
 
 
 @fixture(conf(), start=False)
-def unreadable_model(d):
+def test_unreadable_model(d):
     os.unlink(d.model_path("qwen"))
     os.mkdir(d.model_path("qwen"))  # opens even for root, and no llama-server can load it
     d.start()
@@ -145,7 +145,7 @@ def unreadable_model(d):
 
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_HANG_LOADING=1\nload-timeout = 0.5s"))
-def load_timeout(d):
+def test_load_timeout(d):
     d.wait_status("qwen failed: not ready within load-timeout (500ms) · embed nomic ready")
     starts = d.starts("qwen")
     check(len(starts) == 1, f"{len(starts)} starts: a load timeout is not retried")
@@ -155,7 +155,7 @@ def load_timeout(d):
 @sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_HEALTH_HANG_AFTER_MS=200\nhealth-interval = 0.1s\n"
                    "restart-sec = 0.1\nstop-timeout = 0.5s"))
-def health_hang_restarted(d):
+def test_health_hang_restarted(d):
     d.wait_status(READY)
     first = d.starts("qwen")[0]["pid"]
     d.wait_status(lambda s: s.startswith("qwen stopping: not answering /health"))
@@ -166,7 +166,7 @@ def health_hang_restarted(d):
 
 
 @fixture(conf(), start=False)
-def stale_socket(d):
+def test_stale_socket(d):
     for name in ("qwen", "nomic"):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(d.socket_path(name))
@@ -176,7 +176,7 @@ def stale_socket(d):
 
 
 @fixture(conf())
-def sigterm_stops_in_order(d):
+def test_sigterm_stops_in_order(d):
     d.wait_status(READY)
     pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
     check(all(pids.values()), f"children: {pids}")
@@ -199,7 +199,7 @@ def sigterm_stops_in_order(d):
 
 @sim_only("its /sim/hold request")
 @fixture(conf(qwen="stop-timeout = 0.5s"))
-def sigterm_escalates_to_sigkill(d):
+def test_sigterm_escalates_to_sigkill(d):
     d.wait_status(READY)
     pid = d.pid_of("qwen")
     held = d.hold_request("qwen")
@@ -219,7 +219,7 @@ def sigterm_escalates_to_sigkill(d):
 
 @sim_only("its /sim/hold request")
 @fixture(conf(qwen="stop-timeout = 60s"))
-def second_sigterm_kills_at_once(d):
+def test_second_sigterm_kills_at_once(d):
     d.wait_status(READY)
     pids = [d.pid_of(m) for m in ("qwen", "nomic")]
     check(all(pids), f"children: {pids}")
@@ -238,7 +238,7 @@ def second_sigterm_kills_at_once(d):
 
 
 @fixture(conf())
-def sigkill_leaves_no_child(d):
+def test_sigkill_leaves_no_child(d):
     d.wait_status(READY)
     pids = [d.pid_of(m) for m in ("qwen", "nomic")]
     check(all(pids), f"children: {pids}")
@@ -247,7 +247,7 @@ def sigkill_leaves_no_child(d):
 
 
 @fixture(conf(), env={"LLAMA_SERVER": "/nonexistent/llama-server"})
-def binary_missing(d):
+def test_binary_missing(d):
     d.wait_status("qwen failed: cannot run /nonexistent/llama-server: No such file or directory "
                   "(set llama-server = PATH in [llmd], or $LLAMA_SERVER) · embed nomic failed: "
                   "cannot run /nonexistent/llama-server: No such file or directory "
@@ -255,13 +255,13 @@ def binary_missing(d):
 
 
 @fixture(conf(qwen="load-on-startup = false"))
-def load_on_startup_false(d):
+def test_load_on_startup_false(d):
     d.wait_status("qwen stopped · embed nomic ready")
     check(not d.starts("qwen"), "qwen was started")
 
 
 @fixture(conf(), start=False)
-def bad_config_refuses_start(d):
+def test_bad_config_refuses_start(d):
     d.write_config(conf(qwen="c = 4096"))
     d.start()
     rc = d.proc.wait(10)
@@ -287,7 +287,7 @@ def second_llmd(d, config):
 
 
 @fixture(conf(qwen="health-interval = 0.1s", nomic="health-interval = 0.1s"))
-def second_instance_refused(d):
+def test_second_instance_refused(d):
     """A second llmd on the same runtime directory changes nothing there, whether it could
     bind its port or not."""
     d.wait_status(READY)
@@ -314,7 +314,7 @@ def second_instance_refused(d):
     check(d.proc.poll() is None, "llmd exited")
 
 
-def check_config():
+def test_check_config():
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         good = os.path.join(tmp, "good.conf")
@@ -342,14 +342,5 @@ def check_config():
         check(p.returncode == 2, f"usage error: exit {p.returncode}")
 
 
-TESTS = {f.__name__: f for f in [
-    startup, child_environment, crash_restarted, crash_loop_fails, killed_by_signal,
-    missing_model, unreadable_model, load_timeout, health_hang_restarted, stale_socket,
-    sigterm_stops_in_order, sigterm_escalates_to_sigkill, second_sigterm_kills_at_once,
-    sigkill_leaves_no_child,
-    binary_missing, load_on_startup_false, bad_config_refuses_start, check_config,
-    second_instance_refused,
-]}
-
 if __name__ == "__main__":
-    run(TESTS)
+    run()

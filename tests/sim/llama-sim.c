@@ -56,14 +56,6 @@ struct sim_state sim_state = { .wake_fd = -1 };
 /* SIGTERM and SIGINT are turned into bytes on this pipe, read by the main loop. */
 static int signal_pipe[2] = { -1, -1 };
 
-uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
 int sim_phase(void)
 {
         return __atomic_load_n(&sim_state.phase, __ATOMIC_SEQ_CST);
@@ -249,7 +241,7 @@ static int sim_wait(uint64_t deadline, bool watch_wake)
                         { .fd = signal_pipe[0], .events = POLLIN },
                         { .fd = sim_state.wake_fd, .events = POLLIN },
                 };
-                uint64_t now = now_usec();
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
                 int timeout, sig;
 
                 sig = sim_read_signal();
@@ -337,7 +329,7 @@ static void sim_load_model(void)
                 sim_load_failed(path, true, ENOMEM);
         }
 
-        t0 = now_usec();
+        t0 = now_usec(CLOCK_MONOTONIC);
         for (uint64_t step = 0; step < steps; step++) {
                 uint64_t left = chunk;
 
@@ -385,9 +377,9 @@ static void sim_load_model(void)
  */
 static void sim_settle(void)
 {
-        uint64_t deadline = now_usec() + SETTLE_MS * USEC_PER_MSEC;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + SETTLE_MS * USEC_PER_MSEC;
 
-        while (sim_open_requests() > 0 && now_usec() < deadline) {
+        while (sim_open_requests() > 0 && now_usec(CLOCK_MONOTONIC) < deadline) {
                 uint64_t n;
                 struct pollfd p = { .fd = sim_state.wake_fd, .events = POLLIN };
 
@@ -409,7 +401,7 @@ static _noreturn_ void sim_run(void)
 
         for (;;) {
                 sig = sim_wait(exit_at, true);
-                if (now_usec() >= exit_at) {
+                if (now_usec(CLOCK_MONOTONIC) >= exit_at) {
                         sim_fault("LLAMA_SIM_EXIT_AFTER_MS");
                 }
 
@@ -568,7 +560,7 @@ int main(int argc, char **argv)
                 sim_config.n_parallel > 0 ? infer_n_ctx() / infer_n_slots() : infer_n_ctx(),
                 sim_config.n_parallel > 0 ? "false" : "true");
         sim_gpu_publish(); /* before /health says ready, so a ready child has its memory */
-        sim_state.ready_usec = now_usec();
+        sim_state.ready_usec = now_usec(CLOCK_MONOTONIC);
         sim_set_phase(SIM_READY);
         SRV_INF("llama_server", "model loaded");
         SRV_INF("llama_server", "listening on %s", address);

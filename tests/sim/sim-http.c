@@ -156,7 +156,7 @@ void http_mark_gone(struct http_request *req)
 {
         if (!req->client_gone) {
                 req->client_gone = true;
-                req->gone_usec = now_usec();
+                req->gone_usec = now_usec(CLOCK_MONOTONIC);
         }
 }
 
@@ -164,7 +164,7 @@ enum http_wait_result http_wait(struct http_request *req, int fd, int64_t timeou
 {
         const union MHD_ConnectionInfo *info;
         uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
-                                             now_usec() + (uint64_t) timeout_ms * USEC_PER_MSEC;
+                                             now_usec(CLOCK_MONOTONIC) + (uint64_t) timeout_ms * USEC_PER_MSEC;
 
         info = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (!info) {
@@ -178,7 +178,7 @@ enum http_wait_result http_wait(struct http_request *req, int fd, int64_t timeou
                         { .fd = info->connect_fd, .events = POLLRDHUP },
                         { .fd = fd, .events = POLLIN },
                 };
-                uint64_t now = now_usec();
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
                 int timeout, n;
 
                 /* polled at least once, so a zero timeout still notices a client that left */
@@ -198,7 +198,7 @@ enum http_wait_result http_wait(struct http_request *req, int fd, int64_t timeou
                 if (n > 0 && fd >= 0 && (p[1].revents & POLLIN)) {
                         return HTTP_WAIT_FD;
                 }
-                if (deadline != UINT64_MAX && now_usec() >= deadline) {
+                if (deadline != UINT64_MAX && now_usec(CLOCK_MONOTONIC) >= deadline) {
                         return HTTP_WAIT_TIMEOUT;
                 }
         }

@@ -102,7 +102,7 @@ void infer_make_id(char *buf, size_t size, const char *prefix)
 
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd)) {
                 for (size_t i = 0; i < sizeof(rnd); i++) {
-                        rnd[i] = (unsigned char) (now_usec() >> (i % 8));
+                        rnd[i] = (unsigned char) (now_usec(CLOCK_MONOTONIC) >> (i % 8));
                 }
         }
         n = (size_t) snprintf(buf, size, "%s", prefix);
@@ -678,7 +678,7 @@ static int infer_next_token(struct infer_job *j, const char **ret_word, enum inf
                 if (sim_phase() != SIM_STOPPING && http_wait_client_gone(j->req, sim_config.prompt_ms)) {
                         return infer_hold(j);
                 }
-                j->t_prompt = now_usec() - j->t_start;
+                j->t_prompt = now_usec(CLOCK_MONOTONIC) - j->t_start;
                 j->t_start += j->t_prompt;
         }
         r = infer_wait_token(j);
@@ -746,7 +746,7 @@ static void infer_release(struct infer_job *j)
                 return;
         }
         if (j->t_end == 0) {
-                j->t_end = now_usec();
+                j->t_end = now_usec(CLOCK_MONOTONIC);
         }
         slots_release(j->slot_held ? j->slot : -1, j->n_prompt, infer_prompt_ms(j), j->n_decoded,
                       infer_predicted_ms(j));
@@ -901,7 +901,7 @@ static int infer_stream_step(struct infer_job *j)
                                         return r;
                                 }
                         }
-                        j->t_end = now_usec();
+                        j->t_end = now_usec(CLOCK_MONOTONIC);
                         infer_log_end(j);
                         r = 0;
                         switch (j->api) {
@@ -1089,7 +1089,7 @@ enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         }
         j->acquired = true;
         infer_log_start(j);
-        j->t_start = now_usec();
+        j->t_start = now_usec(CLOCK_MONOTONIC);
 
         if (sim_config.error_after_tokens == 0) {
                 /* the first result is an error: llama-server answers it like any error */
@@ -1131,7 +1131,7 @@ enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
                 /* counted as they would go out; the whole answer goes at the end */
                 req->tokens_sent += kind != INFER_HIDDEN;
         }
-        j->t_end = now_usec();
+        j->t_end = now_usec(CLOCK_MONOTONIC);
         infer_log_end(j);
         infer_release(j);
 

@@ -14,7 +14,7 @@ static bool log_disabled;
 
 void log_init(void)
 {
-        log_t0 = now_usec();
+        log_t0 = now_usec(CLOCK_MONOTONIC);
 }
 
 void log_configure(int verbosity, bool disabled)
@@ -64,7 +64,7 @@ void log_line(enum log_level level, const char *module, const char *func, const 
         }
 
         /* llama.cpp stamps minutes.seconds.milliseconds.microseconds since its start. */
-        t = now_usec() - log_t0;
+        t = now_usec(CLOCK_MONOTONIC) - log_t0;
         n = snprintf(buf, sizeof(buf), "%d.%02d.%03d.%03d %c ", (int) (t / USEC_PER_SEC / 60),
                      (int) (t / USEC_PER_SEC % 60), (int) (t / 1000 % 1000), (int) (t % 1000),
                      level_char(level));

@@ -52,7 +52,7 @@ void record_emit(cJSON *o)
         if (!o) {
                 return;
         }
-        record_add_time(o, "t", now_usec());
+        record_add_time(o, "t", now_usec(CLOCK_MONOTONIC));
 
         line = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);

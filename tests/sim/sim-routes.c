@@ -26,7 +26,7 @@ static enum MHD_Result route_health(struct http_request *req)
 
         /* LLAMA_SIM_HEALTH_HANG_AFTER_MS: the request is read and never answered, as by a
          * server whose HTTP thread is stuck; the process and other paths stay alive */
-        if (hang >= 0 && now_usec() >= sim_state.ready_usec + (uint64_t) hang * USEC_PER_MSEC) {
+        if (hang >= 0 && now_usec(CLOCK_MONOTONIC) >= sim_state.ready_usec + (uint64_t) hang * USEC_PER_MSEC) {
                 (void) http_wait_client_gone(req, -1);
                 return MHD_NO;
         }

@@ -88,7 +88,7 @@ void slots_release(int slot, int n_prompt, double prompt_ms, int n_predicted,
         if (slot >= 0 && slot < SLOTS_MAX) {
                 slots[slot].busy = false;
                 slots[slot].n_decoded = 0;
-                slots[slot].t_last = now_usec();
+                slots[slot].t_last = now_usec(CLOCK_MONOTONIC);
         }
         metrics.processing--;
         metrics.prompt_tokens += (uint64_t) n_prompt;

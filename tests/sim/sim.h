@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "time-util.h" /* common/: now_usec() */
+
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _noreturn_ __attribute__((noreturn))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
@@ -93,7 +95,6 @@ struct sim_state {
 extern struct sim_config sim_config;
 extern struct sim_state sim_state;
 
-uint64_t now_usec(void);
 int sim_phase(void);
 void sim_request_begin(void);
 void sim_request_end(void);

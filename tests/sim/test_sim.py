@@ -2,7 +2,7 @@
 """Tests of llama-sim, the llama-server simulator. Standard library only.
 
 Run one case: LLAMA_SIM=build/tests/sim/llama-sim python3 test_sim.py CASE
-(meson registers each case of CASES as its own test in the 'sim' suite).
+(each test_CASE function is a case; meson registers each as its own test in the 'sim' suite).
 
 The simulator's knobs, all environment variables:
 
@@ -63,6 +63,10 @@ import tempfile
 import threading
 import time
 
+# The list of cases (tests_of()) is shared with the llmd tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from llmdtest import tests_of  # noqa: E402
+
 SIM = os.environ.get("LLAMA_SIM")
 DEADLINE = 15.0
 # What a sanitizer prints when it finds something (the sanitized build stops at the first one).
@@ -87,14 +91,6 @@ def wait_until(pred, what, timeout=DEADLINE, interval=0.02):
         if time.monotonic() > end:
             raise Failure("timed out waiting for " + what)
         time.sleep(interval)
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -332,7 +328,7 @@ def run_sim(tmp, args, env=None, model=None):
 # ---------------------------------------------------------------------------------------------
 # command line
 
-def unknown_flag(tmp):
+def test_unknown_flag(tmp):
     rc, _, err = run_sim(tmp, ["--bogus-flag"])
     check(rc == 1, f"exit status {rc}")
     check("error: invalid argument: --bogus-flag\n" in err, f"stderr: {err!r}")
@@ -341,7 +337,7 @@ def unknown_flag(tmp):
     check(rc == 1 and "error: invalid argument: --ctx-size=1536" in err, f"{rc} {err!r}")
 
 
-def missing_value(tmp):
+def test_missing_value(tmp):
     for flag in ("--port", "-c", "--n-cpu-moe", "-fa"):
         rc, _, err = run_sim(tmp, [flag])
         check(rc == 1, f"{flag}: exit status {rc}")
@@ -351,14 +347,14 @@ def missing_value(tmp):
               f"{flag}: no usage in {err!r}")
 
 
-def bad_number(tmp):
+def test_bad_number(tmp):
     rc, _, err = run_sim(tmp, ["-c", "abc"])
     check(rc == 1 and 'error while handling argument "-c": stoi' in err, f"{rc} {err!r}")
     rc, _, err = run_sim(tmp, ["--temp", "hot"])
     check(rc == 1 and 'error while handling argument "--temp": stof' in err, f"{rc} {err!r}")
 
 
-def underscore_spelling(tmp):
+def test_underscore_spelling(tmp):
     # common/arg.cpp turns '_' into '-' in "--" options; values are taken whatever they look like
     sim = Sim(tmp, args=["--ctx_size", "512", "--n_gpu_layers", "99", "-fa", "on", "--jinja",
                          "--no-mmap", "--reasoning-budget", "0", "-ot", "exps=CPU",
@@ -369,7 +365,7 @@ def underscore_spelling(tmp):
     check(sim.wait() == 0, "exit status")
 
 
-def help_and_version(tmp):
+def test_help_and_version(tmp):
     rc, out, _ = run_sim(tmp, ["--help"])
     check(rc == 0 and "-c,    --ctx-size N" in out and "--spec-draft-model" in out,
           f"{rc} {out[:300]!r}")
@@ -377,7 +373,7 @@ def help_and_version(tmp):
     check(rc == 0 and "version: 10470" in err, f"{rc} {err!r}")
 
 
-def no_model(tmp):
+def test_no_model(tmp):
     sim = Sim(tmp, model=False)
     rc = sim.wait()
     check(rc == 1, f"exit status {rc}")
@@ -388,7 +384,7 @@ def no_model(tmp):
 # ---------------------------------------------------------------------------------------------
 # listening and loading
 
-def unix_socket_loading_then_ready(tmp):
+def test_unix_socket_loading_then_ready(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "1500"})
     sim.wait_listening()
     check(os.path.exists(sim.sock), "no socket file")
@@ -417,7 +413,7 @@ def unix_socket_loading_then_ready(tmp):
     check(os.path.exists(sim.sock), "the socket file was removed")
 
 
-def tcp_listen(tmp):
+def test_tcp_listen(tmp):
     port = free_port()
     sim = Sim(tmp, host="127.0.0.1", args=["--port", str(port)], env={"LLAMA_SIM_LOAD_MS": "50"})
     sim.port = port
@@ -432,7 +428,7 @@ def tcp_listen(tmp):
     check(sim.wait() == 0, "exit status")
 
 
-def stale_socket(tmp):
+def test_stale_socket(tmp):
     path = os.path.join(tmp, "sim.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(path)
@@ -449,7 +445,7 @@ def stale_socket(tmp):
     check([r["status"] for r in sim.records("exit")] == [1], "exit record")
 
 
-def port_in_use(tmp):
+def test_port_in_use(tmp):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1)
@@ -464,7 +460,7 @@ def port_in_use(tmp):
         s.close()
 
 
-def missing_model(tmp):
+def test_missing_model(tmp):
     path = os.path.join(tmp, "nope.gguf")
     sim = Sim(tmp, model=path)
     rc = sim.wait()
@@ -477,7 +473,7 @@ def missing_model(tmp):
     check(not sim.records("ready"), "ready record")
 
 
-def model_is_directory(tmp):
+def test_model_is_directory(tmp):
     path = os.path.join(tmp, "dir.gguf")
     os.mkdir(path)
     sim = Sim(tmp, model=path)
@@ -485,7 +481,7 @@ def model_is_directory(tmp):
     check("failed to load model" in sim.stderr(), sim.stderr())
 
 
-def reads_model_while_loading(tmp):
+def test_reads_model_while_loading(tmp):
     size = 8 << 20
     sim = Sim(tmp, model_size=size, env={"LLAMA_SIM_LOAD_MS": "2000"})
     sim.wait_listening()
@@ -513,7 +509,7 @@ def reads_model_while_loading(tmp):
 # ---------------------------------------------------------------------------------------------
 # faults
 
-def exit_while_loading(tmp):
+def test_exit_while_loading(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "400", "LLAMA_SIM_EXIT_WHILE_LOADING": "1",
                         "LLAMA_SIM_EXIT_CODE": "3"})
     rc = sim.wait()
@@ -524,7 +520,7 @@ def exit_while_loading(tmp):
     check(sim.records("exit")[0]["status"] == 3, "exit record status")
 
 
-def exit_while_loading_signal(tmp):
+def test_exit_while_loading_signal(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "400", "LLAMA_SIM_EXIT_WHILE_LOADING": "1",
                         "LLAMA_SIM_EXIT_SIGNAL": "SEGV"})
     rc = sim.wait()
@@ -534,7 +530,7 @@ def exit_while_loading_signal(tmp):
     check(not sim.records("exit"), "an exit record for a death by signal")
 
 
-def exit_after(tmp):
+def test_exit_after(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_EXIT_AFTER_MS": "300"})
     rc = sim.wait()
     check(rc == 1, f"exit status {rc}")
@@ -542,7 +538,7 @@ def exit_after(tmp):
     check(ex["t"] - ready["t"] >= 0.29, f"exited {ex['t'] - ready['t']:.3f}s after ready")
 
 
-def exit_after_signal(tmp):
+def test_exit_after_signal(tmp):
     for name, sig in (("ABRT", signal.SIGABRT), ("KILL", signal.SIGKILL), ("9", signal.SIGKILL),
                       ("SIGSEGV", signal.SIGSEGV)):
         sub = tempfile.mkdtemp(dir=tmp)
@@ -553,7 +549,7 @@ def exit_after_signal(tmp):
         check(sim.records("ready"), f"{name}: never ready")
 
 
-def gpu_memory(tmp):
+def test_gpu_memory(tmp):
     nvml = os.path.join(tmp, "nvml")
     os.mkdir(nvml)
     sim = Sim(tmp, env={"LLAMA_SIM_GPU_MB": "300", "LLMD_FAKE_NVML": nvml})
@@ -576,7 +572,7 @@ def gpu_memory(tmp):
     check(os.listdir(nvml) == [], f"left behind: {os.listdir(nvml)}")
 
 
-def gpu_memory_not_loaded(tmp):
+def test_gpu_memory_not_loaded(tmp):
     # a model that never loads holds no GPU memory
     nvml = os.path.join(tmp, "nvml")
     os.mkdir(nvml)
@@ -593,7 +589,7 @@ def gpu_memory_not_loaded(tmp):
     check(rc == 1 and "LLAMA_SIM_GPU_MB=lots: not a count" in err, f"{rc} {err!r}")
 
 
-def hang_loading(tmp):
+def test_hang_loading(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "50", "LLAMA_SIM_HANG_LOADING": "1"})
     sim.wait_listening()
     time.sleep(1.0)
@@ -605,7 +601,7 @@ def hang_loading(tmp):
     check(rc == -signal.SIGTERM, f"a loading server dies by SIGTERM, got {rc}")
 
 
-def health_hang(tmp):
+def test_health_hang(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_HEALTH_HANG_AFTER_MS": "1000"})
     sim.wait_ready()
     ready_t = sim.records("ready")[0]["t"]
@@ -646,15 +642,15 @@ def _sig_idle(tmp, sig):
     check([r["status"] for r in sim.records("exit")] == [0], "exit record")
 
 
-def sigterm_idle(tmp):
+def test_sigterm_idle(tmp):
     _sig_idle(tmp, signal.SIGTERM)
 
 
-def sigint_idle(tmp):
+def test_sigint_idle(tmp):
     _sig_idle(tmp, signal.SIGINT)
 
 
-def sigterm_while_loading(tmp):
+def test_sigterm_while_loading(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "10000"})
     sim.wait_listening()
     sim.signal(signal.SIGTERM)
@@ -665,7 +661,7 @@ def sigterm_while_loading(tmp):
     check(not sim.records("exit"), "exit record")
 
 
-def sigterm_with_request_open(tmp):
+def test_sigterm_with_request_open(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     held = sim.hold()
@@ -692,7 +688,7 @@ def sigterm_with_request_open(tmp):
     check([r["status"] for r in sim.records("exit")] == [0], "exit record")
 
 
-def second_sigterm(tmp):
+def test_second_sigterm(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     held = sim.hold()
@@ -708,7 +704,7 @@ def second_sigterm(tmp):
     check([r["status"] for r in sim.records("exit")] == [1], "exit record")
 
 
-def hold_ms(tmp):
+def test_hold_ms(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_HOLD_MS": "1200"})
     sim.wait_ready()
     t0 = time.monotonic()
@@ -791,15 +787,15 @@ def _chat_stream(tmp, include_usage):
     check(sim.wait() == 0, "exit status")
 
 
-def chat_stream(tmp):
+def test_chat_stream(tmp):
     _chat_stream(tmp, False)
 
 
-def chat_stream_include_usage(tmp):
+def test_chat_stream_include_usage(tmp):
     _chat_stream(tmp, True)
 
 
-def chat_nonstream(tmp):
+def test_chat_nonstream(tmp):
     sim = Sim(tmp, args=["-a", "qwen,qwen-alias"], env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("POST", "/v1/chat/completions",
@@ -841,7 +837,7 @@ NATIVE_FINAL_KEYS = ["index", "content", "tokens", "id_slot", "stop", "model", "
                      "truncated", "stop_type", "stopping_word", "tokens_cached", "timings"]
 
 
-def completion_stream(tmp):
+def test_completion_stream(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "5"})
     sim.wait_ready()
     conn, resp = sim.stream("/completion", {"prompt": "Once upon a time", "n_predict": 4,
@@ -866,7 +862,7 @@ def completion_stream(tmp):
     check_timings(final["timings"], 4, 4)
 
 
-def completion_nonstream(tmp):
+def test_completion_nonstream(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
     sim.wait_ready()
     r = sim.request("POST", "/completion", {"prompt": "Once upon a time", "n_predict": 4,
@@ -888,7 +884,7 @@ def completion_nonstream(tmp):
     check(o["prompt"] == "Once upon a time" and o["tokens_cached"] == 7, "prompt, tokens_cached")
 
 
-def oai_completion_stream(tmp):
+def test_oai_completion_stream(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "5"})
     sim.wait_ready()
     conn, resp = sim.stream("/v1/completions", {"prompt": "Once", "max_tokens": 2,
@@ -913,7 +909,7 @@ def oai_completion_stream(tmp):
     check(r.json()["choices"][0]["text"] == text_of(2), "non-streamed text")
 
 
-def bad_json(tmp):
+def test_bad_json(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     for path in ("/v1/chat/completions", "/completion"):
@@ -949,7 +945,7 @@ def bad_json(tmp):
         check(r.status == 200 and r.json()["usage"]["completion_tokens"] == n, f"{r.body!r}")
 
 
-def no_messages(tmp):
+def test_no_messages(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("POST", "/v1/chat/completions", body="{}")
@@ -958,7 +954,7 @@ def no_messages(tmp):
                     b'"type":"invalid_request_error"}}', f"body {r.body!r}")
 
 
-def exceeds_context(tmp):
+def test_exceeds_context(tmp):
     sim = Sim(tmp, args=["-c", "64"], env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("POST", "/v1/chat/completions",
@@ -971,7 +967,7 @@ def exceeds_context(tmp):
                          "context size (64 tokens), try increasing it", e["message"])
 
 
-def not_found(tmp):
+def test_not_found(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     for method, path in (("GET", "/nope"), ("GET", "/"), ("POST", "/health"),
@@ -981,7 +977,7 @@ def not_found(tmp):
         check(r.body == NOT_FOUND_BODY, f"{method} {path}: {r.body!r}")
 
 
-def api_key(tmp):
+def test_api_key(tmp):
     sim = Sim(tmp, args=["--api-key", "k1,secret"], env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     check("CORS is set to allow all origins" not in sim.stderr(), "CORS warning with a key")
@@ -998,7 +994,7 @@ def api_key(tmp):
     check(sim.request("GET", "/nope").status == 401, "unknown paths need the key too")
 
 
-def models(tmp):
+def test_models(tmp):
     sim = Sim(tmp, args=["--alias", "qwen"], env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("GET", "/v1/models")
@@ -1010,7 +1006,7 @@ def models(tmp):
     check(o["data"][0]["meta"]["size"] == os.path.getsize(sim.model), "size")
 
 
-def stream_client_gone(tmp):
+def test_stream_client_gone(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "50"})
     sim.wait_ready()
     conn, resp = sim.stream("/v1/chat/completions",
@@ -1053,7 +1049,7 @@ def recv_for(s, seconds):
             out += data
 
 
-def stream_stalls_after_sigterm(tmp):
+def test_stream_stalls_after_sigterm(tmp):
     # llama-server stops generating on SIGTERM but keeps the stream open until the client goes
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "50"})
     sim.wait_ready()
@@ -1077,7 +1073,7 @@ def stream_stalls_after_sigterm(tmp):
     check(sim.records("signal")[0]["action"] == "deferred", "not deferred")
 
 
-def records(tmp):
+def test_records(tmp):
     path = os.path.join(tmp, "shared.jsonl")
     env = {"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_MARKER": "m-1"}
     a = Sim(tempfile.mkdtemp(dir=tmp), args=["-c", "4096"], env=env, record=path)
@@ -1121,7 +1117,7 @@ def records(tmp):
     check(b.records("start")[0]["env_marker"] is None, "no marker")
 
 
-def concurrent_requests(tmp):
+def test_concurrent_requests(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "20"})
     sim.wait_ready()
     results = []
@@ -1341,7 +1337,7 @@ EMBD_SINGLE = {"model": "m", "object": "list", "usage": {"prompt_tokens": 4, "to
                "data": [{"embedding": [0.5], "index": 0, "object": "embedding"}]}
 
 
-def embeddings(tmp):
+def test_embeddings(tmp):
     sim = Sim(tmp, args=["--embeddings", "--pooling", "mean"], env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     single = sample_json("POST-embeddings-single.txt", EMBD_SINGLE)
@@ -1389,7 +1385,7 @@ def embeddings(tmp):
     check("E srv    send_error: task id = " in sim.stderr(), "no send_error line")
 
 
-def embeddings_on_chat_server(tmp):
+def test_embeddings_on_chat_server(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     for path in ("/v1/embeddings", "/embedding", "/embeddings"):
@@ -1399,7 +1395,7 @@ def embeddings_on_chat_server(tmp):
     check(sample is None or sample.encode() == ERR_EMBD_ON_CHAT, "the recorded error differs")
 
 
-def rerank(tmp):
+def test_rerank(tmp):
     # llama-server needs --reranking (--embedding with --pooling rank): --embeddings is not enough
     for args in ([], ["--embeddings"]):
         sub = tempfile.mkdtemp(dir=tmp)
@@ -1435,7 +1431,7 @@ def rerank(tmp):
     check(sim.request("POST", "/v1/embeddings", {"input": "x"}).status == 200, "embeddings")
 
 
-def tokenize(tmp):
+def test_tokenize(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("POST", "/tokenize", {"content": "Hello world, again"})
@@ -1464,7 +1460,7 @@ def tokenize(tmp):
     check(len(ids) == 4, f"{len(ids)} tokens for 4 generated")
 
 
-def apply_template(tmp):
+def test_apply_template(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("POST", "/apply-template",
@@ -1478,7 +1474,7 @@ def apply_template(tmp):
           f"{r.status} {r.body!r}")
 
 
-def infill(tmp):
+def test_infill(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
     sim.wait_ready()
     body = {"input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 3}
@@ -1508,7 +1504,7 @@ PROPS_FALLBACK_KEYS = ["default_generation_settings", "total_slots", "model_alia
                        "build_info", "is_sleeping", "cors_proxy_enabled"]
 
 
-def props(tmp):
+def test_props(tmp):
     sim = Sim(tmp, args=["-c", "1024", "-np", "2", "--alias", "qwen,other"],
               env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
@@ -1537,7 +1533,7 @@ SLOT_USED_KEYS = SLOT_IDLE_KEYS + ["id_task", "n_prompt_tokens", "n_prompt_token
                                    "n_prompt_tokens_cache", "params", "next_token"]
 
 
-def slots(tmp):
+def test_slots(tmp):
     sim = Sim(tmp, args=["-c", "512"],
               env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1"})
     sim.wait_ready()
@@ -1597,7 +1593,7 @@ def parse_metrics(text):
     return out, kinds
 
 
-def metrics(tmp):
+def test_metrics(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     r = sim.request("GET", "/metrics")
@@ -1623,7 +1619,7 @@ def metrics(tmp):
           values["llamacpp:requests_processing"] == 0, f"{values}")
 
 
-def root_no_ui(tmp):
+def test_root_no_ui(tmp):
     sim = Sim(tmp, args=["--api-key", "secret"], env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
     # "/" is one of llama-server's public paths: no key needed to get its 404
@@ -1633,7 +1629,7 @@ def root_no_ui(tmp):
     check(sample is None or sample.encode() == NOT_FOUND_BODY, "the recorded body differs")
 
 
-def options_preflight(tmp):
+def test_options_preflight(tmp):
     sim = Sim(tmp, args=["--api-key", "secret"], env={"LLAMA_SIM_LOAD_MS": "1500"})
     sim.wait_listening()
     # before the model is loaded and without the key: OPTIONS is answered first, on any path
@@ -1656,7 +1652,7 @@ def options_preflight(tmp):
 # ---------------------------------------------------------------------------------------------
 # thinking
 
-def reasoning_stream(tmp):
+def test_reasoning_stream(tmp):
     sim = Sim(tmp, args=["--reasoning-format", "deepseek", "--reasoning-budget", "3"],
               env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
     sim.wait_ready()
@@ -1699,7 +1695,7 @@ def reasoning_stream(tmp):
                   all("content" in d for d in deltas[first_content:]), f"order {deltas}")
 
 
-def reasoning_nonstream(tmp):
+def test_reasoning_nonstream(tmp):
     sim = Sim(tmp, args=["--reasoning-format", "deepseek", "--reasoning-budget", "3"],
               env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
     sim.wait_ready()
@@ -1718,7 +1714,7 @@ def reasoning_nonstream(tmp):
 # ---------------------------------------------------------------------------------------------
 # lock-step
 
-def lockstep(tmp):
+def test_lockstep(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1"})
     sim.wait_ready()
     check(step(sim) == 0, "a step with no stream open released one")
@@ -1763,7 +1759,7 @@ def lockstep(tmp):
 # ---------------------------------------------------------------------------------------------
 # records
 
-def records_fields(tmp):
+def test_records_fields(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
     sim.wait_ready()
     body = json.dumps(chat(model="qwen-7b", max_tokens=3, stream=True)).encode()
@@ -1828,7 +1824,7 @@ def _tokens(events):
     return out
 
 
-def fault_exit_after_tokens(tmp):
+def test_fault_exit_after_tokens(tmp):
     sim, st = _fault_stream(tmp, {"LLAMA_SIM_EXIT_AFTER_TOKENS": "3", "LLAMA_SIM_EXIT_CODE": "7"})
     rc = sim.wait()
     check(rc == 7, f"exit status {rc}")
@@ -1841,7 +1837,7 @@ def fault_exit_after_tokens(tmp):
     check(sim.records("exit")[-1]["status"] == 7, "exit record")
 
 
-def fault_exit_after_tokens_signal(tmp):
+def test_fault_exit_after_tokens_signal(tmp):
     sim, st = _fault_stream(tmp, {"LLAMA_SIM_EXIT_AFTER_TOKENS": "2",
                                   "LLAMA_SIM_EXIT_SIGNAL": "KILL"})
     rc = sim.wait()
@@ -1851,7 +1847,7 @@ def fault_exit_after_tokens_signal(tmp):
     check(not sim.records("exit"), "an exit record for a death by signal")
 
 
-def fault_stall_after_tokens(tmp):
+def test_fault_stall_after_tokens(tmp):
     sim, st = _fault_stream(tmp, {"LLAMA_SIM_STALL_AFTER_TOKENS": "2"})
     st.wait_events(3)
     events = st.quiet_for(1.0)
@@ -1865,7 +1861,7 @@ def fault_stall_after_tokens(tmp):
     check(sim.wait() == 0, "exit status")
 
 
-def fault_error_after_tokens(tmp):
+def test_fault_error_after_tokens(tmp):
     sim, st = _fault_stream(tmp, {"LLAMA_SIM_ERROR_AFTER_TOKENS": "2"})
     check(st.wait_end(), "not ended")
     events = st.events()
@@ -1890,7 +1886,7 @@ def fault_error_after_tokens(tmp):
     check(r.json()["error"]["type"] == "server_error", f"{r.body!r}")
 
 
-def eos_after_tokens(tmp):
+def test_eos_after_tokens(tmp):
     sim, st = _fault_stream(tmp, {"LLAMA_SIM_EOS_AFTER_TOKENS": "3"})
     check(st.wait_end(), "not ended")
     events = st.events()
@@ -1911,7 +1907,7 @@ def eos_after_tokens(tmp):
           r.json()["usage"]["completion_tokens"] == 2, f"{r.body!r}")
 
 
-def prompt_ms(tmp):
+def test_prompt_ms(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "5",
                         "LLAMA_SIM_PROMPT_MS": "300"})
     sim.wait_ready()
@@ -1999,7 +1995,7 @@ def check_events_like(events, want, where):
         check_same_keys(d, w, f"{where} event {i} ({n})")
 
 
-def messages_nonstream(tmp):
+def test_messages_nonstream(tmp):
     sim = api_sim(tmp)
     r = sim.request("POST", "/v1/messages", {"model": "chat", "max_tokens": 4, "messages": USER})
     check_llama_headers(r, 200, "OK")
@@ -2027,7 +2023,7 @@ def messages_nonstream(tmp):
     check(r.json()["usage"]["output_tokens"] == 3, f"n_predict {r.json()['usage']}")
 
 
-def messages_stream(tmp):
+def test_messages_stream(tmp):
     sim = api_sim(tmp)
     events = api_stream(sim, "/v1/messages",
                         {"model": "chat", "max_tokens": 4, "stream": True, "messages": USER})
@@ -2053,7 +2049,7 @@ def messages_stream(tmp):
           r["model"] == "chat", f"record {r}")
 
 
-def messages_count_tokens(tmp):
+def test_messages_count_tokens(tmp):
     sim = api_sim(tmp)
     r = sim.request("POST", "/v1/messages/count_tokens", {"model": "chat", "messages": USER})
     check_llama_headers(r, 200, "OK")
@@ -2080,7 +2076,7 @@ def check_recorded_error(r, name):
     check(r.body.decode() == body, f"{name}: {r.body!r}, recorded {body!r}")
 
 
-def messages_errors(tmp):
+def test_messages_errors(tmp):
     sim = api_sim(tmp)
     for path in ("/v1/messages", "/v1/messages/count_tokens"):
         stem = "ERR-messages-" + ("count-tokens-" if "count" in path else "")
@@ -2123,7 +2119,7 @@ RESP_TURNS = [{"role": "user", "content": "hello world"},
               {"role": "user", "content": [{"type": "input_text", "text": "again"}]}]
 
 
-def responses_nonstream(tmp):
+def test_responses_nonstream(tmp):
     sim = api_sim(tmp)
     want = json.loads(recorded("POST-responses-string-input.txt")[1])
     usage = None
@@ -2159,7 +2155,7 @@ def responses_nonstream(tmp):
         check(r.json()["usage"]["output_tokens"] == n, f"{body}: {r.json()['usage']}")
 
 
-def responses_stream(tmp):
+def test_responses_stream(tmp):
     sim = api_sim(tmp)
     events = api_stream(sim, "/v1/responses",
                         {"model": "chat", "max_output_tokens": 4, "stream": True,
@@ -2188,7 +2184,7 @@ def responses_stream(tmp):
     check(r["stream"] is True and r["tokens_sent"] == 4, f"record {r}")
 
 
-def responses_errors(tmp):
+def test_responses_errors(tmp):
     sim = api_sim(tmp)
     for name, body in (
             ("bad-json", "{not json"),
@@ -2242,7 +2238,7 @@ def responses_errors(tmp):
                         "exceeds context")
 
 
-def apis_reasoning(tmp):
+def test_apis_reasoning(tmp):
     sim = api_sim(tmp, ["--reasoning-format", "deepseek", "--reasoning-budget", "3"])
     # budget 3: two thinking tokens, the end of the thinking (no event), then four of text
     events = api_stream(sim, "/v1/messages", {"max_tokens": 7, "stream": True, "messages": USER})
@@ -2294,7 +2290,7 @@ def apis_reasoning(tmp):
     check(o["content"][0]["type"] == "thinking", f"Messages took reasoning_format: {o}")
 
 
-def apis_faults(tmp):
+def test_apis_faults(tmp):
     body_m = {"max_tokens": 20, "stream": True, "messages": USER}
     body_r = {"max_output_tokens": 20, "stream": True, "input": "x"}
     # an error after two tokens: the API's error event ends the stream, without the end events
@@ -2342,7 +2338,7 @@ def apis_faults(tmp):
     check(r["client_gone"] is True and r["tokens_sent"] == 2, f"{r}")
 
 
-def apis_lockstep(tmp):
+def test_apis_lockstep(tmp):
     sim = api_sim(tmp, env={"LLAMA_SIM_LOCKSTEP": "1"})
     st = raw_stream(sim, "/v1/messages", {"max_tokens": 2, "stream": True, "messages": USER})
     check(st.status() == 200, "status")
@@ -2371,7 +2367,7 @@ def vm_hwm_kb(pid):
         return int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
 
 
-def large_body(tmp):
+def test_large_body(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "1"})
     sim.wait_ready()
     for size in (5_000_000, 16 << 20):
@@ -2406,7 +2402,7 @@ def large_body(tmp):
     check(r.status == 200 and sim.alive(), f"deep nesting: {r.status}")
 
 
-def slow_answers(tmp):
+def test_slow_answers(tmp):
     # answers slower than the 5 s keep-alive timeout: a lock-step stream waiting for its step,
     # and a non-streamed answer taking six seconds; the connection then idles out after 5 s
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1",
@@ -2427,7 +2423,7 @@ def slow_answers(tmp):
     check(time.monotonic() - t0 >= 3, "closed long before the idle timeout")
 
 
-def token_ms_zero(tmp):
+def test_token_ms_zero(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "0"})
     sim.wait_ready()
     t0 = time.monotonic()
@@ -2441,7 +2437,7 @@ def token_ms_zero(tmp):
     conn.close()
 
 
-def concurrent_streams(tmp):
+def test_concurrent_streams(tmp):
     # 100 streams open at once: lock-step proves they are all in flight together
     n = 100
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_LOCKSTEP": "1"})
@@ -2480,7 +2476,7 @@ def concurrent_streams(tmp):
     check(sim.health().status == 200, "healthy afterwards")
 
 
-def head_like_get(tmp):
+def test_head_like_get(tmp):
     # cpp-httplib answers HEAD on every GET route: the GET's status and headers, no body.
     sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20"})
     sim.wait_ready()
@@ -2490,32 +2486,14 @@ def head_like_get(tmp):
         check(head.body == b"", f"HEAD {path} has a body")
 
 
-CASES = {f.__name__: f for f in (
-    unknown_flag, missing_value, bad_number, underscore_spelling, help_and_version, no_model,
-    unix_socket_loading_then_ready, tcp_listen, stale_socket, port_in_use, missing_model,
-    model_is_directory, reads_model_while_loading, exit_while_loading, exit_while_loading_signal,
-    exit_after, exit_after_signal, gpu_memory, gpu_memory_not_loaded, hang_loading, health_hang,
-    sigterm_idle, sigint_idle, sigterm_while_loading, sigterm_with_request_open, second_sigterm,
-    hold_ms, chat_stream,
-    chat_stream_include_usage, chat_nonstream, completion_stream, completion_nonstream,
-    oai_completion_stream, bad_json, no_messages, exceeds_context, not_found, api_key, models,
-    stream_client_gone, stream_stalls_after_sigterm, records, concurrent_requests,
-    embeddings, embeddings_on_chat_server, rerank, tokenize, apply_template, infill, props, slots,
-    metrics, root_no_ui, options_preflight, reasoning_stream, reasoning_nonstream, lockstep,
-    records_fields, fault_exit_after_tokens, fault_exit_after_tokens_signal,
-    fault_stall_after_tokens, fault_error_after_tokens, eos_after_tokens, prompt_ms, large_body, slow_answers, token_ms_zero,
-    concurrent_streams, head_like_get, messages_nonstream, messages_stream, messages_count_tokens,
-    messages_errors, responses_nonstream, responses_stream, responses_errors, apis_reasoning,
-    apis_faults, apis_lockstep,
-)}
-
 
 def main():
-    if sys.argv[1:] == ["--list"]:  # how meson learns the cases: a case is added here only
-        print("\n".join(CASES))
+    cases = tests_of()
+    if sys.argv[1:] == ["--list"]:  # how meson learns the cases
+        print("\n".join(cases))
         return 0
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        sys.stderr.write("usage: test_sim.py CASE\ncases: " + " ".join(CASES) + "\n")
+    if len(sys.argv) != 2 or sys.argv[1] not in cases:
+        sys.stderr.write("usage: test_sim.py CASE\ncases: " + " ".join(cases) + "\n")
         return 2
     if not SIM:
         sys.stderr.write("LLAMA_SIM is not set\n")
@@ -2538,7 +2516,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="llama-sim-") as tmp:
         try:
-            CASES[sys.argv[1]](tmp)
+            cases[sys.argv[1]](tmp)
         except Failure as e:
             print(f"FAIL {sys.argv[1]}: {e}")
             show_logs()

@@ -499,17 +499,4 @@ TEST(shipped_tasks)
         bench_tasks_free(t, n);
 }
 
-int main(void)
-{
-        RUN(run_complete);
-        RUN(run_split_and_reasoning);
-        RUN(run_early_and_errors);
-        RUN(median);
-        RUN(summary_and_order);
-        RUN(formats);
-        RUN(mismatch_and_thinking);
-        RUN(order_without_client_rate);
-        RUN(tasks);
-        RUN(shipped_tasks);
-        return 0;
-}
+TEST_MAIN()

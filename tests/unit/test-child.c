@@ -109,13 +109,4 @@ TEST(backoff)
         check_inteq(child_backoff_usec(120 * USEC_PER_SEC, 3), 120 * USEC_PER_SEC);
 }
 
-int main(void)
-{
-        RUN(life);
-        RUN(crashes);
-        RUN(stops);
-        RUN(impossible);
-        RUN(every_state_can_stop_and_start);
-        RUN(backoff);
-        return 0;
-}
+TEST_MAIN()

@@ -409,18 +409,4 @@ TEST(file)
         check(!c);
 }
 
-int main(void)
-{
-        RUN(brief_example);
-        RUN(flags);
-        RUN(own_keys);
-        RUN(proxy_keys);
-        RUN(residency_keys);
-        RUN(bad_keys);
-        RUN(bad_values);
-        RUN(bad_structure);
-        RUN(line_numbers);
-        RUN(equal);
-        RUN(file);
-        return 0;
-}
+TEST_MAIN()

@@ -7,6 +7,7 @@
 
 #include "control.h"
 #include "tests.h"
+#include "time-util.h"
 
 #define IDLE_USEC (300 * USEC_PER_MSEC)
 #define FRAME_USEC (100 * USEC_PER_MSEC)
@@ -41,14 +42,6 @@ static bool client_closed(int fd)
         return n == 0 || (n < 0 && errno != EAGAIN);
 }
 
-static uint64_t now_usec(sd_event *e)
-{
-        uint64_t t;
-
-        check(sd_event_now(e, CLOCK_MONOTONIC, &t) >= 0);
-        return t;
-}
-
 TEST(idle_and_partial_frames_time_out)
 {
         char dir[] = "/tmp/test-control-XXXXXX", path[64];
@@ -78,11 +71,11 @@ TEST(idle_and_partial_frames_time_out)
         client_send(partial, call, 10);
         calling = client_connect(path);
 
-        start = now_usec(e);
+        start = event_now_usec(e);
         uint64_t next_call = start;
-        while (now_usec(e) - start < 5 * USEC_PER_SEC && !(closed_idle && closed_partial)) {
+        while (event_now_usec(e) - start < 5 * USEC_PER_SEC && !(closed_idle && closed_partial)) {
                 check(sd_event_run(e, 10 * USEC_PER_MSEC) >= 0);
-                uint64_t t = now_usec(e) - start;
+                uint64_t t = event_now_usec(e) - start;
                 if (!closed_idle && client_closed(idle)) {
                         closed_idle = t;
                 }
@@ -92,7 +85,7 @@ TEST(idle_and_partial_frames_time_out)
                 if (!closed_calling && client_closed(calling)) {
                         closed_calling = t;
                 }
-                if (!closed_calling && now_usec(e) >= next_call) {
+                if (!closed_calling && event_now_usec(e) >= next_call) {
                         client_send(calling, call, sizeof(call));
                         next_call += IDLE_USEC / 3;
                 }
@@ -110,8 +103,4 @@ TEST(idle_and_partial_frames_time_out)
         check(rmdir(dir) == 0);
 }
 
-int main(void)
-{
-        RUN(idle_and_partial_frames_time_out);
-        return 0;
-}
+TEST_MAIN()

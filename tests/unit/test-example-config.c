@@ -59,6 +59,5 @@ int main(int argc, char *argv[])
 {
         check(argc == 2);
         path = argv[1];
-        RUN(example);
-        return 0;
+        return tests_run();
 }

@@ -248,10 +248,4 @@ TEST(boxes)
         }
 }
 
-int main(void)
-{
-        RUN(fleet);
-        RUN(refused);
-        RUN(boxes);
-        return 0;
-}
+TEST_MAIN()

@@ -578,7 +578,8 @@ TEST(estimate)
         check_inteq(gguf_cache_type_bits("q3_k", &bits), -EINVAL);
 }
 
-/* The tiny models of the real tier, as tests/models/make-tiny-models.py documents them. */
+/* The tiny models of the real tier, as tests/models/make-tiny-models.py documents them: what
+ * "test-gguf real" runs instead of the tests above (it is the real tier's test, real/gguf). */
 static int real_models(void)
 {
         const char *dir = getenv("LLMD_REAL_MODELS");
@@ -630,13 +631,5 @@ int main(int argc, char *argv[])
         if (argc > 1 && streq(argv[1], "real")) {
                 return real_models();
         }
-        RUN(model);
-        RUN(truncated);
-        RUN(variants);
-        RUN(hostile_tensors);
-        RUN(hostile_metadata);
-        RUN(hostile_header);
-        RUN(split);
-        RUN(estimate);
-        return 0;
+        return tests_run();
 }

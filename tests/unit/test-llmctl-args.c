@@ -159,12 +159,4 @@ TEST(help)
         free(buf);
 }
 
-int main(void)
-{
-        RUN(verbs);
-        RUN(usage_errors);
-        RUN(bench);
-        RUN(tables);
-        RUN(help);
-        return 0;
-}
+TEST_MAIN()

@@ -77,10 +77,4 @@ TEST(life)
         }
 }
 
-int main(void)
-{
-        RUN(table);
-        RUN(names);
-        RUN(life);
-        return 0;
-}
+TEST_MAIN()

@@ -323,14 +323,4 @@ TEST(hosts)
         check(!route_host_allowed("", ""));
 }
 
-int main(void)
-{
-        RUN(table);
-        RUN(targets);
-        RUN(models_retrieve);
-        RUN(apis);
-        RUN(query_param);
-        RUN(origins);
-        RUN(hosts);
-        return 0;
-}
+TEST_MAIN()

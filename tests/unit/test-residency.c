@@ -116,10 +116,4 @@ TEST(prefetch_budget)
         check(prefetch_budget("garbage", 5) == 0);
 }
 
-int main(void)
-{
-        RUN(plans);
-        RUN(trims);
-        RUN(prefetch_budget);
-        return 0;
-}
+TEST_MAIN()

@@ -123,11 +123,4 @@ TEST(words)
         }
 }
 
-int main(void)
-{
-        RUN(every_cell);
-        RUN(out_of_range);
-        RUN(lives);
-        RUN(words);
-        return 0;
-}
+TEST_MAIN()

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include "array.h"
 #include "manager.h"
 #include "parse-util.h"
 #include "probe.h"
 #include "strv.h"
 #include "tests.h"
+#include "time-util.h"
 
 TEST(duration)
 {
@@ -77,13 +79,34 @@ TEST(strv)
         check_streq(j, "a|b|c");
 }
 
-int main(void)
+TEST(array_grow)
 {
-        RUN(duration);
-        RUN(listen);
-        RUN(boolean);
-        RUN(probe_status);
-        RUN(environ);
-        RUN(strv);
-        return 0;
+        _cleanup_free_ uint64_t *a = NULL;
+        size_t n = 0;
+
+        for (uint64_t i = 0; i < 100; i++) {
+                uint64_t *e = ARRAY_GROW(a, n);
+
+                check(e && e == &a[n] && *e == 0);
+                *e = i;
+                n++;
+        }
+        for (size_t i = 0; i < n; i++) {
+                check_inteq(a[i], i);
+        }
+        /* One more than size_t can count: refused, the array as it was. */
+        check(!array_grow((void **) &a, SIZE_MAX, 1));
+        check(!ARRAY_GROW(a, SIZE_MAX / 8));
+        check_inteq(a[99], 99);
 }
+
+TEST(clock)
+{
+        uint64_t t = now_usec(CLOCK_MONOTONIC);
+
+        check(t > 0 && now_usec(CLOCK_MONOTONIC) >= t);
+        /* No loop to ask: the time now. */
+        check(event_now_usec(NULL) >= t);
+}
+
+TEST_MAIN()

@@ -155,12 +155,4 @@ TEST(format)
         cJSON_Delete(p);
 }
 
-int main(void)
-{
-        RUN(split_frames);
-        RUN(several_frames_in_one_read);
-        RUN(oversized);
-        RUN(bad_calls);
-        RUN(format);
-        return 0;
-}
+TEST_MAIN()

@@ -38,9 +38,80 @@
                 }                                                                          \
         } while (0)
 
-#define TEST(name) static void test_##name(void)
-#define RUN(name)                                                                          \
+/*
+ * A test is a TEST(name) { ... } block, and that is all: it registers itself (a constructor,
+ * before main()), and tests_run() runs every test of the file in the order they are written,
+ * printing "ok - name" after each. There is no list to forget a test in. A file whose main()
+ * has nothing to set up ends with TEST_MAIN().
+ */
+
+typedef struct TestCase {
+        const char *name;
+        void (*run)(void);
+        unsigned line;
+} TestCase;
+
+#define TESTS_MAX 64
+static TestCase tests_table[TESTS_MAX];
+static size_t tests_n;
+static const char *tests_skip_why;
+
+static inline void tests_register(const char *name, void (*run)(void), unsigned line)
+{
+        if (tests_n == TESTS_MAX) {
+                fprintf(stderr, "%s: more than %d tests in one file\n", name, TESTS_MAX);
+                abort();
+        }
+        tests_table[tests_n++] = (TestCase){ .name = name, .run = run, .line = line };
+}
+
+#define TEST(name)                                                                         \
+        static void test_##name(void);                                                     \
+        __attribute__((constructor)) static void test_register_##name(void)                \
+        {                                                                                  \
+                tests_register(#name, test_##name, __LINE__);                              \
+        }                                                                                  \
+        static void test_##name(void)
+
+/* For a test that needs what main() set up in some runs of the binary only: the test returns,
+ * and is reported as skipped, unless cond holds. */
+#define SKIP_UNLESS(cond, why)                                                             \
         do {                                                                               \
-                test_##name();                                                             \
-                printf("ok - %s\n", #name);                                                \
+                if (!(cond)) {                                                             \
+                        tests_skip_why = (why);                                            \
+                        return;                                                            \
+                }                                                                          \
         } while (0)
+
+/* Runs every test in the order of the file (constructors promise no order). A failed check has
+ * aborted already; returns 0, or 77 (skipped, for meson) when every test was skipped. */
+static inline int tests_run(void)
+{
+        size_t skipped = 0;
+
+        for (size_t i = 1; i < tests_n; i++) {
+                for (size_t j = i; j > 0 && tests_table[j - 1].line > tests_table[j].line; j--) {
+                        TestCase t = tests_table[j];
+
+                        tests_table[j] = tests_table[j - 1];
+                        tests_table[j - 1] = t;
+                }
+        }
+        for (size_t i = 0; i < tests_n; i++) {
+                tests_skip_why = NULL;
+                tests_table[i].run();
+                if (tests_skip_why) {
+                        printf("ok - %s # SKIP %s\n", tests_table[i].name, tests_skip_why);
+                        skipped++;
+                } else {
+                        printf("ok - %s\n", tests_table[i].name);
+                }
+        }
+        return tests_n > 0 && skipped == tests_n ? 77 : 0;
+}
+
+#define TEST_MAIN()                                                                        \
+        int main(void)                                                                     \
+        {                                                                                  \
+                return tests_run();                                                        \
+        }
