@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <limits.h>
 
+#include "array.h"
 #include "footprint.h"
 #include "gguf.h"
 #include "log.h"
@@ -36,11 +37,9 @@ static Record *footprint_record(Footprint *f, const char *name, const char *path
                         return &f->records[i];
                 }
         }
-        if (!create || !(a = realloc(f->records, sizeof(Record) * (f->n_records + 1)))) {
+        if (!create || !(a = ARRAY_GROW(f->records, f->n_records))) {
                 return NULL;
         }
-        f->records = a;
-        a = &f->records[f->n_records];
         *a = (Record) { .name = strdup(name), .path = strdup(path) };
         if (!a->name || !a->path) {
                 free(a->name);

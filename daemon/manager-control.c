@@ -4,6 +4,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "time-util.h"
 #include "manager.h"
 #include "strv.h"
 #include "build-config.h"
@@ -41,9 +42,9 @@ static cJSON *model_json(Manager *m, Child *c)
         const ModelConfig *mc = child_config(c);
         const char *active = supervisor_active(m->supervisor);
         cJSON *o = cJSON_CreateObject();
-        uint64_t now = 0;
+        uint64_t now;
 
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        now = event_now_usec(m->event);
         cJSON_AddStringToObject(o, "name", child_name(c));
         cJSON_AddItemToObject(o, "aliases", json_strv(mc->aliases));
         ServingWhy why = SERVING_WHY_NONE;
@@ -120,11 +121,11 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
         cJSON *p = cJSON_CreateObject(), *pinned = cJSON_CreateArray();
         _cleanup_free_ char *status = supervisor_status_text(m->supervisor);
         SwitchPhase phase;
-        uint64_t now = 0;
+        uint64_t now;
         size_t n;
         Child **children = supervisor_children(m->supervisor, &n);
 
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        now = event_now_usec(m->event);
         cJSON_AddStringToObject(p, "version", LLMD_VERSION);
         cJSON_AddStringToObject(p, "config", supervisor_config(m->supervisor)->path);
         cJSON_AddNumberToObject(p, "pid", getpid());

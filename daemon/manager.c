@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "time-util.h"
 #include "manager.h"
 #include "notify.h"
 #include "strv.h"
@@ -311,7 +312,7 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
          * restarted. */
         (void) sd_event_set_watchdog(m->event, true);
 
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &m->start_usec);
+        m->start_usec = event_now_usec(m->event);
         SupervisorOptions so = {
                 .event = m->event,
                 .runtime_dir = m->runtime_dir,

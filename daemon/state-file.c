@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "array.h"
 #include "fileio.h"
 #include "log.h"
 #include "parse-util.h"
@@ -151,14 +152,13 @@ int state_file_load_gpu(const char *state_dir, StateGpuEntry **ret, size_t *ret_
                 if (*file == '\0') {
                         continue;
                 }
-                a = realloc(e, sizeof(StateGpuEntry) * (n + 1));
+                a = ARRAY_GROW(e, n);
                 if (!a) {
                         state_gpu_entries_free(e, n);
                         return -ENOMEM;
                 }
-                e = a;
-                e[n] = (StateGpuEntry) { .name = TAKE_PTR(name), .bytes = bytes, .path = strdup(file) };
-                if (!e[n].path) {
+                *a = (StateGpuEntry) { .name = TAKE_PTR(name), .bytes = bytes, .path = strdup(file) };
+                if (!a->path) {
                         state_gpu_entries_free(e, n + 1);
                         return -ENOMEM;
                 }

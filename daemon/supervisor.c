@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 
+#include "array.h"
 #include "footprint.h"
 #include "log.h"
 #include "parse-util.h"
@@ -10,6 +11,7 @@
 #include "state-file.h"
 #include "strv.h"
 #include "supervisor.h"
+#include "time-util.h"
 
 /*
  * The supervisor carries out the residency machine (serving.h) for every profile: model_event()
@@ -110,14 +112,6 @@ const char *switch_kind_to_string(SwitchKind k)
 const char *switch_phase_to_string(SwitchPhase p)
 {
         return p >= 0 && p < _SWITCH_PHASE_MAX ? phase_table[p] : NULL;
-}
-
-static uint64_t now_usec(const Supervisor *s)
-{
-        uint64_t t = 0;
-
-        (void) sd_event_now(s->options.event, CLOCK_MONOTONIC, &t);
-        return t;
 }
 
 static const ModelConfig *model_config(const Model *m)
@@ -550,12 +544,12 @@ static int op_add_waiter(SwitchOp *op, const SwitchCallbacks *cb, void *userdata
         if (!cb) {
                 return 0;
         }
-        w = realloc(op->waiters, sizeof(SwitchWaiter) * (op->n_waiters + 1));
+        w = ARRAY_GROW(op->waiters, op->n_waiters);
         if (!w) {
                 return -ENOMEM;
         }
-        op->waiters = w;
-        op->waiters[op->n_waiters++] = (SwitchWaiter) { .cb = *cb, .userdata = userdata };
+        *w = (SwitchWaiter) { .cb = *cb, .userdata = userdata };
+        op->n_waiters++;
         return 0;
 }
 
@@ -563,7 +557,7 @@ static int op_add_waiter(SwitchOp *op, const SwitchCallbacks *cb, void *userdata
 static void op_finish(Supervisor *s, int error, const char *restored, const char *superseded_by)
 {
         SwitchOp *op = s->op;
-        uint64_t now = now_usec(s);
+        uint64_t now = event_now_usec(s->options.event);
         Child *t = op->target ? supervisor_child(s, op->target) : NULL;
 
         s->op = NULL;
@@ -676,7 +670,7 @@ static void supervisor_advance_once(Supervisor *s)
                     (m && (m->state == SERVING_DRAINING || m->state == SERVING_STOPPING))) {
                         return;
                 }
-                op->stopped_usec = now_usec(s);
+                op->stopped_usec = event_now_usec(s->options.event);
                 if (!op->target) {
                         supervisor_persist(s);
                         op_finish(s, 0, NULL, NULL);
@@ -692,7 +686,7 @@ static void supervisor_advance_once(Supervisor *s)
                         if (op->load_only) {
                                 log_model(LOG_INFO, op->target, "load", "Loaded %s beside %s in %.3f s",
                                           op->target, s->active ? s->active : "nothing",
-                                          (double) (now_usec(s) - op->start_usec) / USEC_PER_SEC);
+                                          (double) (event_now_usec(s->options.event) - op->start_usec) / USEC_PER_SEC);
                                 op_finish(s, 0, NULL, NULL);
                                 return;
                         }
@@ -701,7 +695,7 @@ static void supervisor_advance_once(Supervisor *s)
                         child_touch(m->child);
                         supervisor_persist(s);
                         log_model(LOG_INFO, op->target, "switch", "Switched to %s in %.3f s",
-                                  op->target, (double) (now_usec(s) - op->start_usec) / USEC_PER_SEC);
+                                  op->target, (double) (event_now_usec(s->options.event) - op->start_usec) / USEC_PER_SEC);
                         op_finish(s, 0, NULL, NULL);
                 } else if (m->state != SERVING_LOADING || model_crashed(m)) {
                         op_fail(s, m);
@@ -796,14 +790,6 @@ static int supervisor_check_target(Supervisor *s, const char *target, const Mode
         return 0;
 }
 
-static uint64_t clock_usec(void)
-{
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
 /* Ends the operation in progress for a newer one (for target; NULL: Stop) and returns what
  * served before it, still the model to restore. A model it was loading, wanted by it alone,
  * stops: a superseded switch must not leave it resident, taking room. */
@@ -828,7 +814,7 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
                                        void *userdata)
 {
         _cleanup_free_ char *previous = NULL;
-        uint64_t start = clock_usec(); /* the loop's cached time would not move */
+        uint64_t start = now_usec(CLOCK_MONOTONIC); /* the loop's cached time would not move */
 
         if (s->op) {
                 previous = op_supersede(s, target);
@@ -846,7 +832,7 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
                 .from = previous,
                 .to = target,
                 .changed = !previous || !streq(previous, target),
-                .total_usec = clock_usec() - start,
+                .total_usec = now_usec(CLOCK_MONOTONIC) - start,
         };
         if (cb && cb->done) {
                 cb->done(userdata, &r);
@@ -951,7 +937,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         op->beside = beside || load_only;
         op->load_only = load_only;
         op->phase = SWITCH_STOPPING;
-        op->start_usec = now_usec(s);
+        op->start_usec = event_now_usec(s->options.event);
         op->progress = -1;
         s->op = op;
         if (op_add_waiter(op, cb, userdata) < 0) {
@@ -1076,7 +1062,7 @@ void supervisor_request_end(Supervisor *s, const char *model)
 static int supervisor_on_unload_timer(sd_event_source *es, uint64_t usec, void *userdata)
 {
         Supervisor *s = userdata;
-        uint64_t now = now_usec(s), next = UINT64_MAX;
+        uint64_t now = event_now_usec(s->options.event), next = UINT64_MAX;
 
         for (size_t i = 0; i < s->n_models && !s->stopping; i++) {
                 Model *m = s->models[i];
@@ -1167,7 +1153,7 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         if (st == CHILD_FAILED || st == CHILD_BACKOFF || (st == CHILD_KILLING && old != CHILD_KILLING)) {
                 free(s->last_failed);
                 s->last_failed = strdup(child_name(c));
-                s->last_failed_usec = now_usec(s);
+                s->last_failed_usec = event_now_usec(s->options.event);
         }
         switch (st) {
         case CHILD_READY:
