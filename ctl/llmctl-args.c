@@ -1,34 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 
 #include "bench-report.h"
 #include "llmctl-args.h"
 #include "parse-util.h"
-
-const Verb verbs[_VERB_MAX] = {
-        { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1,
-          "Measure each model's tokens per second and time to first token" },
-        { VERB_FLEET, "fleet", "haproxy BOX...", 2, UINT_MAX, -1,
-          "Print an HAProxy config that sends each model to the boxes serving it" },
-        { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
-        { VERB_LOAD, "load", "MODEL", 1, 1, CONTROL_METHOD_LOAD,
-          "Load MODEL beside the active one; a switch to it is then instant" },
-        { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1,
-          "Show llmd's journal, or one model's (-f: follow it)" },
-        { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD,
-          "Read the configuration again and apply what changed" },
-        { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, "Load the active generation model again" },
-        { VERB_STATUS, "status", "", 0, 0, CONTROL_METHOD_STATUS, "Show what is loaded and serving" },
-        { VERB_STOP, "stop", "", 0, 0, CONTROL_METHOD_STOP,
-          "Unload every generation model (pinned models stay)" },
-        { VERB_SWITCH, "switch", "MODEL", 1, 1, CONTROL_METHOD_SWITCH,
-          "Make MODEL the active generation model" },
-        { VERB_UNLOAD, "unload", "MODEL", 1, 1, CONTROL_METHOD_UNLOAD,
-          "Stop MODEL, loaded beside the active one" },
-        { VERB_VERSION, "version", "", 0, 0, CONTROL_METHOD_GET_INFO, "Show llmctl's and llmd's versions" },
-};
 
 const Verb *llmctl_verb_find(const char *name)
 {

@@ -6,7 +6,10 @@
 #include "control-protocol.h"
 #include "macro.h"
 
-/* llmctl's verbs and its command line. The verb table is the one source of its help text. */
+/* llmctl's verbs and its command line. The verb table (llmctl-verbs.c) is the one source of
+ * its help text and of the dispatch. */
+
+struct Client;
 
 typedef enum VerbId {
         VERB_BENCH,
@@ -30,6 +33,7 @@ typedef struct Verb {
         const char *args; /* for the usage line */
         unsigned min_args, max_args;
         int method; /* the ControlMethodId it calls, or -1 */
+        int (*run)(struct Client *cl); /* does the verb; returns the exit status */
         const char *help;
 } Verb;
 

@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * llmctl's verbs: each one a small function, and the table of them at the end, which the
+ * argument parser, the help text and the dispatch all read. Adding a verb is adding a row (and
+ * its VERB_ id).
+ */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 
-#include <limits.h>
 #include "control-protocol.h"
 #include "llmctl-client.h"
 #include "strv.h"
 #include "../config.h"
 
-/* ---- verbs ---- */
+/* ---- what the replies look like ---- */
 
 static void print_reply_json(Client *cl, const cJSON *p, bool continues)
 {
@@ -259,8 +264,10 @@ static void print_version(Client *cl, const cJSON *p, bool continues)
         printf("llmd %s\n", jstr(p, "version"));
 }
 
+/* ---- the verbs ---- */
+
 /* The journal holds llmd's log and each model's (MODEL=); journalctl shows it best. */
-static int run_logs(Client *cl)
+static int verb_logs(Client *cl)
 {
         char *argv[8];
         char match[128];
@@ -306,71 +313,106 @@ static int run_helper(Client *cl, const char *name, const char *installed)
         return fail(EXIT_USAGE, "cannot run %s: %m", helper);
 }
 
-static int run(Client *cl)
+static int verb_bench(Client *cl)
 {
-        const Verb *v = cl->args.verb;
-        cJSON *params = NULL;
-        int r;
+        return run_helper(cl, "llmctl-bench", LLMCTL_BENCH);
+}
 
-        if (v->id == VERB_LOGS) {
-                return run_logs(cl);
-        }
-        if (v->id == VERB_BENCH) {
-                return run_helper(cl, "llmctl-bench", LLMCTL_BENCH);
-        }
-        if (v->id == VERB_FLEET) {
-                return run_helper(cl, "llmctl-fleet", LLMCTL_FLEET);
-        }
+static int verb_fleet(Client *cl)
+{
+        return run_helper(cl, "llmctl-fleet", LLMCTL_FLEET);
+}
 
-        if (v->id == VERB_VERSION && !cl->json) {
-                printf("llmctl %s\n", LLMD_VERSION);
-        }
-        r = client_connect(cl);
+/* The verb's method, on llmd's socket. */
+static int call(Client *cl, cJSON *params, bool more, ClientReplyFn on_reply)
+{
+        int r = client_connect(cl);
+
         if (r != 0) {
                 return r;
         }
-        switch (v->id) {
-        case VERB_STATUS:
-                return client_call(cl, v->method, NULL, false, print_status, NULL);
-        case VERB_LIST:
-                return client_call(cl, v->method, NULL, false, print_list, NULL);
-        case VERB_RELOAD:
-                return client_call(cl, v->method, NULL, false, print_reload, NULL);
-        case VERB_VERSION:
-                return client_call(cl, v->method, NULL, false, print_version, NULL);
-        case VERB_START:
-        case VERB_STOP:
-                return client_call(cl, v->method, NULL, true, print_progress, NULL);
-        case VERB_SWITCH:
-        case VERB_LOAD:
-        case VERB_UNLOAD:
-                params = cJSON_CreateObject();
-                cJSON_AddStringToObject(params, "model", cl->args.args[0]);
-                if (cl->args.now) {
-                        cJSON_AddTrueToObject(params, "now");
-                }
-                r = client_call(cl, v->method, params, v->id != VERB_UNLOAD,
-                                v->id == VERB_UNLOAD ? print_unload : print_progress, NULL);
-                cJSON_Delete(params);
-                return r;
-        case VERB_BENCH:
-        case VERB_FLEET:
-        case VERB_LOGS:
-        case _VERB_MAX:
-                break;
-        }
-        return EXIT_USAGE;
+        return client_call(cl, cl->args.verb->method, params, more, on_reply, NULL);
 }
 
-int main(int argc, char *argv[])
+/* The same with {"model": MODEL}, and "now" for switch --now. */
+static int call_model(Client *cl, bool more, ClientReplyFn on_reply)
 {
-        Client cl = { .fd = -1 };
-        int r = client_setup(&cl, argc, argv);
+        cJSON *params = cJSON_CreateObject();
+        int r;
 
-        if (r >= 0) {
-                return r;
+        cJSON_AddStringToObject(params, "model", cl->args.args[0]);
+        if (cl->args.now) {
+                cJSON_AddTrueToObject(params, "now");
         }
-        r = run(&cl);
-        client_done(&cl);
+        r = call(cl, params, more, on_reply);
+        cJSON_Delete(params);
         return r;
 }
+
+static int verb_list(Client *cl)
+{
+        return call(cl, NULL, false, print_list);
+}
+
+/* load and switch: progress until the model serves. */
+static int verb_load_switch(Client *cl)
+{
+        return call_model(cl, true, print_progress);
+}
+
+static int verb_reload(Client *cl)
+{
+        return call(cl, NULL, false, print_reload);
+}
+
+static int verb_start_stop(Client *cl)
+{
+        return call(cl, NULL, true, print_progress);
+}
+
+static int verb_status(Client *cl)
+{
+        return call(cl, NULL, false, print_status);
+}
+
+static int verb_unload(Client *cl)
+{
+        return call_model(cl, false, print_unload);
+}
+
+static int verb_version(Client *cl)
+{
+        if (!cl->json) {
+                printf("llmctl %s\n", LLMD_VERSION);
+        }
+        return call(cl, NULL, false, print_version);
+}
+
+/* Sorted by name, in the order of VerbId: id, name, usage, arguments (min, max), the control
+ * method, the handler, the help line. */
+const Verb verbs[_VERB_MAX] = {
+        { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1, verb_bench,
+          "Measure each model's tokens per second and time to first token" },
+        { VERB_FLEET, "fleet", "haproxy BOX...", 2, UINT_MAX, -1, verb_fleet,
+          "Print an HAProxy config that sends each model to the boxes serving it" },
+        { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, verb_list,
+          "List the configured models and their state" },
+        { VERB_LOAD, "load", "MODEL", 1, 1, CONTROL_METHOD_LOAD, verb_load_switch,
+          "Load MODEL beside the active one; a switch to it is then instant" },
+        { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1, verb_logs,
+          "Show llmd's journal, or one model's (-f: follow it)" },
+        { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD, verb_reload,
+          "Read the configuration again and apply what changed" },
+        { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, verb_start_stop,
+          "Load the active generation model again" },
+        { VERB_STATUS, "status", "", 0, 0, CONTROL_METHOD_STATUS, verb_status,
+          "Show what is loaded and serving" },
+        { VERB_STOP, "stop", "", 0, 0, CONTROL_METHOD_STOP, verb_start_stop,
+          "Unload every generation model (pinned models stay)" },
+        { VERB_SWITCH, "switch", "MODEL", 1, 1, CONTROL_METHOD_SWITCH, verb_load_switch,
+          "Make MODEL the active generation model" },
+        { VERB_UNLOAD, "unload", "MODEL", 1, 1, CONTROL_METHOD_UNLOAD, verb_unload,
+          "Stop MODEL, loaded beside the active one" },
+        { VERB_VERSION, "version", "", 0, 0, CONTROL_METHOD_GET_INFO, verb_version,
+          "Show llmctl's and llmd's versions" },
+};
