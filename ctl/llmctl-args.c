@@ -1,10 +1,39 @@
 /* SPDX-License-Identifier: MIT */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "bench-report.h"
 #include "llmctl-args.h"
 #include "parse-util.h"
+
+enum {
+        ARG_JSON = 0x100,
+        ARG_SOCKET,
+        ARG_NOW,
+        ARG_VERSION,
+        ARG_RUNS,
+        ARG_FORMAT,
+        ARG_TASKS,
+        ARG_URL,
+        ARG_TIMEOUT,
+        ARG_LISTEN,
+};
+
+const struct option llmctl_options[] = {
+        { "json", no_argument, NULL, ARG_JSON },
+        { "socket", required_argument, NULL, ARG_SOCKET },
+        { "now", no_argument, NULL, ARG_NOW },
+        { "follow", no_argument, NULL, 'f' },
+        { "runs", required_argument, NULL, ARG_RUNS },
+        { "format", required_argument, NULL, ARG_FORMAT },
+        { "output", required_argument, NULL, 'o' },
+        { "tasks", required_argument, NULL, ARG_TASKS },
+        { "url", required_argument, NULL, ARG_URL },
+        { "timeout", required_argument, NULL, ARG_TIMEOUT },
+        { "listen", required_argument, NULL, ARG_LISTEN },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, ARG_VERSION },
+        {},
+};
 
 const Verb *llmctl_verb_find(const char *name)
 {
@@ -46,41 +75,13 @@ void llmctl_help(FILE *f)
 
 int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size_t size)
 {
-        enum {
-                ARG_JSON = 0x100,
-                ARG_SOCKET,
-                ARG_NOW,
-                ARG_VERSION,
-                ARG_RUNS,
-                ARG_FORMAT,
-                ARG_TASKS,
-                ARG_URL,
-                ARG_TIMEOUT,
-                ARG_LISTEN,
-        };
-        static const struct option options[] = {
-                { "json", no_argument, NULL, ARG_JSON },
-                { "socket", required_argument, NULL, ARG_SOCKET },
-                { "now", no_argument, NULL, ARG_NOW },
-                { "follow", no_argument, NULL, 'f' },
-                { "runs", required_argument, NULL, ARG_RUNS },
-                { "format", required_argument, NULL, ARG_FORMAT },
-                { "output", required_argument, NULL, 'o' },
-                { "tasks", required_argument, NULL, ARG_TASKS },
-                { "url", required_argument, NULL, ARG_URL },
-                { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "listen", required_argument, NULL, ARG_LISTEN },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                {},
-        };
         LlmctlArgs a = {};
         bool bench_option = false;
         int c;
 
         optind = 0; /* a full reset: parsers in the tests run several times */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hfo:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":hfo:", llmctl_options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_JSON:
                         a.json = true;

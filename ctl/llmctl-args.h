@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include "control-protocol.h"
@@ -38,6 +39,8 @@ typedef struct Verb {
 } Verb;
 
 extern const Verb verbs[_VERB_MAX]; /* sorted by name */
+/* getopt_long()'s, ending in a zero row; a short option's val is its letter. */
+extern const struct option llmctl_options[];
 
 typedef struct LlmctlArgs {
         const Verb *verb;

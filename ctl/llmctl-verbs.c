@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * llmctl's verbs: each one a small function, and the table of them at the end, which the
- * argument parser, the help text and the dispatch all read. Adding a verb is adding a row (and
- * its VERB_ id).
+ * argument parser, the help text, the dispatch and the docs tests (through tests/docs/doc-tables)
+ * all read. Adding a verb is adding a row (and its VERB_ id).
  */
 #include <limits.h>
 #include <math.h>

@@ -5,9 +5,12 @@
  * by tabs, an empty field for NULL. It links the same libraries as llmd, so the tests read the
  * tables the programs use rather than their C source.
  */
+#include <ctype.h>
 #include <stdio.h>
 
 #include "config.h"
+#include "control-protocol.h"
+#include "llmctl-args.h"
 
 static void row(const char *table, const char *const *fields, size_t n)
 {
@@ -25,8 +28,8 @@ static void row(const char *table, const char *const *fields, size_t n)
         putchar('\n');
 }
 
-#define ROW(table, ...)                                                                    \
-        row(table, (const char *const[]){ __VA_ARGS__ },                                   \
+#define ROW(table, ...)                                                                            \
+        row(table, (const char *const[]){ __VA_ARGS__ },                                           \
             ELEMENTSOF(((const char *const[]){ __VA_ARGS__ })))
 
 static const char *model_key_kind(ConfigKeyKind kind)
@@ -54,11 +57,37 @@ int main(void)
         }
         /* model-key KEY KIND */
         for (size_t i = 0; i < config_n_model_keys; i++) {
-                ROW("model-key", config_model_keys[i].key, model_key_kind(config_model_keys[i].kind));
+                ROW("model-key", config_model_keys[i].key,
+                    model_key_kind(config_model_keys[i].kind));
         }
         /* short-flag SHORT LONG */
         for (size_t i = 0; i < config_n_short_flags; i++) {
-                ROW("short-flag", config_short_flags[i].short_name, config_short_flags[i].long_name);
+                ROW("short-flag", config_short_flags[i].short_name,
+                    config_short_flags[i].long_name);
+        }
+        /* verb NAME USAGE METHOD */
+        for (size_t i = 0; i < _VERB_MAX; i++) {
+                const Verb *v = &verbs[i];
+
+                ROW("verb", v->name, v->args,
+                    v->method >= 0 ? control_methods[v->method].name : NULL);
+        }
+        /* option LONG ARGUMENT SHORT: llmctl's, as getopt_long() takes them */
+        for (const struct option *o = llmctl_options; o->name; o++) {
+                char letter[2] = {};
+
+                if (o->val < 0x80 && isalnum(o->val)) {
+                        letter[0] = (char) o->val;
+                }
+                ROW("option", o->name,
+                    o->has_arg == no_argument         ? "no"
+                    : o->has_arg == required_argument ? "required"
+                                                      : "optional",
+                    letter);
+        }
+        /* method NAME: llmd's control methods */
+        for (size_t i = 0; i < _CONTROL_METHOD_MAX; i++) {
+                ROW("method", control_methods[i].name);
         }
         return fflush(stdout) == 0 ? 0 : 1;
 }
