@@ -178,6 +178,22 @@ const char *format_duration(char *buf, size_t size, uint64_t usec)
         return buf;
 }
 
+const char *format_size(char *buf, size_t size, uint64_t bytes)
+{
+        int unit = -1;
+
+        while (unit < 3 && bytes >= 1024 && bytes % 1024 == 0) {
+                bytes /= 1024;
+                unit++;
+        }
+        if (unit < 0) {
+                snprintf(buf, size, "%llu", (unsigned long long) bytes);
+        } else {
+                snprintf(buf, size, "%llu%c", (unsigned long long) bytes, "KMGT"[unit]);
+        }
+        return buf;
+}
+
 bool alias_valid(const char *s)
 {
         size_t n = s ? strlen(s) : 0;

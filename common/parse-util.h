@@ -25,3 +25,6 @@ bool alias_valid(const char *s);
 
 /* Formats a duration the way we print them: "1.5s", "250ms", "10min". */
 const char *format_duration(char *buf, size_t size, uint64_t usec);
+/* Formats a size the way parse_size() reads it: "1K", "32M"; bytes that are no whole unit,
+ * "1536", as they are. */
+const char *format_size(char *buf, size_t size, uint64_t bytes);

@@ -1,33 +1,38 @@
 /* SPDX-License-Identifier: MIT */
-#include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 
 #include "bench-report.h"
 #include "llmctl-args.h"
 #include "parse-util.h"
 
-const Verb verbs[_VERB_MAX] = {
-        { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1,
-          "Measure each model's tokens per second and time to first token" },
-        { VERB_FLEET, "fleet", "haproxy BOX...", 2, UINT_MAX, -1,
-          "Print an HAProxy config that sends each model to the boxes serving it" },
-        { VERB_LIST, "list", "", 0, 0, CONTROL_METHOD_LIST, "List the configured models and their state" },
-        { VERB_LOAD, "load", "MODEL", 1, 1, CONTROL_METHOD_LOAD,
-          "Load MODEL beside the active one; a switch to it is then instant" },
-        { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1,
-          "Show llmd's journal, or one model's (-f: follow it)" },
-        { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD,
-          "Read the configuration again and apply what changed" },
-        { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, "Load the active generation model again" },
-        { VERB_STATUS, "status", "", 0, 0, CONTROL_METHOD_STATUS, "Show what is loaded and serving" },
-        { VERB_STOP, "stop", "", 0, 0, CONTROL_METHOD_STOP,
-          "Unload every generation model (pinned models stay)" },
-        { VERB_SWITCH, "switch", "MODEL", 1, 1, CONTROL_METHOD_SWITCH,
-          "Make MODEL the active generation model" },
-        { VERB_UNLOAD, "unload", "MODEL", 1, 1, CONTROL_METHOD_UNLOAD,
-          "Stop MODEL, loaded beside the active one" },
-        { VERB_VERSION, "version", "", 0, 0, CONTROL_METHOD_GET_INFO, "Show llmctl's and llmd's versions" },
+enum {
+        ARG_JSON = 0x100,
+        ARG_SOCKET,
+        ARG_NOW,
+        ARG_VERSION,
+        ARG_RUNS,
+        ARG_FORMAT,
+        ARG_TASKS,
+        ARG_URL,
+        ARG_TIMEOUT,
+        ARG_LISTEN,
+};
+
+const struct option llmctl_options[] = {
+        { "json", no_argument, NULL, ARG_JSON },
+        { "socket", required_argument, NULL, ARG_SOCKET },
+        { "now", no_argument, NULL, ARG_NOW },
+        { "follow", no_argument, NULL, 'f' },
+        { "runs", required_argument, NULL, ARG_RUNS },
+        { "format", required_argument, NULL, ARG_FORMAT },
+        { "output", required_argument, NULL, 'o' },
+        { "tasks", required_argument, NULL, ARG_TASKS },
+        { "url", required_argument, NULL, ARG_URL },
+        { "timeout", required_argument, NULL, ARG_TIMEOUT },
+        { "listen", required_argument, NULL, ARG_LISTEN },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, ARG_VERSION },
+        {},
 };
 
 const Verb *llmctl_verb_find(const char *name)
@@ -70,41 +75,13 @@ void llmctl_help(FILE *f)
 
 int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size_t size)
 {
-        enum {
-                ARG_JSON = 0x100,
-                ARG_SOCKET,
-                ARG_NOW,
-                ARG_VERSION,
-                ARG_RUNS,
-                ARG_FORMAT,
-                ARG_TASKS,
-                ARG_URL,
-                ARG_TIMEOUT,
-                ARG_LISTEN,
-        };
-        static const struct option options[] = {
-                { "json", no_argument, NULL, ARG_JSON },
-                { "socket", required_argument, NULL, ARG_SOCKET },
-                { "now", no_argument, NULL, ARG_NOW },
-                { "follow", no_argument, NULL, 'f' },
-                { "runs", required_argument, NULL, ARG_RUNS },
-                { "format", required_argument, NULL, ARG_FORMAT },
-                { "output", required_argument, NULL, 'o' },
-                { "tasks", required_argument, NULL, ARG_TASKS },
-                { "url", required_argument, NULL, ARG_URL },
-                { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "listen", required_argument, NULL, ARG_LISTEN },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                {},
-        };
         LlmctlArgs a = {};
         bool bench_option = false;
         int c;
 
         optind = 0; /* a full reset: parsers in the tests run several times */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hfo:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":hfo:", llmctl_options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_JSON:
                         a.json = true;

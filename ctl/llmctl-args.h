@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include "control-protocol.h"
 #include "macro.h"
 
-/* llmctl's verbs and its command line. The verb table is the one source of its help text. */
+/* llmctl's verbs and its command line. The verb table (llmctl-verbs.c) is the one source of
+ * its help text and of the dispatch. */
+
+struct Client;
 
 typedef enum VerbId {
         VERB_BENCH,
@@ -30,10 +34,13 @@ typedef struct Verb {
         const char *args; /* for the usage line */
         unsigned min_args, max_args;
         int method; /* the ControlMethodId it calls, or -1 */
+        int (*run)(struct Client *cl); /* does the verb; returns the exit status */
         const char *help;
 } Verb;
 
 extern const Verb verbs[_VERB_MAX]; /* sorted by name */
+/* getopt_long()'s, ending in a zero row; a short option's val is its letter. */
+extern const struct option llmctl_options[];
 
 typedef struct LlmctlArgs {
         const Verb *verb;

@@ -27,7 +27,8 @@ int client_setup(Client *cl, int argc, char *argv[])
         return -1;
 }
 
-int client_helper_main(int argc, char *argv[], VerbId verb, int (*run)(Client *cl))
+/* run NULL: the verb's handler, any verb (llmctl); else this verb only, with run (a helper). */
+static int client_run(int argc, char *argv[], VerbId verb, int (*run)(Client *cl))
 {
         Client cl = { .fd = -1 };
         int r = client_setup(&cl, argc, argv);
@@ -35,13 +36,23 @@ int client_helper_main(int argc, char *argv[], VerbId verb, int (*run)(Client *c
         if (r >= 0) {
                 return r;
         }
-        if (cl.args.verb->id != verb) {
+        if (run && cl.args.verb->id != verb) {
                 return fail(EXIT_USAGE, "%s runs one verb of llmctl, not %s",
                             program_invocation_short_name, cl.args.verb->name);
         }
-        r = run(&cl);
+        r = (run ? run : cl.args.verb->run)(&cl);
         client_done(&cl);
         return r;
+}
+
+int client_main(int argc, char *argv[])
+{
+        return client_run(argc, argv, _VERB_MAX, NULL);
+}
+
+int client_helper_main(int argc, char *argv[], VerbId verb, int (*run)(Client *cl))
+{
+        return client_run(argc, argv, verb, run);
 }
 
 const char *client_default_socket(void)

@@ -35,6 +35,8 @@ struct Client {
 /* Parses llmctl's arguments into cl and sets it up: -1 to go on, else the exit status (help
  * printed, or a usage error). */
 int client_setup(Client *cl, int argc, char *argv[]);
+/* main() of llmctl: the verb's handler from the table does it. Returns the exit status. */
+int client_main(int argc, char *argv[]);
 /* main() of a program llmctl execs for one verb (llmctl-bench, llmctl-fleet): run does the verb
  * and returns the exit status. */
 int client_helper_main(int argc, char *argv[], VerbId verb, int (*run)(Client *cl));

@@ -23,23 +23,15 @@
 #define DEFAULT_RESTART (1 * USEC_PER_SEC)
 #define DEFAULT_START_LIMIT_BURST 5
 #define DEFAULT_START_LIMIT_INTERVAL (300 * USEC_PER_SEC)
-#define DEFAULT_MAX_BODY_SIZE (32ULL * 1024 * 1024) /* a 128K-token prompt is ~0.5 MiB of text */
-#define DEFAULT_MAX_CONNECTIONS 4096
-#define DEFAULT_HOLD_QUEUE 1024
-#define DEFAULT_HOLD_TIMEOUT (300 * USEC_PER_SEC)
-#define DEFAULT_IDLE_TIMEOUT (300 * USEC_PER_SEC)
-#define DEFAULT_DRAIN_TIMEOUT (30 * USEC_PER_SEC)
-#define DEFAULT_HEADER_TIMEOUT (15 * USEC_PER_SEC)
 /* Generous: a long prompt can keep llama-server silent for minutes before the first token. */
 #define DEFAULT_UPSTREAM_TIMEOUT (600 * USEC_PER_SEC)
-/* Enough for a machine running many agents; a gateway in front (HAProxy) needs more. */
-#define DEFAULT_MAX_CONNECTIONS_PER_CLIENT 256
+/* [llmd]'s defaults are in its table, config_llmd_keys[]. */
 
-typedef struct RawEntry {
+struct RawEntry {
         char *key;
         char *value;
         unsigned line;
-} RawEntry;
+};
 
 typedef struct RawSection {
         char *name;
@@ -222,55 +214,55 @@ static void parser_done(Parser *p)
 
 /* ---- pass 2: keys ---- */
 
-typedef enum KeyKind {
-        KEY_FLAG,    /* passed to llama-server */
-        KEY_OWN,     /* llmd's own, may be shared through [*] */
-        KEY_PROFILE, /* llmd's own, only in a model's section */
-        KEY_REFUSED,
-} KeyKind;
-
-static const struct {
-        const char *key;
-        KeyKind kind;
-        const char *reason;
-} key_table[] = {
-        { "aliases", KEY_PROFILE, NULL },
-        { "api-key", KEY_REFUSED, "children are reached only through llmd, which checks API keys" },
-        { "api-key-file", KEY_REFUSED, "children are reached only through llmd, which checks API keys" },
-        { "docker-repo", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
-        { "env", KEY_OWN, NULL },
-        { "gpu-memory", KEY_OWN, NULL },
-        { "health-interval", KEY_OWN, NULL },
-        { "hf-file", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
-        { "hf-repo", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
-        { "hf-token", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
-        { "host", KEY_REFUSED, "llmd gives each child its own unix socket; use 'port' to expose a model" },
-        { "load-on-startup", KEY_OWN, NULL },
-        { "load-timeout", KEY_OWN, NULL },
-        { "log-file", KEY_REFUSED, "llmd sends each child's output to the journal" },
-        { "model", KEY_PROFILE, NULL },
-        { "model-url", KEY_REFUSED, "llmd serves local model files only; use 'model = PATH'" },
-        { "models-autoload", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
-        { "models-dir", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
-        { "models-max", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
-        { "models-preset", KEY_REFUSED, "llama-server's router mode: llmd is the router" },
-        { "pin", KEY_PROFILE, NULL },
-        { "port", KEY_PROFILE, NULL },
-        { "restart-sec", KEY_OWN, NULL },
-        { "sleep-idle-seconds", KEY_REFUSED,
+/* The keys of a model section that are not llama-server flags to pass on, sorted. */
+const ConfigModelKey config_model_keys[] = {
+        { "aliases", CONFIG_KEY_PROFILE, NULL },
+        { "api-key", CONFIG_KEY_REFUSED,
+          "children are reached only through llmd, which checks API keys" },
+        { "api-key-file", CONFIG_KEY_REFUSED,
+          "children are reached only through llmd, which checks API keys" },
+        { "docker-repo", CONFIG_KEY_REFUSED,
+          "llmd serves local model files only; use 'model = PATH'" },
+        { "env", CONFIG_KEY_OWN, NULL },
+        { "gpu-memory", CONFIG_KEY_OWN, NULL },
+        { "health-interval", CONFIG_KEY_OWN, NULL },
+        { "hf-file", CONFIG_KEY_REFUSED,
+          "llmd serves local model files only; use 'model = PATH'" },
+        { "hf-repo", CONFIG_KEY_REFUSED,
+          "llmd serves local model files only; use 'model = PATH'" },
+        { "hf-token", CONFIG_KEY_REFUSED,
+          "llmd serves local model files only; use 'model = PATH'" },
+        { "host", CONFIG_KEY_REFUSED,
+          "llmd gives each child its own unix socket; use 'port' to expose a model" },
+        { "load-on-startup", CONFIG_KEY_OWN, NULL },
+        { "load-timeout", CONFIG_KEY_OWN, NULL },
+        { "log-file", CONFIG_KEY_REFUSED,
+          "llmd sends each child's output to the journal" },
+        { "model", CONFIG_KEY_PROFILE, NULL },
+        { "model-url", CONFIG_KEY_REFUSED,
+          "llmd serves local model files only; use 'model = PATH'" },
+        { "models-autoload", CONFIG_KEY_REFUSED,
+          "llama-server's router mode: llmd is the router" },
+        { "models-dir", CONFIG_KEY_REFUSED,
+          "llama-server's router mode: llmd is the router" },
+        { "models-max", CONFIG_KEY_REFUSED,
+          "llama-server's router mode: llmd is the router" },
+        { "models-preset", CONFIG_KEY_REFUSED,
+          "llama-server's router mode: llmd is the router" },
+        { "pin", CONFIG_KEY_PROFILE, NULL },
+        { "port", CONFIG_KEY_PROFILE, NULL },
+        { "restart-sec", CONFIG_KEY_OWN, NULL },
+        { "sleep-idle-seconds", CONFIG_KEY_REFUSED,
           "it unloads the model while /health still answers 200, so llmd could not tell what is loaded" },
-        { "start-limit-burst", KEY_OWN, NULL },
-        { "start-limit-interval", KEY_OWN, NULL },
-        { "stop-timeout", KEY_OWN, NULL },
-        { "unload-after", KEY_OWN, NULL },
-        { "upstream-timeout", KEY_OWN, NULL },
+        { "start-limit-burst", CONFIG_KEY_OWN, NULL },
+        { "start-limit-interval", CONFIG_KEY_OWN, NULL },
+        { "stop-timeout", CONFIG_KEY_OWN, NULL },
+        { "unload-after", CONFIG_KEY_OWN, NULL },
+        { "upstream-timeout", CONFIG_KEY_OWN, NULL },
 };
+const size_t config_n_model_keys = ELEMENTSOF(config_model_keys);
 
-/* llama-server's short flags, and the long names to write instead. */
-static const struct {
-        const char *s;
-        const char *l;
-} short_table[] = {
+const ConfigShortFlag config_short_flags[] = {
         { "a", "alias" },          { "b", "batch-size" },    { "c", "ctx-size" },
         { "cb", "cont-batching" }, { "ctk", "cache-type-k" }, { "ctv", "cache-type-v" },
         { "dev", "device" },       { "e", "escape" },         { "fa", "flash-attn" },
@@ -281,11 +273,12 @@ static const struct {
         { "t", "threads" },        { "tb", "threads-batch" }, { "ts", "tensor-split" },
         { "ub", "ubatch-size" },   { "v", "verbose" },
 };
+const size_t config_n_short_flags = ELEMENTSOF(config_short_flags);
 
 static int key_lookup(const char *key)
 {
-        for (size_t i = 0; i < ELEMENTSOF(key_table); i++) {
-                if (streq(key_table[i].key, key)) {
+        for (size_t i = 0; i < config_n_model_keys; i++) {
+                if (streq(config_model_keys[i].key, key)) {
                         return (int) i;
                 }
         }
@@ -326,25 +319,25 @@ static int config_check_key(Config *c, const char *section, const RawEntry *e)
                              key, key + strspn(key, "-"));
                 return -EINVAL;
         }
-        for (size_t j = 0; j < ELEMENTSOF(short_table); j++) {
-                if (streq(short_table[j].s, key)) {
+        for (size_t j = 0; j < config_n_short_flags; j++) {
+                if (streq(config_short_flags[j].short_name, key)) {
                         config_error(c, e->line, "[%s] %s: short flag names are not accepted; use '%s'",
-                                     section, key, short_table[j].l);
+                                     section, key, config_short_flags[j].long_name);
                         return -EINVAL;
                 }
         }
         i = key_lookup(key);
         if (i >= 0) {
-                if (key_table[i].kind == KEY_REFUSED) {
+                if (config_model_keys[i].kind == CONFIG_KEY_REFUSED) {
                         config_error(c, e->line, "[%s] %s: refused: %s", section, key,
-                                     key_table[i].reason);
+                                     config_model_keys[i].reason);
                         return -EINVAL;
                 }
-                if (key_table[i].kind == KEY_PROFILE && streq(section, "*")) {
+                if (config_model_keys[i].kind == CONFIG_KEY_PROFILE && streq(section, "*")) {
                         config_error(c, e->line, "[*] %s: belongs in a model's own section", key);
                         return -EINVAL;
                 }
-                return key_table[i].kind;
+                return config_model_keys[i].kind;
         }
         if (!key_is_flag_name(key)) {
                 config_error(c, e->line, "[%s] %s: not a llama-server flag name (lower case, digits, '-')",
@@ -356,7 +349,7 @@ static int config_check_key(Config *c, const char *section, const RawEntry *e)
                              section, key);
                 return -EINVAL;
         }
-        return KEY_FLAG;
+        return CONFIG_KEY_FLAG;
 }
 
 static bool model_name_valid(const char *s)
@@ -688,7 +681,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                                 r = kind;
                                 continue;
                         }
-                        int k = kind == KEY_FLAG ? config_apply_flag(c, m, src->name, e)
+                        int k = kind == CONFIG_KEY_FLAG ? config_apply_flag(c, m, src->name, e)
                                                  : config_apply_own(c, m, src->name, e);
                         if (k == -ENOMEM) {
                                 return k;
@@ -705,148 +698,292 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
         return r;
 }
 
+/* ---- [llmd]: one parser a kind of value, one row a key ---- */
+
+static void *config_llmd_field(Config *c, const ConfigLlmdKey *k)
+{
+        return (uint8_t *) c + k->offset;
+}
+
+static void listen_free(ListenAddress *l, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(l[i].host);
+        }
+        free(l);
+}
+
+/* A list with a bad address keeps its good ones (the port checks then see them); one with none
+ * keeps what was there, the default. */
+static int config_llmd_listen(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        ListenAddress *list = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        if (strv_split(e->value, ", \t", &l) < 0) {
+                return -ENOMEM;
+        }
+        if (!l[0]) {
+                config_error(c, e->line, "[llmd] listen: no address");
+                r = -EINVAL;
+        }
+        STRV_FOREACH(a, l) {
+                ListenAddress la, *nl;
+
+                if (parse_listen_address(*a, &la.host, &la.port) < 0) {
+                        config_error(c, e->line, "[llmd] listen: '%s' is not HOST:PORT, [IPV6]:PORT or PORT",
+                                     *a);
+                        r = -EINVAL;
+                        continue;
+                }
+                nl = realloc(list, sizeof(ListenAddress) * (n + 1));
+                if (!nl) {
+                        free(la.host);
+                        listen_free(list, n);
+                        return -ENOMEM;
+                }
+                list = nl;
+                list[n++] = la;
+        }
+        if (n > 0) {
+                listen_free(c->listen, c->n_listen);
+                c->listen = list;
+                c->n_listen = n;
+        }
+        return r;
+}
+
+static int config_llmd_string(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        char **ret = config_llmd_field(c, k);
+        char *v = strdup(e->value);
+
+        if (!v) {
+                return -ENOMEM;
+        }
+        free(*ret);
+        *ret = v;
+        return 0;
+}
+
+static int config_llmd_path(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        int r = config_llmd_string(c, k, e);
+
+        if (r < 0) {
+                return r;
+        }
+        if (e->value[0] != '/') {
+                config_error(c, e->line, "[llmd] %s: '%s' is not an absolute path", k->key, e->value);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int config_llmd_routing(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        Routing *ret = config_llmd_field(c, k);
+        Routing routing = routing_from_string(e->value);
+
+        if (routing == _ROUTING_MAX) {
+                config_error(c, e->line, "[llmd] routing: '%s' is not active, switch or reject", e->value);
+                return -EINVAL;
+        }
+        *ret = routing;
+        return 0;
+}
+
+/* At least min; the default is the example. */
+static int config_llmd_size(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        uint64_t *ret = config_llmd_field(c, k), u;
+        char min[32];
+
+        if (parse_size(e->value, &u) < 0 || u < k->min) {
+                config_error(c, e->line, "[llmd] %s: '%s' is not a size of at least %s (e.g. %s)", k->key,
+                             e->value, format_size(min, sizeof(min), k->min), k->default_value);
+                return -EINVAL;
+        }
+        *ret = u;
+        return 0;
+}
+
+/* From min to max. */
+static int config_llmd_unsigned(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        unsigned *ret = config_llmd_field(c, k), u;
+
+        if (parse_unsigned(e->value, (unsigned) k->max, &u) < 0 || u < k->min) {
+                config_error(c, e->line, "[llmd] %s: '%s' is not a number from %u to %u", k->key, e->value,
+                             (unsigned) k->min, (unsigned) k->max);
+                return -EINVAL;
+        }
+        *ret = u;
+        return 0;
+}
+
+/* At least min. */
+static int config_llmd_duration(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        return config_duration(c, "llmd", e, k->min, config_llmd_field(c, k));
+}
+
+static int config_llmd_bool(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        return config_bool(c, "llmd", e, config_llmd_field(c, k));
+}
+
+static int config_llmd_gpu_memory(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        return config_gpu_memory(c, "llmd", e, config_llmd_field(c, k));
+}
+
+static int config_llmd_cors_origins(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        char ***ret = config_llmd_field(c, k);
+        int r = 0;
+
+        if (strv_split(e->value, ", \t", &l) < 0) {
+                return -ENOMEM;
+        }
+        STRV_FOREACH(o, l) {
+                bool word = streq(*o, "*") || streq(*o, "none");
+
+                if ((word && strv_length(l) > 1) ||
+                    (!word && !strneq(*o, "http://", 7) && !strneq(*o, "https://", 8))) {
+                        config_error(c, e->line,
+                                     "[llmd] cors-origins: '%s' is not *, none, or a list of origins (https://host[:port])",
+                                     *o);
+                        r = -EINVAL;
+                }
+        }
+        if (!l[0]) {
+                config_error(c, e->line, "[llmd] cors-origins: empty (use none)");
+                r = -EINVAL;
+        }
+        strv_free(*ret);
+        *ret = TAKE_PTR(l);
+        return r;
+}
+
+/* true, false, or a size that also caps it (prefetch_limit). */
+static int config_llmd_prefetch(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        bool *ret = config_llmd_field(c, k);
+        int b = parse_boolean(e->value);
+
+        *ret = b != 0;
+        c->prefetch_limit = 0;
+        if (b < 0 && (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit < 1024 * 1024)) {
+                config_error(c, e->line, "[llmd] prefetch: '%s' is not true, false or a size of at least 1M (e.g. 64G)",
+                             e->value);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+#define LLMD_KEY(key, parser, field, min, max, default_value, doc)                                  \
+        { key, config_llmd_##parser, offsetof(Config, field), min, max, default_value, doc }
+
+/* Each key of [llmd], sorted: parser, field, min and max (where the parser has them), default
+ * (as the file would write it; NULL: zero, see doc) and what it is, in a line. Its entry in
+ * llama-generate.conf(5) says the rest; tests/docs/test_man.py checks that each row has one,
+ * with this default. */
+const ConfigLlmdKey config_llmd_keys[] = {
+        LLMD_KEY("api-key-file", path, api_key_file, 0, 0, NULL,
+                 "A file of the API keys that requests must carry; unset: none is needed"),
+        LLMD_KEY("cors-origins", cors_origins, cors_origins, 0, 0, NULL,
+                 "The web page origins that may read the answers; unset: this machine's pages"),
+        LLMD_KEY("default", string, default_model, 0, 0, NULL,
+                 "The generation model loaded when none was saved; unset: the first not pinned"),
+        LLMD_KEY("drain-timeout", duration, drain_timeout_usec, 0, 0, "30s",
+                 "How long the requests on a model switched away may finish"),
+        LLMD_KEY("gpu-memory", gpu_memory, gpu_memory, 0, 0, "auto",
+                 "The GPU memory the models may take together"),
+        /* 0 would close every connection at once. */
+        LLMD_KEY("header-timeout", duration, header_timeout_usec, USEC_PER_SEC, 0, "15s",
+                 "How long a new connection has to send a whole request header"),
+        LLMD_KEY("hold-queue", unsigned, hold_queue, 1, 1000000, "1024",
+                 "Requests waiting for a model to load, at most"),
+        LLMD_KEY("hold-timeout", duration, hold_timeout_usec, 0, 0, "300s",
+                 "How long a request waits for a model to load"),
+        LLMD_KEY("idle-timeout", duration, idle_timeout_usec, 0, 0, "300s",
+                 "A connection without traffic for this long is closed; 0: never"),
+        LLMD_KEY("listen", listen, listen, 0, 0, "127.0.0.1:8080",
+                 "Where the HTTP endpoint listens, one address or more"),
+        LLMD_KEY("llama-server", path, llama_server, 0, 0, NULL,
+                 "The llama-server binary; unset: $LLAMA_SERVER, else llama-server from $PATH"),
+        LLMD_KEY("log-requests", bool, log_requests, 0, 0, "true",
+                 "Log a line for each request"),
+        /* A 128K-token prompt is ~0.5 MiB of text. */
+        LLMD_KEY("max-body-size", size, max_body_size, 1024, 0, "32M",
+                 "The largest request body"),
+        LLMD_KEY("max-connections", unsigned, max_connections, 1, 1000000, "4096",
+                 "Open HTTP connections, at most"),
+        /* Enough for a machine running many agents; a gateway in front (HAProxy) needs more. */
+        LLMD_KEY("max-connections-per-client", unsigned, max_connections_per_client, 1, 1000000, "256",
+                 "Open connections from one client address, at most"),
+        LLMD_KEY("max-resident", unsigned, max_resident, 1, 64, NULL,
+                 "Generation models loaded at once; unset: as GPU memory allows where known, else 1"),
+        LLMD_KEY("prefetch", prefetch, prefetch, 0, 0, "true",
+                 "Read the models that are not loaded into the page cache, or at most this much"),
+        LLMD_KEY("routing", routing, routing, 0, 0, "active",
+                 "What the model field of a generation request does"),
+};
+const size_t config_n_llmd_keys = ELEMENTSOF(config_llmd_keys);
+
+static const ConfigLlmdKey *config_llmd_key_find(const char *key)
+{
+        for (size_t i = 0; i < config_n_llmd_keys; i++) {
+                if (streq(config_llmd_keys[i].key, key)) {
+                        return &config_llmd_keys[i];
+                }
+        }
+        return NULL;
+}
+
+/* The defaults are parsed as the file's values are: a bad one is reported on every load. */
+static int config_llmd_defaults(Config *c)
+{
+        for (size_t i = 0; i < config_n_llmd_keys; i++) {
+                const ConfigLlmdKey *k = &config_llmd_keys[i];
+                RawEntry e = { .key = (char *) k->key, .value = (char *) k->default_value };
+
+                if (k->default_value && k->parse(c, k, &e) == -ENOMEM) {
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 static int config_apply_llmd(Config *c, const RawSection *s)
 {
         int r = 0;
 
         for (size_t j = 0; j < s->n_entries; j++) {
                 const RawEntry *e = &s->entries[j];
+                const ConfigLlmdKey *k = config_llmd_key_find(e->key);
+                int q;
 
                 if (section_has_duplicate(c, s, j)) {
                         r = -EINVAL;
-                } else if (streq(e->key, "listen")) {
-                        _cleanup_strv_free_ char **l = NULL;
-
-                        if (strv_split(e->value, ", \t", &l) < 0) {
-                                return -ENOMEM;
-                        }
-                        if (!l[0]) {
-                                config_error(c, e->line, "[llmd] listen: no address");
-                                r = -EINVAL;
-                        }
-                        STRV_FOREACH(a, l) {
-                                ListenAddress la;
-                                ListenAddress *n;
-
-                                if (parse_listen_address(*a, &la.host, &la.port) < 0) {
-                                        config_error(c, e->line,
-                                                     "[llmd] listen: '%s' is not HOST:PORT, [IPV6]:PORT or PORT",
-                                                     *a);
-                                        r = -EINVAL;
-                                        continue;
-                                }
-                                n = realloc(c->listen, sizeof(ListenAddress) * (c->n_listen + 1));
-                                if (!n) {
-                                        free(la.host);
-                                        return -ENOMEM;
-                                }
-                                c->listen = n;
-                                c->listen[c->n_listen++] = la;
-                        }
-                } else if (streq(e->key, "default")) {
-                        free(c->default_model);
-                        c->default_model = strdup(e->value);
-                } else if (streq(e->key, "routing")) {
-                        c->routing = routing_from_string(e->value);
-                        if (c->routing == _ROUTING_MAX) {
-                                config_error(c, e->line, "[llmd] routing: '%s' is not active, switch or reject",
-                                             e->value);
-                                c->routing = ROUTING_ACTIVE;
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "llama-server")) {
-                        if (e->value[0] != '/') {
-                                config_error(c, e->line, "[llmd] llama-server: '%s' is not an absolute path",
-                                             e->value);
-                                r = -EINVAL;
-                        }
-                        free(c->llama_server);
-                        c->llama_server = strdup(e->value);
-                } else if (streq(e->key, "api-key-file")) {
-                        if (e->value[0] != '/') {
-                                config_error(c, e->line, "[llmd] api-key-file: '%s' is not an absolute path",
-                                             e->value);
-                                r = -EINVAL;
-                        }
-                        free(c->api_key_file);
-                        c->api_key_file = strdup(e->value);
-                } else if (streq(e->key, "max-body-size")) {
-                        if (parse_size(e->value, &c->max_body_size) < 0 || c->max_body_size < 1024) {
-                                config_error(c, e->line, "[llmd] max-body-size: '%s' is not a size of at least 1K (e.g. 32M)",
-                                             e->value);
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "max-connections") || streq(e->key, "hold-queue") ||
-                           streq(e->key, "max-connections-per-client")) {
-                        unsigned *u = streq(e->key, "hold-queue")        ? &c->hold_queue
-                                      : streq(e->key, "max-connections") ? &c->max_connections
-                                                                         : &c->max_connections_per_client;
-                        if (parse_unsigned(e->value, 1000000, u) < 0 || *u == 0) {
-                                config_error(c, e->line, "[llmd] %s: '%s' is not a number from 1 to 1000000",
-                                             e->key, e->value);
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "hold-timeout") || streq(e->key, "idle-timeout") ||
-                           streq(e->key, "drain-timeout") || streq(e->key, "header-timeout")) {
-                        uint64_t *u = streq(e->key, "hold-timeout")     ? &c->hold_timeout_usec
-                                      : streq(e->key, "idle-timeout")   ? &c->idle_timeout_usec
-                                      : streq(e->key, "header-timeout") ? &c->header_timeout_usec
-                                                                        : &c->drain_timeout_usec;
-                        /* A header-timeout of 0 would close every connection at once. */
-                        if (config_duration(c, "llmd", e, u == &c->header_timeout_usec ? USEC_PER_SEC : 0, u) < 0) {
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "cors-origins")) {
-                        _cleanup_strv_free_ char **l = NULL;
-
-                        if (strv_split(e->value, ", \t", &l) < 0) {
-                                return -ENOMEM;
-                        }
-                        STRV_FOREACH(o, l) {
-                                bool word = streq(*o, "*") || streq(*o, "none");
-
-                                if ((word && strv_length(l) > 1) ||
-                                    (!word && !strneq(*o, "http://", 7) && !strneq(*o, "https://", 8))) {
-                                        config_error(c, e->line,
-                                                     "[llmd] cors-origins: '%s' is not *, none, or a list of origins (https://host[:port])",
-                                                     *o);
-                                        r = -EINVAL;
-                                }
-                        }
-                        if (!l[0]) {
-                                config_error(c, e->line, "[llmd] cors-origins: empty (use none)");
-                                r = -EINVAL;
-                        }
-                        strv_free(c->cors_origins);
-                        c->cors_origins = TAKE_PTR(l);
-                } else if (streq(e->key, "log-requests")) {
-                        if (config_bool(c, "llmd", e, &c->log_requests) < 0) {
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "prefetch")) {
-                        int b = parse_boolean(e->value);
-
-                        c->prefetch = b != 0;
-                        c->prefetch_limit = 0;
-                        if (b < 0 && (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit < 1024 * 1024)) {
-                                config_error(c, e->line, "[llmd] prefetch: '%s' is not true, false or a size of at least 1M (e.g. 64G)",
-                                             e->value);
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "max-resident")) {
-                        if (parse_unsigned(e->value, 64, &c->max_resident) < 0 || c->max_resident == 0) {
-                                config_error(c, e->line, "[llmd] max-resident: '%s' is not a number from 1 to 64",
-                                             e->value);
-                                r = -EINVAL;
-                        }
-                } else if (streq(e->key, "gpu-memory")) {
-                        if (config_gpu_memory(c, "llmd", e, &c->gpu_memory) < 0) {
-                                r = -EINVAL;
-                        }
-                } else {
+                        continue;
+                }
+                if (!k) {
                         config_error(c, e->line, "[llmd] %s: unknown key (see llama-generate.conf(5))",
                                      e->key);
                         r = -EINVAL;
+                        continue;
+                }
+                q = k->parse(c, k, e);
+                if (q == -ENOMEM) {
+                        return q;
+                }
+                if (q < 0) {
+                        r = q;
                 }
         }
         return r;
@@ -959,18 +1096,6 @@ static int config_build(Config *c, Parser *p)
         if (c->n_models == 0 && strv_length(c->errors) == 0) {
                 config_error(c, 0, "no model sections");
         }
-        if (c->n_listen == 0) {
-                c->listen = calloc(1, sizeof(ListenAddress));
-                if (!c->listen) {
-                        return -ENOMEM;
-                }
-                c->listen[0] = (ListenAddress){ .host = strdup("127.0.0.1"), .port = 8080 };
-                if (!c->listen[0].host) {
-                        return -ENOMEM;
-                }
-                c->n_listen = 1;
-        }
-
         config_check_unique(c);
 
         if (c->default_model) {
@@ -1024,16 +1149,10 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
         if (!c->path) {
                 return -ENOMEM;
         }
-        c->max_body_size = DEFAULT_MAX_BODY_SIZE;
-        c->max_connections = DEFAULT_MAX_CONNECTIONS;
-        c->hold_queue = DEFAULT_HOLD_QUEUE;
-        c->hold_timeout_usec = DEFAULT_HOLD_TIMEOUT;
-        c->idle_timeout_usec = DEFAULT_IDLE_TIMEOUT;
-        c->drain_timeout_usec = DEFAULT_DRAIN_TIMEOUT;
-        c->header_timeout_usec = DEFAULT_HEADER_TIMEOUT;
-        c->max_connections_per_client = DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
-        c->log_requests = true;
-        c->prefetch = true;
+        r = config_llmd_defaults(c);
+        if (r < 0) {
+                return r;
+        }
         p.config = c;
 
         /* Debian's inih takes its options at run time: whole lines up to our limit, no
@@ -1091,10 +1210,7 @@ Config *config_free(Config *c)
                 return NULL;
         }
         free(c->path);
-        for (size_t i = 0; i < c->n_listen; i++) {
-                free(c->listen[i].host);
-        }
-        free(c->listen);
+        listen_free(c->listen, c->n_listen);
         free(c->default_model);
         free(c->llama_server);
         free(c->api_key_file);

@@ -82,6 +82,54 @@ typedef struct Config {
         char **errors; /* "FILE:LINE: message", one per problem found */
 } Config;
 
+/* How a key of a model section (or of [*]) is taken. A key no row names is a llama-server flag
+ * (CONFIG_KEY_FLAG): "key = value" becomes --key value. */
+typedef enum ConfigKeyKind {
+        CONFIG_KEY_FLAG,    /* passed to llama-server */
+        CONFIG_KEY_OWN,     /* llmd's own, may be shared through [*] */
+        CONFIG_KEY_PROFILE, /* llmd's own, only in a model's section */
+        CONFIG_KEY_REFUSED,
+} ConfigKeyKind;
+
+typedef struct ConfigModelKey {
+        const char *key;
+        ConfigKeyKind kind;
+        const char *reason; /* why it is refused */
+} ConfigModelKey;
+
+extern const ConfigModelKey config_model_keys[]; /* sorted by key */
+extern const size_t config_n_model_keys;
+
+/* llama-server's short flag names, refused with the long name to write instead. */
+typedef struct ConfigShortFlag {
+        const char *short_name;
+        const char *long_name;
+} ConfigShortFlag;
+
+extern const ConfigShortFlag config_short_flags[];
+extern const size_t config_n_short_flags;
+
+/* One key of [llmd], as config.c parses it: a row of config_llmd_keys[], the one list of these
+ * keys that the parser, the unit test and the man page test (through tests/docs/doc-tables)
+ * read. */
+typedef struct RawEntry RawEntry;
+typedef struct ConfigLlmdKey ConfigLlmdKey;
+struct ConfigLlmdKey {
+        const char *key;
+        /* Checks e->value and sets the field; reports what is wrong itself. Returns 0, -EINVAL
+         * (reported) or -ENOMEM. */
+        int (*parse)(Config *c, const ConfigLlmdKey *k, const RawEntry *e);
+        size_t offset;     /* of its field in Config */
+        uint64_t min, max; /* the bounds, for the parsers that have any */
+        /* Written as in the file and parsed like it before the file is read; NULL: the field
+         * stays zero, which means what doc says. */
+        const char *default_value;
+        const char *doc;
+};
+
+extern const ConfigLlmdKey config_llmd_keys[]; /* sorted by key */
+extern const size_t config_n_llmd_keys;
+
 #define FOREACH_MODEL(m, c)                                                             \
         for (ModelConfig **_i_ = (c)->models, *m;                                       \
              _i_ && _i_ < (c)->models + (c)->n_models && ((m) = *_i_, true); _i_++)

@@ -6,12 +6,15 @@
     test_completion.py CASE       runs one: exit 0 pass, 1 fail, 77 skip
 
 Environment (tests/docs/meson.build sets it): SOURCE_ROOT, the source tree (default: two levels
-up from this file); MAN_BUILD, the folder of the built man pages; LLMCTL, the built llmctl.
+up from this file); MAN_BUILD, the folder of the built man pages; LLMCTL, the built llmctl;
+DOC_TABLES, the built doc-tables.
 
 The coverage cases read the code, never a list kept here: llmctl's verbs and options come from
-`LLMCTL --help` and from the tables in ctl/llmctl-args.c; the methods from the table in
-common/control-protocol.c; the errors from what daemon/*.c sends. Each fails when it finds
-suspiciously few, so that a parser broken by a reformat cannot pass by finding nothing.
+`LLMCTL --help` and from its tables (verbs[] in ctl/llmctl-verbs.c, llmctl_options[] in
+ctl/llmctl-args.c); the methods from control_methods[] in common/control-protocol.c; the tables
+as doc-tables (DOC_TABLES, see test_man.py) prints their rows. The errors come from what
+daemon/*.c sends. Each fails when it finds suspiciously few, so that a parser broken by a
+reformat cannot pass by finding nothing.
 
 The completion cases source completions/llmctl.bash in bash and call its function with
 COMP_WORDS/COMP_CWORD set, as bash does. The completion reads the model names from llmd, or,
@@ -40,7 +43,7 @@ MIN_METHODS = 7
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
 from llmdtest import Failure as Fail, Skip, run  # noqa: E402
-from test_man import render  # noqa: E402  (the same rendering check for every page)
+from test_man import code_table, render  # noqa: E402  (the same for every page)
 
 
 def read(*path):
@@ -79,7 +82,7 @@ def help_block(text, title):
 
 
 def llmctl_verbs_and_options():
-    """(verbs, options) from llmctl --help and from ctl/llmctl-args.c's tables."""
+    """(verbs, options) from llmctl --help and from llmctl's tables."""
     text = llmctl_help()
     verbs = {line.split()[0] for line in help_block(text, "Verbs").splitlines()}
     options = set()
@@ -87,17 +90,11 @@ def llmctl_verbs_and_options():
         names = re.split(r"\s{2,}", line.strip())[0]
         options |= set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", names))
 
-    src = read("ctl", "llmctl-args.c")
-    table = re.search(r"const Verb verbs\[[^]]*\] = \{(.*?)\n\};", src, re.S)
-    if table:
-        verbs |= set(re.findall(r"\{\s*VERB_\w+,\s*\"([a-z-]+)\"", table.group(1)))
-    table = re.search(r"struct option options\[\] = \{(.*?)\};", src, re.S)
-    if table:
-        rows = re.findall(r"\{\s*\"([a-z-]+)\",\s*\w+,\s*NULL,\s*('.'|\w+)", table.group(1))
-        for name, short in rows:
-            options.add("--" + name)
-            if short.startswith("'"):
-                options.add("-" + short[1])
+    verbs |= {name for name, _usage, _method in code_table("verb")}
+    for name, _argument, short in code_table("option"):
+        options.add("--" + name)
+        if short:
+            options.add("-" + short)
     return verbs, options
 
 
@@ -131,21 +128,9 @@ def control_interface():
 
 
 def control_methods():
-    iface = control_interface()
-    src = read("common", "control-protocol.c")
-    table = re.search(r"const ControlMethod control_methods\[[^]]*\] = \{(.*?)\n\};", src, re.S)
-    if not table:
-        raise Fail("no control_methods[] table in common/control-protocol.c")
-    # { CONTROL_METHOD_LIST, CONTROL_INTERFACE ".List", ... } or { ..., "org.varlink...", ... }
-    row = r'\{\s*CONTROL_METHOD_\w+,\s*(CONTROL_INTERFACE\s*)?"([^"]+)"'
-    rows = re.finditer(row, table.group(1))
-    names = [(iface if m.group(1) else "") + m.group(2) for m in rows]
-    header = read("common", "control-protocol.h")
-    enum = re.search(r"typedef enum ControlMethodId \{(.*?)\}", header, re.S)
-    n_enum = len(re.findall(r"^\s*CONTROL_METHOD_(?!_)\w+,", enum.group(1), re.M)) if enum else 0
-    if len(names) < max(MIN_METHODS, n_enum):
-        raise Fail(f"read {len(names)} methods from the table, the enum has {n_enum}: "
-                   "is the parser broken?")
+    names = [name for name, in code_table("method")]
+    if len(names) < MIN_METHODS:
+        raise Fail(f"read {len(names)} methods from control_methods[]: is doc-tables broken?")
     return names
 
 

@@ -1,21 +1,28 @@
 # SPDX-License-Identifier: MIT
 """The man pages against the code: every configuration key daemon/config.c knows has an entry in
-llama-generate.conf(5), and every option and exit code of daemon/llmd.c one in llmd(8); neither
-page has an entry for something the code no longer has; the page's full example is
-etc/llama-generate.conf; both pages render without a warning.
+llama-generate.conf(5), with the default its table gives, and every option and exit code of
+daemon/llmd.c one in llmd(8); neither page has an entry for something the code no longer has; the
+page's full example is etc/llama-generate.conf; both pages render without a warning.
+
+What config.c knows comes from its tables, as doc-tables (tests/docs/doc-tables.c, linked with
+llmd's own library) prints their rows: the [llmd] keys, the model keys and llama-server's short
+names. Keys config.c compares by name outside those tables (version, embeddings) are found in its
+source, a net for a key handled without a row.
 
 What counts as documented: an entry, not a mention. An entry is a definition-list term, a line
 of the .scd source that starts in column 0 with bold names and is followed by a tab-indented
 line ("*listen* = _ADDRESS_...", "*embeddings*, *embedding*", "*-c*, *--config* _FILE_"), or
 the first cell of a table row ("|  *host*"). A key named only in passing ("*pin*" in a
-sentence) does not count. Each kind of key has its section: the [llmd] parser's keys under
-[LLMD] KEYS, key_table's KEY_OWN and KEY_PROFILE rows under MODEL KEYS, its KEY_REFUSED rows
-under REFUSED KEYS; other keys config.c compares by name (version, embeddings) anywhere.
-llama-server's short names, refused as a group, are written "*ngl* (n-gpu-layers)".
+sentence) does not count. Each kind of key has its section: the [llmd] keys under [LLMD] KEYS,
+the model keys of kind own and profile under MODEL KEYS, the refused ones under REFUSED KEYS;
+the keys found by name anywhere. llama-server's short names, refused as a group, are written
+"*ngl* (n-gpu-layers)".
 
-Env: SOURCE_ROOT (the source tree; default: two levels up), MAN_BUILD (the build directory of
-man/, with the troff pages; the render cases are skipped without them)."""
+Env: SOURCE_ROOT (the source tree; default: two levels up), DOC_TABLES (the built doc-tables;
+the cases that need it are skipped without), MAN_BUILD (the build directory of man/, with the
+troff pages; the render cases are skipped without them)."""
 
+import functools
 import os
 import re
 import shutil
@@ -28,12 +35,10 @@ sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "integration"))
 from llmdtest import Failure, Skip, check, run  # noqa: E402
 
 MAN_BUILD = os.environ.get("MAN_BUILD")
+DOC_TABLES = os.environ.get("DOC_TABLES")
 # Fewer names than this means the extraction no longer matches the code, not that the code
-# shrank: fail rather than pass on an empty list. (config.c knows 44 keys today.)
-MIN_CONFIG_KEYS = 20
-MIN_TABLE_KEYS = 15
-MIN_LLMD_KEYS = 10
-MIN_SHORT_KEYS = 15
+# shrank: fail rather than pass on an empty list.
+MIN_COMPARED_KEYS = 3
 MIN_OPTIONS = 5
 
 
@@ -69,48 +74,44 @@ def strip_comments(c):
 
 # ---- what the code knows ----
 
+@functools.lru_cache(maxsize=None)
+def doc_tables():
+    if not DOC_TABLES or not os.access(DOC_TABLES, os.X_OK):
+        raise Skip(f"no doc-tables to run (DOC_TABLES={DOC_TABLES!r})")
+    p = subprocess.run([DOC_TABLES], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 0, f"{DOC_TABLES}: exit {p.returncode}: {p.stderr}")
+    return [line.split("\t") for line in p.stdout.splitlines()]
+
+
+def code_table(name):
+    """The rows of one table doc-tables prints, each a list of its fields ("" for NULL)."""
+    rows = [r[1:] for r in doc_tables() if r[0] == name]
+    check(rows, f"{DOC_TABLES} printed no {name} rows")
+    return rows
+
+
 # Where each kind of key has its entry in llama-generate.conf(5).
-KIND_SECTION = {"KEY_OWN": "MODEL KEYS", "KEY_PROFILE": "MODEL KEYS",
-                "KEY_REFUSED": "REFUSED KEYS", "[llmd]": "[LLMD] KEYS"}
+KIND_SECTION = {"own": "MODEL KEYS", "profile": "MODEL KEYS", "refused": "REFUSED KEYS",
+                "[llmd]": "[LLMD] KEYS"}
 
 
 def config_keys():
-    """{name: {kind}}: the key_table rows (kind KEY_*), the keys of the [llmd] parser (kind
-    "[llmd]") and every other key compared by name in config.c (kind "")."""
-    c = strip_comments(read("daemon", "config.c"))
-    table = c_block(c, r"^\}\s*key_table\[\]\s*=\s*\{", "key_table in daemon/config.c")
-    rows = re.findall(r'\{\s*"([^"]+)"\s*,\s*(KEY_[A-Z_]+)', table)
-    check(len(rows) >= MIN_TABLE_KEYS,
-          f"only {len(rows)} rows read from key_table (expected at least {MIN_TABLE_KEYS}): "
-          "the extraction needs updating")
-    llmd = c_block(c, r"^static int config_apply_llmd\(", "config_apply_llmd() in daemon/config.c")
-    # streq(e->key, "listen"), streq(llmd->entries[j].key, "default"), ...
-    compared = re.compile(r'streq\(\s*[\w>.\[\]-]*key\s*,\s*"([^"]+)"\s*\)')
-    llmd_keys = set(compared.findall(llmd))
-    check(len(llmd_keys) >= MIN_LLMD_KEYS,
-          f"only {len(llmd_keys)} keys read from config_apply_llmd() (expected at least "
-          f"{MIN_LLMD_KEYS}): the extraction needs updating")
+    """{name: {kind}}: the [llmd] keys (kind "[llmd]"), the model keys (kind own, profile or
+    refused) and every other key compared by name in config.c (kind "")."""
     keys = {}
-    for name, kind in rows:
-        keys.setdefault(name, set()).add(kind)
-    for name in llmd_keys:
-        keys.setdefault(name, set()).add("[llmd]")
-    for name in compared.findall(c):
-        keys.setdefault(name, {""})
-    check(len(keys) >= MIN_CONFIG_KEYS,
-          f"only {len(keys)} key names found in daemon/config.c (expected at least "
-          f"{MIN_CONFIG_KEYS}): the extraction needs updating")
-    return keys
-
-
-def short_keys():
-    """[(short, long)] from short_table in config.c."""
+    for key, _default, _doc in code_table("llmd-key"):
+        keys.setdefault(key, set()).add("[llmd]")
+    for key, kind in code_table("model-key"):
+        keys.setdefault(key, set()).add(kind)
+    # streq(e->key, "aliases"), streq(llmd->entries[j].key, "default"), ...
     c = strip_comments(read("daemon", "config.c"))
-    table = c_block(c, r"^\}\s*short_table\[\]\s*=\s*\{", "short_table in daemon/config.c")
-    pairs = re.findall(r'\{\s*"([^"]+)"\s*,\s*"([^"]+)"\s*\}', table)
-    check(len(pairs) >= MIN_SHORT_KEYS,
-          f"only {len(pairs)} rows read from short_table (expected at least {MIN_SHORT_KEYS})")
-    return pairs
+    compared = set(re.findall(r'streq\(\s*[\w>.\[\]-]*key\s*,\s*"([^"]+)"\s*\)', c))
+    check(len(compared) >= MIN_COMPARED_KEYS,
+          f"only {len(compared)} keys found compared by name in daemon/config.c (expected at "
+          f"least {MIN_COMPARED_KEYS}): the extraction needs updating")
+    for name in compared:
+        keys.setdefault(name, {""})
+    return keys
 
 
 def llmd_options():
@@ -213,11 +214,33 @@ def test_conf_keys_documented():
           f"{', '.join(stale)}")
 
 
+def test_conf_llmd_defaults_documented():
+    """Each [llmd] key's "Default:" is its table's default, blanks aside ("300 s" is 300s); a
+    key without one in the table (NULL) says in words what unset means."""
+    defaults, name = {}, None
+    for section, line in scd_lines(CONF_PAGE):
+        if section != "[LLMD] KEYS":
+            continue
+        if LEAD.match(line):
+            name = unescape(re.match(r"\*([^*]+)\*", line).group(1))
+        elif name and line.startswith("\tDefault: "):
+            defaults.setdefault(name, line[len("\tDefault: "):].strip())
+    wrong = []
+    for key, default, _doc in code_table("llmd-key"):
+        page = defaults.get(key)
+        if not page:
+            wrong.append(f"{key}: no 'Default:' line")
+        elif default and re.sub(r"\s+", "", page.rstrip(".")) != default:
+            wrong.append(f"{key}: the page says {page!r}, the table {default!r}")
+    check(not wrong, f"[LLMD] KEYS of man/{CONF_PAGE} against config_llmd_keys[] in "
+          f"daemon/config.c: {'; '.join(wrong)}")
+
+
 def test_conf_short_keys_documented():
     text = "\n".join(line for _, line in scd_lines(CONF_PAGE))
     text = re.sub(r"\s+", " ", text)
-    missing = [f"{s} ({l})" for s, l in short_keys() if f"*{s}* ({l})" not in text]
-    check(not missing, f"short names of daemon/config.c's short_table not written as "
+    missing = [f"{s} ({l})" for s, l in code_table("short-flag") if f"*{s}* ({l})" not in text]
+    check(not missing, f"short names of daemon/config.c's config_short_flags[] not written as "
           f"'*SHORT* (long)' in man/{CONF_PAGE}: {', '.join(missing)}")
 
 

@@ -392,6 +392,43 @@ TEST(line_numbers)
             "t.conf:2: [*] c: short flag names are not accepted; use 'ctx-size'");
 }
 
+TEST(tables)
+{
+        _cleanup_(config_freep) Config *d = parse_ok("[m]\nmodel = /m\n");
+
+        /* Sorted, so adding a key is adding a row in its place; each row complete. */
+        for (size_t i = 0; i < config_n_llmd_keys; i++) {
+                const ConfigLlmdKey *k = &config_llmd_keys[i];
+
+                check(i == 0 || strcmp(config_llmd_keys[i - 1].key, k->key) < 0);
+                check(k->parse && !isempty(k->doc));
+                check(k->offset < sizeof(Config));
+        }
+        for (size_t i = 1; i < config_n_model_keys; i++) {
+                check(strcmp(config_model_keys[i - 1].key, config_model_keys[i].key) < 0);
+        }
+        for (size_t i = 0; i < config_n_model_keys; i++) {
+                check((config_model_keys[i].kind == CONFIG_KEY_REFUSED) ==
+                      !!config_model_keys[i].reason);
+        }
+        /* The defaults the table writes are the values a file without [llmd] gets. */
+        check_inteq(d->n_listen, 1);
+        check_streq(d->listen[0].host, "127.0.0.1");
+        check_inteq(d->listen[0].port, 8080);
+        check_inteq(d->routing, ROUTING_ACTIVE);
+        check_inteq(d->max_connections, 4096);
+        check_inteq(d->hold_queue, 1024);
+        check_inteq(d->hold_timeout_usec, 300 * USEC_PER_SEC);
+        check_inteq(d->idle_timeout_usec, 300 * USEC_PER_SEC);
+        check_inteq(d->drain_timeout_usec, 30 * USEC_PER_SEC);
+        check(!d->llama_server && streq(d->default_model, "m"));
+        /* A listen with no good address keeps the default, which the port checks then see. */
+        BAD("[llmd]\nlisten = x\n[m]\nmodel = /m\nport = 8080\n",
+            "t.conf:2: [llmd] listen: 'x' is not HOST:PORT, [IPV6]:PORT or PORT",
+            "t.conf:3: [m] port: 8080 is already in [llmd] listen");
+        BAD("[llmd]\nlisten = ,\n[m]\nmodel = /m\n", "t.conf:2: [llmd] listen: no address");
+}
+
 TEST(equal)
 {
         _cleanup_(config_freep) Config *a = parse_ok("[m]\nmodel = /m\ntemp = 1\n[n]\nmodel = /n\n");

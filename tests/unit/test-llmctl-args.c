@@ -120,6 +120,7 @@ TEST(tables)
         }
         for (size_t i = 0; i < _VERB_MAX; i++) {
                 check_inteq(verbs[i].id, i);
+                check(verbs[i].run && verbs[i].help);
         }
         for (size_t i = 0; i < _CONTROL_METHOD_MAX; i++) {
                 check_inteq(control_methods[i].id, i);

@@ -23,6 +23,20 @@ TEST(duration)
         check(parse_duration("1e400", &u) == -ERANGE);
 }
 
+TEST(size)
+{
+        char buf[32];
+        uint64_t u;
+
+        check(parse_size("32M", &u) == 0 && u == 32ULL << 20);
+        check_streq(format_size(buf, sizeof(buf), 1024), "1K");
+        check_streq(format_size(buf, sizeof(buf), 32ULL << 20), "32M");
+        check_streq(format_size(buf, sizeof(buf), 1536), "1536");
+        check_streq(format_size(buf, sizeof(buf), 0), "0");
+        /* What it writes, parse_size() reads back. */
+        check(parse_size(format_size(buf, sizeof(buf), 3ULL << 40), &u) == 0 && u == 3ULL << 40);
+}
+
 TEST(listen)
 {
         _cleanup_free_ char *h = NULL;
