@@ -10,6 +10,7 @@
 #include <ini.h>
 #include <stdarg.h>
 
+#include "array.h"
 #include "config.h"
 #include "parse-util.h"
 #include "strv.h"
@@ -170,25 +171,20 @@ static int parser_handler(void *userdata, const char *section, const char *key, 
         RawEntry *e;
 
         if (!s || !streq(s->name, section) || s->line != p->header_line) {
-                RawSection *n = realloc(p->sections, sizeof(RawSection) * (p->n_sections + 1));
-
-                if (!n) {
+                s = ARRAY_GROW(p->sections, p->n_sections);
+                if (!s) {
                         return 0;
                 }
-                p->sections = n;
-                s = &p->sections[p->n_sections];
                 *s = (RawSection){ .name = strdup(section), .line = p->header_line };
                 if (!s->name) {
                         return 0;
                 }
                 p->n_sections++;
         }
-        e = realloc(s->entries, sizeof(RawEntry) * (s->n_entries + 1));
+        e = ARRAY_GROW(s->entries, s->n_entries);
         if (!e) {
                 return 0;
         }
-        s->entries = e;
-        e = &s->entries[s->n_entries];
         *e = (RawEntry){ .key = strdup(key), .value = strdup(value), .line = p->line };
         if (!e->key || !e->value) {
                 free(e->key);
@@ -653,13 +649,13 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                 .start_limit_interval_usec = DEFAULT_START_LIMIT_INTERVAL,
                 .upstream_timeout_usec = DEFAULT_UPSTREAM_TIMEOUT,
         };
-        n = realloc(c->models, sizeof(ModelConfig *) * (c->n_models + 1));
-        if (!m->name || !n) {
+        n = m->name ? ARRAY_GROW(c->models, c->n_models) : NULL;
+        if (!n) {
                 config_model_free(m);
                 return -ENOMEM;
         }
-        c->models = n;
-        c->models[c->n_models++] = m;
+        *n = m;
+        c->n_models++;
 
         /* [*] first, then the section itself; a key the section sets replaces the shared one. */
         for (int pass = 0; pass < 2; pass++) {
@@ -738,14 +734,14 @@ static int config_llmd_listen(Config *c, const ConfigLlmdKey *k, const RawEntry 
                         r = -EINVAL;
                         continue;
                 }
-                nl = realloc(list, sizeof(ListenAddress) * (n + 1));
+                nl = ARRAY_GROW(list, n);
                 if (!nl) {
                         free(la.host);
                         listen_free(list, n);
                         return -ENOMEM;
                 }
-                list = nl;
-                list[n++] = la;
+                *nl = la;
+                n++;
         }
         if (n > 0) {
                 listen_free(c->listen, c->n_listen);

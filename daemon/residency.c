@@ -1,18 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "residency.h"
 
-uint64_t residency_used(const ResidentModel *models, size_t n)
-{
-        uint64_t used = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                if (models[i].running) {
-                        used += models[i].bytes;
-                }
-        }
-        return used;
-}
-
 /* Whether a stops before b: least recently used first, the active model last. */
 static bool evict_before(const ResidentModel *a, const ResidentModel *b)
 {
@@ -85,6 +73,17 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
                 return 0;
         }
         r = residency_evict(models, n, target, l, false, ret_evict, ret_n);
+        if (r == -E2BIG && models[target].measured) {
+                /* It ran before, so it can run alone: everything but the pinned models makes
+                 * room, whatever the budget says (a budget is a guess; that run was not). */
+                *ret_n = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (i != target && models[i].running && !models[i].pinned) {
+                                ret_evict[(*ret_n)++] = i;
+                        }
+                }
+                return 0;
+        }
         if (r == -E2BIG) {
                 *ret_n = 0;
         }

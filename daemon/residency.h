@@ -11,7 +11,8 @@
  * Generation models count against max_resident; every running model (pinned ones too) counts
  * against the GPU memory budget. Models are stopped least recently used first, the active model
  * last, pinned models never. A target that cannot fit even with every other stoppable model
- * stopped gets -E2BIG and nothing is stopped.
+ * stopped gets -E2BIG and nothing is stopped, unless it ran before (measured): a model that
+ * ran alone may always run alone, and then every other generation model stops.
  */
 
 typedef struct ResidentModel {
@@ -21,6 +22,7 @@ typedef struct ResidentModel {
         bool active;
         uint64_t last_used_usec;
         uint64_t bytes; /* GPU memory it needs (measured, configured or estimated); 0: unknown */
+        bool measured;  /* bytes was seen while it ran: it may always run alone */
 } ResidentModel;
 
 typedef struct ResidencyLimits {
@@ -38,6 +40,3 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
  * that what runs fits again as far as it can without the active and pinned models. */
 void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l, size_t *ret_evict,
                     size_t *ret_n);
-
-/* What is in use and what is left of the budget with models as they run (0 left when over it). */
-uint64_t residency_used(const ResidentModel *models, size_t n);

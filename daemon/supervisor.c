@@ -408,20 +408,18 @@ static ResidentModel *supervisor_plan_input(Supervisor *s, ResidencyLimits *ret_
                         .last_used_usec = child_used_usec(m->child),
                         .bytes = footprint_need(s->footprint, model_config(m), &how),
                 };
+                models[i].measured = streq_ptr(how, "measured");
         }
         return models;
 }
 
-/* The models to stop so that target fits (names), or -E2BIG with the reason. A model that ran
- * before (its size was measured) may always run alone: then everything but the pinned models
- * makes room for it, whatever the budget says. */
+/* The models to stop so that target fits (names), or -E2BIG with the reason. */
 static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
 {
         ResidencyLimits l;
         _cleanup_free_ ResidentModel *models = supervisor_plan_input(s, &l);
         _cleanup_free_ size_t *evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
         _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
-        const char *how = NULL;
         size_t t = 0, n = 0;
         int r;
 
@@ -435,20 +433,6 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
         }
         r = residency_plan(models, s->n_models, t, &l, evict, &n);
         if (r == -E2BIG) {
-                (void) footprint_need(s->footprint, model_config(s->models[t]), &how);
-        }
-        if (r == -E2BIG && streq_ptr(how, "measured")) {
-                log_model(LOG_NOTICE, target, "switch", "%s was seen to use %.1f GiB, over the budget of "
-                          "%.1f GiB; it ran before, so it runs alone", target,
-                          (double) models[t].bytes / (1ULL << 30), (double) l.budget / (1ULL << 30));
-                n = 0;
-                for (size_t i = 0; i < s->n_models; i++) {
-                        if (i != t && models[i].running && !models[i].pinned) {
-                                evict[n++] = i;
-                        }
-                }
-                r = 0;
-        } else if (r == -E2BIG) {
                 uint64_t pinned = 0;
 
                 for (size_t i = 0; i < s->n_models; i++) {
