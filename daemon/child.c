@@ -153,6 +153,11 @@ int child_transition(ChildState state, ChildEvent event, ChildAction *ret_action
         return transitions[state][event].next;
 }
 
+uint64_t child_restart_delay(const Child *c)
+{
+        return child_backoff_usec(c->config->restart_usec, c->crashes);
+}
+
 uint64_t child_backoff_usec(uint64_t restart_usec, unsigned n)
 {
         uint64_t d = restart_usec, max = MAX(CHILD_BACKOFF_MAX_USEC, restart_usec);
@@ -640,13 +645,12 @@ static int child_on_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         } else if (c->crashes >= c->config->start_limit_burst) {
                 char buf[32];
 
-                log_model(LOG_ERR, c->name, "crash", "%s: llama-server %s; %u crashes within %s, giving up",
-                          c->name, c->reason, c->crashes,
-                          format_duration(buf, sizeof(buf), c->config->start_limit_interval_usec));
+                /* The supervisor logs the failure, once: it knows whether a switch was loading it. */
+                log_debug("%s: llama-server %s; %u crashes within %s, giving up", c->name, c->reason,
+                          c->crashes, format_duration(buf, sizeof(buf), c->config->start_limit_interval_usec));
                 ev = CHILD_EVENT_EXITED_FATAL;
         } else {
-                log_model(LOG_WARNING, c->name, "crash", "%s: llama-server %s while %s (see: journalctl -u llmd MODEL=%s)",
-                          c->name, c->reason, child_state_to_string(c->state), c->name);
+                log_debug("%s: llama-server %s while %s", c->name, c->reason, child_state_to_string(c->state));
         }
         child_dispatch(c, ev);
         return 0;
@@ -698,14 +702,13 @@ static void child_do(Child *c, ChildAction action)
                 uint64_t d = child_backoff_usec(c->config->restart_usec, c->crashes);
 
                 c->restarts++;
-                log_model(LOG_NOTICE, c->name, NULL, "%s: restarting in %s", c->name,
-                          format_duration(buf, sizeof(buf), d));
+                log_debug("%s: restarting in %s", c->name, format_duration(buf, sizeof(buf), d));
                 (void) child_arm(c, &c->timer, d, child_on_timer);
                 break;
         }
         case CHILD_ACTION_FAIL:
                 child_cancel_timers(c);
-                log_model(LOG_ERR, c->name, "failed", "%s: failed: %s", c->name, c->reason);
+                log_debug("%s: failed: %s", c->name, c->reason);
                 break;
         case CHILD_ACTION_CANCEL:
                 child_cancel_timers(c);

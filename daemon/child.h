@@ -23,6 +23,8 @@
  * exit is the start-limit-burst'th in start-limit-interval. STOP from any state ends in
  * STOPPED. An unreadable model file or a missing binary fails the spawn: FAILED at once, never
  * a crash loop. The whole table is child_transition(); everything else only carries it out.
+ * A child logs what it does at debug level; its crashes and failures are logged once, by the
+ * supervisor, which knows whether a switch was loading it.
  */
 
 typedef enum ChildState {
@@ -100,6 +102,8 @@ const char *child_reason(const Child *c);
 /* The last lines the child wrote, oldest first; NULL-terminated, owned by the child. */
 char **child_last_lines(const Child *c);
 unsigned child_restarts(const Child *c);
+/* While it waits to restart after a crash (BACKOFF): how long it waits. */
+uint64_t child_restart_delay(const Child *c);
 /* While loading: the share of the model file read or mapped so far (the larger of the bytes
  * read, from /proc/PID/io, and the file-backed resident memory), 0..1; -1 when unknown. */
 double child_load_progress(const Child *c);

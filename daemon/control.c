@@ -616,15 +616,17 @@ static int server_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
         return 0;
 }
 
-int control_server_new(const ControlOptions *o, ControlServer **ret)
+int control_server_new(const ControlOptions *o, ControlServer **ret, const char **ret_step)
 {
         _cleanup_(control_server_freep) ControlServer *s = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct group *g;
         int r;
 
+        *ret_step = "setup";
         if (strlen(o->path) >= sizeof(sa.sun_path)) {
-                return log_error_errno(ENAMETOOLONG, "control: socket path too long: %s", o->path);
+                *ret_step = "the path is too long";
+                return -ENAMETOOLONG;
         }
         strcpy(sa.sun_path, o->path);
         s = calloc(1, sizeof(ControlServer));
@@ -645,7 +647,8 @@ int control_server_new(const ControlOptions *o, ControlServer **ret)
 
         s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (s->fd < 0) {
-                return log_error_errno(errno, "control: socket failed: %m");
+                *ret_step = "socket()";
+                return -errno;
         }
         /* A previous llmd that was killed leaves its socket file behind. */
         (void) unlink(o->path);
@@ -653,19 +656,23 @@ int control_server_new(const ControlOptions *o, ControlServer **ret)
         r = bind(s->fd, (struct sockaddr *) &sa, sizeof(sa));
         umask(old);
         if (r < 0) {
-                return log_error_errno(errno, "control: cannot bind %s: %m", o->path);
+                *ret_step = "bind()";
+                return -errno;
         }
         /* Only a group other than our own needs a chown (the unit then needs no @chown). */
         if ((s->gid != getegid() && chown(o->path, (uid_t) -1, s->gid) < 0) ||
             chmod(o->path, 0660) < 0) {
-                return log_error_errno(errno, "control: cannot set owner and mode of %s: %m", o->path);
+                *ret_step = "chown()/chmod()";
+                return -errno;
         }
         if (listen(s->fd, SOMAXCONN) < 0) {
-                return log_error_errno(errno, "control: listen failed: %m");
+                *ret_step = "listen()";
+                return -errno;
         }
         r = sd_event_add_io(o->event, &s->io, s->fd, EPOLLIN, server_on_accept, s);
         if (r < 0) {
-                return log_error_errno(r, "control: cannot watch the socket: %m");
+                *ret_step = "sd_event_add_io()";
+                return r;
         }
         *ret = TAKE_PTR(s);
         return 0;

@@ -42,7 +42,8 @@ typedef struct ControlOptions {
         uint64_t idle_timeout_usec, frame_timeout_usec;
 } ControlOptions;
 
-int control_server_new(const ControlOptions *o, ControlServer **ret);
+/* Binds and listens; logs nothing: on failure, *ret_step names the step that failed. */
+int control_server_new(const ControlOptions *o, ControlServer **ret, const char **ret_step);
 ControlServer *control_server_free(ControlServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ControlServer *, control_server_free);
 unsigned control_server_connections(const ControlServer *s);

@@ -269,6 +269,7 @@ static int manager_lock_runtime_dir(Manager *m)
 int manager_new(Config *config, const char *runtime_dir, const char *state_dir, Manager **ret)
 {
         _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_free_ char *why = NULL;
         extern char **environ;
         int r;
 
@@ -326,9 +327,9 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
         if (r < 0) {
                 return log_error_errno(r, "Failed to set up the models: %m");
         }
-        r = proxy_new(m->event, m->supervisor, &m->proxy);
+        r = proxy_new(m->event, m->supervisor, &m->proxy, &why);
         if (r < 0) {
-                return log_error_errno(r, "Failed to set up the HTTP proxy: %m");
+                return log_error_errno(r, "Failed to set up the HTTP proxy: %s", why ? why : strerror(-r));
         }
         *ret = TAKE_PTR(m);
         return 0;
@@ -350,6 +351,7 @@ int manager_start(Manager *m)
         }
 
         _cleanup_free_ char *path = NULL;
+        const char *step;
         if (asprintf(&path, "%s/%s", m->runtime_dir, CONTROL_SOCKET_NAME) < 0) {
                 return log_error_errno(ENOMEM, "Out of memory");
         }
@@ -360,9 +362,9 @@ int manager_start(Manager *m)
                 .handlers = manager_control_handlers,
                 .userdata = m,
         };
-        r = control_server_new(&co, &m->control);
+        r = control_server_new(&co, &m->control, &step);
         if (r < 0) {
-                return r;
+                return log_error_errno(r, "Failed to set up the control socket %s (%s): %m", path, step);
         }
         r = proxy_start(m->proxy);
         if (r < 0) {

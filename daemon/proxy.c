@@ -480,12 +480,13 @@ int proxy_check_keys(const Config *c, char **ret_why)
         return proxy_read_keys(c, &keys, ret_why);
 }
 
-int proxy_new(sd_event *e, Supervisor *s, Proxy **ret)
+int proxy_new(sd_event *e, Supervisor *s, Proxy **ret, char **ret_why)
 {
         _cleanup_free_ char *why = NULL;
         Proxy *p;
         int r;
 
+        *ret_why = NULL;
         p = calloc(1, sizeof(Proxy));
         if (!p) {
                 return -ENOMEM;
@@ -503,12 +504,10 @@ int proxy_new(sd_event *e, Supervisor *s, Proxy **ret)
         }
         if (r >= 0) {
                 r = proxy_read_keys(proxy_config(p), &p->api_keys, &why);
-                if (r < 0 && why) {
-                        log_error("proxy: %s", why);
-                }
         }
         if (r < 0) {
                 proxy_free(p);
+                *ret_why = TAKE_PTR(why);
                 return r;
         }
         if (p->api_keys) {

@@ -23,7 +23,8 @@ typedef struct ProxyCounters {
         unsigned held;     /* waiting for a model */
 } ProxyCounters;
 
-int proxy_new(sd_event *e, Supervisor *s, Proxy **ret);
+/* Logs nothing: on failure, *ret_why (allocated, may be NULL) says why where errno cannot. */
+int proxy_new(sd_event *e, Supervisor *s, Proxy **ret, char **ret_why);
 /* Whether c's api-key-file passes the checks proxy_new() and a reload make; *ret_why says why
  * not. For --check-config and for starting with the right exit status. */
 int proxy_check_keys(const Config *c, char **ret_why);

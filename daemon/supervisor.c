@@ -1123,6 +1123,26 @@ static void supervisor_check_stop(Supervisor *s)
         }
 }
 
+/* A crash or a failure, once: unless the switch loading it gives up on it, and says so. */
+static void supervisor_log_crash(Supervisor *s, Model *m, ChildState old)
+{
+        const char *name = model_name(m);
+        char buf[32];
+
+        if (s->op && s->op->phase == SWITCH_LOADING && streq_ptr(s->op->target, name)) {
+                return;
+        }
+        if (child_state(m->child) == CHILD_BACKOFF) {
+                log_model(LOG_WARNING, name, "crash",
+                          "%s: llama-server %s while %s; restarting in %s (see: journalctl -u llmd MODEL=%s)",
+                          name, child_reason(m->child), child_state_to_string(old),
+                          format_duration(buf, sizeof(buf), child_restart_delay(m->child)), name);
+        } else {
+                log_model(LOG_ERR, name, "failed", "%s: failed: %s (%u restarts) (see: journalctl -u llmd MODEL=%s)",
+                          name, child_reason(m->child), child_restarts(m->child), name);
+        }
+}
+
 /* What a child's change means for its model's machine. */
 static void supervisor_on_child(Child *c, ChildState old, void *userdata)
 {
@@ -1138,6 +1158,9 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
                 free(s->last_failed);
                 s->last_failed = strdup(child_name(c));
                 s->last_failed_usec = event_now_usec(s->options.event);
+        }
+        if (st == CHILD_BACKOFF || st == CHILD_FAILED) {
+                supervisor_log_crash(s, m, old);
         }
         switch (st) {
         case CHILD_READY:

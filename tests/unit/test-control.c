@@ -46,6 +46,7 @@ TEST(idle_and_partial_frames_time_out)
 {
         char dir[] = "/tmp/test-control-XXXXXX", path[64];
         ControlServer *s = NULL;
+        const char *step = NULL;
         sd_event *e = NULL;
         uint64_t start, closed_idle = 0, closed_partial = 0, closed_calling = 0;
         int idle, partial, calling;
@@ -60,7 +61,7 @@ TEST(idle_and_partial_frames_time_out)
                 .idle_timeout_usec = IDLE_USEC,
                 .frame_timeout_usec = FRAME_USEC,
         };
-        check(control_server_new(&o, &s) >= 0);
+        check(control_server_new(&o, &s, &step) >= 0);
 
         /* One asks something (every method is unknown here) and then says nothing, one stops
          * in the middle of a message, one keeps calling for longer than the idle timeout. */
