@@ -1,0 +1,644 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "array.h"
+#include "log.h"
+#include "strv.h"
+#include "supervisor-internal.h"
+#include "time-util.h"
+
+/*
+ * Operations: a switch (with the evictions that make room for it, and the restore of what
+ * served when it fails), a load, Stop, an unload. Each is a sequence of events on the models it
+ * touches; supervisor_advance() moves the one in progress on whenever a model changed, and a
+ * newer one supersedes it. Which models must make room is residency_plan()'s to decide.
+ */
+
+/* The models as the planner sees them, in their order, and the limits. */
+ResidentModel *supervisor_plan_input(Supervisor *s, ResidencyLimits *ret_limits)
+{
+        ResidentModel *models = calloc(MAX(s->n_models, (size_t) 1), sizeof(ResidentModel));
+        SupervisorGpu gpu;
+
+        if (!models) {
+                return NULL;
+        }
+        supervisor_gpu(s, &gpu);
+        *ret_limits = (ResidencyLimits) { .max_resident = gpu.max_resident, .budget = gpu.budget };
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
+                const char *how;
+
+                models[i] = (ResidentModel) {
+                        .name = model_name(m),
+                        /* A model draining or stopping still takes its memory: the plan may
+                         * name it, and the switch waits for it to be down. */
+                        .running = serving_state_running(m->state),
+                        .pinned = model_pinned(m),
+                        .active = supervisor_is_active(s, m),
+                        .last_used_usec = child_used_usec(m->child),
+                        .bytes = footprint_need(s->footprint, model_config(m), &how),
+                };
+                models[i].measured = streq_ptr(how, "measured");
+        }
+        return models;
+}
+
+/* The models to stop so that target fits (names), or -E2BIG with the reason. */
+static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
+{
+        ResidencyLimits l;
+        _cleanup_free_ ResidentModel *models = supervisor_plan_input(s, &l);
+        _cleanup_free_ size_t *evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
+        _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
+        size_t t = 0, n = 0;
+        int r;
+
+        if (!models || !evict || !names) {
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->n_models; i++) {
+                if (streq(models[i].name, target)) {
+                        t = i;
+                }
+        }
+        r = residency_plan(models, s->n_models, t, &l, evict, &n);
+        if (r == -E2BIG) {
+                uint64_t pinned = 0;
+
+                for (size_t i = 0; i < s->n_models; i++) {
+                        pinned += models[i].pinned && models[i].running ? models[i].bytes : 0;
+                }
+                if (asprintf(ret_reason, "%s needs %.1f GiB of GPU memory and the budget is %.1f GiB, "
+                             "%.1f GiB of it taken by pinned models: it does not fit even alone",
+                             target, (double) models[t].bytes / (1ULL << 30), (double) l.budget / (1ULL << 30),
+                             (double) pinned / (1ULL << 30)) < 0) {
+                        *ret_reason = NULL;
+                }
+                return r;
+        }
+        if (r < 0) {
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (strv_extend(&names, models[evict[i]].name) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        *ret_evict = TAKE_PTR(names);
+        return 0;
+}
+
+/* The files of the generation models that are not loaded into the page cache: the next switch
+ * to one of them is a warm load. Never beside a load or a switch. */
+void supervisor_prefetch(Supervisor *s)
+{
+        _cleanup_free_ Child **down = calloc(MAX(s->n_models, (size_t) 1), sizeof(Child *));
+        size_t n = 0;
+
+        if (!s->config->prefetch || s->stopping || s->op || !down) {
+                return;
+        }
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
+
+                if (m->state == SERVING_LOADING) {
+                        return; /* it starts again when that is done */
+                }
+                if (!model_pinned(m) && model_down(m)) {
+                        down[n++] = m->child;
+                }
+        }
+        if (prefetch_start_children(s->prefetch, down, n, s->config->prefetch_limit) < 0) {
+                log_warning("prefetch: cannot start the helper");
+        }
+}
+
+/* ---- operations ---- */
+
+void op_free(SwitchOp *op)
+{
+        if (!op) {
+                return;
+        }
+        strv_free(op->evict);
+        free(op->waiters);
+        free(op->target);
+        free(op->previous);
+        free(op->reason);
+        strv_free(op->log);
+        free(op);
+}
+
+static void op_progress(Supervisor *s, SwitchPhase phase, const char *model, double progress)
+{
+        for (size_t i = 0; s->op && i < s->op->n_waiters; i++) {
+                if (s->op->waiters[i].cb.progress) {
+                        s->op->waiters[i].cb.progress(s->op->waiters[i].userdata, phase, model, progress);
+                }
+        }
+}
+
+/* The one writer of the operation's phase. */
+static void op_set_phase(Supervisor *s, SwitchPhase phase, const char *model)
+{
+        s->op->phase = phase;
+        s->op->progress = -1;
+        op_progress(s, phase, model, -1);
+        if (phase != SWITCH_STOPPING) {
+                (void) sd_event_source_set_time_relative(s->progress_timer, SUPERVISOR_PROGRESS_USEC);
+                (void) sd_event_source_set_enabled(s->progress_timer, SD_EVENT_ON);
+        }
+        supervisor_notify_change(s);
+}
+
+static int op_add_waiter(SwitchOp *op, const SwitchCallbacks *cb, void *userdata)
+{
+        SwitchWaiter *w;
+
+        if (!cb) {
+                return 0;
+        }
+        w = ARRAY_GROW(op->waiters, op->n_waiters);
+        if (!w) {
+                return -ENOMEM;
+        }
+        *w = (SwitchWaiter) { .cb = *cb, .userdata = userdata };
+        op->n_waiters++;
+        return 0;
+}
+
+/* Ends the operation in progress and tells those who asked for it. */
+void op_finish(Supervisor *s, int error, const char *restored, const char *superseded_by)
+{
+        SwitchOp *op = s->op;
+        uint64_t now = event_now_usec(s->options.event);
+        Child *t = op->target ? supervisor_child(s, op->target) : NULL;
+
+        s->op = NULL;
+        (void) sd_event_source_set_enabled(s->progress_timer, SD_EVENT_OFF);
+        SwitchResult r = {
+                .error = error,
+                .kind = op->beside ? SWITCH_KIND_BESIDE : SWITCH_KIND_REPLACE,
+                .evicted = op->evict,
+                .from = op->previous,
+                .to = op->target,
+                .changed = true,
+                .reason = op->reason,
+                .log = op->log,
+                .restored = restored,
+                .superseded_by = superseded_by,
+                .total_usec = now - op->start_usec,
+        };
+        if (op->stopped_usec > 0) {
+                r.stop_usec = op->stopped_usec - op->start_usec;
+        }
+        if (error == 0 && t && child_ready_usec(t) >= child_spawned_usec(t) &&
+            child_spawned_usec(t) >= op->start_usec) {
+                r.load_usec = child_ready_usec(t) - child_spawned_usec(t);
+        }
+        for (size_t i = 0; i < op->n_waiters; i++) {
+                if (op->waiters[i].cb.done) {
+                        op->waiters[i].cb.done(op->waiters[i].userdata, &r);
+                }
+        }
+        op_free(op);
+        if (error == 0) {
+                supervisor_prefetch(s);
+        }
+        supervisor_notify_change(s);
+}
+
+/* Whether every model the operation stops is down, and what a reload removed. */
+static bool op_evicted_down(const Supervisor *s)
+{
+        STRV_FOREACH(n, s->op->evict) {
+                Model *m = supervisor_model(s, *n);
+
+                if (m && !model_down(m)) {
+                        return false;
+                }
+        }
+        for (size_t i = 0; i < s->n_retired; i++) {
+                if (!model_pinned(s->retired[i]) && !model_down(s->retired[i])) {
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* The target failed to load, or crashed while loading: the switch gives up on it. The one
+ * place a failed switch is logged. */
+static void op_fail(Supervisor *s, Model *t)
+{
+        SwitchOp *op = s->op;
+        Model *p;
+
+        free(op->reason);
+        op->reason = strdup(child_reason(t->child) ? child_reason(t->child) : "failed to load");
+        strv_free(op->log);
+        op->log = strv_copy(child_last_lines(t->child));
+        log_model(LOG_ERR, op->target, "switch", "Switch to %s failed: %s (see: journalctl -u llmd MODEL=%s)",
+                  op->target, op->reason ? op->reason : "?", op->target);
+        model_event(t, SERVING_EVENT_FAILED, SERVING_WHY_FAILED);
+        if (op->beside) {
+                /* The active model served all along: it still does. */
+                op_finish(s, -EIO, op->load_only ? NULL : s->active, NULL);
+                return;
+        }
+        p = op->previous && !streq(op->previous, op->target) ? supervisor_model(s, op->previous) : NULL;
+        if (p) {
+                /* Not evicted any more: it is what serves now. */
+                strv_remove(op->evict, op->previous);
+                supervisor_choose(s, op->previous, s->loaded);
+                log_model(LOG_NOTICE, op->previous, "switch", "Restoring %s", op->previous);
+                op_set_phase(s, SWITCH_RESTORING, op->previous);
+                model_event(p, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
+                return;
+        }
+        op_finish(s, -EIO, NULL, NULL);
+}
+
+/* Whether a model that is loading has crashed (its child waits to restart, or is being
+ * taken down): for a switch, that is a failure. */
+static bool model_crashed(const Model *m)
+{
+        ChildState st = child_state(m->child);
+
+        return m->state == SERVING_LOADING && (st == CHILD_BACKOFF || st == CHILD_KILLING);
+}
+
+static void supervisor_advance_once(Supervisor *s)
+{
+        SwitchOp *op = s->op;
+        Model *m;
+
+        if (!op) {
+                return;
+        }
+        switch (op->phase) {
+        case SWITCH_STOPPING:
+                m = op->target ? supervisor_model(s, op->target) : NULL;
+                /* The target itself may still be on its way down (drained after an unload):
+                 * it loads anew once it is. */
+                if (!op_evicted_down(s) ||
+                    (m && (m->state == SERVING_DRAINING || m->state == SERVING_STOPPING))) {
+                        return;
+                }
+                op->stopped_usec = event_now_usec(s->options.event);
+                if (!op->target) {
+                        supervisor_persist(s);
+                        op_finish(s, 0, NULL, NULL);
+                        return;
+                }
+                op_set_phase(s, SWITCH_LOADING, op->target);
+                model_event(m, SERVING_EVENT_LOAD, SERVING_WHY_NONE);
+                s->advance_again = true;
+                return;
+        case SWITCH_LOADING:
+                m = supervisor_model(s, op->target);
+                if (m->state == SERVING_READY) {
+                        if (op->load_only) {
+                                log_model(LOG_INFO, op->target, "load", "Loaded %s beside %s in %.3f s",
+                                          op->target, s->active ? s->active : "nothing",
+                                          (double) (event_now_usec(s->options.event) - op->start_usec) / USEC_PER_SEC);
+                                op_finish(s, 0, NULL, NULL);
+                                return;
+                        }
+                        /* Made before break: the target takes over now. */
+                        supervisor_choose(s, op->target, s->loaded);
+                        child_touch(m->child);
+                        supervisor_persist(s);
+                        log_model(LOG_INFO, op->target, "switch", "Switched to %s in %.3f s",
+                                  op->target, (double) (event_now_usec(s->options.event) - op->start_usec) / USEC_PER_SEC);
+                        op_finish(s, 0, NULL, NULL);
+                } else if (m->state != SERVING_LOADING || model_crashed(m)) {
+                        op_fail(s, m);
+                }
+                return;
+        case SWITCH_RESTORING:
+                m = supervisor_model(s, op->previous);
+                if (m->state == SERVING_READY) {
+                        op_finish(s, -EIO, op->previous, NULL);
+                } else if (m->state != SERVING_LOADING || model_crashed(m)) {
+                        op_finish(s, -EIO, NULL, NULL);
+                }
+                return;
+        case _SWITCH_PHASE_MAX:
+                return;
+        }
+}
+
+/* Events come while an operation acts on models: run its steps as a loop, not nested. */
+void supervisor_advance(Supervisor *s)
+{
+        if (s->advancing) {
+                s->advance_again = true;
+                return;
+        }
+        s->advancing = true;
+        do {
+                s->advance_again = false;
+                supervisor_advance_once(s);
+        } while (s->advance_again);
+        s->advancing = false;
+}
+
+int supervisor_on_progress(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Supervisor *s = userdata;
+        SwitchOp *op = s->op;
+        const char *model;
+        double p;
+
+        if (!op || op->phase == SWITCH_STOPPING) {
+                return 0;
+        }
+        model = op->phase == SWITCH_LOADING ? op->target : op->previous;
+        p = child_load_progress(supervisor_child(s, model));
+        if (p >= 0 && (op->progress < 0 || p - op->progress >= 0.01)) {
+                op->progress = p;
+                op_progress(s, op->phase, model, p);
+                supervisor_notify_change(s);
+        }
+        (void) sd_event_source_set_time_relative(es, SUPERVISOR_PROGRESS_USEC);
+        (void) sd_event_source_set_enabled(es, SD_EVENT_ON);
+        return 0;
+}
+
+static int supervisor_check_target(Supervisor *s, const char *target, const ModelConfig **ret,
+                                   char **ret_reason)
+{
+        const ModelConfig *m = config_find_model(s->config, target);
+        char *reason = NULL;
+
+        if (!m) {
+                _cleanup_strv_free_ char **names = NULL;
+                FOREACH_MODEL(x, s->config) {
+                        if (!x->pin && strv_extend(&names, x->name) < 0) {
+                                return -ENOMEM;
+                        }
+                }
+                _cleanup_free_ char *j = strv_join(names, ", ");
+                if (asprintf(&reason, "no model '%s' (known: %s)", target, j ? j : "") < 0) {
+                        reason = NULL;
+                }
+                *ret_reason = reason;
+                return -ENOENT;
+        }
+        if (m->pin) {
+                if (asprintf(&reason, "'%s' is pinned: always loaded, never switched to", m->name) < 0) {
+                        reason = NULL;
+                }
+                *ret_reason = reason;
+                return -EPERM;
+        }
+        if (access(m->model_path, R_OK) < 0) {
+                int r = -errno;
+                if (asprintf(&reason, "model file %s: %s", m->model_path, strerror(-r)) < 0) {
+                        reason = NULL;
+                }
+                *ret_reason = reason;
+                return -EACCES;
+        }
+        *ret = m;
+        return 0;
+}
+
+/* Ends the operation in progress for a newer one (for target; NULL: Stop) and returns what
+ * served before it, still the model to restore. A model it was loading, wanted by it alone,
+ * stops: a superseded switch must not leave it resident, taking room. */
+static char *op_supersede(Supervisor *s, const char *target)
+{
+        char *previous = TAKE_PTR(s->op->previous);
+        _cleanup_free_ char *old = s->op->target ? strdup(s->op->target) : NULL;
+        Model *m;
+
+        op_finish(s, -ESTALE, NULL, target ? target : "stop");
+        m = old && (!target || !streq(old, target)) && !(previous && streq(old, previous))
+                    ? supervisor_model(s, old) : NULL;
+        if (m && m->state == SERVING_LOADING) {
+                log_model(LOG_INFO, old, "switch", "%s: no longer wanted, stopping its load", old);
+                model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_SUPERSEDED);
+        }
+        return previous;
+}
+
+/* A switch to a resident model that is ready: a change of route, nothing started or stopped. */
+static void supervisor_switch_resident(Supervisor *s, const char *target, const SwitchCallbacks *cb,
+                                       void *userdata)
+{
+        _cleanup_free_ char *previous = NULL;
+        uint64_t start = now_usec(CLOCK_MONOTONIC); /* the loop's cached time would not move */
+
+        if (s->op) {
+                previous = op_supersede(s, target);
+        } else if (s->loaded && s->active) {
+                previous = strdup(s->active);
+        }
+        supervisor_choose(s, target, true);
+        child_touch(supervisor_child(s, target));
+        supervisor_persist(s);
+        supervisor_prefetch(s);
+        log_model(LOG_INFO, target, "switch", "Switched %s → %s (resident)", previous ? previous : "none",
+                  target);
+        SwitchResult r = {
+                .kind = SWITCH_KIND_RESIDENT,
+                .from = previous,
+                .to = target,
+                .changed = !previous || !streq(previous, target),
+                .total_usec = now_usec(CLOCK_MONOTONIC) - start,
+        };
+        if (cb && cb->done) {
+                cb->done(userdata, &r);
+        }
+        supervisor_notify_change(s);
+}
+
+bool supervisor_generation_down(const Supervisor *s)
+{
+        for (size_t i = 0; i < s->n_models; i++) {
+                if (!model_pinned(s->models[i]) && !model_down(s->models[i])) {
+                        return false;
+                }
+        }
+        return true;
+}
+
+static int supervisor_begin(Supervisor *s, const char *target, bool loaded, SwitchFlags flags,
+                            const SwitchCallbacks *cb, void *userdata, char **ret_reason)
+{
+        _cleanup_free_ char *previous = NULL;
+        _cleanup_strv_free_ char **evict = NULL;
+        bool load_only = flags & SWITCH_LOAD_ONLY, beside;
+        Model *t = target ? supervisor_model(s, target) : NULL;
+        Model *a = s->loaded && s->active ? supervisor_model(s, s->active) : NULL;
+        SwitchOp *op;
+        int r;
+
+        /* The same as the operation in progress: join it (a Switch turns a Load of its target
+         * into a switch), and be told when it is done. */
+        if (s->op && s->op->phase != SWITCH_RESTORING && streq_ptr(s->op->target, target) &&
+            (!load_only || s->op->target)) {
+                if (!load_only && s->op->load_only) {
+                        s->op->load_only = false;
+                        supervisor_choose(s, s->active, true);
+                }
+                return op_add_waiter(s->op, cb, userdata);
+        }
+
+        /* Nothing to do: say so. */
+        if (!s->op && ((t && load_only && serving_state_resident(t->state)) ||
+                       (t && supervisor_is_active(s, t) && t->state == SERVING_READY) ||
+                       (!t && !s->loaded && supervisor_generation_down(s)))) {
+                SwitchResult res = { .kind = SWITCH_KIND_RESIDENT, .from = s->active, .to = target };
+
+                if (cb && cb->done) {
+                        cb->done(userdata, &res);
+                }
+                return 0;
+        }
+        if (t && !load_only && t->state == SERVING_READY) {
+                supervisor_switch_resident(s, target, cb, userdata);
+                return 0;
+        }
+
+        if (t) {
+                r = supervisor_plan(s, target, &evict, ret_reason);
+                if (r < 0) {
+                        return r;
+                }
+        } else {
+                /* Stop: every generation model. */
+                evict = calloc(1, sizeof(char *));
+                for (size_t i = 0; evict && i < s->n_models; i++) {
+                        Model *m = s->models[i];
+
+                        if (!model_pinned(m) && !model_down(m) && strv_extend(&evict, model_name(m)) < 0) {
+                                return -ENOMEM;
+                        }
+                }
+                if (!evict) {
+                        return -ENOMEM;
+                }
+        }
+        /* Make before break: the active model keeps serving while the target loads, when it
+         * need not make room. */
+        beside = t && a && a->state == SERVING_READY && !strv_contains(evict, s->active) &&
+                 !streq(s->active, target);
+        if (load_only && !beside && a && !streq(s->active, target)) {
+                if (asprintf(ret_reason, "no room for %s beside the active model %s (llmctl switch %s "
+                             "would stop it)", target, s->active, target) < 0) {
+                        *ret_reason = NULL;
+                }
+                return -ENOSPC;
+        }
+
+        if (s->op) {
+                /* The older switch is superseded; what served before it is still the model to
+                 * restore if this one fails. */
+                previous = op_supersede(s, target);
+        } else if (a && (a->state == SERVING_READY || a->state == SERVING_LOADING)) {
+                previous = strdup(s->active);
+        }
+
+        op = calloc(1, sizeof(SwitchOp));
+        if (!op) {
+                return -ENOMEM;
+        }
+        op->target = target ? strdup(target) : NULL;
+        op->previous = TAKE_PTR(previous);
+        op->evict = TAKE_PTR(evict);
+        op->beside = beside || load_only;
+        op->load_only = load_only;
+        op->phase = SWITCH_STOPPING;
+        op->start_usec = event_now_usec(s->options.event);
+        op->progress = -1;
+        s->op = op;
+        if (op_add_waiter(op, cb, userdata) < 0) {
+                return -ENOMEM; /* nothing started yet: the op ends with the next one */
+        }
+        prefetch_stop(s->prefetch); /* never beside a load */
+        if (!load_only) {
+                /* Break before make: requests wait for the target. Made before break: the
+                 * active model stays until the target is ready. */
+                supervisor_choose(s, target && !op->beside ? target : s->active, loaded);
+        }
+        log_model(LOG_INFO, target, "switch", "%s %s → %s%s", load_only ? "Loading" : "Switching",
+                  op->previous ? op->previous : "none", target ? target : "none",
+                  op->beside && !load_only ? " (beside it until ready)" : "");
+
+        STRV_FOREACH(n, op->evict) {
+                Model *m = supervisor_model(s, *n);
+
+                if (m && !model_down(m)) {
+                        op_progress(s, SWITCH_STOPPING, *n, -1);
+                        log_model(LOG_INFO, *n, "evict", "Stopping %s to make room for %s", *n,
+                                  target ? target : "nothing");
+                        model_event(m, flags & SWITCH_NOW ? SERVING_EVENT_KILL : SERVING_EVENT_UNLOAD,
+                                    target ? SERVING_WHY_EVICT : SERVING_WHY_STOP);
+                }
+        }
+        supervisor_notify_change(s);
+        supervisor_advance(s);
+        return 0;
+}
+
+int supervisor_switch(Supervisor *s, const char *target, SwitchFlags flags,
+                      const SwitchCallbacks *cb, void *userdata, char **ret_reason)
+{
+        const ModelConfig *m = NULL;
+        int r;
+
+        *ret_reason = NULL;
+        if (s->stopping) {
+                *ret_reason = strdup("llmd is stopping");
+                return -ESHUTDOWN;
+        }
+        if (target) {
+                r = supervisor_check_target(s, target, &m, ret_reason);
+                if (r < 0) {
+                        return r;
+                }
+        }
+        return supervisor_begin(s, m ? m->name : NULL, m != NULL, flags, cb, userdata, ret_reason);
+}
+
+int supervisor_unload(Supervisor *s, const char *name, char **ret_reason)
+{
+        Model *m = supervisor_model(s, name);
+        int r = 0;
+
+        *ret_reason = NULL;
+        if (!m) {
+                r = asprintf(ret_reason, "no model '%s'", name) < 0 ? -ENOMEM : -ENOENT;
+        } else if (model_pinned(m)) {
+                r = asprintf(ret_reason, "'%s' is pinned: always loaded", model_name(m)) < 0 ? -ENOMEM : -EPERM;
+        } else if (supervisor_is_active(s, m)) {
+                r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)", model_name(m)) < 0
+                            ? -ENOMEM : -EBUSY;
+        } else if (s->op && s->op->target && streq(s->op->target, model_name(m))) {
+                r = asprintf(ret_reason, "'%s' is being loaded (llmctl switch to another model stops that)",
+                             model_name(m)) < 0 ? -ENOMEM : -EBUSY;
+        }
+        if (r < 0) {
+                return r;
+        }
+        if (serving_state_resident(m->state)) {
+                log_model(LOG_INFO, model_name(m), "unload", "Unloading %s", model_name(m));
+        }
+        model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_UNLOAD);
+        return 0;
+}
+
+int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *userdata,
+                            char **ret_reason)
+{
+        *ret_reason = NULL;
+        if (!s->active) {
+                *ret_reason = strdup("no generation model is configured");
+                return -ENOENT;
+        }
+        return supervisor_switch(s, s->active, 0, cb, userdata, ret_reason);
+}
+
