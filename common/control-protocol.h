@@ -39,6 +39,7 @@ extern const ControlMethod control_methods[_CONTROL_METHOD_MAX];
 const ControlMethod *control_method_find(const char *name);
 
 /* Errors of io.llmd.Manager, with their parameters. */
+/* clang-format off */
 #define CONTROL_ERROR_UNKNOWN_MODEL CONTROL_INTERFACE ".UnknownModel"         /* model, reason */
 #define CONTROL_ERROR_MODEL_UNAVAILABLE CONTROL_INTERFACE ".ModelUnavailable" /* model, reason */
 #define CONTROL_ERROR_NO_ROOM CONTROL_INTERFACE ".NoRoom"                     /* model, reason */
@@ -54,3 +55,4 @@ const ControlMethod *control_method_find(const char *name);
 #define VARLINK_ERROR_INVALID_PARAMETER "org.varlink.service.InvalidParameter" /* parameter */
 #define VARLINK_ERROR_PERMISSION_DENIED "org.varlink.service.PermissionDenied"
 #define VARLINK_ERROR_EXPECTED_MORE "org.varlink.service.ExpectedMore"
+/* clang-format on */

@@ -296,7 +296,7 @@ int json_scan_request(const char *buf, size_t len, JsonScan *ret)
         }
         if (s.error) {
                 free(r.model);
-                *ret = (JsonScan){ .error = s.error, .error_offset = (size_t) (s.p - s.start) };
+                *ret = (JsonScan) { .error = s.error, .error_offset = (size_t) (s.p - s.start) };
                 return -EINVAL;
         }
         *ret = r;

@@ -12,8 +12,8 @@
 #define JSON_SCAN_DEPTH_MAX 128
 
 typedef struct JsonScan {
-        char *model;      /* top-level "model" (unescaped), or NULL */
-        int stream;       /* top-level "stream": 1 true, 0 false or absent */
+        char *model; /* top-level "model" (unescaped), or NULL */
+        int stream;  /* top-level "stream": 1 true, 0 false or absent */
         size_t error_offset;
         const char *error; /* static text, when the body is refused */
 } JsonScan;

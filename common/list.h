@@ -17,40 +17,40 @@
                 (last) = (item);                   \
         } while (0)
 
-#define LIST_REMOVE(first, last, item, prev, next)    \
-        do {                                          \
-                if ((item)->prev) {                   \
+#define LIST_REMOVE(first, last, item, prev, next)         \
+        do {                                               \
+                if ((item)->prev) {                        \
                         (item)->prev->next = (item)->next; \
-                } else {                              \
-                        (first) = (item)->next;       \
-                }                                     \
-                if ((item)->next) {                   \
+                } else {                                   \
+                        (first) = (item)->next;            \
+                }                                          \
+                if ((item)->next) {                        \
                         (item)->next->prev = (item)->prev; \
-                } else {                              \
-                        (last) = (item)->prev;        \
-                }                                     \
-                (item)->prev = (item)->next = NULL;   \
+                } else {                                   \
+                        (last) = (item)->prev;             \
+                }                                          \
+                (item)->prev = (item)->next = NULL;        \
         } while (0)
 
-#define LIST_PREPEND(head, item, prev, next)          \
-        do {                                          \
-                (item)->prev = NULL;                  \
-                (item)->next = (head);                \
-                if (head) {                           \
-                        (head)->prev = (item);        \
-                }                                     \
-                (head) = (item);                      \
+#define LIST_PREPEND(head, item, prev, next)   \
+        do {                                   \
+                (item)->prev = NULL;           \
+                (item)->next = (head);         \
+                if (head) {                    \
+                        (head)->prev = (item); \
+                }                              \
+                (head) = (item);               \
         } while (0)
 
-#define LIST_UNLINK(head, item, prev, next)           \
-        do {                                          \
-                if ((item)->prev) {                   \
+#define LIST_UNLINK(head, item, prev, next)                \
+        do {                                               \
+                if ((item)->prev) {                        \
                         (item)->prev->next = (item)->next; \
-                } else {                              \
-                        (head) = (item)->next;        \
-                }                                     \
-                if ((item)->next) {                   \
+                } else {                                   \
+                        (head) = (item)->next;             \
+                }                                          \
+                if ((item)->next) {                        \
                         (item)->next->prev = (item)->prev; \
-                }                                     \
-                (item)->prev = (item)->next = NULL;   \
+                }                                          \
+                (item)->prev = (item)->next = NULL;        \
         } while (0)

@@ -58,20 +58,20 @@ static void log_write(int level, const char *model, const char *event, const cha
                 }
                 memcpy(m, "MESSAGE=", 8);
                 memcpy(m + 8, msg, len);
-                iov[n++] = (struct iovec){ m, len + 8 };
+                iov[n++] = (struct iovec) { m, len + 8 };
 
                 snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
-                iov[n++] = (struct iovec){ prio, strlen(prio) };
+                iov[n++] = (struct iovec) { prio, strlen(prio) };
                 if (asprintf(&fields[k], "SYSLOG_IDENTIFIER=%s", identifier) >= 0) {
-                        iov[n++] = (struct iovec){ fields[k], strlen(fields[k]) };
+                        iov[n++] = (struct iovec) { fields[k], strlen(fields[k]) };
                         k++;
                 }
                 if (model && asprintf(&fields[k], "MODEL=%s", model) >= 0) {
-                        iov[n++] = (struct iovec){ fields[k], strlen(fields[k]) };
+                        iov[n++] = (struct iovec) { fields[k], strlen(fields[k]) };
                         k++;
                 }
                 if (event && asprintf(&fields[k], "LLMD_EVENT=%s", event) >= 0) {
-                        iov[n++] = (struct iovec){ fields[k], strlen(fields[k]) };
+                        iov[n++] = (struct iovec) { fields[k], strlen(fields[k]) };
                         k++;
                 }
                 (void) sd_journal_sendv(iov, (int) n);

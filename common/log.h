@@ -21,11 +21,11 @@ bool log_to_journal(void);
 int log_internal(int level, int error, const char *model, const char *event, const char *format,
                  ...) _printf_(5, 6);
 
-#define log_full_errno(level, error, ...)                                               \
-        ({                                                                              \
-                int _l_ = (level), _e_ = (error);                                       \
+#define log_full_errno(level, error, ...)                                                      \
+        ({                                                                                     \
+                int _l_ = (level), _e_ = (error);                                              \
                 (log_get_max_level() >= _l_) ? log_internal(_l_, _e_, NULL, NULL, __VA_ARGS__) \
-                                             : -abs(_e_);                               \
+                                             : -abs(_e_);                                      \
         })
 #define log_full(level, ...) (void) log_full_errno(level, 0, __VA_ARGS__)
 
@@ -41,11 +41,11 @@ int log_internal(int level, int error, const char *model, const char *event, con
 #define log_error_errno(e, ...) log_full_errno(LOG_ERR, e, __VA_ARGS__)
 
 /* A message about one model: MODEL= and, when event is set, LLMD_EVENT= in the journal. */
-#define log_model(level, model, event, ...)                                             \
-        ({                                                                              \
-                int _l_ = (level);                                                      \
-                if (log_get_max_level() >= _l_)                                         \
-                        (void) log_internal(_l_, 0, (model), (event), __VA_ARGS__);    \
+#define log_model(level, model, event, ...)                                         \
+        ({                                                                          \
+                int _l_ = (level);                                                  \
+                if (log_get_max_level() >= _l_)                                     \
+                        (void) log_internal(_l_, 0, (model), (event), __VA_ARGS__); \
         })
 
 /* One line of a child's own output, passed through as it is. */

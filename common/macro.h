@@ -21,17 +21,17 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Hand ownership over: returns the value and leaves NULL (or -1) behind. */
-#define TAKE_PTR(p)                          \
-        ({                                   \
-                typeof(p) _p_ = (p);         \
-                (p) = NULL;                  \
-                _p_;                         \
+#define TAKE_PTR(p)                  \
+        ({                           \
+                typeof(p) _p_ = (p); \
+                (p) = NULL;          \
+                _p_;                 \
         })
-#define TAKE_FD(fd)                          \
-        ({                                   \
-                int _fd_ = (fd);             \
-                (fd) = -1;                   \
-                _fd_;                        \
+#define TAKE_FD(fd)              \
+        ({                       \
+                int _fd_ = (fd); \
+                (fd) = -1;       \
+                _fd_;            \
         })
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
@@ -80,12 +80,12 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Define a cleanup helper for a type with a destructor that accepts NULL. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)          \
-        static inline void func##p(type *p)              \
-        {                                                \
-                if (*p) {                                \
-                        func(*p);                        \
-                }                                        \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+        static inline void func##p(type *p)     \
+        {                                       \
+                if (*p) {                       \
+                        func(*p);               \
+                }                               \
         }
 
 static inline int negative_errno(void)

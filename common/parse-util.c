@@ -28,9 +28,8 @@ int parse_duration(const char *s, uint64_t *ret_usec)
                 const char *suffix;
                 double usec;
         } units[] = {
-                { "", 1e6 },     { "s", 1e6 },      { "sec", 1e6 }, { "ms", 1e3 },
-                { "msec", 1e3 }, { "us", 1 },       { "min", 60e6 }, { "m", 60e6 },
-                { "h", 3600e6 }, { "hour", 3600e6 },
+                { "", 1e6 }, { "s", 1e6 },    { "sec", 1e6 }, { "ms", 1e3 },   { "msec", 1e3 },
+                { "us", 1 }, { "min", 60e6 }, { "m", 60e6 },  { "h", 3600e6 }, { "hour", 3600e6 },
         };
         char *end;
         double v;
@@ -201,5 +200,7 @@ bool alias_valid(const char *s)
         if (n == 0 || n > 256) {
                 return false;
         }
-        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/+@=") == n;
+        return strspn(s,
+                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/+@=") ==
+               n;
 }

@@ -3,13 +3,13 @@
 
 void varlink_reader_init(VarlinkReader *r)
 {
-        *r = (VarlinkReader){};
+        *r = (VarlinkReader) {};
 }
 
 void varlink_reader_done(VarlinkReader *r)
 {
         free(r->buf);
-        *r = (VarlinkReader){};
+        *r = (VarlinkReader) {};
 }
 
 int varlink_reader_feed(VarlinkReader *r, const void *data, size_t len)
@@ -158,7 +158,7 @@ int varlink_call_parse(const char *frame, size_t len, VarlinkCall *ret)
                 cJSON_Delete(o);
                 return r;
         }
-        *ret = (VarlinkCall){
+        *ret = (VarlinkCall) {
                 .method = strdup(m->valuestring),
                 .parameters = p,
                 .more = more,
@@ -176,7 +176,7 @@ void varlink_call_done(VarlinkCall *c)
 {
         free(c->method);
         cJSON_Delete(c->parameters);
-        *c = (VarlinkCall){};
+        *c = (VarlinkCall) {};
 }
 
 int varlink_reply_parse(const char *frame, size_t len, VarlinkReply *ret)
@@ -200,7 +200,7 @@ int varlink_reply_parse(const char *frame, size_t len, VarlinkReply *ret)
                 cJSON_Delete(o);
                 return r;
         }
-        *ret = (VarlinkReply){
+        *ret = (VarlinkReply) {
                 .error = e ? strdup(e->valuestring) : NULL,
                 .parameters = p,
                 .continues = continues,
@@ -217,7 +217,7 @@ void varlink_reply_done(VarlinkReply *r)
 {
         free(r->error);
         cJSON_Delete(r->parameters);
-        *r = (VarlinkReply){};
+        *r = (VarlinkReply) {};
 }
 
 /* Prints o followed by a NUL. */

@@ -34,7 +34,7 @@ void bench_report_done(BenchReport *r)
         }
         free(r->models);
         free(r->url);
-        *r = (BenchReport){};
+        *r = (BenchReport) {};
 }
 
 const BenchRun *bench_model_runs(const BenchReport *r, const BenchModel *m, size_t task)
@@ -389,9 +389,10 @@ static int print_notes(const BenchReport *r, FILE *out, bool markdown)
         const char *item = markdown ? "- " : "", *quote = markdown ? "`" : "";
         bool mismatch = false, early = false, failed = false;
 
-        fprintf(out, "\n%stok/s: llmctl's own rate over the generation phase, llama-server's "
-                     "predicted_per_second in brackets; TTFT: time to the first token; "
-                     "medians of %u run%s.\n",
+        fprintf(out,
+                "\n%stok/s: llmctl's own rate over the generation phase, llama-server's "
+                "predicted_per_second in brackets; TTFT: time to the first token; "
+                "medians of %u run%s.\n",
                 item, r->n_runs, r->n_runs == 1 ? "" : "s");
         for (size_t i = 0; i < r->n_models; i++) {
                 const BenchModel *m = &r->models[i];
@@ -406,11 +407,13 @@ static int print_notes(const BenchReport *r, FILE *out, bool markdown)
                 }
         }
         if (mismatch) {
-                fprintf(out, "%s%s%c%s llmctl's rate and llama-server's differ by more than %.0f%%\n",
+                fprintf(out,
+                        "%s%s%c%s llmctl's rate and llama-server's differ by more than %.0f%%\n",
                         item, quote, MARK_MISMATCH, quote, BENCH_RATE_TOLERANCE * 100);
         }
         if (early) {
-                fprintf(out, "%s%s%c%s a run ended before max_tokens; its figures are in the median\n",
+                fprintf(out,
+                        "%s%s%c%s a run ended before max_tokens; its figures are in the median\n",
                         item, quote, MARK_EARLY, quote);
         }
         if (failed) {
@@ -468,7 +471,7 @@ static int print_table(const BenchReport *r, FILE *out, bool markdown)
         if (!cells || !width) {
                 return -ENOMEM;
         }
-#define CELL(row, col) (cells + ((row) * n_cols + (col)) * CELL_MAX)
+#define CELL(row, col) (cells + (n_cols * (row) + (col)) * CELL_MAX)
         snprintf(CELL(0, 0), CELL_MAX, "Model");
         for (size_t t = 0; t < r->n_tasks; t++) {
                 snprintf(CELL(0, 1 + t), CELL_MAX, "%s tok/s", r->tasks[t].name);

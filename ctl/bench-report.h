@@ -30,9 +30,9 @@ int bench_format_from_string(const char *s);
 
 typedef struct BenchModel {
         char *name;
-        char *failed;   /* why it could not be switched to (it has no runs then), or NULL */
+        char *failed;    /* why it could not be switched to (it has no runs then), or NULL */
         double swap_sec; /* the switch to it; NAN: it was active already */
-        BenchRun *runs; /* n_tasks × n_runs, task by task; NULL when it failed */
+        BenchRun *runs;  /* n_tasks × n_runs, task by task; NULL when it failed */
 } BenchModel;
 
 typedef struct BenchReport {

@@ -18,7 +18,7 @@ const char *bench_end_to_string(BenchEnd e)
 
 void bench_run_init(BenchRun *r, unsigned max_tokens, uint64_t start_usec)
 {
-        *r = (BenchRun){ .max_tokens = max_tokens, .start_usec = start_usec };
+        *r = (BenchRun) { .max_tokens = max_tokens, .start_usec = start_usec };
 }
 
 void bench_run_done(BenchRun *r)
@@ -27,7 +27,7 @@ void bench_run_done(BenchRun *r)
         free(r->error);
         free(r->line);
         free(r->other);
-        *r = (BenchRun){};
+        *r = (BenchRun) {};
 }
 
 static int bench_run_set_error(BenchRun *r, const char *message)
@@ -225,7 +225,9 @@ int bench_run_finish(BenchRun *r, long http_status, const char *transport_error,
                 const char *m = error_message(o);
 
                 snprintf(buf, sizeof(buf), "HTTP %ld: %s", http_status,
-                         m ? m : r->other ? r->other : "no message");
+                         m          ? m
+                         : r->other ? r->other
+                                    : "no message");
                 r->end = BENCH_END_ERROR;
                 free(r->error); /* the body's message says it better than a parse error */
                 r->error = NULL;
@@ -239,9 +241,9 @@ int bench_run_finish(BenchRun *r, long http_status, const char *transport_error,
                 return bench_run_set_error(r, transport_error);
         }
         if (!r->finish_reason) {
-                return bench_run_set_error(r, http_status == 0 ?
-                                                      "no answer" :
-                                                      "the stream ended without a finish_reason");
+                return bench_run_set_error(r, http_status == 0
+                                                      ? "no answer"
+                                                      : "the stream ended without a finish_reason");
         }
         tokens = bench_run_tokens(r);
         r->end = tokens >= r->max_tokens ? BENCH_END_COMPLETE : BENCH_END_EARLY;

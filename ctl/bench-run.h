@@ -37,19 +37,19 @@ typedef struct BenchTimings {
 
 typedef struct BenchRun {
         unsigned max_tokens;
-        uint64_t start_usec;                /* the request was sent */
-        uint64_t first_usec, last_usec;     /* the first and the last token event; 0: none */
+        uint64_t start_usec;            /* the request was sent */
+        uint64_t first_usec, last_usec; /* the first and the last token event; 0: none */
         unsigned content_events, reasoning_events;
-        char *finish_reason;                /* of the final chunk */
+        char *finish_reason; /* of the final chunk */
         BenchTimings timings;
-        bool done;                          /* data: [DONE] */
-        char *error;                        /* why it failed (set by an error event, or finish) */
-        BenchEnd end;                       /* set by bench_run_finish() */
+        bool done;    /* data: [DONE] */
+        char *error;  /* why it failed (set by an error event, or finish) */
+        BenchEnd end; /* set by bench_run_finish() */
 
         /* the parser */
         char *line;
         size_t line_len, line_size;
-        char *other;                        /* what came that is not an event: an error body */
+        char *other; /* what came that is not an event: an error body */
         size_t other_len;
 } BenchRun;
 

@@ -39,8 +39,12 @@ static bool task_name_valid(const char *s)
 
 /* Request fields bench sets itself; a task may not change them. */
 static const char *const reserved_fields[] = {
-        "model",      "messages",  "stream",
-        "stream_options", "max_tokens", "n_predict",
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "n_predict",
         "max_completion_tokens",
 };
 
@@ -100,7 +104,7 @@ static int task_parse(const char *path, const char *text, BenchTask *ret, char *
                         return -EINVAL;
                 }
         }
-        *ret = (BenchTask){
+        *ret = (BenchTask) {
                 .name = strdup(name->valuestring),
                 .path = strdup(path),
                 .prompt = strdup(prompt->valuestring),

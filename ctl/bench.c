@@ -194,8 +194,9 @@ static int bench_switch(Bench *b, const char *model, const char *label, bool int
                 if (!jbool(res.last, "changed")) {
                         *ret_swap_sec = NAN;
                 } else {
-                        *ret_swap_sec = jnum(res.last, "total_sec",
-                                             (double) (now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_SEC);
+                        *ret_swap_sec =
+                                jnum(res.last, "total_sec",
+                                     (double) (now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_SEC);
                 }
         }
         cJSON_Delete(res.last);
@@ -224,8 +225,8 @@ static int bench_url_from_config(const char *config, char **ret)
 
         r = ini_parse(config, listen_handler, &listen);
         if (r == -1) {
-                return fail(EXIT_USAGE, "cannot read %s for llmd's address: %m (give it with --url)",
-                            config);
+                return fail(EXIT_USAGE,
+                            "cannot read %s for llmd's address: %m (give it with --url)", config);
         }
         if (!listen) {
                 *ret = strdup(BENCH_DEFAULT_URL);
@@ -234,8 +235,8 @@ static int bench_url_from_config(const char *config, char **ret)
         if (strv_split(listen, ", \t", &l) < 0 || !l[0] ||
             parse_listen_address(l[0], &host, &port) < 0) {
                 return fail(EXIT_USAGE,
-                            "%s: cannot read [llmd] listen = %s (give the address with --url)", config,
-                            listen);
+                            "%s: cannot read [llmd] listen = %s (give the address with --url)",
+                            config, listen);
         }
         /* An address that means "all of them" is reached on loopback. */
         if (isempty(host) || streq(host, "0.0.0.0")) {
@@ -417,14 +418,17 @@ static int bench_select_models(Bench *b, const cJSON *list)
                 for (unsigned i = 0; i < a->n_args; i++) {
                         m = find_model(list, a->args[i]);
                         if (!m) {
-                                return fail(EXIT_REFUSED, "unknown model '%s' (llmctl list shows them)",
+                                return fail(EXIT_REFUSED,
+                                            "unknown model '%s' (llmctl list shows them)",
                                             a->args[i]);
                         }
                         if (jbool(m, "pinned") || jbool(m, "embeddings")) {
                                 bool embeddings = jbool(m, "embeddings");
 
-                                return fail(EXIT_REFUSED, "%s is %s: bench measures generation models",
-                                            jstr(m, "name"), embeddings ? "an embedding model" : "pinned");
+                                return fail(EXIT_REFUSED,
+                                            "%s is %s: bench measures generation models",
+                                            jstr(m, "name"),
+                                            embeddings ? "an embedding model" : "pinned");
                         }
                         if (!strv_contains(names, jstr(m, "name")) &&
                             strv_extend(&names, jstr(m, "name")) < 0) {
@@ -453,7 +457,7 @@ static int bench_select_models(Bench *b, const cJSON *list)
                 bool last = b->initial && b->initial_loaded && streq(names[i], b->initial);
                 size_t at = last ? n - 1 : k++;
 
-                b->report.models[at] = (BenchModel){ .name = TAKE_PTR(names[i]), .swap_sec = NAN };
+                b->report.models[at] = (BenchModel) { .name = TAKE_PTR(names[i]), .swap_sec = NAN };
         }
         b->report.n_models = n;
         return 0;
@@ -534,7 +538,7 @@ static int bench_load_tasks(Bench *b)
                 if (r < 0 || (user && strv_extend(&dirs, user) < 0) ||
                     strv_extend(&dirs, BENCH_CONF_DIR) < 0 ||
                     strv_extend(&dirs, access(BENCH_DATA_DIR, F_OK) == 0 ? BENCH_DATA_DIR
-                                       : BENCH_SOURCE_DIR) < 0) {
+                                                                         : BENCH_SOURCE_DIR) < 0) {
                         /* Not installed (a build from source): the tasks in its source tree. */
                         r = -ENOMEM;
                 }
@@ -729,9 +733,9 @@ int bench_main(Client *cl)
                 r = bench_model(&b, i);
         }
         if (bench_interrupted && b.report.models) {
-                progress_set(&b,
-                             "interrupted: making %s active again (Ctrl-C again leaves it as it is)",
-                             b.initial ? b.initial : "nothing");
+                progress_set(
+                        &b, "interrupted: making %s active again (Ctrl-C again leaves it as it is)",
+                        b.initial ? b.initial : "nothing");
         }
         /* Whatever happened once llmd was asked, what was active at the start is active again. */
         if (b.report.models) {

@@ -125,8 +125,7 @@ static bool model_name_valid(const char *s)
 {
         size_t n = strlen(s);
 
-        return n > 0 && n <= 64 &&
-               strspn(s, LETTERS DIGITS "._-") == n;
+        return n > 0 && n <= 64 && strspn(s, LETTERS DIGITS "._-") == n;
 }
 
 static void request_name_write(FILE *out, const char *s)
@@ -170,8 +169,10 @@ static int fleet_add_model(Fleet *f, size_t b, const char *name, const char *sta
         size_t m;
 
         if (!model_name_valid(name)) {
-                return fleet_error(f, "%s: the model name '%s' is not letters, digits, "
-                                      "'.', '_' and '-'", f->boxes[b].address, name);
+                return fleet_error(f,
+                                   "%s: the model name '%s' is not letters, digits, "
+                                   "'.', '_' and '-'",
+                                   f->boxes[b].address, name);
         }
         if (seen && !streq(f->models[seen->model].name, name)) {
                 return fleet_error(f, "'%s' is a model on %s but an alias of %s on %s: " ONE_NAME,
@@ -211,9 +212,11 @@ static int fleet_add_alias(Fleet *f, size_t b, const char *alias, const char *of
         size_t m;
 
         if (!alias_valid(alias)) {
-                return fleet_error(f, "%s: an alias holds a character that could change what "
-                                      "haproxy.cfg means (aliases are letters, digits and . _ - : / + @ =)",
-                                   f->boxes[b].address);
+                return fleet_error(
+                        f,
+                        "%s: an alias holds a character that could change what "
+                        "haproxy.cfg means (aliases are letters, digits and . _ - : / + @ =)",
+                        f->boxes[b].address);
         }
         if (!target || f->models[target->model].on[b] == ON_NONE) {
                 return fleet_error(f, "%s: '%s' is an alias of %s, which its list does not have",
@@ -221,8 +224,8 @@ static int fleet_add_alias(Fleet *f, size_t b, const char *alias, const char *of
         }
         m = target->model;
         if (seen && seen->model != m) {
-                return fleet_error(f, "'%s' means %s on %s but %s on %s: " ONE_NAME,
-                                   alias, of, f->boxes[b].address, f->models[seen->model].name,
+                return fleet_error(f, "'%s' means %s on %s but %s on %s: " ONE_NAME, alias, of,
+                                   f->boxes[b].address, f->models[seen->model].name,
                                    f->boxes[seen->box].address);
         }
         if (seen) {
@@ -278,6 +281,7 @@ static int fleet_read_box(Fleet *f, size_t b)
 /* ---- writing ---- */
 
 /* HAProxy's own errors in OpenAI's shape, as llmd writes them. */
+/* clang-format off */
 #define ERROR_JSON(message, type, code) \
         "'{\"error\":{\"message\":\"" message "\",\"type\":\"" type "\",\"code\":" code "}}'"
 
@@ -383,6 +387,7 @@ static const char boxes_head[] =
         "\thttp-check send meth GET uri /health\n"
         "\thttp-check expect status 200\n"
         "\thttp-send-name-header Host\n";
+/* clang-format on */
 
 static void write_names(FILE *out, const Model *m)
 {

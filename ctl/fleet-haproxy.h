@@ -14,8 +14,8 @@
  */
 
 typedef struct FleetBox {
-        const char *address;  /* host:port, IPv4, a name, or [IPv6]:port */
-        const cJSON *models;  /* the box's answer to GET /v1/models */
+        const char *address; /* host:port, IPv4, a name, or [IPv6]:port */
+        const cJSON *models; /* the box's answer to GET /v1/models */
 } FleetBox;
 
 /* Checks a box argument ("host:port"); -EINVAL when it is not one. */

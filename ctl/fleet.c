@@ -225,10 +225,11 @@ static int fleet_haproxy(Client *cl, char **box_args, size_t n)
 int fleet_main(Client *cl)
 {
         if (!streq(cl->args.args[0], "haproxy")) {
-                return fail(EXIT_USAGE, "fleet: '%s' is not a kind of configuration llmctl writes "
-                                        "(usage: llmctl fleet haproxy BOX...)",
+                return fail(EXIT_USAGE,
+                            "fleet: '%s' is not a kind of configuration llmctl writes "
+                            "(usage: llmctl fleet haproxy BOX...)",
                             cl->args.args[0]);
         }
-        return boxes_distinct(cl->args.args + 1, cl->args.n_args - 1) ?:
-               fleet_haproxy(cl, cl->args.args + 1, cl->args.n_args - 1);
+        return boxes_distinct(cl->args.args + 1, cl->args.n_args - 1)
+                       ?: fleet_haproxy(cl, cl->args.args + 1, cl->args.n_args - 1);
 }

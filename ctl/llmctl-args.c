@@ -47,29 +47,31 @@ const Verb *llmctl_verb_find(const char *name)
 
 void llmctl_help(FILE *f)
 {
-        fprintf(f, "Usage: llmctl [OPTIONS] VERB [ARGS]\n"
-                   "Control llmd, the llama-server supervisor.\n\nVerbs:\n");
+        fprintf(f,
+                "Usage: llmctl [OPTIONS] VERB [ARGS]\n"
+                "Control llmd, the llama-server supervisor.\n\nVerbs:\n");
         for (size_t i = 0; i < _VERB_MAX; i++) {
                 char left[32];
 
                 snprintf(left, sizeof(left), "%s %s", verbs[i].name, verbs[i].args);
                 fprintf(f, "  %-21s %s\n", left, verbs[i].help);
         }
-        fprintf(f, "\nOptions:\n"
-                   "  --json             print the daemon's JSON replies (also when stdout is no terminal)\n"
-                   "  --socket PATH      the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
-                   "  -f, --follow       logs: follow the journal\n"
-                   "  --now              switch: kill the old model at once instead of letting its requests finish\n"
-                   "  --runs N           bench: runs of each task (default %u)\n"
-                   "  --format FORMAT    bench: table, markdown, json or csv\n"
-                   "  -o, --output FILE  bench: also write the results as JSON to FILE\n"
-                   "  --tasks DIR        bench: the tasks in DIR instead of the bench.d folders\n"
-                   "  --url URL          bench: llmd's HTTP endpoint (default: from its [llmd] listen)\n"
-                   "  --timeout SEC      bench: give a run up after SEC seconds without a byte (default %u)\n"
-                   "  --listen ADDRESS   fleet: where HAProxy listens (default :8080)\n"
-                   "  -h, --help         show this help\n\n"
-                   "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed;\n"
-                   "130 bench interrupted.\n",
+        fprintf(f,
+                "\nOptions:\n"
+                "  --json             print the daemon's JSON replies (also when stdout is no terminal)\n"
+                "  --socket PATH      the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
+                "  -f, --follow       logs: follow the journal\n"
+                "  --now              switch: kill the old model at once instead of letting its requests finish\n"
+                "  --runs N           bench: runs of each task (default %u)\n"
+                "  --format FORMAT    bench: table, markdown, json or csv\n"
+                "  -o, --output FILE  bench: also write the results as JSON to FILE\n"
+                "  --tasks DIR        bench: the tasks in DIR instead of the bench.d folders\n"
+                "  --url URL          bench: llmd's HTTP endpoint (default: from its [llmd] listen)\n"
+                "  --timeout SEC      bench: give a run up after SEC seconds without a byte (default %u)\n"
+                "  --listen ADDRESS   fleet: where HAProxy listens (default :8080)\n"
+                "  -h, --help         show this help\n\n"
+                "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed;\n"
+                "130 bench interrupted.\n",
                 BENCH_DEFAULT_RUNS, BENCH_DEFAULT_TIMEOUT_SEC);
 }
 
@@ -111,7 +113,8 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                         break;
                 case ARG_FORMAT:
                         if (bench_format_from_string(optarg) < 0) {
-                                snprintf(error, size, "--format: '%s' is not table, markdown, json or csv",
+                                snprintf(error, size,
+                                         "--format: '%s' is not table, markdown, json or csv",
                                          optarg);
                                 return -EINVAL;
                         }
@@ -132,8 +135,10 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                         break;
                 case ARG_TIMEOUT:
                         if (parse_unsigned(optarg, 86400, &a.timeout) < 0 || a.timeout == 0) {
-                                snprintf(error, size, "--timeout: '%s' is not a number of seconds from 1 to 86400",
-                                         optarg);
+                                snprintf(
+                                        error, size,
+                                        "--timeout: '%s' is not a number of seconds from 1 to 86400",
+                                        optarg);
                                 return -EINVAL;
                         }
                         bench_option = true;
@@ -186,7 +191,9 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                 return -EINVAL;
         }
         if (bench_option && a.verb->id != VERB_BENCH) {
-                snprintf(error, size, "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
+                snprintf(
+                        error, size,
+                        "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
                 return -EINVAL;
         }
         if (a.listen && a.verb->id != VERB_FLEET) {

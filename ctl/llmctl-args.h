@@ -33,7 +33,7 @@ typedef struct Verb {
         const char *name;
         const char *args; /* for the usage line */
         unsigned min_args, max_args;
-        int method; /* the ControlMethodId it calls, or -1 */
+        int method;                    /* the ControlMethodId it calls, or -1 */
         int (*run)(struct Client *cl); /* does the verb; returns the exit status */
         const char *help;
 } Verb;
@@ -53,14 +53,14 @@ typedef struct LlmctlArgs {
         bool version;
         const char *socket;
         /* bench */
-        unsigned runs;       /* 0: the default */
-        const char *format;  /* table, markdown, json, csv; NULL: by the terminal */
-        const char *output;  /* also write the JSON report here */
-        const char *tasks;   /* a folder of tasks instead of the bench.d folders */
-        const char *url;     /* llmd's HTTP endpoint instead of its [llmd] listen */
-        unsigned timeout;    /* seconds without a byte before a run is given up; 0: default */
+        unsigned runs;      /* 0: the default */
+        const char *format; /* table, markdown, json, csv; NULL: by the terminal */
+        const char *output; /* also write the JSON report here */
+        const char *tasks;  /* a folder of tasks instead of the bench.d folders */
+        const char *url;    /* llmd's HTTP endpoint instead of its [llmd] listen */
+        unsigned timeout;   /* seconds without a byte before a run is given up; 0: default */
         /* fleet */
-        const char *listen;  /* HAProxy's bind address; NULL: ":8080" */
+        const char *listen; /* HAProxy's bind address; NULL: ":8080" */
 } LlmctlArgs;
 
 /* Parses argv. Returns 0 with *ret filled, or -EINVAL with *ret_error saying what is wrong

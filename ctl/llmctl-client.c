@@ -78,8 +78,9 @@ int fail(int code, const char *format, ...)
 
 static int permission_hint(const Client *cl)
 {
-        return fail(EXIT_USAGE, "permission denied on %s: members of group 'llmd' may use it "
-                                "(sudo adduser $USER llmd, then log in again)",
+        return fail(EXIT_USAGE,
+                    "permission denied on %s: members of group 'llmd' may use it "
+                    "(sudo adduser $USER llmd, then log in again)",
                     cl->path);
 }
 
@@ -98,9 +99,11 @@ int client_connect(Client *cl)
         if (connect(cl->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
                 switch (errno) {
                 case ENOENT:
-                        return fail(EXIT_USAGE, "llmd is not running (no control socket at %s)", cl->path);
+                        return fail(EXIT_USAGE, "llmd is not running (no control socket at %s)",
+                                    cl->path);
                 case ECONNREFUSED:
-                        return fail(EXIT_USAGE, "llmd is not running (nothing listens on %s)", cl->path);
+                        return fail(EXIT_USAGE, "llmd is not running (nothing listens on %s)",
+                                    cl->path);
                 case EACCES:
                 case EPERM:
                         return permission_hint(cl);
@@ -226,7 +229,8 @@ static int report_error(Client *cl, const VarlinkReply *r)
         if (streq(r->error, CONTROL_ERROR_LOAD_FAILED)) {
                 const char *restored = jstr(p, "restored");
 
-                fail(EXIT_REFUSED, "%s failed to load: %s", model ? model : "?", reason ? reason : "?");
+                fail(EXIT_REFUSED, "%s failed to load: %s", model ? model : "?",
+                     reason ? reason : "?");
                 if (!cl->json) {
                         print_log(cJSON_GetObjectItemCaseSensitive(p, "log"), "    ");
                         if (restored) {
@@ -236,8 +240,8 @@ static int report_error(Client *cl, const VarlinkReply *r)
                 return EXIT_REFUSED;
         }
         if (streq(r->error, CONTROL_ERROR_SUPERSEDED)) {
-                return fail(EXIT_REFUSED, "the switch to %s was superseded by %s", model ? model : "?",
-                            jstr(p, "by") ? jstr(p, "by") : "another");
+                return fail(EXIT_REFUSED, "the switch to %s was superseded by %s",
+                            model ? model : "?", jstr(p, "by") ? jstr(p, "by") : "another");
         }
         if (streq(r->error, CONTROL_ERROR_CONFIG_INVALID)) {
                 const cJSON *e;

@@ -11,8 +11,8 @@
 /* llmctl's side of the control socket: one connection, calls and their replies, and the exit
  * codes and messages every verb shares. */
 
-#define EXIT_USAGE 1        /* usage or connection error */
-#define EXIT_REFUSED 2      /* the daemon said no, or failed */
+#define EXIT_USAGE 1         /* usage or connection error */
+#define EXIT_REFUSED 2       /* the daemon said no, or failed */
 #define EXIT_INTERRUPTED 130 /* bench: Ctrl-C (128 + SIGINT) */
 
 typedef struct Client Client;

@@ -76,10 +76,11 @@ static void print_gpu(const cJSON *g)
                 (void) asprintf(&limit, "max-resident %d", (int) jnum(g, "max_resident", 0));
         }
         if (jstr(g, "source")) {
-                printf("gpu      %s: %.1f GiB of %.1f GiB used; ", jstr(g, "source"), GIB(jnum(g, "used", 0)),
-                       GIB(jnum(g, "total", 0)));
+                printf("gpu      %s: %.1f GiB of %.1f GiB used; ", jstr(g, "source"),
+                       GIB(jnum(g, "used", 0)), GIB(jnum(g, "total", 0)));
         } else {
-                printf("gpu      none: %s; ", jstr(g, "why") ? jstr(g, "why") : "no GPU memory source");
+                printf("gpu      none: %s; ",
+                       jstr(g, "why") ? jstr(g, "why") : "no GPU memory source");
         }
         printf("models %.1f GiB%s%s%s%s\n", GIB(jnum(g, "resident", 0)), budget ? ", " : "",
                budget ? budget : "", limit ? ", " : "", limit ? limit : "");
@@ -97,7 +98,8 @@ static void print_status(Client *cl, const cJSON *p, bool continues)
         }
         format_uptime(up, sizeof(up), jnum(p, "uptime_sec", 0));
         printf("llmd %s: %s\n", jstr(p, "version"), jstr(p, "status"));
-        printf("         pid %d, up %s, config %s\n", (int) jnum(p, "pid", 0), up, jstr(p, "config"));
+        printf("         pid %d, up %s, config %s\n", (int) jnum(p, "pid", 0), up,
+               jstr(p, "config"));
         if (cJSON_IsObject(active)) {
                 print_model_line(jbool(p, "loaded") ? "active" : "unloaded", active);
         } else {
@@ -147,20 +149,22 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                         }
                 }
                 if (jbool(m, "pinned")) {
-                        (void) strv_extend(&aliases, jbool(m, "embeddings") ? "(pinned, embeddings)" : "(pinned)");
+                        (void) strv_extend(&aliases, jbool(m, "embeddings") ? "(pinned, embeddings)"
+                                                                            : "(pinned)");
                 }
                 _cleanup_free_ char *j = strv_join(aliases, ", ");
                 const cJSON *g = cJSON_GetObjectItemCaseSensitive(m, "gpu_memory");
                 char gpu[32] = "-", used[32] = "-";
 
                 if (jstr(g, "source")) {
-                        snprintf(gpu, sizeof(gpu), "%.1f GiB %s", GIB(jnum(g, "bytes", 0)), jstr(g, "source"));
+                        snprintf(gpu, sizeof(gpu), "%.1f GiB %s", GIB(jnum(g, "bytes", 0)),
+                                 jstr(g, "source"));
                 }
                 if (cJSON_GetObjectItemCaseSensitive(m, "last_used_sec")) {
                         format_uptime(used, sizeof(used), jnum(m, "last_used_sec", 0));
                 }
-                printf("%s %-16s %-11s %-20s %-9s %s\n", jbool(m, "active") ? "*" : " ", jstr(m, "name"),
-                       jstr(m, "state"), gpu, used, j ? j : "");
+                printf("%s %-16s %-11s %-20s %-9s %s\n", jbool(m, "active") ? "*" : " ",
+                       jstr(m, "name"), jstr(m, "state"), gpu, used, j ? j : "");
         }
 }
 
@@ -199,7 +203,8 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
         }
         if (!jbool(p, "changed")) {
                 if (model) {
-                        printf("%s is already %s\n", model, cl->args.verb->id == VERB_LOAD ? "loaded" : "active");
+                        printf("%s is already %s\n", model,
+                               cl->args.verb->id == VERB_LOAD ? "loaded" : "active");
                 } else {
                         printf("nothing is loaded already\n");
                 }
@@ -216,20 +221,21 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
         }
         _cleanup_free_ char *ev = evicted ? strv_join(evicted, ", ") : NULL;
         if (cl->args.verb->id == VERB_LOAD) {
-                printf("%s loaded beside %s in %.2f s%s%s\n", model ? model : "?", from ? from : "nothing",
-                       jnum(p, "total_sec", 0), ev ? ", evicted " : "", ev ? ev : "");
+                printf("%s loaded beside %s in %.2f s%s%s\n", model ? model : "?",
+                       from ? from : "nothing", jnum(p, "total_sec", 0), ev ? ", evicted " : "",
+                       ev ? ev : "");
         } else if (kind && streq(kind, "resident")) {
                 printf("%s → %s, resident: %.3f s\n", from ? from : "none", model ? model : "none",
                        jnum(p, "total_sec", 0));
         } else if (kind && streq(kind, "beside")) {
-                printf("%s → %s, loaded beside: %.2f s (%s served meanwhile%s%s)\n", from ? from : "none",
-                       model ? model : "none", jnum(p, "total_sec", 0), from ? from : "nothing",
-                       ev ? "; evicted " : "", ev ? ev : "");
+                printf("%s → %s, loaded beside: %.2f s (%s served meanwhile%s%s)\n",
+                       from ? from : "none", model ? model : "none", jnum(p, "total_sec", 0),
+                       from ? from : "nothing", ev ? "; evicted " : "", ev ? ev : "");
         } else {
                 printf("%s → %s%s%s, loaded: %.2f s (stop %.2f, load %.2f, llmd %.2f)\n",
-                       from ? from : "none", model ? model : "none", ev ? ", evicted " : "", ev ? ev : "",
-                       jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0), jnum(p, "load_sec", 0),
-                       jnum(p, "llmd_sec", 0));
+                       from ? from : "none", model ? model : "none", ev ? ", evicted " : "",
+                       ev ? ev : "", jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0),
+                       jnum(p, "load_sec", 0), jnum(p, "llmd_sec", 0));
         }
 }
 
@@ -302,7 +308,8 @@ static int run_helper(Client *cl, const char *name, const char *installed)
         if (n > 0) {
                 self[n] = '\0';
                 slash = strrchr(self, '/');
-                snprintf(path, sizeof(path), "%.*s/%s", slash ? (int) (slash - self) : 0, self, name);
+                snprintf(path, sizeof(path), "%.*s/%s", slash ? (int) (slash - self) : 0, self,
+                         name);
                 if (slash && access(path, X_OK) == 0) {
                         helper = path;
                 }
@@ -390,6 +397,7 @@ static int verb_version(Client *cl)
 
 /* Sorted by name, in the order of VerbId: id, name, usage, arguments (min, max), the control
  * method, the handler, the help line. */
+/* clang-format off */
 const Verb verbs[_VERB_MAX] = {
         { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1, verb_bench,
           "Measure each model's tokens per second and time to first token" },
@@ -416,3 +424,4 @@ const Verb verbs[_VERB_MAX] = {
         { VERB_VERSION, "version", "", 0, 0, CONTROL_METHOD_GET_INFO, verb_version,
           "Show llmctl's and llmd's versions" },
 };
+/* clang-format on */

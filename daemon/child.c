@@ -16,13 +16,13 @@
 #include "strv.h"
 #include "time-util.h"
 
-#define CHILD_POLL_USEC (25 * USEC_PER_MSEC)        /* /health while loading */
-#define CHILD_POLL_TIMEOUT_USEC (2 * USEC_PER_SEC)  /* one probe while loading */
-#define CHILD_META_TIMEOUT_USEC (5 * USEC_PER_SEC)  /* GET /v1/models once ready */
-#define CHILD_HEALTH_FAILURES 3                     /* in a row while ready, then restart */
-#define CHILD_LOG_LINES 20                          /* kept for failure reports */
-#define CHILD_LOG_LINE_MAX 512                      /* bytes kept of each */
-#define CHILD_OUTPUT_BUF 4096                       /* a longer line is passed on in pieces */
+#define CHILD_POLL_USEC (25 * USEC_PER_MSEC)       /* /health while loading */
+#define CHILD_POLL_TIMEOUT_USEC (2 * USEC_PER_SEC) /* one probe while loading */
+#define CHILD_META_TIMEOUT_USEC (5 * USEC_PER_SEC) /* GET /v1/models once ready */
+#define CHILD_HEALTH_FAILURES 3                    /* in a row while ready, then restart */
+#define CHILD_LOG_LINES 20                         /* kept for failure reports */
+#define CHILD_LOG_LINE_MAX 512                     /* bytes kept of each */
+#define CHILD_OUTPUT_BUF 4096                      /* a longer line is passed on in pieces */
 
 struct Child {
         ChildContext ctx;
@@ -31,7 +31,7 @@ struct Child {
         char *socket_path;
         ChildState state;
         bool want_up;
-        bool fatal;   /* the running process must not be restarted once it exits */
+        bool fatal; /* the running process must not be restarted once it exits */
         child_handler_t handler;
         void *userdata;
 
@@ -61,7 +61,7 @@ struct Child {
 };
 
 static const char *const state_table[_CHILD_STATE_MAX] = {
-        [CHILD_STOPPED] = "stopped", [CHILD_LOADING] = "loading",   [CHILD_READY] = "ready",
+        [CHILD_STOPPED] = "stopped",   [CHILD_LOADING] = "loading", [CHILD_READY] = "ready",
         [CHILD_STOPPING] = "stopping", [CHILD_KILLING] = "killing", [CHILD_BACKOFF] = "restarting",
         [CHILD_FAILED] = "failed",
 };
@@ -89,6 +89,7 @@ const char *child_event_to_string(ChildEvent e)
         return e >= 0 && e < _CHILD_EVENT_MAX ? event_table[e] : NULL;
 }
 
+/* clang-format off */
 #define T(s, a) { .valid = true, .next = (s), .action = (a) }
 static const struct {
         bool valid;
@@ -142,6 +143,7 @@ static const struct {
         },
 };
 #undef T
+/* clang-format on */
 
 int child_transition(ChildState state, ChildEvent event, ChildAction *ret_action)
 {
@@ -238,7 +240,8 @@ static void child_close_output(Child *c)
 static bool child_read_output(Child *c)
 {
         for (;;) {
-                ssize_t n = read(c->output_fd, c->outbuf + c->outlen, sizeof(c->outbuf) - c->outlen);
+                ssize_t n =
+                        read(c->output_fd, c->outbuf + c->outlen, sizeof(c->outbuf) - c->outlen);
 
                 if (n < 0) {
                         if (errno == EINTR) {
@@ -276,8 +279,8 @@ static int child_arm(Child *c, sd_event_source **s, uint64_t usec, sd_event_time
                 }
                 return sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
         }
-        return sd_event_add_time_relative(c->ctx.event, s, CLOCK_MONOTONIC, usec, USEC_PER_MSEC,
-                                          cb, c);
+        return sd_event_add_time_relative(c->ctx.event, s, CLOCK_MONOTONIC, usec, USEC_PER_MSEC, cb,
+                                          c);
 }
 
 static void child_cancel_timers(Child *c)
@@ -340,16 +343,18 @@ static void child_on_probe(Probe *p, int status, void *userdata)
                         c->health_failures = 0;
                 } else if (++c->health_failures >= CHILD_HEALTH_FAILURES) {
                         if (status < 0) {
-                                child_set_reason(c, "not answering /health (%s)", strerror(-status));
+                                child_set_reason(c, "not answering /health (%s)",
+                                                 strerror(-status));
                         } else {
                                 child_set_reason(c, "not answering /health (HTTP %d)", status);
                         }
                         child_dispatch(c, CHILD_EVENT_UNHEALTHY);
                         return;
                 } else {
-                        log_model(LOG_WARNING, c->name, NULL, "%s: /health check failed (%s), %u of %u",
-                                  c->name, status < 0 ? strerror(-status) : "bad status",
-                                  c->health_failures, CHILD_HEALTH_FAILURES);
+                        log_model(LOG_WARNING, c->name, NULL,
+                                  "%s: /health check failed (%s), %u of %u", c->name,
+                                  status < 0 ? strerror(-status) : "bad status", c->health_failures,
+                                  CHILD_HEALTH_FAILURES);
                 }
                 next = c->config->health_interval_usec;
         } else {
@@ -393,7 +398,10 @@ static void child_on_meta(Probe *p, int status, void *userdata)
         } else {
                 cJSON_Delete(meta);
                 log_model(LOG_DEBUG, c->name, NULL, "%s: no model metadata from /v1/models (%s)",
-                          c->name, status < 0 ? strerror(-status) : status == 200 ? "no \"meta\"" : "bad status");
+                          c->name,
+                          status < 0      ? strerror(-status)
+                          : status == 200 ? "no \"meta\""
+                                          : "bad status");
         }
         cJSON_Delete(j);
 }
@@ -515,8 +523,10 @@ static int child_spawn(Child *c)
         binary = find_executable(c->ctx.binary);
         if (!binary) {
                 r = -errno;
-                child_set_reason(c, "cannot run %s: %s (set llama-server = PATH in [llmd], or $LLAMA_SERVER)",
-                                 c->ctx.binary, strerror(-r));
+                child_set_reason(
+                        c,
+                        "cannot run %s: %s (set llama-server = PATH in [llmd], or $LLAMA_SERVER)",
+                        c->ctx.binary, strerror(-r));
                 return r;
         }
         /* llama-server neither removes a stale socket before binding nor after exiting. */
@@ -646,11 +656,13 @@ static int child_on_exit(sd_event_source *s, const siginfo_t *si, void *userdata
                 char buf[32];
 
                 /* The supervisor logs the failure, once: it knows whether a switch was loading it. */
-                log_debug("%s: llama-server %s; %u crashes within %s, giving up", c->name, c->reason,
-                          c->crashes, format_duration(buf, sizeof(buf), c->config->start_limit_interval_usec));
+                log_debug("%s: llama-server %s; %u crashes within %s, giving up", c->name,
+                          c->reason, c->crashes,
+                          format_duration(buf, sizeof(buf), c->config->start_limit_interval_usec));
                 ev = CHILD_EVENT_EXITED_FATAL;
         } else {
-                log_debug("%s: llama-server %s while %s", c->name, c->reason, child_state_to_string(c->state));
+                log_debug("%s: llama-server %s while %s", c->name, c->reason,
+                          child_state_to_string(c->state));
         }
         child_dispatch(c, ev);
         return 0;
@@ -694,8 +706,9 @@ static void child_do(Child *c, ChildAction action)
                 (void) child_arm(c, &c->timer, c->config->stop_timeout_usec, child_on_timer);
                 break;
         case CHILD_ACTION_KILL:
-                log_model(LOG_WARNING, c->name, NULL, "%s: still running %s after SIGTERM, sending SIGKILL",
-                          c->name, format_duration(buf, sizeof(buf), c->config->stop_timeout_usec));
+                log_model(LOG_WARNING, c->name, NULL,
+                          "%s: still running %s after SIGTERM, sending SIGKILL", c->name,
+                          format_duration(buf, sizeof(buf), c->config->stop_timeout_usec));
                 child_signal(c, SIGKILL);
                 break;
         case CHILD_ACTION_BACKOFF: {

@@ -55,13 +55,13 @@ typedef enum ChildEvent {
 
 typedef enum ChildAction {
         CHILD_ACTION_NONE,
-        CHILD_ACTION_SPAWN,      /* fork/exec and poll /health until load-timeout */
-        CHILD_ACTION_WATCH,      /* slow health checks every health-interval */
-        CHILD_ACTION_TERMINATE,  /* SIGTERM now, SIGKILL at stop-timeout */
-        CHILD_ACTION_KILL,       /* SIGKILL now */
-        CHILD_ACTION_BACKOFF,    /* restart after an exponential delay */
-        CHILD_ACTION_FAIL,       /* keep the reason and stay down */
-        CHILD_ACTION_CANCEL,     /* drop pending timers */
+        CHILD_ACTION_SPAWN,     /* fork/exec and poll /health until load-timeout */
+        CHILD_ACTION_WATCH,     /* slow health checks every health-interval */
+        CHILD_ACTION_TERMINATE, /* SIGTERM now, SIGKILL at stop-timeout */
+        CHILD_ACTION_KILL,      /* SIGKILL now */
+        CHILD_ACTION_BACKOFF,   /* restart after an exponential delay */
+        CHILD_ACTION_FAIL,      /* keep the reason and stay down */
+        CHILD_ACTION_CANCEL,    /* drop pending timers */
         _CHILD_ACTION_MAX,
 } ChildAction;
 

@@ -175,7 +175,7 @@ static int parser_handler(void *userdata, const char *section, const char *key, 
                 if (!s) {
                         return 0;
                 }
-                *s = (RawSection){ .name = strdup(section), .line = p->header_line };
+                *s = (RawSection) { .name = strdup(section), .line = p->header_line };
                 if (!s->name) {
                         return 0;
                 }
@@ -185,7 +185,7 @@ static int parser_handler(void *userdata, const char *section, const char *key, 
         if (!e) {
                 return 0;
         }
-        *e = (RawEntry){ .key = strdup(key), .value = strdup(value), .line = p->line };
+        *e = (RawEntry) { .key = strdup(key), .value = strdup(value), .line = p->line };
         if (!e->key || !e->value) {
                 free(e->key);
                 free(e->value);
@@ -211,6 +211,7 @@ static void parser_done(Parser *p)
 /* ---- pass 2: keys ---- */
 
 /* The keys of a model section that are not llama-server flags to pass on, sorted. */
+/* clang-format off */
 const ConfigModelKey config_model_keys[] = {
         { "aliases", CONFIG_KEY_PROFILE, NULL },
         { "api-key", CONFIG_KEY_REFUSED,
@@ -256,8 +257,10 @@ const ConfigModelKey config_model_keys[] = {
         { "unload-after", CONFIG_KEY_OWN, NULL },
         { "upstream-timeout", CONFIG_KEY_OWN, NULL },
 };
+/* clang-format on */
 const size_t config_n_model_keys = ELEMENTSOF(config_model_keys);
 
+/* clang-format off */
 const ConfigShortFlag config_short_flags[] = {
         { "a", "alias" },          { "b", "batch-size" },    { "c", "ctx-size" },
         { "cb", "cont-batching" }, { "ctk", "cache-type-k" }, { "ctv", "cache-type-v" },
@@ -269,6 +272,7 @@ const ConfigShortFlag config_short_flags[] = {
         { "t", "threads" },        { "tb", "threads-batch" }, { "ts", "tensor-split" },
         { "ub", "ubatch-size" },   { "v", "verbose" },
 };
+/* clang-format on */
 const size_t config_n_short_flags = ELEMENTSOF(config_short_flags);
 
 static int key_lookup(const char *key)
@@ -306,18 +310,20 @@ static int config_check_key(Config *c, const char *section, const RawEntry *e)
                 for (char *k = l; k && *k; k++) {
                         *k = *k == '_' ? '-' : (char) tolower((unsigned char) *k);
                 }
-                config_error(c, e->line, "[%s] %s: environment names are not keys; write '%s = ...'",
-                             section, key, l ? l : "");
+                config_error(c, e->line,
+                             "[%s] %s: environment names are not keys; write '%s = ...'", section,
+                             key, l ? l : "");
                 return -EINVAL;
         }
         if (key[0] == '-') {
-                config_error(c, e->line, "[%s] %s: write the flag without dashes: '%s = ...'", section,
-                             key, key + strspn(key, "-"));
+                config_error(c, e->line, "[%s] %s: write the flag without dashes: '%s = ...'",
+                             section, key, key + strspn(key, "-"));
                 return -EINVAL;
         }
         for (size_t j = 0; j < config_n_short_flags; j++) {
                 if (streq(config_short_flags[j].short_name, key)) {
-                        config_error(c, e->line, "[%s] %s: short flag names are not accepted; use '%s'",
+                        config_error(c, e->line,
+                                     "[%s] %s: short flag names are not accepted; use '%s'",
                                      section, key, config_short_flags[j].long_name);
                         return -EINVAL;
                 }
@@ -336,12 +342,14 @@ static int config_check_key(Config *c, const char *section, const RawEntry *e)
                 return config_model_keys[i].kind;
         }
         if (!key_is_flag_name(key)) {
-                config_error(c, e->line, "[%s] %s: not a llama-server flag name (lower case, digits, '-')",
+                config_error(c, e->line,
+                             "[%s] %s: not a llama-server flag name (lower case, digits, '-')",
                              section, key);
                 return -EINVAL;
         }
         if (strlen(key) < 3) {
-                config_error(c, e->line, "[%s] %s: short flag names are not accepted; use the long name",
+                config_error(c, e->line,
+                             "[%s] %s: short flag names are not accepted; use the long name",
                              section, key);
                 return -EINVAL;
         }
@@ -382,7 +390,8 @@ static int config_duration(Config *c, const char *section, const RawEntry *e, ui
         uint64_t u;
 
         if (parse_duration(e->value, &u) < 0) {
-                config_error(c, e->line, "[%s] %s: '%s' is not a duration (e.g. 600, 1.5s, 250ms, 10min)",
+                config_error(c, e->line,
+                             "[%s] %s: '%s' is not a duration (e.g. 600, 1.5s, 250ms, 10min)",
                              section, e->key, e->value);
                 return -EINVAL;
         }
@@ -407,7 +416,8 @@ static int config_gpu_memory(Config *c, const char *section, const RawEntry *e, 
                 return 0;
         }
         if (parse_size(e->value, &u) < 0 || u < 1024 * 1024) {
-                config_error(c, e->line, "[%s] %s: '%s' is not auto or a size of at least 1M (e.g. 24G)",
+                config_error(c, e->line,
+                             "[%s] %s: '%s' is not auto or a size of at least 1M (e.g. 24G)",
                              section, e->key, e->value);
                 return -EINVAL;
         }
@@ -436,8 +446,8 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
 
         if (streq(k, "model")) {
                 if (e->value[0] != '/') {
-                        config_error(c, e->line, "[%s] model: '%s' is not an absolute path", section,
-                                     e->value);
+                        config_error(c, e->line, "[%s] model: '%s' is not an absolute path",
+                                     section, e->value);
                         return -EINVAL;
                 }
                 free(m->model_path);
@@ -453,8 +463,10 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
                 }
                 STRV_FOREACH(a, l) {
                         if (!alias_valid(*a)) {
-                                config_error(c, e->line, "[%s] aliases: '%s' is not a valid alias (letters, digits and . _ - : / + @ =)",
-                                             section, *a);
+                                config_error(
+                                        c, e->line,
+                                        "[%s] aliases: '%s' is not a valid alias (letters, digits and . _ - : / + @ =)",
+                                        section, *a);
                                 return -EINVAL;
                         }
                         if (strv_extend(&m->aliases, *a) < 0) {
@@ -472,8 +484,8 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
                 }
                 STRV_FOREACH(a, l) {
                         if (!env_item_valid(*a)) {
-                                config_error(c, e->line, "[%s] env: '%s' is not NAME=VALUE", section,
-                                             *a);
+                                config_error(c, e->line, "[%s] env: '%s' is not NAME=VALUE",
+                                             section, *a);
                                 return -EINVAL;
                         }
                         if (strv_extend(&m->env, *a) < 0) {
@@ -523,7 +535,8 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
         if (streq(k, "start-limit-burst")) {
                 if (parse_unsigned(e->value, 1000, &m->start_limit_burst) < 0 ||
                     m->start_limit_burst == 0) {
-                        config_error(c, e->line, "[%s] start-limit-burst: '%s' is not a number from 1 to 1000",
+                        config_error(c, e->line,
+                                     "[%s] start-limit-burst: '%s' is not a number from 1 to 1000",
                                      section, e->value);
                         return -EINVAL;
                 }
@@ -540,8 +553,8 @@ static int config_apply_flag(Config *c, ModelConfig *m, const char *section, con
         _cleanup_free_ char *flag = NULL;
 
         if (isempty(e->value)) {
-                config_error(c, e->line, "[%s] %s: empty value (use true, false or a value)", section,
-                             e->key);
+                config_error(c, e->line, "[%s] %s: empty value (use true, false or a value)",
+                             section, e->key);
                 return -EINVAL;
         }
         if (streq(e->value, "false")) {
@@ -629,7 +642,8 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
         int r = 0;
 
         if (!model_name_valid(s->name)) {
-                config_error(c, s->line, "[%s]: a model name is 1-64 letters, digits, '.', '_' or '-'",
+                config_error(c, s->line,
+                             "[%s]: a model name is 1-64 letters, digits, '.', '_' or '-'",
                              s->name);
                 return -EINVAL;
         }
@@ -637,7 +651,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
         if (!m) {
                 return -ENOMEM;
         }
-        *m = (ModelConfig){
+        *m = (ModelConfig) {
                 .name = strdup(s->name),
                 .line = s->line,
                 .load_on_startup = true,
@@ -678,7 +692,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                                 continue;
                         }
                         int k = kind == CONFIG_KEY_FLAG ? config_apply_flag(c, m, src->name, e)
-                                                 : config_apply_own(c, m, src->name, e);
+                                                        : config_apply_own(c, m, src->name, e);
                         if (k == -ENOMEM) {
                                 return k;
                         }
@@ -729,7 +743,8 @@ static int config_llmd_listen(Config *c, const ConfigLlmdKey *k, const RawEntry 
                 ListenAddress la, *nl;
 
                 if (parse_listen_address(*a, &la.host, &la.port) < 0) {
-                        config_error(c, e->line, "[llmd] listen: '%s' is not HOST:PORT, [IPV6]:PORT or PORT",
+                        config_error(c, e->line,
+                                     "[llmd] listen: '%s' is not HOST:PORT, [IPV6]:PORT or PORT",
                                      *a);
                         r = -EINVAL;
                         continue;
@@ -772,7 +787,8 @@ static int config_llmd_path(Config *c, const ConfigLlmdKey *k, const RawEntry *e
                 return r;
         }
         if (e->value[0] != '/') {
-                config_error(c, e->line, "[llmd] %s: '%s' is not an absolute path", k->key, e->value);
+                config_error(c, e->line, "[llmd] %s: '%s' is not an absolute path", k->key,
+                             e->value);
                 return -EINVAL;
         }
         return 0;
@@ -784,7 +800,8 @@ static int config_llmd_routing(Config *c, const ConfigLlmdKey *k, const RawEntry
         Routing routing = routing_from_string(e->value);
 
         if (routing == _ROUTING_MAX) {
-                config_error(c, e->line, "[llmd] routing: '%s' is not active, switch or reject", e->value);
+                config_error(c, e->line, "[llmd] routing: '%s' is not active, switch or reject",
+                             e->value);
                 return -EINVAL;
         }
         *ret = routing;
@@ -798,8 +815,9 @@ static int config_llmd_size(Config *c, const ConfigLlmdKey *k, const RawEntry *e
         char min[32];
 
         if (parse_size(e->value, &u) < 0 || u < k->min) {
-                config_error(c, e->line, "[llmd] %s: '%s' is not a size of at least %s (e.g. %s)", k->key,
-                             e->value, format_size(min, sizeof(min), k->min), k->default_value);
+                config_error(c, e->line, "[llmd] %s: '%s' is not a size of at least %s (e.g. %s)",
+                             k->key, e->value, format_size(min, sizeof(min), k->min),
+                             k->default_value);
                 return -EINVAL;
         }
         *ret = u;
@@ -812,8 +830,8 @@ static int config_llmd_unsigned(Config *c, const ConfigLlmdKey *k, const RawEntr
         unsigned *ret = config_llmd_field(c, k), u;
 
         if (parse_unsigned(e->value, (unsigned) k->max, &u) < 0 || u < k->min) {
-                config_error(c, e->line, "[llmd] %s: '%s' is not a number from %u to %u", k->key, e->value,
-                             (unsigned) k->min, (unsigned) k->max);
+                config_error(c, e->line, "[llmd] %s: '%s' is not a number from %u to %u", k->key,
+                             e->value, (unsigned) k->min, (unsigned) k->max);
                 return -EINVAL;
         }
         *ret = u;
@@ -850,9 +868,10 @@ static int config_llmd_cors_origins(Config *c, const ConfigLlmdKey *k, const Raw
 
                 if ((word && strv_length(l) > 1) ||
                     (!word && !strneq(*o, "http://", 7) && !strneq(*o, "https://", 8))) {
-                        config_error(c, e->line,
-                                     "[llmd] cors-origins: '%s' is not *, none, or a list of origins (https://host[:port])",
-                                     *o);
+                        config_error(
+                                c, e->line,
+                                "[llmd] cors-origins: '%s' is not *, none, or a list of origins (https://host[:port])",
+                                *o);
                         r = -EINVAL;
                 }
         }
@@ -873,21 +892,27 @@ static int config_llmd_prefetch(Config *c, const ConfigLlmdKey *k, const RawEntr
 
         *ret = b != 0;
         c->prefetch_limit = 0;
-        if (b < 0 && (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit < 1024 * 1024)) {
-                config_error(c, e->line, "[llmd] prefetch: '%s' is not true, false or a size of at least 1M (e.g. 64G)",
-                             e->value);
+        if (b < 0 &&
+            (parse_size(e->value, &c->prefetch_limit) < 0 || c->prefetch_limit < 1024 * 1024)) {
+                config_error(
+                        c, e->line,
+                        "[llmd] prefetch: '%s' is not true, false or a size of at least 1M (e.g. 64G)",
+                        e->value);
                 return -EINVAL;
         }
         return 0;
 }
 
-#define LLMD_KEY(key, parser, field, min, max, default_value, doc)                                  \
-        { key, config_llmd_##parser, offsetof(Config, field), min, max, default_value, doc }
+#define LLMD_KEY(key, parser, field, min, max, default_value, doc)                               \
+        {                                                                                        \
+                key, config_llmd_##parser, offsetof(Config, field), min, max, default_value, doc \
+        }
 
 /* Each key of [llmd], sorted: parser, field, min and max (where the parser has them), default
  * (as the file would write it; NULL: zero, see doc) and what it is, in a line. Its entry in
  * llama-generate.conf(5) says the rest; tests/docs/test_man.py checks that each row has one,
  * with this default. */
+/* clang-format off */
 const ConfigLlmdKey config_llmd_keys[] = {
         LLMD_KEY("api-key-file", path, api_key_file, 0, 0, NULL,
                  "A file of the API keys that requests must carry; unset: none is needed"),
@@ -929,6 +954,7 @@ const ConfigLlmdKey config_llmd_keys[] = {
         LLMD_KEY("routing", routing, routing, 0, 0, "active",
                  "What the model field of a generation request does"),
 };
+/* clang-format on */
 const size_t config_n_llmd_keys = ELEMENTSOF(config_llmd_keys);
 
 static const ConfigLlmdKey *config_llmd_key_find(const char *key)
@@ -969,8 +995,8 @@ static int config_apply_llmd(Config *c, const RawSection *s)
                         continue;
                 }
                 if (!k) {
-                        config_error(c, e->line, "[llmd] %s: unknown key (see llama-generate.conf(5))",
-                                     e->key);
+                        config_error(c, e->line,
+                                     "[llmd] %s: unknown key (see llama-generate.conf(5))", e->key);
                         r = -EINVAL;
                         continue;
                 }
@@ -1006,23 +1032,27 @@ static void config_check_unique(Config *c)
 
                         STRV_FOREACH(a, m->aliases) {
                                 if (streq(o->name, *a) || strv_contains(o->aliases, *a)) {
-                                        config_error(c, m->line, "[%s] aliases: '%s' already names [%s]",
+                                        config_error(c, m->line,
+                                                     "[%s] aliases: '%s' already names [%s]",
                                                      m->name, *a, o->name);
                                 }
                         }
                         if (strv_contains(o->aliases, m->name)) {
-                                config_error(c, m->line, "[%s]: the name is already an alias of [%s]",
-                                             m->name, o->name);
+                                config_error(c, m->line,
+                                             "[%s]: the name is already an alias of [%s]", m->name,
+                                             o->name);
                         }
                         if (m->port != 0 && m->port == o->port) {
-                                config_error(c, m->line, "[%s] port: %u is already the port of [%s]",
-                                             m->name, m->port, o->name);
+                                config_error(c, m->line,
+                                             "[%s] port: %u is already the port of [%s]", m->name,
+                                             m->port, o->name);
                         }
                 }
                 for (size_t k = 0; k < c->n_listen; k++) {
                         if (m->port != 0 && m->port == c->listen[k].port) {
-                                config_error(c, m->line, "[%s] port: %u is already in [llmd] listen",
-                                             m->name, m->port);
+                                config_error(c, m->line,
+                                             "[%s] port: %u is already in [llmd] listen", m->name,
+                                             m->port);
                         }
                 }
         }
@@ -1054,7 +1084,8 @@ static int config_build(Config *c, Parser *p)
                                         config_error(c, e->line, "%s: key outside of any section",
                                                      e->key);
                                 } else if (!streq(e->value, "1")) {
-                                        config_error(c, e->line, "version: only version 1 is known");
+                                        config_error(c, e->line,
+                                                     "version: only version 1 is known");
                                 }
                         }
                 }
@@ -1105,11 +1136,14 @@ static int config_build(Config *c, Parser *p)
                 }
                 if (!m) {
                         if (c->n_models > 0) {
-                                config_error(c, line, "[llmd] default: no model '%s'", c->default_model);
+                                config_error(c, line, "[llmd] default: no model '%s'",
+                                             c->default_model);
                         }
                 } else if (m->pin) {
-                        config_error(c, line, "[llmd] default: '%s' is pinned; default names a generation model",
-                                     c->default_model);
+                        config_error(
+                                c, line,
+                                "[llmd] default: '%s' is pinned; default names a generation model",
+                                c->default_model);
                 } else {
                         free(c->default_model);
                         c->default_model = strdup(m->name);
@@ -1163,7 +1197,8 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
 
         r = ini_parse_stream(parser_read_line, &p, parser_handler, &p);
         if (r > 0) {
-                config_error(c, (unsigned) r, "syntax error: expected '[section]' or 'key = value'");
+                config_error(c, (unsigned) r,
+                             "syntax error: expected '[section]' or 'key = value'");
         } else if (r < 0) {
                 parser_done(&p);
                 return -ENOMEM;
@@ -1246,8 +1281,7 @@ bool config_model_equal(const ModelConfig *a, const ModelConfig *b)
                a->port == b->port && a->load_timeout_usec == b->load_timeout_usec &&
                a->stop_timeout_usec == b->stop_timeout_usec &&
                a->health_interval_usec == b->health_interval_usec &&
-               a->restart_usec == b->restart_usec &&
-               a->start_limit_burst == b->start_limit_burst &&
+               a->restart_usec == b->restart_usec && a->start_limit_burst == b->start_limit_burst &&
                a->start_limit_interval_usec == b->start_limit_interval_usec;
 }
 

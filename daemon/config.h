@@ -59,13 +59,13 @@ typedef struct Config {
         Routing routing;
         char *llama_server; /* the binary; NULL: $LLAMA_SERVER, then "llama-server" from $PATH */
         /* The proxy's limits. */
-        char *api_key_file;        /* NULL: no keys, inference is open */
-        uint64_t max_body_size;    /* bytes */
+        char *api_key_file;     /* NULL: no keys, inference is open */
+        uint64_t max_body_size; /* bytes */
         unsigned max_connections;
         unsigned max_connections_per_client; /* from one address */
-        uint64_t header_timeout_usec; /* a new connection must send a whole request header */
-        char **cors_origins;          /* "*", "none" or origins; NULL: "*" */
-        unsigned hold_queue;       /* requests waiting for a model, at most */
+        uint64_t header_timeout_usec;        /* a new connection must send a whole request header */
+        char **cors_origins;                 /* "*", "none" or origins; NULL: "*" */
+        unsigned hold_queue;                 /* requests waiting for a model, at most */
         uint64_t hold_timeout_usec;
         uint64_t idle_timeout_usec;
         uint64_t drain_timeout_usec; /* requests on a model being switched away may finish */
@@ -75,7 +75,7 @@ typedef struct Config {
          * what the GPUs report less a margin). */
         unsigned max_resident;
         uint64_t gpu_memory;
-        bool prefetch; /* read recently used models into the page cache */
+        bool prefetch;           /* read recently used models into the page cache */
         uint64_t prefetch_limit; /* at most this much (0: as free memory allows) */
         ModelConfig **models;
         size_t n_models;
@@ -130,8 +130,8 @@ struct ConfigLlmdKey {
 extern const ConfigLlmdKey config_llmd_keys[]; /* sorted by key */
 extern const size_t config_n_llmd_keys;
 
-#define FOREACH_MODEL(m, c)                                                             \
-        for (ModelConfig **_i_ = (c)->models, *m;                                       \
+#define FOREACH_MODEL(m, c)                       \
+        for (ModelConfig **_i_ = (c)->models, *m; \
              _i_ && _i_ < (c)->models + (c)->n_models && ((m) = *_i_, true); _i_++)
 
 /* Parses the file. On -EINVAL (*ret) holds the errors found (config->errors, at least one);

@@ -145,7 +145,8 @@ static void connection_update_idle(ControlConnection *c)
                 deadline = now + (o->idle_timeout_usec ?: CONTROL_IDLE_TIMEOUT_USEC);
         }
         if (varlink_reader_pending(&c->reader) > 0) {
-                deadline = MIN(deadline, now + (o->frame_timeout_usec ?: CONTROL_FRAME_TIMEOUT_USEC));
+                deadline =
+                        MIN(deadline, now + (o->frame_timeout_usec ?: CONTROL_FRAME_TIMEOUT_USEC));
         }
         (void) sd_event_source_set_time(c->idle_timer, deadline);
         (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_ONESHOT);
@@ -175,8 +176,9 @@ static int connection_queue(ControlConnection *c, const char *msg, size_t len)
                 return -ECONNRESET;
         }
         if (c->out_len - c->out_off + len > CONTROL_OUTPUT_MAX) {
-                log_warning("control: client pid %d reads no replies (%zu bytes waiting), dropping it",
-                            (int) c->pid, c->out_len - c->out_off);
+                log_warning(
+                        "control: client pid %d reads no replies (%zu bytes waiting), dropping it",
+                        (int) c->pid, c->out_len - c->out_off);
                 return -ENOBUFS;
         }
         if (c->out_off > 0) {
@@ -379,7 +381,9 @@ static void connection_dispatch(ControlConnection *c, const char *frame, size_t 
                 connection_protocol_error(c, "out of memory");
                 return;
         }
-        *call = (ControlCall){ .connection = c, .method = m->id, .more = vc.more, .oneway = vc.oneway };
+        *call = (ControlCall) {
+                .connection = c, .method = m->id, .more = vc.more, .oneway = vc.oneway
+        };
         c->current = call;
         connection_update_events(c);
         log_debug("control: pid %d calls %s", (int) c->pid, m->name);
@@ -559,8 +563,9 @@ static int server_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
         }
         bool allowed = peer_allowed(s, cfd, &cred);
         if (!allowed) {
-                log_notice("control: refused uid %u (pid %d): not root, llmd or in the socket's group",
-                           (unsigned) cred.uid, (int) cred.pid);
+                log_notice(
+                        "control: refused uid %u (pid %d): not root, llmd or in the socket's group",
+                        (unsigned) cred.uid, (int) cred.pid);
         }
         /* Others fill at most CONTROL_CONNECTIONS_MAX slots: root and llmd's own user always
          * find one of the reserved ones free (until they fill those too). */

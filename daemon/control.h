@@ -17,8 +17,8 @@
  * connection without calling is closed: idle slots are slots a busy root cannot have.
  */
 
-#define CONTROL_CONNECTIONS_MAX 64     /* from peers other than root and llmd's own user */
-#define CONTROL_CONNECTIONS_RESERVED 8 /* on top, for root and llmd's own user only */
+#define CONTROL_CONNECTIONS_MAX 64       /* from peers other than root and llmd's own user */
+#define CONTROL_CONNECTIONS_RESERVED 8   /* on top, for root and llmd's own user only */
 #define CONTROL_OUTPUT_MAX (1024 * 1024) /* unread replies; more and the client is dropped */
 /* A connection with no call running is closed after this long without a call... */
 #define CONTROL_IDLE_TIMEOUT_USEC (30 * USEC_PER_SEC)
@@ -35,7 +35,7 @@ typedef int (*control_handler_t)(ControlCall *call, cJSON *parameters, void *use
 typedef struct ControlOptions {
         sd_event *event;
         const char *path;
-        const char *group; /* owner group of the socket, if it exists ("llmd") */
+        const char *group;                 /* owner group of the socket, if it exists ("llmd") */
         const control_handler_t *handlers; /* indexed by ControlMethodId */
         void *userdata;
         /* 0: CONTROL_IDLE_TIMEOUT_USEC, CONTROL_FRAME_TIMEOUT_USEC. Tests wait less. */

@@ -126,13 +126,15 @@ uint64_t footprint_budget(uint64_t configured, uint64_t total)
 
 static void footprint_save(Footprint *f)
 {
-        _cleanup_free_ StateGpuEntry *e = calloc(MAX(f->n_records, (size_t) 1), sizeof(StateGpuEntry));
+        _cleanup_free_ StateGpuEntry *e =
+                calloc(MAX(f->n_records, (size_t) 1), sizeof(StateGpuEntry));
 
         if (!e) {
                 return;
         }
         for (size_t i = 0; i < f->n_records; i++) {
-                e[i] = (StateGpuEntry) { f->records[i].name, f->records[i].measured, f->records[i].path };
+                e[i] = (StateGpuEntry) { f->records[i].name, f->records[i].measured,
+                                         f->records[i].path };
         }
         (void) state_file_save_gpu(f->state_dir, e, f->n_records);
 }
@@ -155,7 +157,8 @@ void footprint_measure(Footprint *f, const Child *c)
         }
         g->measured_ready_usec = child_ready_usec(c);
         log_model(LOG_INFO, m->name, NULL, "%s: uses %.2f GiB of GPU memory (estimated %.2f GiB)",
-                  m->name, (double) bytes / (1ULL << 30), (double) footprint_estimate(f, m) / (1ULL << 30));
+                  m->name, (double) bytes / (1ULL << 30),
+                  (double) footprint_estimate(f, m) / (1ULL << 30));
         if (g->measured != bytes) {
                 g->measured = bytes;
                 footprint_save(f);
@@ -171,7 +174,7 @@ static uint64_t footprint_estimate_file(const ModelConfig *m)
 
         for (char **a = m->args; a && *a; a++) {
                 const char *v = a[1];
-                unsigned *bits = streq(*a, "--cache-type-k") ? &p.cache_k_bits
+                unsigned *bits = streq(*a, "--cache-type-k")   ? &p.cache_k_bits
                                  : streq(*a, "--cache-type-v") ? &p.cache_v_bits
                                                                : NULL;
                 unsigned n;
@@ -183,7 +186,8 @@ static uint64_t footprint_estimate_file(const ModelConfig *m)
                         p.ctx_size = n;
                 } else if (streq(*a, "--n-gpu-layers")) {
                         /* "auto", "all", -1 and anything from 999 up: every layer. */
-                        p.n_gpu_layers = parse_unsigned(v, UINT_MAX, &n) >= 0 && n < 999 ? (int64_t) n : -1;
+                        p.n_gpu_layers =
+                                parse_unsigned(v, UINT_MAX, &n) >= 0 && n < 999 ? (int64_t) n : -1;
                 } else if (bits) {
                         (void) gguf_cache_type_bits(v, bits);
                 }

@@ -19,11 +19,11 @@
 
 #define GGUF_KV_MAX (UINT64_C(1) << 20)
 #define GGUF_TENSORS_MAX (UINT64_C(1) << 20)
-#define GGUF_NAME_MAX 64   /* GGML_MAX_NAME: llama.cpp refuses a longer tensor name */
-#define GGUF_KEY_MAX 256   /* a longer key is skipped: none we read is that long */
+#define GGUF_NAME_MAX 64 /* GGML_MAX_NAME: llama.cpp refuses a longer tensor name */
+#define GGUF_KEY_MAX 256 /* a longer key is skipped: none we read is that long */
 #define GGUF_ARCH_MAX 64
-#define GGUF_DIMS_MAX 4    /* GGML_MAX_DIMS */
-#define GGUF_ALIGNMENT 32  /* general.alignment's default */
+#define GGUF_DIMS_MAX 4   /* GGML_MAX_DIMS */
+#define GGUF_ALIGNMENT 32 /* general.alignment's default */
 #define GGUF_ALIGNMENT_MAX (UINT64_C(1) << 24)
 #define GGUF_GGML_TYPE_MAX 256 /* above: garbage, not a ggml type newer than ours */
 #define GGUF_BUF (64 * 1024)
@@ -47,10 +47,10 @@ enum {
 
 /* Bytes of a value of each fixed-size type; 0 for string and array. */
 static const uint8_t gguf_type_size[_GGUF_TYPE_MAX] = {
-        [GGUF_TYPE_UINT8] = 1,  [GGUF_TYPE_INT8] = 1,    [GGUF_TYPE_UINT16] = 2,
-        [GGUF_TYPE_INT16] = 2,  [GGUF_TYPE_UINT32] = 4,  [GGUF_TYPE_INT32] = 4,
-        [GGUF_TYPE_FLOAT32] = 4, [GGUF_TYPE_BOOL] = 1,   [GGUF_TYPE_UINT64] = 8,
-        [GGUF_TYPE_INT64] = 8,  [GGUF_TYPE_FLOAT64] = 8,
+        [GGUF_TYPE_UINT8] = 1,   [GGUF_TYPE_INT8] = 1,    [GGUF_TYPE_UINT16] = 2,
+        [GGUF_TYPE_INT16] = 2,   [GGUF_TYPE_UINT32] = 4,  [GGUF_TYPE_INT32] = 4,
+        [GGUF_TYPE_FLOAT32] = 4, [GGUF_TYPE_BOOL] = 1,    [GGUF_TYPE_UINT64] = 8,
+        [GGUF_TYPE_INT64] = 8,   [GGUF_TYPE_FLOAT64] = 8,
 };
 
 /* ggml's types: values per block and bytes per block (gguf-py's GGML_QUANT_SIZES). The ids
@@ -59,38 +59,38 @@ static const uint8_t gguf_type_size[_GGUF_TYPE_MAX] = {
 static const struct {
         uint16_t block, bytes;
 } ggml_types[] = {
-        [0] = { 1, 4 },           /* F32 */
-        [1] = { 1, 2 },           /* F16 */
-        [2] = { 32, 18 },         /* Q4_0 */
-        [3] = { 32, 20 },         /* Q4_1 */
-        [6] = { 32, 22 },         /* Q5_0 */
-        [7] = { 32, 24 },         /* Q5_1 */
-        [8] = { 32, 34 },         /* Q8_0 */
-        [9] = { 32, 36 },         /* Q8_1 */
-        [10] = { 256, 84 },       /* Q2_K */
-        [11] = { 256, 110 },      /* Q3_K */
-        [12] = { 256, 144 },      /* Q4_K */
-        [13] = { 256, 176 },      /* Q5_K */
-        [14] = { 256, 210 },      /* Q6_K */
-        [15] = { 256, 292 },      /* Q8_K */
-        [16] = { 256, 66 },       /* IQ2_XXS */
-        [17] = { 256, 74 },       /* IQ2_XS */
-        [18] = { 256, 98 },       /* IQ3_XXS */
-        [19] = { 256, 50 },       /* IQ1_S */
-        [20] = { 32, 18 },        /* IQ4_NL */
-        [21] = { 256, 110 },      /* IQ3_S */
-        [22] = { 256, 82 },       /* IQ2_S */
-        [23] = { 256, 136 },      /* IQ4_XS */
-        [24] = { 1, 1 },          /* I8 */
-        [25] = { 1, 2 },          /* I16 */
-        [26] = { 1, 4 },          /* I32 */
-        [27] = { 1, 8 },          /* I64 */
-        [28] = { 1, 8 },          /* F64 */
-        [29] = { 256, 56 },       /* IQ1_M */
-        [30] = { 1, 2 },          /* BF16 */
-        [34] = { 256, 54 },       /* TQ1_0 */
-        [35] = { 256, 66 },       /* TQ2_0 */
-        [39] = { 32, 17 },        /* MXFP4 */
+        [0] = { 1, 4 },      /* F32 */
+        [1] = { 1, 2 },      /* F16 */
+        [2] = { 32, 18 },    /* Q4_0 */
+        [3] = { 32, 20 },    /* Q4_1 */
+        [6] = { 32, 22 },    /* Q5_0 */
+        [7] = { 32, 24 },    /* Q5_1 */
+        [8] = { 32, 34 },    /* Q8_0 */
+        [9] = { 32, 36 },    /* Q8_1 */
+        [10] = { 256, 84 },  /* Q2_K */
+        [11] = { 256, 110 }, /* Q3_K */
+        [12] = { 256, 144 }, /* Q4_K */
+        [13] = { 256, 176 }, /* Q5_K */
+        [14] = { 256, 210 }, /* Q6_K */
+        [15] = { 256, 292 }, /* Q8_K */
+        [16] = { 256, 66 },  /* IQ2_XXS */
+        [17] = { 256, 74 },  /* IQ2_XS */
+        [18] = { 256, 98 },  /* IQ3_XXS */
+        [19] = { 256, 50 },  /* IQ1_S */
+        [20] = { 32, 18 },   /* IQ4_NL */
+        [21] = { 256, 110 }, /* IQ3_S */
+        [22] = { 256, 82 },  /* IQ2_S */
+        [23] = { 256, 136 }, /* IQ4_XS */
+        [24] = { 1, 1 },     /* I8 */
+        [25] = { 1, 2 },     /* I16 */
+        [26] = { 1, 4 },     /* I32 */
+        [27] = { 1, 8 },     /* I64 */
+        [28] = { 1, 8 },     /* F64 */
+        [29] = { 256, 56 },  /* IQ1_M */
+        [30] = { 1, 2 },     /* BF16 */
+        [34] = { 256, 54 },  /* TQ1_0 */
+        [35] = { 256, 66 },  /* TQ2_0 */
+        [39] = { 32, 17 },   /* MXFP4 */
 };
 
 /* The <arch>.* keys we read, by what follows "<arch>.". */
@@ -105,6 +105,7 @@ enum {
         _KEY_MAX,
 };
 
+/* clang-format off */
 static const char *const arch_keys[_KEY_MAX] = {
         [KEY_BLOCK_COUNT] = "block_count",
         [KEY_EMBEDDING_LENGTH] = "embedding_length",
@@ -114,6 +115,7 @@ static const char *const arch_keys[_KEY_MAX] = {
         [KEY_VALUE_LENGTH] = "attention.value_length",
         [KEY_CONTEXT_LENGTH] = "context_length",
 };
+/* clang-format on */
 
 typedef struct GgufReader {
         int fd;
@@ -568,9 +570,8 @@ static int gguf_parse(int fd, GgufParse *ret)
         *r = (GgufReader) { .fd = fd, .size = (uint64_t) st.st_size };
         p.info.file_bytes = r->size;
 
-        if ((k = reader_read(r, magic, sizeof(magic))) < 0 ||
-            (k = reader_u32(r, &version)) < 0 || (k = reader_u64(r, &n_tensors)) < 0 ||
-            (k = reader_u64(r, &n_kv)) < 0) {
+        if ((k = reader_read(r, magic, sizeof(magic))) < 0 || (k = reader_u32(r, &version)) < 0 ||
+            (k = reader_u64(r, &n_tensors)) < 0 || (k = reader_u64(r, &n_kv)) < 0) {
                 goto fail;
         }
         /* version 1 had 32-bit counts, and llama.cpp no longer reads it; a big-endian file
@@ -794,8 +795,8 @@ int gguf_cache_type_bits(const char *name, unsigned *ret)
                 const char *name;
                 unsigned bits;
         } table[] = {
-                { "f32", 32 },   { "f16", 16 },  { "bf16", 16 }, { "q8_0", 8 },  { "q4_0", 4 },
-                { "q4_1", 5 },   { "iq4_nl", 4 }, { "q5_0", 5 }, { "q5_1", 6 },
+                { "f32", 32 }, { "f16", 16 },   { "bf16", 16 }, { "q8_0", 8 }, { "q4_0", 4 },
+                { "q4_1", 5 }, { "iq4_nl", 4 }, { "q5_0", 5 },  { "q5_1", 6 },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {

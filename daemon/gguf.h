@@ -15,15 +15,16 @@
  */
 
 typedef struct GgufInfo {
-        char *arch;                        /* general.architecture */
-        uint64_t n_layer;                  /* <arch>.block_count */
-        uint64_t n_embd;                   /* <arch>.embedding_length */
-        uint64_t n_head, n_head_kv;        /* <arch>.attention.head_count(_kv); kv defaults to n_head */
-        uint64_t key_length, value_length; /* <arch>.attention.key_length/value_length; default n_embd/n_head */
-        uint64_t n_ctx_train;              /* <arch>.context_length */
-        uint64_t tensor_bytes;             /* all tensors' data */
-        uint64_t layer_bytes;              /* tensors named blk.N.*, all layers together */
-        uint64_t file_bytes;               /* all parts of a split model together */
+        char *arch;                 /* general.architecture */
+        uint64_t n_layer;           /* <arch>.block_count */
+        uint64_t n_embd;            /* <arch>.embedding_length */
+        uint64_t n_head, n_head_kv; /* <arch>.attention.head_count(_kv); kv defaults to n_head */
+        uint64_t key_length,
+                value_length;  /* <arch>.attention.key_length/value_length; default n_embd/n_head */
+        uint64_t n_ctx_train;  /* <arch>.context_length */
+        uint64_t tensor_bytes; /* all tensors' data */
+        uint64_t layer_bytes;  /* tensors named blk.N.*, all layers together */
+        uint64_t file_bytes;   /* all parts of a split model together */
 } GgufInfo;
 
 /* 0, -errno (the file cannot be read), or -EBADMSG (it is not a GGUF llama-server can load). */
@@ -33,9 +34,10 @@ int gguf_read_fd(int fd, GgufInfo *ret);
 void gguf_info_done(GgufInfo *i);
 
 typedef struct GgufEstimateParams {
-        int64_t n_gpu_layers;   /* -1: all (llama-server's default and "auto"/999) */
-        uint64_t ctx_size;      /* total context (llama-server's --ctx-size; 0 = n_ctx_train) */
-        unsigned cache_k_bits, cache_v_bits; /* 16 for f16 (default, also 0), 8 for q8_0, 4 for q4_0 ... */
+        int64_t n_gpu_layers; /* -1: all (llama-server's default and "auto"/999) */
+        uint64_t ctx_size;    /* total context (llama-server's --ctx-size; 0 = n_ctx_train) */
+        unsigned cache_k_bits,
+                cache_v_bits; /* 16 for f16 (default, also 0), 8 for q8_0, 4 for q4_0 ... */
 } GgufEstimateParams;
 
 /* The margin of gguf_estimate_gpu_bytes(): GGUF_MARGIN_FIXED plus 1/GGUF_MARGIN_WEIGHT_DIV

@@ -155,7 +155,8 @@ static void nvml_close(GpuSource *g)
 static int nvml_open(GpuSource *g, char **ret_why)
 {
         static const char *const init_names[] = { "nvmlInit_v2", "nvmlInit", NULL };
-        static const char *const count_names[] = { "nvmlDeviceGetCount_v2", "nvmlDeviceGetCount", NULL };
+        static const char *const count_names[] = { "nvmlDeviceGetCount_v2", "nvmlDeviceGetCount",
+                                                   NULL };
         static const char *const handle_names[] = { "nvmlDeviceGetHandleByIndex_v2",
                                                     "nvmlDeviceGetHandleByIndex", NULL };
         static const char *const memory_names[] = { "nvmlDeviceGetMemoryInfo", NULL };
@@ -194,9 +195,9 @@ static int nvml_open(GpuSource *g, char **ret_why)
         }
         if (!init || !get_count || !get_handle || !n->get_memory || !n->get_processes) {
                 return gpu_why(ret_why, "NVML: libnvidia-ml.so.1 lacks %s",
-                               !init         ? init_names[0]
-                               : !get_count  ? count_names[0]
-                               : !get_handle ? handle_names[0]
+                               !init            ? init_names[0]
+                               : !get_count     ? count_names[0]
+                               : !get_handle    ? handle_names[0]
                                : !n->get_memory ? memory_names[0]
                                                 : "nvmlDeviceGetComputeRunningProcesses");
         }
@@ -287,8 +288,8 @@ static int nvml_process_memory(GpuSource *g, pid_t pid, uint64_t *ret)
                         return count;
                 }
                 for (int j = 0; j < count; j++) {
-                        const uint8_t *entry = (const uint8_t *) n->processes +
-                                               (size_t) j * n->process_info_size;
+                        const uint8_t *entry =
+                                (const uint8_t *) n->processes + (size_t) j * n->process_info_size;
                         nvmlProcessInfo_v1_t p;
 
                         memcpy(&p, entry, sizeof(p)); /* v2 begins with v1's fields */

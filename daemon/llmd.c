@@ -116,7 +116,8 @@ static int parse_argv(int argc, char *argv[])
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "llmd: unexpected argument '%s'\nTry 'llmd --help'.\n", argv[optind]);
+                fprintf(stderr, "llmd: unexpected argument '%s'\nTry 'llmd --help'.\n",
+                        argv[optind]);
                 return -EINVAL;
         }
         if (arg_config[0] != '/') {
@@ -125,7 +126,8 @@ static int parse_argv(int argc, char *argv[])
                 char cwd[PATH_MAX];
 
                 if (getcwd(cwd, sizeof(cwd)) &&
-                    (size_t) snprintf(abs_config, sizeof(abs_config), "%s/%s", cwd, arg_config) < sizeof(abs_config)) {
+                    (size_t) snprintf(abs_config, sizeof(abs_config), "%s/%s", cwd, arg_config) <
+                            sizeof(abs_config)) {
                         arg_config = abs_config;
                 }
         }
@@ -180,8 +182,9 @@ static int check_config(void)
          * is a warning. */
         FOREACH_MODEL(m, c) {
                 if (access(m->model_path, R_OK) < 0) {
-                        log_warning_errno(errno, "%s:%u: [%s] model: %s: %m (this model would fail to load)",
-                                          c->path, m->line, m->name, m->model_path);
+                        log_warning_errno(
+                                errno, "%s:%u: [%s] model: %s: %m (this model would fail to load)",
+                                c->path, m->line, m->name, m->model_path);
                 }
                 if (m->pin && strv_extend(&pinned, m->name) < 0) {
                         return EXIT_FAILURE;

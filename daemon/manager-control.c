@@ -52,7 +52,8 @@ static cJSON *model_json(Manager *m, Child *c)
 
         cJSON_AddStringToObject(o, "state", child_state_to_string(child_state(c)));
         cJSON_AddStringToObject(o, "serving", serving_state_to_string(serving));
-        if (serving == SERVING_DRAINING || serving == SERVING_STOPPING || serving == SERVING_FAILED) {
+        if (serving == SERVING_DRAINING || serving == SERVING_STOPPING ||
+            serving == SERVING_FAILED) {
                 cJSON_AddStringToObject(o, "why", serving_why_to_string(why));
         }
         cJSON_AddBoolToObject(o, "active", active && streq(active, child_name(c)));
@@ -133,7 +134,8 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
         cJSON_AddStringToObject(p, "status", status ? status : "");
         cJSON_AddBoolToObject(p, "loaded", supervisor_loaded(m->supervisor));
         if (active) {
-                cJSON_AddItemToObject(p, "active", model_json(m, supervisor_child(m->supervisor, active)));
+                cJSON_AddItemToObject(p, "active",
+                                      model_json(m, supervisor_child(m->supervisor, active)));
         } else {
                 cJSON_AddNullToObject(p, "active");
         }
@@ -235,7 +237,8 @@ static void switch_on_done(void *userdata, const SwitchResult *r)
                 if (r->changed) {
                         cJSON_AddStringToObject(p, "kind", switch_kind_to_string(r->kind));
                         cJSON_AddItemToObject(p, "evicted", json_strv(r->evicted));
-                        uint64_t own = r->total_usec - MIN(r->total_usec, r->stop_usec + r->load_usec);
+                        uint64_t own =
+                                r->total_usec - MIN(r->total_usec, r->stop_usec + r->load_usec);
 
                         cJSON_AddNumberToObject(p, "total_sec", seconds(r->total_usec));
                         cJSON_AddNumberToObject(p, "stop_sec", seconds(r->stop_usec));
@@ -346,7 +349,8 @@ static int method_load_or_unload(ControlCall *call, cJSON *params, Manager *m, b
         if (!model) {
                 return 0;
         }
-        r = load ? supervisor_switch(m->supervisor, model, SWITCH_LOAD_ONLY, &switch_callbacks, call, &reason)
+        r = load ? supervisor_switch(m->supervisor, model, SWITCH_LOAD_ONLY, &switch_callbacks,
+                                     call, &reason)
                  : supervisor_unload(m->supervisor, model, &reason);
         if (r < 0) {
                 return reply_refused(call, r, model, reason);
@@ -405,8 +409,9 @@ static int method_reload(ControlCall *call, cJSON *params, void *userdata)
 
         r = manager_reload(m, &errors);
         if (r == -EBUSY) {
-                return control_call_error(call, CONTROL_ERROR_BUSY,
-                                          error_params("reason", "a switch is in progress", NULL, NULL));
+                return control_call_error(
+                        call, CONTROL_ERROR_BUSY,
+                        error_params("reason", "a switch is in progress", NULL, NULL));
         }
         if (r < 0) {
                 p = cJSON_CreateObject();
@@ -433,6 +438,7 @@ static int method_get_info(ControlCall *call, cJSON *params, void *userdata)
         return control_call_reply(call, p, false);
 }
 
+/* clang-format off */
 const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
         [CONTROL_METHOD_GET_INFO] = method_get_info,
         [CONTROL_METHOD_LIST] = method_list,
@@ -444,3 +450,4 @@ const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
         [CONTROL_METHOD_SWITCH] = method_switch,
         [CONTROL_METHOD_UNLOAD] = method_unload,
 };
+/* clang-format on */

@@ -14,7 +14,7 @@
 static void manager_update_status(Manager *m)
 {
         _cleanup_free_ char *t = NULL, *full = NULL;
-        ProxyCounters pc = m->proxy ? proxy_counters(m->proxy) : (ProxyCounters){};
+        ProxyCounters pc = m->proxy ? proxy_counters(m->proxy) : (ProxyCounters) {};
 
         if (m->stopping) {
                 return; /* the stop sequence says what it does */
@@ -61,9 +61,9 @@ static void manager_drain(void *userdata, const char *model, bool now, void (*do
 char **manager_clean_environ(char **env)
 {
         static const char *const drop[] = {
-                "NOTIFY_SOCKET=", "LISTEN_PID=",   "LISTEN_FDS=",       "LISTEN_FDNAMES=",
-                "WATCHDOG_PID=",  "WATCHDOG_USEC=", "JOURNAL_STREAM=", "INVOCATION_ID=",
-                "SYSTEMD_EXEC_PID=", "MAINPID=",    "MANAGERPID=",      "RUNTIME_DIRECTORY=",
+                "NOTIFY_SOCKET=",    "LISTEN_PID=",    "LISTEN_FDS=",     "LISTEN_FDNAMES=",
+                "WATCHDOG_PID=",     "WATCHDOG_USEC=", "JOURNAL_STREAM=", "INVOCATION_ID=",
+                "SYSTEMD_EXEC_PID=", "MAINPID=",       "MANAGERPID=",     "RUNTIME_DIRECTORY=",
                 "STATE_DIRECTORY=",
         };
         _cleanup_strv_free_ char **l = calloc(1, sizeof(char *));
@@ -254,8 +254,10 @@ static int manager_lock_runtime_dir(Manager *m)
                 if (pid[0] == '\0') {
                         strcpy(pid, "?");
                 }
-                return log_error_errno(EBUSY, "another llmd (pid %s) is running on %s (it holds %s); "
-                                       "not starting", pid, m->runtime_dir, path);
+                return log_error_errno(EBUSY,
+                                       "another llmd (pid %s) is running on %s (it holds %s); "
+                                       "not starting",
+                                       pid, m->runtime_dir, path);
         }
         r = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
         if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t) r, 0) != r) {
@@ -329,7 +331,8 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
         }
         r = proxy_new(m->event, m->supervisor, &m->proxy, &why);
         if (r < 0) {
-                return log_error_errno(r, "Failed to set up the HTTP proxy: %s", why ? why : strerror(-r));
+                return log_error_errno(r, "Failed to set up the HTTP proxy: %s",
+                                       why ? why : strerror(-r));
         }
         *ret = TAKE_PTR(m);
         return 0;
@@ -364,7 +367,8 @@ int manager_start(Manager *m)
         };
         r = control_server_new(&co, &m->control, &step);
         if (r < 0) {
-                return log_error_errno(r, "Failed to set up the control socket %s (%s): %m", path, step);
+                return log_error_errno(r, "Failed to set up the control socket %s (%s): %m", path,
+                                       step);
         }
         r = proxy_start(m->proxy);
         if (r < 0) {

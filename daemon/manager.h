@@ -20,7 +20,7 @@ typedef struct Manager {
         char *config_path;
         char *runtime_dir;
         char *state_dir;
-        int lock_fd; /* flock()ed: the runtime directory is ours */
+        int lock_fd;    /* flock()ed: the runtime directory is ours */
         char **environ; /* llmd's environment without systemd's variables, for children */
         Supervisor *supervisor;
         ControlServer *control;

@@ -62,7 +62,8 @@ _noreturn_ static void prefetch_run(char *const *paths, uint64_t budget)
 {
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         (void) setpriority(PRIO_PROCESS, 0, 19);
-        (void) syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
+        (void) syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0,
+                       IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
         for (char *const *f = paths; *f && budget > 0; f++) {
                 struct stat st;
                 int fd = open(*f, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -72,7 +73,8 @@ _noreturn_ static void prefetch_run(char *const *paths, uint64_t budget)
                 }
                 if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
                         for (uint64_t off = 0; off < (uint64_t) st.st_size && budget > 0;) {
-                                uint64_t n = MIN(MIN(PREFETCH_STEP, budget), (uint64_t) st.st_size - off);
+                                uint64_t n = MIN(MIN(PREFETCH_STEP, budget),
+                                                 (uint64_t) st.st_size - off);
 
                                 if (readahead(fd, (off64_t) off, n) < 0) {
                                         break;
@@ -128,8 +130,8 @@ int prefetch_start(Prefetch *p, char *const *paths, uint64_t limit)
                 p->pid = 0;
                 return r;
         }
-        log_debug("prefetch: reading up to %.1f GiB of %zu file(s), pid %d", (double) budget / (1ULL << 30),
-                  strv_length(paths), (int) pid);
+        log_debug("prefetch: reading up to %.1f GiB of %zu file(s), pid %d",
+                  (double) budget / (1ULL << 30), strv_length(paths), (int) pid);
         return 0;
 }
 

@@ -41,7 +41,9 @@ static void hold_answer_failed(Request *r, Child *c)
         _cleanup_free_ char *m = NULL;
 
         if (asprintf(&m, "%s failed to load: %s", r->target,
-                     !c ? "it is no longer configured" : child_reason(c) ? child_reason(c) : "?") < 0) {
+                     !c                ? "it is no longer configured"
+                     : child_reason(c) ? child_reason(c)
+                                       : "?") < 0) {
                 m = NULL;
         }
         request_answer_error(r, 503, "unavailable_error", m ? m : "failed", "30");
@@ -109,7 +111,8 @@ static void hold_answer_absent(Request *r)
 {
         _cleanup_free_ char *m = NULL;
 
-        if (asprintf(&m, "%s is not loaded (llmctl load %s, or switch to it)", r->target, r->target) < 0) {
+        if (asprintf(&m, "%s is not loaded (llmctl load %s, or switch to it)", r->target,
+                     r->target) < 0) {
                 m = NULL;
         }
         request_answer_error(r, 503, "unavailable_error", m ? m : "not loaded", NULL);
@@ -196,7 +199,8 @@ void hold_maybe_switch(Proxy *p)
         int r;
 
         if (proxy_config(p)->routing != ROUTING_SWITCH || !p->held_first ||
-            !supervisor_loaded(p->supervisor) || supervisor_switching(p->supervisor, &switching, &phase)) {
+            !supervisor_loaded(p->supervisor) ||
+            supervisor_switching(p->supervisor, &switching, &phase)) {
                 return;
         }
         for (Request *q = p->forwarded; q; q = q->next) {

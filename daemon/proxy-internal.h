@@ -68,7 +68,7 @@ struct Request {
         char *body;
         size_t body_len, body_size;
         uint64_t body_dropped; /* a chunked body past max-body-size: bytes read and dropped */
-        char *model_asked; /* "model" of the body */
+        char *model_asked;     /* "model" of the body */
         bool stream;
         char *target; /* the profile that serves it */
 
@@ -82,8 +82,8 @@ struct Request {
 
         Upstream *upstream;
         bool sse;
-        size_t sse_held; /* the end of buf that is not a whole event yet: not sent until it is */
-        Buffer buf; /* read from the child, not yet sent to the client */
+        size_t sse_held;    /* the end of buf that is not a whole event yet: not sent until it is */
+        Buffer buf;         /* read from the child, not yet sent to the client */
         int upstream_error; /* FLUSHING: the answer is cut short (no SSE event could say it) */
         uint64_t upstream_usec; /* the last byte from the child */
 

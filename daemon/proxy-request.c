@@ -9,6 +9,7 @@
 
 /* ---- the table ---- */
 
+/* clang-format off */
 static const int8_t transitions[_REQ_STATE_MAX][_REQ_EVENT_MAX] = {
         [REQ_RECEIVING] = {
                 [REQ_EVENT_ANSWER] = REQ_ANSWERED, [REQ_EVENT_HOLD] = REQ_HELD,
@@ -45,6 +46,7 @@ static const int8_t transitions[_REQ_STATE_MAX][_REQ_EVENT_MAX] = {
                 [REQ_EVENT_CUT_OFF] = -1, [REQ_EVENT_GONE] = -1,
         },
 };
+/* clang-format on */
 
 int request_transition(RequestState state, RequestEvent event)
 {
@@ -67,12 +69,14 @@ const char *request_state_to_string(RequestState s)
 
 const char *request_event_to_string(RequestEvent e)
 {
+        /* clang-format off */
         static const char *const names[_REQ_EVENT_MAX] = {
                 [REQ_EVENT_ANSWER] = "answer",   [REQ_EVENT_HOLD] = "hold",
                 [REQ_EVENT_FORWARD] = "forward", [REQ_EVENT_HEADERS] = "headers",
                 [REQ_EVENT_UPSTREAM_END] = "upstream-end", [REQ_EVENT_STALL] = "stall",
                 [REQ_EVENT_CUT_OFF] = "cut-off", [REQ_EVENT_GONE] = "gone",
         };
+        /* clang-format on */
         return e >= 0 && e < _REQ_EVENT_MAX ? names[e] : NULL;
 }
 
@@ -88,7 +92,8 @@ static bool request_in_flight(RequestState s)
 
 static uint64_t request_upstream_timeout(const Request *r)
 {
-        const ModelConfig *m = r->target ? config_find_model(proxy_config(r->proxy), r->target) : NULL;
+        const ModelConfig *m =
+                r->target ? config_find_model(proxy_config(r->proxy), r->target) : NULL;
 
         return m ? m->upstream_timeout_usec : 600 * USEC_PER_SEC;
 }
@@ -222,14 +227,16 @@ static struct MHD_Response *request_json_response(Request *r, char *body)
                 free(body);
                 return NULL;
         }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json; charset=utf-8");
         MHD_add_response_header(resp, "Server", "llmd");
         request_add_cors(r, resp);
         return resp;
 }
 
 /* Sets llmd's own answer; it goes out now if MHD is calling us, else on resume. */
-static void request_answer(Request *r, unsigned status, struct MHD_Response *resp, RequestEvent event)
+static void request_answer(Request *r, unsigned status, struct MHD_Response *resp,
+                           RequestEvent event)
 {
         if (r->response) {
                 MHD_destroy_response(r->response);
@@ -242,8 +249,9 @@ static void request_answer(Request *r, unsigned status, struct MHD_Response *res
         request_step(r, event);
 }
 
-static void request_answer_error_full(Request *r, RequestEvent event, unsigned status, const char *type,
-                                      const char *message, const char *retry_after)
+static void request_answer_error_full(Request *r, RequestEvent event, unsigned status,
+                                      const char *type, const char *message,
+                                      const char *retry_after)
 {
         struct MHD_Response *resp = request_json_response(r, error_body(status, type, message));
 
@@ -280,7 +288,8 @@ static int request_on_hangup(sd_event_source *s, int fd, uint32_t revents, void 
                 r->upstream_error = -ECONNRESET;
                 request_step(r, REQ_EVENT_GONE);
         } else if (r->state == REQ_HELD || r->state == REQ_FORWARDED) {
-                request_answer_error_full(r, REQ_EVENT_GONE, 499, "client_closed", "client went away", NULL);
+                request_answer_error_full(r, REQ_EVENT_GONE, 499, "client_closed",
+                                          "client went away", NULL);
         }
         return 0;
 }
@@ -395,7 +404,8 @@ static void upstream_on_headers(void *userdata, long status, const char *content
 static size_t sse_unfinished(const char *s, size_t n)
 {
         for (size_t i = n; i >= 2; i--) {
-                if (s[i - 1] == '\n' && (s[i - 2] == '\n' || (i >= 3 && s[i - 2] == '\r' && s[i - 3] == '\n'))) {
+                if (s[i - 1] == '\n' &&
+                    (s[i - 2] == '\n' || (i >= 3 && s[i - 2] == '\r' && s[i - 3] == '\n'))) {
                         return n - i;
                 }
         }
@@ -411,7 +421,8 @@ static int upstream_on_data(void *userdata, const char *data, size_t len)
                 return -EAGAIN; /* a slow client: the child waits too */
         }
         if (r->sse) {
-                r->sse_held = sse_unfinished(r->buf.data + r->buf.len - (r->sse_held + len), r->sse_held + len);
+                r->sse_held = sse_unfinished(r->buf.data + r->buf.len - (r->sse_held + len),
+                                             r->sse_held + len);
         }
         request_resume(r);
         return 0;
@@ -432,9 +443,10 @@ static char *sse_error_event(RouteApi api, unsigned status, const char *message)
                 name = "error";
                 cJSON_AddStringToObject(o, "type", "error");
                 e = cJSON_AddObjectToObject(o, "error");
-                cJSON_AddStringToObject(e, "type", status == 503 ? "overloaded_error"
-                                                   : status == 504 ? "timeout_error"
-                                                                   : "api_error");
+                cJSON_AddStringToObject(e, "type",
+                                        status == 503   ? "overloaded_error"
+                                        : status == 504 ? "timeout_error"
+                                                        : "api_error");
                 cJSON_AddStringToObject(e, "message", message);
                 break;
         case ROUTE_API_RESPONSES:
@@ -450,7 +462,8 @@ static char *sse_error_event(RouteApi api, unsigned status, const char *message)
         case ROUTE_API_OPENAI:
                 e = cJSON_AddObjectToObject(o, "error");
                 cJSON_AddStringToObject(e, "message", message);
-                cJSON_AddStringToObject(e, "type", status == 503 ? "unavailable_error" : "server_error");
+                cJSON_AddStringToObject(e, "type",
+                                        status == 503 ? "unavailable_error" : "server_error");
                 cJSON_AddNumberToObject(e, "code", status);
                 break;
         }
@@ -528,8 +541,10 @@ static int request_on_upstream_timer(sd_event_source *s, uint64_t usec, void *us
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                 return 0;
         }
-        if (asprintf(&m, "%s: llama-server sent nothing for %llu s (upstream-timeout); the request was cancelled",
-                     r->target, (unsigned long long) (timeout / USEC_PER_SEC)) < 0) {
+        if (asprintf(
+                    &m,
+                    "%s: llama-server sent nothing for %llu s (upstream-timeout); the request was cancelled",
+                    r->target, (unsigned long long) (timeout / USEC_PER_SEC)) < 0) {
                 m = NULL;
         }
         log_warning("proxy: %s", m ? m : "upstream-timeout");
@@ -550,7 +565,8 @@ void request_forward(Request *r, Child *c)
                 .path = r->route.path,
                 .content_type = r->content_type,
                 .accept = r->accept,
-                .body = r->body_len > 0 || streq(r->method, "POST") ? (r->body ? r->body : "") : NULL,
+                .body = r->body_len > 0 || streq(r->method, "POST") ? (r->body ? r->body : "")
+                                                                    : NULL,
                 .body_len = r->body_len,
         };
 
@@ -567,7 +583,8 @@ static int request_on_hold_timeout(sd_event_source *s, uint64_t usec, void *user
         Request *r = userdata;
         _cleanup_free_ char *m = NULL;
 
-        if (asprintf(&m, "%s is still loading; gave up waiting after the hold timeout", r->target) < 0) {
+        if (asprintf(&m, "%s is still loading; gave up waiting after the hold timeout", r->target) <
+            0) {
                 m = NULL;
         }
         request_answer_error(r, 503, "unavailable_error", m ? m : "hold timeout", "5");
@@ -595,7 +612,8 @@ static cJSON *model_entry(const Supervisor *sv, Child *c, const char *id, const 
         if (meta) {
                 cJSON_AddItemToObject(e, "meta", cJSON_Duplicate(meta, true));
         }
-        cJSON_AddStringToObject(e, "state", serving_state_word(supervisor_serving(sv, m->name, NULL)));
+        cJSON_AddStringToObject(e, "state",
+                                serving_state_word(supervisor_serving(sv, m->name, NULL)));
         if (!streq(id, m->name)) {
                 cJSON_AddStringToObject(e, "alias_of", m->name);
         }
@@ -619,14 +637,17 @@ static cJSON *model_entry_ollama(Child *c)
         cJSON_AddStringToObject(e, "type", "model");
         cJSON_AddStringToObject(e, "description", "");
         cJSON_AddItemToObject(e, "tags", cJSON_CreateStringArray((const char *const[]) { "" }, 1));
-        cJSON_AddItemToObject(e, "capabilities", cJSON_CreateStringArray(
-                (const char *const[]) { m->embeddings ? "embedding" : "completion" }, 1));
+        cJSON_AddItemToObject(
+                e, "capabilities",
+                cJSON_CreateStringArray(
+                        (const char *const[]) { m->embeddings ? "embedding" : "completion" }, 1));
         cJSON_AddStringToObject(e, "parameters", "");
         details = cJSON_AddObjectToObject(e, "details");
         cJSON_AddStringToObject(details, "parent_model", "");
         cJSON_AddStringToObject(details, "format", "gguf");
         cJSON_AddStringToObject(details, "family", "");
-        cJSON_AddItemToObject(details, "families", cJSON_CreateStringArray((const char *const[]) { "" }, 1));
+        cJSON_AddItemToObject(details, "families",
+                              cJSON_CreateStringArray((const char *const[]) { "" }, 1));
         cJSON_AddStringToObject(details, "parameter_size", "");
         cJSON_AddStringToObject(details, "quantization_level", "");
         return e;
@@ -647,8 +668,11 @@ static void request_answer_models(Request *r)
                         const ModelConfig *m = child_config(children[i]);
 
                         if (streq(m->name, id) || strv_contains(m->aliases, id)) {
-                                request_answer(r, 200, request_json_response(r,
-                                        json_print_delete(model_entry(r->proxy->supervisor, children[i], id, active))),
+                                request_answer(
+                                        r, 200,
+                                        request_json_response(r, json_print_delete(model_entry(
+                                                                         r->proxy->supervisor,
+                                                                         children[i], id, active))),
                                         REQ_EVENT_ANSWER);
                                 return;
                         }
@@ -666,9 +690,11 @@ static void request_answer_models(Request *r)
                 const ModelConfig *m = child_config(children[i]);
 
                 cJSON_AddItemToArray(models, model_entry_ollama(children[i]));
-                cJSON_AddItemToArray(data, model_entry(r->proxy->supervisor, children[i], m->name, active));
+                cJSON_AddItemToArray(
+                        data, model_entry(r->proxy->supervisor, children[i], m->name, active));
                 STRV_FOREACH(a, m->aliases) {
-                        cJSON_AddItemToArray(data, model_entry(r->proxy->supervisor, children[i], *a, active));
+                        cJSON_AddItemToArray(
+                                data, model_entry(r->proxy->supervisor, children[i], *a, active));
                 }
         }
         request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
@@ -682,23 +708,26 @@ static void request_answer_model_health(Request *r, const char *asked)
         const Config *cfg = proxy_config(p);
         const ModelConfig *m = config_find_model(cfg, asked);
         Child *c = m ? supervisor_child(p->supervisor, m->name) : NULL;
-        ServingState st = c ? supervisor_serving(p->supervisor, m->name, NULL) : _SERVING_STATE_INVALID;
+        ServingState st =
+                c ? supervisor_serving(p->supervisor, m->name, NULL) : _SERVING_STATE_INVALID;
         const char *active = supervisor_active(p->supervisor);
         /* A model loaded beside the active one answers its requests only with routing = switch:
          * otherwise the active model would, and a balancer must not send them here. */
         bool serves = m && (m->pin || cfg->routing == ROUTING_SWITCH ||
                             (active && supervisor_loaded(p->supervisor) && streq(active, m->name)));
         cJSON *o = cJSON_CreateObject(), *e;
-        const char *word = !c ? "not configured"
-                         : st == SERVING_DRAINING ? "draining"
-                         : st == SERVING_READY && !serves ? "resident, not active (routing is not switch)"
-                         : serving_state_word(st);
+        const char *word = !c                       ? "not configured"
+                           : st == SERVING_DRAINING ? "draining"
+                           : st == SERVING_READY && !serves
+                                   ? "resident, not active (routing is not switch)"
+                                   : serving_state_word(st);
         _cleanup_free_ char *msg = NULL;
 
         if (st == SERVING_READY && serves) {
                 cJSON_AddStringToObject(o, "status", "ok");
                 cJSON_AddStringToObject(o, "model", m->name);
-                request_answer(r, 200, request_json_response(r, json_print_delete(o)), REQ_EVENT_ANSWER);
+                request_answer(r, 200, request_json_response(r, json_print_delete(o)),
+                               REQ_EVENT_ANSWER);
                 return;
         }
         cJSON_AddStringToObject(o, "status", word);
@@ -724,10 +753,11 @@ static void request_answer_health(Request *r)
         unsigned status = 503;
 
         if (route_query_param(r->route.path, "model", &asked) == -EBADMSG || (asked && !*asked)) {
-                request_answer_error(r, 400, "invalid_request_error",
-                                     asked ? "the model parameter is empty"
-                                           : "the model parameter holds a bad %-escape or a byte outside printable ASCII",
-                                     NULL);
+                request_answer_error(
+                        r, 400, "invalid_request_error",
+                        asked ? "the model parameter is empty"
+                              : "the model parameter holds a bad %-escape or a byte outside printable ASCII",
+                        NULL);
                 return;
         }
         if (asked) {
@@ -736,7 +766,8 @@ static void request_answer_health(Request *r)
         }
         o = cJSON_CreateObject();
 
-        ServingState st = c ? supervisor_serving(p->supervisor, active, NULL) : _SERVING_STATE_INVALID;
+        ServingState st =
+                c ? supervisor_serving(p->supervisor, active, NULL) : _SERVING_STATE_INVALID;
 
         if (st == SERVING_READY && supervisor_loaded(p->supervisor)) {
                 cJSON_AddStringToObject(o, "status", "ok");
@@ -761,7 +792,8 @@ static void request_answer_health(Request *r)
  * body. Answered for every path, never forwarded, and never needs a key (browsers send none). */
 static void request_answer_preflight(Request *r)
 {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
         const char *asked = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND,
                                                         "Access-Control-Request-Headers");
 
@@ -859,7 +891,8 @@ static void request_begin(Request *r, const char *method)
         };
 
         r->method = strdup(method);
-        r->content_type = strdup(request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE) ?: "application/json");
+        r->content_type =
+                strdup(request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE) ?: "application/json");
         r->accept = strdup_or_null(request_header(r, MHD_HTTP_HEADER_ACCEPT));
         r->origin = strdup_or_null(request_header(r, "Origin"));
         if (!r->method || !r->content_type || route_request(&in, &r->route) < 0) {
@@ -876,21 +909,26 @@ static void request_begin(Request *r, const char *method)
                  * the answer, and so is a name that is not this machine's (DNS rebinding). */
                 if (!keys && host && !route_host_allowed(host, proxy_hostname(p))) {
                         r->route.close = r->route.close || r->route.has_body;
-                        request_answer_error(r, 403, "permission_error",
-                                             "the Host header names another machine; without api-key-file llmd "
-                                             "answers only for this one (see docs/security.md)", NULL);
+                        request_answer_error(
+                                r, 403, "permission_error",
+                                "the Host header names another machine; without api-key-file llmd "
+                                "answers only for this one (see docs/security.md)",
+                                NULL);
                         return;
                 }
                 if (r->origin && !route_origin_allowed(c->cors_origins, keys, r->origin, host)) {
                         r->route.close = r->route.close || r->route.has_body;
-                        request_answer_error(r, 403, "permission_error",
-                                             "this Origin is not allowed (cors-origins; see docs/security.md)", NULL);
+                        request_answer_error(
+                                r, 403, "permission_error",
+                                "this Origin is not allowed (cors-origins; see docs/security.md)",
+                                NULL);
                         return;
                 }
         }
         switch (r->route.kind) {
         case ROUTE_REFUSE:
-                request_answer_error(r, r->route.status, r->route.error_type, r->route.message, NULL);
+                request_answer_error(r, r->route.status, r->route.error_type, r->route.message,
+                                     NULL);
                 break;
         case ROUTE_PREFLIGHT:
                 request_answer_preflight(r);
@@ -922,7 +960,8 @@ static void request_complete(Request *r)
 
         if (r->body_dropped > 0) {
                 r->route.close = true;
-                request_answer_error(r, 413, "invalid_request_error", "the body is larger than max-body-size", NULL);
+                request_answer_error(r, 413, "invalid_request_error",
+                                     "the body is larger than max-body-size", NULL);
                 return;
         }
         switch (r->route.kind) {
@@ -949,7 +988,8 @@ static void request_complete(Request *r)
                                      js.error_offset, js.error) < 0) {
                                 msg = NULL;
                         }
-                        request_answer_error(r, 400, "invalid_request_error", msg ? msg : "invalid JSON", NULL);
+                        request_answer_error(r, 400, "invalid_request_error",
+                                             msg ? msg : "invalid JSON", NULL);
                         return;
                 }
                 r->model_asked = TAKE_PTR(js.model);
@@ -992,8 +1032,9 @@ static enum MHD_Result request_take_body(Request *r, const char *data, size_t si
                 r->body_len = r->body_size = 0;
                 if (r->body_dropped > 2 * max) {
                         _cleanup_free_ char *path = log_escape(r->target_raw, 200);
-                        log_warning("proxy: %s %s: a chunked body went on past twice max-body-size; connection closed",
-                                    r->method, path ? path : "?");
+                        log_warning(
+                                "proxy: %s %s: a chunked body went on past twice max-body-size; connection closed",
+                                r->method, path ? path : "?");
                         r->proxy->counters.errors++;
                         r->status = 413;
                         return MHD_NO;
@@ -1069,12 +1110,12 @@ void request_log(Request *r, bool completed)
         model = log_escape(r->model_asked, 256);
         /* A load balancer asks /health every second or so: those at debug, unless they fail. */
         log_full(r->route.kind == ROUTE_HEALTH && r->status < 400 ? LOG_DEBUG : LOG_INFO,
-                 "%s %s model=%s → %s %u %llu B ttfb %.1f ms %.3f s%s",
-                 method ? method : "?", path ? path : "?", model ? model : "?",
-                 r->target ? r->target : "-", r->status, (unsigned long long) r->bytes_out,
-                 r->first_byte_usec ? (double) (r->first_byte_usec - r->start_usec) / USEC_PER_MSEC : 0.0,
-                 (double) (now - r->start_usec) / USEC_PER_SEC,
-                 completed ? "" : " (client gone)");
+                 "%s %s model=%s → %s %u %llu B ttfb %.1f ms %.3f s%s", method ? method : "?",
+                 path ? path : "?", model ? model : "?", r->target ? r->target : "-", r->status,
+                 (unsigned long long) r->bytes_out,
+                 r->first_byte_usec ? (double) (r->first_byte_usec - r->start_usec) / USEC_PER_MSEC
+                                    : 0.0,
+                 (double) (now - r->start_usec) / USEC_PER_SEC, completed ? "" : " (client gone)");
 }
 
 Request *request_free(Request *r)

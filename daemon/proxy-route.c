@@ -58,8 +58,8 @@ static const RouteEntry *route_find(const char *path)
 const char *route_kind_to_string(RouteKind k)
 {
         static const char *const names[_ROUTE_KIND_MAX] = {
-                [ROUTE_GENERATE] = "generate", [ROUTE_EMBED] = "embed",
-                [ROUTE_MODELS] = "models",     [ROUTE_HEALTH] = "health",
+                [ROUTE_GENERATE] = "generate",   [ROUTE_EMBED] = "embed",
+                [ROUTE_MODELS] = "models",       [ROUTE_HEALTH] = "health",
                 [ROUTE_PREFLIGHT] = "preflight", [ROUTE_REFUSE] = "refuse",
         };
         return k >= 0 && k < _ROUTE_KIND_MAX ? names[k] : NULL;
@@ -246,7 +246,9 @@ static bool route_method_ok(const char *m)
         size_t n = strlen(m);
 
         return n > 0 && n <= 32 &&
-               strspn(m, "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == n;
+               strspn(m,
+                      "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") ==
+                       n;
 }
 
 static void route_refuse(Route *r, unsigned status, const char *type, const char *message)
@@ -276,7 +278,8 @@ static bool route_framing(const RouteInput *in, Route *r)
 
                 if (route_parse_length(*cl, &v) < 0) {
                         r->close = true;
-                        route_refuse(r, 400, "invalid_request_error", "Content-Length is not a number");
+                        route_refuse(r, 400, "invalid_request_error",
+                                     "Content-Length is not a number");
                         return false;
                 }
                 if (cl != in->content_length && v != r->content_length) {
@@ -304,8 +307,10 @@ static RouteApi route_api(const char *path)
                 const char *path;
                 RouteApi api;
         } table[] = {
-                { "/v1/messages", ROUTE_API_MESSAGES }, { "/messages", ROUTE_API_MESSAGES },
-                { "/v1/responses", ROUTE_API_RESPONSES }, { "/responses", ROUTE_API_RESPONSES },
+                { "/v1/messages", ROUTE_API_MESSAGES },
+                { "/messages", ROUTE_API_MESSAGES },
+                { "/v1/responses", ROUTE_API_RESPONSES },
+                { "/responses", ROUTE_API_RESPONSES },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
@@ -345,7 +350,8 @@ int route_request(const RouteInput *in, Route *r)
                 /* Whatever the path: preflight never reaches a child. It needs no key, so it
                  * takes no body either: a body would hold a connection busy without one. */
                 if (r->has_body) {
-                        route_refuse(r, 400, "invalid_request_error", "a preflight request takes no body");
+                        route_refuse(r, 400, "invalid_request_error",
+                                     "a preflight request takes no body");
                         return 0;
                 }
                 r->kind = ROUTE_PREFLIGHT;
@@ -364,7 +370,8 @@ int route_request(const RouteInput *in, Route *r)
         const char *q = in->target + strcspn(in->target, "?#");
         for (const char *c = q; *c; c++) {
                 if ((unsigned char) *c <= 0x20 || (unsigned char) *c >= 0x7f) {
-                        route_refuse(r, 400, "invalid_request_error", "the query holds a byte outside printable ASCII");
+                        route_refuse(r, 400, "invalid_request_error",
+                                     "the query holds a byte outside printable ASCII");
                         return 0;
                 }
         }
@@ -377,13 +384,14 @@ int route_request(const RouteInput *in, Route *r)
                 r->path = p;
         }
         m = streq(in->method, "GET") || streq(in->method, "HEAD") ? M_GET
-            : streq(in->method, "POST")                          ? M_POST
+            : streq(in->method, "POST")                           ? M_POST
                                                                   : 0;
         *strchrnul(r->path, '?') = '\0'; /* the path alone, for the tables */
         e = route_find(r->path);
         r->api = route_api(r->path);
         if (!e && !in->model_port && route_model_id(r->path)) {
-                static const RouteEntry retrieve = { "/v1/models/", M_GET, ROUTE_MODELS, false, true };
+                static const RouteEntry retrieve = { "/v1/models/", M_GET, ROUTE_MODELS, false,
+                                                     true };
                 const char *id = route_model_id(r->path);
 
                 e = &retrieve;
@@ -393,7 +401,8 @@ int route_request(const RouteInput *in, Route *r)
                         return k;
                 }
                 if (k < 0) {
-                        route_refuse(r, 400, "invalid_request_error", "the model id holds a byte outside printable ASCII");
+                        route_refuse(r, 400, "invalid_request_error",
+                                     "the model id holds a byte outside printable ASCII");
                         return 0;
                 }
         }
@@ -435,7 +444,8 @@ int route_request(const RouteInput *in, Route *r)
                 return 0;
         }
         if (r->content_length > in->max_body_size) {
-                route_refuse(r, 413, "invalid_request_error", "the body is larger than max-body-size");
+                route_refuse(r, 413, "invalid_request_error",
+                             "the body is larger than max-body-size");
                 return 0;
         }
         return 0;
@@ -488,14 +498,17 @@ int route_target(const Config *c, const RouteTargetInput *in, const char **ret_t
         if (!in->loaded && in->active) {
                 *ret_status = 503;
                 *ret_type = "unavailable_error";
-                *ret_message = strdup("no model is loaded (llmctl stop was used; llmctl start loads it)");
+                *ret_message =
+                        strdup("no model is loaded (llmctl stop was used; llmctl start loads it)");
                 return *ret_message ? 0 : -ENOMEM;
         }
         if (in->model_asked && c->routing != ROUTING_ACTIVE && in->kind == ROUTE_GENERATE) {
                 const ModelConfig *m = config_find_model(c, in->model_asked);
 
-                if (c->routing == ROUTING_REJECT && (!m || !in->active || !streq(m->name, in->active))) {
-                        if (asprintf(&msg, "The model `%s` does not exist or is not loaded (serving: %s)",
+                if (c->routing == ROUTING_REJECT &&
+                    (!m || !in->active || !streq(m->name, in->active))) {
+                        if (asprintf(&msg,
+                                     "The model `%s` does not exist or is not loaded (serving: %s)",
                                      in->model_asked, in->active ? in->active : "none") < 0) {
                                 return -ENOMEM;
                         }
@@ -541,7 +554,8 @@ static bool route_origin_loopback(const char *o)
         if (h[n] != '\0' && h[n] != ':') {
                 return false;
         }
-        if (h[n] == ':' && (h[n + 1] == '\0' || strspn(h + n + 1, "0123456789") != strlen(h + n + 1))) {
+        if (h[n] == ':' &&
+            (h[n + 1] == '\0' || strspn(h + n + 1, "0123456789") != strlen(h + n + 1))) {
                 return false;
         }
         return (n == 9 && strneq(h, "localhost", 9)) || (n == 5 && strneq(h, "[::1]", 5)) ||
@@ -555,7 +569,9 @@ bool route_origin_any(char *const *origins, bool keys)
 
 bool route_origin_allowed(char *const *origins, bool keys, const char *origin, const char *host)
 {
-        const char *h = strneq(origin, "http://", 7) ? origin + 7 : strneq(origin, "https://", 8) ? origin + 8 : NULL;
+        const char *h = strneq(origin, "http://", 7)    ? origin + 7
+                        : strneq(origin, "https://", 8) ? origin + 8
+                                                        : NULL;
 
         if (route_origin_any(origins, keys)) {
                 return true;
@@ -577,7 +593,8 @@ bool route_host_allowed(const char *host, const char *hostname)
                 return strchr(host, ']') != NULL; /* an IPv6 address: no name to rebind */
         }
         n = strcspn(host, ":");
-        if (host[n] == ':' && (host[n + 1] == '\0' || strspn(host + n + 1, "0123456789") != strlen(host + n + 1))) {
+        if (host[n] == ':' &&
+            (host[n + 1] == '\0' || strspn(host + n + 1, "0123456789") != strlen(host + n + 1))) {
                 return false;
         }
         name = strndup(host, n);

@@ -41,22 +41,22 @@ typedef enum RouteApi {
 
 typedef struct RouteInput {
         const char *method;
-        const char *target;               /* the request-target as written, with its query */
-        const char *authorization;        /* header values; NULL when absent */
+        const char *target;        /* the request-target as written, with its query */
+        const char *authorization; /* header values; NULL when absent */
         const char *x_api_key;
-        char *const *content_length;      /* every Content-Length header, NULL-terminated */
-        char *const *transfer_encoding;   /* every Transfer-Encoding header, NULL-terminated */
-        char *const *api_keys;            /* NULL: no keys, everything is open */
+        char *const *content_length;    /* every Content-Length header, NULL-terminated */
+        char *const *transfer_encoding; /* every Transfer-Encoding header, NULL-terminated */
+        char *const *api_keys;          /* NULL: no keys, everything is open */
         uint64_t max_body_size;
-        bool model_port;                  /* a model's own port: all of it goes to that model */
+        bool model_port; /* a model's own port: all of it goes to that model */
 } RouteInput;
 
 typedef struct Route {
         RouteKind kind;
         RouteApi api;
-        bool json_body;         /* a POST body carrying "model" and "stream" */
-        bool json_optional;     /* a body that is not a JSON object goes on as it is */
-        bool has_body;          /* a body follows (Content-Length > 0, or chunked) */
+        bool json_body;     /* a POST body carrying "model" and "stream" */
+        bool json_optional; /* a body that is not a JSON object goes on as it is */
+        bool has_body;      /* a body follows (Content-Length > 0, or chunked) */
         bool chunked;
         uint64_t content_length;
         /* ROUTE_REFUSE: the answer. close: the body (or the framing) was not read; the
@@ -65,7 +65,7 @@ typedef struct Route {
         const char *error_type;
         const char *message;
         bool close;
-        char *path; /* normalised, with the query as written: what is forwarded */
+        char *path;     /* normalised, with the query as written: what is forwarded */
         char *model_id; /* ROUTE_MODELS: the id of GET /v1/models/{id}, or NULL for the list */
 } Route;
 

@@ -88,7 +88,8 @@ static int proxy_on_header_timeout(sd_event_source *s, uint64_t usec, void *user
                 n++;
         }
         if (n > 0) {
-                log_debug("proxy: closed %u connection(s) that sent no request in header-timeout", n);
+                log_debug("proxy: closed %u connection(s) that sent no request in header-timeout",
+                          n);
         }
         proxy_arm_header_timer(p);
         return 0;
@@ -104,8 +105,8 @@ static void proxy_arm_header_timer(Proxy *p)
                 return;
         }
         /* Coarse: a second late is fine, and a flood of connections moves no timer. */
-        (void) sd_event_source_set_time(p->header_timer,
-                                        p->fresh_first->since_usec + proxy_config(p)->header_timeout_usec);
+        (void) sd_event_source_set_time(
+                p->header_timer, p->fresh_first->since_usec + proxy_config(p)->header_timeout_usec);
         (void) sd_event_source_set_enabled(p->header_timer, SD_EVENT_ONESHOT);
 }
 
@@ -125,8 +126,8 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
                 }
                 return;
         }
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection,
-                                                                     MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         c = calloc(1, sizeof(Conn));
         if (!c || !ci) {
                 free(c);
@@ -158,8 +159,8 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
 
 static Conn *conn_of(struct MHD_Connection *connection)
 {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection,
-                                                                     MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
         return ci ? ci->socket_context : NULL;
 }
@@ -227,7 +228,8 @@ static void listener_arm(Listener *l)
         if (MHD_get_timeout(l->daemon, &ms) == MHD_YES) {
                 /* Idle timeouts are seconds away: with slack for them, sd-event need not
                  * reprogram its timer after every request. Short ones stay exact. */
-                (void) sd_event_source_set_time_accuracy(l->timer, ms >= 1000 ? 250 * USEC_PER_MSEC : 1);
+                (void) sd_event_source_set_time_accuracy(l->timer,
+                                                         ms >= 1000 ? 250 * USEC_PER_MSEC : 1);
                 (void) sd_event_source_set_time_relative(l->timer, (uint64_t) ms * USEC_PER_MSEC);
                 (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
         } else {
@@ -300,18 +302,15 @@ static int listener_new(Proxy *p, int fd, const char *name, const char *model, L
         l->proxy = p;
         l->daemon = MHD_start_daemon(
                 MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO, 0, NULL, NULL,
-                proxy_on_request, l,
-                MHD_OPTION_LISTEN_SOCKET, fd,
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned) c->max_connections + PROXY_CONN_SLACK,
+                proxy_on_request, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned) c->max_connections + PROXY_CONN_SLACK,
                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned) c->max_connections_per_client,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) (c->idle_timeout_usec / USEC_PER_SEC),
-                MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, l,
-                MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, l,
-                MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, l,
+                MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, l, MHD_OPTION_NOTIFY_CONNECTION,
+                proxy_on_connection, l, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, l,
                 /* Headers, a piece of the body, one chunk of the answer: 32 KiB (MHD's own
                  * default) is enough, and bounds what max-connections can cost. */
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (32 * 1024),
-                MHD_OPTION_END);
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (32 * 1024), MHD_OPTION_END);
         if (!l->daemon) {
                 safe_close(fd);
                 listener_free(l);
@@ -414,21 +413,25 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
         }
         if (stat(c->api_key_file, &st) < 0) {
                 r = -errno;
-                (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file, strerror(errno));
+                (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file,
+                                strerror(errno));
                 return r;
         }
         if (!S_ISREG(st.st_mode)) {
-                (void) asprintf(ret_why, "the API key file %s is not a regular file", c->api_key_file);
+                (void) asprintf(ret_why, "the API key file %s is not a regular file",
+                                c->api_key_file);
                 return -EINVAL;
         }
         if (st.st_mode & 0007) {
-                (void) asprintf(ret_why, "the API key file %s is readable by others; chmod o-rwx it",
+                (void) asprintf(ret_why,
+                                "the API key file %s is readable by others; chmod o-rwx it",
                                 c->api_key_file);
                 return -EPERM;
         }
         r = read_file(c->api_key_file, 64 * 1024, &text);
         if (r < 0) {
-                (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file, strerror(-r));
+                (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file,
+                                strerror(-r));
                 return r;
         }
         if (strlen(text) != (size_t) r) {
@@ -455,9 +458,11 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
                         printable = printable && k[i] > ' ' && k[i] < 0x7f;
                 }
                 if (!printable) {
-                        (void) asprintf(ret_why, "the API key file %s holds a key with a space or a byte "
-                                        "outside printable ASCII (a comment takes a line of its own)",
-                                        c->api_key_file);
+                        (void) asprintf(
+                                ret_why,
+                                "the API key file %s holds a key with a space or a byte "
+                                "outside printable ASCII (a comment takes a line of its own)",
+                                c->api_key_file);
                         return -EINVAL;
                 }
                 if (strv_extend(&keys, k) < 0) {
@@ -545,18 +550,20 @@ int proxy_start(Proxy *p)
                         int fd = listener_bind_tcp(c->listen[i].host, c->listen[i].port, &name);
 
                         if (fd < 0) {
-                                return log_error_errno(fd, "proxy: cannot listen on %s:%u: %m",
-                                                       isempty(c->listen[i].host) ? "*" : c->listen[i].host,
-                                                       c->listen[i].port);
+                                return log_error_errno(
+                                        fd, "proxy: cannot listen on %s:%u: %m",
+                                        isempty(c->listen[i].host) ? "*" : c->listen[i].host,
+                                        c->listen[i].port);
                         }
                         r = proxy_add_listener(p, fd, name ? name : "?", NULL);
                         if (r < 0) {
                                 return r;
                         }
                         if (!p->api_keys && !listener_loopback(c->listen[i].host)) {
-                                log_warning("proxy: %s is reachable from other machines and no api-key-file "
-                                            "is set: anyone who reaches it can use the models (docs/security.md)",
-                                            name ? name : "?");
+                                log_warning(
+                                        "proxy: %s is reachable from other machines and no api-key-file "
+                                        "is set: anyone who reaches it can use the models (docs/security.md)",
+                                        name ? name : "?");
                         }
                 }
         }
@@ -570,7 +577,8 @@ int proxy_start(Proxy *p)
                 }
                 fd = listener_bind_tcp("127.0.0.1", m->port, &name);
                 if (fd < 0) {
-                        return log_error_errno(fd, "proxy: cannot listen on 127.0.0.1:%u for %s: %m",
+                        return log_error_errno(fd,
+                                               "proxy: cannot listen on 127.0.0.1:%u for %s: %m",
                                                m->port, m->name);
                 }
                 r = proxy_add_listener(p, fd, name ? name : "?", m->name);
@@ -598,7 +606,8 @@ static bool proxy_listen_equal(const Config *a, const Config *b)
                 return false;
         }
         for (size_t i = 0; i < a->n_listen; i++) {
-                if (!streq(a->listen[i].host, b->listen[i].host) || a->listen[i].port != b->listen[i].port) {
+                if (!streq(a->listen[i].host, b->listen[i].host) ||
+                    a->listen[i].port != b->listen[i].port) {
                         return false;
                 }
         }
@@ -625,8 +634,9 @@ int proxy_reload_check(Proxy *p, const Config *c, ProxyReload **ret, char **ret_
         /* The sockets systemd passed, and MHD's limits, are fixed for the life of the process;
          * a changed address would be half-applied, so it is refused whole. */
         if (!proxy_listen_equal(proxy_config(p), c)) {
-                *ret_why = strdup("listen, a model's port, max-connections, max-connections-per-client "
-                                  "or idle-timeout changed; those take a restart (systemctl restart llmd)");
+                *ret_why = strdup(
+                        "listen, a model's port, max-connections, max-connections-per-client "
+                        "or idle-timeout changed; those take a restart (systemctl restart llmd)");
                 return -EINVAL;
         }
         r = proxy_read_keys(c, &keys, ret_why);
@@ -667,7 +677,8 @@ Proxy *proxy_free(Proxy *p)
         /* Every suspended connection must be resumed before MHD stops; ending the requests
          * still waiting or running does that and cancels their transfers. */
         while (p->held_first) {
-                request_answer_error(p->held_first, 503, "unavailable_error", "llmd is stopping", NULL);
+                request_answer_error(p->held_first, 503, "unavailable_error", "llmd is stopping",
+                                     NULL);
         }
         while (p->forwarded) {
                 request_cut_off(p->forwarded, "llmd is stopping");

@@ -17,10 +17,10 @@
 typedef struct Proxy Proxy;
 
 typedef struct ProxyCounters {
-        uint64_t served;   /* answered, any status */
-        uint64_t errors;   /* answered with 4xx/5xx or cut short */
+        uint64_t served;    /* answered, any status */
+        uint64_t errors;    /* answered with 4xx/5xx or cut short */
         unsigned in_flight; /* forwarded to a child and not yet answered */
-        unsigned held;     /* waiting for a model */
+        unsigned held;      /* waiting for a model */
 } ProxyCounters;
 
 /* Logs nothing: on failure, *ret_why (allocated, may be NULL) says why where errno cannot. */

@@ -30,8 +30,9 @@ static bool fits(const ResidentModel *models, size_t n, size_t target, const boo
 
 /* Stops models, least recently used first and the active one last (unless keep_active), until
  * what runs plus target fits; -E2BIG when it cannot. */
-static int residency_evict(const ResidentModel *models, size_t n, size_t target, const ResidencyLimits *l,
-                           bool keep_active, size_t *ret_evict, size_t *ret_n)
+static int residency_evict(const ResidentModel *models, size_t n, size_t target,
+                           const ResidencyLimits *l, bool keep_active, size_t *ret_evict,
+                           size_t *ret_n)
 {
         _cleanup_free_ bool *evicted = calloc(MAX(n, (size_t) 1), sizeof(bool));
         size_t k = 0;
@@ -90,8 +91,8 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
         return r;
 }
 
-void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l, size_t *ret_evict,
-                    size_t *ret_n)
+void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l,
+                    size_t *ret_evict, size_t *ret_n)
 {
         /* As far as it goes: the active and pinned models stay even over the limits. */
         (void) residency_evict(models, n, n, l, true, ret_evict, ret_n);

@@ -38,5 +38,5 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
 
 /* After the limits were lowered (a reload): the models to stop, least recently used first, so
  * that what runs fits again as far as it can without the active and pinned models. */
-void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l, size_t *ret_evict,
-                    size_t *ret_n);
+void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l,
+                    size_t *ret_evict, size_t *ret_n);

@@ -20,16 +20,20 @@ static const char *const event_table[_SERVING_EVENT_MAX] = {
 };
 
 static const char *const action_table[_SERVING_ACTION_MAX] = {
-        [SERVING_ACTION_NONE] = "none", [SERVING_ACTION_START] = "start",
+        [SERVING_ACTION_NONE] = "none",   [SERVING_ACTION_START] = "start",
         [SERVING_ACTION_DRAIN] = "drain", [SERVING_ACTION_STOP] = "stop",
         [SERVING_ACTION_KILL] = "kill",
 };
 
 static const char *const why_table[_SERVING_WHY_MAX] = {
-        [SERVING_WHY_NONE] = "none",     [SERVING_WHY_EVICT] = "evicted",
-        [SERVING_WHY_UNLOAD] = "unload", [SERVING_WHY_IDLE] = "unload-after",
-        [SERVING_WHY_TRIM] = "trim",     [SERVING_WHY_RELOAD] = "reload",
-        [SERVING_WHY_SUPERSEDED] = "superseded", [SERVING_WHY_STOP] = "stop",
+        [SERVING_WHY_NONE] = "none",
+        [SERVING_WHY_EVICT] = "evicted",
+        [SERVING_WHY_UNLOAD] = "unload",
+        [SERVING_WHY_IDLE] = "unload-after",
+        [SERVING_WHY_TRIM] = "trim",
+        [SERVING_WHY_RELOAD] = "reload",
+        [SERVING_WHY_SUPERSEDED] = "superseded",
+        [SERVING_WHY_STOP] = "stop",
         [SERVING_WHY_FAILED] = "failed",
 };
 

@@ -18,8 +18,9 @@ void state_file_save_active(const char *state_dir, const char *active, bool load
         int r;
 
         if (asprintf(&path, "%s/%s", state_dir, STATE_FILE_ACTIVE) < 0 ||
-            asprintf(&content, "# llmd: the active generation model, as chosen with llmctl\n"
-                               "model=%s\nloaded=%s\n",
+            asprintf(&content,
+                     "# llmd: the active generation model, as chosen with llmctl\n"
+                     "model=%s\nloaded=%s\n",
                      active, loaded ? "yes" : "no") < 0) {
                 log_error("Out of memory");
                 return;
@@ -54,9 +55,10 @@ void state_file_load_active(const char *state_dir, const Config *config, char **
                         const ModelConfig *m = config_find_model(config, *l + 6);
 
                         if (!m || m->pin) {
-                                log_warning("%s names '%s', which is no generation model in %s now; "
-                                            "using the default",
-                                            path, *l + 6, config->path);
+                                log_warning(
+                                        "%s names '%s', which is no generation model in %s now; "
+                                        "using the default",
+                                        path, *l + 6, config->path);
                                 return;
                         }
                         free(active);
@@ -77,7 +79,8 @@ void state_file_load_active(const char *state_dir, const Config *config, char **
 
 int state_file_save_gpu(const char *state_dir, const StateGpuEntry *entries, size_t n)
 {
-        _cleanup_free_ char *path = NULL, *content = strdup("# llmd: GPU memory each model was seen to use\n");
+        _cleanup_free_ char *path = NULL,
+                            *content = strdup("# llmd: GPU memory each model was seen to use\n");
         int r;
 
         if (!content || asprintf(&path, "%s/%s", state_dir, STATE_FILE_GPU) < 0) {
@@ -89,8 +92,8 @@ int state_file_save_gpu(const char *state_dir, const StateGpuEntry *entries, siz
                 if (entries[i].bytes == 0) {
                         continue;
                 }
-                if (asprintf(&c, "%s%s %" PRIu64 " %s\n", content, entries[i].name, entries[i].bytes,
-                             entries[i].path) < 0) {
+                if (asprintf(&c, "%s%s %" PRIu64 " %s\n", content, entries[i].name,
+                             entries[i].bytes, entries[i].path) < 0) {
                         return -ENOMEM;
                 }
                 free(content);
@@ -157,7 +160,9 @@ int state_file_load_gpu(const char *state_dir, StateGpuEntry **ret, size_t *ret_
                         state_gpu_entries_free(e, n);
                         return -ENOMEM;
                 }
-                *a = (StateGpuEntry) { .name = TAKE_PTR(name), .bytes = bytes, .path = strdup(file) };
+                *a = (StateGpuEntry) { .name = TAKE_PTR(name),
+                                       .bytes = bytes,
+                                       .path = strdup(file) };
                 if (!a->path) {
                         state_gpu_entries_free(e, n + 1);
                         return -ENOMEM;

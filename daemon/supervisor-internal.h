@@ -60,7 +60,7 @@ struct Supervisor {
         Model **models;   /* one per profile, in the order of config->models */
         Child **children; /* their children, in the same order */
         size_t n_models;
-        Model **retired;  /* removed by a reload, freed once down */
+        Model **retired; /* removed by a reload, freed once down */
         size_t n_retired;
         sd_event_source *sweep;
         sd_event_source *progress_timer;

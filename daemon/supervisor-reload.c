@@ -24,8 +24,10 @@ static void supervisor_trim(Supervisor *s)
         for (size_t i = 0; i < n; i++) {
                 Model *m = s->models[evict[i]];
 
-                log_model(LOG_INFO, model_name(m), "evict", "%s: over max-resident or the GPU memory budget "
-                          "after the reload, stopping it", model_name(m));
+                log_model(LOG_INFO, model_name(m), "evict",
+                          "%s: over max-resident or the GPU memory budget "
+                          "after the reload, stopping it",
+                          model_name(m));
                 model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_TRIM);
         }
 }
@@ -94,7 +96,8 @@ int supervisor_reload(Supervisor *s, Config *config)
 
                         changed[n] = binary_changed || !config_model_equal(model_config(old), m);
                         if (changed[n]) {
-                                log_model(LOG_INFO, m->name, "reload", "%s: profile changed", m->name);
+                                log_model(LOG_INFO, m->name, "reload", "%s: profile changed",
+                                          m->name);
                         }
                         (void) child_set_config(old->child, m);
                         models[n] = old;
@@ -181,4 +184,3 @@ int supervisor_reload(Supervisor *s, Config *config)
         supervisor_notify_change(s);
         return 0;
 }
-

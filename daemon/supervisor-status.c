@@ -98,7 +98,8 @@ char *supervisor_status_text(const Supervisor *s)
                         continue;
                 }
                 w = status_words(s, children[i]);
-                if (!w || strv_consume(&parts, strjoin2(m->embeddings ? "embed " : "pinned ", w)) < 0) {
+                if (!w ||
+                    strv_consume(&parts, strjoin2(m->embeddings ? "embed " : "pinned ", w)) < 0) {
                         return NULL;
                 }
         }

@@ -69,9 +69,11 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
                 for (size_t i = 0; i < s->n_models; i++) {
                         pinned += models[i].pinned && models[i].running ? models[i].bytes : 0;
                 }
-                if (asprintf(ret_reason, "%s needs %.1f GiB of GPU memory and the budget is %.1f GiB, "
+                if (asprintf(ret_reason,
+                             "%s needs %.1f GiB of GPU memory and the budget is %.1f GiB, "
                              "%.1f GiB of it taken by pinned models: it does not fit even alone",
-                             target, (double) models[t].bytes / (1ULL << 30), (double) l.budget / (1ULL << 30),
+                             target, (double) models[t].bytes / (1ULL << 30),
+                             (double) l.budget / (1ULL << 30),
                              (double) pinned / (1ULL << 30)) < 0) {
                         *ret_reason = NULL;
                 }
@@ -134,7 +136,8 @@ static void op_progress(Supervisor *s, SwitchPhase phase, const char *model, dou
 {
         for (size_t i = 0; s->op && i < s->op->n_waiters; i++) {
                 if (s->op->waiters[i].cb.progress) {
-                        s->op->waiters[i].cb.progress(s->op->waiters[i].userdata, phase, model, progress);
+                        s->op->waiters[i].cb.progress(s->op->waiters[i].userdata, phase, model,
+                                                      progress);
                 }
         }
 }
@@ -146,7 +149,8 @@ static void op_set_phase(Supervisor *s, SwitchPhase phase, const char *model)
         s->op->progress = -1;
         op_progress(s, phase, model, -1);
         if (phase != SWITCH_STOPPING) {
-                (void) sd_event_source_set_time_relative(s->progress_timer, SUPERVISOR_PROGRESS_USEC);
+                (void) sd_event_source_set_time_relative(s->progress_timer,
+                                                         SUPERVISOR_PROGRESS_USEC);
                 (void) sd_event_source_set_enabled(s->progress_timer, SD_EVENT_ON);
         }
         supervisor_notify_change(s);
@@ -238,15 +242,17 @@ static void op_fail(Supervisor *s, Model *t)
         op->reason = strdup(child_reason(t->child) ? child_reason(t->child) : "failed to load");
         strv_free(op->log);
         op->log = strv_copy(child_last_lines(t->child));
-        log_model(LOG_ERR, op->target, "switch", "Switch to %s failed: %s (see: journalctl -u llmd MODEL=%s)",
-                  op->target, op->reason ? op->reason : "?", op->target);
+        log_model(LOG_ERR, op->target, "switch",
+                  "Switch to %s failed: %s (see: journalctl -u llmd MODEL=%s)", op->target,
+                  op->reason ? op->reason : "?", op->target);
         model_event(t, SERVING_EVENT_FAILED, SERVING_WHY_FAILED);
         if (op->beside) {
                 /* The active model served all along: it still does. */
                 op_finish(s, -EIO, op->load_only ? NULL : s->active, NULL);
                 return;
         }
-        p = op->previous && !streq(op->previous, op->target) ? supervisor_model(s, op->previous) : NULL;
+        p = op->previous && !streq(op->previous, op->target) ? supervisor_model(s, op->previous)
+                                                             : NULL;
         if (p) {
                 /* Not evicted any more: it is what serves now. */
                 strv_remove(op->evict, op->previous);
@@ -299,9 +305,12 @@ static void supervisor_advance_once(Supervisor *s)
                 m = supervisor_model(s, op->target);
                 if (m->state == SERVING_READY) {
                         if (op->load_only) {
-                                log_model(LOG_INFO, op->target, "load", "Loaded %s beside %s in %.3f s",
-                                          op->target, s->active ? s->active : "nothing",
-                                          (double) (event_now_usec(s->options.event) - op->start_usec) / USEC_PER_SEC);
+                                log_model(LOG_INFO, op->target, "load",
+                                          "Loaded %s beside %s in %.3f s", op->target,
+                                          s->active ? s->active : "nothing",
+                                          (double) (event_now_usec(s->options.event) -
+                                                    op->start_usec) /
+                                                  USEC_PER_SEC);
                                 op_finish(s, 0, NULL, NULL);
                                 return;
                         }
@@ -310,7 +319,9 @@ static void supervisor_advance_once(Supervisor *s)
                         child_touch(m->child);
                         supervisor_persist(s);
                         log_model(LOG_INFO, op->target, "switch", "Switched to %s in %.3f s",
-                                  op->target, (double) (event_now_usec(s->options.event) - op->start_usec) / USEC_PER_SEC);
+                                  op->target,
+                                  (double) (event_now_usec(s->options.event) - op->start_usec) /
+                                          USEC_PER_SEC);
                         op_finish(s, 0, NULL, NULL);
                 } else if (m->state != SERVING_LOADING || model_crashed(m)) {
                         op_fail(s, m);
@@ -387,7 +398,8 @@ static int supervisor_check_target(Supervisor *s, const char *target, const Mode
                 return -ENOENT;
         }
         if (m->pin) {
-                if (asprintf(&reason, "'%s' is pinned: always loaded, never switched to", m->name) < 0) {
+                if (asprintf(&reason, "'%s' is pinned: always loaded, never switched to", m->name) <
+                    0) {
                         reason = NULL;
                 }
                 *ret_reason = reason;
@@ -416,7 +428,8 @@ static char *op_supersede(Supervisor *s, const char *target)
 
         op_finish(s, -ESTALE, NULL, target ? target : "stop");
         m = old && (!target || !streq(old, target)) && !(previous && streq(old, previous))
-                    ? supervisor_model(s, old) : NULL;
+                    ? supervisor_model(s, old)
+                    : NULL;
         if (m && m->state == SERVING_LOADING) {
                 log_model(LOG_INFO, old, "switch", "%s: no longer wanted, stopping its load", old);
                 model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_SUPERSEDED);
@@ -440,8 +453,8 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
         child_touch(supervisor_child(s, target));
         supervisor_persist(s);
         supervisor_prefetch(s);
-        log_model(LOG_INFO, target, "switch", "Switched %s → %s (resident)", previous ? previous : "none",
-                  target);
+        log_model(LOG_INFO, target, "switch", "Switched %s → %s (resident)",
+                  previous ? previous : "none", target);
         SwitchResult r = {
                 .kind = SWITCH_KIND_RESIDENT,
                 .from = previous,
@@ -491,7 +504,9 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         if (!s->op && ((t && load_only && serving_state_resident(t->state)) ||
                        (t && supervisor_is_active(s, t) && t->state == SERVING_READY) ||
                        (!t && !s->loaded && supervisor_generation_down(s)))) {
-                SwitchResult res = { .kind = SWITCH_KIND_RESIDENT, .from = s->active, .to = target };
+                SwitchResult res = { .kind = SWITCH_KIND_RESIDENT,
+                                     .from = s->active,
+                                     .to = target };
 
                 if (cb && cb->done) {
                         cb->done(userdata, &res);
@@ -514,7 +529,8 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                 for (size_t i = 0; evict && i < s->n_models; i++) {
                         Model *m = s->models[i];
 
-                        if (!model_pinned(m) && !model_down(m) && strv_extend(&evict, model_name(m)) < 0) {
+                        if (!model_pinned(m) && !model_down(m) &&
+                            strv_extend(&evict, model_name(m)) < 0) {
                                 return -ENOMEM;
                         }
                 }
@@ -527,8 +543,10 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         beside = t && a && a->state == SERVING_READY && !strv_contains(evict, s->active) &&
                  !streq(s->active, target);
         if (load_only && !beside && a && !streq(s->active, target)) {
-                if (asprintf(ret_reason, "no room for %s beside the active model %s (llmctl switch %s "
-                             "would stop it)", target, s->active, target) < 0) {
+                if (asprintf(ret_reason,
+                             "no room for %s beside the active model %s (llmctl switch %s "
+                             "would stop it)",
+                             target, s->active, target) < 0) {
                         *ret_reason = NULL;
                 }
                 return -ENOSPC;
@@ -575,7 +593,8 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
                         op_progress(s, SWITCH_STOPPING, *n, -1);
                         log_model(LOG_INFO, *n, "evict", "Stopping %s to make room for %s", *n,
                                   target ? target : "nothing");
-                        model_event(m, flags & SWITCH_NOW ? SERVING_EVENT_KILL : SERVING_EVENT_UNLOAD,
+                        model_event(m,
+                                    flags & SWITCH_NOW ? SERVING_EVENT_KILL : SERVING_EVENT_UNLOAD,
                                     target ? SERVING_WHY_EVICT : SERVING_WHY_STOP);
                 }
         }
@@ -613,13 +632,20 @@ int supervisor_unload(Supervisor *s, const char *name, char **ret_reason)
         if (!m) {
                 r = asprintf(ret_reason, "no model '%s'", name) < 0 ? -ENOMEM : -ENOENT;
         } else if (model_pinned(m)) {
-                r = asprintf(ret_reason, "'%s' is pinned: always loaded", model_name(m)) < 0 ? -ENOMEM : -EPERM;
+                r = asprintf(ret_reason, "'%s' is pinned: always loaded", model_name(m)) < 0
+                            ? -ENOMEM
+                            : -EPERM;
         } else if (supervisor_is_active(s, m)) {
-                r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)", model_name(m)) < 0
-                            ? -ENOMEM : -EBUSY;
+                r = asprintf(ret_reason, "'%s' is the active model (llmctl stop unloads it)",
+                             model_name(m)) < 0
+                            ? -ENOMEM
+                            : -EBUSY;
         } else if (s->op && s->op->target && streq(s->op->target, model_name(m))) {
-                r = asprintf(ret_reason, "'%s' is being loaded (llmctl switch to another model stops that)",
-                             model_name(m)) < 0 ? -ENOMEM : -EBUSY;
+                r = asprintf(ret_reason,
+                             "'%s' is being loaded (llmctl switch to another model stops that)",
+                             model_name(m)) < 0
+                            ? -ENOMEM
+                            : -EBUSY;
         }
         if (r < 0) {
                 return r;
@@ -641,4 +667,3 @@ int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *user
         }
         return supervisor_switch(s, s->active, 0, cb, userdata, ret_reason);
 }
-

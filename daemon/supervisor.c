@@ -181,7 +181,8 @@ static void model_do(Model *m, ServingAction a)
                 model_drain(m, false);
                 return;
         case SERVING_ACTION_STOP:
-                if (child_state(m->child) != CHILD_STOPPED && child_state(m->child) != CHILD_FAILED) {
+                if (child_state(m->child) != CHILD_STOPPED &&
+                    child_state(m->child) != CHILD_FAILED) {
                         child_stop(m->child);
                 }
                 return;
@@ -238,7 +239,8 @@ void supervisor_gpu(Supervisor *s, SupervisorGpu *ret)
 {
         GpuMemory g = {};
 
-        *ret = (SupervisorGpu) { .source = footprint_source(s->footprint), .why = footprint_why(s->footprint) };
+        *ret = (SupervisorGpu) { .source = footprint_source(s->footprint),
+                                 .why = footprint_why(s->footprint) };
         for (size_t i = 0; i < s->n_models; i++) {
                 footprint_measure(s->footprint, s->children[i]);
         }
@@ -253,7 +255,8 @@ void supervisor_gpu(Supervisor *s, SupervisorGpu *ret)
                 const char *how;
 
                 if (serving_state_running(s->models[i]->state)) {
-                        ret->resident += footprint_need(s->footprint, model_config(s->models[i]), &how);
+                        ret->resident +=
+                                footprint_need(s->footprint, model_config(s->models[i]), &how);
                 }
         }
 }
@@ -339,8 +342,9 @@ static int supervisor_on_unload_timer(sd_event_source *es, uint64_t usec, void *
                 if (due <= now) {
                         char buf[32];
 
-                        log_model(LOG_INFO, c->name, "unload", "%s: unused for %s (unload-after), unloading",
-                                  c->name, format_duration(buf, sizeof(buf), c->unload_after_usec));
+                        log_model(LOG_INFO, c->name, "unload",
+                                  "%s: unused for %s (unload-after), unloading", c->name,
+                                  format_duration(buf, sizeof(buf), c->unload_after_usec));
                         model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_IDLE);
                 } else {
                         next = MIN(next, due);
@@ -410,13 +414,15 @@ static void supervisor_log_crash(Supervisor *s, Model *m, ChildState old)
                 return;
         }
         if (child_state(m->child) == CHILD_BACKOFF) {
-                log_model(LOG_WARNING, name, "crash",
-                          "%s: llama-server %s while %s; restarting in %s (see: journalctl -u llmd MODEL=%s)",
-                          name, child_reason(m->child), child_state_to_string(old),
-                          format_duration(buf, sizeof(buf), child_restart_delay(m->child)), name);
+                log_model(
+                        LOG_WARNING, name, "crash",
+                        "%s: llama-server %s while %s; restarting in %s (see: journalctl -u llmd MODEL=%s)",
+                        name, child_reason(m->child), child_state_to_string(old),
+                        format_duration(buf, sizeof(buf), child_restart_delay(m->child)), name);
         } else {
-                log_model(LOG_ERR, name, "failed", "%s: failed: %s (%u restarts) (see: journalctl -u llmd MODEL=%s)",
-                          name, child_reason(m->child), child_restarts(m->child), name);
+                log_model(LOG_ERR, name, "failed",
+                          "%s: failed: %s (%u restarts) (see: journalctl -u llmd MODEL=%s)", name,
+                          child_reason(m->child), child_restarts(m->child), name);
         }
 }
 
@@ -431,7 +437,8 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         if (st == CHILD_LOADING) {
                 prefetch_stop(s->prefetch); /* whatever started the load */
         }
-        if (st == CHILD_FAILED || st == CHILD_BACKOFF || (st == CHILD_KILLING && old != CHILD_KILLING)) {
+        if (st == CHILD_FAILED || st == CHILD_BACKOFF ||
+            (st == CHILD_KILLING && old != CHILD_KILLING)) {
                 free(s->last_failed);
                 s->last_failed = strdup(child_name(c));
                 s->last_failed_usec = event_now_usec(s->options.event);
@@ -672,7 +679,8 @@ Supervisor *supervisor_free(Supervisor *s)
         if (s->persist_source) {
                 int on = SD_EVENT_OFF;
 
-                if (sd_event_source_get_enabled(s->persist_source, &on) >= 0 && on != SD_EVENT_OFF) {
+                if (sd_event_source_get_enabled(s->persist_source, &on) >= 0 &&
+                    on != SD_EVENT_OFF) {
                         (void) supervisor_on_persist(s->persist_source, s); /* still due: now */
                 }
                 sd_event_source_disable_unref(s->persist_source);
@@ -702,7 +710,8 @@ void supervisor_start(Supervisor *s)
                 return;
         }
         if (!s->loaded) {
-                log_info("%s: not loaded (stopped with llmctl stop; llmctl start loads it)", s->active);
+                log_info("%s: not loaded (stopped with llmctl stop; llmctl start loads it)",
+                         s->active);
         } else if (!model_config(a)->load_on_startup) {
                 log_info("%s: not loaded at startup (load-on-startup = false)", s->active);
         } else {
@@ -790,8 +799,9 @@ bool supervisor_wanted(const Supervisor *s, const char *model)
         if (supervisor_is_active(s, m) || (model_pinned(m) && model_config(m)->load_on_startup)) {
                 return true;
         }
-        return s->op && streq_ptr(s->op->phase == SWITCH_RESTORING ? s->op->previous : s->op->target,
-                                  model_name(m));
+        return s->op &&
+               streq_ptr(s->op->phase == SWITCH_RESTORING ? s->op->previous : s->op->target,
+                         model_name(m));
 }
 
 Child *supervisor_last_failed(const Supervisor *s, uint64_t *ret_usec)

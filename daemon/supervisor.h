@@ -31,8 +31,7 @@ typedef struct SupervisorOptions {
         supervisor_handler_t on_change; /* any child changed state */
         /* Before a generation model is stopped by a switch: calls done once the requests
          * running on it have finished (or were cut off; at once with now). Optional. */
-        void (*drain)(void *userdata, const char *model, bool now, void (*done)(void *d),
-                      void *d);
+        void (*drain)(void *userdata, const char *model, bool now, void (*done)(void *d), void *d);
         void *userdata;
 } SupervisorOptions;
 
@@ -51,15 +50,15 @@ typedef enum SwitchKind {
 } SwitchKind;
 
 typedef struct SwitchResult {
-        int error;             /* 0; -ESTALE superseded; -EIO failed to load; -ECANCELED llmd stops */
+        int error; /* 0; -ESTALE superseded; -EIO failed to load; -ECANCELED llmd stops */
         SwitchKind kind;
-        char **evicted;        /* the models stopped to make room, in that order */
-        const char *from;      /* what served before; NULL: nothing */
-        const char *to;        /* the target; NULL for Stop */
-        bool changed;          /* false: it was so already */
-        const char *reason;    /* why it failed */
-        char **log;            /* the target's last lines, when it failed */
-        const char *restored;  /* the model serving again after a failure, or NULL */
+        char **evicted;       /* the models stopped to make room, in that order */
+        const char *from;     /* what served before; NULL: nothing */
+        const char *to;       /* the target; NULL for Stop */
+        bool changed;         /* false: it was so already */
+        const char *reason;   /* why it failed */
+        char **log;           /* the target's last lines, when it failed */
+        const char *restored; /* the model serving again after a failure, or NULL */
         const char *superseded_by;
         uint64_t stop_usec, load_usec, total_usec;
 } SwitchResult;
@@ -83,7 +82,7 @@ void supervisor_stop(Supervisor *s, void (*done)(void *userdata), void *userdata
 void supervisor_kill(Supervisor *s);
 
 typedef enum SwitchFlags {
-        SWITCH_NOW = 1 << 0,       /* SIGKILL what is stopped at once: do not wait for its requests */
+        SWITCH_NOW = 1 << 0, /* SIGKILL what is stopped at once: do not wait for its requests */
         SWITCH_LOAD_ONLY = 1 << 1, /* Load: make target resident, do not make it active */
 } SwitchFlags;
 
@@ -112,11 +111,11 @@ bool supervisor_wanted(const Supervisor *s, const char *model);
 
 /* GPU memory, as llmd sees it: source NULL (and why) without a GPU source. */
 typedef struct SupervisorGpu {
-        const char *source; /* "nvml", or NULL */
-        const char *why;    /* why there is none */
+        const char *source;         /* "nvml", or NULL */
+        const char *why;            /* why there is none */
         uint64_t total, used, free; /* the GPUs', as the source reports; 0 without one */
-        uint64_t budget;    /* for llmd's models: gpu-memory, else total less a margin; 0: unknown */
-        uint64_t resident;  /* what llmd's running models take (measured, configured or estimated) */
+        uint64_t budget;   /* for llmd's models: gpu-memory, else total less a margin; 0: unknown */
+        uint64_t resident; /* what llmd's running models take (measured, configured or estimated) */
         unsigned max_resident; /* 0: no limit */
 } SupervisorGpu;
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);

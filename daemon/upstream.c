@@ -71,9 +71,8 @@ static void multi_check(UpstreamMulti *m)
                         u->cb.done(u->userdata, 0, NULL);
                 } else {
                         const char *e = u->error[0] ? u->error : curl_easy_strerror(result);
-                        u->cb.done(u->userdata, result == CURLE_COULDNT_CONNECT ? -ECONNREFUSED
-                                                                                : -EIO,
-                                   e);
+                        u->cb.done(u->userdata,
+                                   result == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO, e);
                 }
                 /* done() must not cancel; the transfer is ours to free now. */
                 upstream_free(u);
@@ -164,7 +163,8 @@ static int multi_on_timeout_change(CURLM *multi, long timeout_ms, void *userdata
         }
         (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
         /* 1 µs accuracy: curl's timers pace the transfers. */
-        if (sd_event_source_set_time_relative(m->timer, (uint64_t) timeout_ms * USEC_PER_MSEC) < 0 ||
+        if (sd_event_source_set_time_relative(m->timer, (uint64_t) timeout_ms * USEC_PER_MSEC) <
+                    0 ||
             sd_event_source_set_enabled(m->timer, SD_EVENT_ONESHOT) < 0) {
                 return -1;
         }
@@ -200,7 +200,8 @@ int upstream_multi_new(sd_event *e, UpstreamMulti **ret)
         (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
         if (curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, multi_on_socket) != CURLM_OK ||
             curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m) != CURLM_OK ||
-            curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, multi_on_timeout_change) != CURLM_OK ||
+            curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, multi_on_timeout_change) !=
+                    CURLM_OK ||
             curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m) != CURLM_OK) {
                 upstream_multi_free(m);
                 return -EIO;

@@ -39,10 +39,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(UpstreamMulti *, upstream_multi_free);
 typedef struct UpstreamRequest {
         const char *socket_path; /* the child's unix socket */
         const char *method;
-        const char *path;        /* with the query */
+        const char *path; /* with the query */
         const char *content_type;
         const char *accept;
-        const char *body;        /* must stay valid until done or cancel */
+        const char *body; /* must stay valid until done or cancel */
         size_t body_len;
 } UpstreamRequest;
 

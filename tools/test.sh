@@ -64,6 +64,15 @@ else
     package=fail
 fi
 
+# Every C file as tools/format.sh (clang-format 14 and .clang-format) writes it; tables are
+# kept by hand between /* clang-format off */ and /* clang-format on */.
+if tools/format.sh --check; then
+    format=ok
+else
+    format=fail
+    echo "llmd: the files above are not formatted: run tools/format.sh" >&2
+fi
+
 CC=gcc run_suite build-test-gcc "" --werror
 # shellcheck disable=SC2086 # $sanitize is a list of arguments
 CC=clang run_suite build-test-asan '!real' --werror $sanitize
@@ -72,4 +81,5 @@ CC=clang run_suite build-test-asan '!real' --werror $sanitize
 CC=clang run_suite build-test-fuzz fuzz-run --werror -Dfuzz=true $sanitize
 
 exec python3 tools/count-tests.py --result "package/build-deb-and-lintian=$package" \
+    --result "style/clang-format=$format" \
     build-test-gcc build-test-asan build-test-fuzz

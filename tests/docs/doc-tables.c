@@ -28,9 +28,9 @@ static void row(const char *table, const char *const *fields, size_t n)
         putchar('\n');
 }
 
-#define ROW(table, ...)                                                                            \
-        row(table, (const char *const[]){ __VA_ARGS__ },                                           \
-            ELEMENTSOF(((const char *const[]){ __VA_ARGS__ })))
+#define ROW(table, ...)                                   \
+        row(table, (const char *const[]) { __VA_ARGS__ }, \
+            ELEMENTSOF(((const char *const[]) { __VA_ARGS__ })))
 
 static const char *model_key_kind(ConfigKeyKind kind)
 {

@@ -73,11 +73,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 /* With keys, nothing reaches a child without one but the public list. */
                 if (in.api_keys && !route_key_ok(keys, in.authorization, in.x_api_key) &&
-                    (r.kind == ROUTE_EMBED || (r.kind == ROUTE_GENERATE &&
-                                               !(in.model_port && (streq(again, "/health") ||
-                                                                   streq(again, "/v1/health") ||
-                                                                   streq(again, "/models") ||
-                                                                   streq(again, "/v1/models")))))) {
+                    (r.kind == ROUTE_EMBED ||
+                     (r.kind == ROUTE_GENERATE &&
+                      !(in.model_port &&
+                        (streq(again, "/health") || streq(again, "/v1/health") ||
+                         streq(again, "/models") || streq(again, "/v1/models")))))) {
                         __builtin_trap();
                 }
                 /* Framing that could smuggle a second request is never let through. */

@@ -58,8 +58,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *m
 EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned *count,
                                                          fakeProcessInfo_t *infos);
 #else
-EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
-                                                            unsigned *count,
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned *count,
                                                             fakeProcessInfo_t *infos);
 #endif
 
@@ -147,8 +146,7 @@ static unsigned fake_processes(void (*each)(unsigned pid, unsigned long long byt
                 for (const char *c = e->d_name; *c; c++) {
                         digits = digits && isdigit((unsigned char) *c);
                 }
-                if (!digits || !fake_pid_alive(e->d_name) ||
-                    !fake_read_number(e->d_name, &bytes)) {
+                if (!digits || !fake_pid_alive(e->d_name) || !fake_read_number(e->d_name, &bytes)) {
                         continue;
                 }
                 if (each) {
@@ -281,8 +279,7 @@ static nvmlReturn_t fake_get_processes(nvmlDevice_t device, unsigned *count,
 EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned *count,
                                                          fakeProcessInfo_t *infos)
 #else
-EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
-                                                            unsigned *count,
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned *count,
                                                             fakeProcessInfo_t *infos)
 #endif
 {

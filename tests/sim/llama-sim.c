@@ -112,8 +112,7 @@ static void sim_gpu_publish(void)
                 return;
         }
         fprintf(f, "%lld\n", (long long) sim_config.gpu_mb * 1024 * 1024);
-        snprintf(sim_gpu_path, sizeof(sim_gpu_path), "%s/%d", sim_config.fake_nvml,
-                 (int) getpid());
+        snprintf(sim_gpu_path, sizeof(sim_gpu_path), "%s/%d", sim_config.fake_nvml, (int) getpid());
         if (fclose(f) != 0 || rename(tmp, sim_gpu_path) < 0) {
                 log_plain("llama-sim: cannot write %s: %s\n", sim_gpu_path, strerror(errno));
                 (void) unlink(tmp);
@@ -251,9 +250,9 @@ static int sim_wait(uint64_t deadline, bool watch_wake)
                 if (now >= deadline) {
                         return 0;
                 }
-                timeout = deadline == UINT64_MAX ?
-                                  -1 :
-                                  (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+                timeout = deadline == UINT64_MAX
+                                  ? -1
+                                  : (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
                 if (poll(p, watch_wake ? 2 : 1, timeout) < 0 && errno != EINTR) {
                         return 0;
                 }
@@ -395,8 +394,8 @@ static _noreturn_ void sim_run(void)
         int sig;
 
         if (sim_config.exit_after_ms >= 0) {
-                exit_at = sim_state.ready_usec +
-                          (uint64_t) sim_config.exit_after_ms * USEC_PER_MSEC;
+                exit_at =
+                        sim_state.ready_usec + (uint64_t) sim_config.exit_after_ms * USEC_PER_MSEC;
         }
 
         for (;;) {
@@ -523,8 +522,9 @@ int main(int argc, char **argv)
         sim_log_preamble();
         if (!sim_config.model) {
                 /* without -m llama-server becomes a router of other llama-servers */
-                log_plain("llama-sim: no -m/--model given: llama-server would start in router "
-                          "mode, which llama-sim does not simulate\n");
+                log_plain(
+                        "llama-sim: no -m/--model given: llama-server would start in router "
+                        "mode, which llama-sim does not simulate\n");
                 sim_exit(1);
         }
 

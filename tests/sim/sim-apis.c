@@ -44,8 +44,7 @@ static int apis_content_words(const cJSON *content)
         if (cJSON_IsString(content)) {
                 return tokens_count_words(content->valuestring);
         }
-        cJSON_ArrayForEach(block, (cJSON_IsArray(content) ? content : NULL))
-        {
+        cJSON_ArrayForEach(block, (cJSON_IsArray(content) ? content : NULL)) {
                 static const char *const keys[] = { "text", "thinking", "content" };
 
                 for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
@@ -79,8 +78,7 @@ static int apis_messages_prompt(const cJSON *body)
         if (system && !cJSON_IsNull(system)) {
                 n += 4 + apis_content_words(system);
         }
-        cJSON_ArrayForEach(m, (cJSON_IsArray(messages) ? messages : NULL))
-        {
+        cJSON_ArrayForEach(m, (cJSON_IsArray(messages) ? messages : NULL)) {
                 n += 4 + apis_content_words(cJSON_GetObjectItemCaseSensitive(m, "content"));
         }
         return n;
@@ -173,9 +171,9 @@ static const char *apis_input_part(const cJSON *part, int *n)
                 return NULL;
         }
         if (apis_is(part, "type", "input_image")) {
-                return cJSON_GetObjectItemCaseSensitive(part, "image_url") ?
-                               NULL :
-                               "'image_url' is required";
+                return cJSON_GetObjectItemCaseSensitive(part, "image_url")
+                               ? NULL
+                               : "'image_url' is required";
         }
         if (apis_is(part, "type", "input_file")) {
                 return "'input_file' is not supported by llamacpp at this moment";
@@ -202,8 +200,7 @@ static const char *apis_input_item(const cJSON *item, bool *assistant, int *n)
                 if (text) {
                         *n += tokens_count_words(content->valuestring);
                 }
-                cJSON_ArrayForEach(part, (text ? NULL : content))
-                {
+                cJSON_ArrayForEach(part, (text ? NULL : content)) {
                         e = apis_input_part(part, n);
                         if (e) {
                                 return e;
@@ -219,8 +216,7 @@ static const char *apis_input_item(const cJSON *item, bool *assistant, int *n)
                         /* a string is an input_text part, which an output message refuses */
                         return "'type' must be 'output_text'";
                 }
-                cJSON_ArrayForEach(part, content)
-                {
+                cJSON_ArrayForEach(part, content) {
                         if (!apis_is(part, "type", "output_text")) {
                                 return "'type' must be 'output_text'";
                         }
@@ -244,8 +240,7 @@ static const char *apis_input_item(const cJSON *item, bool *assistant, int *n)
                 const cJSON *output = cJSON_GetObjectItemCaseSensitive(item, "output");
 
                 *n += 4 + apis_words(item, "output");
-                cJSON_ArrayForEach(part, (cJSON_IsArray(output) ? output : NULL))
-                {
+                cJSON_ArrayForEach(part, (cJSON_IsArray(output) ? output : NULL)) {
                         if (!apis_is(part, "type", "input_text")) {
                                 return "Output of tool call should be 'Input text'";
                         }
@@ -294,8 +289,7 @@ static const char *apis_responses_prompt(const cJSON *body, int *ret_n)
         if (cJSON_IsString(input)) {
                 n += 4 + tokens_count_words(input->valuestring);
         } else if (cJSON_IsArray(input)) {
-                cJSON_ArrayForEach(item, input)
-                {
+                cJSON_ArrayForEach(item, input) {
                         e = apis_input_item(item, &assistant, &n);
                         if (e) {
                                 return e;
@@ -469,8 +463,8 @@ static int apis_messages_token(struct infer_job *j, bool reasoning, const char *
                 return r;
         }
         return apis_block_event(j, "content_block_delta", index, "delta",
-                                reasoning ? apis_delta("thinking_delta", "thinking", word) :
-                                            apis_delta("text_delta", "text", word),
+                                reasoning ? apis_delta("thinking_delta", "thinking", word)
+                                          : apis_delta("text_delta", "text", word),
                                 true);
 }
 
@@ -632,8 +626,7 @@ static int apis_responses_token(struct infer_job *j, bool reasoning, const char 
         int r = 0;
 
         if (!j->started) {
-                r = apis_push_item(j, "response.created", "response", apis_response_stub(j),
-                                   false);
+                r = apis_push_item(j, "response.created", "response", apis_response_stub(j), false);
                 if (r == 0) {
                         r = apis_push_item(j, "response.in_progress", "response",
                                            apis_response_stub(j), false);
@@ -761,14 +754,14 @@ static cJSON *apis_responses_final(const struct infer_job *j)
 
 int apis_token_events(struct infer_job *j, bool reasoning, const char *word)
 {
-        return j->api == INFER_ANTHROPIC ? apis_messages_token(j, reasoning, word) :
-                                           apis_responses_token(j, reasoning, word);
+        return j->api == INFER_ANTHROPIC ? apis_messages_token(j, reasoning, word)
+                                         : apis_responses_token(j, reasoning, word);
 }
 
 int apis_final_events(struct infer_job *j)
 {
-        return j->api == INFER_ANTHROPIC ? apis_messages_final_events(j) :
-                                           apis_responses_final_events(j);
+        return j->api == INFER_ANTHROPIC ? apis_messages_final_events(j)
+                                         : apis_responses_final_events(j);
 }
 
 cJSON *apis_final_object(const struct infer_job *j)

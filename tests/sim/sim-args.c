@@ -52,6 +52,7 @@ struct args_option {
 };
 
 /* Checked against llama.cpp's common/arg.cpp and tools/server/README.md; add a row per flag. */
+/* clang-format off */
 static const struct args_option args_table[] = {
         { { "-a", "--alias" }, "STRING", ARGS_STRING, ARG_ALIAS },
         { { "--api-key" }, "KEY", ARGS_STRING, ARG_API_KEY },
@@ -149,6 +150,7 @@ static const struct args_option args_table[] = {
         { { "--version" }, NULL, ARGS_SWITCH, ARG_VERSION },
         { { "--warmup", "--no-warmup" }, NULL, ARGS_SWITCH, ARG_IGNORED },
 };
+/* clang-format on */
 
 static const char *args_sort_key(const struct args_option *o)
 {
@@ -216,9 +218,9 @@ static void args_usage_line(const struct args_option *o, char *buf, size_t size)
                 if (i == 0 && count > 1) {
                         /* the first spelling is usually the short one: padded to 7 columns */
                         n += (size_t) snprintf(buf + n, size - n, "%s,%*s", o->names[i],
-                                               (int) (strlen(o->names[i]) + 2 < 7 ?
-                                                              7 - strlen(o->names[i]) - 1 :
-                                                              1),
+                                               (int) (strlen(o->names[i]) + 2 < 7
+                                                              ? 7 - strlen(o->names[i]) - 1
+                                                              : 1),
                                                "");
                 } else {
                         n += (size_t) snprintf(buf + n, size - n, "%s%s", o->names[i],

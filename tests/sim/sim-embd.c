@@ -144,9 +144,9 @@ static ssize_t embd_inputs(const cJSON *prompt, struct embd_input **ret)
         size_t n = 0, count;
         bool ids = cJSON_IsArray(prompt) && cJSON_IsNumber(cJSON_GetArrayItem(prompt, 0));
 
-        count = cJSON_IsString(prompt) || ids ? 1 :
-                cJSON_IsArray(prompt)         ? (size_t) cJSON_GetArraySize(prompt) :
-                                                0;
+        count = cJSON_IsString(prompt) || ids ? 1
+                : cJSON_IsArray(prompt)       ? (size_t) cJSON_GetArraySize(prompt)
+                                              : 0;
         if (!cJSON_IsString(prompt) && !cJSON_IsArray(prompt)) {
                 return -1;
         }
@@ -155,14 +155,14 @@ static ssize_t embd_inputs(const cJSON *prompt, struct embd_input **ret)
                 return -1;
         }
         if (cJSON_IsString(prompt) || ids) {
-                in[0].text = cJSON_IsString(prompt) ? strdup(prompt->valuestring) :
-                                                      cJSON_PrintUnformatted(prompt);
-                in[0].n_tokens = cJSON_IsString(prompt) ? tokens_count_words(prompt->valuestring) + 2 :
-                                                          cJSON_GetArraySize(prompt);
+                in[0].text = cJSON_IsString(prompt) ? strdup(prompt->valuestring)
+                                                    : cJSON_PrintUnformatted(prompt);
+                in[0].n_tokens = cJSON_IsString(prompt)
+                                         ? tokens_count_words(prompt->valuestring) + 2
+                                         : cJSON_GetArraySize(prompt);
                 n = 1;
         } else {
-                cJSON_ArrayForEach(item, prompt)
-                {
+                cJSON_ArrayForEach(item, prompt) {
                         if (cJSON_IsString(item)) {
                                 in[n].text = strdup(item->valuestring);
                                 in[n].n_tokens = tokens_count_words(item->valuestring) + 2;
@@ -258,7 +258,8 @@ static enum MHD_Result embd_handle(struct http_request *req, bool oai)
 
                         snprintf(msg, sizeof(msg),
                                  "input (%d tokens) is too large to process. increase the physical "
-                                 "batch size (current batch size: %d)", in[i].n_tokens, EMBD_UBATCH);
+                                 "batch size (current batch size: %d)",
+                                 in[i].n_tokens, EMBD_UBATCH);
                         embd_inputs_free(in, (size_t) n);
                         return infer_error(req, 500, msg, "server_error");
                 }
@@ -308,8 +309,8 @@ static enum MHD_Result embd_handle(struct http_request *req, bool oai)
                 cJSON *usage;
 
                 cJSON_AddStringToObject(root, "model",
-                                        cJSON_IsString(model) ? model->valuestring :
-                                                                infer_model_name());
+                                        cJSON_IsString(model) ? model->valuestring
+                                                              : infer_model_name());
                 cJSON_AddStringToObject(root, "object", "list");
                 usage = cJSON_AddObjectToObject(root, "usage");
                 cJSON_AddNumberToObject(usage, "prompt_tokens", total);
@@ -353,8 +354,8 @@ static double embd_score(const char *query, const char *doc)
         free(d);
         free(q);
         /* as a float, the way the model's output is */
-        return (double) (float) (score + (double) (embd_hash(doc, embd_hash(query, 7)) % 1000) /
-                                                 4000.0);
+        return (double) (float) (score +
+                                 (double) (embd_hash(doc, embd_hash(query, 7)) % 1000) / 4000.0);
 }
 
 struct embd_rank {
@@ -404,15 +405,13 @@ enum MHD_Result embd_rerank(struct http_request *req)
                 docs = cJSON_GetObjectItemCaseSensitive(body, "texts");
         }
         n_docs = cJSON_IsArray(docs) ? cJSON_GetArraySize(docs) : 0;
-        cJSON_ArrayForEach(item, docs)
-        {
+        cJSON_ArrayForEach(item, docs) {
                 if (!cJSON_IsString(item)) {
                         n_docs = 0;
                 }
         }
         if (n_docs == 0) {
-                return infer_reply_error(req, 400,
-                                         "\"documents\" must be a non-empty string array",
+                return infer_reply_error(req, 400, "\"documents\" must be a non-empty string array",
                                          "invalid_request_error");
         }
         top = cJSON_GetObjectItemCaseSensitive(body, "top_n");
@@ -424,8 +423,7 @@ enum MHD_Result embd_rerank(struct http_request *req)
         if (!ranks) {
                 return MHD_NO;
         }
-        cJSON_ArrayForEach(item, docs)
-        {
+        cJSON_ArrayForEach(item, docs) {
                 ranks[i].index = i;
                 ranks[i].score = embd_score(query->valuestring, item->valuestring);
                 total += tokens_count_words(query->valuestring) +
@@ -456,8 +454,8 @@ enum MHD_Result embd_rerank(struct http_request *req)
                 cJSON *usage;
 
                 cJSON_AddStringToObject(root, "model",
-                                        cJSON_IsString(model) ? model->valuestring :
-                                                                infer_model_name());
+                                        cJSON_IsString(model) ? model->valuestring
+                                                              : infer_model_name());
                 cJSON_AddStringToObject(root, "object", "list");
                 usage = cJSON_AddObjectToObject(root, "usage");
                 cJSON_AddNumberToObject(usage, "prompt_tokens", total);

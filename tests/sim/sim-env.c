@@ -85,8 +85,7 @@ static bool env_flag(const char *name)
 {
         const char *s = getenv(name);
 
-        return s && *s && !streq(s, "0") && strcasecmp(s, "false") != 0 &&
-               strcasecmp(s, "no") != 0;
+        return s && *s && !streq(s, "0") && strcasecmp(s, "false") != 0 && strcasecmp(s, "no") != 0;
 }
 
 int env_parse(struct sim_config *cfg)

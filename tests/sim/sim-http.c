@@ -62,9 +62,8 @@ void http_request_drop_body(struct http_request *req)
  * HTTP parser reads as the same empty value. It adds Content-Length and, for errors, puts
  * "Connection: close" first, where cpp-httplib has them in other places: order does not matter.
  */
-static void http_add_headers(struct http_request *req, struct MHD_Response *resp,
-                             unsigned status, const char *content_type, bool stream,
-                             const char *const *extra)
+static void http_add_headers(struct http_request *req, struct MHD_Response *resp, unsigned status,
+                             const char *content_type, bool stream, const char *const *extra)
 {
         MHD_add_response_header(resp, "Server", "llama.cpp");
         MHD_add_response_header(resp, "Access-Control-Allow-Origin",
@@ -81,7 +80,8 @@ static void http_add_headers(struct http_request *req, struct MHD_Response *resp
         }
         /* llama-server closes the connection after an error, or when asked to, and keeps it
          * otherwise */
-        const char *conn = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, "Connection");
+        const char *conn =
+                MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, "Connection");
         if (status >= 400) {
                 MHD_add_response_header(resp, "Connection", "close");
         } else if (conn && strcasecmp(conn, "close") == 0) {
@@ -98,8 +98,7 @@ enum MHD_Result http_reply_extra(struct http_request *req, unsigned status,
         struct MHD_Response *resp;
         enum MHD_Result r;
 
-        resp = MHD_create_response_from_buffer(strlen(body), (void *) body,
-                                               MHD_RESPMEM_MUST_COPY);
+        resp = MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
         if (!resp) {
                 return MHD_NO;
         }
@@ -163,8 +162,9 @@ void http_mark_gone(struct http_request *req)
 enum http_wait_result http_wait(struct http_request *req, int fd, int64_t timeout_ms)
 {
         const union MHD_ConnectionInfo *info;
-        uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
-                                             now_usec(CLOCK_MONOTONIC) + (uint64_t) timeout_ms * USEC_PER_MSEC;
+        uint64_t deadline =
+                timeout_ms < 0 ? UINT64_MAX
+                               : now_usec(CLOCK_MONOTONIC) + (uint64_t) timeout_ms * USEC_PER_MSEC;
 
         info = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (!info) {
@@ -182,10 +182,10 @@ enum http_wait_result http_wait(struct http_request *req, int fd, int64_t timeou
                 int timeout, n;
 
                 /* polled at least once, so a zero timeout still notices a client that left */
-                timeout = deadline == UINT64_MAX ? -1 :
-                          now >= deadline        ? 0 :
-                                                   (int) ((deadline - now + USEC_PER_MSEC - 1) /
-                                                          USEC_PER_MSEC);
+                timeout = deadline == UINT64_MAX ? -1
+                          : now >= deadline
+                                  ? 0
+                                  : (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
                 n = poll(p, fd >= 0 ? 2 : 1, timeout);
                 if (n < 0 && errno != EINTR) {
                         http_mark_gone(req);
@@ -303,9 +303,10 @@ static enum MHD_Result http_dispatch(struct http_request *req)
                 return http_reply_json(req, 404, http_not_found_body);
         }
         if (req->body_too_big) {
-                static const char body[] = "{\"error\":{\"code\":413,\"message\":"
-                                           "\"request body too large\","
-                                           "\"type\":\"invalid_request_error\"}}";
+                static const char body[] =
+                        "{\"error\":{\"code\":413,\"message\":"
+                        "\"request body too large\","
+                        "\"type\":\"invalid_request_error\"}}";
 
                 return http_reply_json(req, 413, body);
         }
@@ -389,9 +390,9 @@ static void http_body_parse(struct http_request *req)
         req->json = cJSON_ParseWithLengthOpts(req->body, req->body_len + 1, &end, 1);
         if (!req->json) {
                 /* cJSON's global error pointer is shared by all threads; end is this parse's */
-                req->json_error = end && end >= req->body && end <= req->body + req->body_len ?
-                                          (size_t) (end - req->body) :
-                                          req->body_len;
+                req->json_error = end && end >= req->body && end <= req->body + req->body_len
+                                          ? (size_t) (end - req->body)
+                                          : req->body_len;
                 return;
         }
         model = cJSON_GetObjectItemCaseSensitive(req->json, "model");
@@ -426,9 +427,8 @@ static void http_record_start(struct http_request *req)
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
 {
         struct http_request *req = *con_cls;
 
@@ -510,9 +510,8 @@ int http_start(int listen_fd)
                 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                         MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_USE_ITC,
                 0, NULL, NULL, http_access, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-                MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
-                MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_SEC,
+                MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                HTTP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_SEC,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
                 MHD_OPTION_THREAD_STACK_SIZE, HTTP_THREAD_STACK, MHD_OPTION_END);
         if (!http_daemon) {

@@ -26,24 +26,24 @@ struct http_request {
         struct MHD_Connection *connection;
         char method[16];
         char *path;
-        char *origin;       /* the Origin header, echoed as llama-server does; NULL if none */
-        char *body;         /* NUL-terminated; NULL after http_request_drop_body() */
+        char *origin; /* the Origin header, echoed as llama-server does; NULL if none */
+        char *body;   /* NUL-terminated; NULL after http_request_drop_body() */
         size_t body_len;
         size_t body_alloc;
-        bool body_too_big;  /* over HTTP_BODY_MAX: the rest was counted and hashed, not kept */
-        uint64_t body_bytes;        /* as received, including what was not kept */
+        bool body_too_big;   /* over HTTP_BODY_MAX: the rest was counted and hashed, not kept */
+        uint64_t body_bytes; /* as received, including what was not kept */
         struct sha256 body_hash;
         char body_sha256[SHA256_HEX_SIZE];
 
         /* The body parsed once when it is complete, before any route sees it. */
-        cJSON *json;        /* NULL when the body is empty or not JSON */
-        size_t json_error;  /* where parsing failed, for json_parse_error_message() */
-        char *model;        /* the body's "model" string, for the records; NULL if none */
-        bool stream;        /* the body's "stream" is true */
+        cJSON *json;       /* NULL when the body is empty or not JSON */
+        size_t json_error; /* where parsing failed, for json_parse_error_message() */
+        char *model;       /* the body's "model" string, for the records; NULL if none */
+        bool stream;       /* the body's "stream" is true */
 
-        unsigned status;    /* the status queued, 0 while none */
-        bool client_gone;   /* the client went away before the response was complete */
-        uint64_t gone_usec; /* CLOCK_MONOTONIC when that was noticed */
+        unsigned status;      /* the status queued, 0 while none */
+        bool client_gone;     /* the client went away before the response was complete */
+        uint64_t gone_usec;   /* CLOCK_MONOTONIC when that was noticed */
         uint64_t tokens_sent; /* generated tokens handed to libmicrohttpd */
 };
 
@@ -51,7 +51,7 @@ typedef enum MHD_Result (*http_handler_t)(struct http_request *req);
 
 struct http_route {
         const char *method;
-        const char *path;   /* "*": any path, for this method only */
+        const char *path; /* "*": any path, for this method only */
         http_handler_t handler;
         bool public_path;   /* answered without the API key, like /health */
         bool while_loading; /* answered before the model is loaded too, like OPTIONS */
@@ -89,8 +89,8 @@ bool http_wait_client_gone(struct http_request *req, int64_t timeout_ms);
 
 enum http_wait_result {
         HTTP_WAIT_TIMEOUT,
-        HTTP_WAIT_GONE,     /* the client went away; the request is marked */
-        HTTP_WAIT_FD,       /* fd became readable */
+        HTTP_WAIT_GONE, /* the client went away; the request is marked */
+        HTTP_WAIT_FD,   /* fd became readable */
 };
 
 /* The same, also returning early when fd (if >= 0) becomes readable. */

@@ -118,8 +118,7 @@ static int infer_count_chat_prompt(const cJSON *messages)
         const cJSON *m;
         int n = 0;
 
-        cJSON_ArrayForEach(m, messages)
-        {
+        cJSON_ArrayForEach(m, messages) {
                 const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
                 const cJSON *part;
 
@@ -127,8 +126,7 @@ static int infer_count_chat_prompt(const cJSON *messages)
                 if (cJSON_IsString(content)) {
                         n += tokens_count_words(content->valuestring);
                 } else if (cJSON_IsArray(content)) {
-                        cJSON_ArrayForEach(part, content)
-                        {
+                        cJSON_ArrayForEach(part, content) {
                                 const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
 
                                 if (cJSON_IsString(text)) {
@@ -288,8 +286,7 @@ cJSON *infer_body(struct http_request *req, enum MHD_Result *ret_result)
                 return req->json;
         }
         /* Malformed JSON: 400 since build 11669 (build 10470 answered 500). */
-        msg = json_parse_error_message(req->body ? req->body : "", req->body_len,
-                                       req->json_error);
+        msg = json_parse_error_message(req->body ? req->body : "", req->body_len, req->json_error);
         *ret_result = infer_error(req, 400, msg ? msg : "parse error", "invalid_request_error");
         free(msg);
         return NULL;
@@ -400,9 +397,9 @@ cJSON *infer_params_json(const struct infer_params *p, bool full)
         cJSON_AddNumberToObject(g, "dry_allowed_length", 2);
         cJSON_AddNumberToObject(g, "dry_penalty_last_n", 64);
         if (full) {
-                cJSON_AddItemToObject(g, "dry_sequence_breakers",
-                                      cJSON_CreateStringArray(breakers,
-                                                              (int) ELEMENTSOF(breakers)));
+                cJSON_AddItemToObject(
+                        g, "dry_sequence_breakers",
+                        cJSON_CreateStringArray(breakers, (int) ELEMENTSOF(breakers)));
         }
         cJSON_AddNumberToObject(g, "mirostat", 0);
         json_add_double(g, "mirostat_tau", 5.0);
@@ -469,7 +466,8 @@ static cJSON *infer_native_final(const struct infer_job *j)
         cJSON_AddStringToObject(o, "prompt", j->prompt ? j->prompt : "");
         cJSON_AddFalseToObject(o, "has_new_line");
         cJSON_AddFalseToObject(o, "truncated");
-        cJSON_AddStringToObject(o, "stop_type", streq(infer_finish_reason(j), "stop") ? "eos" : "limit");
+        cJSON_AddStringToObject(o, "stop_type",
+                                streq(infer_finish_reason(j), "stop") ? "eos" : "limit");
         cJSON_AddStringToObject(o, "stopping_word", "");
         cJSON_AddNumberToObject(o, "tokens_cached", cached > 0 ? cached : 0);
         cJSON_AddItemToObject(o, "timings", infer_timings(j));
@@ -517,7 +515,8 @@ static cJSON *infer_oai_completion_object(const struct infer_job *j, const char 
         cJSON *o = cJSON_CreateObject();
         const char *text = word ? word : (j->stream ? "" : j->text);
 
-        cJSON_AddItemToObject(o, "choices", infer_text_choice(text, word ? NULL : infer_finish_reason(j)));
+        cJSON_AddItemToObject(o, "choices",
+                              infer_text_choice(text, word ? NULL : infer_finish_reason(j)));
         infer_add_meta(o, j, "text_completion", false);
         if (!word) {
                 cJSON_AddItemToObject(o, "usage", infer_usage(j));
@@ -624,8 +623,8 @@ static int infer_wait_token(struct infer_job *j)
         if (j->lock) {
                 return sim_phase() == SIM_STOPPING ? infer_hold(j) : 0;
         }
-        if (sim_phase() != SIM_STOPPING &&
-            !http_wait_client_gone(j->req, sim_config.token_ms) && sim_phase() != SIM_STOPPING) {
+        if (sim_phase() != SIM_STOPPING && !http_wait_client_gone(j->req, sim_config.token_ms) &&
+            sim_phase() != SIM_STOPPING) {
                 return 0;
         }
         return infer_hold(j);
@@ -675,7 +674,8 @@ static int infer_next_token(struct infer_job *j, const char **ret_word, enum inf
         /* LLAMA_SIM_PROMPT_MS: the prompt is read before the first token; generation's time
          * starts after it, as llama-server's timings count them apart. */
         if (j->n_decoded == 0 && sim_config.prompt_ms >= 0 && !j->lock) {
-                if (sim_phase() != SIM_STOPPING && http_wait_client_gone(j->req, sim_config.prompt_ms)) {
+                if (sim_phase() != SIM_STOPPING &&
+                    http_wait_client_gone(j->req, sim_config.prompt_ms)) {
                         return infer_hold(j);
                 }
                 j->t_prompt = now_usec(CLOCK_MONOTONIC) - j->t_start;
@@ -875,11 +875,10 @@ static int infer_stream_step(struct infer_job *j)
                                 break;
                         case INFER_OAI_CHAT:
                                 delta = cJSON_CreateObject();
-                                cJSON_AddStringToObject(delta,
-                                                        kind == INFER_REASONING ?
-                                                                "reasoning_content" :
-                                                                "content",
-                                                        word);
+                                cJSON_AddStringToObject(
+                                        delta,
+                                        kind == INFER_REASONING ? "reasoning_content" : "content",
+                                        word);
                                 j->pending = infer_sse(infer_chat_chunk(j, delta, NULL, false));
                                 break;
                         case INFER_ANTHROPIC:
@@ -914,8 +913,9 @@ static int infer_stream_step(struct infer_job *j)
                                 j->step = INFER_STEP_DONE;
                                 break;
                         case INFER_OAI_CHAT:
-                                j->pending = infer_sse(infer_chat_chunk(
-                                        j, cJSON_CreateObject(), infer_finish_reason(j), !j->include_usage));
+                                j->pending = infer_sse(infer_chat_chunk(j, cJSON_CreateObject(),
+                                                                        infer_finish_reason(j),
+                                                                        !j->include_usage));
                                 j->step = j->include_usage ? INFER_STEP_USAGE : INFER_STEP_DONE;
                                 break;
                         case INFER_ANTHROPIC:
@@ -958,8 +958,7 @@ static int infer_stream_step(struct infer_job *j)
                                 return r;
                         }
                         body = infer_injected_error_body(j);
-                        SRV_ERR("send_error", "task id = %u, error: %s", j->task,
-                                body ? body : "");
+                        SRV_ERR("send_error", "task id = %u, error: %s", j->task, body ? body : "");
                         if (j->api == INFER_ANTHROPIC) {
                                 j->pending = apis_messages_error_event(j);
                         } else if (!body || asprintf(&j->pending, "data: %s\n\n", body) < 0) {
@@ -1068,8 +1067,9 @@ enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
 
         if (sim_config.embedding) {
                 /* an embedding context computes no logits: the task fails at once */
-                static const char msg[] = "the current context does not support logits "
-                                          "computation. skipping";
+                static const char msg[] =
+                        "the current context does not support logits "
+                        "computation. skipping";
 
                 SRV_ERR("send_error", "task id = %u, error: %s", j->task, msg);
                 infer_job_free(j);
@@ -1115,8 +1115,7 @@ enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
                 if (f > 0) {
                         /* a non-streamed request gets the error as its answer */
                         body = infer_injected_error_body(j);
-                        SRV_ERR("send_error", "task id = %u, error: %s", j->task,
-                                body ? body : "");
+                        SRV_ERR("send_error", "task id = %u, error: %s", j->task, body ? body : "");
                         r = body ? http_reply_json(req, 500, body) : MHD_NO;
                         free(body);
                         infer_release(j);
@@ -1165,8 +1164,8 @@ int infer_default_n_predict(int requested)
         return sim_config.n_predict > 0 ? sim_config.n_predict : INFER_DEFAULT_N_PREDICT;
 }
 
-struct infer_job *infer_job_new(struct http_request *req, enum infer_api api,
-                                const cJSON *body, enum MHD_Result *ret_result)
+struct infer_job *infer_job_new(struct http_request *req, enum infer_api api, const cJSON *body,
+                                enum MHD_Result *ret_result)
 {
         const cJSON *opts, *temp;
         struct infer_job *j;
@@ -1183,8 +1182,7 @@ struct infer_job *infer_job_new(struct http_request *req, enum infer_api api,
         j->api = api;
         j->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream"));
         opts = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
-        j->include_usage =
-                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+        j->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
         temp = cJSON_GetObjectItemCaseSensitive(body, "temperature");
         j->temperature = cJSON_IsNumber(temp) ? temp->valuedouble : 0.8;
         /* the task's format: the request's, else the server's, else what "auto" becomes */
@@ -1217,14 +1215,13 @@ void infer_setup_thinking(struct infer_job *j, const cJSON *body, int request_bu
         const cJSON *format = cJSON_GetObjectItemCaseSensitive(body, "reasoning_format");
         const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(body, "chat_template_kwargs");
         const cJSON *enable = cJSON_GetObjectItemCaseSensitive(kwargs, "enable_thinking");
-        int budget = sim_config.reasoning_budget >= 0 ? sim_config.reasoning_budget :
-                                                        request_budget;
+        int budget =
+                sim_config.reasoning_budget >= 0 ? sim_config.reasoning_budget : request_budget;
 
         j->think = infer_is_deepseek(sim_config.reasoning_format);
         if (cJSON_IsString(format) && !streq(format->valuestring, "auto")) {
                 j->think = infer_is_deepseek(format->valuestring);
-                j->reasoning_format = infer_is_deepseek(format->valuestring) ? "deepseek" :
-                                                                               "none";
+                j->reasoning_format = infer_is_deepseek(format->valuestring) ? "deepseek" : "none";
         }
         if (cJSON_IsFalse(enable) || budget == 0 || j->n_predict < 2) {
                 j->think = false;
@@ -1339,14 +1336,13 @@ static char *infer_infill_prompt(const cJSON *body, int *ret_n_prompt)
         char *text = strdup("<|repo_name|>myproject\n"), *p;
         int n = 3 + tokens_count_words(pre) + tokens_count_words(suf) + tokens_count_words(mid);
 
-        cJSON_ArrayForEach(chunk, extra)
-        {
+        cJSON_ArrayForEach(chunk, extra) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(chunk, "text");
                 const cJSON *f = cJSON_GetObjectItemCaseSensitive(chunk, "filename");
 
-                if (!text || asprintf(&p, "%s<|file_sep|>%s\n%s", text,
-                                      cJSON_IsString(f) ? f->valuestring : "tmp",
-                                      t->valuestring) < 0) {
+                if (!text ||
+                    asprintf(&p, "%s<|file_sep|>%s\n%s", text,
+                             cJSON_IsString(f) ? f->valuestring : "tmp", t->valuestring) < 0) {
                         free(text);
                         return NULL;
                 }
@@ -1354,8 +1350,9 @@ static char *infer_infill_prompt(const cJSON *body, int *ret_n_prompt)
                 text = p;
                 n += 2 + tokens_count_words(t->valuestring);
         }
-        if (!text || asprintf(&p, "%s<|file_sep|>filename\n<|fim_prefix|>%s%s<|fim_suffix|>%s"
-                                  "<|fim_middle|>",
+        if (!text || asprintf(&p,
+                              "%s<|file_sep|>filename\n<|fim_prefix|>%s%s<|fim_suffix|>%s"
+                              "<|fim_middle|>",
                               text, pre, mid, suf) < 0) {
                 free(text);
                 return NULL;
@@ -1391,8 +1388,7 @@ enum MHD_Result infer_infill(struct http_request *req)
                                          "string, \"text\": string}",
                                          "invalid_request_error");
         }
-        cJSON_ArrayForEach(chunk, extra)
-        {
+        cJSON_ArrayForEach(chunk, extra) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(chunk, "text");
                 const cJSON *f = cJSON_GetObjectItemCaseSensitive(chunk, "filename");
 
@@ -1412,16 +1408,14 @@ enum MHD_Result infer_infill(struct http_request *req)
         /* llama-server notes a missing prefix or suffix but goes on, and then data.at() throws
          * out of the handler: ex_wrapper's 500 is what the client gets */
         if (!cJSON_GetObjectItemCaseSensitive(body, "input_prefix")) {
-                return infer_error(
-                        req, 500,
-                        "[json.exception.out_of_range.403] key 'input_prefix' not found",
-                        "server_error");
+                return infer_error(req, 500,
+                                   "[json.exception.out_of_range.403] key 'input_prefix' not found",
+                                   "server_error");
         }
         if (!cJSON_GetObjectItemCaseSensitive(body, "input_suffix")) {
-                return infer_error(
-                        req, 500,
-                        "[json.exception.out_of_range.403] key 'input_suffix' not found",
-                        "server_error");
+                return infer_error(req, 500,
+                                   "[json.exception.out_of_range.403] key 'input_suffix' not found",
+                                   "server_error");
         }
         j = infer_job_new(req, INFER_NATIVE, body, &r);
         if (!j) {

@@ -33,9 +33,9 @@
 /* The sampling settings a task reports in /slots and /props ("params"). */
 struct infer_params {
         double temperature;
-        int n_predict;                  /* -1: unlimited */
+        int n_predict; /* -1: unlimited */
         bool stream;
-        const char *reasoning_format;   /* a static string */
+        const char *reasoning_format; /* a static string */
 };
 
 /* The APIs a generation answers in. */
@@ -51,7 +51,7 @@ enum infer_api {
 enum infer_kind {
         INFER_CONTENT,
         INFER_REASONING,
-        INFER_HIDDEN,         /* the end of the thinking: generated, shown nowhere */
+        INFER_HIDDEN, /* the end of the thinking: generated, shown nowhere */
 };
 
 /* The events of a stream, in order; each API skips the ones it does not send. */
@@ -61,7 +61,7 @@ enum infer_step {
         INFER_STEP_FINAL,
         INFER_STEP_USAGE,
         INFER_STEP_DONE,
-        INFER_STEP_ERROR,     /* LLAMA_SIM_ERROR_AFTER_TOKENS: the last event */
+        INFER_STEP_ERROR, /* LLAMA_SIM_ERROR_AFTER_TOKENS: the last event */
         INFER_STEP_END,
 };
 
@@ -69,8 +69,8 @@ enum infer_step {
 #define INFER_QUEUE_MAX 8
 
 struct infer_event {
-        char *sse;            /* "event: ...\ndata: ...\n\n" or "data: ...\n\n" */
-        bool token;           /* carries a generated token: counted in tokens_sent */
+        char *sse;  /* "event: ...\ndata: ...\n\n" or "data: ...\n\n" */
+        bool token; /* carries a generated token: counted in tokens_sent */
 };
 
 /* One generation: what a handler asked for, and what has been made so far. */
@@ -82,25 +82,25 @@ struct infer_job {
         int n_predict;
         int n_prompt;
         int n_decoded;
-        int slot;                 /* the slot in the logs and answers */
-        bool slot_held;           /* false: all slots were busy ("deferred") */
-        bool acquired;            /* counted in /metrics until released */
+        int slot;       /* the slot in the logs and answers */
+        bool slot_held; /* false: all slots were busy ("deferred") */
+        bool acquired;  /* counted in /metrics until released */
         bool released;
         unsigned task;
         double temperature;
         const char *reasoning_format;
         bool think;
-        int n_think;              /* reasoning tokens before the hidden one */
+        int n_think; /* reasoning tokens before the hidden one */
         char id[48];
         long long created;
         char *prompt;
-        char *text;               /* the content so far */
+        char *text; /* the content so far */
         size_t text_len;
-        char *reasoning;          /* the reasoning_content so far */
+        char *reasoning; /* the reasoning_content so far */
         size_t reasoning_len;
-        uint64_t t_start;         /* generation began (after the prompt) */
+        uint64_t t_start; /* generation began (after the prompt) */
         uint64_t t_end;
-        uint64_t t_prompt;        /* LLAMA_SIM_PROMPT_MS: the prompt's time, as measured */
+        uint64_t t_prompt; /* LLAMA_SIM_PROMPT_MS: the prompt's time, as measured */
 
         /* the Responses API's ids, and which blocks (items) a stream has opened */
         char resp_id[48];
@@ -161,8 +161,8 @@ enum MHD_Result infer_reply_json(struct http_request *req, cJSON *o);
  * llama-server reads them: NULL with *ret_result set when the answer is given already (a 400 for
  * a field of the wrong type) or cannot be (out of memory).
  */
-struct infer_job *infer_job_new(struct http_request *req, enum infer_api api,
-                                const cJSON *body, enum MHD_Result *ret_result);
+struct infer_job *infer_job_new(struct http_request *req, enum infer_api api, const cJSON *body,
+                                enum MHD_Result *ret_result);
 /* Thinking as the server's flags and, for a body given, the request's reasoning_format and
  * chat_template_kwargs.enable_thinking say; request_budget: the request's own thinking budget,
  * which counts only when the server sets none (-1: none). */

@@ -118,9 +118,10 @@ char *json_parse_error_message(const char *body, size_t len, size_t where)
                 }
         }
         if (len == 0) {
-                return strdup("[json.exception.parse_error.101] parse error at line 1, column 1: "
-                              "attempting to parse an empty input; check that your input string "
-                              "or stream contains the expected JSON");
+                return strdup(
+                        "[json.exception.parse_error.101] parse error at line 1, column 1: "
+                        "attempting to parse an empty input; check that your input string "
+                        "or stream contains the expected JSON");
         }
         /* The context is where the offending literal began ("{no": at the "n"). */
         size_t token = off;

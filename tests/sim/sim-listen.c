@@ -94,9 +94,9 @@ static int listen_tcp(const char *host, int port, char **ret_address)
                 socklen_t len = sizeof(ss);
 
                 if (getsockname(fd, (struct sockaddr *) &ss, &len) == 0) {
-                        port = ntohs(ss.ss_family == AF_INET6 ?
-                                             ((struct sockaddr_in6 *) &ss)->sin6_port :
-                                             ((struct sockaddr_in *) &ss)->sin_port);
+                        port = ntohs(ss.ss_family == AF_INET6
+                                             ? ((struct sockaddr_in6 *) &ss)->sin6_port
+                                             : ((struct sockaddr_in *) &ss)->sin_port);
                 }
         }
         if (asprintf(ret_address, "http://%s:%d", host, port) < 0) {

@@ -26,7 +26,8 @@ static enum MHD_Result route_health(struct http_request *req)
 
         /* LLAMA_SIM_HEALTH_HANG_AFTER_MS: the request is read and never answered, as by a
          * server whose HTTP thread is stuck; the process and other paths stay alive */
-        if (hang >= 0 && now_usec(CLOCK_MONOTONIC) >= sim_state.ready_usec + (uint64_t) hang * USEC_PER_MSEC) {
+        if (hang >= 0 &&
+            now_usec(CLOCK_MONOTONIC) >= sim_state.ready_usec + (uint64_t) hang * USEC_PER_MSEC) {
                 (void) http_wait_client_gone(req, -1);
                 return MHD_NO;
         }
@@ -126,12 +127,14 @@ static enum MHD_Result route_root(struct http_request *req)
  */
 static enum MHD_Result route_options(struct http_request *req)
 {
+        /* clang-format off */
         static const char *const headers[] = {
                 "Access-Control-Allow-Credentials", "true",
                 "Access-Control-Allow-Methods",     "GET, POST, DELETE, OPTIONS",
                 "Access-Control-Allow-Headers",     "*",
                 NULL,
         };
+        /* clang-format on */
 
         return http_reply_extra(req, 200, "text/html", "", headers);
 }
@@ -150,10 +153,11 @@ static enum MHD_Result route_props(struct http_request *req)
         static const char *const caps_true[] = { "supports_string_content",
                                                  "supports_system_role" };
         static const char *const caps[] = {
-                "supports_object_arguments", "supports_parallel_tool_calls",
+                "supports_object_arguments",   "supports_parallel_tool_calls",
                 "supports_preserve_reasoning", "supports_reasoning_effort",
-                "supports_string_content", "supports_system_role", "supports_tool_calls",
-                "supports_tools", "supports_typed_content",
+                "supports_string_content",     "supports_system_role",
+                "supports_tool_calls",         "supports_tools",
+                "supports_typed_content",
         };
         cJSON *root = cJSON_CreateObject(), *dgs, *mod, *c;
         struct infer_params params;
@@ -236,8 +240,7 @@ static enum MHD_Result route_slots(struct http_request *req)
                                          "not_supported_error");
         }
         slots = slots_json();
-        cJSON_ArrayForEach(s, slots)
-        {
+        cJSON_ArrayForEach(s, slots) {
                 idle = idle || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(s, "is_processing"));
         }
         if (fail && *fail && !idle) {
@@ -291,9 +294,9 @@ static enum MHD_Result route_sim_step(struct http_request *req)
                                          "invalid_request_error");
         }
         /* more than a stream could ever use, and no overflow in the cast */
-        released = lockstep_release(!n                      ? 1 :
-                                    n->valuedouble > 1e12 ? (uint64_t) 1e12 :
-                                                            (uint64_t) n->valuedouble);
+        released = lockstep_release(!n                      ? 1
+                                    : n->valuedouble > 1e12 ? (uint64_t) 1e12
+                                                            : (uint64_t) n->valuedouble);
         snprintf(body, sizeof(body), "{\"released\":%u}", released);
         return http_reply_json(req, 200, body);
 }

@@ -11,9 +11,9 @@
 
 struct sha256 {
         uint32_t h[8];
-        uint64_t length;      /* bytes fed so far */
+        uint64_t length; /* bytes fed so far */
         uint8_t block[64];
-        size_t fill;          /* bytes waiting in block */
+        size_t fill; /* bytes waiting in block */
 };
 
 #define SHA256_HEX_SIZE 65

@@ -9,9 +9,9 @@
 #define SLOTS_MAX 256
 
 struct slot {
-        bool used;          /* has had a task: /slots then shows its details */
+        bool used; /* has had a task: /slots then shows its details */
         bool busy;
-        uint64_t t_last;    /* when it was last released, for the LRU choice */
+        uint64_t t_last; /* when it was last released, for the LRU choice */
         unsigned task;
         int n_prompt;
         int n_decoded;
@@ -30,7 +30,7 @@ static struct {
         uint64_t n_decode;
         uint64_t n_busy_slots;
         uint64_t n_tokens_max;
-        unsigned processing;        /* running, in a slot or not */
+        unsigned processing; /* running, in a slot or not */
 } metrics;
 
 static int slots_count(void)
@@ -81,8 +81,7 @@ void slots_progress(int slot, int n_decoded)
         pthread_mutex_unlock(&slots_mutex);
 }
 
-void slots_release(int slot, int n_prompt, double prompt_ms, int n_predicted,
-                   double predicted_ms)
+void slots_release(int slot, int n_prompt, double prompt_ms, int n_predicted, double predicted_ms)
 {
         pthread_mutex_lock(&slots_mutex);
         if (slot >= 0 && slot < SLOTS_MAX) {
@@ -126,9 +125,9 @@ cJSON *slots_json(void)
                         cJSON_AddBoolToObject(nt, "has_next_token", s->busy);
                         cJSON_AddFalseToObject(nt, "has_new_line");
                         cJSON_AddNumberToObject(nt, "n_remain",
-                                                s->busy && s->params.n_predict >= 0 ?
-                                                        s->params.n_predict - s->n_decoded :
-                                                        -1);
+                                                s->busy && s->params.n_predict >= 0
+                                                        ? s->params.n_predict - s->n_decoded
+                                                        : -1);
                         cJSON_AddNumberToObject(nt, "n_decoded", s->busy ? s->n_decoded : 0);
                         cJSON_AddItemToArray(next, nt);
                 }
@@ -169,8 +168,7 @@ char *slots_metrics_text(void)
                                  "Number of generation tokens processed",
                                  (double) metrics.predicted_tokens };
         m[4] = (struct metric) { "tokens_predicted_seconds_total", "counter",
-                                 "Total time spent generating tokens",
-                                 metrics.predicted_ms / 1e3 };
+                                 "Total time spent generating tokens", metrics.predicted_ms / 1e3 };
         m[5] = (struct metric) { "n_decode_total", "counter",
                                  "Total number of llama_decode() calls, excluding speculative "
                                  "decoding and multimodal decoding",
@@ -188,15 +186,15 @@ char *slots_metrics_text(void)
                                  0.0 };
         m[10] = (struct metric) { "prompt_tokens_seconds", "gauge",
                                   "Average prompt throughput in tokens/s",
-                                  metrics.prompt_ms > 0 ? 1e3 * (double) metrics.prompt_tokens /
-                                                                  metrics.prompt_ms :
-                                                          0.0 };
+                                  metrics.prompt_ms > 0
+                                          ? 1e3 * (double) metrics.prompt_tokens / metrics.prompt_ms
+                                          : 0.0 };
         m[11] = (struct metric) { "predicted_tokens_seconds", "gauge",
                                   "Average generation throughput in tokens/s",
-                                  metrics.predicted_ms > 0 ?
-                                          1e3 * (double) metrics.predicted_tokens /
-                                                  metrics.predicted_ms :
-                                          0.0 };
+                                  metrics.predicted_ms > 0
+                                          ? 1e3 * (double) metrics.predicted_tokens /
+                                                    metrics.predicted_ms
+                                          : 0.0 };
         m[12] = (struct metric) { "requests_processing", "gauge", "Number of requests processing",
                                   (double) processing };
         m[13] = (struct metric) { "requests_deferred", "gauge", "Number of requests deferred",
@@ -204,8 +202,8 @@ char *slots_metrics_text(void)
         m[14] = (struct metric) { "n_busy_slots_per_decode", "gauge",
                                   "Average number of busy slots per llama_decode() call",
                                   metrics.n_decode > 0 ? (double) metrics.n_busy_slots /
-                                                                 (double) metrics.n_decode :
-                                                         0.0 };
+                                                                 (double) metrics.n_decode
+                                                       : 0.0 };
         pthread_mutex_unlock(&slots_mutex);
 
         /* two passes: measure, then write */

@@ -19,8 +19,7 @@ int slots_acquire(const struct infer_params *params, unsigned task, int n_prompt
 void slots_progress(int slot, int n_decoded);
 
 /* The request in slot ended, having evaluated n_prompt tokens and predicted n_predicted. */
-void slots_release(int slot, int n_prompt, double prompt_ms, int n_predicted,
-                   double predicted_ms);
+void slots_release(int slot, int n_prompt, double prompt_ms, int n_predicted, double predicted_ms);
 
 /* GET /slots: an array as server_task_result_slots::to_json() writes it. */
 cJSON *slots_json(void);

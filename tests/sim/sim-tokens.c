@@ -103,9 +103,11 @@ static size_t tokens_next(const char *s)
 static bool tokens_valid_utf8(const unsigned char *s, size_t len)
 {
         for (size_t i = 0; i < len;) {
-                size_t n = s[i] < 0x80 ? 1 : (s[i] & 0xe0) == 0xc0 ? 2 :
-                                         (s[i] & 0xf0) == 0xe0 ? 3 :
-                                         (s[i] & 0xf8) == 0xf0 ? 4 : 0;
+                size_t n = s[i] < 0x80             ? 1
+                           : (s[i] & 0xe0) == 0xc0 ? 2
+                           : (s[i] & 0xf0) == 0xe0 ? 3
+                           : (s[i] & 0xf8) == 0xf0 ? 4
+                                                   : 0;
 
                 if (n == 0 || i + n > len) {
                         return false;
@@ -171,8 +173,7 @@ enum MHD_Result tokens_tokenize(struct http_request *req)
         if (cJSON_IsString(content)) {
                 tokens_add_text(tokens, content->valuestring, with_pieces);
         } else if (cJSON_IsArray(content)) {
-                cJSON_ArrayForEach(item, content)
-                {
+                cJSON_ArrayForEach(item, content) {
                         if (cJSON_IsNumber(item)) {
                                 const char *p = tokens_piece((int32_t) item->valuedouble);
 
@@ -205,8 +206,7 @@ enum MHD_Result tokens_detokenize(struct http_request *req)
                                    "object",
                                    "server_error");
         }
-        cJSON_ArrayForEach(item, tokens)
-        {
+        cJSON_ArrayForEach(item, tokens) {
                 if (!cJSON_IsNumber(item)) {
                         /* nlohmann's get<llama_tokens>() throws, ex_wrapper answers */
                         return infer_error(req, 500,
@@ -221,8 +221,7 @@ enum MHD_Result tokens_detokenize(struct http_request *req)
                 return MHD_NO;
         }
         text[0] = '\0';
-        cJSON_ArrayForEach(item, tokens)
-        {
+        cJSON_ArrayForEach(item, tokens) {
                 const char *p = tokens_piece((int32_t) item->valuedouble);
                 size_t n = strlen(p);
 
@@ -265,8 +264,7 @@ static void tokens_content_text(const cJSON *content, char **buf, size_t *len, s
         if (cJSON_IsString(content)) {
                 tokens_append(buf, len, size, content->valuestring);
         } else if (cJSON_IsArray(content)) {
-                cJSON_ArrayForEach(part, content)
-                {
+                cJSON_ArrayForEach(part, content) {
                         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
 
                         if (cJSON_IsString(text)) {
@@ -292,8 +290,7 @@ char *tokens_chat_prompt(const cJSON *messages, const char **ret_error)
                 return NULL;
         }
         buf[0] = '\0';
-        cJSON_ArrayForEach(m, messages)
-        {
+        cJSON_ArrayForEach(m, messages) {
                 const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
 
                 if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {

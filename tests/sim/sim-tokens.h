@@ -20,8 +20,8 @@ int tokens_count_words(const char *s);
 /* The id of one token's text. */
 int32_t tokens_id(const char *piece, size_t len);
 
-enum MHD_Result tokens_tokenize(struct http_request *req);      /* POST /tokenize */
-enum MHD_Result tokens_detokenize(struct http_request *req);    /* POST /detokenize */
+enum MHD_Result tokens_tokenize(struct http_request *req);       /* POST /tokenize */
+enum MHD_Result tokens_detokenize(struct http_request *req);     /* POST /detokenize */
 enum MHD_Result tokens_apply_template(struct http_request *req); /* POST /apply-template */
 
 /*

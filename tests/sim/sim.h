@@ -34,24 +34,24 @@
 
 struct sim_config {
         /* From the command line, as llama-server reads it. */
-        const char *model;          /* -m; NULL means router mode, which is not simulated */
-        const char *alias;          /* first name of -a, or NULL */
-        const char *host;           /* --host, default 127.0.0.1; "*.sock" means a unix socket */
-        int port;                   /* --port, default 8080 */
-        int ctx_size;               /* -c, 0 = from the model */
-        int n_predict;              /* -n, -1 = until the context is full */
-        int n_parallel;             /* -np, -1 = auto (4) */
-        int verbosity;              /* -lv, 3 = info */
-        bool log_disable;           /* --log-disable */
-        bool embedding;             /* --embedding, or implied by --reranking */
-        const char *pooling;        /* --pooling, NULL = the model's; --reranking sets "rank" */
-        bool endpoint_metrics;      /* --metrics */
-        bool endpoint_slots;        /* --slots (default) / --no-slots */
-        bool endpoint_props;        /* --props */
-        bool ui;                    /* --ui (default) / --no-ui; GET / is a 404 either way */
+        const char *model;            /* -m; NULL means router mode, which is not simulated */
+        const char *alias;            /* first name of -a, or NULL */
+        const char *host;             /* --host, default 127.0.0.1; "*.sock" means a unix socket */
+        int port;                     /* --port, default 8080 */
+        int ctx_size;                 /* -c, 0 = from the model */
+        int n_predict;                /* -n, -1 = until the context is full */
+        int n_parallel;               /* -np, -1 = auto (4) */
+        int verbosity;                /* -lv, 3 = info */
+        bool log_disable;             /* --log-disable */
+        bool embedding;               /* --embedding, or implied by --reranking */
+        const char *pooling;          /* --pooling, NULL = the model's; --reranking sets "rank" */
+        bool endpoint_metrics;        /* --metrics */
+        bool endpoint_slots;          /* --slots (default) / --no-slots */
+        bool endpoint_props;          /* --props */
+        bool ui;                      /* --ui (default) / --no-ui; GET / is a 404 either way */
         const char *reasoning_format; /* --reasoning-format, NULL = "auto" */
-        int reasoning_budget;       /* --reasoning-budget, -1 = unlimited */
-        const char *api_key;        /* --api-key, may be a comma-separated list */
+        int reasoning_budget;         /* --reasoning-budget, -1 = unlimited */
+        const char *api_key;          /* --api-key, may be a comma-separated list */
         int argc;
         char **argv;
 
@@ -62,34 +62,34 @@ struct sim_config {
         int64_t exit_after_ms;
         int64_t health_hang_after_ms;
         int64_t hold_ms;
-        int64_t token_ms;           /* 0 = as fast as possible */
-        int64_t prompt_ms;          /* LLAMA_SIM_PROMPT_MS: time before the first token */
-        int64_t eos_after_tokens;   /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
-        bool lockstep;              /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
-        int64_t exit_after_tokens;  /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
+        int64_t token_ms;          /* 0 = as fast as possible */
+        int64_t prompt_ms;         /* LLAMA_SIM_PROMPT_MS: time before the first token */
+        int64_t eos_after_tokens;  /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
+        bool lockstep;             /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
+        int64_t exit_after_tokens; /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
         int64_t stall_after_tokens;
         int64_t error_after_tokens;
         int exit_code;
-        int exit_signal;            /* 0 = exit with exit_code instead */
+        int exit_signal; /* 0 = exit with exit_code instead */
         const char *record_path;
         const char *marker;
-        int64_t gpu_mb;             /* LLAMA_SIM_GPU_MB: MiB it "uses" once loaded, -1 = unset */
-        const char *fake_nvml;      /* LLMD_FAKE_NVML: where it says so (tests/nvml-fake) */
+        int64_t gpu_mb;        /* LLAMA_SIM_GPU_MB: MiB it "uses" once loaded, -1 = unset */
+        const char *fake_nvml; /* LLMD_FAKE_NVML: where it says so (tests/nvml-fake) */
 };
 
 enum sim_phase {
         SIM_LOADING,
         SIM_READY,
-        SIM_STOPPING,               /* first SIGTERM seen, waiting for open requests to end */
+        SIM_STOPPING, /* first SIGTERM seen, waiting for open requests to end */
 };
 
 struct sim_state {
-        int phase;                  /* enum sim_phase, atomic */
-        uint64_t ready_usec;        /* CLOCK_MONOTONIC when the model was loaded */
-        int open_requests;          /* atomic */
-        int wake_fd;                /* eventfd: main() rereads open_requests when it fires */
-        unsigned task_counter;      /* atomic, for slot log lines */
-        long long start_time;       /* time(NULL) at start, for /metrics */
+        int phase;             /* enum sim_phase, atomic */
+        uint64_t ready_usec;   /* CLOCK_MONOTONIC when the model was loaded */
+        int open_requests;     /* atomic */
+        int wake_fd;           /* eventfd: main() rereads open_requests when it fires */
+        unsigned task_counter; /* atomic, for slot log lines */
+        long long start_time;  /* time(NULL) at start, for /metrics */
 };
 
 extern struct sim_config sim_config;

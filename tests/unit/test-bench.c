@@ -16,14 +16,16 @@ static void feed(BenchRun *r, const char *s, uint64_t at)
 
 static const char *chunk(char *buf, size_t size, const char *key, const char *text)
 {
-        snprintf(buf, size,
-                 "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"%s\":\"%s\"}}],"
-                 "\"object\":\"chat.completion.chunk\"}\n\n",
-                 key, text);
+        snprintf(
+                buf, size,
+                "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"%s\":\"%s\"}}],"
+                "\"object\":\"chat.completion.chunk\"}\n\n",
+                key, text);
         return buf;
 }
 
-static void final(BenchRun *r, const char *finish, int predicted_n, double predicted_ms, uint64_t at)
+static void final(BenchRun *r, const char *finish, int predicted_n, double predicted_ms,
+                  uint64_t at)
 {
         char buf[512];
 
@@ -43,12 +45,15 @@ static void stream(BenchRun *r, unsigned max_tokens, int n, const char *finish, 
         char buf[512];
 
         bench_run_init(r, max_tokens, 1000 * MS);
-        feed(r, "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
+        feed(r,
+             "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
              1001 * MS);
         for (int i = 0; i < n; i++) {
-                feed(r, chunk(buf, sizeof(buf), "content", "tok"), (1000 + first_ms + i * step_ms) * MS);
+                feed(r, chunk(buf, sizeof(buf), "content", "tok"),
+                     (1000 + first_ms + i * step_ms) * MS);
         }
-        final(r, finish, n, (double) ((n - 1) * step_ms), (1000 + first_ms + (n - 1) * step_ms) * MS);
+        final(r, finish, n, (double) ((n - 1) * step_ms),
+              (1000 + first_ms + (n - 1) * step_ms) * MS);
         check_inteq(bench_run_finish(r, 200, NULL, false), 0);
 }
 
@@ -75,7 +80,9 @@ TEST(run_split_and_reasoning)
 {
         static const char *const pieces[] = {
                 "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"Hm\"}}]}\r\n\r\n",
-                "da", "ta: {\"choices\":[{\"delta\":{\"reasoning_content\":\"m\"}}]}\n", "\n",
+                "da",
+                "ta: {\"choices\":[{\"delta\":{\"reasoning_content\":\"m\"}}]}\n",
+                "\n",
                 ": a comment\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"\"}}]}\n\n",
                 "data:{\"choices\":[{\"delta\":{\"content\":\"Yes\"}}]}\n\n",
         };
@@ -114,7 +121,8 @@ TEST(run_early_and_errors)
         /* An error event mid-stream, no [DONE]. */
         bench_run_init(&r, 10, 0);
         feed(&r, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n", 5 * MS);
-        feed(&r, "data: {\"error\":{\"code\":500,\"message\":\"simulated failure\",\"type\":\"server_error\"}}\n\n",
+        feed(&r,
+             "data: {\"error\":{\"code\":500,\"message\":\"simulated failure\",\"type\":\"server_error\"}}\n\n",
              6 * MS);
         check_inteq(bench_run_finish(&r, 200, NULL, false), 0);
         check_inteq(r.end, BENCH_END_ERROR);
@@ -124,7 +132,9 @@ TEST(run_early_and_errors)
 
         /* An HTTP error: its JSON body (no newline at the end) says why. */
         bench_run_init(&r, 10, 0);
-        feed(&r, "{\"error\":{\"code\":404,\"message\":\"model 'x' not found\",\"type\":\"not_found_error\"}}", 1);
+        feed(&r,
+             "{\"error\":{\"code\":404,\"message\":\"model 'x' not found\",\"type\":\"not_found_error\"}}",
+             1);
         check_inteq(bench_run_finish(&r, 404, NULL, false), 0);
         check_inteq(r.end, BENCH_END_ERROR);
         check_streq(r.error, "HTTP 404: model 'x' not found");
@@ -185,20 +195,25 @@ static void fixture_init(Fixture *f)
         static const char *const names[] = { "short", "long" };
         static const unsigned max[] = { 20, 40 };
 
-        *f = (Fixture){};
+        *f = (Fixture) {};
         for (size_t t = 0; t < 2; t++) {
-                f->tasks[t] = (BenchTask){ .name = (char *) names[t], .path = (char *) "/x.json",
-                                           .max_tokens = max[t] };
+                f->tasks[t] = (BenchTask) { .name = (char *) names[t],
+                                            .path = (char *) "/x.json",
+                                            .max_tokens = max[t] };
         }
-        f->report = (BenchReport){ .tasks = f->tasks, .n_tasks = 2, .n_runs = 3, .n_models = 3,
-                                   .url = strdup("http://127.0.0.1:8080/v1/chat/completions"),
-                                   .started = "2026-11-29T12:00:00Z" };
+        f->report = (BenchReport) { .tasks = f->tasks,
+                                    .n_tasks = 2,
+                                    .n_runs = 3,
+                                    .n_models = 3,
+                                    .url = strdup("http://127.0.0.1:8080/v1/chat/completions"),
+                                    .started = "2026-11-29T12:00:00Z" };
         f->report.models = calloc(3, sizeof(BenchModel));
         /* slow: 50 tok/s, one short run ends early; fast, m|d: 100 tok/s, a failed long run. */
-        f->report.models[0] = (BenchModel){ .name = strdup("slow"), .swap_sec = 1.5 };
-        f->report.models[1] = (BenchModel){ .name = strdup("fast, m|d"), .swap_sec = NAN };
-        f->report.models[2] = (BenchModel){ .name = strdup("broken"), .swap_sec = NAN,
-                                            .failed = strdup("failed to load: exit status 1") };
+        f->report.models[0] = (BenchModel) { .name = strdup("slow"), .swap_sec = 1.5 };
+        f->report.models[1] = (BenchModel) { .name = strdup("fast, m|d"), .swap_sec = NAN };
+        f->report.models[2] = (BenchModel) { .name = strdup("broken"),
+                                             .swap_sec = NAN,
+                                             .failed = strdup("failed to load: exit status 1") };
         for (size_t i = 0; i < 2; i++) {
                 BenchModel *m = &f->report.models[i];
                 uint64_t step = i == 0 ? 20 : 10;
@@ -215,8 +230,8 @@ static void fixture_init(Fixture *f)
                                         check_inteq(bench_run_finish(r, 200, NULL, false), 0);
                                         continue;
                                 }
-                                stream(r, max[t], early ? 10 : (int) max[t], early ? "stop" : "length",
-                                       30 + k, step);
+                                stream(r, max[t], early ? 10 : (int) max[t],
+                                       early ? "stop" : "length", 30 + k, step);
                         }
                 }
         }
@@ -264,7 +279,8 @@ TEST(formats)
         bench_report_sort(&f.report);
 
         s = print(&f.report, BENCH_FORMAT_TABLE);
-        check_streq(s,
+        check_streq(
+                s,
                 "| Model     | short tok/s   | long tok/s     | short TTFT | long TTFT | Swap   |\n"
                 "|-----------|---------------|----------------|------------|-----------|--------|\n"
                 "| fast, m|d | 100.0 (100.0) | 100.0 (100.0)! |      31 ms |     30 ms | active |\n"
@@ -285,17 +301,23 @@ TEST(formats)
         check(strstr(s, "| fast, m\\|d | 100.0 (100.0) | 100.0 (100.0)! |      31 ms |"));
         check(strstr(s, "| slow       | 50.0 (50.0)\\~ |    50.0 (50.0) |"));
         check(strstr(s, "|------------|--------------:|---------------:|-----------:|"));
-        check(strstr(s, "\n- `~` a run ended before max_tokens; its figures are in the median\n"
-                        "- `!` a run failed; it is left out of the median\n"
-                        "- fast, m|d long run 3: failed: boom\n"));
+        check(strstr(s,
+                     "\n- `~` a run ended before max_tokens; its figures are in the median\n"
+                     "- `!` a run failed; it is left out of the median\n"
+                     "- fast, m|d long run 3: failed: boom\n"));
         free(s);
 
         s = print(&f.report, BENCH_FORMAT_CSV);
-        check(startswith(s, "model,task,max_tokens,runs,complete,early,failed,tok_per_sec,"
-                            "server_tok_per_sec,rate_mismatch,ttft_ms,prompt_ms,tokens,"
-                            "reasoning_tokens,answer_tokens,swap_sec,error\n"));
-        check(strstr(s, "\n\"fast, m|d\",short,20,3,3,0,0,100.000,100.000,false,31.000,40.500,20.000,0.000,20.000,,\n"));
-        check(strstr(s, "\nslow,short,20,3,2,1,0,50.000,50.000,false,31.000,40.500,20.000,0.000,20.000,1.500,\n"));
+        check(startswith(s,
+                         "model,task,max_tokens,runs,complete,early,failed,tok_per_sec,"
+                         "server_tok_per_sec,rate_mismatch,ttft_ms,prompt_ms,tokens,"
+                         "reasoning_tokens,answer_tokens,swap_sec,error\n"));
+        check(strstr(
+                s,
+                "\n\"fast, m|d\",short,20,3,3,0,0,100.000,100.000,false,31.000,40.500,20.000,0.000,20.000,,\n"));
+        check(strstr(
+                s,
+                "\nslow,short,20,3,2,1,0,50.000,50.000,false,31.000,40.500,20.000,0.000,20.000,1.500,\n"));
         check(strstr(s, "\nbroken,long,40,3,0,0,3,,,false,,,,,,,failed to load: exit status 1\n"));
         free(s);
 
@@ -309,12 +331,14 @@ TEST(formats)
         t = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "tasks"), 1);
         check_streq(cJSON_GetObjectItem(t, "task")->valuestring, "long");
         check_inteq(cJSON_GetObjectItem(t, "failed")->valueint, 1);
-        check(cJSON_GetObjectItem(cJSON_GetObjectItem(t, "median"), "tok_per_sec")->valuedouble == 100);
+        check(cJSON_GetObjectItem(cJSON_GetObjectItem(t, "median"), "tok_per_sec")->valuedouble ==
+              100);
         cJSON *run = cJSON_GetArrayItem(cJSON_GetObjectItem(t, "runs"), 2);
         check_streq(cJSON_GetObjectItem(run, "end")->valuestring, "error");
         check_streq(cJSON_GetObjectItem(run, "error")->valuestring, "boom");
         run = cJSON_GetArrayItem(cJSON_GetObjectItem(t, "runs"), 0);
-        check(cJSON_GetObjectItem(cJSON_GetObjectItem(run, "timings"), "predicted_n")->valuedouble == 40);
+        check(cJSON_GetObjectItem(cJSON_GetObjectItem(run, "timings"), "predicted_n")
+                      ->valuedouble == 40);
         m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "models"), 2);
         check_streq(cJSON_GetObjectItem(m, "error")->valuestring, "failed to load: exit status 1");
         check_inteq(cJSON_GetArraySize(cJSON_GetObjectItem(m, "tasks")), 0);
@@ -331,7 +355,7 @@ TEST(mismatch_and_thinking)
         char *s;
 
         report.models = calloc(1, sizeof(BenchModel));
-        report.models[0] = (BenchModel){ .name = strdup("r1"), .swap_sec = 0.25 };
+        report.models[0] = (BenchModel) { .name = strdup("r1"), .swap_sec = 0.25 };
         r = report.models[0].runs = calloc(1, sizeof(BenchRun));
         /* Two thinking tokens and two answer tokens, 10 ms apart: 100 tok/s here, while the
          * server says 120. */
@@ -340,8 +364,9 @@ TEST(mismatch_and_thinking)
         feed(r, "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"b\"}}]}\n\n", 20 * MS);
         feed(r, "data: {\"choices\":[{\"delta\":{\"content\":\"c\"}}]}\n\n", 30 * MS);
         feed(r, "data: {\"choices\":[{\"delta\":{\"content\":\"d\"}}]}\n\n", 40 * MS);
-        feed(r, "data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],\"timings\":{\"predicted_n\":4,"
-                "\"predicted_per_second\":120}}\n\ndata: [DONE]\n\n",
+        feed(r,
+             "data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],\"timings\":{\"predicted_n\":4,"
+             "\"predicted_per_second\":120}}\n\ndata: [DONE]\n\n",
              40 * MS);
         check_inteq(bench_run_finish(r, 200, NULL, false), 0);
         s = print(&report, BENCH_FORMAT_TABLE);
@@ -361,7 +386,7 @@ TEST(order_without_client_rate)
 
         report.models = calloc(3, sizeof(BenchModel));
         for (size_t i = 0; i < 3; i++) {
-                report.models[i] = (BenchModel){ .name = strdup(names[i]), .swap_sec = 1 };
+                report.models[i] = (BenchModel) { .name = strdup(names[i]), .swap_sec = 1 };
         }
         report.models[0].failed = strdup("failed to load: exit status 1");
         report.models[1].runs = calloc(1, sizeof(BenchRun));
@@ -373,8 +398,9 @@ TEST(order_without_client_rate)
         for (int i = 0; i < 8; i++) {
                 strcat(buf, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
         }
-        strcat(buf, "data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],"
-                    "\"timings\":{\"predicted_n\":8,\"predicted_per_second\":500}}\n\n");
+        strcat(buf,
+               "data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],"
+               "\"timings\":{\"predicted_n\":8,\"predicted_per_second\":500}}\n\n");
         feed(r, buf, 5 * MS);
         check_inteq(bench_run_finish(r, 200, NULL, false), 0);
         check(isnan(bench_run_rate(r)) && r->end == BENCH_END_COMPLETE);
@@ -408,16 +434,21 @@ TEST(tasks)
         snprintf(user, sizeof(user), "%s/user", base);
         snprintf(pkg, sizeof(pkg), "%s/pkg", base);
         check(mkdir(user, 0755) == 0 && mkdir(pkg, 0755) == 0);
-        write_task(pkg, "10-short.json", "{\"name\":\"short\",\"prompt\":\"Hi\",\"max_tokens\":128,"
-                                    "\"sampling\":{\"temperature\":0}}");
-        write_task(pkg, "20-medium.json", "{\"name\":\"medium\",\"prompt\":\"Hello\",\"max_tokens\":512}");
-        write_task(pkg, "30-long.json", "{\"name\":\"long\",\"prompt\":\"Hello there\",\"max_tokens\":2048}");
+        write_task(pkg, "10-short.json",
+                   "{\"name\":\"short\",\"prompt\":\"Hi\",\"max_tokens\":128,"
+                   "\"sampling\":{\"temperature\":0}}");
+        write_task(pkg, "20-medium.json",
+                   "{\"name\":\"medium\",\"prompt\":\"Hello\",\"max_tokens\":512}");
+        write_task(pkg, "30-long.json",
+                   "{\"name\":\"long\",\"prompt\":\"Hello there\",\"max_tokens\":2048}");
         write_task(pkg, "README", "not a task");
         /* The user replaces medium, hides long, adds one of their own between. */
-        write_task(user, "20-medium.json", "{\"name\":\"medium\",\"description\":\"mine\",\"prompt\":\"Mine\","
-                                      "\"max_tokens\":300,\"sampling\":{\"top_k\":1,\"temperature\":0.5}}");
+        write_task(user, "20-medium.json",
+                   "{\"name\":\"medium\",\"description\":\"mine\",\"prompt\":\"Mine\","
+                   "\"max_tokens\":300,\"sampling\":{\"top_k\":1,\"temperature\":0.5}}");
         write_task(user, "30-long.json", "");
-        write_task(user, "25-code.json", "{\"name\":\"code\",\"prompt\":\"Code\",\"max_tokens\":64}");
+        write_task(user, "25-code.json",
+                   "{\"name\":\"code\",\"prompt\":\"Code\",\"max_tokens\":64}");
 
         check_inteq(bench_tasks_load(dirs, &t, &n, error, sizeof(error)), 0);
         check_inteq(n, 3);
@@ -430,17 +461,20 @@ TEST(tasks)
 
         /* The request: the defaults, then the task's sampling over them. */
         char *body = bench_task_request(&t[1], "qwen", 300);
-        check_streq(body, "{\"model\":\"qwen\",\"messages\":[{\"role\":\"user\",\"content\":\"Mine\"}],"
-                          "\"max_tokens\":300,\"stream\":true,\"cache_prompt\":false,\"top_k\":1,"
-                          "\"temperature\":0.5}");
+        check_streq(body,
+                    "{\"model\":\"qwen\",\"messages\":[{\"role\":\"user\",\"content\":\"Mine\"}],"
+                    "\"max_tokens\":300,\"stream\":true,\"cache_prompt\":false,\"top_k\":1,"
+                    "\"temperature\":0.5}");
         free(body);
         body = bench_task_request(&t[0], "gemma", 16);
-        check_streq(body, "{\"model\":\"gemma\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
-                          "\"max_tokens\":16,\"stream\":true,\"cache_prompt\":false,\"temperature\":0}");
+        check_streq(body,
+                    "{\"model\":\"gemma\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                    "\"max_tokens\":16,\"stream\":true,\"cache_prompt\":false,\"temperature\":0}");
         free(body);
         bench_tasks_free(t, n);
 
         /* Mistakes name the file and what is wrong. */
+        /* clang-format off */
         static const struct {
                 const char *text, *error;
         } bad[] = {
@@ -454,6 +488,7 @@ TEST(tasks)
                   "\"sampling\" may not set \"stream\"" },
                 { "{\"name\":\"short\",\"prompt\":\"p\",\"max_tokens\":1}", "the task name \"short\" is taken by" },
         };
+        /* clang-format on */
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 write_task(user, "40-bad.json", bad[i].text);
                 error[0] = '\0';

@@ -37,16 +37,20 @@ TEST(crashes)
         /* A crash while ready backs off, then loads again. */
         check_inteq(step(CHILD_READY, CHILD_EVENT_EXITED, CHILD_ACTION_BACKOFF), CHILD_BACKOFF);
         check_inteq(step(CHILD_LOADING, CHILD_EVENT_EXITED, CHILD_ACTION_BACKOFF), CHILD_BACKOFF);
-        check_inteq(step(CHILD_BACKOFF, CHILD_EVENT_BACKOFF_DONE, CHILD_ACTION_SPAWN), CHILD_LOADING);
+        check_inteq(step(CHILD_BACKOFF, CHILD_EVENT_BACKOFF_DONE, CHILD_ACTION_SPAWN),
+                    CHILD_LOADING);
         /* The start limit: failed, and it stays down. */
         check_inteq(step(CHILD_READY, CHILD_EVENT_EXITED_FATAL, CHILD_ACTION_FAIL), CHILD_FAILED);
         check_inteq(step(CHILD_LOADING, CHILD_EVENT_EXITED_FATAL, CHILD_ACTION_FAIL), CHILD_FAILED);
         /* A hung load is taken down, then failed. */
-        check_inteq(step(CHILD_LOADING, CHILD_EVENT_LOAD_TIMEOUT, CHILD_ACTION_TERMINATE), CHILD_KILLING);
-        check_inteq(step(CHILD_KILLING, CHILD_EVENT_STOP_TIMEOUT, CHILD_ACTION_KILL), CHILD_KILLING);
+        check_inteq(step(CHILD_LOADING, CHILD_EVENT_LOAD_TIMEOUT, CHILD_ACTION_TERMINATE),
+                    CHILD_KILLING);
+        check_inteq(step(CHILD_KILLING, CHILD_EVENT_STOP_TIMEOUT, CHILD_ACTION_KILL),
+                    CHILD_KILLING);
         check_inteq(step(CHILD_KILLING, CHILD_EVENT_EXITED_FATAL, CHILD_ACTION_FAIL), CHILD_FAILED);
         /* A child that stops answering /health is taken down and restarted. */
-        check_inteq(step(CHILD_READY, CHILD_EVENT_UNHEALTHY, CHILD_ACTION_TERMINATE), CHILD_KILLING);
+        check_inteq(step(CHILD_READY, CHILD_EVENT_UNHEALTHY, CHILD_ACTION_TERMINATE),
+                    CHILD_KILLING);
         check_inteq(step(CHILD_KILLING, CHILD_EVENT_EXITED, CHILD_ACTION_BACKOFF), CHILD_BACKOFF);
         /* An unreadable model fails at once. */
         check_inteq(step(CHILD_LOADING, CHILD_EVENT_SPAWN_FAILED, CHILD_ACTION_FAIL), CHILD_FAILED);
@@ -62,7 +66,8 @@ TEST(stops)
         check_inteq(step(CHILD_KILLING, CHILD_EVENT_STOP, CHILD_ACTION_NONE), CHILD_STOPPING);
         check_inteq(step(CHILD_BACKOFF, CHILD_EVENT_STOP, CHILD_ACTION_CANCEL), CHILD_STOPPED);
         check_inteq(step(CHILD_FAILED, CHILD_EVENT_STOP, CHILD_ACTION_CANCEL), CHILD_STOPPED);
-        check_inteq(step(CHILD_STOPPING, CHILD_EVENT_EXITED_FATAL, CHILD_ACTION_CANCEL), CHILD_STOPPED);
+        check_inteq(step(CHILD_STOPPING, CHILD_EVENT_EXITED_FATAL, CHILD_ACTION_CANCEL),
+                    CHILD_STOPPED);
         /* A start while stopping waits for the exit. */
         check_inteq(step(CHILD_STOPPING, CHILD_EVENT_START, CHILD_ACTION_NONE), CHILD_STOPPING);
 }

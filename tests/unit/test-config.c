@@ -44,7 +44,7 @@ static void parse_bad(const char *text, const char *const *expected)
         }
 }
 
-#define BAD(text, ...) parse_bad(text, (const char *const[]){ __VA_ARGS__, NULL })
+#define BAD(text, ...) parse_bad(text, (const char *const[]) { __VA_ARGS__, NULL })
 
 static const char brief_example[] =
         "[llmd]                       ; daemon settings\n"
@@ -95,11 +95,13 @@ TEST(brief_example)
 
         check_inteq(config_model_argv(q, "/usr/bin/llama-server", "/run/llmd/qwen.sock", &argv), 0);
         _cleanup_free_ char *joined = strv_join(argv, " ");
-        check_streq(joined, "/usr/bin/llama-server --model /srv/models/qwen3.5/Qwen3.5-35B-A3B-UD-Q4_K_XL.gguf "
-                            "--host /run/llmd/qwen.sock --alias qwen --flash-attn on --n-gpu-layers 99 "
-                            "--ctx-size 131072 --n-predict 81920 --reasoning-budget 8192 "
-                            "--reasoning-format deepseek --chat-template chatml --parallel 1 --temp 0.6 "
-                            "--top-p 0.95");
+        check_streq(
+                joined,
+                "/usr/bin/llama-server --model /srv/models/qwen3.5/Qwen3.5-35B-A3B-UD-Q4_K_XL.gguf "
+                "--host /run/llmd/qwen.sock --alias qwen --flash-attn on --n-gpu-layers 99 "
+                "--ctx-size 131072 --n-predict 81920 --reasoning-budget 8192 "
+                "--reasoning-format deepseek --chat-template chatml --parallel 1 --temp 0.6 "
+                "--top-p 0.95");
 
         n = config_find_model(c, "nomic");
         check(n && n->pin && n->embeddings && n->port == 8084);
@@ -131,8 +133,9 @@ TEST(flags)
 
         /* [*]'s mmap is replaced by the section's no-mmap, its ctx-size by the section's. */
         _cleanup_free_ char *j = strv_join(m->args, " ");
-        check_streq(j, "--jinja --no-mlock --no-warmup --mmap --ctx-size 8192 --alias Mine "
-                       "--override-tensor blk\\.(1[0-9])\\.ffn_.*_exps\\.=CPU --temp 0.2");
+        check_streq(j,
+                    "--jinja --no-mlock --no-warmup --mmap --ctx-size 8192 --alias Mine "
+                    "--override-tensor blk\\.(1[0-9])\\.ffn_.*_exps\\.=CPU --temp 0.2");
         _cleanup_free_ char *e = strv_join(m->env, " ");
         check_streq(e, "CUDA_VISIBLE_DEVICES=0 FOO=a=b BAR=1");
         /* The profile names its own alias: llmd does not add one. */
@@ -282,7 +285,8 @@ TEST(proxy_keys)
 
 TEST(bad_keys)
 {
-        BAD("[m]\nmodel = /m\nc = 4096\n", "t.conf:3: [m] c: short flag names are not accepted; use 'ctx-size'");
+        BAD("[m]\nmodel = /m\nc = 4096\n",
+            "t.conf:3: [m] c: short flag names are not accepted; use 'ctx-size'");
         BAD("[m]\nmodel = /m\nngl = 99\n",
             "t.conf:3: [m] ngl: short flag names are not accepted; use 'n-gpu-layers'");
         BAD("[m]\nmodel = /m\nxy = 1\n",
@@ -303,23 +307,30 @@ TEST(bad_keys)
             "t.conf:3: [m] hf-repo: refused: llmd serves local model files only; use 'model = PATH'");
         BAD("[m]\nmodel = /m\nmodels-preset = /x\n",
             "t.conf:3: [m] models-preset: refused: llama-server's router mode: llmd is the router");
-        BAD("[*]\nmodel = /m\n[m]\nmodel = /m\n", "t.conf:2: [*] model: belongs in a model's own section");
-        BAD("[*]\nport = 1\n[m]\nmodel = /m\n", "t.conf:2: [*] port: belongs in a model's own section");
-        BAD("[m]\nmodel = /m\ntemp = 0.1\ntemp = 0.2\n", "t.conf:4: [m] temp: already set on line 3");
-        BAD("[m]\nmodel = /m\ntemp =\n", "t.conf:3: [m] temp: empty value (use true, false or a value)");
+        BAD("[*]\nmodel = /m\n[m]\nmodel = /m\n",
+            "t.conf:2: [*] model: belongs in a model's own section");
+        BAD("[*]\nport = 1\n[m]\nmodel = /m\n",
+            "t.conf:2: [*] port: belongs in a model's own section");
+        BAD("[m]\nmodel = /m\ntemp = 0.1\ntemp = 0.2\n",
+            "t.conf:4: [m] temp: already set on line 3");
+        BAD("[m]\nmodel = /m\ntemp =\n",
+            "t.conf:3: [m] temp: empty value (use true, false or a value)");
 }
 
 TEST(bad_values)
 {
-        BAD("[m]\nmodel = relative.gguf\n", "t.conf:2: [m] model: 'relative.gguf' is not an absolute path");
+        BAD("[m]\nmodel = relative.gguf\n",
+            "t.conf:2: [m] model: 'relative.gguf' is not an absolute path");
         BAD("[m]\nctx-size = 1\n", "t.conf:1: [m]: no 'model = PATH'");
         /* Found by fuzz-config: a "no-" flag named like an own key is not that key. */
         BAD("[m]\nno-model = /s\n", "t.conf:1: [m]: no 'model = PATH'");
         BAD("[m]\nmodel = /m\npin = maybe\n", "t.conf:3: [m] pin: 'maybe' is not true or false");
-        BAD("[m]\nmodel = /m\nport = 70000\n", "t.conf:3: [m] port: '70000' is not a port number (1-65535)");
+        BAD("[m]\nmodel = /m\nport = 70000\n",
+            "t.conf:3: [m] port: '70000' is not a port number (1-65535)");
         BAD("[m]\nmodel = /m\nload-timeout = soon\n",
             "t.conf:3: [m] load-timeout: 'soon' is not a duration (e.g. 600, 1.5s, 250ms, 10min)");
-        BAD("[m]\nmodel = /m\nhealth-interval = 1ms\n", "t.conf:3: [m] health-interval: must be at least 10ms");
+        BAD("[m]\nmodel = /m\nhealth-interval = 1ms\n",
+            "t.conf:3: [m] health-interval: must be at least 10ms");
         BAD("[m]\nmodel = /m\nstart-limit-burst = 0\n",
             "t.conf:3: [m] start-limit-burst: '0' is not a number from 1 to 1000");
         BAD("[m]\nmodel = /m\nenv = NOEQUALS\n", "t.conf:3: [m] env: 'NOEQUALS' is not NAME=VALUE");
@@ -343,19 +354,24 @@ TEST(bad_structure)
 {
         BAD("version = 2\n[m]\nmodel = /m\n", "t.conf:1: version: only version 1 is known");
         BAD("foo = 1\n[m]\nmodel = /m\n", "t.conf:1: foo: key outside of any section");
-        BAD("[m]\nmodel = /m\njunk\n", "t.conf:3: syntax error: expected '[section]' or 'key = value'");
-        BAD("[m]\nmodel = /m\n[m]\nctx-size = 1\n", "t.conf:3: [m]: section already defined on line 1");
-        BAD("[a b]\nmodel = /m\n", "t.conf:1: [a b]: a model name is 1-64 letters, digits, '.', '_' or '-'");
+        BAD("[m]\nmodel = /m\njunk\n",
+            "t.conf:3: syntax error: expected '[section]' or 'key = value'");
+        BAD("[m]\nmodel = /m\n[m]\nctx-size = 1\n",
+            "t.conf:3: [m]: section already defined on line 1");
+        BAD("[a b]\nmodel = /m\n",
+            "t.conf:1: [a b]: a model name is 1-64 letters, digits, '.', '_' or '-'");
         BAD("", "t.conf: no model sections");
         BAD("[llmd]\ndefault = x\n[m]\nmodel = /m\n", "t.conf:2: [llmd] default: no model 'x'");
         BAD("[llmd]\ndefault = e\n[e]\nmodel = /m\npin = true\n",
             "t.conf:2: [llmd] default: 'e' is pinned; default names a generation model");
         BAD("[a]\nmodel = /a\naliases = x\n[b]\nmodel = /b\naliases = x\n",
             "t.conf:4: [b] aliases: 'x' already names [a]");
-        BAD("[a]\nmodel = /a\naliases = b\n[b]\nmodel = /b\n", "t.conf:4: [b]: the name is already an alias of [a]");
+        BAD("[a]\nmodel = /a\naliases = b\n[b]\nmodel = /b\n",
+            "t.conf:4: [b]: the name is already an alias of [a]");
         BAD("[a]\nmodel = /a\nport = 9\n[b]\nmodel = /b\nport = 9\n",
             "t.conf:4: [b] port: 9 is already the port of [a]");
-        BAD("[a]\nmodel = /a\nport = 8080\n", "t.conf:1: [a] port: 8080 is already in [llmd] listen");
+        BAD("[a]\nmodel = /a\nport = 8080\n",
+            "t.conf:1: [a] port: 8080 is already in [llmd] listen");
 }
 
 TEST(line_numbers)
@@ -431,8 +447,10 @@ TEST(tables)
 
 TEST(equal)
 {
-        _cleanup_(config_freep) Config *a = parse_ok("[m]\nmodel = /m\ntemp = 1\n[n]\nmodel = /n\n");
-        _cleanup_(config_freep) Config *b = parse_ok("[n]\nmodel = /n\n[m]\nmodel = /m\ntemp = 2\n");
+        _cleanup_(config_freep) Config *a =
+                parse_ok("[m]\nmodel = /m\ntemp = 1\n[n]\nmodel = /n\n");
+        _cleanup_(config_freep) Config *b =
+                parse_ok("[n]\nmodel = /n\n[m]\nmodel = /m\ntemp = 2\n");
 
         check(!config_model_equal(config_find_model(a, "m"), config_find_model(b, "m")));
         check(config_model_equal(config_find_model(a, "n"), config_find_model(b, "n")));

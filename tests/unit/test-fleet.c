@@ -37,8 +37,8 @@ static int generate(const Input *in, size_t n, const char *listen, char **ret)
 
         check(n <= 8);
         for (size_t i = 0; i < n; i++) {
-                boxes[i] = (FleetBox) { .address = in[i].address,
-                                        .models = cJSON_Parse(in[i].json) };
+                boxes[i] =
+                        (FleetBox) { .address = in[i].address, .models = cJSON_Parse(in[i].json) };
                 check(boxes[i].models);
         }
         r = fleet_haproxy_config(boxes, n, listen, &text, &error);
@@ -85,7 +85,8 @@ static void check_lacks(const char *text, const char *line)
 
 TEST(fleet)
 {
-        const Input in[] = { { "10.0.0.1:8080", box1 }, { "box2.lan:8080", box2 },
+        const Input in[] = { { "10.0.0.1:8080", box1 },
+                             { "box2.lan:8080", box2 },
                              { "[fd00::3]:8081", box3 } };
         char *cfg, *s;
 
@@ -94,10 +95,12 @@ TEST(fleet)
         check_has(cfg, "\toption http-buffer-request\n");
         check_has(cfg, "req.body,json_query('$.model')");
         /* Every name routes to its model's backend, aliases included, quoted where needed. */
-        check_has(cfg, "\tuse_backend model:qwen if { var(txn.model) -m str -- "
-                       "qwen qwen3.5 Qwen/Qwen3.5-35B }\n");
-        check_has(cfg, "\tuse_backend model:gemma if { var(txn.model) -m str -- "
-                       "gemma gemma4:it }\n");
+        check_has(cfg,
+                  "\tuse_backend model:qwen if { var(txn.model) -m str -- "
+                  "qwen qwen3.5 Qwen/Qwen3.5-35B }\n");
+        check_has(cfg,
+                  "\tuse_backend model:gemma if { var(txn.model) -m str -- "
+                  "gemma gemma4:it }\n");
         check_has(cfg, "\tuse_backend model:nomic if { var(txn.model) -m str -- nomic }\n");
         check_has(cfg, "\tuse_backend model:devstral if { var(txn.model) -m str -- devstral }\n");
         check_has(cfg, "\tacl model_known var(txn.model) -m str -- gemma gemma4:it\n");
@@ -118,8 +121,9 @@ TEST(fleet)
          * following its own check. */
         s = section(cfg, "model:gemma");
         check_has(s, "\tserver fd00::3:8081 [fd00::3]:8081 check\n");
-        check_has(s, "\tserver 10.0.0.1:8080 10.0.0.1:8080 backup "
-                     "track loadable:gemma/10.0.0.1:8080\n");
+        check_has(s,
+                  "\tserver 10.0.0.1:8080 10.0.0.1:8080 backup "
+                  "track loadable:gemma/10.0.0.1:8080\n");
         check_lacks(s, "box2");
         free(s);
         s = section(cfg, "loadable:gemma");
@@ -130,10 +134,12 @@ TEST(fleet)
 
         /* devstral: failed on box2, unloaded on box3: backups only. */
         s = section(cfg, "model:devstral");
-        check_has(s, "\tserver box2.lan:8080 box2.lan:8080 backup "
-                     "track loadable:devstral/box2.lan:8080\n");
-        check_has(s, "\tserver fd00::3:8081 [fd00::3]:8081 backup "
-                     "track loadable:devstral/fd00::3:8081\n");
+        check_has(s,
+                  "\tserver box2.lan:8080 box2.lan:8080 backup "
+                  "track loadable:devstral/box2.lan:8080\n");
+        check_has(s,
+                  "\tserver fd00::3:8081 [fd00::3]:8081 backup "
+                  "track loadable:devstral/fd00::3:8081\n");
         check_lacks(s, " check\n");
         free(s);
 
@@ -158,6 +164,7 @@ TEST(fleet)
 
 TEST(refused)
 {
+        /* clang-format off */
         static const struct {
                 const char *a, *b; /* two boxes' lists */
                 const char *listen;
@@ -200,6 +207,7 @@ TEST(refused)
                 { "{\"data\":[{\"id\":\"q\"}]}", "{\"data\":[]}", ":80 # x",
                   "':80 # x' is not an address HAProxy can bind" },
         };
+        /* clang-format on */
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Input in[] = { { "a:1", cases[i].a }, { "b:2", cases[i].b } };
@@ -232,12 +240,12 @@ TEST(boxes)
                 const char *address;
                 bool valid;
         } addresses[] = {
-                { "10.0.0.1:8080", true }, { "box.lan:80", true }, { "[::1]:8080", true },
-                { "[fd00::1]:65535", true }, { "box", false }, { "box:", false },
-                { ":8080", false }, { "box:0", false }, { "box:65536", false },
-                { "box:80x", false }, { "[::1]", false }, { "[::1]8080", false },
-                { "[]:80", false }, { "http://box:80", false }, { "a b:80", false },
-                { "box:80/x", false }, { "box:80@key", false },
+                { "10.0.0.1:8080", true },   { "box.lan:80", true },     { "[::1]:8080", true },
+                { "[fd00::1]:65535", true }, { "box", false },           { "box:", false },
+                { ":8080", false },          { "box:0", false },         { "box:65536", false },
+                { "box:80x", false },        { "[::1]", false },         { "[::1]8080", false },
+                { "[]:80", false },          { "http://box:80", false }, { "a b:80", false },
+                { "box:80/x", false },       { "box:80@key", false },
         };
         for (size_t i = 0; i < ELEMENTSOF(addresses); i++) {
                 if ((fleet_box_address_valid(addresses[i].address) == 0) != addresses[i].valid) {

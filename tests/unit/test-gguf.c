@@ -330,21 +330,21 @@ TEST(hostile_tensors)
         char name[80];
 
         tensor_case("ok", 1, one, F32, 0, 0);
-        tensor_case("ok", 1, one, F32, 32, -EBADMSG);         /* data past the end */
-        tensor_case("ok", 1, one, F32, 1, -EBADMSG);          /* not aligned */
+        tensor_case("ok", 1, one, F32, 32, -EBADMSG); /* data past the end */
+        tensor_case("ok", 1, one, F32, 1, -EBADMSG);  /* not aligned */
         tensor_case("ok", 1, one, F32, UINT64_MAX - 31, -EBADMSG);
-        tensor_case("ok", 5, five, F32, 0, -EBADMSG);         /* more than 4 dimensions */
-        tensor_case("ok", 2, huge, F32, 0, -EBADMSG);         /* 2^64 elements */
-        tensor_case("ok", 1, negative, F32, 0, -EBADMSG);     /* ggml's dims are signed */
-        tensor_case("ok", 1, row, Q4_K, 0, -EBADMSG);         /* not whole blocks */
-        tensor_case("ok", 1, one, 300, 0, -EBADMSG);          /* no ggml type */
+        tensor_case("ok", 5, five, F32, 0, -EBADMSG);     /* more than 4 dimensions */
+        tensor_case("ok", 2, huge, F32, 0, -EBADMSG);     /* 2^64 elements */
+        tensor_case("ok", 1, negative, F32, 0, -EBADMSG); /* ggml's dims are signed */
+        tensor_case("ok", 1, row, Q4_K, 0, -EBADMSG);     /* not whole blocks */
+        tensor_case("ok", 1, one, 300, 0, -EBADMSG);      /* no ggml type */
         tensor_case("", 1, one, F32, 0, 0);
         memset(name, 'n', sizeof(name));
         name[63] = '\0';
         tensor_case(name, 1, one, F32, 0, 0);
         name[63] = 'n';
         name[64] = '\0';
-        tensor_case(name, 1, one, F32, 0, -EBADMSG);          /* GGML_MAX_NAME */
+        tensor_case(name, 1, one, F32, 0, -EBADMSG); /* GGML_MAX_NAME */
 
         /* two tensors on the same bytes */
         Buf b = {};
@@ -390,9 +390,10 @@ TEST(hostile_metadata)
         /* an array of 2^61 u64, of 2^64 - 1 strings, of arrays, of type 13 */
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x0a\0\0\0\0\0\0\0\0\0\0\x20", 25),
                     -EBADMSG);
-        check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x08\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff",
-                            25),
-                    -EBADMSG);
+        check_inteq(
+                kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x08\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff",
+                        25),
+                -EBADMSG);
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x09\0\0\0\0\0\0\0\0\0\0\0", 25),
                     -EBADMSG);
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x0d\0\0\0\0\0\0\0\0\0\0\0", 25),
@@ -528,12 +529,19 @@ TEST(split)
 TEST(estimate)
 {
         const GgufInfo i = {
-                .n_layer = 32, .n_embd = 4096, .n_head = 32, .n_head_kv = 8,
-                .key_length = 128, .value_length = 128, .n_ctx_train = 8192,
-                .layer_bytes = 3200 * MiB, .tensor_bytes = 4000 * MiB,
+                .n_layer = 32,
+                .n_embd = 4096,
+                .n_head = 32,
+                .n_head_kv = 8,
+                .key_length = 128,
+                .value_length = 128,
+                .n_ctx_train = 8192,
+                .layer_bytes = 3200 * MiB,
+                .tensor_bytes = 4000 * MiB,
         };
-        GgufEstimateParams p = { .n_gpu_layers = -1, .ctx_size = 8192, .cache_k_bits = 16,
-                                 .cache_v_bits = 16 };
+        GgufEstimateParams p = {
+                .n_gpu_layers = -1, .ctx_size = 8192, .cache_k_bits = 16, .cache_v_bits = 16
+        };
         GgufInfo big = i;
         unsigned bits;
 
@@ -559,7 +567,7 @@ TEST(estimate)
         p.cache_v_bits = 16;
         check_inteq(gguf_estimate_gpu_bytes(&i, &p), (4000 + 144 + 512 + 200 + 768) * MiB);
         p.cache_k_bits = p.cache_v_bits = 0; /* f16 */
-        p.ctx_size = 100; /* padded to 256 */
+        p.ctx_size = 100;                    /* padded to 256 */
         check_inteq(gguf_estimate_gpu_bytes(&i, &p), (4000 + 32 + 200 + 768) * MiB);
 
         /* a hostile header's numbers saturate */

@@ -34,7 +34,8 @@ TEST(verbs)
         check(!a.json && !a.now);
 
         /* Options before and after the verb. */
-        check_inteq(parse(&a, e, "--json", "switch", "gemma", "--now", "--socket", "/x.sock", NULL), 0);
+        check_inteq(parse(&a, e, "--json", "switch", "gemma", "--now", "--socket", "/x.sock", NULL),
+                    0);
         check(a.json && a.now);
         check_streq(a.socket, "/x.sock");
         check_streq(a.args[0], "gemma");
@@ -82,8 +83,8 @@ TEST(bench)
         check_inteq(parse(&a, e, "bench", NULL), 0);
         check(a.verb->id == VERB_BENCH && a.n_args == 0 && a.runs == 0 && !a.format && !a.output);
         check_inteq(parse(&a, e, "bench", "qwen", "gemma", "devstral", "--runs", "5", "--format",
-                          "csv", "-o", "/tmp/b.json", "--tasks", "/t", "--url",
-                          "http://h:1/v1", "--timeout", "30", NULL),
+                          "csv", "-o", "/tmp/b.json", "--tasks", "/t", "--url", "http://h:1/v1",
+                          "--timeout", "30", NULL),
                     0);
         check_inteq(a.n_args, 3);
         check_streq(a.args[2], "devstral");
@@ -103,7 +104,8 @@ TEST(bench)
         check_streq(e, "--format: 'html' is not table, markdown, json or csv");
         check_inteq(parse(&a, e, "bench", "--timeout", "0", NULL), -EINVAL);
         check_inteq(parse(&a, e, "status", "--runs", "2", NULL), -EINVAL);
-        check_streq(e, "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
+        check_streq(e,
+                    "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
         check_inteq(parse(&a, e, "switch", "qwen", "-o", "x", NULL), -EINVAL);
         check_inteq(parse(&a, e, "bench", "-o", NULL), -EINVAL);
         check_streq(e, "option '-o' needs a value");

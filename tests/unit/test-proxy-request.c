@@ -35,13 +35,15 @@ TEST(table)
                         int want = -EINVAL;
 
                         for (size_t i = 0; i < ELEMENTSOF(allowed); i++) {
-                                if (allowed[i].from == (RequestState) s && allowed[i].event == (RequestEvent) e) {
+                                if (allowed[i].from == (RequestState) s &&
+                                    allowed[i].event == (RequestEvent) e) {
                                         want = (int) allowed[i].to;
                                 }
                         }
                         if (request_transition(s, e) != want) {
-                                fprintf(stderr, "%s --%s--> %d, expected %d\n", request_state_to_string(s),
-                                        request_event_to_string(e), request_transition(s, e), want);
+                                fprintf(stderr, "%s --%s--> %d, expected %d\n",
+                                        request_state_to_string(s), request_event_to_string(e),
+                                        request_transition(s, e), want);
                                 abort();
                         }
                 }

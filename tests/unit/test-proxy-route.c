@@ -11,13 +11,14 @@ typedef struct Case {
         const char *transfer_encoding;
         bool keys, model_port;
         RouteKind kind;
-        unsigned status; /* ROUTE_REFUSE */
+        unsigned status;  /* ROUTE_REFUSE */
         const char *path; /* what is forwarded */
         bool close;
 } Case;
 
 #define KEY "Bearer k1"
 
+/* clang-format off */
 static const Case cases[] = {
         /* The routes. */
         { "POST", "/v1/chat/completions", .content_length = "10", .kind = ROUTE_GENERATE, .path = "/v1/chat/completions" },
@@ -106,6 +107,7 @@ static const Case cases[] = {
         { "POST", "/v1/chat/completions", .transfer_encoding = "gzip, chunked", .kind = ROUTE_REFUSE, .status = 501, .close = true },
         { "GET", "/./x", .content_length = "5", .transfer_encoding = "chunked", .kind = ROUTE_REFUSE, .status = 400, .close = true },
 };
+/* clang-format on */
 
 static void run_case(const Case *c)
 {
@@ -133,8 +135,8 @@ static void run_case(const Case *c)
         check(route_request(&in, &r) == 0);
         if (r.kind != c->kind || (c->kind == ROUTE_REFUSE && r.status != c->status) ||
             (c->path && (!r.path || !streq(r.path, c->path))) || r.close != c->close) {
-                fprintf(stderr, "%s %s: got %s %u %s%s, expected %s %u %s%s\n", c->method, c->target,
-                        route_kind_to_string(r.kind), r.status, r.path ? r.path : "-",
+                fprintf(stderr, "%s %s: got %s %u %s%s, expected %s %u %s%s\n", c->method,
+                        c->target, route_kind_to_string(r.kind), r.status, r.path ? r.path : "-",
                         r.close ? " close" : "", route_kind_to_string(c->kind), c->status,
                         c->path ? c->path : "-", c->close ? " close" : "");
                 abort();
@@ -176,8 +178,9 @@ static const char *target(const char *conf, const char *kind_word, const char *a
 
 TEST(targets)
 {
-        const char *models = "[qwen]\nmodel = /q.gguf\naliases = q3\n[gemma]\nmodel = /g.gguf\n"
-                             "[nomic]\nmodel = /n.gguf\nembeddings = true\npin = true\n";
+        const char *models =
+                "[qwen]\nmodel = /q.gguf\naliases = q3\n[gemma]\nmodel = /g.gguf\n"
+                "[nomic]\nmodel = /n.gguf\nembeddings = true\npin = true\n";
         _cleanup_free_ char *active = strjoin2("[llmd]\nrouting = active\n", models);
         _cleanup_free_ char *sw = strjoin2("[llmd]\nrouting = switch\n", models);
         _cleanup_free_ char *rej = strjoin2("[llmd]\nrouting = reject\n", models);
@@ -202,8 +205,11 @@ TEST(targets)
 static Route route_of(const char *method, const char *target, bool keys, bool model_port)
 {
         char *k[] = { (char *) "k1", NULL };
-        RouteInput in = { .method = method, .target = target, .api_keys = keys ? k : NULL,
-                          .max_body_size = 1024, .model_port = model_port };
+        RouteInput in = { .method = method,
+                          .target = target,
+                          .api_keys = keys ? k : NULL,
+                          .max_body_size = 1024,
+                          .model_port = model_port };
         Route r;
 
         check(route_request(&in, &r) == 0);
@@ -245,9 +251,12 @@ TEST(apis)
                 const char *target;
                 RouteApi api;
         } t[] = {
-                { "/v1/messages", ROUTE_API_MESSAGES },       { "/messages?beta=true", ROUTE_API_MESSAGES },
-                { "/v1/responses", ROUTE_API_RESPONSES },     { "/responses", ROUTE_API_RESPONSES },
-                { "/v1/chat/completions", ROUTE_API_OPENAI }, { "/v1/messages/count_tokens", ROUTE_API_OPENAI },
+                { "/v1/messages", ROUTE_API_MESSAGES },
+                { "/messages?beta=true", ROUTE_API_MESSAGES },
+                { "/v1/responses", ROUTE_API_RESPONSES },
+                { "/responses", ROUTE_API_RESPONSES },
+                { "/v1/chat/completions", ROUTE_API_OPENAI },
+                { "/v1/messages/count_tokens", ROUTE_API_OPENAI },
                 { "/v1/responsesx", ROUTE_API_OPENAI },
         };
 

@@ -19,7 +19,8 @@ static const char *names(const ResidentModel *m, const size_t *evict, size_t k)
 }
 
 /* The names of the models plan stops, or "E2BIG". */
-static const char *plan(const ResidentModel *m, size_t n, const char *target, unsigned max, uint64_t budget)
+static const char *plan(const ResidentModel *m, size_t n, const char *target, unsigned max,
+                        uint64_t budget)
 {
         ResidencyLimits l = { .max_resident = max, .budget = budget };
         size_t evict[16], k = 0, t = n;
@@ -39,6 +40,7 @@ static const char *plan(const ResidentModel *m, size_t n, const char *target, un
 TEST(plans)
 {
         /* a, b, c loaded (a least recently used, c active); d not; e pinned. */
+        /* clang-format off */
         const ResidentModel m[] = {
                 { "a", true, false, false, 100, 10 * G, false },
                 { "b", true, false, false, 200, 20 * G, false },
@@ -47,6 +49,7 @@ TEST(plans)
                 { "e", true, true, false, 0, 5 * G, false },
                 { "huge", false, false, false, 0, 200 * G, false },
         };
+        /* clang-format on */
         size_t n = ELEMENTSOF(m);
 
         /* Already loaded: nothing to do, whatever the limits. */
@@ -74,6 +77,7 @@ TEST(ran_alone_runs_alone)
 {
         /* huge was seen to use 200 G, over a 100 G budget: it ran then, so it runs alone now
          * (every generation model stops; the pinned e stays). Estimated, it is refused. */
+        /* clang-format off */
         const ResidentModel m[] = {
                 { "a", true, false, false, 100, 10 * G, false },
                 { "b", true, false, true, 200, 20 * G, false },
@@ -81,6 +85,7 @@ TEST(ran_alone_runs_alone)
                 { "huge", false, false, false, 0, 200 * G, .measured = true },
                 { "guess", false, false, false, 0, 200 * G, false },
         };
+        /* clang-format on */
         size_t n = ELEMENTSOF(m);
 
         check_streq(plan(m, n, "huge", 0, 100 * G), "a b");
@@ -100,6 +105,7 @@ static const char *trim(const ResidentModel *m, size_t n, unsigned max, uint64_t
 
 TEST(trims)
 {
+        /* clang-format off */
         const ResidentModel m[] = {
                 { "a", true, false, false, 100, 10 * G, false },
                 { "b", true, false, false, 200, 20 * G, false },
@@ -107,6 +113,7 @@ TEST(trims)
                 { "d", false, false, false, 0, 25 * G, false },
                 { "e", true, true, false, 0, 5 * G, false },
         };
+        /* clang-format on */
         size_t n = ELEMENTSOF(m);
 
         check_streq(trim(m, n, 0, 0), "");
@@ -121,8 +128,9 @@ TEST(trims)
 TEST(prefetch_budget)
 {
         /* 32 GiB, 20 GiB available: 10% of the total (3.2 GiB) kept free. */
-        const char *m = "MemTotal:       33554432 kB\nMemFree:         1000000 kB\n"
-                        "MemAvailable:   20971520 kB\n";
+        const char *m =
+                "MemTotal:       33554432 kB\nMemFree:         1000000 kB\n"
+                "MemAvailable:   20971520 kB\n";
         /* 4 GiB, 1.5 GiB available: at least 1 GiB kept free. */
         const char *small = "MemTotal: 4194304 kB\nMemAvailable: 1572864 kB\n";
 

@@ -21,8 +21,14 @@ typedef struct Cell {
         ServingAction action;
 } Cell;
 
-#define X { -1, SERVING_ACTION_NONE }
-#define C(n, a) { n, SERVING_ACTION_##a }
+#define X                               \
+        {                               \
+                -1, SERVING_ACTION_NONE \
+        }
+#define C(n, a)                       \
+        {                             \
+                n, SERVING_ACTION_##a \
+        }
 
 /* clang-format off */
 static const Cell expected[_SERVING_STATE_MAX][_SERVING_EVENT_MAX] = {
@@ -46,13 +52,15 @@ TEST(every_cell)
                         int next = serving_transition(s, e, &a);
 
                         if ((next < 0) != (expected[s][e].next < 0) ||
-                            (next >= 0 && (next != expected[s][e].next || a != expected[s][e].action))) {
+                            (next >= 0 &&
+                             (next != expected[s][e].next || a != expected[s][e].action))) {
                                 fprintf(stderr, "%s --%s--> %s/%s, expected %s/%s\n",
                                         serving_state_to_string(s), serving_event_to_string(e),
                                         next < 0 ? "refused" : serving_state_to_string(next),
                                         next < 0 ? "-" : serving_action_to_string(a),
-                                        expected[s][e].next < 0 ? "refused"
-                                                                : serving_state_to_string(expected[s][e].next),
+                                        expected[s][e].next < 0
+                                                ? "refused"
+                                                : serving_state_to_string(expected[s][e].next),
                                         serving_action_to_string(expected[s][e].action));
                                 abort();
                         }
@@ -97,8 +105,8 @@ TEST(lives)
         static const ServingEvent crash[] = { SERVING_EVENT_LOAD, SERVING_EVENT_READY,
                                               SERVING_EVENT_CRASHED, SERVING_EVENT_READY };
         /* A request (a LOAD) for a model draining waits: it loads anew only once down. */
-        static const ServingEvent again[] = { SERVING_EVENT_LOAD, SERVING_EVENT_READY,
-                                              SERVING_EVENT_UNLOAD, SERVING_EVENT_LOAD,
+        static const ServingEvent again[] = { SERVING_EVENT_LOAD,    SERVING_EVENT_READY,
+                                              SERVING_EVENT_UNLOAD,  SERVING_EVENT_LOAD,
                                               SERVING_EVENT_DRAINED, SERVING_EVENT_DOWN,
                                               SERVING_EVENT_LOAD };
 
@@ -111,7 +119,8 @@ TEST(lives)
 TEST(words)
 {
         check(serving_state_resident(SERVING_READY) && serving_state_resident(SERVING_LOADING));
-        check(!serving_state_resident(SERVING_DRAINING) && !serving_state_resident(SERVING_STOPPING));
+        check(!serving_state_resident(SERVING_DRAINING) &&
+              !serving_state_resident(SERVING_STOPPING));
         check(serving_state_running(SERVING_DRAINING) && !serving_state_running(SERVING_FAILED));
         check_streq(serving_state_word(SERVING_DRAINING), "unloading");
         check_streq(serving_state_word(SERVING_READY), "loaded");

@@ -42,7 +42,8 @@ TEST(listen)
         _cleanup_free_ char *h = NULL;
         uint16_t p;
 
-        check(parse_listen_address("127.0.0.1:8080", &h, &p) == 0 && streq(h, "127.0.0.1") && p == 8080);
+        check(parse_listen_address("127.0.0.1:8080", &h, &p) == 0 && streq(h, "127.0.0.1") &&
+              p == 8080);
         free(h);
         check(parse_listen_address("[::]:80", &h, &p) == 0 && streq(h, "::") && p == 80);
         free(h);
@@ -73,10 +74,17 @@ TEST(probe_status)
 
 TEST(environ)
 {
-        char *in[] = { "PATH=/bin",          "NOTIFY_SOCKET=/run/x", "LISTEN_FDS=3",
-                       "LISTEN_PID=1",       "WATCHDOG_USEC=1",      "JOURNAL_STREAM=1:2",
-                       "INVOCATION_ID=abc",  "HOME=/root",           "LISTEN_FDNAMES=a",
-                       "LLAMA_SIM_X=1",      NULL };
+        char *in[] = { "PATH=/bin",
+                       "NOTIFY_SOCKET=/run/x",
+                       "LISTEN_FDS=3",
+                       "LISTEN_PID=1",
+                       "WATCHDOG_USEC=1",
+                       "JOURNAL_STREAM=1:2",
+                       "INVOCATION_ID=abc",
+                       "HOME=/root",
+                       "LISTEN_FDNAMES=a",
+                       "LLAMA_SIM_X=1",
+                       NULL };
         _cleanup_strv_free_ char **out = manager_clean_environ(in);
         _cleanup_free_ char *j = strv_join(out, " ");
 

@@ -31,7 +31,8 @@ TEST(split_frames)
 
 TEST(several_frames_in_one_read)
 {
-        static const char data[] = "{\"method\":\"a.B\"}\0{\"method\":\"a.C\",\"more\":true}\0{\"meth";
+        static const char data[] =
+                "{\"method\":\"a.B\"}\0{\"method\":\"a.C\",\"more\":true}\0{\"meth";
         VarlinkReader r;
         VarlinkCall c;
         const char *f;
@@ -116,7 +117,8 @@ TEST(bad_calls)
         }
         /* Trailing white space is fine. */
         VarlinkCall c;
-        check_inteq(varlink_call_parse("{\"method\":\"a.B\",\"parameters\":{\"x\":1}} \n", 38, &c), 0);
+        check_inteq(varlink_call_parse("{\"method\":\"a.B\",\"parameters\":{\"x\":1}} \n", 38, &c),
+                    0);
         check_inteq(cJSON_GetObjectItem(c.parameters, "x")->valueint, 1);
         varlink_call_done(&c);
 }
@@ -131,7 +133,9 @@ TEST(format)
         cJSON_AddStringToObject(p, "model", "qwen");
         check_inteq(varlink_format_call("io.llmd.Manager.Switch", p, true, &s, &len), 0);
         check_inteq(len, strlen(s) + 1);
-        check_streq(s, "{\"parameters\":{\"model\":\"qwen\"},\"method\":\"io.llmd.Manager.Switch\",\"more\":true}");
+        check_streq(
+                s,
+                "{\"parameters\":{\"model\":\"qwen\"},\"method\":\"io.llmd.Manager.Switch\",\"more\":true}");
         free(s);
 
         check_inteq(varlink_format_reply(p, true, &s, &len), 0);

@@ -8,34 +8,34 @@
 /* Minimal checks that say what failed and where, then abort: a unit test binary is one meson
  * test, and its first failure is what matters. */
 
-#define check(expr)                                                                        \
-        do {                                                                               \
-                if (!(expr)) {                                                             \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                                #expr);                                                    \
-                        abort();                                                           \
-                }                                                                          \
+#define check(expr)                                                                              \
+        do {                                                                                     \
+                if (!(expr)) {                                                                   \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+                        abort();                                                                 \
+                }                                                                                \
         } while (0)
 
-#define check_streq(a, b)                                                                  \
-        do {                                                                               \
-                const char *_a_ = (a), *_b_ = (b);                                         \
-                if (!_a_ || !_b_ || strcmp(_a_, _b_) != 0) {                               \
-                        fprintf(stderr, "%s:%d: %s == %s failed:\n  got:      %s\n  expected: %s\n", \
-                                __FILE__, __LINE__, #a, #b, _a_ ? _a_ : "(null)",          \
-                                _b_ ? _b_ : "(null)");                                     \
-                        abort();                                                           \
-                }                                                                          \
+#define check_streq(a, b)                                                                    \
+        do {                                                                                 \
+                const char *_a_ = (a), *_b_ = (b);                                           \
+                if (!_a_ || !_b_ || strcmp(_a_, _b_) != 0) {                                 \
+                        fprintf(stderr,                                                      \
+                                "%s:%d: %s == %s failed:\n  got:      %s\n  expected: %s\n", \
+                                __FILE__, __LINE__, #a, #b, _a_ ? _a_ : "(null)",            \
+                                _b_ ? _b_ : "(null)");                                       \
+                        abort();                                                             \
+                }                                                                            \
         } while (0)
 
-#define check_inteq(a, b)                                                                  \
-        do {                                                                               \
-                long long _a_ = (long long) (a), _b_ = (long long) (b);                    \
-                if (_a_ != _b_) {                                                          \
+#define check_inteq(a, b)                                                                   \
+        do {                                                                                \
+                long long _a_ = (long long) (a), _b_ = (long long) (b);                     \
+                if (_a_ != _b_) {                                                           \
                         fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, \
-                                __LINE__, #a, #b, _a_, _b_);                               \
-                        abort();                                                           \
-                }                                                                          \
+                                __LINE__, #a, #b, _a_, _b_);                                \
+                        abort();                                                            \
+                }                                                                           \
         } while (0)
 
 /*
@@ -62,25 +62,25 @@ static inline void tests_register(const char *name, void (*run)(void), unsigned 
                 fprintf(stderr, "%s: more than %d tests in one file\n", name, TESTS_MAX);
                 abort();
         }
-        tests_table[tests_n++] = (TestCase){ .name = name, .run = run, .line = line };
+        tests_table[tests_n++] = (TestCase) { .name = name, .run = run, .line = line };
 }
 
-#define TEST(name)                                                                         \
-        static void test_##name(void);                                                     \
-        __attribute__((constructor)) static void test_register_##name(void)                \
-        {                                                                                  \
-                tests_register(#name, test_##name, __LINE__);                              \
-        }                                                                                  \
+#define TEST(name)                                                          \
+        static void test_##name(void);                                      \
+        __attribute__((constructor)) static void test_register_##name(void) \
+        {                                                                   \
+                tests_register(#name, test_##name, __LINE__);               \
+        }                                                                   \
         static void test_##name(void)
 
 /* For a test that needs what main() set up in some runs of the binary only: the test returns,
  * and is reported as skipped, unless cond holds. */
-#define SKIP_UNLESS(cond, why)                                                             \
-        do {                                                                               \
-                if (!(cond)) {                                                             \
-                        tests_skip_why = (why);                                            \
-                        return;                                                            \
-                }                                                                          \
+#define SKIP_UNLESS(cond, why)                  \
+        do {                                    \
+                if (!(cond)) {                  \
+                        tests_skip_why = (why); \
+                        return;                 \
+                }                               \
         } while (0)
 
 /* Runs every test in the order of the file (constructors promise no order). A failed check has
@@ -110,8 +110,8 @@ static inline int tests_run(void)
         return tests_n > 0 && skipped == tests_n ? 77 : 0;
 }
 
-#define TEST_MAIN()                                                                        \
-        int main(void)                                                                     \
-        {                                                                                  \
-                return tests_run();                                                        \
+#define TEST_MAIN()                 \
+        int main(void)              \
+        {                           \
+                return tests_run(); \
         }
