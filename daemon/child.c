@@ -31,7 +31,8 @@ struct Child {
         char *socket_path;
         ChildState state;
         bool want_up;
-        bool fatal; /* the running process must not be restarted once it exits */
+        bool keep_socket; /* another child of this name uses the path now */
+        bool fatal;       /* the running process must not be restarted once it exits */
         child_handler_t handler;
         void *userdata;
 
@@ -153,6 +154,11 @@ int child_transition(ChildState state, ChildEvent event, ChildAction *ret_action
         }
         *ret_action = transitions[state][event].action;
         return transitions[state][event].next;
+}
+
+void child_keep_socket(Child *c)
+{
+        c->keep_socket = true;
 }
 
 uint64_t child_restart_delay(const Child *c)
@@ -822,7 +828,7 @@ Child *child_free(Child *c)
                 child_emit_lines(c, true);
         }
         child_close_output(c);
-        if (c->socket_path) {
+        if (c->socket_path && !c->keep_socket) {
                 (void) unlink(c->socket_path);
         }
         for (size_t i = 0; i < c->n_lines; i++) {

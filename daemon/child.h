@@ -102,6 +102,8 @@ const char *child_reason(const Child *c);
 /* The last lines the child wrote, oldest first; NULL-terminated, owned by the child. */
 char **child_last_lines(const Child *c);
 unsigned child_restarts(const Child *c);
+/* child_free() leaves its socket path alone: a new child of the same name uses it. */
+void child_keep_socket(Child *c);
 /* While it waits to restart after a crash (BACKOFF): how long it waits. */
 uint64_t child_restart_delay(const Child *c);
 /* While loading: the share of the model file read or mapped so far (the larger of the bytes

@@ -26,15 +26,11 @@ static const char *const action_table[_SERVING_ACTION_MAX] = {
 };
 
 static const char *const why_table[_SERVING_WHY_MAX] = {
-        [SERVING_WHY_NONE] = "none",
-        [SERVING_WHY_EVICT] = "evicted",
-        [SERVING_WHY_UNLOAD] = "unload",
-        [SERVING_WHY_IDLE] = "unload-after",
-        [SERVING_WHY_TRIM] = "trim",
-        [SERVING_WHY_RELOAD] = "reload",
-        [SERVING_WHY_SUPERSEDED] = "superseded",
-        [SERVING_WHY_STOP] = "stop",
-        [SERVING_WHY_FAILED] = "failed",
+        [SERVING_WHY_NONE] = "none",       [SERVING_WHY_EVICT] = "evicted",
+        [SERVING_WHY_UNLOAD] = "unload",   [SERVING_WHY_IDLE] = "unload-after",
+        [SERVING_WHY_TRIM] = "trim",       [SERVING_WHY_RELOAD] = "reload",
+        [SERVING_WHY_REMOVED] = "removed", [SERVING_WHY_SUPERSEDED] = "superseded",
+        [SERVING_WHY_STOP] = "stop",       [SERVING_WHY_FAILED] = "failed",
 };
 
 /* clang-format off */

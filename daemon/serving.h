@@ -67,7 +67,8 @@ typedef enum ServingWhy {
         SERVING_WHY_UNLOAD,     /* llmctl unload */
         SERVING_WHY_IDLE,       /* unload-after */
         SERVING_WHY_TRIM,       /* a reload lowered max-resident or the budget */
-        SERVING_WHY_RELOAD,     /* a reload changed or removed its profile */
+        SERVING_WHY_RELOAD,     /* a reload changed its profile */
+        SERVING_WHY_REMOVED,    /* a reload removed its profile */
         SERVING_WHY_SUPERSEDED, /* the switch loading it was superseded */
         SERVING_WHY_STOP,       /* llmctl stop, or llmd stops */
         SERVING_WHY_FAILED,     /* the switch loading it gave up */

@@ -30,6 +30,7 @@ struct Model {
         ServingWhy why;     /* why it is draining or stopping, or why it failed */
         unsigned in_flight; /* requests running on it */
         bool again;         /* load it again once it is down (a reload changed it) */
+        bool start_pending; /* LOADING, its child to start once no process of its name runs */
         DrainWait *drain;   /* the drain in progress */
 };
 

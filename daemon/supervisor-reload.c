@@ -134,7 +134,7 @@ int supervisor_reload(Supervisor *s, Config *config)
 
                 log_model(LOG_INFO, model_name(m), "reload", "%s: profile removed, stopping it",
                           model_name(m));
-                model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_RELOAD);
+                model_event(m, SERVING_EVENT_UNLOAD, SERVING_WHY_REMOVED);
         }
 
         /* The active model may have gone, or become pinned. */

@@ -271,7 +271,9 @@ static bool model_crashed(const Model *m)
 {
         ChildState st = child_state(m->child);
 
-        return m->state == SERVING_LOADING && (st == CHILD_BACKOFF || st == CHILD_KILLING);
+        /* A start that waits for the previous process to go is no crash. */
+        return m->state == SERVING_LOADING && !m->start_pending &&
+               (st == CHILD_BACKOFF || st == CHILD_KILLING);
 }
 
 static void supervisor_advance_once(Supervisor *s)
@@ -540,7 +542,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         }
         /* Make before break: the active model keeps serving while the target loads, when it
          * need not make room. */
-        beside = t && a && a->state == SERVING_READY && !strv_contains(evict, s->active) &&
+        beside = t && a && serving_state_resident(a->state) && !strv_contains(evict, s->active) &&
                  !streq(s->active, target);
         if (load_only && !beside && a && !streq(s->active, target)) {
                 if (asprintf(ret_reason,

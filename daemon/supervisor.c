@@ -168,30 +168,72 @@ static void model_drain(Model *m, bool now)
         s->options.drain(s->options.userdata, model_name(m), now, supervisor_on_drained, w);
 }
 
+static bool child_down(const Child *c)
+{
+        return child_state(c) == CHILD_STOPPED || child_state(c) == CHILD_FAILED;
+}
+
+/* Whether a removed profile's process of this name still runs: it holds the socket path. */
+static bool supervisor_namesake_running(const Supervisor *s, const Model *m)
+{
+        for (size_t i = 0; i < s->n_retired; i++) {
+                if (streq(model_name(s->retired[i]), model_name(m)) &&
+                    !child_down(s->retired[i]->child)) {
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* Starts the children whose start waited for a process of their name to be down. */
+static void supervisor_start_pending(Supervisor *s)
+{
+        for (size_t i = 0; i < s->n_models; i++) {
+                Model *m = s->models[i];
+
+                if (m->start_pending && child_down(m->child) &&
+                    !supervisor_namesake_running(s, m)) {
+                        m->start_pending = false;
+                        child_start(m->child);
+                }
+        }
+}
+
 static void model_do(Model *m, ServingAction a)
 {
         switch (a) {
         case SERVING_ACTION_NONE:
                 return;
         case SERVING_ACTION_START:
+                /* Not while a process of this name is still on its way down (this model's
+                 * previous one, or a removed profile's): once it is, supervisor_start_pending(). */
                 m->again = false;
-                child_start(m->child);
+                m->start_pending = true;
+                supervisor_start_pending(m->supervisor);
                 return;
         case SERVING_ACTION_DRAIN:
                 model_drain(m, false);
                 return;
         case SERVING_ACTION_STOP:
-                if (child_state(m->child) != CHILD_STOPPED &&
-                    child_state(m->child) != CHILD_FAILED) {
+                m->start_pending = false;
+                if (child_down(m->child)) {
+                        /* Nothing runs (a start that waited): down at once. */
+                        model_event(m, SERVING_EVENT_DOWN, SERVING_WHY_NONE);
+                } else {
                         child_stop(m->child);
                 }
                 return;
         case SERVING_ACTION_KILL:
+                m->start_pending = false;
                 log_model(LOG_NOTICE, model_name(m), NULL, "%s: stopping at once (now): SIGKILL",
                           model_name(m));
                 model_drain(m, true);
-                child_stop(m->child);
-                child_kill_now(m->child);
+                if (child_down(m->child)) {
+                        model_event(m, SERVING_EVENT_DOWN, SERVING_WHY_NONE);
+                } else {
+                        child_stop(m->child);
+                        child_kill_now(m->child);
+                }
                 return;
         case _SERVING_ACTION_MAX:
                 return;
@@ -216,7 +258,7 @@ void model_event(Model *m, ServingEvent e, ServingWhy why)
                 m->why = why;
         }
         if (e == SERVING_EVENT_UNLOAD || e == SERVING_EVENT_STOP || e == SERVING_EVENT_KILL) {
-                m->again = m->again && why == SERVING_WHY_RELOAD;
+                m->again = false; /* a reload that restarts it says so after this */
         }
         if (old != m->state) {
                 log_debug("%s: %s --%s--> %s (%s)", model_name(m), serving_state_to_string(old),
@@ -465,7 +507,10 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
                 model_event(m, SERVING_EVENT_FAILED, SERVING_WHY_NONE);
                 break;
         case CHILD_STOPPED:
-                model_event(m, SERVING_EVENT_DOWN, SERVING_WHY_NONE);
+                /* With a start waiting, what went down is the previous process. */
+                if (!m->start_pending) {
+                        model_event(m, SERVING_EVENT_DOWN, SERVING_WHY_NONE);
+                }
                 break;
         case CHILD_LOADING:
         case CHILD_STOPPING:
@@ -476,6 +521,7 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         if (s->n_retired > 0) {
                 (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_ONESHOT);
         }
+        supervisor_start_pending(s);
         supervisor_advance(s);
         supervisor_check_stop(s);
         supervisor_arm_unload(s);
@@ -530,6 +576,9 @@ static int supervisor_on_sweep(sd_event_source *es, void *userdata)
 
         for (size_t i = 0; i < s->n_retired; i++) {
                 if (model_down(s->retired[i])) {
+                        if (supervisor_model(s, model_name(s->retired[i]))) {
+                                child_keep_socket(s->retired[i]->child); /* the new one's now */
+                        }
                         model_free(s->retired[i]);
                 } else {
                         s->retired[j++] = s->retired[i];

@@ -491,6 +491,83 @@ def test_stop_holds_under_switch(d):
     check(status(d)["loaded"] and d.pid_of("qwen"), status(d))
 
 
+@sim_only("a health check that hangs (fault knob), a request held open in the simulator")
+@fixture(conf(top="max-resident = 2", gemma="health-interval = 200ms\n"
+              "env = LLAMA_SIM_HEALTH_HANG_AFTER_MS=1500"), models=MODELS)
+def test_switch_to_failed_model_while_it_stops(d):
+    """A switch to a model that just failed while its old process is still on its way down
+    waits for it, then loads one new process, which the machine counts: list, status and the
+    process agree, and nothing is left stuck."""
+    wait_ready(d, "qwen", "nomic")
+    call(d, "Load", "gemma")
+    wait_ready(d, "gemma")
+    held = d.hold_request("gemma")  # the old process outlives its SIGTERM while this runs
+    wait_until(lambda: model(d, "gemma")["state"] == "killing", "gemma found unhealthy", timeout=10)
+    r = call(d, "Switch", "gemma")
+    check(r.get("error") == "io.llmd.Manager.LoadFailed", r)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=call(d, "Switch", "gemma")))
+    t.start()
+    time.sleep(0.3)
+    held.close()
+    t.join(30)
+    check(out.get("r") and "error" not in out["r"], out)
+    g = model(d, "gemma")
+    check(g["serving"] == "ready" and g["resident"] and g.get("pid") == d.pid_of("gemma"), g)
+    check(status(d)["active"]["name"] == "gemma", status(d))
+    llmctl(d, "reload", check_rc=0)
+
+
+QWEN_SECTION = "[qwen]\nmodel = @MODELS@/qwen.gguf\n"
+NOMIC_SECTION = "[nomic]\nmodel = @MODELS@/nomic.gguf\nembeddings = true\npin = true\n"
+
+
+@sim_only("a slow stream (token delay knob)")
+@fixture(conf(qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS)
+def test_reload_removes_draining_model(d):
+    """A model a reload removes while it drains for an earlier reload's restart is not loaded
+    again: it stops once its stream is done, and the default takes over."""
+    wait_ready(d, "qwen", "nomic")
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 30})
+    check(s.event() is not None, "no first event")
+    d.write_config(conf(qwen="env = LLAMA_SIM_TOKEN_MS=101"))
+    llmctl(d, "reload", check_rc=0)
+    d.write_config(conf(qwen="env = LLAMA_SIM_TOKEN_MS=101")
+                   .replace(QWEN_SECTION + "env = LLAMA_SIM_TOKEN_MS=101\n", "")
+                   .replace("default = qwen", "default = gemma"))
+    llmctl(d, "reload", check_rc=0)
+    ev = s.events()
+    check(ev and ev[-1] == "[DONE]", f"the stream was cut: {ev[-2:]}")
+    wait_until(lambda: status(d)["active"]["name"] == "gemma" and d.pid_of("gemma")
+               and model(d, "gemma")["serving"] == "ready", "gemma serving")
+    wait_until(lambda: not d.pid_of("qwen"), "the removed qwen down")
+    time.sleep(0.5)
+    check(not d.pid_of("qwen") and len(d.starts("qwen")) == 1, f"qwen started again: {d.starts('qwen')}")
+    llmctl(d, "reload", check_rc=0)
+
+
+@sim_only("a request held open in the simulator")
+@fixture(conf(), models=MODELS)
+def test_readded_model_waits_for_its_namesake(d):
+    """A pinned model removed by a reload and added back while its old process still finishes
+    a request starts once that one is down (they share a socket path); then it serves."""
+    wait_ready(d, "qwen", "nomic")
+    held = d.hold_request("nomic")
+    old = d.pid_of("nomic")
+    d.write_config(conf().replace(NOMIC_SECTION, ""))
+    llmctl(d, "reload", check_rc=0)
+    d.write_config(conf())
+    llmctl(d, "reload", check_rc=0)
+    time.sleep(0.5)
+    alive = [r["pid"] for r in d.records("start", "nomic") if pid_alive(r["pid"])]
+    check(alive == [old], f"two nomic processes at once: {alive}")
+    held.close()
+    wait_until(lambda: d.pid_of("nomic") not in (None, old), "the new nomic started")
+    wait_until(lambda: model(d, "nomic")["serving"] == "ready", "the new nomic ready")
+    r = http(PORT, "POST", "/v1/embeddings", {"input": "hi", "model": "nomic"})
+    check(r.status == 200, r)
+
+
 MB = 1 << 20
 
 
