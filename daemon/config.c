@@ -1214,8 +1214,19 @@ int config_load(const char *path, Config **ret)
         if (r < 0) {
                 return r;
         }
-        if (strlen(text) != (size_t) r) {
-                return -EBADMSG; /* a NUL byte: not a text file */
+        size_t len = strlen(text);
+        if (len != (size_t) r) {
+                /* the text ends at a NUL byte: what follows would be lost without a word */
+                unsigned line = 1;
+                for (size_t i = 0; i < len; i++) {
+                        line += text[i] == '\n';
+                }
+                r = config_parse(path, text, ret);
+                if (!*ret) {
+                        return r;
+                }
+                config_error(*ret, line, "a NUL byte: not a text file");
+                return -EINVAL;
         }
         return config_parse(path, text, ret);
 }

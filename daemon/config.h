@@ -136,7 +136,7 @@ extern const size_t config_n_llmd_keys;
 
 /* Parses the file. On -EINVAL (*ret) holds the errors found (config->errors, at least one);
  * on success it holds a valid configuration. Other negative values: the file could not be read
- * (open_regular()'s errors, -EFBIG above 4 MiB, -EBADMSG when it holds a NUL byte), and *ret
+ * (open_regular()'s errors, -EFBIG above 4 MiB; a NUL byte is an error of the file), and *ret
  * is NULL. */
 int config_load(const char *path, Config **ret);
 /* The same from a string, with path used in messages only. */
