@@ -47,16 +47,49 @@ int write_file_atomic(const char *path, const char *content, mode_t mode)
         return 0;
 }
 
-int read_file(const char *path, size_t max, char **ret)
+int open_regular(const char *path, int flags, struct stat *ret_stat)
 {
         _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | flags);
+        if (fd < 0) {
+                /* open() of a socket, or of a device without its driver */
+                return errno == ENXIO ? -EBADFD : -errno;
+        }
+        if (fstat(fd, &st) < 0) {
+                return -errno;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD;
+        }
+        if (ret_stat) {
+                *ret_stat = st;
+        }
+        return TAKE_FD(fd);
+}
+
+const char *file_strerror(int r)
+{
+        switch (r) {
+        case -EBADFD:
+                return "not a regular file";
+        case -EISDIR:
+                return "a directory, not a regular file";
+        case -ELOOP:
+                return "a symbolic link, not a regular file";
+        case -EFBIG:
+                return "too large";
+        default:
+                return strerror(-r);
+        }
+}
+
+int read_fd(int fd, size_t max, char **ret)
+{
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                return -errno;
-        }
         buf = malloc(max + 1);
         if (!buf) {
                 return -ENOMEM;
@@ -80,4 +113,20 @@ int read_file(const char *path, size_t max, char **ret)
         buf[len] = '\0';
         *ret = TAKE_PTR(buf);
         return (int) MIN(len, (size_t) INT32_MAX);
+}
+
+int read_file(const char *path, int flags, size_t max, char **ret)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        fd = open_regular(path, flags, &st);
+        if (fd < 0) {
+                return fd;
+        }
+        /* a sparse file of 16 GiB is refused before a byte of it is read */
+        if ((uint64_t) st.st_size > max) {
+                return -EFBIG;
+        }
+        return read_fd(fd, max, ret);
 }

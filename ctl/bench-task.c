@@ -202,10 +202,10 @@ int bench_tasks_load(char *const *dirs, BenchTask **ret, size_t *ret_n, char *er
                 if (!found || S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_size == 0)) {
                         continue;
                 }
-                r = read_file(path, BENCH_TASK_FILE_MAX, &text);
+                r = read_file(path, 0, BENCH_TASK_FILE_MAX, &text);
                 if (r < 0) {
                         snprintf(error, size, "%s: %s", path,
-                                 r == -EFBIG ? "larger than 256 KiB" : strerror(-r));
+                                 r == -EFBIG ? "larger than 256 KiB" : file_strerror(r));
                         goto fail;
                 }
                 if (n >= BENCH_TASKS_MAX) {

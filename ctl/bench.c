@@ -218,16 +218,19 @@ static int listen_handler(void *user, const char *section, const char *name, con
 /* http://HOST:PORT of llmd's first [llmd] listen address in its configuration file. */
 static int bench_url_from_config(const char *config, char **ret)
 {
-        _cleanup_free_ char *listen = NULL, *host = NULL;
+        _cleanup_free_ char *listen = NULL, *host = NULL, *text = NULL;
         _cleanup_strv_free_ char **l = NULL;
         uint16_t port;
         int r;
 
-        r = ini_parse(config, listen_handler, &listen);
-        if (r == -1) {
+        /* llmd's own limit on its configuration */
+        r = read_file(config, 0, 4 * 1024 * 1024, &text);
+        if (r < 0) {
                 return fail(EXIT_USAGE,
-                            "cannot read %s for llmd's address: %m (give it with --url)", config);
+                            "cannot read %s for llmd's address: %s (give it with --url)", config,
+                            file_strerror(r));
         }
+        (void) ini_parse_string(text, listen_handler, &listen);
         if (!listen) {
                 *ret = strdup(BENCH_DEFAULT_URL);
                 return *ret ? 0 : fail(EXIT_USAGE, "out of memory");

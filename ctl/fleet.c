@@ -44,11 +44,10 @@ static size_t on_body(char *p, size_t size, size_t n, void *userdata)
 static int key_from_file(const char *path, char **ret)
 {
         _cleanup_free_ char *text = NULL;
-        int r = read_file(path, FLEET_KEY_FILE_MAX, &text);
+        int r = read_file(path, 0, FLEET_KEY_FILE_MAX, &text);
 
         if (r < 0) {
-                errno = -r;
-                return fail(EXIT_USAGE, "cannot read the key file %s: %m", path);
+                return fail(EXIT_USAGE, "cannot read the key file %s: %s", path, file_strerror(r));
         }
         for (char *line = text, *next; line && *line; line = next) {
                 next = strchr(line, '\n');

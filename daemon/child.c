@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "child.h"
+#include "fileio.h"
 #include "log.h"
 #include "parse-util.h"
 #include "probe.h"
@@ -515,15 +516,11 @@ static int child_spawn(Child *c)
         c->health_failures = 0;
 
         /* A model llama-server cannot read would only crash in a loop: fail it now. */
-        model = open(c->config->model_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        model = open_regular(c->config->model_path, 0, &st);
         if (model < 0) {
-                r = -errno;
-                child_set_reason(c, "model file %s: %s", c->config->model_path, strerror(-r));
-                return r;
-        }
-        if (fstat(model, &st) < 0 || !S_ISREG(st.st_mode)) {
-                child_set_reason(c, "model file %s: not a regular file", c->config->model_path);
-                return -EISDIR;
+                child_set_reason(c, "model file %s: %s", c->config->model_path,
+                                 file_strerror(model));
+                return model;
         }
         c->model_size = (uint64_t) st.st_size;
         binary = find_executable(c->ctx.binary);

@@ -12,10 +12,12 @@
 
 #include "array.h"
 #include "config.h"
+#include "fileio.h"
 #include "parse-util.h"
 #include "strv.h"
 
 #define CONFIG_MAX_LINE 4096
+#define CONFIG_FILE_MAX (4 * 1024 * 1024) /* a thousand models take 200 KiB */
 #define CONFIG_MAX_ERRORS 64
 
 #define DEFAULT_LOAD_TIMEOUT (600 * USEC_PER_SEC)
@@ -46,7 +48,6 @@ typedef struct Parser {
         RawSection *sections;
         size_t n_sections;
         /* input */
-        FILE *file;
         const char *text;
         unsigned line;
         unsigned header_line; /* of the last "[section]" line read */
@@ -116,21 +117,7 @@ static char *parser_read_line(char *str, int num, void *stream)
 
         /* Hand inih whole lines only, so its line count and ours agree. A longer line than we
          * accept is consumed whole and reported; inih sees an empty line in its place. */
-        if (p->file) {
-                int ch;
-
-                while ((ch = fgetc(p->file)) != EOF) {
-                        more = true;
-                        if (ch == '\n') {
-                                break;
-                        }
-                        if (n + 1 < (size_t) num) {
-                                str[n++] = (char) ch;
-                        } else {
-                                p->line_too_long = true;
-                        }
-                }
-        } else if (*p->text) {
+        if (*p->text) {
                 const char *nl = strchr(p->text, '\n');
                 size_t len = nl ? (size_t) (nl - p->text) : strlen(p->text);
 
@@ -1165,10 +1152,10 @@ static int config_build(Config *c, Parser *p)
         return strv_length(c->errors) > 0 ? -EINVAL : 0;
 }
 
-static int config_parse(const char *path, FILE *f, const char *text, Config **ret)
+static int config_parse(const char *path, const char *text, Config **ret)
 {
         _cleanup_(config_freep) Config *c = NULL;
-        Parser p = { .file = f, .text = text };
+        Parser p = { .text = text };
         int r;
 
         c = calloc(1, sizeof(Config));
@@ -1217,22 +1204,36 @@ static int config_parse(const char *path, FILE *f, const char *text, Config **re
 
 int config_load(const char *path, Config **ret)
 {
-        FILE *f;
+        _cleanup_free_ char *text = NULL;
         int r;
 
-        f = fopen(path, "re");
-        if (!f) {
-                *ret = NULL;
-                return -errno;
+        /* Read here, whole and bounded, from a regular file opened so that nothing blocks (the
+         * path may be a link); inih never opens it. */
+        *ret = NULL;
+        r = read_file(path, 0, CONFIG_FILE_MAX, &text);
+        if (r < 0) {
+                return r;
         }
-        r = config_parse(path, f, NULL, ret);
-        fclose(f);
-        return r;
+        size_t len = strlen(text);
+        if (len != (size_t) r) {
+                /* the text ends at a NUL byte: what follows would be lost without a word */
+                unsigned line = 1;
+                for (size_t i = 0; i < len; i++) {
+                        line += text[i] == '\n';
+                }
+                r = config_parse(path, text, ret);
+                if (!*ret) {
+                        return r;
+                }
+                config_error(*ret, line, "a NUL byte: not a text file");
+                return -EINVAL;
+        }
+        return config_parse(path, text, ret);
 }
 
 int config_load_string(const char *path, const char *text, Config **ret)
 {
-        return config_parse(path, NULL, text, ret);
+        return config_parse(path, text, ret);
 }
 
 Config *config_free(Config *c)

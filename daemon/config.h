@@ -135,8 +135,9 @@ extern const size_t config_n_llmd_keys;
              _i_ && _i_ < (c)->models + (c)->n_models && ((m) = *_i_, true); _i_++)
 
 /* Parses the file. On -EINVAL (*ret) holds the errors found (config->errors, at least one);
- * on success it holds a valid configuration. Other negative values: the file could not be read,
- * and *ret is NULL. */
+ * on success it holds a valid configuration. Other negative values: the file could not be read
+ * (open_regular()'s errors, -EFBIG above 4 MiB; a NUL byte is an error of the file), and *ret
+ * is NULL. */
 int config_load(const char *path, Config **ret);
 /* The same from a string, with path used in messages only. */
 int config_load_string(const char *path, const char *text, Config **ret);

@@ -8,17 +8,15 @@
  *   padding to general.alignment (32), then the tensors' data, each at its offset
  *
  * where a string is u64 length + bytes, all little-endian. Every count and length is checked
- * against what is left of the file before it is used, so a hostile file ends in -EBADMSG after
- * at most one pass over its own bytes, and memory grows only with what was actually read.
+ * against gguf.h's caps and against what is left of the header before it is used, so a hostile
+ * file ends in -E2BIG or -EBADMSG after at most one pass over its first GGUF_HEADER_MAX bytes,
+ * read through one buffer of GGUF_BUF, and memory grows only with what was actually read.
  */
-#include <fcntl.h>
 #include <stdio.h>
-#include <sys/stat.h>
 
+#include "fileio.h"
 #include "gguf.h"
 
-#define GGUF_KV_MAX (UINT64_C(1) << 20)
-#define GGUF_TENSORS_MAX (UINT64_C(1) << 20)
 #define GGUF_NAME_MAX 64 /* GGML_MAX_NAME: llama.cpp refuses a longer tensor name */
 #define GGUF_KEY_MAX 256 /* a longer key is skipped: none we read is that long */
 #define GGUF_ARCH_MAX 64
@@ -119,8 +117,9 @@ static const char *const arch_keys[_KEY_MAX] = {
 
 typedef struct GgufReader {
         int fd;
-        uint64_t size; /* of the file */
-        uint64_t pos;  /* the next byte to read; never above size */
+        uint64_t size;  /* of the file */
+        uint64_t limit; /* of the header: MIN(size, GGUF_HEADER_MAX) */
+        uint64_t pos;   /* the next byte to read; never above limit */
         uint64_t buf_pos;
         size_t buf_len;
         uint8_t buf[GGUF_BUF];
@@ -156,13 +155,24 @@ static uint64_t sat_mul(uint64_t a, uint64_t b)
         return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
+/* More bytes than the header has: -E2BIG when GGUF_HEADER_MAX cut it short, else -EBADMSG. */
+static int reader_past(const GgufReader *r)
+{
+        return r->size > r->limit ? -E2BIG : -EBADMSG;
+}
+
 static int reader_read(GgufReader *r, void *ret, size_t n)
 {
-        if (n > sizeof(r->buf) || n > r->size - r->pos) {
+        if (n > r->limit - r->pos) {
+                return reader_past(r);
+        }
+        if (n > sizeof(r->buf)) {
                 return -EBADMSG;
         }
         if (r->pos < r->buf_pos || r->pos + n > r->buf_pos + r->buf_len) {
-                ssize_t k = pread(r->fd, r->buf, sizeof(r->buf), (off_t) r->pos);
+                /* never a byte past the header's cap */
+                size_t want = (size_t) MIN((uint64_t) sizeof(r->buf), r->limit - r->pos);
+                ssize_t k = pread(r->fd, r->buf, want, (off_t) r->pos);
 
                 if (k < 0) {
                         return -errno;
@@ -180,8 +190,8 @@ static int reader_read(GgufReader *r, void *ret, size_t n)
 
 static int reader_skip(GgufReader *r, uint64_t n)
 {
-        if (n > r->size - r->pos) {
-                return -EBADMSG;
+        if (n > r->limit - r->pos) {
+                return reader_past(r);
         }
         r->pos += n;
         return 0;
@@ -231,6 +241,9 @@ static int reader_string(GgufReader *r, char *buf, size_t size)
         k = reader_u64(r, &len);
         if (k < 0) {
                 return k;
+        }
+        if (len > GGUF_STRING_MAX) {
+                return -E2BIG;
         }
         if (len >= size) {
                 k = reader_skip(r, len);
@@ -307,8 +320,11 @@ static int reader_value(GgufReader *r, uint32_t t, bool want, uint64_t *ret)
         if (et >= _GGUF_TYPE_MAX || et == GGUF_TYPE_ARRAY) {
                 return -EBADMSG;
         }
+        if (count > GGUF_ARRAY_MAX) {
+                return -E2BIG;
+        }
         if (et == GGUF_TYPE_STRING) {
-                /* each string takes 8 bytes at least: the loop ends with the file */
+                /* each string takes 8 bytes at least: the loop ends with the header */
                 for (uint64_t i = 0; i < count; i++) {
                         char c;
                         k = reader_string(r, &c, 0);
@@ -318,8 +334,8 @@ static int reader_value(GgufReader *r, uint32_t t, bool want, uint64_t *ret)
                 }
                 return 0;
         }
-        if (count > (r->size - r->pos) / gguf_type_size[et]) {
-                return -EBADMSG;
+        if (count > (r->limit - r->pos) / gguf_type_size[et]) {
+                return reader_past(r);
         }
         if (!want) {
                 return reader_skip(r, count * gguf_type_size[et]);
@@ -561,13 +577,17 @@ static int gguf_parse(int fd, GgufParse *ret)
                 return -errno;
         }
         if (!S_ISREG(st.st_mode)) {
-                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADMSG;
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD;
         }
         r = malloc(sizeof(*r));
         if (!r) {
                 return -ENOMEM;
         }
-        *r = (GgufReader) { .fd = fd, .size = (uint64_t) st.st_size };
+        *r = (GgufReader) {
+                .fd = fd,
+                .size = (uint64_t) st.st_size,
+                .limit = MIN((uint64_t) st.st_size, GGUF_HEADER_MAX),
+        };
         p.info.file_bytes = r->size;
 
         if ((k = reader_read(r, magic, sizeof(magic))) < 0 || (k = reader_u32(r, &version)) < 0 ||
@@ -576,9 +596,12 @@ static int gguf_parse(int fd, GgufParse *ret)
         }
         /* version 1 had 32-bit counts, and llama.cpp no longer reads it; a big-endian file
          * shows its version byte-swapped */
-        if (memcmp(magic, "GGUF", 4) != 0 || version < 2 || version > 3 ||
-            n_tensors > GGUF_TENSORS_MAX || n_kv > GGUF_KV_MAX) {
+        if (memcmp(magic, "GGUF", 4) != 0 || version < 2 || version > 3) {
                 k = -EBADMSG;
+                goto fail;
+        }
+        if (n_tensors > GGUF_TENSORS_MAX || n_kv > GGUF_KV_MAX) {
+                k = -E2BIG;
                 goto fail;
         }
 
@@ -669,10 +692,11 @@ int gguf_read_fd(int fd, GgufInfo *ret)
 
 static int gguf_parse_path(const char *path, GgufParse *ret)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* a model may be a link: no O_NOFOLLOW */
+        _cleanup_close_ int fd = open_regular(path, 0, NULL);
 
         if (fd < 0) {
-                return -errno;
+                return fd;
         }
         return gguf_parse(fd, ret);
 }

@@ -5,14 +5,27 @@
 
 /*
  * What a model needs of the GPU, from its GGUF header alone (v2 and v3, little-endian): the
- * architecture's dimensions and the bytes of its tensors. The file is not trusted: every count
- * and length in it is checked against the file's size before it is used, nothing is allocated
- * from a size the file states, and a file that is not a GGUF llama-server could load gives
- * -EBADMSG.
+ * architecture's dimensions and the bytes of its tensors. The file is not trusted: it is opened
+ * with open_regular() (a FIFO, a socket or a device is refused before a byte is read), every
+ * count and length in it is checked against the caps below and against the header's size
+ * before it is used, nothing is allocated from a size the file states, a file that is not a
+ * GGUF llama-server could load gives -EBADMSG, and one past a cap -E2BIG.
+ *
+ * The caps lie far above any real model's (llama 3: 128k tokens, 280k merges, a header of
+ * about 8 MiB; Gemma 3: 262k tokens, 6 MiB; a chat template: 4-60 KiB; DeepSeek V3: some
+ * 1,100 tensors, 50 keys), and low enough that the worst file is refused after reading GGUF_HEADER_MAX bytes
+ * at most, through one 64 KiB buffer: a 16 GiB sparse file claiming 2^62 strings ends at its
+ * first array, in microseconds.
  *
  * A split model (NAME-00001-of-00003.gguf, the first file named) is read whole: the tensors of
  * every part are counted.
  */
+
+#define GGUF_KV_MAX (UINT64_C(1) << 16)      /* metadata entries */
+#define GGUF_TENSORS_MAX (UINT64_C(1) << 20) /* tensor infos */
+#define GGUF_ARRAY_MAX (UINT64_C(1) << 22)   /* elements of one array (4 Mi) */
+#define GGUF_STRING_MAX (UINT64_C(16) << 20) /* bytes of one string: a key, a value, a token */
+#define GGUF_HEADER_MAX (UINT64_C(64) << 20) /* bytes from the magic to the last tensor info */
 
 typedef struct GgufInfo {
         char *arch;                 /* general.architecture */
@@ -27,7 +40,8 @@ typedef struct GgufInfo {
         uint64_t file_bytes;   /* all parts of a split model together */
 } GgufInfo;
 
-/* 0, -errno (the file cannot be read), or -EBADMSG (it is not a GGUF llama-server can load). */
+/* 0, -errno (the file cannot be read; open_regular()'s), -EBADMSG (it is not a GGUF llama-server
+ * can load) or -E2BIG (its header is past a cap above). */
 int gguf_read(const char *path, GgufInfo *ret);
 /* The same for one open file, from its start (no split parts). */
 int gguf_read_fd(int fd, GgufInfo *ret);

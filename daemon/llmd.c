@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "manager.h"
 #include "notify.h"
@@ -149,7 +150,8 @@ static int load_config(Config **ret)
                                        arg_check ? "" : ", not starting");
         }
         if (r < 0) {
-                return log_error_errno(r, "Cannot read %s: %m", arg_config);
+                log_error("Cannot read %s: %s", arg_config, file_strerror(r));
+                return r;
         }
         *ret = TAKE_PTR(c);
         return 0;
@@ -181,10 +183,12 @@ static int check_config(void)
         /* A missing model file does not stop llmd (that model fails, the rest serve), so here it
          * is a warning. */
         FOREACH_MODEL(m, c) {
-                if (access(m->model_path, R_OK) < 0) {
-                        log_warning_errno(
-                                errno, "%s:%u: [%s] model: %s: %m (this model would fail to load)",
-                                c->path, m->line, m->name, m->model_path);
+                int fd = open_regular(m->model_path, 0, NULL);
+                if (fd < 0) {
+                        log_warning("%s:%u: [%s] model: %s: %s (this model would fail to load)",
+                                    c->path, m->line, m->name, m->model_path, file_strerror(fd));
+                } else {
+                        close(fd);
                 }
                 if (m->pin && strv_extend(&pinned, m->name) < 0) {
                         return EXIT_FAILURE;

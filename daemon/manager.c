@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "time-util.h"
 #include "manager.h"
@@ -117,9 +118,9 @@ int manager_reload(Manager *m, char ***ret_errors)
                 return r;
         }
         if (r < 0) {
-                log_error_errno(r, "Reload refused: cannot read %s: %m", m->config_path);
+                log_error("Reload refused: cannot read %s: %s", m->config_path, file_strerror(r));
                 char *e;
-                if (ret_errors && asprintf(&e, "%s: %s", m->config_path, strerror(-r)) >= 0) {
+                if (ret_errors && asprintf(&e, "%s: %s", m->config_path, file_strerror(r)) >= 0) {
                         (void) strv_consume(ret_errors, e);
                 }
                 return -EINVAL;

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "prefetch.h"
 #include "strv.h"
@@ -66,22 +67,19 @@ _noreturn_ static void prefetch_run(char *const *paths, uint64_t budget)
                        IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
         for (char *const *f = paths; *f && budget > 0; f++) {
                 struct stat st;
-                int fd = open(*f, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                int fd = open_regular(*f, 0, &st);
 
                 if (fd < 0) {
                         continue;
                 }
-                if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-                        for (uint64_t off = 0; off < (uint64_t) st.st_size && budget > 0;) {
-                                uint64_t n = MIN(MIN(PREFETCH_STEP, budget),
-                                                 (uint64_t) st.st_size - off);
+                for (uint64_t off = 0; off < (uint64_t) st.st_size && budget > 0;) {
+                        uint64_t n = MIN(MIN(PREFETCH_STEP, budget), (uint64_t) st.st_size - off);
 
-                                if (readahead(fd, (off64_t) off, n) < 0) {
-                                        break;
-                                }
-                                off += n;
-                                budget -= n;
+                        if (readahead(fd, (off64_t) off, n) < 0) {
+                                break;
                         }
+                        off += n;
+                        budget -= n;
                 }
                 close(fd);
         }

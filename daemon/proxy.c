@@ -404,6 +404,7 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
 {
         _cleanup_free_ char *text = NULL;
         _cleanup_strv_free_ char **lines = NULL, **keys = NULL;
+        _cleanup_close_ int fd = -1;
         struct stat st;
         int r;
 
@@ -411,16 +412,16 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
         if (!c->api_key_file) {
                 return 0;
         }
-        if (stat(c->api_key_file, &st) < 0) {
-                r = -errno;
-                (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file,
-                                strerror(errno));
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
+        fd = open_regular(c->api_key_file, 0, &st);
+        if (fd == -EBADFD || fd == -EISDIR) {
                 (void) asprintf(ret_why, "the API key file %s is not a regular file",
                                 c->api_key_file);
                 return -EINVAL;
+        }
+        if (fd < 0) {
+                (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file,
+                                file_strerror(fd));
+                return fd;
         }
         if (st.st_mode & 0007) {
                 (void) asprintf(ret_why,
@@ -428,10 +429,10 @@ static int proxy_read_keys(const Config *c, char ***ret, char **ret_why)
                                 c->api_key_file);
                 return -EPERM;
         }
-        r = read_file(c->api_key_file, 64 * 1024, &text);
+        r = read_fd(fd, 64 * 1024, &text);
         if (r < 0) {
                 (void) asprintf(ret_why, "cannot read the API key file %s: %s", c->api_key_file,
-                                strerror(-r));
+                                file_strerror(r));
                 return r;
         }
         if (strlen(text) != (size_t) r) {

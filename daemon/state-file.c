@@ -42,12 +42,15 @@ void state_file_load_active(const char *state_dir, const Config *config, char **
         if (asprintf(&path, "%s/%s", state_dir, STATE_FILE_ACTIVE) < 0) {
                 return;
         }
-        r = read_file(path, 4096, &content);
+        r = read_file(path, O_NOFOLLOW, 4096, &content);
         if (r == -ENOENT) {
                 return;
         }
-        if (r < 0 || strv_split(content, "\n", &lines) < 0) {
-                log_warning_errno(r, "Cannot read %s, using the default model: %m", path);
+        if (r < 0) {
+                log_warning("Cannot read %s, using the default model: %s", path, file_strerror(r));
+                return;
+        }
+        if (strv_split(content, "\n", &lines) < 0) {
                 return;
         }
         STRV_FOREACH(l, lines) {
@@ -128,11 +131,17 @@ int state_file_load_gpu(const char *state_dir, StateGpuEntry **ret, size_t *ret_
         if (asprintf(&path, "%s/%s", state_dir, STATE_FILE_GPU) < 0) {
                 return -ENOMEM;
         }
-        r = read_file(path, 1 << 20, &content);
+        r = read_file(path, O_NOFOLLOW, 1 << 20, &content);
         if (r == -ENOENT) {
                 return 0;
         }
-        if (r < 0 || (r = strv_split(content, "\n", &lines)) < 0) {
+        if (r < 0) {
+                log_warning("Cannot read %s, ignoring the measured sizes: %s", path,
+                            file_strerror(r));
+                return r;
+        }
+        r = strv_split(content, "\n", &lines);
+        if (r < 0) {
                 return r;
         }
         STRV_FOREACH(l, lines) {

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "array.h"
+#include "fileio.h"
 #include "log.h"
 #include "strv.h"
 #include "supervisor-internal.h"
@@ -383,6 +384,7 @@ static int supervisor_check_target(Supervisor *s, const char *target, const Mode
                                    char **ret_reason)
 {
         const ModelConfig *m = config_find_model(s->config, target);
+        _cleanup_close_ int fd = -1;
         char *reason = NULL;
 
         if (!m) {
@@ -407,9 +409,11 @@ static int supervisor_check_target(Supervisor *s, const char *target, const Mode
                 *ret_reason = reason;
                 return -EPERM;
         }
-        if (access(m->model_path, R_OK) < 0) {
-                int r = -errno;
-                if (asprintf(&reason, "model file %s: %s", m->model_path, strerror(-r)) < 0) {
+        /* Opened, not access()ed: a FIFO, a socket or a device there is refused at once, and
+         * nothing here can block. */
+        fd = open_regular(m->model_path, 0, NULL);
+        if (fd < 0) {
+                if (asprintf(&reason, "model file %s: %s", m->model_path, file_strerror(fd)) < 0) {
                         reason = NULL;
                 }
                 *ret_reason = reason;

@@ -138,7 +138,7 @@ def test_unreadable_model(d):
     os.unlink(d.model_path("qwen"))
     os.mkdir(d.model_path("qwen"))  # opens even for root, and no llama-server can load it
     d.start()
-    d.wait_status(f"qwen failed: model file {d.model_path('qwen')}: not a regular file"
+    d.wait_status(f"qwen failed: model file {d.model_path('qwen')}: a directory, not a regular file"
                   " · embed nomic ready")
     check(not d.starts("qwen"), "llama-server was started for a directory")
 

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
 #include "config.h"
 #include "strv.h"
 #include "tests.h"
@@ -462,6 +466,40 @@ TEST(file)
 
         check_inteq(config_load("/nonexistent/llama-generate.conf", &c), -ENOENT);
         check(!c);
+}
+
+/* What is not a small regular text file is refused before it is read: nothing blocks. */
+TEST(file_hostile)
+{
+        char dir[] = "/tmp/test-config-XXXXXX", path[64];
+        Config *c = NULL;
+        int fd;
+
+        check(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/fifo", dir);
+        check(mkfifo(path, 0600) == 0);
+        check_inteq(config_load(path, &c), -EBADFD);
+        check(!c);
+        check(unlink(path) == 0);
+        check_inteq(config_load(dir, &c), -EISDIR);
+        check_inteq(config_load("/dev/zero", &c), -EBADFD);
+
+        snprintf(path, sizeof(path), "%s/sparse", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        check(fd >= 0);
+        check(ftruncate(fd, (off_t) 16 << 30) == 0);
+        check_inteq(config_load(path, &c), -EFBIG);
+        check(!c);
+
+        /* a NUL byte on line 2 */
+        check(ftruncate(fd, 0) == 0);
+        check(pwrite(fd, "[m]\nmodel = /m\0x\n", 17, 0) == 17);
+        check_inteq(config_load(path, &c), -EINVAL);
+        check(c && strv_length(c->errors) == 1 && strstr(c->errors[0], ":2: a NUL byte"));
+        config_free(c);
+        close(fd);
+        check(unlink(path) == 0);
+        check(rmdir(dir) == 0);
 }
 
 TEST_MAIN()

@@ -9,6 +9,7 @@
 
 #include "gguf.h"
 #include "tests.h"
+#include "time-util.h"
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -379,21 +380,21 @@ TEST(hostile_metadata)
         Buf b = {};
         GgufInfo i;
 
-        /* a key of 2^64 - 1 bytes, then 2^63 */
-        check_inteq(kv_case("\xff\xff\xff\xff\xff\xff\xff\xff", 8), -EBADMSG);
-        check_inteq(kv_case("\x00\x00\x00\x00\x00\x00\x00\x80", 8), -EBADMSG);
+        /* a key of 2^64 - 1 bytes, then 2^63: past GGUF_STRING_MAX */
+        check_inteq(kv_case("\xff\xff\xff\xff\xff\xff\xff\xff", 8), -E2BIG);
+        check_inteq(kv_case("\x00\x00\x00\x00\x00\x00\x00\x80", 8), -E2BIG);
         /* key "k", type 13 */
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x0d\0\0\0", 13), -EBADMSG);
         /* a string value of 2^64 - 1 bytes */
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x08\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff", 21),
-                    -EBADMSG);
-        /* an array of 2^61 u64, of 2^64 - 1 strings, of arrays, of type 13 */
+                    -E2BIG);
+        /* an array of 2^61 u64, of 2^64 - 1 strings (past GGUF_ARRAY_MAX), of arrays, of type 13 */
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x0a\0\0\0\0\0\0\0\0\0\0\x20", 25),
-                    -EBADMSG);
+                    -E2BIG);
         check_inteq(
                 kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x08\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff",
                         25),
-                -EBADMSG);
+                -E2BIG);
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x09\0\0\0\0\0\0\0\0\0\0\0", 25),
                     -EBADMSG);
         check_inteq(kv_case("\x01\0\0\0\0\0\0\0k\x09\0\0\0\x0d\0\0\0\0\0\0\0\0\0\0\0", 25),
@@ -422,12 +423,16 @@ TEST(hostile_metadata)
 
         /* the counts: over the limits, and within them but with nothing behind */
         header(&b, 3, UINT64_MAX, 0);
-        check_inteq(parse_bad(&b), -EBADMSG);
+        check_inteq(parse_bad(&b), -E2BIG);
         header(&b, 3, 0, UINT64_MAX);
+        check_inteq(parse_bad(&b), -E2BIG);
+        header(&b, 3, GGUF_TENSORS_MAX + 1, 0);
+        check_inteq(parse_bad(&b), -E2BIG);
+        header(&b, 3, 0, GGUF_KV_MAX + 1);
+        check_inteq(parse_bad(&b), -E2BIG);
+        header(&b, 3, GGUF_TENSORS_MAX, 0);
         check_inteq(parse_bad(&b), -EBADMSG);
-        header(&b, 3, UINT64_C(1) << 20, 0);
-        check_inteq(parse_bad(&b), -EBADMSG);
-        header(&b, 3, 0, UINT64_C(1) << 20);
+        header(&b, 3, 0, GGUF_KV_MAX);
         check_inteq(parse_bad(&b), -EBADMSG);
 
         /* the smallest valid file */
@@ -632,6 +637,79 @@ static int real_models(void)
         }
         printf("ok - real_models\n");
         return 0;
+}
+
+/* The header of an array of count strings, key "k", at off. */
+static void sparse_array(int fd, off_t off, uint64_t count)
+{
+        Buf b = {};
+
+        put_str(&b, "k");
+        put_u32(&b, T_ARR);
+        put_u32(&b, T_STR);
+        put_u64(&b, count);
+        check(pwrite(fd, b.data, b.len, off) == (ssize_t) b.len);
+        free(b.data);
+}
+
+/* A 16 GiB sparse file is read no further than the caps allow: a count past GGUF_ARRAY_MAX
+ * ends at once, and arrays of empty strings within it, one after another, end at
+ * GGUF_HEADER_MAX, long before the file. */
+TEST(caps_sparse)
+{
+        int fd = memfd_create("gguf", MFD_CLOEXEC);
+        uint64_t start;
+        GgufInfo i = {};
+        Buf b = {};
+        off_t off;
+
+        check(fd >= 0);
+        check(ftruncate(fd, (off_t) 16 << 30) == 0);
+        header(&b, 3, 0, GGUF_KV_MAX);
+        check(pwrite(fd, b.data, b.len, 0) == (ssize_t) b.len);
+        off = (off_t) b.len;
+        free(b.data);
+
+        sparse_array(fd, off, UINT64_C(1) << 62);
+        start = now_usec(CLOCK_MONOTONIC);
+        check_inteq(gguf_read_fd(fd, &i), -E2BIG);
+        check(now_usec(CLOCK_MONOTONIC) - start < 100 * USEC_PER_MSEC);
+        sparse_array(fd, off, GGUF_ARRAY_MAX + 1);
+        check_inteq(gguf_read_fd(fd, &i), -E2BIG);
+
+        /* each array: 4 Mi strings of 8 bytes, the next entry behind it */
+        for (int k = 0; k < 4; k++) {
+                sparse_array(fd, off, GGUF_ARRAY_MAX);
+                off += 8 + 1 + 4 + 4 + 8 + (off_t) (GGUF_ARRAY_MAX * 8);
+        }
+        check((uint64_t) off > GGUF_HEADER_MAX);
+        start = now_usec(CLOCK_MONOTONIC);
+        check_inteq(gguf_read_fd(fd, &i), -E2BIG);
+        printf("# %llu ms to refuse a header past GGUF_HEADER_MAX\n",
+               (unsigned long long) ((now_usec(CLOCK_MONOTONIC) - start) / USEC_PER_MSEC));
+        check(!i.arch);
+        close(fd);
+}
+
+/* The caps let the largest real tokenizers through: an array of 1 Mi strings. */
+TEST(caps_tokenizer)
+{
+        Buf b = {};
+        GgufInfo i;
+
+        header(&b, 3, 0, 2);
+        kv_str(&b, "general.architecture", "llama");
+        put_str(&b, "tokenizer.ggml.tokens");
+        put_u32(&b, T_ARR);
+        put_u32(&b, T_STR);
+        put_u64(&b, UINT64_C(1) << 20);
+        for (int k = 0; k < 1 << 20; k++) {
+                put_str(&b, "tok");
+        }
+        check_inteq(parse(&b, &i), 0);
+        check_streq(i.arch, "llama");
+        gguf_info_done(&i);
+        free(b.data);
 }
 
 int main(int argc, char *argv[])
