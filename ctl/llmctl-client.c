@@ -234,7 +234,7 @@ static int report_error(Client *cl, const VarlinkReply *r)
                 if (!cl->json) {
                         print_log(cJSON_GetObjectItemCaseSensitive(p, "log"), "    ");
                         if (restored) {
-                                printf("%s is serving again\n", restored);
+                                printf("%s serves, as before the switch\n", restored);
                         }
                 }
                 return EXIT_REFUSED;

@@ -37,10 +37,22 @@ static void format_uptime(char *buf, size_t size, double sec)
         }
 }
 
+/* What a person wants to read of a model's state: its process's, except where the residency
+ * machine says more (draining: it takes no new request; failed: it stays down). */
+static const char *shown_state(const cJSON *m)
+{
+        const char *serving = jstr(m, "serving");
+
+        if (serving && (streq(serving, "draining") || streq(serving, "failed"))) {
+                return serving;
+        }
+        return jstr(m, "state");
+}
+
 static void print_model_line(const char *label, const cJSON *m)
 {
         char up[32] = "";
-        const char *state = jstr(m, "state");
+        const char *state = shown_state(m);
 
         printf("%-8s %s: %s", label, jstr(m, "name"), state ? state : "?");
         if (cJSON_GetObjectItemCaseSensitive(m, "progress")) {
@@ -164,7 +176,7 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                         format_uptime(used, sizeof(used), jnum(m, "last_used_sec", 0));
                 }
                 printf("%s %-16s %-11s %-20s %-9s %s\n", jbool(m, "active") ? "*" : " ",
-                       jstr(m, "name"), jstr(m, "state"), gpu, used, j ? j : "");
+                       jstr(m, "name"), shown_state(m), gpu, used, j ? j : "");
         }
 }
 
@@ -231,6 +243,9 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
                 printf("%s → %s, loaded beside: %.2f s (%s served meanwhile%s%s)\n",
                        from ? from : "none", model ? model : "none", jnum(p, "total_sec", 0),
                        from ? from : "nothing", ev ? "; evicted " : "", ev ? ev : "");
+        } else if (!model) {
+                printf("%s → none%s%s, stopped: %.2f s\n", from ? from : "none",
+                       ev ? ", evicted " : "", ev ? ev : "", jnum(p, "total_sec", 0));
         } else {
                 printf("%s → %s%s%s, loaded: %.2f s (stop %.2f, load %.2f, llmd %.2f)\n",
                        from ? from : "none", model ? model : "none", ev ? ", evicted " : "",

@@ -43,7 +43,8 @@ struct Child {
         int output_fd;
         char outbuf[CHILD_OUTPUT_BUF];
         size_t outlen;
-        char *lines[CHILD_LOG_LINES + 1];
+        char *lines[CHILD_LOG_LINES + 1]; /* of the current (or last) run */
+        char **failure_lines;             /* what the run that failed or crashed last wrote */
         size_t n_lines;
 
         sd_event_source *timer;        /* load-timeout, stop-timeout, backoff */
@@ -514,6 +515,12 @@ static int child_spawn(Child *c)
 
         c->fatal = false;
         c->health_failures = 0;
+        /* The lines kept are this run's: a failure report never mixes in an earlier one. */
+        for (size_t i = 0; i < c->n_lines; i++) {
+                free(c->lines[i]);
+                c->lines[i] = NULL;
+        }
+        c->n_lines = 0;
 
         /* A model llama-server cannot read would only crash in a loop: fail it now. */
         model = open_regular(c->config->model_path, 0, &st);
@@ -648,6 +655,8 @@ static int child_on_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         if (c->state != CHILD_KILLING) {
                 child_format_exit(c, si);
         }
+        strv_free(c->failure_lines);
+        c->failure_lines = strv_copy(c->lines);
         if (now - c->crash_window_usec > c->config->start_limit_interval_usec || c->crashes == 0) {
                 c->crash_window_usec = now;
                 c->crashes = 0;
@@ -831,6 +840,7 @@ Child *child_free(Child *c)
         for (size_t i = 0; i < c->n_lines; i++) {
                 free(c->lines[i]);
         }
+        strv_free(c->failure_lines);
         free(c->reason);
         free(c->socket_path);
         free(c->name);
@@ -926,6 +936,11 @@ const char *child_socket_path(const Child *c)
 const char *child_reason(const Child *c)
 {
         return c->reason;
+}
+
+char **child_failure_lines(const Child *c)
+{
+        return c->failure_lines ? c->failure_lines : (char **) c->lines;
 }
 
 char **child_last_lines(const Child *c)

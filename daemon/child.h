@@ -101,6 +101,8 @@ const char *child_socket_path(const Child *c);
 const char *child_reason(const Child *c);
 /* The last lines the child wrote, oldest first; NULL-terminated, owned by the child. */
 char **child_last_lines(const Child *c);
+/* The lines the run that crashed or failed last wrote (its last ones), for child_reason(). */
+char **child_failure_lines(const Child *c);
 unsigned child_restarts(const Child *c);
 /* child_free() leaves its socket path alone: a new child of the same name uses it. */
 void child_keep_socket(Child *c);

@@ -97,7 +97,7 @@ static cJSON *model_json(Manager *m, Child *c)
         }
         if (child_reason(c)) {
                 cJSON_AddStringToObject(o, "last_failure", child_reason(c));
-                cJSON_AddItemToObject(o, "log", json_strv(child_last_lines(c)));
+                cJSON_AddItemToObject(o, "log", json_strv(child_failure_lines(c)));
         }
         return o;
 }
@@ -190,7 +190,7 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
                 cJSON_AddStringToObject(f, "model", child_name(failed));
                 cJSON_AddStringToObject(f, "reason", child_reason(failed));
                 cJSON_AddNumberToObject(f, "ago_sec", seconds(now - when));
-                cJSON_AddItemToObject(f, "log", json_strv(child_last_lines(failed)));
+                cJSON_AddItemToObject(f, "log", json_strv(child_failure_lines(failed)));
         }
         if (supervisor_switching(m->supervisor, &target, &phase)) {
                 cJSON *s = cJSON_AddObjectToObject(p, "switch");

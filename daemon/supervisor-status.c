@@ -91,6 +91,20 @@ char *supervisor_status_text(const Supervisor *s)
                 }
         }
         for (size_t i = 0; i < n; i++) {
+                Child *c = children[i];
+                _cleanup_free_ char *w = NULL;
+
+                /* Going away, and still finishing requests: say so, or they seem lost. */
+                if (child_config(c)->pin || (active && streq(child_name(c), active)) ||
+                    supervisor_serving(s, child_name(c), NULL) != SERVING_DRAINING) {
+                        continue;
+                }
+                w = status_words(s, c);
+                if (!w || strv_consume(&parts, TAKE_PTR(w)) < 0) {
+                        return NULL;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
                 const ModelConfig *m = child_config(children[i]);
                 _cleanup_free_ char *w = NULL;
 
