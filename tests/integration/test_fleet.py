@@ -494,7 +494,7 @@ def test_routes_by_model(f):
     check(f"{address('box1')} backup track loadable:gemma/" in gemma, "box1 is gemma's backup")
     devstral = cfg.split("backend model:devstral\n")[1].split("\n\n")[0]
     check(devstral.count(" backup track ") == 2, "devstral, loaded nowhere, has two backups")
-    check("qwen3.5" in cfg.split("use_backend model:qwen")[1].split("\n")[0], "the alias routes")
+    check("qwen3.5" in cfg.split("acl is:qwen ")[1].split("\n")[0], "the alias routes")
 
     # What llmctl says when it cannot write one.
     for args, rc, says in ((["10.213.1.2:9"], 1, "10.213.1.2:9: Failed to connect"),
