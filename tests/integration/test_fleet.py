@@ -22,7 +22,8 @@ import sys
 import threading
 import time
 
-from llmdtest import (LLMCTL, Failure, Llmd, Skip, check, run, sim_only, wait_until)
+from llmdtest import (LLMCTL, Failure, Llmd, Skip, check, fake_http_server, run, sim_only,
+                      wait_until)
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 PORT = 8080  # the boxes and the front all use it, each in its own namespace
@@ -736,6 +737,37 @@ def test_killed_box_fails_over(f):
                            AUTH)
     check(st == 503 and h.get("retry-after") == "5" and json.loads(body)["error"]["code"] == 503,
           f"devstral with no box left: {st} {h} {body}")
+
+
+# ---- what a box says, on the terminal ----
+
+def forging_box(status):
+    """A box whose /v1/models has a model name (200), or an error message (else), that holds an
+    escape sequence and a line of its own."""
+    forged = "\x1b[31mred\x1b[0m\nllmctl: forged by the box"
+    doc = {"data": [{"id": forged, "state": "loaded"}]} if status == 200 else \
+        {"error": {"message": forged}}
+    return lambda method, path: (status, "application/json", json.dumps(doc).encode())
+
+
+def test_box_strings_escaped():
+    """Needs neither root nor haproxy: one fake box on the loopback."""
+    for status in (200, 500):
+        server = fake_http_server(forging_box(status))
+        try:
+            p = subprocess.run([LLMCTL, "fleet", "haproxy",
+                                f"127.0.0.1:{server.server_address[1]}"],
+                               capture_output=True, text=True, timeout=30,
+                               env={**os.environ, "LLMD_API_KEY": ""})
+        finally:
+            server.shutdown()
+        check(p.returncode == 2 and not p.stdout, f"{status}: {p.returncode} {p.stdout!r}")
+        check("\x1b" not in p.stderr, f"{status}: an escape sequence reached the terminal: "
+              f"{p.stderr!r}")
+        check(p.stderr.count("\n") == 1 and p.stderr.startswith("llmctl: "),
+              f"{status}: more than one line: {p.stderr!r}")
+        check("\\e[31mred\\e[0m\\nllmctl: forged by the box" in p.stderr,
+              f"{status}: {p.stderr!r}")
 
 
 if __name__ == "__main__":
