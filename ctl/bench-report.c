@@ -178,16 +178,28 @@ static void add_number(cJSON *o, const char *key, double v)
         }
 }
 
+/* A server's text as a JSON string: as it came when it is UTF-8 (cJSON escapes the controls),
+ * escaped as for the terminal when it is not, so that the report stays JSON. */
+static void add_text(cJSON *o, const char *key, const char *s)
+{
+        _cleanup_free_ char *e = NULL;
+
+        if (!utf8_valid(s, strlen(s))) {
+                e = utf8_escape_terminal(s);
+        }
+        cJSON_AddStringToObject(o, key, e ? e : s);
+}
+
 static cJSON *run_json(const BenchRun *r)
 {
         cJSON *o = cJSON_CreateObject(), *t;
 
         cJSON_AddStringToObject(o, "end", bench_end_to_string(r->end));
         if (r->error) {
-                cJSON_AddStringToObject(o, "error", r->error);
+                add_text(o, "error", r->error);
         }
         if (r->finish_reason) {
-                cJSON_AddStringToObject(o, "finish_reason", r->finish_reason);
+                add_text(o, "finish_reason", r->finish_reason);
         } else {
                 cJSON_AddNullToObject(o, "finish_reason");
         }
@@ -250,7 +262,7 @@ cJSON *bench_report_json(const BenchReport *r)
                 cJSON_AddStringToObject(jm, "name", m->name);
                 add_number(jm, "swap_sec", m->swap_sec);
                 if (m->failed) {
-                        cJSON_AddStringToObject(jm, "error", m->failed);
+                        add_text(jm, "error", m->failed);
                 }
                 jt = cJSON_AddArrayToObject(jm, "tasks");
                 for (size_t t = 0; m->runs && t < r->n_tasks; t++) {

@@ -487,6 +487,16 @@ def test_server_strings_escaped(d):
         check(r["error"] == FORGED, f"{r}")
     finally:
         server.shutdown()
+    # Bytes that are not UTF-8 would make the JSON report invalid: escaped there too.
+    server = fake_http_server(lambda method, path: (
+        200, "text/event-stream", b'data: {"error":{"message":"bad \xff byte"}}\n\n'))
+    try:
+        out, _ = bench(d, "gemma", "--runs", "1", "--tasks", tasks, "--url",
+                       f"http://127.0.0.1:{server.server_address[1]}/v1", rc=2)
+        r = json.loads(out)["models"][0]["tasks"][0]["runs"][0]
+        check(r["error"] == "bad \\xff byte", f"{r}")
+    finally:
+        server.shutdown()
     check(active(d) == ("qwen", True), f"active {active(d)}")
 
 
