@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -768,6 +769,35 @@ def test_box_strings_escaped():
               f"{status}: more than one line: {p.stderr!r}")
         check("\\e[31mred\\e[0m\\nllmctl: forged by the box" in p.stderr,
               f"{status}: {p.stderr!r}")
+
+
+def test_many_aliases_valid_config():
+    """HAProxy reads at most 64 words a line: what llmctl writes for a model with 0, 1, 55 and
+    500 aliases (from a fake box on the loopback), haproxy -c accepts."""
+    if not shutil.which("haproxy"):
+        raise Skip("haproxy is not installed (tools/deps.sh installs it)")
+    for n in (0, 1, 55, 500):
+        doc = {"data": [{"id": "qwen", "state": "loaded"}] +
+               [{"id": f"org/alias-{i}", "state": "loaded", "alias_of": "qwen"}
+                for i in range(n)]}
+        server = fake_http_server(lambda method, path, doc=doc: (
+            200, "application/json", json.dumps(doc).encode()))
+        try:
+            p = subprocess.run([LLMCTL, "fleet", "haproxy",
+                                f"127.0.0.1:{server.server_address[1]}"],
+                               capture_output=True, text=True, timeout=30,
+                               env={**os.environ, "LLMD_API_KEY": ""})
+        finally:
+            server.shutdown()
+        check(p.returncode == 0 and not p.stderr, f"{n} aliases: {p.returncode} {p.stderr}")
+        check(all(f"org/alias-{i} " in p.stdout or f"org/alias-{i}\n" in p.stdout
+                  for i in range(n)), f"{n} aliases: not every alias is routed")
+        with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
+            cfg.write(p.stdout)
+            cfg.flush()
+            c = subprocess.run(["haproxy", "-c", "-f", cfg.name], capture_output=True, text=True,
+                               timeout=30)
+        check(c.returncode == 0, f"{n} aliases: haproxy -c: {c.stdout} {c.stderr}")
 
 
 if __name__ == "__main__":
