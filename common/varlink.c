@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "utf8.h"
 #include "varlink.h"
 
 void varlink_reader_init(VarlinkReader *r)
@@ -136,6 +137,47 @@ static int get_bool(const cJSON *o, const char *key, bool *ret)
         return 0;
 }
 
+static int compare_keys(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* Whether an object in j (j itself or one nested in it) names a member twice. cJSON would keep
+ * both and every lookup would see the first, while another JSON reader sees the last. */
+static int json_find_duplicate_keys(const cJSON *j)
+{
+        _cleanup_free_ const char **keys = NULL;
+        size_t n = 0;
+        const cJSON *c;
+
+        if (!cJSON_IsObject(j) && !cJSON_IsArray(j)) {
+                return 0;
+        }
+        if (cJSON_IsObject(j)) {
+                keys = calloc((size_t) cJSON_GetArraySize(j) + 1, sizeof(char *));
+                if (!keys) {
+                        return -ENOMEM;
+                }
+                cJSON_ArrayForEach(c, j) {
+                        keys[n++] = c->string ? c->string : "";
+                }
+                qsort(keys, n, sizeof(char *), compare_keys);
+                for (size_t i = 1; i < n; i++) {
+                        if (streq(keys[i - 1], keys[i])) {
+                                return -ENOTUNIQ;
+                        }
+                }
+        }
+        cJSON_ArrayForEach(c, j) {
+                int r = json_find_duplicate_keys(c);
+
+                if (r < 0) {
+                        return r;
+                }
+        }
+        return 0;
+}
+
 int varlink_call_parse(const char *frame, size_t len, VarlinkCall *ret)
 {
         cJSON *o = NULL, *p = NULL;
@@ -143,8 +185,18 @@ int varlink_call_parse(const char *frame, size_t len, VarlinkCall *ret)
         bool more, oneway;
         int r;
 
+        /* cJSON takes any bytes in a string: what is not UTF-8 would reach names, logs and the
+         * replies that quote the call, which then are not JSON. */
+        if (!utf8_valid(frame, len)) {
+                return -EILSEQ;
+        }
         r = parse_object(frame, len, &o);
         if (r < 0) {
+                return r;
+        }
+        r = json_find_duplicate_keys(o);
+        if (r < 0) {
+                cJSON_Delete(o);
                 return r;
         }
         m = cJSON_GetObjectItemCaseSensitive(o, "method");

@@ -36,8 +36,9 @@ typedef struct VarlinkCall {
         bool oneway;
 } VarlinkCall;
 
-/* Parses and checks a call frame: -EBADMSG not JSON (or trailing bytes), -EPROTO not a call
- * (wrong types, missing method). */
+/* Parses and checks a call frame: -EILSEQ not UTF-8, -EBADMSG not JSON (or trailing bytes),
+ * -ENOTUNIQ an object that names a member twice, -EPROTO not a call (wrong types, missing
+ * method). */
 int varlink_call_parse(const char *frame, size_t len, VarlinkCall *ret);
 void varlink_call_done(VarlinkCall *c);
 

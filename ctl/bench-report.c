@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "bench-report.h"
+#include "utf8.h"
 
 static const char *const bench_format_names[_BENCH_FORMAT_MAX] = {
         [BENCH_FORMAT_TABLE] = "table",
@@ -177,16 +178,28 @@ static void add_number(cJSON *o, const char *key, double v)
         }
 }
 
+/* A server's text as a JSON string: as it came when it is UTF-8 (cJSON escapes the controls),
+ * escaped as for the terminal when it is not, so that the report stays JSON. */
+static void add_text(cJSON *o, const char *key, const char *s)
+{
+        _cleanup_free_ char *e = NULL;
+
+        if (!utf8_valid(s, strlen(s))) {
+                e = utf8_escape_terminal(s);
+        }
+        cJSON_AddStringToObject(o, key, e ? e : s);
+}
+
 static cJSON *run_json(const BenchRun *r)
 {
         cJSON *o = cJSON_CreateObject(), *t;
 
         cJSON_AddStringToObject(o, "end", bench_end_to_string(r->end));
         if (r->error) {
-                cJSON_AddStringToObject(o, "error", r->error);
+                add_text(o, "error", r->error);
         }
         if (r->finish_reason) {
-                cJSON_AddStringToObject(o, "finish_reason", r->finish_reason);
+                add_text(o, "finish_reason", r->finish_reason);
         } else {
                 cJSON_AddNullToObject(o, "finish_reason");
         }
@@ -249,7 +262,7 @@ cJSON *bench_report_json(const BenchReport *r)
                 cJSON_AddStringToObject(jm, "name", m->name);
                 add_number(jm, "swap_sec", m->swap_sec);
                 if (m->failed) {
-                        cJSON_AddStringToObject(jm, "error", m->failed);
+                        add_text(jm, "error", m->failed);
                 }
                 jt = cJSON_AddArrayToObject(jm, "tasks");
                 for (size_t t = 0; m->runs && t < r->n_tasks; t++) {
@@ -366,20 +379,25 @@ static void put_cell(FILE *out, const char *s, bool markdown)
 static void print_run_note(FILE *out, const char *item, const char *model, const char *task,
                            unsigned k, const BenchRun *run)
 {
+        /* What the server said, as it may reach a terminal. */
+        _cleanup_free_ char *error = utf8_escape_terminal(run->error ? run->error : "?");
+        _cleanup_free_ char *reason =
+                utf8_escape_terminal(run->finish_reason ? run->finish_reason : "none");
+
         switch (run->end) {
         case BENCH_END_COMPLETE:
                 break;
         case BENCH_END_EARLY:
                 fprintf(out, "%s%s %s run %u: ended after %.0f of %u tokens (finish_reason %s)\n",
                         item, model, task, k + 1, bench_run_tokens(run), run->max_tokens,
-                        run->finish_reason ? run->finish_reason : "none");
+                        reason ? reason : "?");
                 break;
         case BENCH_END_ERROR:
         case BENCH_END_TIMEOUT:
         case _BENCH_END_MAX:
                 fprintf(out, "%s%s %s run %u: %s: %s\n", item, model, task, k + 1,
                         run->end == BENCH_END_TIMEOUT ? "timed out" : "failed",
-                        run->error ? run->error : "?");
+                        error ? error : "?");
                 break;
         }
 }
@@ -422,14 +440,18 @@ static int print_notes(const BenchReport *r, FILE *out, bool markdown)
         }
         for (size_t i = 0; i < r->n_models; i++) {
                 const BenchModel *m = &r->models[i];
+                _cleanup_free_ char *name = utf8_escape_terminal(m->name);
 
                 if (m->failed) {
-                        fprintf(out, "%s%s: not measured: %s\n", item, m->name, m->failed);
+                        _cleanup_free_ char *why = utf8_escape_terminal(m->failed);
+
+                        fprintf(out, "%s%s: not measured: %s\n", item, name ? name : "?",
+                                why ? why : "?");
                         continue;
                 }
                 for (size_t t = 0; t < r->n_tasks; t++) {
                         for (unsigned k = 0; k < r->n_runs; k++) {
-                                print_run_note(out, item, m->name, r->tasks[t].name, k,
+                                print_run_note(out, item, name ? name : "?", r->tasks[t].name, k,
                                                &bench_model_runs(r, m, t)[k]);
                         }
                 }
@@ -437,6 +459,7 @@ static int print_notes(const BenchReport *r, FILE *out, bool markdown)
         /* Thinking is shown apart from the answer, for the models that think. */
         for (size_t i = 0; i < r->n_models; i++) {
                 const BenchModel *m = &r->models[i];
+                _cleanup_free_ char *name = NULL;
                 bool thinks = false;
 
                 for (size_t t = 0; m->runs && t < r->n_tasks; t++) {
@@ -448,7 +471,9 @@ static int print_notes(const BenchReport *r, FILE *out, bool markdown)
                 if (!thinks) {
                         continue;
                 }
-                fprintf(out, "%s%s thinks: median thinking + answer tokens:", item, m->name);
+                name = utf8_escape_terminal(m->name);
+                fprintf(out, "%s%s thinks: median thinking + answer tokens:", item,
+                        name ? name : "?");
                 for (size_t t = 0; t < r->n_tasks; t++) {
                         BenchSummary s;
 
@@ -480,8 +505,9 @@ static int print_table(const BenchReport *r, FILE *out, bool markdown)
         snprintf(CELL(0, n_cols - 1), CELL_MAX, "Swap");
         for (size_t i = 0; i < r->n_models; i++) {
                 const BenchModel *m = &r->models[i];
+                _cleanup_free_ char *name = utf8_escape_terminal(m->name);
 
-                snprintf(CELL(1 + i, 0), CELL_MAX, "%s", m->name);
+                snprintf(CELL(1 + i, 0), CELL_MAX, "%s", name ? name : "?");
                 for (size_t t = 0; t < r->n_tasks; t++) {
                         BenchSummary s;
 
@@ -531,8 +557,12 @@ static int print_table(const BenchReport *r, FILE *out, bool markdown)
 
 /* ---- CSV ---- */
 
-static void csv_field(FILE *out, const char *s)
+static void csv_field(FILE *out, const char *text)
 {
+        /* A server's text, as it may reach a terminal. */
+        _cleanup_free_ char *e = utf8_escape_terminal(text);
+        const char *s = e ? e : "?";
+
         if (!strpbrk(s, ",\"\r\n")) {
                 fputs(s, out);
                 return;

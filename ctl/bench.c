@@ -14,6 +14,7 @@
 #include "parse-util.h"
 #include "strv.h"
 #include "time-util.h"
+#include "utf8.h"
 
 /*
  * The order of one bench:
@@ -88,11 +89,16 @@ static void progress_draw(Bench *b, bool force)
 static void progress_set(Bench *b, const char *format, ...) _printf_(2, 3);
 static void progress_set(Bench *b, const char *format, ...)
 {
+        _cleanup_free_ char *head = NULL, *escaped = NULL;
         va_list ap;
+        int r;
 
+        /* The head names models llmd sent: escaped, they cannot draw on the terminal. */
         va_start(ap, format);
-        vsnprintf(b->progress_head, sizeof(b->progress_head), format, ap);
+        r = vasprintf(&head, format, ap);
         va_end(ap);
+        escaped = r >= 0 ? utf8_escape_terminal(head) : NULL;
+        snprintf(b->progress_head, sizeof(b->progress_head), "%s", escaped ? escaped : "");
         progress_draw(b, true);
 }
 

@@ -389,30 +389,42 @@ static const char boxes_head[] =
         "\thttp-send-name-header Host\n";
 /* clang-format on */
 
-static void write_names(FILE *out, const Model *m)
+/* HAProxy reads at most 64 words a line (MAX_LINE_ARGS): a model's names go on as many lines of
+ * one acl as they need, the lines of an acl adding up. */
+#define NAMES_PER_LINE 32
+#define ALIASES_IN_COMMENT 8
+#define CONFIG_WORDS_MAX 64
+
+/* "\tacl ACL var(txn.model) -m str -- NAME..." lines, every name of m on one of them. */
+static void write_names_acl(FILE *out, const char *acl, const Model *m)
 {
-        request_name_write(out, m->name);
-        STRV_FOREACH(a, m->aliases) {
-                fputc(' ', out);
-                request_name_write(out, *a);
+        size_t n_aliases = strv_length(m->aliases);
+
+        for (size_t i = 0; i < 1 + n_aliases; i += NAMES_PER_LINE) {
+                fprintf(out, "\tacl %s var(txn.model) -m str --", acl);
+                for (size_t k = i; k < MIN(i + NAMES_PER_LINE, 1 + n_aliases); k++) {
+                        fputc(' ', out);
+                        request_name_write(out, k == 0 ? m->name : m->aliases[k - 1]);
+                }
+                fputc('\n', out);
         }
 }
 
 static void write_frontend(FILE *out, const Fleet *f, const char *listen)
 {
         fprintf(out, "%s\tbind %s\n%s", frontend_head, listen, frontend_model);
-        /* The known names: one line a model; the lines of one acl add up. */
+        /* The known names: the lines of one acl add up. */
         for (size_t i = 0; i < f->n_models; i++) {
-                fputs("\tacl model_known var(txn.model) -m str -- ", out);
-                write_names(out, &f->models[i]);
-                fputc('\n', out);
+                write_names_acl(out, "model_known", &f->models[i]);
         }
         fputs(frontend_answers, out);
+        /* One acl a model, "is:NAME" (':' is no model name's), for its backend. */
         for (size_t i = 0; i < f->n_models; i++) {
-                fprintf(out, "\tuse_backend model:%s if { var(txn.model) -m str -- ",
-                        f->models[i].name);
-                write_names(out, &f->models[i]);
-                fputs(" }\n", out);
+                char acl[sizeof("is:") + 64]; /* a model's name is at most 64 bytes */
+
+                snprintf(acl, sizeof(acl), "is:%s", f->models[i].name);
+                write_names_acl(out, acl, &f->models[i]);
+                fprintf(out, "\tuse_backend model:%s if %s\n", f->models[i].name, acl);
         }
         fputs("\tdefault_backend boxes\n\n", out);
 }
@@ -451,10 +463,18 @@ static void write_model(FILE *out, const Fleet *f, const Model *m)
         size_t loaded, backups;
 
         fprintf(out, "backend model:%s\n\t# %s", m->name, m->name);
-        if (m->aliases) {
-                _cleanup_free_ char *j = strv_join(m->aliases, ", ");
+        /* The first aliases, so that a comment stays a line one can read. */
+        STRV_FOREACH(a, m->aliases) {
+                size_t k = (size_t) (a - m->aliases);
 
-                fprintf(out, " (also %s)", j ? j : "...");
+                if (k == ALIASES_IN_COMMENT) {
+                        fprintf(out, " and %zu more", strv_length(m->aliases) - k);
+                        break;
+                }
+                fprintf(out, "%s%s", k == 0 ? " (also " : ", ", *a);
+        }
+        if (m->aliases) {
+                fputc(')', out);
         }
         fputc(':', out);
         loaded = write_where(out, f, m, ON_LOADED, " loaded on");
@@ -510,6 +530,48 @@ static void write_boxes(FILE *out, const Fleet *f)
         for (size_t b = 0; b < f->n_boxes; b++) {
                 write_server(out, f->boxes[b].address, "check%s", b > 0 ? " backup" : "");
         }
+}
+
+/* Whether HAProxy can read every line of text as we meant it: at most CONFIG_WORDS_MAX words
+ * (quotes hold blanks, a backslash the next byte, '#' starts a comment). What we write never
+ * fails this; it is the last guard against printing a configuration HAProxy refuses. */
+static bool config_words_valid(const char *text)
+{
+        for (const char *p = text; *p;) {
+                size_t words = 0;
+                char quote = 0;
+                bool in_word = false;
+
+                for (; *p && *p != '\n'; p++) {
+                        if (quote == '"' && *p == '\\' && p[1] && p[1] != '\n') {
+                                p++;
+                        } else if (quote) {
+                                quote = *p == quote ? 0 : quote;
+                        } else if (*p == ' ' || *p == '\t') {
+                                in_word = false;
+                        } else if (*p == '#' && !in_word) {
+                                p += strcspn(p, "\n");
+                                break;
+                        } else {
+                                if (!in_word) {
+                                        in_word = true;
+                                        words++;
+                                }
+                                if (*p == '\'' || *p == '"') {
+                                        quote = *p;
+                                } else if (*p == '\\' && p[1] && p[1] != '\n') {
+                                        p++;
+                                }
+                        }
+                }
+                if (words > CONFIG_WORDS_MAX || quote) {
+                        return false;
+                }
+                if (*p == '\n') {
+                        p++;
+                }
+        }
+        return true;
 }
 
 int fleet_haproxy_config(const FleetBox *boxes, size_t n_boxes, const char *listen, char **ret,
@@ -569,6 +631,12 @@ int fleet_haproxy_config(const FleetBox *boxes, size_t n_boxes, const char *list
         fleet_done(&f);
         if (r < 0) {
                 return r;
+        }
+        if (!config_words_valid(text)) {
+                *ret_error =
+                        strdup("llmctl would write a line HAProxy cannot read (more than 64 "
+                               "words, or an open quote): please report this");
+                return *ret_error ? -EINVAL : -ENOMEM;
         }
         *ret = TAKE_PTR(text);
         return 0;

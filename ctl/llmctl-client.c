@@ -6,6 +6,7 @@
 
 #include "control-protocol.h"
 #include "llmctl-client.h"
+#include "utf8.h"
 #include "build-config.h"
 
 int client_setup(Client *cl, int argc, char *argv[])
@@ -64,16 +65,25 @@ const char *client_default_socket(void)
 
 int fail(int code, const char *format, ...)
 {
+        _cleanup_free_ char *message = NULL, *escaped = NULL;
         va_list ap;
-        int saved = errno; /* for %m */
+        int r;
 
-        fputs("llmctl: ", stderr);
-        errno = saved;
+        /* The message may quote what a box, a server or llmd said: escaped, it cannot draw on
+         * the terminal or start a line that looks like one of ours. errno stays for %m. */
         va_start(ap, format);
-        vfprintf(stderr, format, ap);
+        r = vasprintf(&message, format, ap);
         va_end(ap);
-        fputc('\n', stderr);
+        escaped = r >= 0 ? utf8_escape_terminal(message) : NULL;
+        fprintf(stderr, "llmctl: %s\n", escaped ? escaped : "out of memory");
         return code;
+}
+
+void print_escaped(FILE *f, const char *prefix, const char *s)
+{
+        _cleanup_free_ char *e = utf8_escape_terminal(s);
+
+        fprintf(f, "%s%s\n", prefix, e ? e : "(out of memory)");
 }
 
 static int permission_hint(const Client *cl)
@@ -205,7 +215,7 @@ void print_log(const cJSON *log, const char *indent)
         cJSON_ArrayForEach(l, log) {
                 /* The tail is what explains a failure. */
                 if (cJSON_IsString(l) && i++ >= n - 8) {
-                        printf("%s%s\n", indent, l->valuestring);
+                        print_escaped(stdout, indent, l->valuestring);
                 }
         }
 }
@@ -249,7 +259,7 @@ static int report_error(Client *cl, const VarlinkReply *r)
                 fail(EXIT_REFUSED, "the configuration has errors; nothing was changed:");
                 cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "errors")) {
                         if (cJSON_IsString(e)) {
-                                fprintf(stderr, "  %s\n", e->valuestring);
+                                print_escaped(stderr, "  ", e->valuestring);
                         }
                 }
                 return EXIT_REFUSED;

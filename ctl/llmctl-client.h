@@ -2,6 +2,7 @@
 #pragma once
 
 #include <signal.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -44,8 +45,12 @@ int client_helper_main(int argc, char *argv[], VerbId verb, int (*run)(Client *c
 /* $LLMD_SOCKET, else the runtime directory's control.sock. */
 const char *client_default_socket(void);
 
-/* "llmctl: <message>" on stderr; returns code. */
+/* "llmctl: <message>" on stderr, escaped for the terminal (utf8_escape_terminal()); returns
+ * code. */
 int fail(int code, const char *format, ...) _printf_(2, 3);
+/* prefix, then s escaped for the terminal, then a newline: for a string llmctl did not write
+ * (a box's, a server's, llmd's). */
+void print_escaped(FILE *f, const char *prefix, const char *s);
 
 int client_connect(Client *cl);
 /* One call, its replies passed to on_reply (continued ones too); returns an exit code. An error

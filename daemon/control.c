@@ -344,8 +344,17 @@ static void connection_dispatch(ControlConnection *c, const char *frame, size_t 
         /* A whole message, answered or not, restarts the idle clock (connection_update_idle). */
         (void) sd_event_source_set_enabled(c->idle_timer, SD_EVENT_OFF);
         r = varlink_call_parse(frame, len, &vc);
+        if (r == -EILSEQ) {
+                /* Never quoted back: the reply would not be JSON either. */
+                connection_protocol_error(c, "not UTF-8");
+                return;
+        }
         if (r == -EBADMSG) {
                 connection_protocol_error(c, "not a JSON object");
+                return;
+        }
+        if (r == -ENOTUNIQ) {
+                connection_protocol_error(c, "an object names a member twice");
                 return;
         }
         if (r == -EPROTO) {

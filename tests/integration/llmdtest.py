@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LLMD = os.environ.get("LLMD", "llmd")
 LLMCTL = os.environ.get("LLMCTL", "llmctl")
@@ -530,6 +531,30 @@ def llmctl(d, *args, user=None, env=None, check_rc=None):
 def llmctl_json(d, *args, check_rc=0):
     p = llmctl(d, *args, check_rc=check_rc)
     return json.loads(p.stdout)
+
+
+def fake_http_server(answer):
+    """A server on the loopback that answers every GET and POST with answer(method, path): a
+    (status, content type, body bytes). Its port is server.server_address[1]; server.shutdown()
+    stops it."""
+    class Handler(BaseHTTPRequestHandler):
+        def reply(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, content_type, body = answer(self.command, self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = reply
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def free_port():

@@ -15,8 +15,8 @@ import signal
 import subprocess
 import tempfile
 
-from llmdtest import (LLMCTL, REAL, SANITIZER_REPORT, Failure, check, fixture, llmctl_json, run,
-                      sim_only, wait_until)
+from llmdtest import (LLMCTL, REAL, SANITIZER_REPORT, Failure, check, fake_http_server, fixture,
+                      llmctl_json, run, sim_only, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED_TASKS = os.path.join(HERE, "..", "..", "ctl", "bench.d")
@@ -448,6 +448,55 @@ def test_refusals(d):
                          "http://127.0.0.1:9/v1", "-o", os.path.join(t, "r.json"), rc=2)
         r = json.loads(out)["models"][0]["tasks"][0]["runs"][0]
         check(r["end"] == "error" and "127.0.0.1" in r["error"], f"{r}")
+    check(active(d) == ("qwen", True), f"active {active(d)}")
+
+
+# ---- what a server says, on the terminal ----
+
+FORGED = "\x1b[31mred\x1b[0m\nllmctl: forged by the server"
+
+
+def forging_server(method, path):
+    """Each chat completion answered with an error event whose message holds an escape
+    sequence and a line of its own."""
+    return 200, "text/event-stream", (b"data: " + json.dumps({"error": {"message": FORGED}})
+                                      .encode() + b"\n\n")
+
+
+@fixture(conf(), models=MODELS)
+def test_server_strings_escaped(d):
+    ready(d)
+    tasks = tasks_dir(d, a=8)
+    server = fake_http_server(forging_server)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        for fmt in ("table", "markdown", "csv"):
+            out, err = bench(d, "gemma", "--runs", "1", "--tasks", tasks, "--url", url,
+                             "--format", fmt, rc=2)
+            for text in (out, err):
+                check("\x1b" not in text, f"{fmt}: an escape sequence reached the terminal: "
+                      f"{text!r}")
+                check(not any(line.startswith("llmctl: forged") for line in text.splitlines()),
+                      f"{fmt}: a forged line: {text!r}")
+            # CSV has no column for a run's error, only for a model's.
+            check(fmt == "csv" or "\\e[31mred\\e[0m\\nllmctl: forged by the server" in out,
+                  f"{fmt}: {out!r}")
+        # JSON keeps the message as the server sent it (cJSON escapes the controls).
+        out, _ = bench(d, "gemma", "--runs", "1", "--tasks", tasks, "--url", url, rc=2)
+        r = json.loads(out)["models"][0]["tasks"][0]["runs"][0]
+        check(r["error"] == FORGED, f"{r}")
+    finally:
+        server.shutdown()
+    # Bytes that are not UTF-8 would make the JSON report invalid: escaped there too.
+    server = fake_http_server(lambda method, path: (
+        200, "text/event-stream", b'data: {"error":{"message":"bad \xff byte"}}\n\n'))
+    try:
+        out, _ = bench(d, "gemma", "--runs", "1", "--tasks", tasks, "--url",
+                       f"http://127.0.0.1:{server.server_address[1]}/v1", rc=2)
+        r = json.loads(out)["models"][0]["tasks"][0]["runs"][0]
+        check(r["error"] == "bad \\xff byte", f"{r}")
+    finally:
+        server.shutdown()
     check(active(d) == ("qwen", True), f"active {active(d)}")
 
 

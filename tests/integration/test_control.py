@@ -570,5 +570,43 @@ def test_client_strings_escaped_in_log(d):
     check(not forged, f"forged lines: {forged}")
 
 
+@fixture(conf(), models=MODELS)
+def test_bad_utf8_and_duplicate_keys_refused(d):
+    ready(d)
+    # Bytes that are not UTF-8 anywhere in a call: refused, never quoted back (the reply would
+    # not be JSON, and recv() would fail on it).
+    for frame in (b'{"method":"io.llmd.Manager.Switch","parameters":{"model":"gemma\xff"}}',
+                  b'{"method":"io.llmd.Manager.Frob\xc0\xaf"}',
+                  b'{"method":"io.llmd.Manager.Switch","parameters":{"model":"\xed\xa0\x80"}}',
+                  b'{"method":"io.llmd.Manager.Switch","parameters":{"\x80":"gemma"}}'):
+        v = Varlink(os.path.join(d.runtime, "control.sock"))
+        v.send_raw(frame + b"\0")
+        while b"\0" not in v.buf:
+            data = v.sock.recv(65536)
+            check(data, f"{frame}: closed without a reply")
+            v.buf += data
+        reply = v.buf.split(b"\0", 1)[0]
+        check(b"\xff" not in reply and b"\x80" not in reply and b"\xc0" not in reply
+              and b"\xed" not in reply, f"{frame}: the bytes came back: {reply}")
+        m = json.loads(reply)
+        check(m.get("error") == "io.llmd.Manager.ProtocolError"
+              and m["parameters"]["reason"] == "not UTF-8", f"{frame}: {m}")
+        v.close()
+    # A member named twice: refused, whichever of the two a reader would take.
+    protocol_error(d, b'{"method":"io.llmd.Manager.Switch",'
+                      b'"parameters":{"model":"qwen","model":"gemma"}}\0',
+                   "an object names a member twice")
+    protocol_error(d, b'{"method":"io.llmd.Manager.Status","method":"io.llmd.Manager.Switch",'
+                      b'"parameters":{"model":"gemma"}}\0',
+                   "an object names a member twice")
+    check(not d.starts("gemma"), "gemma was started")
+    # UTF-8 itself is fine: an unknown name, answered as one.
+    v = Varlink(os.path.join(d.runtime, "control.sock"))
+    r = v.call("io.llmd.Manager.Switch", {"model": "caf\u00e9"})
+    check(r[-1]["error"] == "io.llmd.Manager.UnknownModel", f"{r}")
+    v.close()
+    check(llmctl_json(d, "status")["active"]["name"] == "qwen", "the active model changed")
+
+
 if __name__ == "__main__":
     run()

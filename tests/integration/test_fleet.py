@@ -19,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
-from llmdtest import (LLMCTL, Failure, Llmd, Skip, check, run, sim_only, wait_until)
+from llmdtest import (LLMCTL, Failure, Llmd, Skip, check, fake_http_server, run, sim_only,
+                      wait_until)
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 PORT = 8080  # the boxes and the front all use it, each in its own namespace
@@ -494,7 +496,7 @@ def test_routes_by_model(f):
     check(f"{address('box1')} backup track loadable:gemma/" in gemma, "box1 is gemma's backup")
     devstral = cfg.split("backend model:devstral\n")[1].split("\n\n")[0]
     check(devstral.count(" backup track ") == 2, "devstral, loaded nowhere, has two backups")
-    check("qwen3.5" in cfg.split("use_backend model:qwen")[1].split("\n")[0], "the alias routes")
+    check("qwen3.5" in cfg.split("acl is:qwen ")[1].split("\n")[0], "the alias routes")
 
     # What llmctl says when it cannot write one.
     for args, rc, says in ((["10.213.1.2:9"], 1, "10.213.1.2:9: Failed to connect"),
@@ -736,6 +738,66 @@ def test_killed_box_fails_over(f):
                            AUTH)
     check(st == 503 and h.get("retry-after") == "5" and json.loads(body)["error"]["code"] == 503,
           f"devstral with no box left: {st} {h} {body}")
+
+
+# ---- what a box says, on the terminal ----
+
+def forging_box(status):
+    """A box whose /v1/models has a model name (200), or an error message (else), that holds an
+    escape sequence and a line of its own."""
+    forged = "\x1b[31mred\x1b[0m\nllmctl: forged by the box"
+    doc = {"data": [{"id": forged, "state": "loaded"}]} if status == 200 else \
+        {"error": {"message": forged}}
+    return lambda method, path: (status, "application/json", json.dumps(doc).encode())
+
+
+def test_box_strings_escaped():
+    """Needs neither root nor haproxy: one fake box on the loopback."""
+    for status in (200, 500):
+        server = fake_http_server(forging_box(status))
+        try:
+            p = subprocess.run([LLMCTL, "fleet", "haproxy",
+                                f"127.0.0.1:{server.server_address[1]}"],
+                               capture_output=True, text=True, timeout=30,
+                               env={**os.environ, "LLMD_API_KEY": ""})
+        finally:
+            server.shutdown()
+        check(p.returncode == 2 and not p.stdout, f"{status}: {p.returncode} {p.stdout!r}")
+        check("\x1b" not in p.stderr, f"{status}: an escape sequence reached the terminal: "
+              f"{p.stderr!r}")
+        check(p.stderr.count("\n") == 1 and p.stderr.startswith("llmctl: "),
+              f"{status}: more than one line: {p.stderr!r}")
+        check("\\e[31mred\\e[0m\\nllmctl: forged by the box" in p.stderr,
+              f"{status}: {p.stderr!r}")
+
+
+def test_many_aliases_valid_config():
+    """HAProxy reads at most 64 words a line: what llmctl writes for a model with 0, 1, 55 and
+    500 aliases (from a fake box on the loopback), haproxy -c accepts."""
+    if not shutil.which("haproxy"):
+        raise Skip("haproxy is not installed (tools/deps.sh installs it)")
+    for n in (0, 1, 55, 500):
+        doc = {"data": [{"id": "qwen", "state": "loaded"}] +
+               [{"id": f"org/alias-{i}", "state": "loaded", "alias_of": "qwen"}
+                for i in range(n)]}
+        server = fake_http_server(lambda method, path, doc=doc: (
+            200, "application/json", json.dumps(doc).encode()))
+        try:
+            p = subprocess.run([LLMCTL, "fleet", "haproxy",
+                                f"127.0.0.1:{server.server_address[1]}"],
+                               capture_output=True, text=True, timeout=30,
+                               env={**os.environ, "LLMD_API_KEY": ""})
+        finally:
+            server.shutdown()
+        check(p.returncode == 0 and not p.stderr, f"{n} aliases: {p.returncode} {p.stderr}")
+        check(all(f"org/alias-{i} " in p.stdout or f"org/alias-{i}\n" in p.stdout
+                  for i in range(n)), f"{n} aliases: not every alias is routed")
+        with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
+            cfg.write(p.stdout)
+            cfg.flush()
+            c = subprocess.run(["haproxy", "-c", "-f", cfg.name], capture_output=True, text=True,
+                               timeout=30)
+        check(c.returncode == 0, f"{n} aliases: haproxy -c: {c.stdout} {c.stderr}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "fleet-haproxy.h"
 #include "tests.h"
 
@@ -96,13 +99,17 @@ TEST(fleet)
         check_has(cfg, "req.body,json_query('$.model')");
         /* Every name routes to its model's backend, aliases included, quoted where needed. */
         check_has(cfg,
-                  "\tuse_backend model:qwen if { var(txn.model) -m str -- "
-                  "qwen qwen3.5 Qwen/Qwen3.5-35B }\n");
+                  "\tacl is:qwen var(txn.model) -m str -- qwen qwen3.5 Qwen/Qwen3.5-35B\n"
+                  "\tuse_backend model:qwen if is:qwen\n");
         check_has(cfg,
-                  "\tuse_backend model:gemma if { var(txn.model) -m str -- "
-                  "gemma gemma4:it }\n");
-        check_has(cfg, "\tuse_backend model:nomic if { var(txn.model) -m str -- nomic }\n");
-        check_has(cfg, "\tuse_backend model:devstral if { var(txn.model) -m str -- devstral }\n");
+                  "\tacl is:gemma var(txn.model) -m str -- gemma gemma4:it\n"
+                  "\tuse_backend model:gemma if is:gemma\n");
+        check_has(cfg,
+                  "\tacl is:nomic var(txn.model) -m str -- nomic\n"
+                  "\tuse_backend model:nomic if is:nomic\n");
+        check_has(cfg,
+                  "\tacl is:devstral var(txn.model) -m str -- devstral\n"
+                  "\tuse_backend model:devstral if is:devstral\n");
         check_has(cfg, "\tacl model_known var(txn.model) -m str -- gemma gemma4:it\n");
         check_has(cfg, "\tdefault_backend boxes\n");
 
@@ -251,6 +258,94 @@ TEST(boxes)
                 if ((fleet_box_address_valid(addresses[i].address) == 0) != addresses[i].valid) {
                         fprintf(stderr, "%s: expected %s\n", addresses[i].address,
                                 addresses[i].valid ? "valid" : "invalid");
+                        abort();
+                }
+        }
+}
+
+static size_t strcount(const char *s, const char *needle)
+{
+        size_t n = 0;
+
+        for (; (s = strstr(s, needle)); s++) {
+                n++;
+        }
+        return n;
+}
+
+/* Whether HAProxy itself reads cfg ("haproxy -c"); -1 when it is not installed. */
+static int haproxy_accepts(const char *cfg)
+{
+        char path[] = "/tmp/test-fleet-XXXXXX";
+        _cleanup_free_ char *command = NULL;
+        int fd = mkstemp(path), status;
+        FILE *f;
+
+        check(fd >= 0);
+        f = fdopen(fd, "w");
+        check(f && fputs(cfg, f) >= 0 && fclose(f) == 0);
+        check(asprintf(&command, "haproxy -c -q -f %s", path) > 0);
+        status = system("command -v haproxy >/dev/null") == 0 ? system(command) : -1;
+        unlink(path);
+        if (status < 0) {
+                return -1;
+        }
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* One model with n aliases of 256 bytes each (the most llmd allows), on one box. */
+static char *many_aliases(size_t n)
+{
+        cJSON *data = cJSON_CreateArray(), *o = cJSON_CreateObject(), *e;
+        char *s;
+
+        cJSON_AddItemToObject(o, "data", data);
+        e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "id", "qwen");
+        cJSON_AddStringToObject(e, "state", "loaded");
+        cJSON_AddItemToArray(data, e);
+        for (size_t i = 0; i < n; i++) {
+                char alias[257];
+
+                snprintf(alias, sizeof(alias), "org/alias-%zu-", i);
+                memset(alias + strlen(alias), 'x', sizeof(alias) - 1 - strlen(alias));
+                alias[256] = '\0';
+                e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "id", alias);
+                cJSON_AddStringToObject(e, "alias_of", "qwen");
+                cJSON_AddItemToArray(data, e);
+        }
+        s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        check(s);
+        return s;
+}
+
+/* HAProxy reads at most 64 words a line: a model's names are spread over as many lines as they
+ * need, and HAProxy reads what comes out for any number of them. */
+TEST(many_aliases)
+{
+        static const size_t counts[] = { 0, 1, 55, 500 };
+
+        for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+                _cleanup_free_ char *json = many_aliases(counts[i]), *cfg = NULL;
+                const Input in[] = { { "10.0.0.1:8080", json }, { "10.0.0.2:8080", box3 } };
+                int ok;
+
+                check_inteq(generate(in, 2, ":8080", &cfg), 0);
+                check_has(cfg, "\tuse_backend model:qwen if is:qwen\n");
+                check_has(cfg, "\tuse_backend model:gemma if is:gemma\n");
+                check_has(cfg, "\tacl is:gemma var(txn.model) -m str -- gemma gemma4:it\n");
+                /* 32 names a line: qwen's, then gemma, devstral and nomic, one line each */
+                check_inteq(strcount(cfg, "\tacl is:qwen "), (counts[i] + 32) / 32);
+                check_inteq(strcount(cfg, "\tacl model_known "), (counts[i] + 32) / 32 + 3);
+                ok = haproxy_accepts(cfg);
+                if (ok < 0) {
+                        fprintf(stderr, "no haproxy: the configuration is not checked by it\n");
+                        continue;
+                }
+                if (!ok) {
+                        fprintf(stderr, "haproxy refused, with %zu aliases:\n%s\n", counts[i], cfg);
                         abort();
                 }
         }

@@ -6,6 +6,7 @@
 #include "strv.h"
 #include "tests.h"
 #include "time-util.h"
+#include "utf8.h"
 
 TEST(duration)
 {
@@ -129,6 +130,63 @@ TEST(clock)
         check(t > 0 && now_usec(CLOCK_MONOTONIC) >= t);
         /* No loop to ask: the time now. */
         check(event_now_usec(NULL) >= t);
+}
+
+TEST(utf8_valid)
+{
+        static const struct {
+                const char *s;
+                bool valid;
+        } cases[] = {
+                { "", true },
+                { "qwen-3.5", true },
+                { "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\xa6\x99 \xf4\x8f\xbf\xbf", true },
+                { "\x80", false },             /* a continuation byte alone */
+                { "\xc0\xaf", false },         /* '/' overlong */
+                { "\xc1\xbf", false },         /* overlong */
+                { "\xe0\x9f\xbf", false },     /* overlong */
+                { "\xf0\x8f\xbf\xbf", false }, /* overlong */
+                { "\xed\xa0\x80", false },     /* a surrogate */
+                { "\xf4\x90\x80\x80", false }, /* past U+10FFFF */
+                { "\xf5\x80\x80\x80", false },
+                { "\xe2\x82", false }, /* cut */
+                { "\xe2\x82x", false },
+                { "\xff", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                if (utf8_valid(cases[i].s, strlen(cases[i].s)) != cases[i].valid) {
+                        fprintf(stderr, "case %zu: expected %s\n", i,
+                                cases[i].valid ? "valid" : "invalid");
+                        abort();
+                }
+        }
+        check(utf8_valid("a\0b", 3));
+}
+
+TEST(utf8_escape_terminal)
+{
+        static const struct {
+                const char *s, *escaped;
+        } cases[] = {
+                { "qwen", "qwen" },
+                { "caf\xc3\xa9 \xf0\x9f\xa6\x99", "caf\xc3\xa9 \xf0\x9f\xa6\x99" },
+                { "back\\slash", "back\\slash" },
+                { "\x1b[31mred\x1b[0m", "\\e[31mred\\e[0m" },
+                { "x\nllmctl: forged", "x\\nllmctl: forged" },
+                { "\r\t\a\x7f", "\\r\\t\\x07\\x7f" },
+                { "\xc2\x9b"
+                  "31m \xc2\x85 \xc2\xa0",
+                  "\\u009b31m \\u0085 \xc2\xa0" },
+                { "\xff\xc3(\xe2\x82", "\\xff\\xc3(\\xe2\\x82" },
+                { "\xed\xa0\x80", "\\xed\\xa0\\x80" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *e = utf8_escape_terminal(cases[i].s);
+
+                check_streq(e, cases[i].escaped);
+        }
+        _cleanup_free_ char *e = utf8_escape_terminal(NULL);
+        check_streq(e, "");
 }
 
 TEST_MAIN()

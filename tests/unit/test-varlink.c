@@ -105,6 +105,20 @@ TEST(bad_calls)
                 { "{\"method\":\"a.B\",\"parameters\":\"x\"}", -EPROTO },
                 { "{\"method\":\"a.B\",\"more\":\"yes\"}", -EPROTO },
                 { "{\"method\":\"a.B\",\"oneway\":1}", -EPROTO },
+                /* Not UTF-8: a lone continuation byte, an overlong '/', a surrogate, past
+                 * U+10FFFF, a cut character, a byte no UTF-8 has. */
+                { "{\"method\":\"a.B\x80\"}", -EILSEQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"model\":\"\xc0\xaf\"}}", -EILSEQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"model\":\"\xed\xa0\x80\"}}", -EILSEQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"model\":\"\xf4\x90\x80\x80\"}}", -EILSEQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"model\":\"\xe2\x82\"}}", -EILSEQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"\xff\":1}}", -EILSEQ },
+                /* A member named twice, at any depth. */
+                { "{\"method\":\"a.B\",\"method\":\"c.D\"}", -ENOTUNIQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"model\":\"x\",\"model\":\"y\"}}",
+                  -ENOTUNIQ },
+                { "{\"method\":\"a.B\",\"parameters\":{\"l\":[{\"a\":1,\"b\":2,\"a\":3}]}}",
+                  -ENOTUNIQ },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 VarlinkCall c;
@@ -120,6 +134,14 @@ TEST(bad_calls)
         check_inteq(varlink_call_parse("{\"method\":\"a.B\",\"parameters\":{\"x\":1}} \n", 38, &c),
                     0);
         check_inteq(cJSON_GetObjectItem(c.parameters, "x")->valueint, 1);
+        varlink_call_done(&c);
+        /* UTF-8 is fine, and so are equal names in different objects. */
+        static const char ok[] =
+                "{\"method\":\"a.B\",\"parameters\":{\"model\":\"qw\xc3\xa9n "
+                "\xf0\x9f\xa6\x99\",\"o\":{\"model\":1},\"l\":[{\"a\":1},{\"a\":2}]}}";
+        check_inteq(varlink_call_parse(ok, strlen(ok), &c), 0);
+        check_streq(cJSON_GetObjectItem(c.parameters, "model")->valuestring,
+                    "qw\xc3\xa9n \xf0\x9f\xa6\x99");
         varlink_call_done(&c);
 }
 
