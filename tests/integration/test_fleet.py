@@ -578,6 +578,7 @@ def test_routes_by_model(f):
     # devstral is loaded nowhere: its first backup (box2, routing = switch) loads it.
     r = chat("devstral")
     check(r.ok and r.box == "box2", f"devstral: {r}")
+    wait_until(lambda: f.served("box2", "devstral"), "box2's log line for devstral")
     check(f.served("box2", "devstral") == [("devstral", "devstral", 200)],
           f"box2 loaded devstral and answered: {f.served('box2', 'devstral')}")
 
