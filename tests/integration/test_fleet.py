@@ -553,6 +553,7 @@ def test_routes_by_model(f):
         check(st == want, f"{size} B, model {'first' if first else 'last'}: {st} {out[:200]}")
         check(box_of(h.get("x-llmd-box")) == ("box3" if want == 200 else None),
               f"{size} B: from {h.get('x-llmd-box')}")
+    wait_until(lambda: len(f.served("box3", "gemma")) >= sent["gemma"] + 2, "box3's log lines")
     check(len(f.served("box3", "gemma")) == sent["gemma"] + 2, "the 413 reached no box")
 
     # The key passes through: without it the box itself says 401.
