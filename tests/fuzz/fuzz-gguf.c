@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* llmd reads the header of every model file it is given, before llama-server does: a file
- * that is not what it claims must be refused (-EBADMSG), never crash, hang or allocate what
+ * that is not what it claims must be refused (-EBADMSG, or -E2BIG past a cap), never crash, hang or allocate what
  * its counts ask for. The input is the file. Besides not crashing, what is read must hold
  * together: */
 #include <sys/mman.h>
@@ -21,8 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         r = gguf_read_fd(fd, &i);
         if (r < 0) {
-                if (r != -EBADMSG) {
-                        __builtin_trap(); /* a memfd reads: only the content can be wrong */
+                /* A memfd reads: only the content can be wrong, or past a cap (gguf.h). */
+                if (r != -EBADMSG && r != -E2BIG) {
+                        __builtin_trap();
                 }
                 return 0;
         }
