@@ -399,13 +399,17 @@ static void upstream_on_headers(void *userdata, long status, const char *content
 }
 
 /* How many bytes at the end of s (the part of a stream not yet sent) are not a whole event:
- * after the last blank line ("\n\n" or "\r\n\r\n"). A tail as large as half the buffer goes
- * out as it is: an event that long is not held back. */
+ * after the last blank line. SSE ends a line with "\r\n", "\n" or a lone "\r", so an event
+ * ends wherever a line end follows a line end ("\n\n", "\r\n\r\n", "\r\r", ...). A lone "\r"
+ * may be the first half of "\r\n", but the line has ended either way. A tail as large as half
+ * the buffer goes out as it is: an event that long is not held back. */
 static size_t sse_unfinished(const char *s, size_t n)
 {
         for (size_t i = n; i >= 2; i--) {
-                if (s[i - 1] == '\n' &&
-                    (s[i - 2] == '\n' || (i >= 3 && s[i - 2] == '\r' && s[i - 3] == '\n'))) {
+                size_t eol = s[i - 1] == '\n' && s[i - 2] == '\r' ? 2 : 1;
+
+                if ((s[i - 1] == '\n' || s[i - 1] == '\r') && i > eol &&
+                    (s[i - eol - 1] == '\n' || s[i - eol - 1] == '\r')) {
                         return n - i;
                 }
         }

@@ -120,6 +120,36 @@ def test_lockstep_no_buffering(d):
     check(seen[-1] == "[DONE]" and len(seen) == 1 + 5 + 1 + 1, f"{len(seen)} events: {seen}")
 
 
+@sim_only("its test-only paths")
+@fixture(conf(qwen="env = LLAMA_SIM_LOCKSTEP=1 LLAMA_SIM_CR_FRAMING=1"), models=MODELS)
+def test_cr_framed_events_relayed(d):
+    """SSE lets a lone CR end a line: events ending in "\\r\\r" go out as they come, not when
+    the stream ends."""
+    ready(d)
+    sock = d.socket_path("qwen")
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(
+        Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 5},
+               timeout=5)))
+    t.start()
+    while json.loads(unix_http(sock, "POST", "/sim/step", {"n": 1})[1])["released"] == 0:
+        time.sleep(0.02)
+    t.join(10)
+    check(opened, "the stream did not open: its first event was held back")
+    s = opened[0]
+    got = b""
+    for step in range(2):
+        # One event per step: it must arrive before the next step is given (or time out).
+        while got.count(b"\r\r") <= step:
+            chunk = s.resp.read1(65536)
+            check(chunk, f"the stream ended after {got!r}")
+            got += chunk
+        check(b"\n" not in got and got.endswith(b"\r\r"), f"step {step}: {got!r}")
+        while json.loads(unix_http(sock, "POST", "/sim/step", {"n": 1})[1])["released"] == 0:
+            time.sleep(0.02)
+    s.close()
+
+
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=2000"), models=MODELS)
 def test_embeddings_not_held_by_swap(d):
