@@ -108,6 +108,7 @@ struct Proxy {
         Listener *listeners;
         sd_event_source *post;
         Request *held_first, *held_last;
+        bool stopping; /* proxy_stop_holding(): nothing waits for a load any more */
         Request *forwarded;
         Drain *drains;
         char **api_keys;

@@ -186,13 +186,16 @@ static char *json_escape(const char *s)
 }
 
 /* {"error":{"message":...,"type":...,"code":...}}, the shape OpenAI and llama-server use. */
-static char *error_body(unsigned status, const char *type, const char *message)
+/* OpenAI's error object; an Anthropic Messages client also looks for "type": "error" around it
+ * (its SDKs read error.type and error.message, which are there for both). */
+static char *error_body(RouteApi api, unsigned status, const char *type, const char *message)
 {
         _cleanup_free_ char *m = json_escape(message);
         char *b;
 
-        if (!m || asprintf(&b, "{\"error\":{\"message\":%s,\"type\":\"%s\",\"code\":%u}}", m, type,
-                           status) < 0) {
+        if (!m ||
+            asprintf(&b, "{%s\"error\":{\"message\":%s,\"type\":\"%s\",\"code\":%u}}",
+                     api == ROUTE_API_MESSAGES ? "\"type\":\"error\"," : "", m, type, status) < 0) {
                 return NULL;
         }
         return b;
@@ -253,7 +256,8 @@ static void request_answer_error_full(Request *r, RequestEvent event, unsigned s
                                       const char *type, const char *message,
                                       const char *retry_after)
 {
-        struct MHD_Response *resp = request_json_response(r, error_body(status, type, message));
+        struct MHD_Response *resp =
+                request_json_response(r, error_body(r->route.api, status, type, message));
 
         if (resp && retry_after) {
                 MHD_add_response_header(resp, "Retry-After", retry_after);

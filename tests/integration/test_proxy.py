@@ -263,6 +263,37 @@ def test_client_abort_while_held(d):
 
 
 @sim_only("a fault or timing knob")
+@fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=5000"), models=MODELS)
+def test_held_answered_at_stop(d):
+    """Requests waiting for a model to load when llmd is told to stop get a 503 with
+    Retry-After, each in its API's error format, before llmd exits."""
+    ready(d)
+    sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    d.wait_starts(1, "gemma")
+    got = {}
+
+    def ask(path, body):
+        got[path] = http(PORT, "POST", path, {**body, "model": "gemma"})
+    asks = [threading.Thread(target=ask, args=a) for a in
+            (("/v1/chat/completions", CHAT), ("/v1/messages", MESSAGES))]
+    for t in asks:
+        t.start()
+    wait_until(lambda: llmctl_json(d, "status")["requests"]["held"] == 2, "the requests to be held")
+    d.stop()
+    for t in asks:
+        t.join(5)
+    sw.wait(5)
+    check(len(got) == 2, f"only {sorted(got)} got an answer")
+    for path, r in got.items():
+        check(r.status == 503 and r.headers.get("retry-after"), f"{path}: {r}")
+        check("stopping" in json.dumps(r.json()), f"{path}: {r}")
+    check(got["/v1/chat/completions"].json()["error"]["type"] == "unavailable_error",
+          got["/v1/chat/completions"])
+    check(got["/v1/messages"].json()["type"] == "error", got["/v1/messages"])
+
+
+@sim_only("a fault or timing knob")
 @fixture(conf(qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1"), models=MODELS)
 def test_upstream_dies_mid_stream(d):
     ready(d)
