@@ -760,6 +760,21 @@ static void request_answer_health(Request *r)
         cJSON *o;
         unsigned status = 503;
 
+        static const char *const known[] = { "model", NULL };
+        _cleanup_free_ char *unknown = NULL, *msg = NULL;
+
+        /* Answering for the active model would tell a client that misspelt "model" that
+         * another model is up. */
+        if (route_query_unknown(r->route.path, known, &unknown) != 0) {
+                if (!unknown ||
+                    asprintf(&msg, "unknown query parameter \"%.64s\": /health takes only model",
+                             unknown) < 0) {
+                        msg = NULL;
+                }
+                request_answer_error(r, 400, "invalid_request_error",
+                                     msg ? msg : "unknown query parameter", NULL);
+                return;
+        }
         if (route_query_param(r->route.path, "model", &asked) == -EBADMSG || (asked && !*asked)) {
                 request_answer_error(
                         r, 400, "invalid_request_error",
@@ -831,6 +846,7 @@ Request *request_new(Listener *l, struct MHD_Connection *connection, const char 
         r->connection = connection;
         r->state = REQ_RECEIVING;
         r->start_usec = proxy_now(l->proxy);
+        r->target_end = target + strlen(target);
         r->target_raw = strdup(target);
         if (!r->target_raw) {
                 free(r);
@@ -896,6 +912,7 @@ static void request_begin(Request *r, const char *method)
                 .api_keys = p->api_keys,
                 .max_body_size = c->max_body_size,
                 .model_port = r->listener->model != NULL,
+                .target_cut = r->target_cut,
         };
 
         r->method = strdup(method);
