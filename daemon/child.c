@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "child.h"
+#include "fd-util.h"
 #include "fileio.h"
 #include "log.h"
 #include "parse-util.h"
@@ -497,7 +498,7 @@ _noreturn_ static void child_exec(pid_t parent, int devnull, int out, const char
             dup2(out, STDERR_FILENO) < 0) {
                 _exit(EXIT_FAILURE);
         }
-        (void) close_range(3, ~0U, 0);
+        fd_close_from(3);
         execve(binary, argv, envp);
         dprintf(STDERR_FILENO, "llmd: cannot execute %s: %s\n", binary, strerror(errno));
         _exit(127);

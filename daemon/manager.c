@@ -195,6 +195,7 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
         /* No new connections; the requests running finish (up to drain-timeout), then the
          * models stop in order. */
         proxy_quiesce(m->proxy);
+        proxy_stop_holding(m->proxy);
         const char *active = supervisor_active(m->supervisor);
         if (active) {
                 proxy_drain(m->proxy, active, false, manager_on_drained, m);

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "fd-util.h"
 #include "fileio.h"
 #include "log.h"
 #include "prefetch.h"
@@ -58,9 +59,12 @@ static int prefetch_on_exit(sd_event_source *s, const siginfo_t *si, void *userd
         return 0;
 }
 
-/* In the helper: nothing but system calls, on what the parent prepared. */
+/* In the helper: nothing but system calls, on what the parent prepared. It keeps no copy of
+ * llmd's descriptors: a client's socket it held would stay open after llmd closed it, and a
+ * connection to a llama-server would outlive its request (no cancel) until the helper ended. */
 _noreturn_ static void prefetch_run(char *const *paths, uint64_t budget)
 {
+        fd_close_from(3);
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         (void) setpriority(PRIO_PROCESS, 0, 19);
         (void) syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0,

@@ -118,6 +118,12 @@ static void hold_answer_absent(Request *r)
         request_answer_error(r, 503, "unavailable_error", m ? m : "not loaded", NULL);
 }
 
+static void hold_answer_stopping(Request *r)
+{
+        request_answer_error(r, 503, "unavailable_error",
+                             "llmd is stopping; try again when it is back", "10");
+}
+
 /* Sends r on or answers it, when its target's state decides; false: it is to wait. */
 static bool hold_settle(Request *r)
 {
@@ -145,6 +151,10 @@ void hold_dispatch(Request *r)
         Proxy *p = r->proxy;
 
         if (hold_settle(r)) {
+                return;
+        }
+        if (p->stopping) {
+                hold_answer_stopping(r);
                 return;
         }
         if (p->counters.held >= proxy_config(p)->hold_queue) {
@@ -188,6 +198,15 @@ void proxy_models_changed(Proxy *p)
         hold_maybe_switch(p);
 }
 
+void proxy_stop_holding(Proxy *p)
+{
+        p->stopping = true;
+        /* Without one, the client would see its connection closed when llmd exits. */
+        while (p->held_first) {
+                hold_answer_stopping(p->held_first);
+        }
+}
+
 /* routing = switch: when nothing runs on the active model, swap to what the oldest waiting
  * request asks for. Requests for the active model go first, so a burst does not thrash. A
  * model that failed is not asked for again: its requests were answered with the reason. */
@@ -198,7 +217,7 @@ void hold_maybe_switch(Proxy *p)
         _cleanup_free_ char *reason = NULL;
         int r;
 
-        if (proxy_config(p)->routing != ROUTING_SWITCH || !p->held_first ||
+        if (proxy_config(p)->routing != ROUTING_SWITCH || p->stopping || !p->held_first ||
             !supervisor_loaded(p->supervisor) ||
             supervisor_switching(p->supervisor, &switching, &phase)) {
                 return;

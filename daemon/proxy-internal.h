@@ -22,7 +22,8 @@
 #include "supervisor.h"
 #include "upstream.h"
 
-#define PROXY_BUFFER_MAX (64 * 1024) /* per stream: more and the upstream read pauses */
+#define PROXY_BUFFER_MAX (64 * 1024)  /* per stream: more and the upstream read pauses */
+#define PROXY_CONN_MEMORY (32 * 1024) /* MHD's memory per connection, the request line in it */
 
 typedef struct Listener Listener;
 typedef struct Request Request;
@@ -61,6 +62,9 @@ struct Request {
         RequestState state;
         Route route;
         char *target_raw; /* the request-target as written */
+        /* Where MHD's copy of it ends (a NUL), in MHD's buffer: only compared, never read. */
+        const char *target_end;
+        bool target_cut; /* a NUL byte inside it: MHD's copy is shorter than what was sent */
         char *method;
         char *content_type;
         char *accept;
@@ -108,6 +112,7 @@ struct Proxy {
         Listener *listeners;
         sd_event_source *post;
         Request *held_first, *held_last;
+        bool stopping; /* proxy_stop_holding(): nothing waits for a load any more */
         Request *forwarded;
         Drain *drains;
         char **api_keys;

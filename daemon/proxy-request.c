@@ -186,13 +186,16 @@ static char *json_escape(const char *s)
 }
 
 /* {"error":{"message":...,"type":...,"code":...}}, the shape OpenAI and llama-server use. */
-static char *error_body(unsigned status, const char *type, const char *message)
+/* OpenAI's error object; an Anthropic Messages client also looks for "type": "error" around it
+ * (its SDKs read error.type and error.message, which are there for both). */
+static char *error_body(RouteApi api, unsigned status, const char *type, const char *message)
 {
         _cleanup_free_ char *m = json_escape(message);
         char *b;
 
-        if (!m || asprintf(&b, "{\"error\":{\"message\":%s,\"type\":\"%s\",\"code\":%u}}", m, type,
-                           status) < 0) {
+        if (!m ||
+            asprintf(&b, "{%s\"error\":{\"message\":%s,\"type\":\"%s\",\"code\":%u}}",
+                     api == ROUTE_API_MESSAGES ? "\"type\":\"error\"," : "", m, type, status) < 0) {
                 return NULL;
         }
         return b;
@@ -253,7 +256,8 @@ static void request_answer_error_full(Request *r, RequestEvent event, unsigned s
                                       const char *type, const char *message,
                                       const char *retry_after)
 {
-        struct MHD_Response *resp = request_json_response(r, error_body(status, type, message));
+        struct MHD_Response *resp =
+                request_json_response(r, error_body(r->route.api, status, type, message));
 
         if (resp && retry_after) {
                 MHD_add_response_header(resp, "Retry-After", retry_after);
@@ -399,13 +403,17 @@ static void upstream_on_headers(void *userdata, long status, const char *content
 }
 
 /* How many bytes at the end of s (the part of a stream not yet sent) are not a whole event:
- * after the last blank line ("\n\n" or "\r\n\r\n"). A tail as large as half the buffer goes
- * out as it is: an event that long is not held back. */
+ * after the last blank line. SSE ends a line with "\r\n", "\n" or a lone "\r", so an event
+ * ends wherever a line end follows a line end ("\n\n", "\r\n\r\n", "\r\r", ...). A lone "\r"
+ * may be the first half of "\r\n", but the line has ended either way. A tail as large as half
+ * the buffer goes out as it is: an event that long is not held back. */
 static size_t sse_unfinished(const char *s, size_t n)
 {
         for (size_t i = n; i >= 2; i--) {
-                if (s[i - 1] == '\n' &&
-                    (s[i - 2] == '\n' || (i >= 3 && s[i - 2] == '\r' && s[i - 3] == '\n'))) {
+                size_t eol = s[i - 1] == '\n' && s[i - 2] == '\r' ? 2 : 1;
+
+                if ((s[i - 1] == '\n' || s[i - 1] == '\r') && i > eol &&
+                    (s[i - eol - 1] == '\n' || s[i - eol - 1] == '\r')) {
                         return n - i;
                 }
         }
@@ -752,6 +760,21 @@ static void request_answer_health(Request *r)
         cJSON *o;
         unsigned status = 503;
 
+        static const char *const known[] = { "model", NULL };
+        _cleanup_free_ char *unknown = NULL, *msg = NULL;
+
+        /* Answering for the active model would tell a client that misspelt "model" that
+         * another model is up. */
+        if (route_query_unknown(r->route.path, known, &unknown) != 0) {
+                if (!unknown ||
+                    asprintf(&msg, "unknown query parameter \"%.64s\": /health takes only model",
+                             unknown) < 0) {
+                        msg = NULL;
+                }
+                request_answer_error(r, 400, "invalid_request_error",
+                                     msg ? msg : "unknown query parameter", NULL);
+                return;
+        }
         if (route_query_param(r->route.path, "model", &asked) == -EBADMSG || (asked && !*asked)) {
                 request_answer_error(
                         r, 400, "invalid_request_error",
@@ -823,6 +846,7 @@ Request *request_new(Listener *l, struct MHD_Connection *connection, const char 
         r->connection = connection;
         r->state = REQ_RECEIVING;
         r->start_usec = proxy_now(l->proxy);
+        r->target_end = target + strlen(target);
         r->target_raw = strdup(target);
         if (!r->target_raw) {
                 free(r);
@@ -888,6 +912,7 @@ static void request_begin(Request *r, const char *method)
                 .api_keys = p->api_keys,
                 .max_body_size = c->max_body_size,
                 .model_port = r->listener->model != NULL,
+                .target_cut = r->target_cut,
         };
 
         r->method = strdup(method);

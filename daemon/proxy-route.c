@@ -194,6 +194,27 @@ int route_query_param(const char *target, const char *name, char **ret)
         return 0;
 }
 
+int route_query_unknown(const char *target, const char *const *known, char **ret)
+{
+        const char *q = strchr(target, '?');
+
+        *ret = NULL;
+        for (q = q ? q + 1 : NULL; q && *q && *q != '#';
+             q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
+                size_t len = strcspn(q, "=&#");
+                bool ok = len == 0; /* "a&&b", a trailing "&" */
+
+                for (const char *const *k = known; !ok && *k; k++) {
+                        ok = strlen(*k) == len && strneq(q, *k, len);
+                }
+                if (!ok) {
+                        *ret = strndup(q, len);
+                        return *ret ? 1 : -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key)
 {
         const char *h = NULL;
@@ -339,6 +360,12 @@ int route_request(const RouteInput *in, Route *r)
 
         *r = (Route) {};
         if (!route_framing(in, r)) {
+                return 0;
+        }
+        if (in->target_cut) {
+                /* What follows the NUL would be another path for whoever reads all of it. */
+                r->close = true;
+                route_refuse(r, 400, "invalid_request_error", "a NUL byte in the request line");
                 return 0;
         }
         if (!route_method_ok(in->method)) {

@@ -49,6 +49,7 @@ typedef struct RouteInput {
         char *const *api_keys;          /* NULL: no keys, everything is open */
         uint64_t max_body_size;
         bool model_port; /* a model's own port: all of it goes to that model */
+        bool target_cut; /* a NUL byte in the request line cut target short */
 } RouteInput;
 
 typedef struct Route {
@@ -80,6 +81,9 @@ int route_normalize_path(const char *target, char **ret, const char **ret_why);
 /* The value of the query parameter name in target (its %-escapes and "+" decoded) into *ret, or
  * NULL when it is absent; -EBADMSG for a value that does not decode to printable ASCII. */
 int route_query_param(const char *target, const char *name, char **ret);
+/* The name of the first query parameter in target that is not one of known (NULL-terminated),
+ * as written, into *ret: 1 when there is one, 0 when not (*ret NULL), -ENOMEM. */
+int route_query_unknown(const char *target, const char *const *known, char **ret);
 
 /* Whether header (an Authorization or X-Api-Key value) carries one of keys; compares in time
  * that does not depend on where a key differs. */

@@ -189,6 +189,13 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *connec
         if (!r->method) {
                 /* The header is complete: the connection is no longer idle. */
                 Conn *c = conn_of(connection);
+
+                /* MHD ends the target with a NUL where the version begins, in the line it read:
+                 * the version further on means a NUL byte inside the target, which MHD's copy
+                 * stops at. A version elsewhere (another MHD) tells nothing. */
+                uintptr_t gap = (uintptr_t) version - (uintptr_t) (r->target_end + 1);
+
+                r->target_cut = gap > 0 && gap < PROXY_CONN_MEMORY;
                 if (c && !c->closing) {
                         conn_set_state(r->proxy, c, CONN_BUSY);
                 }
@@ -310,7 +317,7 @@ static int listener_new(Proxy *p, int fd, const char *name, const char *model, L
                 proxy_on_connection, l, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, l,
                 /* Headers, a piece of the body, one chunk of the answer: 32 KiB (MHD's own
                  * default) is enough, and bounds what max-connections can cost. */
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (32 * 1024), MHD_OPTION_END);
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) PROXY_CONN_MEMORY, MHD_OPTION_END);
         if (!l->daemon) {
                 safe_close(fd);
                 listener_free(l);

@@ -35,6 +35,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Proxy *, proxy_free);
 int proxy_start(Proxy *p);
 /* Stops accepting; requests running may finish. */
 void proxy_quiesce(Proxy *p);
+/* llmd is stopping: the requests waiting for a model to load are answered 503 with Retry-After
+ * (in their API's format), and none waits from now on. */
+void proxy_stop_holding(Proxy *p);
 /* A child changed state: held requests may go now. */
 void proxy_models_changed(Proxy *p);
 /* A reload in two steps, so that it is all or nothing: proxy_reload_check() reads what the new

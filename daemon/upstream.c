@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 
+#include "fd-util.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -186,6 +187,10 @@ int upstream_multi_new(sd_event *e, UpstreamMulti **ret)
                 free(m);
                 return -ENOMEM;
         }
+        /* curl before 8.x makes its wake-up socket pair without SOCK_CLOEXEC and offers no
+         * option for it. llmd has one thread, and everything else it holds is close-on-exec
+         * already, so marking them all here marks just that pair. */
+        fd_cloexec_from(3);
         r = sd_event_add_time_relative(e, &m->timer, CLOCK_MONOTONIC, 0, 1, multi_on_timer, m);
         if (r < 0) {
                 upstream_multi_free(m);
@@ -225,6 +230,14 @@ UpstreamMulti *upstream_multi_free(UpstreamMulti *m)
 }
 
 /* ---- one transfer ---- */
+
+/* curl's own socket() has no SOCK_CLOEXEC: a llama-server started while this is open would
+ * keep the connection to another one alive after llmd closed it. */
+static curl_socket_t upstream_on_open_socket(void *userdata, curlsocktype purpose,
+                                             struct curl_sockaddr *a)
+{
+        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
 
 static size_t upstream_on_header(char *buf, size_t size, size_t n, void *userdata)
 {
@@ -327,6 +340,7 @@ int upstream_start(UpstreamMulti *m, const UpstreamRequest *req, const UpstreamC
         curl_easy_setopt(u->easy, CURLOPT_UNIX_SOCKET_PATH, req->socket_path);
         curl_easy_setopt(u->easy, CURLOPT_NOPROXY, "*"); /* curl honours $http_proxy */
         curl_easy_setopt(u->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(u->easy, CURLOPT_OPENSOCKETFUNCTION, upstream_on_open_socket);
         curl_easy_setopt(u->easy, CURLOPT_CONNECTTIMEOUT_MS, UPSTREAM_CONNECT_TIMEOUT_MS);
         curl_easy_setopt(u->easy, CURLOPT_HTTPHEADER, u->headers);
         curl_easy_setopt(u->easy, CURLOPT_CUSTOMREQUEST, req->method);

@@ -560,6 +560,36 @@ def test_nul_in_model(d):
     check("/v1/chat/completions" not in child_paths(d), f"the child saw {child_paths(d)}")
 
 
+@sim_only("its records of what it saw")
+@fixture(conf(), models=MODELS)
+def test_nul_in_request_line(d):
+    """A raw NUL byte in the request line is refused, not taken as the end of the path (what
+    follows it would be another path to whoever reads the whole line)."""
+    ready(d)
+    for target in (b"/health\0/../v1/models", b"/v1/models\0x", b"\0/health", b"/health?model=qwen\0x"):
+        reply = raw(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        check(status_of(reply) == 400 and b"NUL" in reply, f"{target!r}: {reply[:300]!r}")
+    reply = raw(b"POST /v1/chat/completions\0x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    check(status_of(reply) == 400, reply[:300])
+    check("/v1/chat/completions" not in child_paths(d), f"the child saw {child_paths(d)}")
+    reply = raw(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    check(status_of(reply) == 200, reply[:300])
+
+
+@fixture(conf(), models=MODELS)
+def test_health_unknown_param(d):
+    """/health takes only ?model=: another parameter (a misspelt one) is a 400 that names it,
+    not an answer for the active model."""
+    ready(d)
+    for query, name in (("Model=qwen", "Model"), ("model=qwen&x=1", "x"), ("verbose", "verbose")):
+        r = http(PORT, "GET", "/health?" + query)
+        check(r.status == 400 and f'"{name}"' in r.json()["error"]["message"], f"{query}: {r}")
+    for query in ("", "?", "?model=qwen"):
+        r = http(PORT, "GET", "/health" + query)
+        check(r.status == 200 and r.json()["model"] == "qwen", f"{query}: {r}")
+
+
 @fixture(conf(), models=MODELS, start=False)
 def test_bad_key_file_at_start(d):
     """A bad key file is a bad configuration: --check-config says so, and llmd exits 78 (the

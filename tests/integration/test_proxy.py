@@ -120,6 +120,36 @@ def test_lockstep_no_buffering(d):
     check(seen[-1] == "[DONE]" and len(seen) == 1 + 5 + 1 + 1, f"{len(seen)} events: {seen}")
 
 
+@sim_only("its test-only paths")
+@fixture(conf(qwen="env = LLAMA_SIM_LOCKSTEP=1 LLAMA_SIM_CR_FRAMING=1"), models=MODELS)
+def test_cr_framed_events_relayed(d):
+    """SSE lets a lone CR end a line: events ending in "\\r\\r" go out as they come, not when
+    the stream ends."""
+    ready(d)
+    sock = d.socket_path("qwen")
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(
+        Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 5},
+               timeout=5)))
+    t.start()
+    while json.loads(unix_http(sock, "POST", "/sim/step", {"n": 1})[1])["released"] == 0:
+        time.sleep(0.02)
+    t.join(10)
+    check(opened, "the stream did not open: its first event was held back")
+    s = opened[0]
+    got = b""
+    for step in range(2):
+        # One event per step: it must arrive before the next step is given (or time out).
+        while got.count(b"\r\r") <= step:
+            chunk = s.resp.read1(65536)
+            check(chunk, f"the stream ended after {got!r}")
+            got += chunk
+        check(b"\n" not in got and got.endswith(b"\r\r"), f"step {step}: {got!r}")
+        while json.loads(unix_http(sock, "POST", "/sim/step", {"n": 1})[1])["released"] == 0:
+            time.sleep(0.02)
+    s.close()
+
+
 @sim_only("a fault or timing knob")
 @fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=2000"), models=MODELS)
 def test_embeddings_not_held_by_swap(d):
@@ -230,6 +260,37 @@ def test_client_abort_while_held(d):
     sha = hashlib.sha256(body.encode()).hexdigest()
     check(not [x for x in d.records("request_start") if x.get("body_sha256") == sha],
           "the abandoned request was sent to a model")
+
+
+@sim_only("a fault or timing knob")
+@fixture(conf(gemma="env = LLAMA_SIM_LOAD_MS=5000"), models=MODELS)
+def test_held_answered_at_stop(d):
+    """Requests waiting for a model to load when llmd is told to stop get a 503 with
+    Retry-After, each in its API's error format, before llmd exits."""
+    ready(d)
+    sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch", "gemma"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    d.wait_starts(1, "gemma")
+    got = {}
+
+    def ask(path, body):
+        got[path] = http(PORT, "POST", path, {**body, "model": "gemma"})
+    asks = [threading.Thread(target=ask, args=a) for a in
+            (("/v1/chat/completions", CHAT), ("/v1/messages", MESSAGES))]
+    for t in asks:
+        t.start()
+    wait_until(lambda: llmctl_json(d, "status")["requests"]["held"] == 2, "the requests to be held")
+    d.stop()
+    for t in asks:
+        t.join(5)
+    sw.wait(5)
+    check(len(got) == 2, f"only {sorted(got)} got an answer")
+    for path, r in got.items():
+        check(r.status == 503 and r.headers.get("retry-after"), f"{path}: {r}")
+        check("stopping" in json.dumps(r.json()), f"{path}: {r}")
+    check(got["/v1/chat/completions"].json()["error"]["type"] == "unavailable_error",
+          got["/v1/chat/completions"])
+    check(got["/v1/messages"].json()["type"] == "error", got["/v1/messages"])
 
 
 @sim_only("a fault or timing knob")

@@ -6,11 +6,13 @@ eviction, idle unload, llmctl load/unload, and GPU memory read through NVML (a f
 libnvidia-ml.so.1 the tests build, answering from what the simulators say they use)."""
 
 import os
+import signal
+import socket
 import subprocess
 import threading
 import time
 
-from llmdtest import (Stream, Varlink, check, fixture, free_port, http, llmctl, llmctl_json, pid_alive,
+from llmdtest import (Failure, Stream, Varlink, check, fixture, free_port, http, llmctl, llmctl_json, pid_alive,
                       run, sim_only, wait_until)
 
 PORT = free_port()
@@ -612,6 +614,108 @@ def test_prefetch_off(d):
     wait_ready(d, "qwen", "nomic")
     time.sleep(1)
     check(cached(d.model_path("gemma")) < MB, "prefetch = false read gemma's file")
+
+
+def llmd_fds(pid):
+    """{fd: what it points at} of a process."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def not_cloexec(pid):
+    """The descriptors of pid that a program it ran would inherit."""
+    out = []
+    for fd in llmd_fds(pid):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+        except (FileNotFoundError, IndexError):
+            continue
+        if fd > 2 and not flags & os.O_CLOEXEC:
+            out.append((fd, llmd_fds(pid).get(fd)))
+    return out
+
+
+def llmd_children(d):
+    with open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def niceness(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+def catch_prefetch(d, trigger, tries=20):
+    """The prefetch helper that trigger() (a switch to a resident model) starts, stopped
+    (SIGSTOP) once it is reading (it has lowered its priority), so that what it holds can be
+    read."""
+    known = set(llmd_children(d))
+    exe = os.readlink(f"/proc/{d.proc.pid}/exe")
+    for _ in range(tries):
+        drop_cache(d.model_path("devstral"))
+        t = threading.Thread(target=trigger)
+        t.start()
+        while True:
+            new = [p for p in llmd_children(d) if p not in known]
+            for pid in new:
+                try:
+                    if os.readlink(f"/proc/{pid}/exe") == exe and niceness(pid) == 19:
+                        os.kill(pid, signal.SIGSTOP)
+                        t.join(10)
+                        return pid
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+            if not t.is_alive() and not new:
+                break
+        t.join(10)
+        time.sleep(0.05)
+    raise Failure("never saw the prefetch helper")
+
+
+@sim_only("a timing knob and the simulator's records")
+@fixture(conf(top="max-resident = 2\nidle-timeout = 1s",
+              qwen="env = LLAMA_SIM_TOKEN_MS=100"), models=MODELS, model_size=64 * MB)
+def test_children_inherit_nothing(d):
+    """With clients connected (one idle, one streaming), a llama-server llmd starts and its
+    prefetch helper hold none of llmd's descriptors; every descriptor of llmd is close-on-exec.
+    While the helper runs, a client that leaves still cancels its generation, and llmd's close
+    of an idle connection still reaches the client."""
+    wait_ready(d, "qwen", "nomic")
+    idle = socket.create_connection(("127.0.0.1", PORT))
+    idle.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    check(idle.recv(65536).startswith(b"HTTP/1.1 200"), "/health")
+    s = Stream(PORT, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 200})
+    s.event()
+    check(not_cloexec(d.proc.pid) == [], f"llmd's inheritable descriptors: {not_cloexec(d.proc.pid)}")
+    ours = {v for k, v in llmd_fds(d.proc.pid).items()}
+
+    llmctl(d, "load", "gemma", check_rc=0)
+    wait_ready(d, "gemma")
+    # Its 0, 1 and 2 are /dev/null and the pipe llmd reads; the rest must be its own.
+    leaked = {k: v for k, v in llmd_fds(d.pid_of("gemma")).items() if k > 2 and v in ours}
+    check(not leaked, f"llama-server holds llmd's {leaked}")
+
+    helper = catch_prefetch(d, lambda: llmctl(d, "switch", "gemma", check_rc=0))
+    try:
+        # 0, 1 and 2, and the model file it reads, if caught in the middle of one.
+        fds = llmd_fds(helper)
+        check(set(fds) >= {0, 1, 2} and all(v.endswith(".gguf") for k, v in fds.items() if k > 2),
+              f"the helper holds {fds}")
+        s.close()
+        wait_until(lambda: any(x.get("client_gone") for x in d.records("request", "qwen")
+                               if x["path"] == "/v1/chat/completions"),
+                   "the simulator to see the client leave", timeout=5)
+        idle.settimeout(5)
+        check(idle.recv(65536) == b"", "llmd's close of an idle connection did not arrive")
+        check(pid_alive(helper), "the helper ended: the test proved nothing")
+    finally:
+        os.kill(helper, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ int env_parse(struct sim_config *cfg)
                 return r;
         }
         cfg->lockstep = env_flag("LLAMA_SIM_LOCKSTEP");
+        cfg->cr_framing = env_flag("LLAMA_SIM_CR_FRAMING");
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
 

@@ -995,6 +995,12 @@ static ssize_t infer_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 }
                 j->pending_len = strlen(j->pending);
+                if (sim_config.cr_framing) {
+                        /* SSE allows a lone CR as line end: events then end in "\r\r" */
+                        for (char *c = j->pending; *c; c++) {
+                                *c = *c == '\n' ? '\r' : *c;
+                        }
+                }
         }
         /* one event per call: libmicrohttpd sends each return as one chunk, at once */
         n = j->pending_len - j->pending_off;

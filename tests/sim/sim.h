@@ -66,6 +66,7 @@ struct sim_config {
         int64_t prompt_ms;         /* LLAMA_SIM_PROMPT_MS: time before the first token */
         int64_t eos_after_tokens;  /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
         bool lockstep;             /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
+        bool cr_framing;           /* LLAMA_SIM_CR_FRAMING: SSE lines end in a lone \r */
         int64_t exit_after_tokens; /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
         int64_t stall_after_tokens;
         int64_t error_after_tokens;

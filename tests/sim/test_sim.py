@@ -23,6 +23,7 @@ The simulator's knobs, all environment variables:
                                    the Messages and Responses APIs still say the limit)
   LLAMA_SIM_LOCKSTEP=1             a stream sends each SSE event only with a credit from
                                    POST /sim/step {"n": K} (K to every open stream, default 1)
+  LLAMA_SIM_CR_FRAMING=1           SSE lines end in a lone CR (events in "\\r\\r"), as SSE allows
   LLAMA_SIM_EXIT_AFTER_TOKENS=N    exit (LLAMA_SIM_EXIT_CODE/_SIGNAL) once N tokens went out
   LLAMA_SIM_STALL_AFTER_TOKENS=N   after N tokens send nothing more, until the client leaves
   LLAMA_SIM_ERROR_AFTER_TOKENS=N   after N tokens a `data: {"error":...}` event (Messages
@@ -793,6 +794,20 @@ def test_chat_stream(tmp):
 
 def test_chat_stream_include_usage(tmp):
     _chat_stream(tmp, True)
+
+
+def test_cr_framing(tmp):
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_CR_FRAMING": "1"})
+    sim.wait_ready()
+    _, resp = sim.stream("/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": "hi"}], "stream": True,
+                          "max_tokens": 3})
+    body = resp.read()
+    check(b"\n" not in body and body.endswith(b"data: [DONE]\r\r"), body[-200:])
+    events = body.split(b"\r\r")[:-1]
+    check(len(events) >= 4 and all(e.startswith(b"data: ") for e in events), events)
+    sim.signal(signal.SIGTERM)
+    check(sim.wait() == 0, "exit status")
 
 
 def test_chat_nonstream(tmp):

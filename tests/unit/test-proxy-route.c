@@ -216,6 +216,17 @@ static Route route_of(const char *method, const char *target, bool keys, bool mo
         return r;
 }
 
+TEST(target_cut)
+{
+        RouteInput in = { .method = "GET", .target = "/health", .target_cut = true };
+        Route r;
+
+        /* Even where the part MHD saw would be fine on its own. */
+        check(route_request(&in, &r) == 0);
+        check(r.kind == ROUTE_REFUSE && r.status == 400 && r.close);
+        route_done(&r);
+}
+
 TEST(models_retrieve)
 {
         static const struct {
@@ -286,6 +297,30 @@ TEST(query_param)
         check(route_query_param("/health?model=%zz", "model", &v) == -EBADMSG && !v);
         check(route_query_param("/health?model=a%00", "model", &v) == -EBADMSG && !v);
         check(route_query_param("/health?model=%0a", "model", &v) == -EBADMSG && !v);
+
+        /* Parameters /health does not know: named, as written. */
+        static const char *const known[] = { "model", NULL };
+        static const struct {
+                const char *target, *unknown;
+        } unknown[] = {
+                { "/health", NULL },
+                { "/health?", NULL },
+                { "/health?model=qwen", NULL },
+                { "/health?model=qwen&&", NULL },
+                { "/health?model=qwen#x=1", NULL },
+                { "/health?Model=x", "Model" },
+                { "/health?model=qwen&x=1", "x" },
+                { "/health?models=a", "models" },
+                { "/health?flag", "flag" },
+                { "/health?=v", NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(unknown); i++) {
+                int k = route_query_unknown(unknown[i].target, known, &v);
+
+                check(k == (unknown[i].unknown ? 1 : 0) && streq_ptr(v, unknown[i].unknown));
+                free(v);
+                v = NULL;
+        }
 }
 
 TEST(origins)

@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+
 #include "array.h"
+#include "fd-util.h"
 #include "manager.h"
 #include "parse-util.h"
 #include "probe.h"
@@ -7,6 +12,44 @@
 #include "tests.h"
 #include "time-util.h"
 #include "utf8.h"
+
+/* The descriptors open in this process from `from` up, less the one reading the list. */
+static int fd_count_from(int from)
+{
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        int n = 0;
+
+        check(d);
+        while ((de = readdir(d))) {
+                int fd = atoi(de->d_name);
+
+                n += de->d_name[0] != '.' && fd >= from && fd != dirfd(d);
+        }
+        closedir(d);
+        return n;
+}
+
+TEST(fd_close_from)
+{
+        int p[2], status;
+        pid_t pid;
+
+        check(pipe(p) == 0); /* not close-on-exec: fd_cloexec_from() makes them so */
+        fd_cloexec_from(3);
+        check(fcntl(p[0], F_GETFD) & FD_CLOEXEC && fcntl(p[1], F_GETFD) & FD_CLOEXEC);
+        check(fcntl(STDERR_FILENO, F_GETFD) >= 0);
+        pid = fork();
+        check(pid >= 0);
+        if (pid == 0) {
+                fd_close_from(3);
+                _exit(fd_count_from(3) == 0 && fcntl(STDERR_FILENO, F_GETFD) >= 0 ? 0 : 1);
+        }
+        check(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        check(fd_count_from(3) >= 2); /* the parent's are untouched */
+        close(p[0]);
+        close(p[1]);
+}
 
 TEST(duration)
 {
