@@ -510,11 +510,11 @@ static void write_model(FILE *out, const Fleet *f, const Model *m)
         fprintf(out,
                 "backend loadable:%s\n"
                 "\t# No traffic. Up while the box answers and %s has not failed there: it is\n"
-                "\t# loaded, loading, unloaded or draining.\n"
+                "\t# loaded, loading, unloaded, unloading or draining.\n"
                 "\toption httpchk\n"
                 "\thttp-check send meth GET uri /health?model=%s\n"
                 "\thttp-check expect rstring "
-                "\"\\\"status\\\" *: *\\\"(ok|loading|unloaded|draining)\\\"\"\n",
+                "\"\\\"status\\\" *: *\\\"(ok|loading|unloaded|unloading|draining)\\\"\"\n",
                 m->name, m->name, m->name);
         for (size_t b = 0; b < f->n_boxes; b++) {
                 if (m->on[b] == ON_BACKUP) {

@@ -135,7 +135,7 @@ TEST(fleet)
         free(s);
         s = section(cfg, "loadable:gemma");
         check_has(s, "\tserver 10.0.0.1:8080 10.0.0.1:8080 check\n");
-        check_has(s, "(ok|loading|unloaded|draining)");
+        check_has(s, "(ok|loading|unloaded|unloading|draining)");
         check_lacks(s, "fd00");
         free(s);
 
