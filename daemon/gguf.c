@@ -12,6 +12,7 @@
  * file ends in -E2BIG or -EBADMSG after at most one pass over its first GGUF_HEADER_MAX bytes,
  * read through one buffer of GGUF_BUF, and memory grows only with what was actually read.
  */
+#include <endian.h>
 #include <stdio.h>
 
 #include "fileio.h"
@@ -136,7 +137,8 @@ typedef struct GgufParse {
         GgufInfo info;
         uint64_t values[_KEY_MAX];
         bool have[_KEY_MAX];
-        bool arch_key_early; /* an <arch>.* key came before general.architecture */
+        uint64_t *early; /* where each <arch>.* key before general.architecture starts */
+        size_t n_early, early_allocated;
         uint64_t alignment;
         uint64_t split_count;
 } GgufParse;
@@ -161,31 +163,51 @@ static int reader_past(const GgufReader *r)
         return r->size > r->limit ? -E2BIG : -EBADMSG;
 }
 
-static int reader_read(GgufReader *r, void *ret, size_t n)
+/* reader_read() past the buffer: refills it from r->pos. */
+static int reader_fill(GgufReader *r, void *ret, size_t n)
 {
+        size_t want;
+        ssize_t k;
+
         if (n > r->limit - r->pos) {
                 return reader_past(r);
         }
         if (n > sizeof(r->buf)) {
                 return -EBADMSG;
         }
-        if (r->pos < r->buf_pos || r->pos + n > r->buf_pos + r->buf_len) {
-                /* never a byte past the header's cap */
-                size_t want = (size_t) MIN((uint64_t) sizeof(r->buf), r->limit - r->pos);
-                ssize_t k = pread(r->fd, r->buf, want, (off_t) r->pos);
-
-                if (k < 0) {
-                        return -errno;
-                }
-                r->buf_pos = r->pos;
-                r->buf_len = (size_t) k;
-                if (r->buf_len < n) {
-                        return -EBADMSG; /* the file shrank under us */
-                }
+        /* never a byte past the header's cap */
+        want = (size_t) MIN((uint64_t) sizeof(r->buf), r->limit - r->pos);
+        k = pread(r->fd, r->buf, want, (off_t) r->pos);
+        if (k < 0) {
+                return -errno;
         }
-        memcpy(ret, r->buf + (r->pos - r->buf_pos), n);
+        r->buf_pos = r->pos;
+        r->buf_len = (size_t) k;
+        if (r->buf_len < n) {
+                return -EBADMSG; /* the file shrank under us */
+        }
+        memcpy(ret, r->buf, n);
         r->pos += n;
         return 0;
+}
+
+/* Bytes of the buffer from r->pos on: 0 when r->pos lies outside it. The buffer never holds a
+ * byte past r->limit. */
+static inline size_t reader_buffered(const GgufReader *r)
+{
+        uint64_t at = r->pos - r->buf_pos; /* wraps above buf_len when pos < buf_pos */
+
+        return at <= r->buf_len ? r->buf_len - (size_t) at : 0;
+}
+
+static inline int reader_read(GgufReader *r, void *ret, size_t n)
+{
+        if (n <= reader_buffered(r)) {
+                memcpy(ret, r->buf + (r->pos - r->buf_pos), n);
+                r->pos += n;
+                return 0;
+        }
+        return reader_fill(r, ret, n);
 }
 
 static int reader_skip(GgufReader *r, uint64_t n)
@@ -257,6 +279,59 @@ static int reader_string(GgufReader *r, char *buf, size_t size)
         return 1;
 }
 
+static inline uint64_t le64(const uint8_t *b)
+{
+        uint64_t v;
+
+        memcpy(&v, b, sizeof(v)); /* one load */
+        return le64toh(v);
+}
+
+/*
+ * count strings skipped, as reader_string() would skip them one by one (the same checks, in
+ * the same order), but from the buffer in a tight loop: a tokenizer's array of millions of
+ * short strings costs a few ns each. Each string takes 8 bytes at least: the loop ends with
+ * the header.
+ */
+static int reader_skip_strings(GgufReader *r, uint64_t count)
+{
+        while (count > 0) {
+                size_t left = reader_buffered(r);
+                const uint8_t *b = r->buf + (left > 0 ? r->pos - r->buf_pos : 0);
+                char c;
+                int k;
+
+                while (count > 0 && left >= 8) {
+                        uint64_t len = le64(b);
+
+                        if (len > GGUF_STRING_MAX) {
+                                return -E2BIG;
+                        }
+                        if (len > r->limit - r->pos - 8) {
+                                return reader_past(r);
+                        }
+                        r->pos += 8 + len;
+                        count--;
+                        if (len > left - 8) {
+                                break; /* past the buffer: refilled below */
+                        }
+                        b += 8 + len;
+                        left -= 8 + len;
+                }
+                if (count == 0) {
+                        break;
+                }
+                /* the next length is not whole in the buffer: read it the slow way, which
+                 * refills the buffer from there */
+                k = reader_string(r, &c, 0);
+                if (k < 0) {
+                        return k;
+                }
+                count--;
+        }
+        return 0;
+}
+
 /* One value of fixed-size type t: 1 with its value when it is a non-negative integer, else 0
  * (read and dropped either way). */
 static int reader_integer(GgufReader *r, uint32_t t, uint64_t *ret)
@@ -324,15 +399,7 @@ static int reader_value(GgufReader *r, uint32_t t, bool want, uint64_t *ret)
                 return -E2BIG;
         }
         if (et == GGUF_TYPE_STRING) {
-                /* each string takes 8 bytes at least: the loop ends with the header */
-                for (uint64_t i = 0; i < count; i++) {
-                        char c;
-                        k = reader_string(r, &c, 0);
-                        if (k < 0) {
-                                return k;
-                        }
-                }
-                return 0;
+                return reader_skip_strings(r, count);
         }
         if (count > (r->limit - r->pos) / gguf_type_size[et]) {
                 return reader_past(r);
@@ -356,8 +423,8 @@ static int reader_value(GgufReader *r, uint32_t t, bool want, uint64_t *ret)
         return any;
 }
 
-/* Which <arch>.* key this is, or -1. Before the architecture is known, any prefix counts,
- * and the caller reads the metadata a second time once it is. */
+/* Which <arch>.* key this is, or -1. Before the architecture is known, any prefix counts: -2,
+ * and the caller reads that entry again once it is. */
 static int gguf_arch_key(GgufParse *p, const char *key)
 {
         const char *dot = strchr(key, '.');
@@ -370,8 +437,7 @@ static int gguf_arch_key(GgufParse *p, const char *key)
                         continue;
                 }
                 if (!p->info.arch) {
-                        p->arch_key_early = true;
-                        return -1;
+                        return -2;
                 }
                 if (strlen(p->info.arch) != (size_t) (dot - key) ||
                     !strneq(key, p->info.arch, (size_t) (dot - key))) {
@@ -384,6 +450,7 @@ static int gguf_arch_key(GgufParse *p, const char *key)
 
 static int gguf_read_kv(GgufReader *r, GgufParse *p)
 {
+        uint64_t start = r->pos;
         char key[GGUF_KEY_MAX];
         uint32_t t;
         uint64_t v;
@@ -438,6 +505,19 @@ static int gguf_read_kv(GgufReader *r, GgufParse *p)
                 return k < 0 ? k : 0;
         }
         which = gguf_arch_key(p, key);
+        if (which == -2) {
+                if (p->n_early == p->early_allocated) {
+                        /* grows with what was read: each entry took 13 bytes at least */
+                        size_t more = MAX(p->early_allocated * 2, (size_t) 8);
+                        uint64_t *e = reallocarray(p->early, more, sizeof(*e));
+                        if (!e) {
+                                return -ENOMEM;
+                        }
+                        p->early = e;
+                        p->early_allocated = more;
+                }
+                p->early[p->n_early++] = start;
+        }
         k = reader_value(r, t, which >= 0, &v);
         if (k > 0) {
                 p->values[which] = v;
@@ -566,7 +646,7 @@ static int gguf_parse(int fd, GgufParse *ret)
         _cleanup_free_ GgufReader *r = NULL;
         _cleanup_free_ GgufTensor *tensors = NULL;
         GgufParse p = { .alignment = GGUF_ALIGNMENT };
-        uint64_t n_tensors, n_kv, kv_start, data_start;
+        uint64_t n_tensors, n_kv, data_start;
         size_t allocated = 0;
         char magic[4];
         uint32_t version;
@@ -605,18 +685,34 @@ static int gguf_parse(int fd, GgufParse *ret)
                 goto fail;
         }
 
-        kv_start = r->pos;
         k = gguf_read_kvs(r, n_kv, &p);
         if (k < 0) {
                 goto fail;
         }
-        if (p.arch_key_early && p.info.arch) {
-                r->pos = kv_start;
-                k = gguf_read_kvs(r, n_kv, &p);
-                if (k < 0) {
-                        goto fail;
+        if (p.n_early > 0 && p.info.arch) {
+                /* those entries again, now that their prefix can be matched; an entry after
+                 * general.architecture, read already, came later and wins */
+                bool later[_KEY_MAX];
+                uint64_t values[_KEY_MAX], end = r->pos;
+
+                memcpy(later, p.have, sizeof(later));
+                memcpy(values, p.values, sizeof(values));
+                for (size_t i = 0; i < p.n_early; i++) {
+                        r->pos = p.early[i];
+                        k = gguf_read_kv(r, &p);
+                        if (k < 0) {
+                                goto fail;
+                        }
                 }
+                for (int i = 0; i < _KEY_MAX; i++) {
+                        if (later[i]) {
+                                p.values[i] = values[i];
+                        }
+                }
+                r->pos = end;
         }
+        free(p.early);
+        p.early = NULL;
 
         for (uint64_t i = 0; i < n_tensors; i++) {
                 if (i == allocated) {
@@ -649,6 +745,7 @@ static int gguf_parse(int fd, GgufParse *ret)
         *ret = p;
         return 0;
 fail:
+        free(p.early);
         gguf_info_done(&p.info);
         return k;
 }

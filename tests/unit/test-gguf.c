@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * gguf.c against GGUF files written here, byte by byte, the way gguf-py writes them; and,
- * with "real", against the tiny models of the real tier ($LLMD_REAL_MODELS).
+ * with "real", against the tiny models of the real tier ($LLMD_REAL_MODELS); with
+ * "time RUNS FILE...", gguf_read()'s time on each file (bench/gguf.py's figures).
  */
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -712,10 +713,42 @@ TEST(caps_tokenizer)
         free(b.data);
 }
 
+/* "time RUNS FILE...": per file (RUNS ≤ 100), its result and the fastest and median of RUNS reads, in ms. */
+static int time_files(int runs, char **files)
+{
+        for (char **f = files; *f; f++) {
+                uint64_t t[100];
+                int k = 0;
+
+                for (int n = 0; n < runs; n++) {
+                        GgufInfo i;
+                        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+
+                        k = gguf_read(*f, &i);
+                        t[n] = now_usec(CLOCK_MONOTONIC) - t0;
+                        if (k >= 0) {
+                                gguf_info_done(&i);
+                        }
+                        /* insertion sort: runs is small */
+                        for (int m = n; m > 0 && t[m - 1] > t[m]; m--) {
+                                uint64_t x = t[m];
+                                t[m] = t[m - 1];
+                                t[m - 1] = x;
+                        }
+                }
+                printf("%s\t%s\tmin %.1f ms\tmedian %.1f ms\n", *f, k < 0 ? strerror(-k) : "ok",
+                       t[0] / 1000.0, t[runs / 2] / 1000.0);
+        }
+        return 0;
+}
+
 int main(int argc, char *argv[])
 {
         if (argc > 1 && streq(argv[1], "real")) {
                 return real_models();
+        }
+        if (argc > 3 && streq(argv[1], "time") && atoi(argv[2]) > 0 && atoi(argv[2]) <= 100) {
+                return time_files(atoi(argv[2]), argv + 3);
         }
         return tests_run();
 }
