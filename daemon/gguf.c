@@ -14,6 +14,7 @@
  */
 #include <endian.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include "fileio.h"
 #include "gguf.h"
@@ -126,11 +127,16 @@ typedef struct GgufReader {
         uint8_t buf[GGUF_BUF];
 } GgufReader;
 
+/* 16 bytes: 1 Mi tensors take 16 MiB, and as much again to sort them. */
 typedef struct GgufTensor {
         uint64_t offset; /* from the start of the data */
-        uint64_t bytes;  /* UINT64_MAX: a type we do not know, sized from the offsets */
-        bool layer;
+        uint64_t
+                bytes : 63; /* TENSOR_BYTES_UNKNOWN: a type we do not know, sized from the offsets */
+        uint64_t layer : 1;
 } GgufTensor;
+
+/* Above any tensor's room in a file (below INT64_MAX bytes): a known size saturates below it. */
+#define TENSOR_BYTES_UNKNOWN (UINT64_MAX >> 1)
 
 /* One file's header, before the defaults are applied. */
 typedef struct GgufParse {
@@ -200,7 +206,7 @@ static inline size_t reader_buffered(const GgufReader *r)
         return at <= r->buf_len ? r->buf_len - (size_t) at : 0;
 }
 
-static inline int reader_read(GgufReader *r, void *ret, size_t n)
+static inline __attribute__((always_inline)) int reader_read(GgufReader *r, void *ret, size_t n)
 {
         if (n <= reader_buffered(r)) {
                 memcpy(ret, r->buf + (r->pos - r->buf_pos), n);
@@ -220,29 +226,25 @@ static int reader_skip(GgufReader *r, uint64_t n)
 }
 
 /* n ≤ 8 bytes, little-endian. */
-static int reader_le(GgufReader *r, size_t n, uint64_t *ret)
+static inline __attribute__((always_inline)) int reader_le(GgufReader *r, size_t n, uint64_t *ret)
 {
-        uint8_t b[8];
-        uint64_t v = 0;
+        uint64_t v = 0; /* the bytes past n stay 0 */
         int k;
 
-        k = reader_read(r, b, n);
+        k = reader_read(r, &v, n);
         if (k < 0) {
                 return k;
         }
-        for (size_t i = n; i-- > 0;) {
-                v = v << 8 | b[i];
-        }
-        *ret = v;
+        *ret = le64toh(v);
         return 0;
 }
 
-static int reader_u64(GgufReader *r, uint64_t *ret)
+static inline int reader_u64(GgufReader *r, uint64_t *ret)
 {
         return reader_le(r, 8, ret);
 }
 
-static int reader_u32(GgufReader *r, uint32_t *ret)
+static inline int reader_u32(GgufReader *r, uint32_t *ret)
 {
         uint64_t v;
         int k = reader_le(r, 4, &v);
@@ -585,30 +587,71 @@ static int gguf_read_tensor(GgufReader *r, const GgufParse *p, GgufTensor *ret)
                 if (row % ggml_types[type].block != 0) {
                         return -EBADMSG;
                 }
-                /* n < 2^63 and bytes/block ≤ 4: no overflow */
-                ret->bytes = n / ggml_types[type].block * ggml_types[type].bytes;
+                /* n < 2^63 but F32's 4 bytes a value may overflow: saturated, such a tensor
+                 * has no room in the file */
+                ret->bytes = MIN(sat_mul(n / ggml_types[type].block, ggml_types[type].bytes),
+                                 TENSOR_BYTES_UNKNOWN - 1);
         } else {
-                ret->bytes = UINT64_MAX;
+                ret->bytes = TENSOR_BYTES_UNKNOWN;
         }
         ret->offset = offset;
         ret->layer = gguf_is_layer(name);
         return 0;
 }
 
-static int tensor_compare(const void *a, const void *b)
+/*
+ * The n tensors of t in the order of their offsets: t itself, or tmp (room for n more). A real
+ * file has them in order already (checked in one pass); another is sorted by radix, 11 bits of
+ * the offset a pass, least significant first, from the lowest bit alignment leaves (every
+ * offset is a multiple of it) up to the highest bit set: 1 Mi tensors of 32 bytes in two passes.
+ */
+#define RADIX_BITS 11
+static GgufTensor *tensors_sort(GgufTensor *t, GgufTensor *tmp, size_t n, uint64_t alignment)
 {
-        const GgufTensor *x = a, *y = b;
+        GgufTensor *src = t, *dst = tmp;
+        uint64_t bits = 0;
+        bool sorted = true;
 
-        return x->offset < y->offset ? -1 : x->offset > y->offset;
+        for (size_t i = 0; i < n; i++) {
+                sorted = sorted && (i == 0 || src[i - 1].offset <= src[i].offset);
+                bits |= src[i].offset;
+        }
+        if (sorted) {
+                return t;
+        }
+        for (unsigned shift = (unsigned) __builtin_ctzll(alignment);
+             shift < 64 && bits >> shift != 0; shift += RADIX_BITS) {
+                const uint64_t mask = (1 << RADIX_BITS) - 1;
+                size_t count[1 << RADIX_BITS] = {}, at = 0;
+                GgufTensor *x;
+
+                for (size_t i = 0; i < n; i++) {
+                        count[src[i].offset >> shift & mask]++;
+                }
+                if (count[src[0].offset >> shift & mask] == n) {
+                        continue; /* one value of these bits: nothing moves */
+                }
+                for (size_t d = 0; d < ELEMENTSOF(count); d++) {
+                        size_t c = count[d];
+                        count[d] = at;
+                        at += c;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        dst[count[src[i].offset >> shift & mask]++] = src[i];
+                }
+                x = src;
+                src = dst;
+                dst = x;
+        }
+        return src;
 }
 
-/* Sums the tensors' bytes, each checked to lie within the data and clear of the next one. */
+/* Sums the tensors' bytes (sorted by tensors_sort()), each checked to lie within the data and clear of the next one. */
 static int gguf_sum_tensors(GgufTensor *t, size_t n, uint64_t data_size, GgufInfo *info)
 {
         if (n == 0) {
-                return 0; /* t may be NULL, and qsort() wants an array */
+                return 0;
         }
-        qsort(t, n, sizeof(*t), tensor_compare);
         for (size_t i = 0; i < n; i++) {
                 uint64_t end = i + 1 < n ? t[i + 1].offset : data_size, room;
 
@@ -616,7 +659,7 @@ static int gguf_sum_tensors(GgufTensor *t, size_t n, uint64_t data_size, GgufInf
                         return -EBADMSG;
                 }
                 room = end - t[i].offset;
-                if (t[i].bytes == UINT64_MAX) {
+                if (t[i].bytes == TENSOR_BYTES_UNKNOWN) {
                         t[i].bytes = room; /* with the padding: at most alignment - 1 more */
                 }
                 if (t[i].bytes > room) {
@@ -644,10 +687,10 @@ static int gguf_read_kvs(GgufReader *r, uint64_t n_kv, GgufParse *p)
 static int gguf_parse(int fd, GgufParse *ret)
 {
         _cleanup_free_ GgufReader *r = NULL;
-        _cleanup_free_ GgufTensor *tensors = NULL;
+        GgufTensor *tensors = MAP_FAILED, scratch;
         GgufParse p = { .alignment = GGUF_ALIGNMENT };
         uint64_t n_tensors, n_kv, data_start;
-        size_t allocated = 0;
+        size_t cap = 0;
         char magic[4];
         uint32_t version;
         struct stat st;
@@ -714,22 +757,32 @@ static int gguf_parse(int fd, GgufParse *ret)
         free(p.early);
         p.early = NULL;
 
-        for (uint64_t i = 0; i < n_tensors; i++) {
-                if (i == allocated) {
-                        /* grows with what was read: each entry took 24 bytes of the file */
-                        size_t more = MAX(allocated * 2, (size_t) 64);
-                        GgufTensor *t = reallocarray(tensors, more, sizeof(*t));
-                        if (!t) {
-                                k = -ENOMEM;
-                                goto fail;
-                        }
-                        tensors = t;
-                        allocated = more;
+        /*
+         * The tensors and room to sort them, in one mapping that takes memory only where
+         * written, so it grows with what was read; for as many as the header has room for
+         * (each takes 24 bytes at least: the loop ends with the header before it is full), in
+         * huge pages where the kernel has them (4 KiB ones cost a fault each, 8 Ki of them for
+         * 1 Mi tensors).
+         */
+        cap = (size_t) MIN(n_tensors, (r->limit - r->pos) / 24);
+        if (cap > 0) {
+                tensors = mmap(NULL, 2 * cap * sizeof(*tensors), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (tensors == MAP_FAILED) {
+                        k = -ENOMEM;
+                        goto fail;
                 }
-                k = gguf_read_tensor(r, &p, &tensors[i]);
+                (void) madvise(tensors, 2 * cap * sizeof(*tensors), MADV_HUGEPAGE);
+        }
+        for (uint64_t i = 0; i < n_tensors; i++) {
+                k = gguf_read_tensor(r, &p, i < cap ? &tensors[i] : &scratch);
                 if (k < 0) {
                         goto fail;
                 }
+        }
+        if (n_tensors > cap) {
+                k = -EBADMSG; /* cannot be: the last would have ended past the header */
+                goto fail;
         }
 
         data_start = (r->pos + p.alignment - 1) / p.alignment * p.alignment;
@@ -737,14 +790,18 @@ static int gguf_parse(int fd, GgufParse *ret)
                 k = -EBADMSG;
                 goto fail;
         }
-        k = gguf_sum_tensors(tensors, (size_t) n_tensors, r->size - MIN(data_start, r->size),
-                             &p.info);
+        k = gguf_sum_tensors(cap > 0 ? tensors_sort(tensors, tensors + cap, cap, p.alignment)
+                                     : NULL,
+                             cap, r->size - MIN(data_start, r->size), &p.info);
         if (k < 0) {
                 goto fail;
         }
         *ret = p;
-        return 0;
+        p = (GgufParse) {};
 fail:
+        if (tensors != MAP_FAILED) {
+                munmap(tensors, 2 * cap * sizeof(*tensors));
+        }
         free(p.early);
         gguf_info_done(&p.info);
         return k;

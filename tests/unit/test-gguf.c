@@ -328,6 +328,7 @@ TEST(hostile_tensors)
 {
         const uint64_t one[] = { 16 }, five[] = { 1, 1, 1, 1, 1 };
         const uint64_t huge[] = { UINT64_C(1) << 32, UINT64_C(1) << 32 };
+        const uint64_t wraps[] = { UINT64_C(1) << 31, UINT64_C(1) << 31 };
         const uint64_t negative[] = { (uint64_t) -16 }, row[] = { 100 };
         char name[80];
 
@@ -337,6 +338,7 @@ TEST(hostile_tensors)
         tensor_case("ok", 1, one, F32, UINT64_MAX - 31, -EBADMSG);
         tensor_case("ok", 5, five, F32, 0, -EBADMSG);     /* more than 4 dimensions */
         tensor_case("ok", 2, huge, F32, 0, -EBADMSG);     /* 2^64 elements */
+        tensor_case("ok", 2, wraps, F32, 0, -EBADMSG);    /* 2^62 × 4 bytes: not 0 */
         tensor_case("ok", 1, negative, F32, 0, -EBADMSG); /* ggml's dims are signed */
         tensor_case("ok", 1, row, Q4_K, 0, -EBADMSG);     /* not whole blocks */
         tensor_case("ok", 1, one, 300, 0, -EBADMSG);      /* no ggml type */
@@ -717,7 +719,7 @@ TEST(caps_tokenizer)
 static int time_files(int runs, char **files)
 {
         for (char **f = files; *f; f++) {
-                uint64_t t[100];
+                uint64_t t[100] = {};
                 int k = 0;
 
                 for (int n = 0; n < runs; n++) {
