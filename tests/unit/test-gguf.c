@@ -694,6 +694,43 @@ TEST(caps_sparse)
         close(fd);
 }
 
+/* Tensor infos out of the order of their offsets (a file may list them so): sorted before they
+ * are summed, with offsets past 16 bits at alignment 1, so the sort takes more than one pass;
+ * one of an unknown type is sized from the next offset, and a duplicate offset overlaps. */
+TEST(shuffled_tensors)
+{
+        enum { N = 3001 }; /* odd: i × 1999 mod N visits every i */
+        Buf b = {}, bad = {};
+        GgufInfo i;
+
+        for (int dup = 0; dup < 2; dup++) {
+                Buf *f = dup ? &bad : &b;
+
+                header(f, 3, N, 2);
+                kv_str(f, "general.architecture", "llama");
+                kv_u32(f, "general.alignment", 1);
+                for (uint64_t k = 0; k < N; k++) {
+                        uint64_t j = k * 1999 % N; /* the j-th tensor's data: 32 bytes at 32 j */
+                        bool unknown = j == 7;
+
+                        put_str(f, j % 2 ? "blk.1.w" : "out");
+                        put_u32(f, 1);
+                        put_u64(f, unknown ? 3 : 8);
+                        put_u32(f, unknown ? 200 : F32);
+                        put_u64(f, 32 * (dup && j == 5 ? 4 : j));
+                }
+                for (int k = 0; k < 32 * N; k++) {
+                        put(f, "", 1);
+                }
+        }
+        check_inteq(parse(&b, &i), 0);
+        check_inteq(i.tensor_bytes, 32 * N);
+        check_inteq(i.layer_bytes, 32 * (N / 2));
+        gguf_info_done(&i);
+        free(b.data);
+        check_inteq(parse_bad(&bad), -EBADMSG);
+}
+
 /* The caps let the largest real tokenizers through: an array of 1 Mi strings. */
 TEST(caps_tokenizer)
 {
