@@ -5,11 +5,12 @@ prints, it asserts nothing about time). gguf.c reads a header on llmd's event lo
 these is how long a hostile (or large) model file can hold the loop.
 
   strings-8mi        two arrays of 4 Mi empty strings: 64 MiB of 8-byte elements
-  strings-early      the same after an <arch>.* key placed before general.architecture, which
-                     makes gguf.c read the metadata twice
+  strings-early      the same, the arrays named as <arch>.* keys before general.architecture:
+                     gguf.c reads such entries twice
   tokens-4mi         one array of 4 Mi three-byte strings, 44 MiB
   big-strings        three 16 MiB string values and their keys, up to 64 MiB
   u8-64mi            an array of 4 Mi u64s and one of 4 Mi u8s (fixed size: skipped whole)
+  wanted-u8          15 arrays of 4 Mi u8s, each under a key gguf.c reads (per-layer counts)
   tensors-1mi        1 Mi tensor infos of 4 dims, in shuffled offset order
   kv-64ki            64 Ki integer keys of the architecture
   tokenizer-8mi      a llama-3-like header: 128 Ki tokens, their types, 280 Ki merges, 291 tensors
@@ -22,7 +23,6 @@ import os
 import random
 import struct
 import subprocess
-import sys
 import tempfile
 
 import benchenv
@@ -53,14 +53,12 @@ ARCH = kv("general.architecture", STR, s("llama"))
 
 
 def strings_8mi(early=False):
-    out = [header(0, 4 if early else 3)]
-    if early:
-        out.append(kv("llama.block_count", U32, struct.pack("<I", 32)))
+    out = [header(0, 3)]
     n = 4 * MiB
-    out.append(arr("a", STR, n, bytes(8 * n)))
+    out.append(arr("a.block_count" if early else "a", STR, n, bytes(8 * n)))
     used = sum(map(len, out)) + len(ARCH)
     n2 = (64 * MiB - used - 64) // 8
-    out.append(arr("b", STR, n2, bytes(8 * n2)))
+    out.append(arr("b.context_length" if early else "b", STR, n2, bytes(8 * n2)))
     out.append(ARCH)
     return b"".join(out)
 
@@ -81,6 +79,12 @@ def u8_64mi():
     n = 4 * MiB
     return (header(0, 3) + ARCH + arr("q", U64, n, bytes(8 * n)) +
             arr("b", U8, n, bytes(n)))
+
+
+def wanted_u8():
+    n = 4 * MiB
+    return header(0, 16) + ARCH + b"".join(
+        arr("llama.attention.head_count_kv", U8, n, bytes(n)) for _ in range(15))
 
 
 def tensors(n, names):
@@ -132,6 +136,7 @@ FILES = {
     "tokens-4mi": tokens_4mi,
     "big-strings": big_strings,
     "u8-64mi": u8_64mi,
+    "wanted-u8": wanted_u8,
     "tensors-1mi": tensors_1mi,
     "kv-64ki": kv_64ki,
     "tokenizer-8mi": tokenizer_8mi,
