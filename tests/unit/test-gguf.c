@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * gguf.c against GGUF files written here, byte by byte, the way gguf-py writes them; and,
- * with "real", against the tiny models of the real tier ($LLMD_REAL_MODELS).
+ * with "real", against the tiny models of the real tier ($LLMD_REAL_MODELS); with
+ * "time RUNS FILE...", gguf_read()'s time on each file (bench/gguf.py's figures).
  */
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -327,6 +328,7 @@ TEST(hostile_tensors)
 {
         const uint64_t one[] = { 16 }, five[] = { 1, 1, 1, 1, 1 };
         const uint64_t huge[] = { UINT64_C(1) << 32, UINT64_C(1) << 32 };
+        const uint64_t wraps[] = { UINT64_C(1) << 31, UINT64_C(1) << 31 };
         const uint64_t negative[] = { (uint64_t) -16 }, row[] = { 100 };
         char name[80];
 
@@ -336,6 +338,7 @@ TEST(hostile_tensors)
         tensor_case("ok", 1, one, F32, UINT64_MAX - 31, -EBADMSG);
         tensor_case("ok", 5, five, F32, 0, -EBADMSG);     /* more than 4 dimensions */
         tensor_case("ok", 2, huge, F32, 0, -EBADMSG);     /* 2^64 elements */
+        tensor_case("ok", 2, wraps, F32, 0, -EBADMSG);    /* 2^62 × 4 bytes: not 0 */
         tensor_case("ok", 1, negative, F32, 0, -EBADMSG); /* ggml's dims are signed */
         tensor_case("ok", 1, row, Q4_K, 0, -EBADMSG);     /* not whole blocks */
         tensor_case("ok", 1, one, 300, 0, -EBADMSG);      /* no ggml type */
@@ -691,6 +694,43 @@ TEST(caps_sparse)
         close(fd);
 }
 
+/* Tensor infos out of the order of their offsets (a file may list them so): sorted before they
+ * are summed, with offsets past 16 bits at alignment 1, so the sort takes more than one pass;
+ * one of an unknown type is sized from the next offset, and a duplicate offset overlaps. */
+TEST(shuffled_tensors)
+{
+        enum { N = 3001 }; /* odd: i × 1999 mod N visits every i */
+        Buf b = {}, bad = {};
+        GgufInfo i;
+
+        for (int dup = 0; dup < 2; dup++) {
+                Buf *f = dup ? &bad : &b;
+
+                header(f, 3, N, 2);
+                kv_str(f, "general.architecture", "llama");
+                kv_u32(f, "general.alignment", 1);
+                for (uint64_t k = 0; k < N; k++) {
+                        uint64_t j = k * 1999 % N; /* the j-th tensor's data: 32 bytes at 32 j */
+                        bool unknown = j == 7;
+
+                        put_str(f, j % 2 ? "blk.1.w" : "out");
+                        put_u32(f, 1);
+                        put_u64(f, unknown ? 3 : 8);
+                        put_u32(f, unknown ? 200 : F32);
+                        put_u64(f, 32 * (dup && j == 5 ? 4 : j));
+                }
+                for (int k = 0; k < 32 * N; k++) {
+                        put(f, "", 1);
+                }
+        }
+        check_inteq(parse(&b, &i), 0);
+        check_inteq(i.tensor_bytes, 32 * N);
+        check_inteq(i.layer_bytes, 32 * (N / 2));
+        gguf_info_done(&i);
+        free(b.data);
+        check_inteq(parse_bad(&bad), -EBADMSG);
+}
+
 /* The caps let the largest real tokenizers through: an array of 1 Mi strings. */
 TEST(caps_tokenizer)
 {
@@ -712,10 +752,42 @@ TEST(caps_tokenizer)
         free(b.data);
 }
 
+/* "time RUNS FILE...": per file (RUNS ≤ 100), its result and the fastest and median of RUNS reads, in ms. */
+static int time_files(int runs, char **files)
+{
+        for (char **f = files; *f; f++) {
+                uint64_t t[100] = {};
+                int k = 0;
+
+                for (int n = 0; n < runs; n++) {
+                        GgufInfo i;
+                        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+
+                        k = gguf_read(*f, &i);
+                        t[n] = now_usec(CLOCK_MONOTONIC) - t0;
+                        if (k >= 0) {
+                                gguf_info_done(&i);
+                        }
+                        /* insertion sort: runs is small */
+                        for (int m = n; m > 0 && t[m - 1] > t[m]; m--) {
+                                uint64_t x = t[m];
+                                t[m] = t[m - 1];
+                                t[m - 1] = x;
+                        }
+                }
+                printf("%s\t%s\tmin %.1f ms\tmedian %.1f ms\n", *f, k < 0 ? strerror(-k) : "ok",
+                       t[0] / 1000.0, t[runs / 2] / 1000.0);
+        }
+        return 0;
+}
+
 int main(int argc, char *argv[])
 {
         if (argc > 1 && streq(argv[1], "real")) {
                 return real_models();
+        }
+        if (argc > 3 && streq(argv[1], "time") && atoi(argv[2]) > 0 && atoi(argv[2]) <= 100) {
+                return time_files(atoi(argv[2]), argv + 3);
         }
         return tests_run();
 }
