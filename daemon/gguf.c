@@ -155,6 +155,7 @@ typedef struct GgufParse {
         size_t n_early, early_allocated;
         uint64_t alignment;
         uint64_t split_count;
+        uint64_t header_bytes; /* from the magic to the last tensor info */
 } GgufParse;
 
 static uint64_t sat_add(uint64_t a, uint64_t b)
@@ -866,6 +867,7 @@ static int gguf_parse(int fd, GgufParse *ret)
                 goto fail;
         }
 
+        p.header_bytes = r->pos;
         data_start = (r->pos + p.alignment - 1) / p.alignment * p.alignment;
         if (n_tensors > 0 && data_start > r->size) {
                 k = -EBADMSG;
@@ -948,8 +950,13 @@ static int gguf_add_splits(const char *path, GgufParse *p)
         char tail[32];
         size_t len = strlen(path), tail_len;
 
+        uint64_t header_bytes = p->header_bytes;
+
         if (p->split_count > 99999) {
                 return -EBADMSG;
+        }
+        if (p->split_count > GGUF_SPLITS_MAX) {
+                return -E2BIG;
         }
         tail_len = (size_t) snprintf(tail, sizeof(tail), "-%05d-of-%05d.gguf", 1,
                                      (int) p->split_count);
@@ -969,6 +976,12 @@ static int gguf_add_splits(const char *path, GgufParse *p)
                 k = gguf_parse_path(part, &q);
                 if (k < 0) {
                         return k;
+                }
+                /* The caps hold for the model, not each part: all headers together are one. */
+                header_bytes = sat_add(header_bytes, q.header_bytes);
+                if (header_bytes > GGUF_HEADER_MAX) {
+                        gguf_info_done(&q.info);
+                        return -E2BIG;
                 }
                 p->info.tensor_bytes = sat_add(p->info.tensor_bytes, q.info.tensor_bytes);
                 p->info.layer_bytes = sat_add(p->info.layer_bytes, q.info.layer_bytes);

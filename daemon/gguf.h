@@ -25,7 +25,10 @@
 #define GGUF_TENSORS_MAX (UINT64_C(1) << 20) /* tensor infos */
 #define GGUF_ARRAY_MAX (UINT64_C(1) << 22)   /* elements of one array (4 Mi) */
 #define GGUF_STRING_MAX (UINT64_C(16) << 20) /* bytes of one string: a key, a value, a token */
-#define GGUF_HEADER_MAX (UINT64_C(64) << 20) /* bytes from the magic to the last tensor info */
+#define GGUF_HEADER_MAX \
+        (UINT64_C(64) << 20) /* bytes from the magic to the last tensor info,
+                                              * all parts of a split model together */
+#define GGUF_SPLITS_MAX 1024 /* parts of a split model */
 
 typedef struct GgufInfo {
         char *arch;                 /* general.architecture */

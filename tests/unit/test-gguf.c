@@ -529,6 +529,17 @@ TEST(split)
         check(unlink(path[1]) == 0);
         check_inteq(gguf_read(path[0], &i), -ENOENT);
         check_inteq(gguf_read(dir, &i), -EISDIR);
+
+        /* More parts than GGUF_SPLITS_MAX: refused before any other part is opened. */
+        snprintf(path[0], sizeof(path[0]), "%s/m-00001-of-02000.gguf", dir);
+        header(&b, 3, ELEMENTSOF(model_tensors), MODEL_N_KV + 1);
+        model_kvs(&b);
+        kv_raw(&b, "split.count", T_U16, "\xd0\x07", 2);
+        tensors(&b, model_tensors, ELEMENTSOF(model_tensors), 32);
+        write_file(path[0], &b);
+        free(b.data);
+        check_inteq(gguf_read(path[0], &i), -E2BIG);
+        check(unlink(path[0]) == 0);
         check(rmdir(dir) == 0);
 }
 
