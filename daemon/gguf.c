@@ -765,7 +765,9 @@ static int gguf_read_kvs(GgufReader *r, uint64_t n_kv, GgufParse *p)
         return 0;
 }
 
-static int gguf_parse(int fd, GgufParse *ret)
+/* budget: the header bytes this file may have (GGUF_HEADER_MAX, less what the other parts of
+ * a split model had). */
+static int gguf_parse(int fd, uint64_t budget, GgufParse *ret)
 {
         _cleanup_free_ GgufReader *r = NULL;
         GgufTensor *tensors = MAP_FAILED, scratch;
@@ -790,7 +792,7 @@ static int gguf_parse(int fd, GgufParse *ret)
         *r = (GgufReader) {
                 .fd = fd,
                 .size = (uint64_t) st.st_size,
-                .limit = MIN((uint64_t) st.st_size, GGUF_HEADER_MAX),
+                .limit = MIN((uint64_t) st.st_size, MIN(budget, GGUF_HEADER_MAX)),
         };
         p.info.file_bytes = r->size;
 
@@ -922,14 +924,14 @@ int gguf_read_fd(int fd, GgufInfo *ret)
         GgufParse p;
         int k;
 
-        k = gguf_parse(fd, &p);
+        k = gguf_parse(fd, GGUF_HEADER_MAX, &p);
         if (k < 0) {
                 return k;
         }
         return gguf_finish(&p, ret);
 }
 
-static int gguf_parse_path(const char *path, GgufParse *ret)
+static int gguf_parse_path(const char *path, uint64_t budget, GgufParse *ret)
 {
         /* a model may be a link: no O_NOFOLLOW */
         _cleanup_close_ int fd = open_regular(path, 0, NULL);
@@ -937,7 +939,7 @@ static int gguf_parse_path(const char *path, GgufParse *ret)
         if (fd < 0) {
                 return fd;
         }
-        return gguf_parse(fd, ret);
+        return gguf_parse(fd, budget, ret);
 }
 
 /*
@@ -973,16 +975,16 @@ static int gguf_add_splits(const char *path, GgufParse *p)
 
                 snprintf(part + len - tail_len, tail_len + 1, "-%05d-of-%05d.gguf", (int) n,
                          (int) p->split_count);
-                k = gguf_parse_path(part, &q);
+                /* The caps hold for the model, not each part: all headers together are one,
+                 * and a part reads no further than what the others left of it. */
+                if (header_bytes >= GGUF_HEADER_MAX) {
+                        return -E2BIG;
+                }
+                k = gguf_parse_path(part, GGUF_HEADER_MAX - header_bytes, &q);
                 if (k < 0) {
                         return k;
                 }
-                /* The caps hold for the model, not each part: all headers together are one. */
                 header_bytes = sat_add(header_bytes, q.header_bytes);
-                if (header_bytes > GGUF_HEADER_MAX) {
-                        gguf_info_done(&q.info);
-                        return -E2BIG;
-                }
                 p->info.tensor_bytes = sat_add(p->info.tensor_bytes, q.info.tensor_bytes);
                 p->info.layer_bytes = sat_add(p->info.layer_bytes, q.info.layer_bytes);
                 p->info.file_bytes = sat_add(p->info.file_bytes, q.info.file_bytes);
@@ -996,7 +998,7 @@ int gguf_read(const char *path, GgufInfo *ret)
         GgufParse p;
         int k;
 
-        k = gguf_parse_path(path, &p);
+        k = gguf_parse_path(path, GGUF_HEADER_MAX, &p);
         if (k < 0) {
                 return k;
         }

@@ -318,7 +318,9 @@ static int drain_on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         log_warning("proxy: requests on %s still running after drain-timeout, cutting them off",
                     model);
         /* Cutting them off ends the drain, through hold_check_drains(). */
-        hold_cut_off(p, model, "the model was switched and the request ran past drain-timeout");
+        hold_cut_off(p, model,
+                     p->stopping ? "llmd is stopping and the request ran past drain-timeout"
+                                 : "the model was switched and the request ran past drain-timeout");
         return 0;
 }
 

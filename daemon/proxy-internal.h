@@ -64,6 +64,7 @@ struct Request {
         char *target_raw; /* the request-target as written */
         /* Where MHD's copy of it ends (a NUL), in MHD's buffer: only compared, never read. */
         const char *target_end;
+        const char *target_start; /* in MHD's copy of the request line */
         bool target_cut; /* a NUL byte inside it: MHD's copy is shorter than what was sent */
         char *method;
         char *content_type;

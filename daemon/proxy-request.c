@@ -759,6 +759,7 @@ static void request_answer_health(Request *r)
         Child *c = active ? supervisor_child(p->supervisor, active) : NULL;
         cJSON *o;
         unsigned status = 503;
+        int k;
 
         static const char *const known[] = { "model", NULL };
         _cleanup_free_ char *unknown = NULL, *msg = NULL;
@@ -775,11 +776,13 @@ static void request_answer_health(Request *r)
                                      msg ? msg : "unknown query parameter", NULL);
                 return;
         }
-        if (route_query_param(r->route.path, "model", &asked) == -EBADMSG || (asked && !*asked)) {
+        k = route_query_param(r->route.path, "model", &asked);
+        if (k == -EBADMSG || k == -ENOTUNIQ || (asked && !*asked)) {
                 request_answer_error(
                         r, 400, "invalid_request_error",
-                        asked ? "the model parameter is empty"
-                              : "the model parameter holds a bad %-escape or a byte outside printable ASCII",
+                        k == -ENOTUNIQ ? "the model parameter is given twice"
+                        : asked        ? "the model parameter is empty"
+                                : "the model parameter holds a bad %-escape or a byte outside printable ASCII",
                         NULL);
                 return;
         }
@@ -846,6 +849,7 @@ Request *request_new(Listener *l, struct MHD_Connection *connection, const char 
         r->connection = connection;
         r->state = REQ_RECEIVING;
         r->start_usec = proxy_now(l->proxy);
+        r->target_start = target;
         r->target_end = target + strlen(target);
         r->target_raw = strdup(target);
         if (!r->target_raw) {

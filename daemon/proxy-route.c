@@ -184,11 +184,25 @@ int route_query_param(const char *target, const char *name, char **ret)
         size_t n = strlen(name);
 
         *ret = NULL;
-        for (q = q ? q + 1 : NULL; q && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
+        for (q = q ? q + 1 : NULL; q && *q && *q != '#';
+             q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
                 size_t len = strcspn(q, "&#");
+                int r;
 
-                if (len >= n + 1 && strneq(q, name, n) && q[n] == '=') {
-                        return route_unescape(q + n + 1, len - n - 1, true, ret);
+                if (len < n || !strneq(q, name, n) || (len > n && q[n] != '=')) {
+                        continue;
+                }
+                /* Named twice: one request read two ways is refused, not guessed at. */
+                if (*ret) {
+                        free(*ret);
+                        *ret = NULL;
+                        return -ENOTUNIQ;
+                }
+                /* "name" alone is "name=": empty. */
+                r = len == n ? ((*ret = strdup("")) ? 0 : -ENOMEM)
+                             : route_unescape(q + n + 1, len - n - 1, true, ret);
+                if (r < 0) {
+                        return r;
                 }
         }
         return 0;

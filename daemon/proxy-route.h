@@ -79,7 +79,8 @@ void route_done(Route *r);
 int route_normalize_path(const char *target, char **ret, const char **ret_why);
 
 /* The value of the query parameter name in target (its %-escapes and "+" decoded) into *ret, or
- * NULL when it is absent; -EBADMSG for a value that does not decode to printable ASCII. */
+ * NULL when it is absent ("name" alone is empty); -EBADMSG for a value that does not decode to
+ * printable ASCII, -ENOTUNIQ when name is given twice. */
 int route_query_param(const char *target, const char *name, char **ret);
 /* The name of the first query parameter in target that is not one of known (NULL-terminated),
  * as written, into *ret: 1 when there is one, 0 when not (*ret NULL), -ENOMEM. */

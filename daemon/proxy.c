@@ -176,6 +176,25 @@ static void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *con
         return request_new(l, connection, uri);
 }
 
+/* The same for the method, which MHD ends with a NUL where its space was: between the method's
+ * end and the target's start there is nothing but blanks, unless a NUL byte cut the method
+ * short ("POST\0x /v1/..." reads as POST). A target elsewhere (another MHD) tells nothing. */
+static bool proxy_method_cut(const char *method, const char *target)
+{
+        const char *from = method + strlen(method) + 1;
+        uintptr_t gap = (uintptr_t) target - (uintptr_t) from;
+
+        if (target < from || gap >= PROXY_CONN_MEMORY) {
+                return false;
+        }
+        for (const char *c = from; c < target - 1; c++) {
+                if (*c != ' ' && *c != '\t') {
+                        return true;
+                }
+        }
+        return false;
+}
+
 static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *connection,
                                         const char *url, const char *method, const char *version,
                                         const char *upload_data, size_t *upload_data_size,
@@ -195,7 +214,8 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *connec
                  * stops at. A version elsewhere (another MHD) tells nothing. */
                 uintptr_t gap = (uintptr_t) version - (uintptr_t) (r->target_end + 1);
 
-                r->target_cut = gap > 0 && gap < PROXY_CONN_MEMORY;
+                r->target_cut = (gap > 0 && gap < PROXY_CONN_MEMORY) ||
+                                proxy_method_cut(method, r->target_start);
                 if (c && !c->closing) {
                         conn_set_state(r->proxy, c, CONN_BUSY);
                 }

@@ -573,6 +573,13 @@ def test_nul_in_request_line(d):
                 b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
     check(status_of(reply) == 400, reply[:300])
     check("/v1/chat/completions" not in child_paths(d), f"the child saw {child_paths(d)}")
+    # In the method too: MHD would read "POST\0x" as POST, "GET\0junk" as GET.
+    for line in (b"POST\0x /v1/chat/completions", b"GET\0junk /v1/models", b"G\0ET /health"):
+        body = b"{}" if line.startswith(b"POST") else b""
+        reply = raw(line + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        check(status_of(reply) == 400 and b"NUL" in reply, f"{line!r}: {reply[:300]!r}")
+    check("/v1/chat/completions" not in child_paths(d), f"the child saw {child_paths(d)}")
     reply = raw(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     check(status_of(reply) == 200, reply[:300])
 
@@ -588,6 +595,10 @@ def test_health_unknown_param(d):
     for query in ("", "?", "?model=qwen"):
         r = http(PORT, "GET", "/health" + query)
         check(r.status == 200 and r.json()["model"] == "qwen", f"{query}: {r}")
+    # One request, one reading: a model named twice, or "model" without a value, is a 400.
+    for query, says in (("?model=qwen&model=nomic", "twice"), ("?model", "empty")):
+        r = http(PORT, "GET", "/health" + query)
+        check(r.status == 400 and says in r.json()["error"]["message"], f"{query}: {r}")
 
 
 @fixture(conf(), models=MODELS, start=False)

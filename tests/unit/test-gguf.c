@@ -530,6 +530,37 @@ TEST(split)
         check_inteq(gguf_read(path[0], &i), -ENOENT);
         check_inteq(gguf_read(dir, &i), -EISDIR);
 
+        /* Parts each within the header cap, together over it: the cap is the model's. */
+        for (int n = 0; n < 2; n++) {
+                _cleanup_free_ char *big = malloc(GGUF_STRING_MAX);
+
+                check(big);
+                memset(big, 'x', GGUF_STRING_MAX - 1);
+                big[GGUF_STRING_MAX - 1] = '\0';
+                snprintf(path[n], sizeof(path[n]), "%s/b-%05d-of-00002.gguf", dir, n + 1);
+                header(&b, 3, n == 0 ? ELEMENTSOF(model_tensors) : ELEMENTSOF(part),
+                       (n == 0 ? MODEL_N_KV : 0) + 1 + 3);
+                if (n == 0) {
+                        model_kvs(&b);
+                }
+                kv_raw(&b, "split.count", T_U16, "\x02\x00", 2);
+                for (int k = 0; k < 3; k++) {
+                        kv_str(&b, k == 0 ? "x.a" : k == 1 ? "x.b" : "x.c", big);
+                }
+                if (n == 0) {
+                        tensors(&b, model_tensors, ELEMENTSOF(model_tensors), 32);
+                } else {
+                        tensors(&b, part, ELEMENTSOF(part), 32);
+                }
+                write_file(path[n], &b);
+                free(b.data);
+                b = (Buf) {};
+        }
+        check_inteq(gguf_read(path[1], &i), -EBADMSG); /* a part alone: no architecture */
+        check_inteq(gguf_read(path[0], &i), -E2BIG);
+        check(unlink(path[0]) == 0);
+        check(unlink(path[1]) == 0);
+
         /* More parts than GGUF_SPLITS_MAX: refused before any other part is opened. */
         snprintf(path[0], sizeof(path[0]), "%s/m-00001-of-02000.gguf", dir);
         header(&b, 3, ELEMENTSOF(model_tensors), MODEL_N_KV + 1);

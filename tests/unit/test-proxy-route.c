@@ -286,9 +286,18 @@ TEST(query_param)
         check(route_query_param("/health?model=qwen", "model", &v) == 0);
         check_streq(v, "qwen");
         free(v);
-        check(route_query_param("/health?x=1&model=org%2Fm+x&model=second", "model", &v) == 0);
+        check(route_query_param("/health?x=1&model=org%2Fm+x", "model", &v) == 0);
         check_streq(v, "org/m x");
         free(v);
+        /* Named twice, or alone (empty): never one of two readings. */
+        check(route_query_param("/health?model=qwen&model=nomic", "model", &v) == -ENOTUNIQ && !v);
+        check(route_query_param("/health?model", "model", &v) == 0);
+        check_streq(v, "");
+        free(v);
+        check(route_query_param("/health?model&x", "model", &v) == 0);
+        check_streq(v, "");
+        free(v);
+        check(route_query_param("/health#model=qwen", "model", &v) == 0 && !v);
         check(route_query_param("/health?model=", "model", &v) == 0);
         check_streq(v, "");
         free(v);
