@@ -356,7 +356,9 @@ void supervisor_request_end(Supervisor *s, const char *model)
                         m->in_flight--;
                 }
                 child_touch(m->child); /* idle from its last byte on */
-                supervisor_arm_unload(s);
+                if (model_config(m)->unload_after_usec > 0) {
+                        supervisor_arm_unload(s); /* not on every request of every model */
+                }
         }
 }
 

@@ -753,17 +753,21 @@ def forging_box(status):
     return lambda method, path: (status, "application/json", json.dumps(doc).encode())
 
 
+def fleet_of_fake_box(answer):
+    """llmctl fleet haproxy against one fake box on the loopback that answers with answer."""
+    server = fake_http_server(answer)
+    try:
+        return subprocess.run([LLMCTL, "fleet", "haproxy", f"127.0.0.1:{server.server_address[1]}"],
+                              capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "LLMD_API_KEY": ""})
+    finally:
+        server.shutdown()
+
+
 def test_box_strings_escaped():
     """Needs neither root nor haproxy: one fake box on the loopback."""
     for status in (200, 500):
-        server = fake_http_server(forging_box(status))
-        try:
-            p = subprocess.run([LLMCTL, "fleet", "haproxy",
-                                f"127.0.0.1:{server.server_address[1]}"],
-                               capture_output=True, text=True, timeout=30,
-                               env={**os.environ, "LLMD_API_KEY": ""})
-        finally:
-            server.shutdown()
+        p = fleet_of_fake_box(forging_box(status))
         check(p.returncode == 2 and not p.stdout, f"{status}: {p.returncode} {p.stdout!r}")
         check("\x1b" not in p.stderr, f"{status}: an escape sequence reached the terminal: "
               f"{p.stderr!r}")
@@ -782,15 +786,8 @@ def test_many_aliases_valid_config():
         doc = {"data": [{"id": "qwen", "state": "loaded"}] +
                [{"id": f"org/alias-{i}", "state": "loaded", "alias_of": "qwen"}
                 for i in range(n)]}
-        server = fake_http_server(lambda method, path, doc=doc: (
+        p = fleet_of_fake_box(lambda method, path, doc=doc: (
             200, "application/json", json.dumps(doc).encode()))
-        try:
-            p = subprocess.run([LLMCTL, "fleet", "haproxy",
-                                f"127.0.0.1:{server.server_address[1]}"],
-                               capture_output=True, text=True, timeout=30,
-                               env={**os.environ, "LLMD_API_KEY": ""})
-        finally:
-            server.shutdown()
         check(p.returncode == 0 and not p.stderr, f"{n} aliases: {p.returncode} {p.stderr}")
         check(all(f"org/alias-{i} " in p.stdout or f"org/alias-{i}\n" in p.stdout
                   for i in range(n)), f"{n} aliases: not every alias is routed")
