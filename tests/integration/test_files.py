@@ -3,7 +3,7 @@
 """Files that are not what they claim, at every path llmd opens from a user's hands: a FIFO, a
 directory, a unix socket, /dev/zero and a 16 GiB sparse file with a hostile GGUF header, as a
 model, as the configuration on reload, as the API key file on reload and as the state files at
-start. llmd answers /health and its control socket within 100 ms throughout, refuses each with
+start. llmd answers /health and its control socket throughout (each call within BOUND), refuses each with
 a clear error, and keeps serving."""
 
 import os
@@ -15,7 +15,10 @@ import time
 from llmdtest import Varlink, check, fixture, free_port, http, llmctl, run, sim_only, wait_until
 
 PORT = free_port()
-BOUND = 0.1  # seconds: a responsive loop, with room for a busy machine
+# Seconds. What the hostile files did to the old llmd is seconds to for ever (a FIFO blocks the
+# loop until a writer comes, the sparse GGUF held it 40 s); a bound that a scheduler on a busy
+# machine can cross would catch noise, not that.
+BOUND = 1.0
 
 
 def conf(keys):
