@@ -3,9 +3,26 @@
 # warnings as errors, and runs the whole suite on both; then builds the libFuzzer targets (clang,
 # same sanitizers) and fuzzes each for $LLMD_FUZZ_SECONDS seconds (default 20). Ends with
 # "N passed, N failed, N skipped" over all three.
+#
+# --contended runs it all with `stress-ng --cpu 2` beside it (two workers busy for the whole run,
+# as on a machine doing other work): a test that depends on timing fails there.
 set -eu
 cd "$(dirname "$0")/.."
 tools/deps.sh
+
+case ${1:-} in
+--contended)
+    stress-ng --cpu 2 --quiet &
+    stress=$!
+    trap 'kill $stress 2>/dev/null || true' EXIT
+    echo "llmd: running beside stress-ng --cpu 2 (pid $stress)"
+    ;;
+'') ;;
+*)
+    echo "usage: tools/test.sh [--contended]" >&2
+    exit 2
+    ;;
+esac
 
 # The client libraries and coding agents of tests/integration/test_js.py, from the lockfile;
 # nothing is fetched when the installed tree already matches. (The lockfile's entries for the
@@ -80,6 +97,6 @@ CC=clang run_suite build-test-asan '!real' --werror $sanitize
 # shellcheck disable=SC2086
 CC=clang run_suite build-test-fuzz fuzz-run --werror -Dfuzz=true $sanitize
 
-exec python3 tools/count-tests.py --result "package/build-deb-and-lintian=$package" \
+python3 tools/count-tests.py --result "package/build-deb-and-lintian=$package" \
     --result "style/clang-format=$format" \
     build-test-gcc build-test-asan build-test-fuzz
