@@ -706,8 +706,8 @@ static void child_do(Child *c, ChildAction action)
                           (double) (c->ready_usec - c->spawned_usec) / USEC_PER_SEC, (int) c->pid);
                 (void) child_arm(c, &c->health_timer, c->config->health_interval_usec,
                                  child_on_health_timer);
-                (void) probe_new_full(c->ctx.event, c->socket_path, "/v1/models", true,
-                                      CHILD_META_TIMEOUT_USEC, child_on_meta, c, &c->meta_probe);
+                (void) probe_new_request(c->ctx.event, c->socket_path, "/v1/models", NULL, true,
+                                         CHILD_META_TIMEOUT_USEC, child_on_meta, c, &c->meta_probe);
                 break;
         case CHILD_ACTION_TERMINATE:
                 child_cancel_timers(c);
