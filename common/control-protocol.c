@@ -2,6 +2,8 @@
 #include "control-protocol.h"
 
 const ControlMethod control_methods[_CONTROL_METHOD_MAX] = {
+        { CONTROL_METHOD_CLEAR_PROMPT_CACHE, CONTROL_INTERFACE ".ClearPromptCache",
+          "model: ?string", "remove the saved prompt caches of model, or of every model" },
         { CONTROL_METHOD_LIST, CONTROL_INTERFACE ".List", "",
           "every configured model with its aliases and state" },
         { CONTROL_METHOD_LOAD, CONTROL_INTERFACE ".Load", "model: string",
