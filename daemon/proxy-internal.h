@@ -28,6 +28,7 @@
 typedef struct Listener Listener;
 typedef struct Request Request;
 typedef struct Conn Conn;
+typedef struct Client Client;
 typedef struct Drain Drain;
 
 struct Listener {
@@ -52,7 +53,16 @@ struct Conn {
         ConnState state;
         uint64_t since_usec; /* in this state */
         bool closing;        /* shut down by llmd; MHD closes it next */
+        Client *client;      /* its address */
         Conn *prev, *next;   /* in the proxy's fresh or idle list, oldest first */
+};
+
+/* One client address and its connections, for max-connections-per-client. */
+struct Client {
+        int family;
+        uint8_t addr[16];
+        unsigned n_conns; /* all of them, until MHD closes them */
+        unsigned n_open;  /* those llmd has not shut down */
 };
 
 struct Request {
@@ -121,6 +131,8 @@ struct Proxy {
         /* Connections: fresh ones oldest first (header-timeout), idle ones likewise. */
         Conn *fresh_first, *fresh_last, *idle_first, *idle_last;
         unsigned n_conns;
+        unsigned n_open; /* not shut down by llmd */
+        void *clients;   /* tsearch() tree of Client, by address */
         sd_event_source *header_timer;
         ProxyCounters counters;
 };
