@@ -1286,6 +1286,25 @@ bool config_model_equal(const ModelConfig *a, const ModelConfig *b)
                a->start_limit_interval_usec == b->start_limit_interval_usec;
 }
 
+/* Whether the profile says how much llama-server logs: a flag, or its variable in env. */
+static bool config_model_sets_verbosity(const ModelConfig *m)
+{
+        static const char *const flags[] = { "--verbosity", "--log-verbosity", "--verbose",
+                                             "--log-verbose", "--log-disable" };
+
+        for (size_t i = 0; i < ELEMENTSOF(flags); i++) {
+                if (strv_contains(m->args, flags[i])) {
+                        return true;
+                }
+        }
+        STRV_FOREACH(e, m->env) {
+                if (startswith(*e, "LLAMA_ARG_LOG_VERBOSITY=")) {
+                        return true;
+                }
+        }
+        return false;
+}
+
 int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
                       char ***ret)
 {
@@ -1302,6 +1321,14 @@ int config_model_argv(const ModelConfig *m, const char *binary, const char *sock
         /* The name clients use is the one llama-server reports, unless the profile says. */
         if (!strv_contains(m->args, "--alias")) {
                 if (strv_extend(&l, "--alias") < 0 || strv_extend(&l, m->name) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        /* llama-server logs about ten info lines per request, each one a journal write; its
+         * warnings and errors (every reason a load fails) are level 2 and below. */
+        if (!config_model_sets_verbosity(m)) {
+                if (strv_extend(&l, "--log-verbosity") < 0 ||
+                    strv_extend(&l, CONFIG_CHILD_LOG_VERBOSITY) < 0) {
                         return -ENOMEM;
                 }
         }

@@ -151,8 +151,13 @@ ModelConfig *config_model_free(ModelConfig *m);
 /* Two profiles that would start the same child (same flags, path, env, timeouts). */
 bool config_model_equal(const ModelConfig *a, const ModelConfig *b);
 
+/* What llama-server logs unless the profile says: warnings and errors (2), not the ten info
+ * lines of every request (3, its own default). */
+#define CONFIG_CHILD_LOG_VERBOSITY "2"
+
 /* The full argv of a child: binary, --model, --host SOCKET, --alias NAME (unless the profile
- * sets alias), then the profile's flags. */
+ * sets alias), --log-verbosity 2 (unless the profile sets verbosity, verbose or log-disable, or
+ * LLAMA_ARG_LOG_VERBOSITY in env), then the profile's flags. */
 int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
                       char ***ret);
 
