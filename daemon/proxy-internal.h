@@ -151,6 +151,9 @@ enum MHD_Result request_on_access(Request *r, const char *method, const char *up
 void request_step(Request *r, RequestEvent event);
 void request_answer_error(Request *r, unsigned status, const char *type, const char *message,
                           const char *retry_after);
+/* The same for a cause that passes (502, 503, 504): worded so that clients retry. */
+void request_answer_transient(Request *r, unsigned status, const char *why,
+                              const char *retry_after);
 void request_forward(Request *r, Child *c);
 void request_cut_off(Request *r, const char *why);
 void request_resume(Request *r);

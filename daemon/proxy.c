@@ -792,8 +792,7 @@ Proxy *proxy_free(Proxy *p)
         /* Every suspended connection must be resumed before MHD stops; ending the requests
          * still waiting or running does that and cancels their transfers. */
         while (p->held_first) {
-                request_answer_error(p->held_first, 503, "unavailable_error", "llmd is stopping",
-                                     NULL);
+                request_answer_transient(p->held_first, 503, "llmd is stopping", NULL);
         }
         while (p->forwarded) {
                 request_cut_off(p->forwarded, "llmd is stopping");
