@@ -14,9 +14,9 @@ Four targets, measured in turns so that noise hits them alike:
 Figures: time to first byte and to first token (the first event carrying a non-empty
 "content" or "reasoning_content" delta) of a streaming chat request, p50/p90/p99; the gap
 between events, p50/p99; the event rate of one long stream; the aggregate token rate of 4 and
-of 64 concurrent streams; the rate of non-streaming requests; the rate of embeddings requests
-(32 short inputs each) to the pinned embedding model, through the same four paths to a second
-pair of servers; llmd's CPU time per request; and llmd's wake-ups (context switches) while
+of 64 concurrent streams; the rate of non-streaming requests and of embeddings requests (32
+short inputs each, to the pinned embedding model, through the same four paths to a second pair
+of servers), one request to each target in turn, 300 times; llmd's CPU time per request; and llmd's wake-ups (context switches) while
 idle, with its children and without.
 
 Every llmd runs on its default settings (requests logged, its children's output passed on,
@@ -352,12 +352,22 @@ http {{
             t.join()
         return sum(counts) / (time.perf_counter() - t0)
 
-    def plain_rate(self, target, n, req=None):
-        c, req = Conn(target), req or request(1, stream=False)
-        t0 = time.perf_counter()
-        for _ in range(n):
+    def plain_rates(self, targets, n, req):
+        """Requests per second of each target, one request to each in turn (random order)
+        n times over one keep-alive connection each: a burst of load on the machine hits
+        them all alike, as in first_token()."""
+        conns = {k: Conn(t) for k, t in targets.items()}
+        spent = {k: 0.0 for k in conns}
+        for c in conns.values():  # warm
             c.exchange(req)
-        return n / (time.perf_counter() - t0)
+        for _ in range(n):
+            order = list(conns)
+            random.shuffle(order)
+            for k in order:
+                t0 = time.perf_counter()
+                conns[k].exchange(req)
+                spent[k] += time.perf_counter() - t0
+        return {k: n / spent[k] for k in conns}
 
     def wakeups(self, pid, seconds):
         def ctx():
@@ -368,15 +378,14 @@ http {{
         return (ctx() - a) / seconds
 
 
-def interleaved(b, fn, runs, targets=None):
+def interleaved(b, fn, runs):
     """fn(target) for every target, runs times in turns; the median per target."""
-    targets = targets or b.targets
-    res = {k: [] for k in targets}
+    res = {k: [] for k in b.targets}
     for _ in range(runs):
-        order = list(targets)
+        order = list(b.targets)
         random.shuffle(order)
         for k in order:
-            res[k].append(fn(targets[k]))
+            res[k].append(fn(b.targets[k]))
     return {k: statistics.median(v) for k, v in res.items()}
 
 
@@ -391,9 +400,8 @@ def main():
         rate = interleaved(b, lambda t: b.stream_rate(t, long_tokens), 1 if opts.smoke else 5)
         c4 = interleaved(b, lambda t: b.concurrent(t, 4, 256), 1 if opts.smoke else 3)
         c64 = interleaved(b, lambda t: b.concurrent(t, 64, 64), 1)
-        plain = interleaved(b, lambda t: b.plain_rate(t, 5 if opts.smoke else 100), 1 if opts.smoke else 3)
-        embd = interleaved(b, lambda t: b.plain_rate(t, 5 if opts.smoke else 100, embd_request()),
-                           1 if opts.smoke else 3, b.embd_targets)
+        plain = b.plain_rates(b.targets, 5 if opts.smoke else 300, request(1, stream=False))
+        embd = b.plain_rates(b.embd_targets, 5 if opts.smoke else 300, embd_request())
         idle = b.wakeups(b.llmd_pid, opts.idle)
         children = [c for c in map(int, open(f"/proc/{b.llmd_pid}/task/{b.llmd_pid}/children")
                                    .read().split())]
