@@ -14,8 +14,14 @@ Four targets, measured in turns so that noise hits them alike:
 Figures: time to first byte and to first token (the first event carrying a non-empty
 "content" or "reasoning_content" delta) of a streaming chat request, p50/p90/p99; the gap
 between events, p50/p99; the event rate of one long stream; the aggregate token rate of 4 and
-of 64 concurrent streams; the rate of non-streaming requests; llmd's CPU time per request; and
-llmd's wake-ups (context switches) while idle, with its children and without.
+of 64 concurrent streams; the rate of non-streaming requests and of embeddings requests (32
+short inputs each, to the pinned embedding model, through the same four paths to a second pair
+of servers), one request to each target in turn, 300 times; llmd's CPU time per request; and llmd's wake-ups (context switches) while
+idle, with its children and without.
+
+Every llmd runs on its default settings (requests logged, its children's output passed on,
+log level info; the log goes to a file, as nginx's access log does), nginx with its default
+access log (the "combined" format) on.
 
 Usage: bench/firsttoken.py [BUILD_DIR] [--requests N] [--idle SECONDS] [--smoke] [--before NAME=LLMD]...
   LLAMA_SERVER=PATH   the llama-server to run (default: tools/real-llama-server.sh's)
@@ -79,8 +85,11 @@ import llmdtest  # noqa: E402
 from benchenv import connect  # noqa: E402
 from llmdtest import Llmd, free_port, llmctl, wait_until  # noqa: E402
 
-# The same flags for both servers: llmd adds --model, --host and --alias to its child.
+# The same flags for both servers: llmd adds --model, --host and --alias to its child (and,
+# since issue 21, --log-verbosity 2, which is part of what is measured).
 FLAGS = ["--ctx-size", "4096", "--parallel", "4", "--threads", "1"]
+EMBD_FLAGS = ["--embeddings", "--ctx-size", "2048", "--parallel", "4", "--threads", "1"]
+EMBD_INPUTS = [f"short input number {i}" for i in range(32)]
 
 
 def request(max_tokens, stream=True):
@@ -158,6 +167,12 @@ class Conn:
                         t_token = now
 
 
+def embd_request():
+    body = json.dumps({"model": "nomic", "input": EMBD_INPUTS}).encode()
+    return (b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))]
@@ -177,29 +192,40 @@ class Bench:
     @staticmethod
     def llmd():
         port = free_port()
+        def keys(flags):
+            return "\n".join(f"{k.lstrip('-')} = {v}" for k, v in zip(flags[::2], flags[1::2]))
         return port, Llmd(f"""
 [llmd]
 default = qwen
 listen = 127.0.0.1:{port}
-log-requests = false
 [qwen]
 model = @MODELS@/qwen.gguf
-{chr(10).join(f"{k.lstrip('-')} = {v}" for k, v in zip(FLAGS[::2], FLAGS[1::2]))}
-""", models=("qwen",))
+{keys(FLAGS)}
+[nomic]
+model = @MODELS@/nomic.gguf
+embeddings = true
+pin = true
+{keys(EMBD_FLAGS[1:])}
+""", models=("qwen", "nomic"))
 
     def start(self):
-        self.d.start("--log-level", "warning")
-        self.d.wait_status("qwen ready")
+        ready = "qwen ready · embed nomic ready"
+        # The test harness starts llmd at debug level; info is llmd's default.
+        self.d.start("--log-level", "info")
+        self.d.wait_status(ready)
         for (_, path), _, d in self.before:
             llmdtest.LLMD, binary = path, llmdtest.LLMD
-            d.start("--log-level", "warning")
+            d.start("--log-level", "info")
             llmdtest.LLMD = binary
-            d.wait_status("qwen ready")
-        self.tcp = free_port()
+            d.wait_status(ready)
+        self.tcp, self.tcp_embd = free_port(), free_port()
         self.spawn([SERVER, "--model", self.d.model_path("qwen"), "--host", "127.0.0.1",
                     "--port", str(self.tcp), *FLAGS])
+        self.spawn([SERVER, "--model", self.d.model_path("nomic"), "--host", "127.0.0.1",
+                    "--port", str(self.tcp_embd), "--alias", "nomic", *EMBD_FLAGS])
         wait_until(lambda: self.health(self.tcp), "the TCP llama-server", timeout=60)
-        self.nginx = free_port()
+        wait_until(lambda: self.health(self.tcp_embd), "the TCP embeddings server", timeout=60)
+        self.nginx, self.nginx_embd = free_port(), free_port()
         prefix = self.tmp.name
         with open(os.path.join(prefix, "nginx.conf"), "w") as f:
             f.write(f"""
@@ -210,10 +236,21 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    access_log {prefix}/access.log;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     upstream llama {{ server 127.0.0.1:{self.tcp}; keepalive 16; }}
+    upstream embd {{ server 127.0.0.1:{self.tcp_embd}; keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{self.nginx_embd};
+        location / {{
+            proxy_pass http://embd;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            tcp_nodelay on;
+        }}
+    }}
     server {{
         listen 127.0.0.1:{self.nginx};
         location / {{
@@ -232,8 +269,11 @@ http {{
         wait_until(lambda: self.health(self.nginx), "nginx")
         self.targets = {"unix": self.d.socket_path("qwen"), "tcp": self.tcp,
                         "nginx": self.nginx, "llmd": self.port}
+        self.embd_targets = {"unix": self.d.socket_path("nomic"), "tcp": self.tcp_embd,
+                             "nginx": self.nginx_embd, "llmd": self.port}
         for (name, _), port, _ in self.before:
             self.targets[name] = port
+            self.embd_targets[name] = port
         self.llmd_pid = self.d.proc.pid
 
     def spawn(self, argv):
@@ -312,12 +352,22 @@ http {{
             t.join()
         return sum(counts) / (time.perf_counter() - t0)
 
-    def plain_rate(self, target, n):
-        c, req = Conn(target), request(1, stream=False)
-        t0 = time.perf_counter()
-        for _ in range(n):
+    def plain_rates(self, targets, n, req):
+        """Requests per second of each target, one request to each in turn (random order)
+        n times over one keep-alive connection each: a burst of load on the machine hits
+        them all alike, as in first_token()."""
+        conns = {k: Conn(t) for k, t in targets.items()}
+        spent = {k: 0.0 for k in conns}
+        for c in conns.values():  # warm
             c.exchange(req)
-        return n / (time.perf_counter() - t0)
+        for _ in range(n):
+            order = list(conns)
+            random.shuffle(order)
+            for k in order:
+                t0 = time.perf_counter()
+                conns[k].exchange(req)
+                spent[k] += time.perf_counter() - t0
+        return {k: n / spent[k] for k in conns}
 
     def wakeups(self, pid, seconds):
         def ctx():
@@ -350,7 +400,8 @@ def main():
         rate = interleaved(b, lambda t: b.stream_rate(t, long_tokens), 1 if opts.smoke else 5)
         c4 = interleaved(b, lambda t: b.concurrent(t, 4, 256), 1 if opts.smoke else 3)
         c64 = interleaved(b, lambda t: b.concurrent(t, 64, 64), 1)
-        plain = interleaved(b, lambda t: b.plain_rate(t, 5 if opts.smoke else 100), 1 if opts.smoke else 3)
+        plain = b.plain_rates(b.targets, 5 if opts.smoke else 300, request(1, stream=False))
+        embd = b.plain_rates(b.embd_targets, 5 if opts.smoke else 300, embd_request())
         idle = b.wakeups(b.llmd_pid, opts.idle)
         children = [c for c in map(int, open(f"/proc/{b.llmd_pid}/task/{b.llmd_pid}/children")
                                    .read().split())]
@@ -376,11 +427,11 @@ def main():
               f"| {ft16[k]['reconnects']} of {len(t)} |")
     print()
     print("| target | one stream, events/s | 4 streams, tokens/s | 64 streams, tokens/s "
-          "| non-streaming requests/s |")
-    print("| --- | --- | --- | --- | --- |")
+          "| non-streaming requests/s | embeddings requests/s (32 inputs) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for k in b.targets:
         print(f"| {k} | {rate[k]:.0f} ({rate[k] / rate['unix'] * 100:.1f}%) | {c4[k]:.0f} "
-              f"| {c64[k]:.0f} | {plain[k]:.1f} |")
+              f"| {c64[k]:.0f} | {plain[k]:.1f} | {embd[k]:.1f} |")
     print()
     print(f"llmd CPU time per streaming request: {cpu16 * 1e3:.3f} ms (16 tokens), "
           f"{cpu256 * 1e3:.3f} ms (256 tokens)")

@@ -26,6 +26,9 @@
 #define CHILD_LOG_LINES 20                         /* kept for failure reports */
 #define CHILD_LOG_LINE_MAX 512                     /* bytes kept of each */
 #define CHILD_OUTPUT_BUF 4096                      /* a longer line is passed on in pieces */
+/* Below the proxy's sources (curl, MHD: SD_EVENT_PRIORITY_NORMAL): when a token and a log line
+ * are ready at once, the token goes first. Not idle: a pipe left unread would block the child. */
+#define CHILD_OUTPUT_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
 
 struct Child {
         ChildContext ctx;
@@ -607,6 +610,7 @@ static int child_spawn(Child *c)
         c->output_fd = pipefd[0];
         (void) fcntl(c->output_fd, F_SETFL, O_NONBLOCK);
         r = sd_event_add_io(c->ctx.event, &c->output, c->output_fd, EPOLLIN, child_on_output, c);
+        (void) sd_event_source_set_priority(c->output, CHILD_OUTPUT_PRIORITY);
         if (r < 0) {
                 log_model(LOG_WARNING, c->name, NULL, "%s: cannot watch the output: %s", c->name,
                           strerror(-r));

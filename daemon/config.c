@@ -1319,6 +1319,25 @@ bool config_model_prompt_cache(const ModelConfig *m)
                !strv_contains(m->args, "--slot-save-path");
 }
 
+/* Whether the profile says how much llama-server logs: a flag, or its variable in env. */
+static bool config_model_sets_verbosity(const ModelConfig *m)
+{
+        static const char *const flags[] = { "--verbosity", "--log-verbosity", "--verbose",
+                                             "--log-verbose", "--log-disable" };
+
+        for (size_t i = 0; i < ELEMENTSOF(flags); i++) {
+                if (strv_contains(m->args, flags[i])) {
+                        return true;
+                }
+        }
+        STRV_FOREACH(e, m->env) {
+                if (startswith(*e, "LLAMA_ARG_LOG_VERBOSITY=")) {
+                        return true;
+                }
+        }
+        return false;
+}
+
 int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
                       const char *slot_dir, char ***ret)
 {
@@ -1341,6 +1360,14 @@ int config_model_argv(const ModelConfig *m, const char *binary, const char *sock
         if (slot_dir &&
             (strv_extend(&l, "--slot-save-path") < 0 || strv_extend(&l, slot_dir) < 0)) {
                 return -ENOMEM;
+        }
+        /* llama-server logs about ten info lines per request, each one a journal write; its
+         * warnings and errors (every reason a load fails) are level 2 and below. */
+        if (!config_model_sets_verbosity(m)) {
+                if (strv_extend(&l, "--log-verbosity") < 0 ||
+                    strv_extend(&l, CONFIG_CHILD_LOG_VERBOSITY) < 0) {
+                        return -ENOMEM;
+                }
         }
         STRV_FOREACH(a, m->args) {
                 if (strv_extend(&l, *a) < 0) {

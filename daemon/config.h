@@ -162,8 +162,14 @@ bool config_model_equal(const ModelConfig *a, const ModelConfig *b);
  * (not pinned, not an embedder), and its profile does not set slot-save-path itself. */
 bool config_model_prompt_cache(const ModelConfig *m);
 
+/* What llama-server logs unless the profile says: warnings and errors (2), not the ten info
+ * lines of every request (3, its own default). */
+#define CONFIG_CHILD_LOG_VERBOSITY "2"
+
 /* The full argv of a child: binary, --model, --host SOCKET, --alias NAME (unless the profile
- * sets alias), --slot-save-path DIR (where slot_dir is not NULL), then the profile's flags. */
+ * sets alias), --slot-save-path DIR (where slot_dir is not NULL), --log-verbosity 2 (unless
+ * the profile sets verbosity, verbose or log-disable, or LLAMA_ARG_LOG_VERBOSITY in env), then
+ * the profile's flags. */
 int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
                       const char *slot_dir, char ***ret);
 

@@ -77,8 +77,7 @@ static char *slot_file(unsigned id, bool partial)
 
 /* ---- the index ---- */
 
-static int index_read(const char *dir, char **ret_fingerprint, CacheSlot **ret_slots,
-                      size_t *ret_n)
+static int index_read(const char *dir, char **ret_fingerprint, CacheSlot **ret_slots, size_t *ret_n)
 {
         _cleanup_free_ char *path = NULL, *text = NULL;
         _cleanup_free_ CacheSlot *slots = NULL;
@@ -103,8 +102,7 @@ static int index_read(const char *dir, char **ret_fingerprint, CacheSlot **ret_s
                 cJSON_Delete(j);
                 return -EBADMSG;
         }
-        cJSON_ArrayForEach(it, a)
-        {
+        cJSON_ArrayForEach(it, a) {
                 cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
                 cJSON *tokens = cJSON_GetObjectItemCaseSensitive(it, "tokens");
                 cJSON *bytes = cJSON_GetObjectItemCaseSensitive(it, "bytes");
@@ -222,16 +220,14 @@ static void job_finish(CacheJob *j, const char *error)
                                 saved[n++] = j->slots[i];
                         } else {
                                 /* A .part left by a save cut off: never restored, removed. */
-                                _cleanup_free_ char *f = slot_file(j->slots[i].id, true),
-                                                    *p = NULL;
+                                _cleanup_free_ char *f = slot_file(j->slots[i].id, true), *p = NULL;
                                 if (f && asprintf(&p, "%s/%s", j->dir, f) >= 0) {
                                         (void) unlink(p);
                                 }
                         }
                 }
-                if (n + j->n_kept > 0 &&
-                    (!saved || index_write(j->dir, j->fingerprint, saved, n, j->kept, j->n_kept) <
-                                       0)) {
+                if (n + j->n_kept > 0 && (!saved || index_write(j->dir, j->fingerprint, saved, n,
+                                                                j->kept, j->n_kept) < 0)) {
                         log_warning("prompt cache: cannot write %s/%s", j->dir, INDEX_NAME);
                 }
         } else {
@@ -355,14 +351,13 @@ static void job_on_slots(Probe *p, int status, void *userdata)
         j->probe = probe_free(j->probe);
         if (!cJSON_IsArray(a)) {
                 cJSON_Delete(a);
-                job_finish(j, status == 200            ? "GET /slots: not a list"
-                              : status == -EFBIG       ? "GET /slots: too long an answer"
-                              : status == 501          ? "llama-server has no /slots"
-                                                       : "GET /slots failed");
+                job_finish(j, status == 200      ? "GET /slots: not a list"
+                              : status == -EFBIG ? "GET /slots: too long an answer"
+                              : status == 501    ? "llama-server has no /slots"
+                                                 : "GET /slots failed");
                 return;
         }
-        cJSON_ArrayForEach(it, a)
-        {
+        cJSON_ArrayForEach(it, a) {
                 cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
                 cJSON *tokens = cJSON_GetObjectItemCaseSensitive(it, "n_prompt_tokens");
                 CacheSlot *s;
@@ -500,9 +495,10 @@ int cache_job_restore(sd_event *e, const char *socket_path, const char *dir,
                         i++;
                         continue;
                 }
-                log_warning("prompt cache: slot %u's file in %s is not what %s recorded, "
-                            "not restored",
-                            slots[i].id, dir, INDEX_NAME);
+                log_warning(
+                        "prompt cache: slot %u's file in %s is not what %s recorded, "
+                        "not restored",
+                        slots[i].id, dir, INDEX_NAME);
                 slots[i] = slots[--n];
         }
         if (n == 0) {
@@ -684,9 +680,10 @@ void prompt_cache_trim(const char *root, uint64_t limit)
 
                         if (asprintf(&path, "%s/%s", root, e[i].name) >= 0 &&
                             prompt_cache_clear(path) > 0) {
-                                log_info("prompt cache: dropped %s's (%.1f MB): all caches "
-                                         "together are over prompt-cache-size",
-                                         e[i].name, (double) e[i].bytes / 1e6);
+                                log_info(
+                                        "prompt cache: dropped %s's (%.1f MB): all caches "
+                                        "together are over prompt-cache-size",
+                                        e[i].name, (double) e[i].bytes / 1e6);
                                 total -= e[i].bytes;
                         }
                 }

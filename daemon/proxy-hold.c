@@ -121,8 +121,7 @@ static void hold_answer_absent(Request *r)
 
 static void hold_answer_stopping(Request *r)
 {
-        request_answer_error(r, 503, "unavailable_error",
-                             "llmd is stopping; try again when it is back", "10");
+        request_answer_transient(r, 503, "llmd is stopping", "10");
 }
 
 /* Sends r on or answers it, when its target's state decides; false: it is to wait. */
@@ -159,8 +158,8 @@ void hold_dispatch(Request *r)
                 return;
         }
         if (p->counters.held >= proxy_config(p)->hold_queue) {
-                request_answer_error(r, 503, "unavailable_error",
-                                     "too many requests are waiting for a model to load", "5");
+                request_answer_transient(r, 503,
+                                         "too many requests are waiting for a model to load", "5");
                 return;
         }
         request_step(r, REQ_EVENT_HOLD);

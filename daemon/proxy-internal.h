@@ -28,6 +28,7 @@
 typedef struct Listener Listener;
 typedef struct Request Request;
 typedef struct Conn Conn;
+typedef struct Client Client;
 typedef struct Drain Drain;
 
 struct Listener {
@@ -52,7 +53,16 @@ struct Conn {
         ConnState state;
         uint64_t since_usec; /* in this state */
         bool closing;        /* shut down by llmd; MHD closes it next */
+        Client *client;      /* its address */
         Conn *prev, *next;   /* in the proxy's fresh or idle list, oldest first */
+};
+
+/* One client address and its connections, for max-connections-per-client. */
+struct Client {
+        int family;
+        uint8_t addr[16];
+        unsigned n_conns; /* all of them, until MHD closes them */
+        unsigned n_open;  /* those llmd has not shut down */
 };
 
 struct Request {
@@ -121,6 +131,8 @@ struct Proxy {
         /* Connections: fresh ones oldest first (header-timeout), idle ones likewise. */
         Conn *fresh_first, *fresh_last, *idle_first, *idle_last;
         unsigned n_conns;
+        unsigned n_open; /* not shut down by llmd */
+        void *clients;   /* tsearch() tree of Client, by address */
         sd_event_source *header_timer;
         ProxyCounters counters;
 };
@@ -139,6 +151,9 @@ enum MHD_Result request_on_access(Request *r, const char *method, const char *up
 void request_step(Request *r, RequestEvent event);
 void request_answer_error(Request *r, unsigned status, const char *type, const char *message,
                           const char *retry_after);
+/* The same for a cause that passes (502, 503, 504): worded so that clients retry. */
+void request_answer_transient(Request *r, unsigned status, const char *why,
+                              const char *retry_after);
 void request_forward(Request *r, Child *c);
 void request_cut_off(Request *r, const char *why);
 void request_resume(Request *r);

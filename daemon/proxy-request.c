@@ -436,25 +436,49 @@ static int upstream_on_data(void *userdata, const char *data, size_t len)
         return 0;
 }
 
+/* The text of an error whose cause passes (a switch, a drain, a hold timeout, llmd stopping, a
+ * child that died or stalled): retryable to clients that decide by the text. Mid-stream no
+ * HTTP status reaches them -- the OpenAI SDK's error carries only error.message -- and agents
+ * then match words: pi retries on /overloaded|...|service.?unavailable|server.?error|.../i
+ * (its agent-session.ts), and "You can retry your request" is OpenAI's own wording. */
+static char *transient_message(unsigned status, const char *why)
+{
+        char *m;
+
+        if (asprintf(&m, "%s: %s; you can retry your request",
+                     status == 503   ? "Service unavailable"
+                     : status == 504 ? "Gateway timeout"
+                                     : "Server error",
+                     why) < 0) {
+                return NULL;
+        }
+        return m;
+}
+
 /* The error event each API's clients read in a stream: chat and text completions a data-only
  * event with "error" (as llama-server sends it), Anthropic Messages "event: error", OpenAI
- * Responses "response.failed". */
-static char *sse_error_event(RouteApi api, unsigned status, const char *message)
+ * Responses "response.failed". Every one llmd sends is for a cause that passes. */
+static char *sse_error_event(RouteApi api, unsigned status, const char *why)
 {
         cJSON *o = cJSON_CreateObject(), *e;
-        _cleanup_free_ char *data = NULL;
+        _cleanup_free_ char *data = NULL, *message = transient_message(status, why);
         const char *name = NULL;
         char *ev;
+
+        if (!message) {
+                cJSON_Delete(o);
+                return NULL;
+        }
 
         switch (api) {
         case ROUTE_API_MESSAGES:
                 name = "error";
                 cJSON_AddStringToObject(o, "type", "error");
                 e = cJSON_AddObjectToObject(o, "error");
+                /* Claude Code retries a stream's error by "overloaded_error" in its text
+                 * (no status comes with it); "api_error" reads as final. */
                 cJSON_AddStringToObject(e, "type",
-                                        status == 503   ? "overloaded_error"
-                                        : status == 504 ? "timeout_error"
-                                                        : "api_error");
+                                        status == 504 ? "timeout_error" : "overloaded_error");
                 cJSON_AddStringToObject(e, "message", message);
                 break;
         case ROUTE_API_RESPONSES:
@@ -503,14 +527,31 @@ static void request_end_badly(Request *r, RequestEvent event, unsigned status, c
         request_step(r, event);
 }
 
+/* llmd's own answer for a cause that passes: the status and type clients retry on, and the
+ * text of transient_message(). */
+static void request_answer_transient_full(Request *r, RequestEvent event, unsigned status,
+                                          const char *why, const char *retry_after)
+{
+        _cleanup_free_ char *m = transient_message(status, why);
+        const char *type = status == 503 ? "unavailable_error" : "server_error";
+
+        if (r->route.api == ROUTE_API_MESSAGES) {
+                type = status == 504 ? "timeout_error" : "overloaded_error";
+        }
+        request_answer_error_full(r, event, status, type, m ? m : why, retry_after);
+}
+
+void request_answer_transient(Request *r, unsigned status, const char *why, const char *retry_after)
+{
+        request_answer_transient_full(r, REQ_EVENT_ANSWER, status, why, retry_after);
+}
+
 /* The answer's headers have not come: an error answer; else the stream ends badly. */
 static void request_fail(Request *r, RequestEvent event, unsigned status, const char *message,
                          const char *retry_after)
 {
         if (r->state == REQ_FORWARDED) {
-                request_answer_error_full(r, event, status,
-                                          status == 503 ? "unavailable_error" : "server_error",
-                                          message, retry_after);
+                request_answer_transient_full(r, event, status, message, retry_after);
         } else if (r->state == REQ_RELAYING) {
                 request_end_badly(r, event, status, message);
         }
@@ -580,7 +621,7 @@ void request_forward(Request *r, Child *c)
 
         child_touch(c);
         if (upstream_start(r->proxy->upstream, &ur, &upstream_callbacks, r, &r->upstream) < 0) {
-                request_answer_error(r, 502, "server_error", "cannot reach llama-server", NULL);
+                request_answer_transient(r, 502, "cannot reach llama-server", NULL);
                 return;
         }
         request_step(r, REQ_EVENT_FORWARD);
@@ -595,7 +636,7 @@ static int request_on_hold_timeout(sd_event_source *s, uint64_t usec, void *user
             0) {
                 m = NULL;
         }
-        request_answer_error(r, 503, "unavailable_error", m ? m : "hold timeout", "5");
+        request_answer_transient(r, 503, m ? m : "hold timeout", "5");
         return 0;
 }
 

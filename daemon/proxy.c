@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <search.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,6 +74,8 @@ static void conn_close(Proxy *p, Conn *c)
                 return;
         }
         c->closing = true;
+        c->client->n_open--;
+        p->n_open--;
         (void) shutdown(c->fd, SHUT_RDWR);
         conn_set_state(p, c, CONN_BUSY); /* out of both lists until MHD reports it closed */
 }
@@ -110,6 +113,65 @@ static void proxy_arm_header_timer(Proxy *p)
         (void) sd_event_source_set_enabled(p->header_timer, SD_EVENT_ONESHOT);
 }
 
+/* ---- client addresses: max-connections-per-client ---- */
+
+static int client_compare(const void *a, const void *b)
+{
+        const Client *x = a, *y = b;
+
+        if (x->family != y->family) {
+                return x->family < y->family ? -1 : 1;
+        }
+        return memcmp(x->addr, y->addr, sizeof(x->addr));
+}
+
+/* The Client of a peer address, made at its first connection. Connections of another family
+ * (a unix socket from systemd) share one Client. */
+static Client *proxy_client_get(Proxy *p, const struct sockaddr *sa)
+{
+        Client key = { .family = sa ? sa->sa_family : AF_UNSPEC }, *c, **found;
+
+        if (key.family == AF_INET) {
+                memcpy(key.addr, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+        } else if (key.family == AF_INET6) {
+                memcpy(key.addr, &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+        }
+        found = tfind(&key, &p->clients, client_compare);
+        if (found) {
+                return *found;
+        }
+        c = malloc(sizeof(Client));
+        if (!c) {
+                return NULL;
+        }
+        *c = key;
+        if (!tsearch(c, &p->clients, client_compare)) {
+                free(c);
+                return NULL;
+        }
+        return c;
+}
+
+static void proxy_client_put(Proxy *p, Client *c)
+{
+        if (--c->n_conns == 0) {
+                (void) tdelete(c, &p->clients, client_compare);
+                free(c);
+        }
+}
+
+/* The client's connection idle the longest between requests, or NULL. The idle list is oldest
+ * first, so the first one found is it; this runs only when a client is at its cap. */
+static Conn *proxy_client_idlest(Proxy *p, const Client *client)
+{
+        for (Conn *c = p->idle_first; c; c = c->next) {
+                if (c->client == client) {
+                        return c;
+                }
+        }
+        return NULL;
+}
+
 static void proxy_on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
                                 enum MHD_ConnectionNotificationCode code)
 {
@@ -120,6 +182,11 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
                 if (c) {
                         conn_set_state(p, c, CONN_BUSY); /* out of the lists */
+                        if (!c->closing) {
+                                c->client->n_open--;
+                                p->n_open--;
+                        }
+                        proxy_client_put(p, c->client);
                         p->n_conns--;
                         free(c);
                         *socket_context = NULL;
@@ -128,8 +195,15 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
         }
         const union MHD_ConnectionInfo *ci =
                 MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-        c = calloc(1, sizeof(Conn));
-        if (!c || !ci) {
+        const union MHD_ConnectionInfo *ai =
+                MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        Client *client = NULL;
+
+        c = ci ? calloc(1, sizeof(Conn)) : NULL;
+        if (c) {
+                client = proxy_client_get(p, ai ? ai->client_addr : NULL);
+        }
+        if (!client) {
                 free(c);
                 if (ci) {
                         (void) shutdown(ci->connect_fd, SHUT_RDWR);
@@ -138,22 +212,36 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
         }
         c->fd = ci->connect_fd;
         c->state = CONN_BUSY; /* in no list yet */
+        c->client = client;
+        client->n_conns++;
+        client->n_open++;
         *socket_context = c;
         p->n_conns++;
+        p->n_open++;
         conn_set_state(p, c, CONN_FRESH);
-        if (p->n_conns <= proxy_config(p)->max_connections) {
+
+        /* At a limit, as nginx's limit_conn counts: only connections with a request in
+         * progress, or one whose header may be on its way, hold their place. The connection
+         * idle the longest between requests makes room -- at max-connections-per-client the
+         * client's own, so one address cannot close another's, and a client that leaks
+         * keep-alive connections still gets its next request in. When all are busy, the new
+         * one is refused. */
+        if (client->n_open > proxy_config(p)->max_connections_per_client) {
+                Conn *victim = proxy_client_idlest(p, client);
+
+                conn_close(p, victim ? victim : c);
+                if (!victim) {
+                        return;
+                }
+        }
+        if (p->n_open <= proxy_config(p)->max_connections) {
                 return;
         }
-        /* At the limit, as nginx does: the connection idle the longest makes room, one that
-         * has not sent a request or one between requests; when every one is busy, the new
-         * one is refused. */
-        Conn *victim = p->idle_first;
-        if (!victim || (p->fresh_first && p->fresh_first->since_usec < victim->since_usec)) {
-                victim = p->fresh_first;
-        }
-        if (victim == c && p->idle_first) {
-                victim = p->idle_first;
-        }
+        /* At max-connections anyone's connection may go: idle ones first, then the one silent
+         * the longest since it connected (a flood of silent connections from many addresses
+         * would otherwise refuse everyone until header-timeout). */
+        Conn *victim = p->idle_first ? p->idle_first : p->fresh_first;
+
         conn_close(p, victim ? victim : c);
 }
 
@@ -330,11 +418,10 @@ static int listener_new(Proxy *p, int fd, const char *name, const char *model, L
         l->daemon = MHD_start_daemon(
                 MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO, 0, NULL, NULL,
                 proxy_on_request, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned) c->max_connections + PROXY_CONN_SLACK,
-                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned) c->max_connections_per_client,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) (c->idle_timeout_usec / USEC_PER_SEC),
-                MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, l, MHD_OPTION_NOTIFY_CONNECTION,
-                proxy_on_connection, l, MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, l,
+                (unsigned) c->max_connections + PROXY_CONN_SLACK, MHD_OPTION_CONNECTION_TIMEOUT,
+                (unsigned) (c->idle_timeout_usec / USEC_PER_SEC), MHD_OPTION_URI_LOG_CALLBACK,
+                proxy_on_uri, l, MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, l,
+                MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, l,
                 /* Headers, a piece of the body, one chunk of the answer: 32 KiB (MHD's own
                  * default) is enough, and bounds what max-connections can cost. */
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) PROXY_CONN_MEMORY, MHD_OPTION_END);
@@ -705,8 +792,7 @@ Proxy *proxy_free(Proxy *p)
         /* Every suspended connection must be resumed before MHD stops; ending the requests
          * still waiting or running does that and cancels their transfers. */
         while (p->held_first) {
-                request_answer_error(p->held_first, 503, "unavailable_error", "llmd is stopping",
-                                     NULL);
+                request_answer_transient(p->held_first, 503, "llmd is stopping", NULL);
         }
         while (p->forwarded) {
                 request_cut_off(p->forwarded, "llmd is stopping");
@@ -720,6 +806,7 @@ Proxy *proxy_free(Proxy *p)
         sd_event_source_disable_unref(p->header_timer);
         sd_event_source_disable_unref(p->post);
         upstream_multi_free(p->upstream);
+        tdestroy(p->clients, free); /* empty: MHD closed every connection */
         strv_free(p->api_keys);
         free(p);
         return NULL;

@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from llmdtest import (Failure, LLMCTL, Varlink, check, fixture, free_port, llmctl, llmctl_json,
-                      pid_alive, run, sim_only, wait_until)
+from llmdtest import (REAL, Failure, LLMCTL, Skip, Varlink, check, fixture, free_port, llmctl,
+                      llmctl_json, pid_alive, run, sim_only, wait_until)
 
 
 def conf(extra="", qwen="", gemma="", devstral="", nomic=""):
@@ -123,6 +123,23 @@ def test_unknown_model(d):
     check(e["error"] == "io.llmd.Manager.UnknownModel", e)
     p = llmctl(d, "switch", "nomic", check_rc=2)
     check("'nomic' is pinned" in p.stderr, p.stderr)
+
+
+# llmd starts its children with --log-verbosity 2 (issue 21): llama-server's own reasons for a
+# failed load are error lines, and still reach llmctl.
+@fixture(conf(), models=MODELS, start=False)
+def test_failed_load_reason_at_default_verbosity(d):
+    if not REAL:
+        raise Skip("the simulator loads any file: only a real llama-server refuses a broken model")
+    with open(d.model_path("gemma"), "r+b") as f:
+        f.write(b"GGUX" + os.urandom(4092))  # not a GGUF: llama-server, not llmd, finds out
+    d.start()
+    ready(d)
+    p = llmctl(d, "switch", "gemma", check_rc=2)
+    check("gemma failed to load: exit status 1" in p.stderr, p.stderr)
+    check("--log-verbosity" in d.starts("gemma")[-1]["argv"], d.starts("gemma"))
+    log = llmctl_json(d, "status")["last_failure"]["log"]
+    check(any(" E " in line and "failed to load model" in line for line in log), log)
 
 
 @sim_only("a fault or timing knob")

@@ -198,6 +198,21 @@ def flood(n, source, send=b""):
     return socks
 
 
+def still_open(socks):
+    """How many of the (non-blocking) sockets llmd has not closed."""
+    n = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                continue
+        except BlockingIOError:
+            n += 1
+        except OSError:
+            continue
+    return n
+
+
 def served_during(d, socks, what, tries=20):
     """Normal requests from another address while the flood is on: all must be answered."""
     served = 0
@@ -260,22 +275,102 @@ def test_flood_per_client_cap(d):
 
     # Past the cap a connection is closed at once: it reads the end, not a wait. Counted until
     # llmd has got to all of them (no fixed sleep: a busy machine gets there later).
-    def still_open():
-        n = 0
-        for s in socks:
-            try:
-                if s.recv(1) == b"":
-                    continue
-            except BlockingIOError:
-                n += 1
-            except OSError:
-                continue
-        return n
     counts = []
-    wait_until(lambda: counts.append(still_open()) or counts[-1] <= 50,
+    wait_until(lambda: counts.append(still_open(socks)) or counts[-1] <= 50,
                "llmd to close the connections past the cap of 50 (open: see the last count)")
     check(counts[-1] <= 50, f"{counts[-1]} connections from one address stay open past the cap")
     served_during(d, socks, "500 connections from one address, cap 50")
+
+
+# Reclaim before refusing (issue 21): at a cap the connection idle the longest between
+# requests makes room -- at max-connections-per-client that client's own. Only connections with
+# a request in progress hold their place. The caps are small here so that the test is quick.
+
+def busy_connection(source):
+    """A connection from source with a request in progress: its header sent and read by llmd
+    (the "100 Continue" says so), its body not yet. Returns the socket and the body to send."""
+    body = json.dumps(CHAT).encode()
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", PORT))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    got = s.recv(100)
+    check(got.startswith(b"HTTP/1.1 100"), f"{source}: no 100 Continue: {got!r}")
+    return s, body
+
+
+def finish_busy(s, body, what):
+    """Sends the rest of the request: it must be answered, not cut."""
+    s.sendall(body)
+    reply = b""
+    try:
+        while True:  # to the end: the request said Connection: close
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    except OSError as e:
+        reply += repr(e).encode()
+    check(status_of(reply) == 200, f"{what}: the request in progress got {reply[:200]!r}")
+    s.close()
+
+
+def refused(source, what):
+    """A new connection from source that llmd closes without an answer."""
+    try:
+        reply = raw(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", source=source)
+    except ConnectionResetError:
+        reply = b""
+    check(reply == b"", f"{what}: served, not refused: {reply[:200]!r}")
+
+
+def idle_keepalive(source, n):
+    import http.client
+    out = []
+    for _ in range(n):
+        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10, source_address=(source, 0))
+        c.request("GET", "/health")
+        r = c.getresponse()
+        check(r.status == 200, f"a keep-alive request from {source} got {r.status}")
+        r.read()
+        out.append(c)
+    return out
+
+
+
+
+@fixture(conf(top="max-connections-per-client = 8\nmax-connections = 12"), models=MODELS)
+def test_reclaim_idle_before_refusing(d):
+    ready(d)
+    # One local client (the IDE, an agent, a script: all 127.0.0.1) with requests in progress,
+    # then one that leaks keep-alive connections: four times its cap of 8.
+    busy = [busy_connection("127.0.0.1") for _ in range(3)]
+    idle = idle_keepalive("127.0.0.1", 32)
+    counts = []
+    wait_until(lambda: counts.append(still_open([c.sock for c in idle])) or counts[-1] <= 8 - 3,
+               "llmd to close the idle connections past the cap (open: see the last count)")
+    # A new request from the same address is served: its oldest idle connection made room.
+    r = http(PORT, "GET", "/health", timeout=10)
+    check(r.status == 200, f"a new request from 127.0.0.1 after the leak: {r}")
+    # Nothing in progress was cut.
+    for s, body in busy:
+        finish_busy(s, body, "127.0.0.1 during the leak")
+
+    # A client whose every connection is busy is still refused at its cap, and another address
+    # is served beside it.
+    full = [busy_connection("127.0.0.3") for _ in range(8)]
+    refused("127.0.0.3", "a ninth connection from 127.0.0.3, all 8 busy")
+    check(http(PORT, "GET", "/health", timeout=10).status == 200, "127.0.0.1 beside a full client")
+    # At max-connections (12) the idle ones go first; when all 12 are busy a new one is refused.
+    more = [busy_connection("127.0.0.4") for _ in range(4)]
+    refused("127.0.0.5", "a new address with all 12 connections busy")
+    for s, body in full + more:
+        finish_busy(s, body, "a busy connection at the caps")
+    check(http(PORT, "GET", "/health", timeout=10).status == 200, "served once the caps have room")
+    check(d.proc.poll() is None, "llmd died")
 
 
 @fixture(conf(top="header-timeout = 1s"), models=MODELS)

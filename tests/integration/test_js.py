@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 
-from llmdtest import REAL, Failure, LLMCTL, TIMEOUT, check, fixture, run, wait_until
+from llmdtest import REAL, Failure, LLMCTL, TIMEOUT, check, fixture, run, sim_only, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JS_DIR = os.path.join(os.path.dirname(HERE), "js")
@@ -41,11 +41,12 @@ AGENT_MAX_TOKENS = 16
 AGENT_TIMEOUT = 120
 
 
-def conf(port=0, gemma=""):
+def conf(port=0, gemma="", qwen="", top=""):
     return f"""
 [llmd]
 default = qwen
 listen = 127.0.0.1:{port}
+{top}
 
 [*]
 ctx-size = 4096
@@ -55,6 +56,7 @@ stop-timeout = 5s
 model = @MODELS@/qwen.gguf
 aliases = qwen3.5
 {QWEN_CTX}
+{qwen}
 
 [gemma]
 model = @MODELS@/gemma.gguf
@@ -75,10 +77,10 @@ def pick_port():
         return s.getsockname()[1]
 
 
-def start(d, gemma=""):
+def start(d, gemma="", qwen="", top=""):
     """Starts d on a fresh port; returns it once the models are ready and the proxy answers."""
     port = pick_port()
-    d.write_config(conf(port, gemma))
+    d.write_config(conf(port, gemma, qwen, top))
     d.start()
     d.wait_status("qwen ready · embed nomic ready")
 
@@ -221,6 +223,56 @@ def test_stream_during_swap(d):
     # The request went out before gemma was ready: it really started during the swap.
     i = d.wait_status(lambda s: s.startswith("gemma ready"))
     check(d.messages[i][0] > t_request, "gemma was ready before the request: no swap was under way")
+
+
+# ---- errors that clients retry (issue 21) ----
+# Each of llmd's errors for a cause that passes, per API, read by a client that decides by the
+# text (tests/js/retry.mjs: the real SDK, pi's retry rule, and Claude Code's for Messages).
+
+RETRY_APIS = ("chat", "messages", "responses")
+
+
+@sim_only("tokens slow enough to cut a stream between them")
+@fixture(conf(), models=MODELS, start=False, env={"LLAMA_SIM_TOKEN_MS": "50"})
+def test_retry_after_switch_now(d):
+    port = start(d)
+    ctl = [LLMCTL, "--socket", os.path.join(d.runtime, "control.sock")]
+    model = "qwen"
+    for api in RETRY_APIS:
+        other = "gemma" if model == "qwen" else "qwen"
+        line = node(port, api, model, script="retry",
+                    env={"LLMD_CUT": json.dumps([*ctl, "switch", other, "--now"])})
+        check(int(fields(line)["tokens"]) >= 1 and "--now" in line, f"{api}: {line}")
+        model = other
+
+
+@sim_only("a child that dies after its third token")
+@fixture(conf(), models=MODELS, start=False)
+def test_retry_after_child_died(d):
+    port = start(d, qwen="env = LLAMA_SIM_EXIT_AFTER_TOKENS=3\nrestart-sec = 0.1")
+    for i, api in enumerate(RETRY_APIS):
+        if i > 0:  # it is back, and ready for the next
+            wait_until(lambda: len(d.starts("qwen")) > i
+                       and d.statuses()[-1] == "qwen ready · embed nomic ready",
+                       "qwen to start again and be ready")
+        line = node(port, api, "qwen", script="retry")
+        check(int(fields(line)["tokens"]) == 3, f"{api}: {line}")
+
+
+@sim_only("a load slower than the hold timeout")
+@fixture(conf(), models=MODELS, start=False)
+def test_retry_after_hold_timeout(d):
+    port = start(d, gemma="env = LLAMA_SIM_LOAD_MS=60000", top="hold-timeout = 0.5s")
+    sw = subprocess.Popen([LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "switch",
+                           "gemma"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        d.wait_starts(1, "gemma")
+        for api in RETRY_APIS:
+            line = node(port, api, "gemma", script="retry")
+            check(int(fields(line)["tokens"]) == 0 and "hold timeout" in line, f"{api}: {line}")
+    finally:
+        sw.kill()
+        sw.wait()
 
 
 # ---- coding agents, start to exit ----

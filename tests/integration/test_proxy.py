@@ -312,7 +312,7 @@ def test_upstream_dies_mid_stream_each_api(d):
     """A stream cut short ends with the error event of its own API, after what was relayed."""
     cases = (
         ("/v1/messages", {**MESSAGES, "stream": True, "max_tokens": 20}, "error",
-         lambda e: e["type"] == "error" and e["error"]["type"] == "api_error"
+         lambda e: e["type"] == "error" and e["error"]["type"] == "overloaded_error"
          and "ended the stream" in e["error"]["message"]),
         ("/v1/responses", {**RESPONSES, "stream": True, "max_output_tokens": 20}, "response.failed",
          lambda e: e["type"] == "response.failed" and e["response"]["status"] == "failed"

@@ -107,7 +107,8 @@ TEST(brief_example)
                 joined,
                 "/usr/bin/llama-server --model /srv/models/qwen3.5/Qwen3.5-35B-A3B-UD-Q4_K_XL.gguf "
                 "--host /run/llmd/qwen.sock --alias qwen "
-                "--slot-save-path /var/lib/llmd/prompt-cache/qwen --flash-attn on --n-gpu-layers 99 "
+                "--slot-save-path /var/lib/llmd/prompt-cache/qwen --log-verbosity 2 "
+                "--flash-attn on --n-gpu-layers 99 "
                 "--ctx-size 131072 --n-predict 81920 --reasoning-budget 8192 "
                 "--reasoning-format deepseek --chat-template chatml --parallel 1 --temp 0.6 "
                 "--top-p 0.95");
@@ -149,8 +150,37 @@ TEST(flags)
         check_streq(e, "CUDA_VISIBLE_DEVICES=0 FOO=a=b BAR=1");
         /* The profile names its own alias: llmd does not add one. */
         check_inteq(config_model_argv(m, "ls", "/s", NULL, &argv), 0);
-        check(strv_length(argv) == 5 + strv_length(m->args));
+        check(strv_length(argv) == 7 + strv_length(m->args));
         check_streq(c->default_model, "m");
+}
+
+/* llama-server's info lines are left out unless the profile asks for them, by a flag (any of
+ * its spellings) or by llama-server's variable in env. */
+TEST(child_log_verbosity)
+{
+        static const struct {
+                const char *keys;
+                const char *argv;
+        } cases[] = {
+                { "", "ls --model /m --host /s --alias m --log-verbosity 2" },
+                { "verbosity = 4\n", "ls --model /m --host /s --alias m --verbosity 4" },
+                { "log-verbosity = 3\n", "ls --model /m --host /s --alias m --log-verbosity 3" },
+                { "verbose = true\n", "ls --model /m --host /s --alias m --verbose" },
+                { "log-disable = true\n", "ls --model /m --host /s --alias m --log-disable" },
+                { "env = LLAMA_ARG_LOG_VERBOSITY=3\n", "ls --model /m --host /s --alias m" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *text = NULL, *joined = NULL;
+                _cleanup_strv_free_ char **argv = NULL;
+
+                check(asprintf(&text, "[m]\nmodel = /m\n%s", cases[i].keys) > 0);
+                _cleanup_(config_freep) Config *c = parse_ok(text);
+                check_inteq(config_model_argv(config_find_model(c, "m"), "ls", "/s", NULL, &argv),
+                            0);
+                joined = strv_join(argv, " ");
+                check_streq(joined, cases[i].argv);
+        }
 }
 
 TEST(own_keys)
