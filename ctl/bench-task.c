@@ -260,7 +260,9 @@ char *bench_task_request(const BenchTask *t, const char *model, unsigned max_tok
         cJSON_AddStringToObject(m, "content", t->prompt);
         cJSON_AddNumberToObject(o, "max_tokens", max_tokens);
         cJSON_AddTrueToObject(o, "stream");
-        cJSON_AddNumberToObject(o, "temperature", 0);
+        if (!t->server_sampling) {
+                cJSON_AddNumberToObject(o, "temperature", 0);
+        }
         cJSON_AddFalseToObject(o, "cache_prompt");
         cJSON_ArrayForEach(s, t->sampling) {
                 cJSON_DeleteItemFromObjectCaseSensitive(o, s->string);

@@ -24,7 +24,8 @@ typedef struct BenchTask {
         char *path; /* the file it came from */
         char *prompt;
         unsigned max_tokens;
-        cJSON *sampling; /* merged into the request; an object, never NULL */
+        cJSON *sampling;      /* merged into the request; an object, never NULL */
+        bool server_sampling; /* no temperature 0: llama-server's own sampling, or sampling's */
 } BenchTask;
 
 /* 0 with the tasks (none when no folder has any), or -EINVAL/-EMSGSIZE/-ENOMEM with error

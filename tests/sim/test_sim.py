@@ -35,6 +35,10 @@ The simulator's knobs, all environment variables:
   LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request_start, request,
                                    signal, fault, exit)
   LLAMA_SIM_MARKER=S               copied into the start record's env_marker
+  LLAMA_SIM_CANNED=FILE            a JSON array of {"match", "content", "reasoning_content"}:
+                                   a chat request whose messages contain "match" is answered
+                                   with that reasoning, then that content (tokens end after
+                                   each blank), ending with "stop"; read on every request
 
 Records of requests: "request_start" when the body is complete (method, path, body_bytes,
 body_sha256, model, stream) and "request" when it ends (the same, plus status, tokens_sent, and
