@@ -112,8 +112,8 @@ static int task_requires(QualityTask *t, const cJSON *requires, char *error, siz
 {
         const cJSON *q;
 
-        if (requires && (!cJSON_IsArray(requires) ||
-                         cJSON_GetArraySize(requires) > QUALITY_REQUIRES_MAX)) {
+        if (requires &&
+            (!cJSON_IsArray(requires) || cJSON_GetArraySize(requires) > QUALITY_REQUIRES_MAX)) {
                 snprintf(error, size, "%s/task.json: \"requires\" must be a list of at most %d",
                          t->dir, QUALITY_REQUIRES_MAX);
                 return -EINVAL;
@@ -491,8 +491,9 @@ int quality_check_parse(const char *output, QualityResult *r)
 
                 if (!jstr(item, "name") || !cJSON_IsNumber(p) || !cJSON_IsNumber(m) ||
                     p->valuedouble < 0 || p->valuedouble > m->valuedouble) {
-                        return result_error(r, "an item of the check has no name, or points "
-                                               "not from 0 to its max");
+                        return result_error(r,
+                                            "an item of the check has no name, or points "
+                                            "not from 0 to its max");
                 }
         }
         r->score = score->valuedouble;
@@ -513,29 +514,67 @@ char **quality_sandbox_argv(const char *bwrap, const char *lib_dir, const char *
                 "--die-with-parent",
                 "--new-session",
                 /* the system, read-only; of /etc only what programs need to start */
-                "--ro-bind", "/usr", "/usr",
-                "--symlink", "usr/bin", "/bin",
-                "--symlink", "usr/sbin", "/sbin",
-                "--symlink", "usr/lib", "/lib",
-                "--symlink", "usr/lib64", "/lib64",
-                "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
-                "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-                "--ro-bind-try", "/etc/localtime", "/etc/localtime",
-                "--ro-bind-try", "/etc/ssl", "/etc/ssl",
-                "--proc", "/proc",
-                "--dev", "/dev",
-                "--tmpfs", "/tmp",
-                "--ro-bind", task_dir, "/task",
-                "--bind", work_dir, "/work",
-                "--chdir", "/work",
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+                "--symlink",
+                "usr/sbin",
+                "/sbin",
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--ro-bind-try",
+                "/etc/alternatives",
+                "/etc/alternatives",
+                "--ro-bind-try",
+                "/etc/ld.so.cache",
+                "/etc/ld.so.cache",
+                "--ro-bind-try",
+                "/etc/localtime",
+                "/etc/localtime",
+                "--ro-bind-try",
+                "/etc/ssl",
+                "/etc/ssl",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--tmpfs",
+                "/tmp",
+                "--ro-bind",
+                task_dir,
+                "/task",
+                "--bind",
+                work_dir,
+                "/work",
+                "--chdir",
+                "/work",
                 "--clearenv",
-                "--setenv", "PATH", "/usr/bin:/bin",
-                "--setenv", "HOME", "/work",
-                "--setenv", "LANG", "C.UTF-8",
-                "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+                "--setenv",
+                "PATH",
+                "/usr/bin:/bin",
+                "--setenv",
+                "HOME",
+                "/work",
+                "--setenv",
+                "LANG",
+                "C.UTF-8",
+                "--setenv",
+                "PYTHONDONTWRITEBYTECODE",
+                "1",
                 /* Debian's node modules, for a node that does not look there itself */
-                "--setenv", "NODE_PATH", "/usr/share/nodejs:/usr/lib/nodejs",
-                "--setenv", "PYTHONPATH", "/qlib",
+                "--setenv",
+                "NODE_PATH",
+                "/usr/share/nodejs:/usr/lib/nodejs",
+                "--setenv",
+                "PYTHONPATH",
+                "/qlib",
                 NULL,
         };
         _cleanup_strv_free_ char **argv = NULL;
@@ -574,8 +613,7 @@ void quality_report_done(QualityReport *r)
 
 static const QualityResult *task_results(const QualityReport *r, size_t model, size_t task)
 {
-        return r->results && r->results[model] ? &r->results[model][task * r->speed->n_runs]
-                                                : NULL;
+        return r->results && r->results[model] ? &r->results[model][task * r->speed->n_runs] : NULL;
 }
 
 /* The median score of a task's runs; a run that was not scored counts as 0. NAN: none ran. */
@@ -935,8 +973,7 @@ static int print_one(const QualityReport *r, const size_t *order, Table what, Qu
                         for (int cc = 0; cc < _QUALITY_CATEGORY_MAX; cc++) {
                                 format_score(CELL(row, col++), BENCH_CELL_MAX, s.category[cc]);
                         }
-                        format_score(CELL(row, col++), BENCH_CELL_MAX,
-                                     b->n_tasks ? s.speed : NAN);
+                        format_score(CELL(row, col++), BENCH_CELL_MAX, b->n_tasks ? s.speed : NAN);
                         format_score(CELL(row, col++), BENCH_CELL_MAX, s.total);
                         snprintf(CELL(row, col), BENCH_CELL_MAX, "%u", s.rank);
                         break;
@@ -985,8 +1022,8 @@ static void print_quality_notes(const QualityReport *r, const size_t *order, FIL
                                 if (!x->ran) {
                                         continue;
                                 }
-                                cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(x->check,
-                                                                                        "items")) {
+                                cJSON_ArrayForEach(
+                                        it, cJSON_GetObjectItemCaseSensitive(x->check, "items")) {
                                         double p = jnum(it, "points", 0), m = jnum(it, "max", 0);
                                         char *s;
 
@@ -1009,8 +1046,7 @@ static void print_quality_notes(const QualityReport *r, const size_t *order, FIL
                                                 name ? name : "?");
                                         head = true;
                                 }
-                                fprintf(out, "%s%s run %u:", item, r->tasks[t].base.name,
-                                        run + 1);
+                                fprintf(out, "%s%s run %u:", item, r->tasks[t].base.name, run + 1);
                                 if (x->error) {
                                         _cleanup_free_ char *e = utf8_escape_terminal(x->error);
 
@@ -1098,8 +1134,7 @@ int quality_report_print(const QualityReport *r, BenchFormat format, FILE *out)
                 bool markdown = format == BENCH_FORMAT_MARKDOWN;
 
                 for (int c = 0; k >= 0 && c < _QUALITY_CATEGORY_MAX; c++) {
-                        k = print_one(r, order, TABLE_CATEGORY, (QualityCategory) c, out,
-                                      markdown);
+                        k = print_one(r, order, TABLE_CATEGORY, (QualityCategory) c, out, markdown);
                 }
                 if (k >= 0) {
                         k = print_one(r, order, TABLE_SPEED, 0, out, markdown);

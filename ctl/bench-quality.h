@@ -63,7 +63,8 @@ void quality_tasks_free(QualityTask *tasks, size_t n);
 
 /* The packages whose paths are missing, each once, separated by blanks; NULL when none is
  * missing (or out of memory: *ret_oom). */
-char *quality_missing_packages(const QualityTask *tasks, size_t n, const char *bwrap, bool *ret_oom);
+char *quality_missing_packages(const QualityTask *tasks, size_t n, const char *bwrap,
+                               bool *ret_oom);
 
 /*
  * The answer a check gets. Thinking never reaches it: closed <think>...</think> blocks are
@@ -81,7 +82,7 @@ typedef enum QualityFrom {
 typedef struct QualityAnswer {
         char *text;
         QualityFrom from;
-        bool thinking_cut; /* an unclosed <think> was dropped */
+        bool thinking_cut;        /* an unclosed <think> was dropped */
         unsigned thinking_blocks; /* closed blocks taken out */
 } QualityAnswer;
 

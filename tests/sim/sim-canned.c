@@ -90,7 +90,8 @@ struct canned *canned_find(const cJSON *messages)
                         continue;
                 }
                 c = calloc(1, sizeof(*c));
-                if (!c || (cJSON_IsString(reasoning) && canned_split(c, reasoning->valuestring) < 0)) {
+                if (!c ||
+                    (cJSON_IsString(reasoning) && canned_split(c, reasoning->valuestring) < 0)) {
                         goto fail;
                 }
                 c->n_reasoning = c->n_words;
