@@ -1332,6 +1332,9 @@ enum MHD_Result infer_chat(struct http_request *req)
         }
         infer_setup_thinking(j, body, -1);
         j->canned = canned_find(messages);
+        if (j->canned && j->canned->n_reasoning > 0) {
+                j->think = true; /* the answer has reasoning_content */
+        }
         j->n_prompt = infer_count_chat_prompt(messages);
         if (j->n_prompt < 1) {
                 j->n_prompt = 1;
