@@ -645,3 +645,43 @@ TEST(quality_sandbox_argv)
               streq(argv[n - 1], "/task/check"));
         strv_free(argv);
 }
+
+TEST(quality_scores_median_and_weights)
+{
+        /* two models, one coding and one tools task, three runs each, no speed tasks */
+        QualityTask tasks[2] = {
+                { .base.name = (char *) "code", .category = QUALITY_CODING },
+                { .base.name = (char *) "tool", .category = QUALITY_TOOLS },
+        };
+        BenchModel models[2] = { { .name = (char *) "a" }, { .name = (char *) "b" } };
+        BenchReport speed = { .n_runs = 3, .models = models, .n_models = 2 };
+        QualityResult ra[6] = {
+                /* code: 10, a check that failed (counts 0), 90: the median is 10 */
+                { .ran = true, .score = 10 },
+                { .ran = true, .score = NAN },
+                { .ran = true, .score = 90 },
+                /* tool: 50 three times */
+                { .ran = true, .score = 50 },
+                { .ran = true, .score = 50 },
+                { .ran = true, .score = 50 },
+        };
+        QualityResult rb[6] = {
+                { .ran = true, .score = 100 }, { .ran = true, .score = 100 },
+                { .ran = true, .score = 100 }, { .ran = true, .score = 0 },
+                { .ran = true, .score = 0 },   { .ran = true, .score = 0 },
+        };
+        QualityResult *results[2] = { ra, rb };
+        QualityReport r = { .speed = &speed, .tasks = tasks, .n_tasks = 2, .results = results };
+        QualityScores s;
+
+        quality_scores(&r, 0, &s);
+        check(s.task[0] == 10 && s.task[1] == 50);
+        check(s.category[QUALITY_CODING] == 10 && s.category[QUALITY_TOOLS] == 50);
+        /* no reasoning task and no speed task: those leave the total, the rest keep their
+         * weights (40 and 20) */
+        check(isnan(s.category[QUALITY_REASONING]));
+        check(fabs(s.total - (0.4 * 10 + 0.2 * 50) / 0.6) < 1e-9);
+        check(s.rank == 2);
+        quality_scores(&r, 1, &s);
+        check(fabs(s.total - 0.4 * 100 / 0.6) < 1e-9 && s.rank == 1);
+}
