@@ -288,8 +288,10 @@ int quality_tasks_load(char *const *dirs, QualityTask **ret, size_t *ret_n, char
                         if (access(tjson, F_OK) < 0) {
                                 continue;
                         }
-                        if (strlen(e->d_name) > BENCH_TASK_NAME_MAX) {
-                                snprintf(error, size, "%s: a task name has at most %d characters",
+                        if (!bench_task_name_valid(e->d_name)) {
+                                snprintf(error, size,
+                                         "%s: a task's folder name must be 1 to %d letters, "
+                                         "digits, '-', '_' or '.'",
                                          tdir, BENCH_TASK_NAME_MAX);
                                 r = -EINVAL;
                                 break;

@@ -19,7 +19,7 @@ void bench_tasks_free(BenchTask *tasks, size_t n)
         free(tasks);
 }
 
-static bool task_name_valid(const char *s)
+bool bench_task_name_valid(const char *s)
 {
         size_t n = strlen(s);
 
@@ -77,7 +77,7 @@ static int task_parse(const char *path, const char *text, BenchTask *ret, char *
         prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");
         max = cJSON_GetObjectItemCaseSensitive(o, "max_tokens");
         sampling = cJSON_GetObjectItemCaseSensitive(o, "sampling");
-        if (!cJSON_IsString(name) || !task_name_valid(name->valuestring)) {
+        if (!cJSON_IsString(name) || !bench_task_name_valid(name->valuestring)) {
                 snprintf(error, size,
                          "%s: \"name\" must be 1 to %d letters, digits, '-', '_' or '.'", path,
                          BENCH_TASK_NAME_MAX);

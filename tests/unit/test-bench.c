@@ -685,3 +685,32 @@ TEST(quality_scores_median_and_weights)
         quality_scores(&r, 1, &s);
         check(fabs(s.total - 0.4 * 100 / 0.6) < 1e-9 && s.rank == 1);
 }
+
+TEST(quality_shipped_tasks)
+{
+        char *dirs[] = { (char *) BENCH_TASKS_DIR, NULL }, error[512];
+        QualityTask *t;
+        size_t n;
+        bool oom;
+        _cleanup_free_ char *body = NULL, *missing = NULL;
+
+        /* The ten the package installs, by name; _lib is no task. */
+        check_inteq(quality_tasks_load(dirs, &t, &n, error, sizeof(error)), 0);
+        check_inteq(n, 10);
+        check_streq(t[0].base.name, "1.1-todo");
+        check_inteq(t[0].category, QUALITY_CODING);
+        check_streq(t[3].base.name, "2.1-bug-fix");
+        /* the given files follow the prompt, each under its name */
+        check(strstr(t[3].base.prompt, "`auth.js`:\n\n```\n") &&
+              strstr(t[3].base.prompt, "X-Auth-Token"));
+        check_inteq(t[5].category, QUALITY_REASONING);
+        check_streq(t[9].base.name, "4.2-tool-sequencing");
+        check_inteq(t[9].category, QUALITY_TOOLS);
+        /* no temperature 0: the model samples as its profile says */
+        body = bench_task_request(&t[0].base, "m", t[0].base.max_tokens);
+        check(body && !strstr(body, "temperature"));
+        /* what is missing is named by package */
+        missing = quality_missing_packages(t, n, "/nonexistent/bwrap", &oom);
+        check(!oom && missing && startswith(missing, "bubblewrap"));
+        quality_tasks_free(t, n);
+}
