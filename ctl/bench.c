@@ -545,9 +545,11 @@ finish:
 /* ---- --suite quality ---- */
 
 #define QUALITY_BWRAP "/usr/bin/bwrap"
-/* What model-written code may take: address space (node reserves much it never uses), the
- * size of a file it writes, and CPU time beyond the check's own timeout. */
-#define QUALITY_LIMIT_AS (4ULL * 1024 * 1024 * 1024)
+/* What model-written code may take: memory (RLIMIT_DATA, which counts the heap and private
+ * writable mappings, not address space reserved without access: node's WebAssembly reserves
+ * 10 GiB of that for fetch() alone), the size of a file it writes, and CPU time beyond the
+ * check's own timeout. */
+#define QUALITY_LIMIT_DATA (4ULL * 1024 * 1024 * 1024)
 #define QUALITY_LIMIT_FSIZE (64ULL * 1024 * 1024)
 
 static int quality_load(Bench *b)
@@ -682,7 +684,7 @@ static int quality_check(Bench *b, const QualityTask *t, const char *dir, const 
                 return -errno;
         }
         if (pid == 0) {
-                struct rlimit as = { QUALITY_LIMIT_AS, QUALITY_LIMIT_AS };
+                struct rlimit data = { QUALITY_LIMIT_DATA, QUALITY_LIMIT_DATA };
                 struct rlimit fsize = { QUALITY_LIMIT_FSIZE, QUALITY_LIMIT_FSIZE };
                 struct rlimit cpu = { t->timeout * 2, t->timeout * 2 };
                 int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -694,7 +696,7 @@ static int quality_check(Bench *b, const QualityTask *t, const char *dir, const 
                         _exit(127);
                 }
                 signal(SIGINT, SIG_IGN); /* llmctl ends it on Ctrl-C */
-                (void) setrlimit(RLIMIT_AS, &as);
+                (void) setrlimit(RLIMIT_DATA, &data);
                 (void) setrlimit(RLIMIT_FSIZE, &fsize);
                 (void) setrlimit(RLIMIT_CPU, &cpu);
                 execv(argv[0], argv);
