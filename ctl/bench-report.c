@@ -290,7 +290,7 @@ cJSON *bench_report_json(const BenchReport *r)
 
 /* ---- table and markdown ---- */
 
-#define CELL_MAX 64
+#define CELL_MAX BENCH_CELL_MAX
 
 /* Markers after a rate, explained under the table. */
 #define MARK_MISMATCH '*'
@@ -487,41 +487,14 @@ static int print_notes(const BenchReport *r, FILE *out, bool markdown)
         return 0;
 }
 
-static int print_table(const BenchReport *r, FILE *out, bool markdown)
+int bench_print_grid(FILE *out, const char *cells, size_t n_rows, size_t n_cols, bool markdown)
 {
-        size_t n_cols = 2 + 2 * r->n_tasks, n_rows = 1 + r->n_models;
-        _cleanup_free_ char *cells = calloc(n_cols * n_rows, CELL_MAX);
         _cleanup_free_ size_t *width = calloc(n_cols, sizeof(size_t));
 
-        if (!cells || !width) {
+        if (!width) {
                 return -ENOMEM;
         }
 #define CELL(row, col) (cells + (n_cols * (row) + (col)) * CELL_MAX)
-        snprintf(CELL(0, 0), CELL_MAX, "Model");
-        for (size_t t = 0; t < r->n_tasks; t++) {
-                snprintf(CELL(0, 1 + t), CELL_MAX, "%s tok/s", r->tasks[t].name);
-                snprintf(CELL(0, 1 + r->n_tasks + t), CELL_MAX, "%s TTFT", r->tasks[t].name);
-        }
-        snprintf(CELL(0, n_cols - 1), CELL_MAX, "Swap");
-        for (size_t i = 0; i < r->n_models; i++) {
-                const BenchModel *m = &r->models[i];
-                _cleanup_free_ char *name = utf8_escape_terminal(m->name);
-
-                snprintf(CELL(1 + i, 0), CELL_MAX, "%s", name ? name : "?");
-                for (size_t t = 0; t < r->n_tasks; t++) {
-                        BenchSummary s;
-
-                        if (!m->runs) {
-                                snprintf(CELL(1 + i, 1 + t), CELL_MAX, "-");
-                                snprintf(CELL(1 + i, 1 + r->n_tasks + t), CELL_MAX, "-");
-                                continue;
-                        }
-                        bench_summarize(bench_model_runs(r, m, t), r->n_runs, &s);
-                        format_rate_cell(CELL(1 + i, 1 + t), CELL_MAX, &s);
-                        format_ms(CELL(1 + i, 1 + r->n_tasks + t), CELL_MAX, s.ttft_ms);
-                }
-                format_swap(CELL(1 + i, n_cols - 1), CELL_MAX, m);
-        }
         for (size_t row = 0; row < n_rows; row++) {
                 for (size_t col = 0; col < n_cols; col++) {
                         width[col] = MAX(width[col], cell_width(CELL(row, col), markdown));
@@ -552,12 +525,51 @@ static int print_table(const BenchReport *r, FILE *out, bool markdown)
                 fputs("|\n", out);
         }
 #undef CELL
+        return 0;
+}
+
+static int print_table(const BenchReport *r, FILE *out, bool markdown)
+{
+        size_t n_cols = 2 + 2 * r->n_tasks, n_rows = 1 + r->n_models;
+        _cleanup_free_ char *cells = calloc(n_cols * n_rows, CELL_MAX);
+
+        if (!cells) {
+                return -ENOMEM;
+        }
+#define CELL(row, col) (cells + (n_cols * (row) + (col)) * CELL_MAX)
+        snprintf(CELL(0, 0), CELL_MAX, "Model");
+        for (size_t t = 0; t < r->n_tasks; t++) {
+                snprintf(CELL(0, 1 + t), CELL_MAX, "%s tok/s", r->tasks[t].name);
+                snprintf(CELL(0, 1 + r->n_tasks + t), CELL_MAX, "%s TTFT", r->tasks[t].name);
+        }
+        snprintf(CELL(0, n_cols - 1), CELL_MAX, "Swap");
+        for (size_t i = 0; i < r->n_models; i++) {
+                const BenchModel *m = &r->models[i];
+                _cleanup_free_ char *name = utf8_escape_terminal(m->name);
+
+                snprintf(CELL(1 + i, 0), CELL_MAX, "%s", name ? name : "?");
+                for (size_t t = 0; t < r->n_tasks; t++) {
+                        BenchSummary s;
+
+                        if (!m->runs) {
+                                snprintf(CELL(1 + i, 1 + t), CELL_MAX, "-");
+                                snprintf(CELL(1 + i, 1 + r->n_tasks + t), CELL_MAX, "-");
+                                continue;
+                        }
+                        bench_summarize(bench_model_runs(r, m, t), r->n_runs, &s);
+                        format_rate_cell(CELL(1 + i, 1 + t), CELL_MAX, &s);
+                        format_ms(CELL(1 + i, 1 + r->n_tasks + t), CELL_MAX, s.ttft_ms);
+                }
+                format_swap(CELL(1 + i, n_cols - 1), CELL_MAX, m);
+        }
+        bench_print_grid(out, cells, n_rows, n_cols, markdown);
+#undef CELL
         return print_notes(r, out, markdown);
 }
 
 /* ---- CSV ---- */
 
-static void csv_field(FILE *out, const char *text)
+void bench_csv_field(FILE *out, const char *text)
 {
         /* A server's text, as it may reach a terminal. */
         _cleanup_free_ char *e = utf8_escape_terminal(text);
@@ -577,7 +589,7 @@ static void csv_field(FILE *out, const char *text)
         fputc('"', out);
 }
 
-static void csv_number(FILE *out, double v)
+void bench_csv_number(FILE *out, double v)
 {
         fputc(',', out);
         if (!isnan(v)) {
@@ -603,22 +615,22 @@ static int print_csv(const BenchReport *r, FILE *out)
                                 s.rate = s.server_rate = s.ttft_ms = s.prompt_ms = NAN;
                                 s.tokens = s.reasoning_tokens = s.answer_tokens = NAN;
                         }
-                        csv_field(out, m->name);
+                        bench_csv_field(out, m->name);
                         fputc(',', out);
-                        csv_field(out, r->tasks[t].name);
+                        bench_csv_field(out, r->tasks[t].name);
                         fprintf(out, ",%u,%u,%u,%u,%u", r->tasks[t].max_tokens, r->n_runs,
                                 s.n_complete, s.n_early, s.n_failed);
-                        csv_number(out, s.rate);
-                        csv_number(out, s.server_rate);
+                        bench_csv_number(out, s.rate);
+                        bench_csv_number(out, s.server_rate);
                         fprintf(out, ",%s", s.mismatch ? "true" : "false");
-                        csv_number(out, s.ttft_ms);
-                        csv_number(out, s.prompt_ms);
-                        csv_number(out, s.tokens);
-                        csv_number(out, s.reasoning_tokens);
-                        csv_number(out, s.answer_tokens);
-                        csv_number(out, m->swap_sec);
+                        bench_csv_number(out, s.ttft_ms);
+                        bench_csv_number(out, s.prompt_ms);
+                        bench_csv_number(out, s.tokens);
+                        bench_csv_number(out, s.reasoning_tokens);
+                        bench_csv_number(out, s.answer_tokens);
+                        bench_csv_number(out, m->swap_sec);
                         fputc(',', out);
-                        csv_field(out, m->failed ? m->failed : "");
+                        bench_csv_field(out, m->failed ? m->failed : "");
                         fputc('\n', out);
                 }
         }

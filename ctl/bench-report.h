@@ -67,5 +67,13 @@ const BenchRun *bench_model_runs(const BenchReport *r, const BenchModel *m, size
 void bench_report_sort(BenchReport *r);
 
 cJSON *bench_report_json(const BenchReport *r);
+
+/* A table of n_rows × n_cols cells of BENCH_CELL_MAX bytes each, row by row, the first row its
+ * heading: aligned for a terminal, or markdown. -ENOMEM. */
+#define BENCH_CELL_MAX 96
+int bench_print_grid(FILE *out, const char *cells, size_t n_rows, size_t n_cols, bool markdown);
+/* A CSV field (quoted where it must be), and a number after a comma (nothing for NAN). */
+void bench_csv_field(FILE *out, const char *text);
+void bench_csv_number(FILE *out, double v);
 /* -ENOMEM, or -EIO when out could not be written. */
 int bench_report_print(const BenchReport *r, BenchFormat format, FILE *out);

@@ -27,7 +27,32 @@ void bench_run_done(BenchRun *r)
         free(r->error);
         free(r->line);
         free(r->other);
+        free(r->content);
+        free(r->reasoning);
         *r = (BenchRun) {};
+}
+
+void bench_run_collect(BenchRun *r)
+{
+        r->collect = true;
+}
+
+static int text_append(char **buf, size_t *len, const char *s)
+{
+        size_t n = strlen(s);
+        char *p;
+
+        if (*len + n > BENCH_TEXT_MAX) {
+                return 0; /* what a check is given is bounded; the rest is not kept */
+        }
+        p = realloc(*buf, *len + n + 1);
+        if (!p) {
+                return -ENOMEM;
+        }
+        memcpy(p + *len, s, n + 1);
+        *buf = p;
+        *len += n;
+        return 0;
 }
 
 static int bench_run_set_error(BenchRun *r, const char *message)
@@ -107,6 +132,17 @@ static int bench_run_event(BenchRun *r, const char *data, uint64_t now)
         /* Each token is its own chunk; the role chunk before them carries no text. */
         reasoning = nonempty_string(cJSON_GetObjectItemCaseSensitive(delta, "reasoning_content"));
         content = nonempty_string(cJSON_GetObjectItemCaseSensitive(delta, "content"));
+        if (r->collect && reasoning &&
+            text_append(&r->reasoning, &r->reasoning_len,
+                        cJSON_GetObjectItemCaseSensitive(delta, "reasoning_content")->valuestring) <
+                    0) {
+                return -ENOMEM;
+        }
+        if (r->collect && content &&
+            text_append(&r->content, &r->content_len,
+                        cJSON_GetObjectItemCaseSensitive(delta, "content")->valuestring) < 0) {
+                return -ENOMEM;
+        }
         if (reasoning || content) {
                 if (reasoning) {
                         r->reasoning_events++;

@@ -33,7 +33,8 @@ typedef struct BenchTimings {
 } BenchTimings;
 
 #define BENCH_LINE_MAX (1024 * 1024) /* one event line; llama-server's are a few hundred bytes */
-#define BENCH_ERROR_BODY_MAX 4096    /* of a body that is not an event stream, for the message */
+#define BENCH_TEXT_MAX (4 * 1024 * 1024) /* of the content, and of the reasoning, collected */
+#define BENCH_ERROR_BODY_MAX 4096 /* of a body that is not an event stream, for the message */
 
 typedef struct BenchRun {
         unsigned max_tokens;
@@ -46,6 +47,11 @@ typedef struct BenchRun {
         char *error;  /* why it failed (set by an error event, or finish) */
         BenchEnd end; /* set by bench_run_finish() */
 
+        /* the text of the deltas, kept when collect is set (llmctl bench --suite quality) */
+        bool collect;
+        char *content, *reasoning;
+        size_t content_len, reasoning_len;
+
         /* the parser */
         char *line;
         size_t line_len, line_size;
@@ -55,6 +61,8 @@ typedef struct BenchRun {
 
 void bench_run_init(BenchRun *r, unsigned max_tokens, uint64_t start_usec);
 void bench_run_done(BenchRun *r);
+/* Keeps the text of content and reasoning_content deltas from now on. */
+void bench_run_collect(BenchRun *r);
 
 /* Bytes of the response body, arrived at now_usec. -EMSGSIZE for a line beyond BENCH_LINE_MAX,
  * -ENOMEM. */

@@ -19,7 +19,7 @@ void bench_tasks_free(BenchTask *tasks, size_t n)
         free(tasks);
 }
 
-static bool task_name_valid(const char *s)
+bool bench_task_name_valid(const char *s)
 {
         size_t n = strlen(s);
 
@@ -77,7 +77,7 @@ static int task_parse(const char *path, const char *text, BenchTask *ret, char *
         prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");
         max = cJSON_GetObjectItemCaseSensitive(o, "max_tokens");
         sampling = cJSON_GetObjectItemCaseSensitive(o, "sampling");
-        if (!cJSON_IsString(name) || !task_name_valid(name->valuestring)) {
+        if (!cJSON_IsString(name) || !bench_task_name_valid(name->valuestring)) {
                 snprintf(error, size,
                          "%s: \"name\" must be 1 to %d letters, digits, '-', '_' or '.'", path,
                          BENCH_TASK_NAME_MAX);
@@ -260,7 +260,9 @@ char *bench_task_request(const BenchTask *t, const char *model, unsigned max_tok
         cJSON_AddStringToObject(m, "content", t->prompt);
         cJSON_AddNumberToObject(o, "max_tokens", max_tokens);
         cJSON_AddTrueToObject(o, "stream");
-        cJSON_AddNumberToObject(o, "temperature", 0);
+        if (!t->server_sampling) {
+                cJSON_AddNumberToObject(o, "temperature", 0);
+        }
         cJSON_AddFalseToObject(o, "cache_prompt");
         cJSON_ArrayForEach(s, t->sampling) {
                 cJSON_DeleteItemFromObjectCaseSensitive(o, s->string);

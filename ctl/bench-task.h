@@ -24,7 +24,8 @@ typedef struct BenchTask {
         char *path; /* the file it came from */
         char *prompt;
         unsigned max_tokens;
-        cJSON *sampling; /* merged into the request; an object, never NULL */
+        cJSON *sampling;      /* merged into the request; an object, never NULL */
+        bool server_sampling; /* no temperature 0: llama-server's own sampling, or sampling's */
 } BenchTask;
 
 /* 0 with the tasks (none when no folder has any), or -EINVAL/-EMSGSIZE/-ENOMEM with error
@@ -32,6 +33,9 @@ typedef struct BenchTask {
 int bench_tasks_load(char *const *dirs, BenchTask **ret, size_t *ret_n, char *error,
                      size_t error_size);
 void bench_tasks_free(BenchTask *tasks, size_t n);
+/* 1 to BENCH_TASK_NAME_MAX letters, digits, '-', '_' or '.': a column heading, a CSV field, a
+ * JSON key and a folder name. */
+bool bench_task_name_valid(const char *s);
 
 /* The body of one streamed chat completion for model: the task's prompt as the user's message,
  * max_tokens, temperature 0 and cache_prompt false (every run evaluates its prompt afresh),

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <ini.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 
+#include "bench-quality.h"
 #include "bench-report.h"
 #include "bench.h"
 #include "control-protocol.h"
@@ -51,6 +59,16 @@ typedef struct Bench {
 
         char *initial;       /* the active generation model at the start, or NULL */
         bool initial_loaded; /* ... and whether it was loaded (not after llmctl stop) */
+
+        /* --suite quality */
+        bool quality;
+        char **dirs; /* the bench.d folders */
+        QualityTask *qtasks;
+        size_t n_qtasks;
+        QualityReport qreport;
+        char *qlib;    /* quality/_lib of the first bench.d folder that has one */
+        char *scratch; /* where runs are made when --keep is not given; removed at the end */
+        FILE *raw;     /* the response as it came, with --keep */
 
         /* the progress line, on stderr when it is a terminal */
         bool progress;
@@ -291,6 +309,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata)
         Bench *b = userdata;
 
         b->data_usec = now_usec(CLOCK_MONOTONIC);
+        if (b->raw) {
+                (void) fwrite(data, size, n, b->raw);
+        }
         if (bench_run_feed(b->current, data, size * n, b->data_usec) < 0) {
                 return 0; /* CURLE_WRITE_ERROR */
         }
@@ -367,6 +388,9 @@ static int bench_request(Bench *b, const char *model, const BenchTask *t, unsign
         curl_easy_setopt(b->curl, CURLOPT_POSTFIELDS, body);
         b->curl_error[0] = '\0';
         bench_run_init(run, max_tokens, now_usec(CLOCK_MONOTONIC));
+        if (b->quality) {
+                bench_run_collect(run);
+        }
         b->data_usec = run->start_usec;
         b->timed_out = false;
         b->current = run;
@@ -518,11 +542,374 @@ finish:
         return r;
 }
 
+/* ---- --suite quality ---- */
+
+#define QUALITY_BWRAP "/usr/bin/bwrap"
+/* What model-written code may take: memory (RLIMIT_DATA, which counts the heap and private
+ * writable mappings, not address space reserved without access: node's WebAssembly reserves
+ * 10 GiB of that for fetch() alone), the size of a file it writes, and CPU time beyond the
+ * check's own timeout. */
+#define QUALITY_LIMIT_DATA (4ULL * 1024 * 1024 * 1024)
+#define QUALITY_LIMIT_FSIZE (64ULL * 1024 * 1024)
+
+static int quality_load(Bench *b)
+{
+        _cleanup_free_ char *missing = NULL;
+        char error[512];
+        bool oom;
+        int r;
+
+        r = quality_tasks_load(b->dirs, &b->qtasks, &b->n_qtasks, error, sizeof(error));
+        if (r < 0) {
+                return fail(EXIT_USAGE, "%s", error);
+        }
+        if (b->n_qtasks == 0) {
+                _cleanup_free_ char *where = strv_join(b->dirs, ", ");
+
+                return fail(EXIT_USAGE, "no quality tasks (quality/*/task.json) in %s",
+                            where ? where : "the bench.d folders");
+        }
+        STRV_FOREACH(d, b->dirs) {
+                _cleanup_free_ char *lib = NULL;
+
+                if (asprintf(&lib, "%s/quality/_lib", *d) < 0) {
+                        return fail(EXIT_USAGE, "out of memory");
+                }
+                if (access(lib, R_OK | X_OK) == 0) {
+                        b->qlib = TAKE_PTR(lib);
+                        break;
+                }
+        }
+        /* Before anything runs: a missing package would otherwise fail a task halfway. */
+        missing = quality_missing_packages(b->qtasks, b->n_qtasks, QUALITY_BWRAP, &oom);
+        if (oom) {
+                return fail(EXIT_USAGE, "out of memory");
+        }
+        if (missing) {
+                return fail(EXIT_USAGE,
+                            "the quality suite needs these Debian packages, which are missing: "
+                            "%s (apt install %s)",
+                            missing, missing);
+        }
+        return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        (void) (type == FTW_DP ? rmdir(path) : unlink(path));
+        return 0;
+}
+
+static int rm_open_up(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        if (type == FTW_D || type == FTW_DNR) {
+                (void) chmod(path, 0700); /* model-written code may have taken it away */
+        }
+        return 0;
+}
+
+static void rm_tree(const char *path)
+{
+        (void) nftw(path, rm_open_up, 16, FTW_PHYS);
+        (void) nftw(path, rm_entry, 16, FTW_PHYS | FTW_DEPTH);
+}
+
+static int mkdir_parents(const char *path)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p) {
+                return -ENOMEM;
+        }
+        for (char *s = p + 1; *s; s++) {
+                if (*s == '/') {
+                        *s = '\0';
+                        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+                                return -errno;
+                        }
+                        *s = '/';
+                }
+        }
+        return mkdir(p, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+static int write_text(const char *dir, const char *name, const char *text)
+{
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", dir, name) < 0) {
+                return -ENOMEM;
+        }
+        return write_file_atomic(path, text ? text : "", 0644);
+}
+
+/* A model's name as a folder name: what is not plain becomes '_'. */
+static char *folder_name(const char *s)
+{
+        char *n = strdup(s);
+
+        for (char *p = n; p && *p; p++) {
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.",
+                            *p)) {
+                        *p = '_';
+                }
+        }
+        if (n && n[0] == '.') {
+                n[0] = '_';
+        }
+        return n;
+}
+
+/* Runs the task's check in the sandbox on work/; its output goes to dir/check.out and
+ * dir/check.err. Sets res->error where it could not run or ran out of time. */
+static int quality_check(Bench *b, const QualityTask *t, const char *dir, const char *work,
+                         QualityResult *res)
+{
+        _cleanup_strv_free_ char **argv =
+                quality_sandbox_argv(QUALITY_BWRAP, b->qlib, t->dir, work);
+        _cleanup_free_ char *out_path = NULL, *err_path = NULL, *output = NULL;
+        uint64_t deadline;
+        int status = 0, pidfd, r;
+        bool timed_out = false;
+        pid_t pid;
+
+        if (!argv || asprintf(&out_path, "%s/check.out", dir) < 0 ||
+            asprintf(&err_path, "%s/check.err", dir) < 0) {
+                return -ENOMEM;
+        }
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid < 0) {
+                return -errno;
+        }
+        if (pid == 0) {
+                struct rlimit data = { QUALITY_LIMIT_DATA, QUALITY_LIMIT_DATA };
+                struct rlimit fsize = { QUALITY_LIMIT_FSIZE, QUALITY_LIMIT_FSIZE };
+                struct rlimit cpu = { t->timeout * 2, t->timeout * 2 };
+                int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+                if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+                    dup2(err, 2) < 0) {
+                        _exit(127);
+                }
+                signal(SIGINT, SIG_IGN); /* llmctl ends it on Ctrl-C */
+                (void) setrlimit(RLIMIT_DATA, &data);
+                (void) setrlimit(RLIMIT_FSIZE, &fsize);
+                (void) setrlimit(RLIMIT_CPU, &cpu);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        deadline = now_usec(CLOCK_MONOTONIC) + t->timeout * USEC_PER_SEC;
+        for (;;) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                struct pollfd p = { .fd = pidfd, .events = POLLIN };
+                pid_t w = waitpid(pid, &status, WNOHANG);
+
+                if (w == pid) {
+                        break;
+                }
+                if (bench_interrupted || now >= deadline) {
+                        /* bwrap's pid 1 and all under it die with it (--die-with-parent) */
+                        timed_out = !bench_interrupted;
+                        kill(pid, SIGKILL);
+                        (void) waitpid(pid, &status, 0);
+                        break;
+                }
+                /* without a pidfd (an old kernel), look again every 50 ms */
+                (void) poll(
+                        &p, pidfd >= 0 ? 1 : 0,
+                        (int) MIN((deadline - now) / USEC_PER_MSEC + 1, pidfd >= 0 ? 1000 : 50));
+        }
+        if (pidfd >= 0) {
+                close(pidfd);
+        }
+        if (bench_interrupted) {
+                return EXIT_INTERRUPTED;
+        }
+        if (timed_out) {
+                char m[96];
+
+                snprintf(m, sizeof(m), "the check timed out after %u s", t->timeout);
+                res->error = strdup(m);
+                return res->error ? 0 : -ENOMEM;
+        }
+        r = read_file(out_path, 0, QUALITY_CHECK_OUTPUT_MAX, &output);
+        if (r < 0 && r != -ENOENT) {
+                res->error = strdup("the check's output is too large");
+                return res->error ? 0 : -ENOMEM;
+        }
+        r = quality_check_parse(output, res);
+        if (r == -ENOMEM) {
+                return r;
+        }
+        if (r < 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+                char *m;
+
+                if (asprintf(&m, "%s (it %s %d; see check.err with --keep)", res->error,
+                             WIFEXITED(status) ? "exited with" : "was killed by signal",
+                             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)) < 0) {
+                        return -ENOMEM;
+                }
+                free(res->error);
+                res->error = m;
+        }
+        return 0;
+}
+
+/* One run of a task: the request, the answer, the check. Returns 0 (whatever it scored), or an
+ * exit code that ends the bench. */
+static int quality_run(Bench *b, const BenchModel *m, const QualityTask *t, unsigned k,
+                       const char *dir, QualityResult *res)
+{
+        _cleanup_free_ char *work = NULL, *request = NULL;
+        QualityAnswer a = {};
+        BenchRun run = {};
+        int r;
+
+        *res = (QualityResult) { .ran = true, .score = NAN };
+        if (asprintf(&work, "%s/work", dir) < 0) {
+                return fail(EXIT_USAGE, "out of memory");
+        }
+        rm_tree(dir); /* a --keep folder of an earlier bench */
+        r = mkdir_parents(work);
+        if (r < 0) {
+                errno = -r;
+                return fail(EXIT_USAGE, "cannot make %s: %m", work);
+        }
+        request = bench_task_request(&t->base, m->name, t->base.max_tokens);
+        if (!request || write_text(dir, "request.json", request) < 0) {
+                return fail(EXIT_USAGE, "cannot write %s/request.json", dir);
+        }
+        if (b->cl->args.keep) {
+                _cleanup_free_ char *raw = NULL;
+
+                if (asprintf(&raw, "%s/response.sse", dir) < 0) {
+                        return fail(EXIT_USAGE, "out of memory");
+                }
+                b->raw = fopen(raw, "we");
+        }
+        r = bench_request(b, m->name, &t->base, t->base.max_tokens, &run);
+        if (b->raw) {
+                fclose(b->raw);
+                b->raw = NULL;
+        }
+        if (r != 0) {
+                bench_run_done(&run);
+                return r;
+        }
+        res->end = run.end;
+        res->tokens = bench_run_tokens(&run);
+        if (run.end == BENCH_END_ERROR || run.end == BENCH_END_TIMEOUT) {
+                res->error = strdup(run.error ? run.error : "the request failed");
+                bench_run_done(&run);
+                return res->error ? 0 : fail(EXIT_USAGE, "out of memory");
+        }
+        r = quality_extract(run.content, run.reasoning, &a);
+        bench_run_done(&run);
+        if (r < 0) {
+                return fail(EXIT_USAGE, "out of memory");
+        }
+        res->from = a.from;
+        res->thinking_cut = a.thinking_cut;
+        r = write_text(work, "answer.md", a.text);
+        quality_answer_done(&a);
+        if (r < 0) {
+                errno = -r;
+                return fail(EXIT_USAGE, "cannot write %s/answer.md: %m", work);
+        }
+        r = quality_check(b, t, dir, work, res);
+        if (r == EXIT_INTERRUPTED) {
+                return r;
+        }
+        if (r < 0) {
+                errno = -r;
+                return fail(EXIT_USAGE, "cannot run the check of %s: %m", t->base.name);
+        }
+        if (res->check && b->cl->args.keep) {
+                _cleanup_free_ char *line = cJSON_Print(res->check);
+
+                (void) write_text(dir, "score.json", line);
+        }
+        return 0;
+}
+
+/* The quality tasks of model i, --runs times each. */
+static int quality_model(Bench *b, size_t i, const char *label)
+{
+        const BenchModel *m = &b->report.models[i];
+        _cleanup_free_ char *folder = folder_name(m->name);
+        unsigned n_runs = b->report.n_runs;
+
+        b->qreport.results[i] = calloc(b->n_qtasks * n_runs, sizeof(QualityResult));
+        if (!b->qreport.results[i] || !folder) {
+                return fail(EXIT_USAGE, "out of memory");
+        }
+        for (size_t t = 0; t < b->n_qtasks; t++) {
+                for (unsigned k = 0; k < n_runs; k++) {
+                        _cleanup_free_ char *dir = NULL;
+                        int r;
+
+                        if (asprintf(&dir, "%s/%s/%s/run-%u",
+                                     b->cl->args.keep ? b->cl->args.keep : b->scratch, folder,
+                                     b->qtasks[t].base.name, k + 1) < 0) {
+                                return fail(EXIT_USAGE, "out of memory");
+                        }
+                        progress_set(b, "%s: %s run %u of %u", label, b->qtasks[t].base.name, k + 1,
+                                     n_runs);
+                        r = quality_run(b, m, &b->qtasks[t], k, dir,
+                                        &b->qreport.results[i][t * n_runs + k]);
+                        if (!b->cl->args.keep) {
+                                rm_tree(dir);
+                        }
+                        if (r != 0) {
+                                return r;
+                        }
+                }
+        }
+        return 0;
+}
+
+static int quality_setup(Bench *b)
+{
+        b->qreport = (QualityReport) {
+                .speed = &b->report,
+                .tasks = b->qtasks,
+                .n_tasks = b->n_qtasks,
+                .results = calloc(b->report.n_models, sizeof(QualityResult *)),
+        };
+        if (!b->qreport.results) {
+                return fail(EXIT_USAGE, "out of memory");
+        }
+        if (b->cl->args.keep) {
+                int r = mkdir_parents(b->cl->args.keep);
+
+                if (r < 0) {
+                        errno = -r;
+                        return fail(EXIT_USAGE, "--keep %s: %m", b->cl->args.keep);
+                }
+                return 0;
+        }
+        const char *tmp = getenv("TMPDIR");
+
+        if (asprintf(&b->scratch, "%s/llmctl-bench-XXXXXX", isempty(tmp) ? "/tmp" : tmp) < 0) {
+                b->scratch = NULL;
+                return fail(EXIT_USAGE, "out of memory");
+        }
+        if (!mkdtemp(b->scratch)) {
+                return fail(EXIT_USAGE, "cannot make %s: %m", b->scratch);
+        }
+        return 0;
+}
+
 /* ---- the tasks ---- */
 
 static int bench_load_tasks(Bench *b)
 {
-        _cleanup_strv_free_ char **dirs = NULL;
+        char **dirs = NULL;
         char error[512];
         int r;
 
@@ -552,6 +939,7 @@ static int bench_load_tasks(Bench *b)
                         r = -ENOMEM;
                 }
         }
+        b->dirs = dirs;
         if (r < 0) {
                 return fail(EXIT_USAGE, "out of memory");
         }
@@ -565,7 +953,7 @@ static int bench_load_tasks(Bench *b)
                 return fail(EXIT_USAGE, "no bench tasks (*.json) in %s",
                             where ? where : "the bench.d folders");
         }
-        return 0;
+        return b->quality ? quality_load(b) : 0;
 }
 
 /* ---- the whole bench ---- */
@@ -613,7 +1001,7 @@ static int bench_model(Bench *b, size_t index)
                         }
                 }
         }
-        return 0;
+        return b->quality ? quality_model(b, index, label) : 0;
 }
 
 /* Makes the model active at the start active again (and unloaded, if it was). Not
@@ -655,6 +1043,13 @@ static bool bench_any_failure(const Bench *b)
                                 return true;
                         }
                 }
+                for (size_t j = 0; b->quality && j < b->n_qtasks * b->report.n_runs; j++) {
+                        const QualityResult *q = &b->qreport.results[i][j];
+
+                        if (q->end == BENCH_END_ERROR || q->end == BENCH_END_TIMEOUT) {
+                                return true;
+                        }
+                }
         }
         return false;
 }
@@ -664,15 +1059,20 @@ static int bench_output(Bench *b)
         const char *output = b->cl->args.output;
         int r;
 
-        bench_report_sort(&b->report);
-        r = bench_report_print(&b->report, b->format, stdout);
+        if (b->quality) {
+                r = quality_report_print(&b->qreport, b->format, stdout);
+        } else {
+                bench_report_sort(&b->report);
+                r = bench_report_print(&b->report, b->format, stdout);
+        }
         if (r < 0) {
                 errno = -r;
                 return fail(EXIT_USAGE, "cannot print the report: %m");
         }
         /* After the report: a file that cannot be written loses nothing that was measured. */
         if (output) {
-                _cleanup_json_ cJSON *j = bench_report_json(&b->report);
+                _cleanup_json_ cJSON *j = b->quality ? quality_report_json(&b->qreport)
+                                                     : bench_report_json(&b->report);
                 _cleanup_free_ char *s = j ? cJSON_Print(j) : NULL;
                 _cleanup_free_ char *text = s ? strjoin2(s, "\n") : NULL;
 
@@ -711,6 +1111,7 @@ int bench_main(Client *cl)
                 .report.n_runs = cl->args.runs ? cl->args.runs : BENCH_DEFAULT_RUNS,
                 .timeout = cl->args.timeout ? cl->args.timeout : BENCH_DEFAULT_TIMEOUT_SEC,
                 .progress = isatty(STDERR_FILENO),
+                .quality = cl->args.suite && streq(cl->args.suite, "quality"),
         };
         int r, k;
 
@@ -737,6 +1138,9 @@ int bench_main(Client *cl)
         }
         if (r == 0) {
                 r = bench_curl_init(&b, b.report.url);
+        }
+        if (r == 0 && b.quality) {
+                r = quality_setup(&b);
         }
         for (size_t i = 0; r == 0 && i < b.report.n_models; i++) {
                 r = bench_model(&b, i);
@@ -772,8 +1176,16 @@ int bench_main(Client *cl)
                 curl_easy_cleanup(b.curl);
         }
         curl_global_cleanup();
+        if (b.scratch) {
+                rm_tree(b.scratch);
+                free(b.scratch);
+        }
+        quality_report_done(&b.qreport);
+        free(b.qlib);
+        quality_tasks_free(b.qtasks, b.n_qtasks);
         bench_report_done(&b.report);
         bench_tasks_free(b.tasks, b.n_tasks);
+        strv_free(b.dirs);
         free(b.initial);
         return r;
 }

@@ -16,6 +16,8 @@ enum {
         ARG_URL,
         ARG_TIMEOUT,
         ARG_LISTEN,
+        ARG_SUITE,
+        ARG_KEEP,
 };
 
 const struct option llmctl_options[] = {
@@ -30,6 +32,8 @@ const struct option llmctl_options[] = {
         { "url", required_argument, NULL, ARG_URL },
         { "timeout", required_argument, NULL, ARG_TIMEOUT },
         { "listen", required_argument, NULL, ARG_LISTEN },
+        { "suite", required_argument, NULL, ARG_SUITE },
+        { "keep", required_argument, NULL, ARG_KEEP },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, ARG_VERSION },
         {},
@@ -68,6 +72,8 @@ void llmctl_help(FILE *f)
                 "  --tasks DIR        bench: the tasks in DIR instead of the bench.d folders\n"
                 "  --url URL          bench: llmd's HTTP endpoint (default: from its [llmd] listen)\n"
                 "  --timeout SEC      bench: give a run up after SEC seconds without a byte (default %u)\n"
+                "  --suite SUITE      bench: speed (default) or quality (the twelve-task benchmark)\n"
+                "  --keep DIR         bench --suite quality: keep every request, response and check in DIR\n"
                 "  --listen ADDRESS   fleet: where HAProxy listens (default :8080)\n"
                 "  -h, --help         show this help\n\n"
                 "Exit status: 0 ok; 1 usage or connection error; 2 llmd refused or failed;\n"
@@ -143,6 +149,19 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                         }
                         bench_option = true;
                         break;
+                case ARG_SUITE:
+                        if (!streq(optarg, "speed") && !streq(optarg, "quality")) {
+                                snprintf(error, size, "--suite: '%s' is not speed or quality",
+                                         optarg);
+                                return -EINVAL;
+                        }
+                        a.suite = optarg;
+                        bench_option = true;
+                        break;
+                case ARG_KEEP:
+                        a.keep = optarg;
+                        bench_option = true;
+                        break;
                 case ARG_LISTEN:
                         a.listen = optarg;
                         break;
@@ -193,7 +212,12 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
         if (bench_option && a.verb->id != VERB_BENCH) {
                 snprintf(
                         error, size,
-                        "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
+                        "--runs, --format, --output, --tasks, --url, --timeout, --suite and --keep "
+                        "go with bench only");
+                return -EINVAL;
+        }
+        if (a.keep && !(a.suite && streq(a.suite, "quality"))) {
+                snprintf(error, size, "--keep goes with --suite quality only");
                 return -EINVAL;
         }
         if (a.listen && a.verb->id != VERB_FLEET) {

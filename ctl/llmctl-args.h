@@ -60,6 +60,8 @@ typedef struct LlmctlArgs {
         const char *tasks;  /* a folder of tasks instead of the bench.d folders */
         const char *url;    /* llmd's HTTP endpoint instead of its [llmd] listen */
         unsigned timeout;   /* seconds without a byte before a run is given up; 0: default */
+        const char *suite;  /* "speed" (NULL) or "quality" */
+        const char *keep;   /* quality: keep every request, response, answer and check here */
         /* fleet */
         const char *listen; /* HAProxy's bind address; NULL: ":8080" */
 } LlmctlArgs;

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "sim-apis.h"
+#include "sim-canned.h"
 #include "sim-infer.h"
 #include "sim-json.h"
 #include "sim-lockstep.h"
@@ -86,6 +87,7 @@ static void infer_job_free(struct infer_job *j)
                 free(j->queue[(j->queue_head + i) % INFER_QUEUE_MAX].sse);
         }
         lockstep_free(j->lock);
+        canned_free(j->canned);
         free(j->prompt);
         free(j->text);
         free(j->reasoning);
@@ -311,6 +313,9 @@ static double infer_prompt_ms(const struct infer_job *j)
 /* LLAMA_SIM_EOS_AFTER_TOKENS: the model has written its end-of-generation token. */
 static bool infer_eos(const struct infer_job *j)
 {
+        if (j->canned && j->n_decoded >= j->canned->n_words) {
+                return true;
+        }
         return sim_config.eos_after_tokens >= 0 && j->n_decoded >= sim_config.eos_after_tokens;
 }
 
@@ -644,6 +649,9 @@ static int infer_wait_event(struct infer_job *j)
 
 static enum infer_kind infer_kind_of(const struct infer_job *j, int i)
 {
+        if (j->canned) {
+                return i < j->canned->n_reasoning ? INFER_REASONING : INFER_CONTENT;
+        }
         if (!j->think) {
                 return INFER_CONTENT;
         }
@@ -687,13 +695,15 @@ static int infer_next_token(struct infer_job *j, const char **ret_word, enum inf
         }
         switch (kind) {
         case INFER_REASONING:
-                word = infer_think_words[j->n_decoded % ELEMENTSOF(infer_think_words)];
+                word = j->canned ? j->canned->words[j->n_decoded]
+                                 : infer_think_words[j->n_decoded % ELEMENTSOF(infer_think_words)];
                 r = infer_append(&j->reasoning, &j->reasoning_len, word);
                 break;
         case INFER_CONTENT: {
                 int i = j->think ? j->n_decoded - j->n_think - 1 : j->n_decoded;
 
-                word = infer_words[i % (int) ELEMENTSOF(infer_words)];
+                word = j->canned ? j->canned->words[j->n_decoded]
+                                 : infer_words[i % (int) ELEMENTSOF(infer_words)];
                 r = infer_append(&j->text, &j->text_len, word);
                 break;
         }
@@ -1321,6 +1331,10 @@ enum MHD_Result infer_chat(struct http_request *req)
                 return r;
         }
         infer_setup_thinking(j, body, -1);
+        j->canned = canned_find(messages);
+        if (j->canned && j->canned->n_reasoning > 0) {
+                j->think = true; /* the answer has reasoning_content */
+        }
         j->n_prompt = infer_count_chat_prompt(messages);
         if (j->n_prompt < 1) {
                 j->n_prompt = 1;

@@ -90,7 +90,8 @@ struct infer_job {
         double temperature;
         const char *reasoning_format;
         bool think;
-        int n_think; /* reasoning tokens before the hidden one */
+        int n_think;           /* reasoning tokens before the hidden one */
+        struct canned *canned; /* LLAMA_SIM_CANNED's answer, or NULL */
         char id[48];
         long long created;
         char *prompt;

@@ -35,6 +35,10 @@ The simulator's knobs, all environment variables:
   LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request_start, request,
                                    signal, fault, exit)
   LLAMA_SIM_MARKER=S               copied into the start record's env_marker
+  LLAMA_SIM_CANNED=FILE            a JSON array of {"match", "content", "reasoning_content"}:
+                                   a chat request whose messages contain "match" is answered
+                                   with that reasoning, then that content (tokens end after
+                                   each blank), ending with "stop"; read on every request
 
 Records of requests: "request_start" when the body is complete (method, path, body_bytes,
 body_sha256, model, stream) and "request" when it ends (the same, plus status, tokens_sent, and
@@ -1724,6 +1728,35 @@ def test_reasoning_nonstream(tmp):
     check(list(m) == ["role", "content", "reasoning_content"], f"message {m}")
     check(m["content"] == text_of(4) and m["reasoning_content"] == "Thinking it", f"{m}")
     check(o["usage"]["completion_tokens"] == 7, "completion_tokens")
+
+
+def test_canned(tmp):
+    """LLAMA_SIM_CANNED: a chat whose messages contain "match" gets that answer, reasoning
+    first, ending with "stop"; another chat gets the made-up words."""
+    path = os.path.join(tmp, "canned.json")
+    with open(path, "w") as f:
+        json.dump([{"match": "MARK-1", "content": "def f():\n    return 1\n",
+                    "reasoning_content": "I think so"}], f)
+    sim = Sim(tmp, env={"LLAMA_SIM_LOAD_MS": "20", "LLAMA_SIM_TOKEN_MS": "0",
+                        "LLAMA_SIM_CANNED": path})
+    sim.wait_ready()
+    body = chat(max_tokens=50, messages=[{"role": "user", "content": "say MARK-1 now"}])
+    m = sim.request("POST", "/v1/chat/completions", body).json()
+    msg = m["choices"][0]["message"]
+    check(msg["content"] == "def f():\n    return 1\n" and
+          msg["reasoning_content"] == "I think so" and
+          m["choices"][0]["finish_reason"] == "stop", f"{m}")
+    # streamed: the same text, token by token
+    st = raw_stream(sim, "/v1/chat/completions", dict(body, stream=True))
+    check(st.wait_end(), "not ended")
+    deltas = [json.loads(e)["choices"][0]["delta"] for e in st.events() if e != "[DONE]"]
+    check("".join(x.get("content") or "" for x in deltas) == "def f():\n    return 1\n" and
+          "".join(x.get("reasoning_content") or "" for x in deltas) == "I think so", f"{deltas}")
+    # the file is read on each request; a chat without the marker is made up
+    with open(path, "w") as f:
+        json.dump([], f)
+    m = sim.request("POST", "/v1/chat/completions", body).json()
+    check(m["choices"][0]["message"]["content"] == text_of(50), f"{m}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "bench-quality.h"
 #include "bench-report.h"
 #include "fileio.h"
+#include "strv.h"
 #include "tests.h"
 
 #define MS USEC_PER_MSEC
@@ -535,3 +537,180 @@ TEST(shipped_tasks)
 }
 
 TEST_MAIN()
+
+/* ---- --suite quality ---- */
+
+static void extract(const char *content, const char *reasoning, const char *text, QualityFrom from,
+                    bool cut)
+{
+        QualityAnswer a;
+
+        check_inteq(quality_extract(content, reasoning, &a), 0);
+        check_streq(a.text, text);
+        check_inteq(a.from, from);
+        check_inteq(a.thinking_cut, cut);
+        quality_answer_done(&a);
+}
+
+TEST(quality_extract_thinking)
+{
+        /* closed blocks go, the answer stays */
+        extract("<think>draft ```python\nx(\n```</think>\nThe answer.", NULL, "\nThe answer.",
+                QUALITY_FROM_CONTENT, false);
+        extract("A<think>1</think>B<think>2</think>C", "", "ABC", QUALITY_FROM_CONTENT, false);
+        /* cut off by the token limit: nothing of the block reaches the answer */
+        extract("Intro. <think>I will write ```python\nprint(1)\n```", NULL, "Intro. ",
+                QUALITY_FROM_CONTENT, true);
+        extract("<think>only thinking, never closed", NULL, "", QUALITY_FROM_NOTHING, true);
+        /* the template opened the block in the prompt: a lone </think> ends it */
+        extract("reasoning here</think>\nanswer", NULL, "\nanswer", QUALITY_FROM_CONTENT, false);
+}
+
+TEST(quality_extract_reasoning_fallback)
+{
+        /* everything in reasoning_content: that is the answer, and it is said */
+        extract("", "```python\nprint(1)\n```", "```python\nprint(1)\n```", QUALITY_FROM_REASONING,
+                false);
+        extract(NULL, "the answer", "the answer", QUALITY_FROM_REASONING, false);
+        extract(" \n", "the answer", "the answer", QUALITY_FROM_REASONING, false);
+        /* content that says something wins over reasoning_content */
+        extract("the answer", "thinking", "the answer", QUALITY_FROM_CONTENT, false);
+        /* an unclosed block in content, the answer in reasoning_content */
+        extract("<think>cut", "the answer", "the answer", QUALITY_FROM_REASONING, true);
+        extract("", "", "", QUALITY_FROM_NOTHING, false);
+}
+
+TEST(quality_check_parse)
+{
+        QualityResult r = { .score = NAN };
+
+        check_inteq(quality_check_parse("noise\n{\"score\": 94, \"items\": [{\"name\": \"a\", "
+                                        "\"points\": 0, \"max\": 1}]}\n\n",
+                                        &r),
+                    0);
+        check(r.score == 94 && r.check && !r.error);
+        quality_result_done(&r);
+        r = (QualityResult) { .score = NAN };
+        check_inteq(quality_check_parse("", &r), -EINVAL);
+        check_streq(r.error, "the check printed nothing");
+        quality_result_done(&r);
+        r = (QualityResult) { .score = NAN };
+        check_inteq(quality_check_parse("{\"score\": 101, \"items\": []}", &r), -EINVAL);
+        check(isnan(r.score) && r.error);
+        quality_result_done(&r);
+        r = (QualityResult) { .score = NAN };
+        check_inteq(quality_check_parse("{\"score\": 5, \"items\": [{\"name\": \"a\", "
+                                        "\"points\": 2, \"max\": 1}]}",
+                                        &r),
+                    -EINVAL);
+        quality_result_done(&r);
+        r = (QualityResult) { .score = NAN };
+        check_inteq(quality_check_parse("{\"score\": 5}\nTraceback: boom", &r), -EINVAL);
+        check_streq(r.error, "the check's last line is not a JSON object");
+        quality_result_done(&r);
+}
+
+static bool argv_has(char **argv, const char *a, const char *b)
+{
+        for (size_t i = 0; argv[i]; i++) {
+                if (streq(argv[i], a) && (!b || (argv[i + 1] && streq(argv[i + 1], b)))) {
+                        return true;
+                }
+        }
+        return false;
+}
+
+TEST(quality_sandbox_argv)
+{
+        char **argv = quality_sandbox_argv("/usr/bin/bwrap", "/lib/q", "/t", "/w/work");
+        size_t n = strv_length(argv);
+
+        check(argv && streq(argv[0], "/usr/bin/bwrap"));
+        /* no network (--unshare-all takes it), and nothing outlives llmctl */
+        check(argv_has(argv, "--unshare-all", NULL) && argv_has(argv, "--die-with-parent", NULL));
+        check(!argv_has(argv, "--share-net", NULL));
+        check(argv_has(argv, "--ro-bind", "/usr") && argv_has(argv, "--bind", "/w/work"));
+        check(argv_has(argv, "--ro-bind", "/t") && argv_has(argv, "--ro-bind", "/lib/q"));
+        /* the one writable bind is the work folder; nothing of /home, /run or / itself */
+        for (size_t i = 0; argv[i]; i++) {
+                check(!streq(argv[i], "/home") && !streq(argv[i], "/run") &&
+                      !streq(argv[i], "/var"));
+                if (streq(argv[i], "--bind") || streq(argv[i], "--ro-bind")) {
+                        check(!streq(argv[i + 1], "/"));
+                }
+                check(!streq(argv[i], "--bind") || streq(argv[i + 1], "/w/work"));
+        }
+        /* read-only after the last mount, then the check */
+        check(n >= 3 && streq(argv[n - 3], "--remount-ro") && streq(argv[n - 2], "/") &&
+              streq(argv[n - 1], "/task/check"));
+        strv_free(argv);
+}
+
+TEST(quality_scores_median_and_weights)
+{
+        /* two models, one coding and one tools task, three runs each, no speed tasks */
+        QualityTask tasks[2] = {
+                { .base.name = (char *) "code", .category = QUALITY_CODING },
+                { .base.name = (char *) "tool", .category = QUALITY_TOOLS },
+        };
+        BenchModel models[2] = { { .name = (char *) "a" }, { .name = (char *) "b" } };
+        BenchReport speed = { .n_runs = 3, .models = models, .n_models = 2 };
+        QualityResult ra[6] = {
+                /* code: 10, a check that failed (counts 0), 90: the median is 10 */
+                { .ran = true, .score = 10 },
+                { .ran = true, .score = NAN },
+                { .ran = true, .score = 90 },
+                /* tool: 50 three times */
+                { .ran = true, .score = 50 },
+                { .ran = true, .score = 50 },
+                { .ran = true, .score = 50 },
+        };
+        QualityResult rb[6] = {
+                { .ran = true, .score = 100 }, { .ran = true, .score = 100 },
+                { .ran = true, .score = 100 }, { .ran = true, .score = 0 },
+                { .ran = true, .score = 0 },   { .ran = true, .score = 0 },
+        };
+        QualityResult *results[2] = { ra, rb };
+        QualityReport r = { .speed = &speed, .tasks = tasks, .n_tasks = 2, .results = results };
+        QualityScores s;
+
+        quality_scores(&r, 0, &s);
+        check(s.task[0] == 10 && s.task[1] == 50);
+        check(s.category[QUALITY_CODING] == 10 && s.category[QUALITY_TOOLS] == 50);
+        /* no reasoning task and no speed task: those leave the total, the rest keep their
+         * weights (40 and 20) */
+        check(isnan(s.category[QUALITY_REASONING]));
+        check(fabs(s.total - (0.4 * 10 + 0.2 * 50) / 0.6) < 1e-9);
+        check(s.rank == 2);
+        quality_scores(&r, 1, &s);
+        check(fabs(s.total - 0.4 * 100 / 0.6) < 1e-9 && s.rank == 1);
+}
+
+TEST(quality_shipped_tasks)
+{
+        char *dirs[] = { (char *) BENCH_TASKS_DIR, NULL }, error[512];
+        QualityTask *t;
+        size_t n;
+        bool oom;
+        _cleanup_free_ char *body = NULL, *missing = NULL;
+
+        /* The ten the package installs, by name; _lib is no task. */
+        check_inteq(quality_tasks_load(dirs, &t, &n, error, sizeof(error)), 0);
+        check_inteq(n, 10);
+        check_streq(t[0].base.name, "1.1-todo");
+        check_inteq(t[0].category, QUALITY_CODING);
+        check_streq(t[3].base.name, "2.1-bug-fix");
+        /* the given files follow the prompt, each under its name */
+        check(strstr(t[3].base.prompt, "`auth.js`:\n\n```\n") &&
+              strstr(t[3].base.prompt, "X-Auth-Token"));
+        check_inteq(t[5].category, QUALITY_REASONING);
+        check_streq(t[9].base.name, "4.2-tool-sequencing");
+        check_inteq(t[9].category, QUALITY_TOOLS);
+        /* no temperature 0: the model samples as its profile says */
+        body = bench_task_request(&t[0].base, "m", t[0].base.max_tokens);
+        check(body && !strstr(body, "temperature"));
+        /* what is missing is named by package */
+        missing = quality_missing_packages(t, n, "/nonexistent/bwrap", &oom);
+        check(!oom && missing && startswith(missing, "bubblewrap"));
+        quality_tasks_free(t, n);
+}

@@ -105,7 +105,15 @@ TEST(bench)
         check_inteq(parse(&a, e, "bench", "--timeout", "0", NULL), -EINVAL);
         check_inteq(parse(&a, e, "status", "--runs", "2", NULL), -EINVAL);
         check_streq(e,
-                    "--runs, --format, --output, --tasks, --url and --timeout go with bench only");
+                    "--runs, --format, --output, --tasks, --url, --timeout, --suite and --keep "
+                    "go with bench only");
+        check_inteq(parse(&a, e, "bench", "--suite", "quality", "--keep", "k", NULL), 0);
+        check_streq(a.suite, "quality");
+        check_streq(a.keep, "k");
+        check_inteq(parse(&a, e, "bench", "--suite", "fast", NULL), -EINVAL);
+        check_streq(e, "--suite: 'fast' is not speed or quality");
+        check_inteq(parse(&a, e, "bench", "--keep", "k", NULL), -EINVAL);
+        check_streq(e, "--keep goes with --suite quality only");
         check_inteq(parse(&a, e, "switch", "qwen", "-o", "x", NULL), -EINVAL);
         check_inteq(parse(&a, e, "bench", "-o", NULL), -EINVAL);
         check_streq(e, "option '-o' needs a value");
