@@ -367,7 +367,7 @@ def test_reader_that_never_reads(d):
     sent = 0
     try:
         v.sock.settimeout(2)
-        while time.monotonic() - t0 < 10 and sent < 5000 * len(call):
+        while time.monotonic() - t0 < 60 and sent < 5000 * len(call):
             sent += v.sock.send(call)
             # Meanwhile others are served.
             if sent % (50 * len(call)) < len(call):
@@ -375,8 +375,10 @@ def test_reader_that_never_reads(d):
     except (BrokenPipeError, ConnectionResetError, socket.timeout):
         pass
     check(llmctl(d, "status", check_rc=0), "")
+    # The drop comes once its replies fill the buffer: a matter of how many calls llmd has read,
+    # which on a busy machine (or under ASan) takes longer than on a quiet one.
     wait_until(lambda: "reads no replies" in open(d.log_path).read(),
-               "the silent client to be dropped", timeout=10)
+               "the silent client to be dropped", timeout=60)
     check(d.proc.poll() is None, "llmd exited")
 
 
