@@ -222,10 +222,13 @@ class Requests(threading.Thread):
             except (OSError, http.client.HTTPException) as e:
                 st, model = f"{type(e).__name__}", None
             self.log.append((t0, time.monotonic(), st, model))
+            if st != 200:
+                time.sleep(0.01)  # not a busy loop against a server that refuses
 
     def stop(self):
-        self.done.set()
-        self.join()
+        if not self.done.is_set():
+            self.done.set()
+            self.join()
 
     def during(self, t0, t1):
         """The requests that overlapped [t0, t1]: (count, failures, longest seconds)."""
@@ -406,7 +409,7 @@ def start_old_stream(d, max_tokens):
 def part_residency():
     say("\n== residency ==")
     d = Llmd("residency", residency_config(2))
-    rows, mem = [], None
+    rows, mem, reqs = [], None, None
     d.start()
     try:
         d.wait_ready("q4")
@@ -448,6 +451,8 @@ def part_residency():
                                     "end": r["span"][1]}) + "\n")
         listing = d.models()
     finally:
+        if reqs:
+            reqs.stop()
         d.stop()
     by_kind = {}
     for r in rows:
@@ -629,7 +634,8 @@ def prompt_arm(cache_off, n_blocks):
                      f"{f3(back.get('load_sec'))}), cache fields {cache_fields(back)}")
         size, files = du(os.path.join(d.state, "prompt-cache"))
         extra.append(f"on disk in STATE_DIR/prompt-cache after the switch back: {files} files, "
-                     f"{size / GiB:.2f} GiB")
+                     f"{size / GiB:.2f} GiB; `llmctl list` cache fields of f16: "
+                     f"{cache_fields(d.models()['f16'])}")
         turn("next turn after switch away and back", "And step_2_2?")
         d.stop()
         t0 = time.monotonic()
