@@ -597,10 +597,32 @@ def du(path):
     return total, files
 
 
+def size(n):
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
 def cache_fields(r):
-    """The parts of a switch answer about prompt caches, whatever their names."""
+    """What an answer (a switch, a model of `llmctl list`) says about prompt caches: llmd's
+    prompt_cache object in words where it has the shape issue 22 gave it ({saved, restored} or
+    {last_saved, last_restored}, each {count, tokens, bytes, sec}), else every field whose name
+    is about caches, as JSON; "-" when there is none."""
     if not isinstance(r, dict):
         return "-"
+    pc = r.get("prompt_cache")
+
+    def words(x):
+        return (f"{x['count']} slot(s), {x['tokens']} tokens, {size(x['bytes'])} in "
+                f"{x['sec']:.3f} s")
+
+    if "prompt_cache" in r and pc is None:
+        return "none"
+    try:
+        keys = [k for k in ("saved", "restored", "last_saved", "last_restored") if k in pc]
+        if keys:
+            return "; ".join(f"{k.replace('last_', '')} {words(pc[k])}" for k in keys
+                             if pc[k] and pc[k]["count"]) or "nothing saved or restored"
+    except (AttributeError, KeyError, TypeError, ValueError):
+        pass
     xs = {k: v for k, v in r.items() if any(w in k for w in ("cache", "save", "restor"))}
     return json.dumps(xs, separators=(",", ":")) if xs else "-"
 
@@ -611,6 +633,7 @@ def prompt_arm(cache_off, n_blocks):
     d.start()
     rows, extra = [], []
     msgs = agent_messages(n_blocks)
+    cache_dir = os.path.join(d.state, "prompt-cache")
     try:
         d.wait_ready("f16")
 
@@ -626,25 +649,27 @@ def prompt_arm(cache_off, n_blocks):
 
         turn("first turn (cold)", "What does step_0_0 do?")
         turn("next turn, model still loaded", "And step_1_1?")
-        w1, away, _ = d.ctl("switch", "q4")
-        w2, back, _ = d.ctl("switch", "f16")
-        extra.append(f"switch away (evicts f16): {f3(away.get('total_sec'))} s, kind "
-                     f"{away.get('kind')}, cache fields {cache_fields(away)}")
+        _, away, _ = d.ctl("switch", "q4")
+        _, back, _ = d.ctl("switch", "f16")
+        extra.append(f"switch away (evicts f16): {f3(away.get('total_sec'))} s (stop "
+                     f"{f3(away.get('stop_sec'))}), kind {away.get('kind')}; prompt cache: "
+                     f"{cache_fields(away)}")
         extra.append(f"switch back: {f3(back.get('total_sec'))} s (load "
-                     f"{f3(back.get('load_sec'))}), cache fields {cache_fields(back)}")
-        size, files = du(os.path.join(d.state, "prompt-cache"))
-        extra.append(f"on disk in STATE_DIR/prompt-cache after the switch back: {files} files, "
-                     f"{size / GiB:.2f} GiB; `llmctl list` cache fields of f16: "
-                     f"{cache_fields(d.models()['f16'])}")
+                     f"{f3(back.get('load_sec'))}); prompt cache: {cache_fields(back)}")
+        n, files = du(cache_dir)
+        extra.append(f"STATE_DIR/prompt-cache after the switch back: {files} files, {size(n)}")
         turn("next turn after switch away and back", "And step_2_2?")
-        d.stop()
         t0 = time.monotonic()
+        d.stop()
+        t1 = time.monotonic()
         d.start()
         d.wait_ready("f16")
-        extra.append(f"restart of llmd: f16 ready {time.monotonic() - t0:.2f} s after start")
+        extra.append(f"restart of llmd: SIGTERM to exit {t1 - t0:.2f} s, start to f16 ready "
+                     f"{time.monotonic() - t1:.2f} s; `llmctl list` then: "
+                     f"{cache_fields(d.models()['f16'])}")
         turn("next turn after a restart of llmd", "And step_3_3?")
-        size, files = du(os.path.join(d.state, "prompt-cache"))
-        extra.append(f"on disk at the end: {files} files, {size / GiB:.2f} GiB")
+        n, files = du(cache_dir)
+        extra.append(f"STATE_DIR/prompt-cache at the end: {files} files, {size(n)}")
     finally:
         d.stop()
     return rows, extra
