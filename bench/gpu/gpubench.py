@@ -45,12 +45,15 @@ ap.add_argument("--evicting", type=int, default=4, help="evicting switches (defa
 ap.add_argument("--ctx", type=int, default=8192, help="ctx-size of the residency models")
 ap.add_argument("--prompt-tokens", type=int, default=30000)
 ap.add_argument("--prompt-ctx", type=int, default=32768, help="ctx-size of the prompt part")
-ap.add_argument("--stream-runs", type=int, default=10)
-ap.add_argument("--stream-tokens", type=int, default=512)
+ap.add_argument("--stream-runs", type=int, default=8)
+ap.add_argument("--stream-tokens", type=int, default=400)
 ap.add_argument("--flags", default="n-gpu-layers = 999",
                 help="llama-server flags for every model, as config lines separated by ';'")
 ap.add_argument("--work", default=None, help="state, runtime and logs (default: a temporary dir)")
 ap.add_argument("--out", default=None, help="also write the tables here, as Markdown")
+ap.add_argument("--deadline", type=float, default=None,
+                help="a time (seconds since the epoch) by which to end: a part that would not "
+                     "is not begun")
 opts = ap.parse_args()
 
 LLMD = os.path.join(opts.bin, "llmd")
@@ -760,13 +763,21 @@ model = {opts.q4}
 
 def main():
     parts = opts.parts.split(",")
-    say(f"llmd {open(os.path.join(opts.bin, '..', 'VERSION')).read().strip() if os.path.exists(os.path.join(opts.bin, '..', 'VERSION')) else '?'}; "
-        f"work in {WORK}")
-    failed = []
+    version = os.path.join(opts.bin, "..", "VERSION")
+    say(f"llmd {open(version).read().strip() if os.path.exists(version) else '?'}; work in {WORK}")
+    failed, skipped = [], []
     listing = snap = None
+    # What each part takes on an H200, roughly, with a margin: a part that would not end before
+    # --deadline is not begun, so that the run ends with whole tables and its logs.
+    need = {"residency": 60, "memory": 0, "prompt": 100, "stream": 45}
     for p, fn in (("residency", part_residency), ("memory", None), ("prompt", part_prompt),
                   ("stream", part_stream)):
         if p not in parts:
+            continue
+        left = opts.deadline - time.time() if opts.deadline else None
+        if left is not None and need[p] and left < need[p]:
+            say(f"\n!! part {p} not run: {left:.0f} s left before --deadline, it needs ~{need[p]} s")
+            skipped.append(p)
             continue
         try:
             if p == "residency":
@@ -779,7 +790,9 @@ def main():
         except Exception as e:  # one part failing does not lose the others' tables
             say(f"\n!! part {p} failed: {type(e).__name__}: {e}")
             failed.append(p)
-    return 1 if failed else 0
+    if failed or skipped:
+        say(f"\nfailed: {', '.join(failed) or 'none'}; not run: {', '.join(skipped) or 'none'}")
+    return 1 if failed or skipped else 0
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@
 #                   bench.log, results.md, llmd-logs.tar.gz
 #   LLAMA_SERVER, LLAMA_QUANTIZE   use these instead of building (a CPU try-out)
 #   GPUBENCH_SHAPE  7b (default) or tiny
+#   GPUBENCH_LIMIT  seconds from the start by which the measuring must end (default 560): a
+#                   part that would not end in time is not begun (the device tool's calls end
+#                   at 600 s)
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 stage=$(cd "$1" && pwd)
 shift
 here=$(cd "$(dirname "$0")" && pwd)
@@ -88,7 +91,8 @@ stamp "models: $(stat -c '%n %s' "$f16" "$q4" | awk '{ printf "%s %.2f GB  ", $1
 # --- the benchmark ---
 rc=0
 python3 -u "$here/gpubench.py" --bin "$stage/llmd/bin" --llama-server "$LLAMA_SERVER" \
-        --f16 "$f16" --q4 "$q4" --work "$work/bench" --out "$out/results.md" "$@" \
+        --f16 "$f16" --q4 "$q4" --work "$work/bench" --out "$out/results.md" \
+        --deadline $((t_start + ${GPUBENCH_LIMIT:-560})) "$@" \
         2>&1 | tee "$out/bench.log" || rc=$?
 tar -czf "$out/llmd-logs.tar.gz" -C "$work/bench" --wildcards '*/llmd.log' 2>/dev/null || true
 stamp "done (exit $rc)"
