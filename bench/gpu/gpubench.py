@@ -49,6 +49,9 @@ ap.add_argument("--stream-runs", type=int, default=8)
 ap.add_argument("--stream-tokens", type=int, default=400)
 ap.add_argument("--flags", default="n-gpu-layers = 999",
                 help="llama-server flags for every model, as config lines separated by ';'")
+ap.add_argument("--llmd", default="",
+                help="more [llmd] keys for every llmd started, as lines separated by ';' "
+                     "(such as metrics or activity settings)")
 ap.add_argument("--work", default=None, help="state, runtime and logs (default: a temporary dir)")
 ap.add_argument("--out", default=None, help="also write the tables here, as Markdown")
 ap.add_argument("--deadline", type=float, default=None,
@@ -261,8 +264,9 @@ class Llmd:
         self.proc = None
 
     def write(self, config):
+        more = "".join(f"\n{x.strip()}" for x in opts.llmd.split(";") if x.strip())
         config = config.replace("[llmd]", f"[llmd]\nlisten = 127.0.0.1:{self.port}\n"
-                                f"llama-server = {opts.llama_server}", 1)
+                                f"llama-server = {opts.llama_server}{more}", 1)
         with open(self.config, "w") as f:
             f.write(config)
 
