@@ -106,6 +106,20 @@ def build_bpe_vocab():
     return tokens, types, merges, allowed
 
 
+def add_bpe_tokenizer(w, tokens, types, merges, template):
+    """The tokenizer keys of build_bpe_vocab()'s vocabulary (bench/gpu/make-models.py too)."""
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_eos_token_id(tokens.index("<|im_end|>"))
+    w.add_pad_token_id(tokens.index("<|endoftext|>"))
+    w.add_bos_token_id(tokens.index("<|endoftext|>"))
+    w.add_add_bos_token(False)
+    w.add_chat_template(template)
+
+
 def normal(rng, shape, std):
     return (rng.standard_normal(shape) * std).astype(np.float32)
 
@@ -130,16 +144,7 @@ def write_decoder(path, name, template):
     w.add_layer_norm_rms_eps(1e-6)
     w.add_file_type(0)  # all F32
 
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_eos_token_id(tokens.index("<|im_end|>"))
-    w.add_pad_token_id(tokens.index("<|endoftext|>"))
-    w.add_bos_token_id(tokens.index("<|endoftext|>"))
-    w.add_add_bos_token(False)
-    w.add_chat_template(template)
+    add_bpe_tokenizer(w, tokens, types, merges, template)
 
     w.add_tensor("token_embd.weight", normal(rng, (n_vocab, n_embd), 1.0))
     for i in range(n_layer):
