@@ -283,7 +283,6 @@ static void job_on_slot(Probe *p, int status, void *userdata)
         cJSON *n = cJSON_GetObjectItemCaseSensitive(b, j->save ? "n_saved" : "n_restored");
         cJSON *w = cJSON_GetObjectItemCaseSensitive(b, j->save ? "n_written" : "n_read");
 
-        j->probe = probe_free(j->probe);
         if (cJSON_IsNumber(n) && cJSON_IsNumber(w) && n->valuedouble >= 0) {
                 s->tokens = (uint64_t) n->valuedouble;
                 s->bytes = (uint64_t) w->valuedouble;
@@ -291,6 +290,7 @@ static void job_on_slot(Probe *p, int status, void *userdata)
         } else {
                 job_error(j, status == 200 ? -EBADMSG : status, body);
         }
+        j->probe = probe_free(j->probe); /* body was its buffer */
         if (s->done && j->save) {
                 _cleanup_free_ char *from = slot_file(s->id, true), *to = slot_file(s->id, false);
                 _cleanup_close_ int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
