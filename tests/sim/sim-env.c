@@ -119,6 +119,9 @@ int env_parse(struct sim_config *cfg)
         cfg->cr_framing = env_flag("LLAMA_SIM_CR_FRAMING");
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
+        cfg->ignore_sigterm = env_flag("LLAMA_SIM_IGNORE_SIGTERM");
+        s = getenv("LLAMA_SIM_ERROR_WHILE");
+        cfg->error_while = s && *s ? s : NULL;
 
         s = getenv("LLAMA_SIM_EXIT_CODE");
         if (s && *s) {
