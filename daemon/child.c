@@ -386,13 +386,16 @@ static int child_on_health_timer(sd_event_source *s, uint64_t usec, void *userda
                 return 0;
         }
         if (c->state == CHILD_READY && c->config->health_generate) {
-                /* One token, as a client asks: a child that answers /health while every
-                 * generation fails is found. The model may be busy: upstream-timeout is the
-                 * wait a request would get. */
-                r = probe_new_request(c->ctx.event, c->socket_path, "/completion",
-                                      "{\"prompt\":\"Hi\",\"n_predict\":1,\"cache_prompt\":false}",
-                                      false, c->config->upstream_timeout_usec, child_on_probe, c,
-                                      &c->probe);
+                /* One token (an embedding model: one embedding), as a client asks: a child
+                 * that answers /health while every request fails is found. The model may be
+                 * busy: upstream-timeout is the wait a request would get. */
+                bool embd = c->config->embeddings;
+
+                r = probe_new_request(
+                        c->ctx.event, c->socket_path, embd ? "/v1/embeddings" : "/completion",
+                        embd ? "{\"input\":\"Hi\"}"
+                             : "{\"prompt\":\"Hi\",\"n_predict\":1,\"cache_prompt\":false}",
+                        false, c->config->upstream_timeout_usec, child_on_probe, c, &c->probe);
         } else {
                 r = probe_new(c->ctx.event, c->socket_path, "/health", timeout, child_on_probe, c,
                               &c->probe);

@@ -46,8 +46,9 @@ drain-timeout = 60s
 ctx-size = 4096
 stop-timeout = 5s
 restart-sec = 0.2
-; the soak kills children on purpose: they must keep coming back
+; the soak kills children on purpose: they must keep coming back, soon
 start-limit-burst = 1000
+start-limit-interval = 10s
 
 [qwen]
 model = @MODELS@/qwen.gguf
@@ -209,6 +210,11 @@ def control(d, res, stop, rng, flood_size):
     while not stop.wait(rng.uniform(0.5, 2.0)):
         step = plan[i % len(plan)]
         i += 1
+        # A switch to a model that crashed and waits to restart fails (LoadFailed) and leaves
+        # it failed, by design (residency/switch_to_failed_model_while_it_stops): the killed
+        # ones are back first.
+        wait_until(lambda: not any(w in status(d)["status"] for w in ("restarting", "loading")),
+                   "every model up again", timeout=180)
         st = status(d)
         res_gen = resident_gen(st)
         active = st["active"]["name"]

@@ -3,6 +3,7 @@
 """llmd's supervision of llama-server children, observed from outside: sd_notify messages, the
 simulator's own records, and process state."""
 
+import json
 import os
 import re
 import signal
@@ -11,8 +12,8 @@ import subprocess
 import threading
 import time
 
-from llmdtest import (Failure, LLMD, check, fixture, free_port, http, llmctl, llmctl_json,
-                      pid_alive, run, sim_only, wait_until)
+from llmdtest import (REAL, Failure, LLMD, check, fixture, free_port, http, llmctl, llmctl_json,
+                      pid_alive, run, sim_only, unix_http, wait_until)
 
 
 def conf(qwen="", nomic="", top=""):
@@ -453,6 +454,32 @@ def test_client_errors_never_restart(d):
             check(400 <= r.status < 500, f"a bad request: {r}")
     check(chat(d).status == 200, "served")
     check(d.pid_of("qwen") == first and len(d.starts("qwen")) == 1, "restarted by 4xx")
+
+
+def checks_seen(d, model):
+    """How many requests the child served, where nothing but the checks asks it anything: the
+    simulator's records of POSTs; a real llama-server's highest task id in GET /slots (it
+    numbers more than one task a request, so this counts at least the checks)."""
+    if not REAL:
+        return sum(1 for r in d.records("request", model)
+                   if r["method"] == "POST" and r["status"] == 200)
+    status, body = unix_http(d.socket_path(model), "GET", "/slots")
+    check(status == 200, f"{model} /slots: {status} {body[:200]!r}")
+    return max((s.get("id_task", 0) for s in json.loads(body)), default=0)
+
+
+@fixture(conf(qwen="health-check = generate\nhealth-interval = 0.05s",
+              nomic="health-check = generate\nhealth-interval = 0.05s"))
+def test_health_check_generate_healthy(d):
+    """A child that works passes the generating check, the chat model's and the embedding
+    model's alike: many checks later, still the first process of each."""
+    d.wait_status(READY)
+    first = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    wait_until(lambda: all(checks_seen(d, m) >= 20 for m in ("qwen", "nomic")),
+               "twenty generating checks of each model")
+    check(chat(d).status == 200, "served")
+    check({m: d.pid_of(m) for m in ("qwen", "nomic")} == first, "a healthy child was restarted")
+    check(len(d.starts()) == 2, f"{len(d.starts())} starts")
 
 
 if __name__ == "__main__":
