@@ -12,8 +12,8 @@ import subprocess
 import threading
 import time
 
-from llmdtest import (REAL, Failure, LLMD, check, fixture, free_port, http, llmctl, llmctl_json,
-                      pid_alive, run, sim_only, unix_http, wait_until)
+from llmdtest import (REAL, Failure, LLMD, Stream, check, fixture, free_port, http, llmctl,
+                      llmctl_json, pid_alive, run, sim_only, unix_http, wait_until)
 
 
 def conf(qwen="", nomic="", top=""):
@@ -480,6 +480,32 @@ def test_health_check_generate_healthy(d):
     check(chat(d).status == 200, "served")
     check({m: d.pid_of(m) for m in ("qwen", "nomic")} == first, "a healthy child was restarted")
     check(len(d.starts()) == 2, f"{len(d.starts())} starts")
+
+
+@sim_only("a fault knob")
+@fixture(conf(qwen="env = LLAMA_SIM_STALL_AFTER_TOKENS=2\nupstream-timeout = 1\n"
+                   "max-child-errors = 2"))
+def test_stalls_restart_child(d):
+    """A stall (the child sends nothing for upstream-timeout mid-answer; the client gets an
+    error event) counts as a failure like a 5xx."""
+    d.wait_status(READY)
+    first = d.pid_of("qwen")
+
+    def stalled_stream():
+        s = Stream(d.port, "/v1/chat/completions", {**CHAT, "max_tokens": 8, "stream": True})
+        try:
+            events = s.events()
+        finally:
+            s.close()
+        check(s.status == 200 and "upstream-timeout" in events[-1], f"a stalled stream: {events}")
+
+    stalled_stream()
+    check(d.pid_of("qwen") == first and len(d.starts("qwen")) == 1, "restarted after one stall")
+    stalled_stream()
+    d.wait_starts(2, "qwen")
+    st = llmctl_json(d, "status")
+    check(st["last_failure"]["reason"] ==
+          "2 requests failed in a row (the last sent nothing for upstream-timeout)", st)
 
 
 if __name__ == "__main__":
