@@ -56,6 +56,7 @@ struct Child {
         sd_event_source *health_timer; /* the next /health probe */
         Probe *probe;
         unsigned health_failures;
+        unsigned request_failures; /* requests it failed in a row, none served between */
         Probe *meta_probe;
         cJSON *meta; /* "meta" of the child's /v1/models, since it last became ready */
 
@@ -357,17 +358,19 @@ static void child_on_probe(Probe *p, int status, void *userdata)
                 if (status == 200) {
                         c->health_failures = 0;
                 } else if (++c->health_failures >= CHILD_HEALTH_FAILURES) {
+                        const char *what =
+                                c->config->health_generate ? "a one-token completion" : "/health";
                         if (status < 0) {
-                                child_set_reason(c, "not answering /health (%s)",
+                                child_set_reason(c, "not answering %s (%s)", what,
                                                  strerror(-status));
                         } else {
-                                child_set_reason(c, "not answering /health (HTTP %d)", status);
+                                child_set_reason(c, "not answering %s (HTTP %d)", what, status);
                         }
                         child_dispatch(c, CHILD_EVENT_UNHEALTHY);
                         return;
                 } else {
-                        log_model(LOG_WARNING, c->name, NULL,
-                                  "%s: /health check failed (%s), %u of %u", c->name,
+                        log_model(LOG_WARNING, c->name, NULL, "%s: %s check failed (%s), %u of %u",
+                                  c->name, c->config->health_generate ? "generate" : "/health",
                                   status < 0 ? strerror(-status) : "bad status", c->health_failures,
                                   CHILD_HEALTH_FAILURES);
                 }
@@ -388,8 +391,21 @@ static int child_on_health_timer(sd_event_source *s, uint64_t usec, void *userda
         if (c->probe) {
                 return 0;
         }
-        r = probe_new(c->ctx.event, c->socket_path, "/health", timeout, child_on_probe, c,
-                      &c->probe);
+        if (c->state == CHILD_READY && c->config->health_generate) {
+                /* One token (an embedding model: one embedding), as a client asks: a child
+                 * that answers /health while every request fails is found. The model may be
+                 * busy: upstream-timeout is the wait a request would get. */
+                bool embd = c->config->embeddings;
+
+                r = probe_new_request(
+                        c->ctx.event, c->socket_path, embd ? "/v1/embeddings" : "/completion",
+                        embd ? "{\"input\":\"Hi\"}"
+                             : "{\"prompt\":\"Hi\",\"n_predict\":1,\"cache_prompt\":false}",
+                        false, c->config->upstream_timeout_usec, child_on_probe, c, &c->probe);
+        } else {
+                r = probe_new(c->ctx.event, c->socket_path, "/health", timeout, child_on_probe, c,
+                              &c->probe);
+        }
         if (r < 0) {
                 /* No socket yet, or nobody listening: the same as a failed probe. */
                 child_on_probe(NULL, r, c);
@@ -545,6 +561,7 @@ static int child_spawn(Child *c)
 
         c->fatal = false;
         c->health_failures = 0;
+        c->request_failures = 0;
         /* The lines kept are this run's: a failure report never mixes in an earlier one. */
         for (size_t i = 0; i < c->n_lines; i++) {
                 free(c->lines[i]);
@@ -993,6 +1010,40 @@ char **child_failure_lines(const Child *c)
 char **child_last_lines(const Child *c)
 {
         return (char **) c->lines;
+}
+
+void child_request_done(Child *c, unsigned status, bool stalled)
+{
+        unsigned max = c->config->max_child_errors;
+
+        if (c->state != CHILD_READY) {
+                return; /* a request of a process that is going: its end proves nothing */
+        }
+        if (!stalled && status < 400) {
+                c->request_failures = 0;
+                return;
+        }
+        /* The client's own error, or one llama-server gives for what it was not started to
+         * do (501: embeddings from a chat model): the child is fine. */
+        if (!stalled && (status < 500 || status == 501)) {
+                return;
+        }
+        c->request_failures++;
+        if (max == 0 || c->request_failures < max) {
+                return;
+        }
+        if (stalled) {
+                child_set_reason(
+                        c,
+                        "%u requests failed in a row (the last sent nothing for upstream-timeout)",
+                        c->request_failures);
+        } else {
+                child_set_reason(c, "%u requests failed in a row (the last: HTTP %u)",
+                                 c->request_failures, status);
+        }
+        log_model(LOG_WARNING, c->name, NULL, "%s: %s; restarting it (max-child-errors)", c->name,
+                  c->reason);
+        child_dispatch(c, CHILD_EVENT_UNHEALTHY);
 }
 
 unsigned child_restarts(const Child *c)

@@ -11,7 +11,8 @@
  *
  *            START                 /health 200
  *   STOPPED ───────▶ LOADING ──────────────────▶ READY
- *      ▲               │  │ load-timeout           │ health fails 3×
+ *      ▲               │  │ load-timeout           │ health fails 3×, or
+ *      │               │  │                        │ max-child-errors requests fail
  *      │          STOP │  └─────────────▶ KILLING ◀┘
  *      │               ▼                     │ exit (load timeout, or start limit hit)
  *      └─exit──── STOPPING            exit   ├──────────────────────▶ FAILED
@@ -104,6 +105,11 @@ const char *child_reason(const Child *c);
 char **child_last_lines(const Child *c);
 /* The lines the run that crashed or failed last wrote (its last ones), for child_reason(). */
 char **child_failure_lines(const Child *c);
+/* A request forwarded to it ended: with the child's HTTP status, or stalled (nothing came for
+ * upstream-timeout). max-child-errors failures in a row (5xx but 501, or stalls) with no
+ * success between restart a ready child as a failed health check does; 4xx counts for
+ * nothing either way. */
+void child_request_done(Child *c, unsigned status, bool stalled);
 unsigned child_restarts(const Child *c);
 /* child_free() leaves its socket path alone: a new child of the same name uses it. */
 void child_keep_socket(Child *c);

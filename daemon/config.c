@@ -212,6 +212,7 @@ const ConfigModelKey config_model_keys[] = {
           "llmd serves local model files only; use 'model = PATH'" },
         { "env", CONFIG_KEY_OWN, NULL },
         { "gpu-memory", CONFIG_KEY_OWN, NULL },
+        { "health-check", CONFIG_KEY_OWN, NULL },
         { "health-interval", CONFIG_KEY_OWN, NULL },
         { "hf-file", CONFIG_KEY_REFUSED,
           "llmd serves local model files only; use 'model = PATH'" },
@@ -225,6 +226,7 @@ const ConfigModelKey config_model_keys[] = {
         { "load-timeout", CONFIG_KEY_OWN, NULL },
         { "log-file", CONFIG_KEY_REFUSED,
           "llmd sends each child's output to the journal" },
+        { "max-child-errors", CONFIG_KEY_OWN, NULL },
         { "model", CONFIG_KEY_PROFILE, NULL },
         { "model-url", CONFIG_KEY_REFUSED,
           "llmd serves local model files only; use 'model = PATH'" },
@@ -528,6 +530,26 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
                 }
                 return 0;
         }
+        if (streq(k, "health-check")) {
+                if (!streq(e->value, "health") && !streq(e->value, "generate")) {
+                        config_error(c, e->line,
+                                     "[%s] health-check: '%s' is not health or generate", section,
+                                     e->value);
+                        return -EINVAL;
+                }
+                m->health_generate = streq(e->value, "generate");
+                return 0;
+        }
+        if (streq(k, "max-child-errors")) {
+                if (parse_unsigned(e->value, 1000000, &m->max_child_errors) < 0) {
+                        config_error(
+                                c, e->line,
+                                "[%s] max-child-errors: '%s' is not a number from 0 to 1000000",
+                                section, e->value);
+                        return -EINVAL;
+                }
+                return 0;
+        }
         if (streq(k, "prompt-cache-save-timeout")) {
                 return config_duration(c, section, e, 0, &m->prompt_cache_save_timeout_usec);
         }
@@ -673,6 +695,7 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                 .prompt_cache = true,
                 .prompt_cache_min_tokens = DEFAULT_PROMPT_CACHE_MIN_TOKENS,
                 .prompt_cache_save_timeout_usec = DEFAULT_PROMPT_CACHE_SAVE_TIMEOUT,
+                .max_child_errors = c->max_child_errors,
         };
         n = m->name ? ARRAY_GROW(c->models, c->n_models) : NULL;
         if (!n) {
@@ -953,6 +976,8 @@ const ConfigLlmdKey config_llmd_keys[] = {
         /* A 128K-token prompt is ~0.5 MiB of text. */
         LLMD_KEY("max-body-size", size, max_body_size, 1024, 0, "32M",
                  "The largest request body"),
+        LLMD_KEY("max-child-errors", unsigned, max_child_errors, 0, 1000000, "5",
+                 "Requests a child fails in a row (5xx, stalls) before it is restarted; 0: never"),
         LLMD_KEY("max-connections", unsigned, max_connections, 1, 1000000, "4096",
                  "Open HTTP connections, at most"),
         /* Enough for a machine running many agents; a gateway in front (HAProxy) needs more. */

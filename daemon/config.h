@@ -50,6 +50,12 @@ typedef struct ModelConfig {
         bool prompt_cache;
         unsigned prompt_cache_min_tokens;
         uint64_t prompt_cache_save_timeout_usec;
+        /* Requests failed by the child in a row (5xx answers, stalls) before it is restarted
+         * as after a crash; 0: never. [llmd]'s max-child-errors unless the profile says. */
+        unsigned max_child_errors;
+        /* health-check = generate: the periodic check while ready is a one-token completion,
+         * not GET /health. */
+        bool health_generate;
 } ModelConfig;
 
 typedef struct ListenAddress {
@@ -76,6 +82,7 @@ typedef struct Config {
         uint64_t idle_timeout_usec;
         uint64_t drain_timeout_usec; /* requests on a model being switched away may finish */
         bool log_requests;
+        unsigned max_child_errors; /* the profiles' default */
         /* Residency: how many generation models may be loaded at once (0: as many as the GPU
          * memory allows where it is known, else 1), and the GPU memory budget (bytes; 0: auto,
          * what the GPUs report less a margin). */

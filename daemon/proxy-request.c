@@ -563,6 +563,10 @@ static void upstream_on_done(void *userdata, int error, const char *message)
         _cleanup_free_ char *m = NULL;
 
         r->upstream = NULL; /* freed by upstream.c after this */
+        /* Whether the child works: an answer it completed counts by its status, a transfer
+         * that broke as a failure. */
+        supervisor_request_outcome(r->proxy->supervisor, r->target,
+                                   error >= 0 && r->state == REQ_RELAYING ? r->status : 502, false);
         if (error >= 0 && r->state == REQ_RELAYING) {
                 r->sse_held = 0; /* the child ended it there: what it sent is the answer */
                 request_step(r, REQ_EVENT_UPSTREAM_END);
@@ -597,6 +601,7 @@ static int request_on_upstream_timer(sd_event_source *s, uint64_t usec, void *us
                 m = NULL;
         }
         log_warning("proxy: %s", m ? m : "upstream-timeout");
+        supervisor_request_outcome(r->proxy->supervisor, r->target, 504, true);
         request_fail(r, REQ_EVENT_STALL, 504, m ? m : "upstream-timeout", NULL);
         return 0;
 }

@@ -470,6 +470,15 @@ void supervisor_request_end(Supervisor *s, const char *model)
         }
 }
 
+void supervisor_request_outcome(Supervisor *s, const char *model, unsigned status, bool stalled)
+{
+        Model *m = supervisor_model(s, model);
+
+        if (m) {
+                child_request_done(m->child, status, stalled);
+        }
+}
+
 /* ---- unload-after ---- */
 
 /* Stops the resident models that are not active and have served nothing for their

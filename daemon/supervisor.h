@@ -103,6 +103,10 @@ int supervisor_unload(Supervisor *s, const char *name, char **ret_reason);
  * its idle time (unload-after, least recently used) counts from the end of its last request. */
 void supervisor_request_begin(Supervisor *s, const char *model);
 void supervisor_request_end(Supervisor *s, const char *model);
+/* How a request forwarded to model ended: the child's HTTP status, or stalled (nothing came
+ * for upstream-timeout). Failures in a row restart its child (max-child-errors). Requests
+ * cut off by llmd or left by their client are not reported. */
+void supervisor_request_outcome(Supervisor *s, const char *model, unsigned status, bool stalled);
 
 /* The model's serving state (serving.h), and why it is stopping or failed (ret_why may be
  * NULL); _SERVING_STATE_INVALID for a name that is no model. What every reader asks. */

@@ -3,15 +3,17 @@
 """llmd's supervision of llama-server children, observed from outside: sd_notify messages, the
 simulator's own records, and process state."""
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
-from llmdtest import (Failure, LLMD, check, fixture, free_port, llmctl, pid_alive, run, sim_only,
-                      wait_until)
+from llmdtest import (REAL, Failure, LLMD, Stream, check, fixture, free_port, http, llmctl,
+                      llmctl_json, pid_alive, run, sim_only, unix_http, wait_until)
 
 
 def conf(qwen="", nomic="", top=""):
@@ -340,6 +342,170 @@ def test_check_config():
         check(p.returncode == 1 and "No such file or directory" in p.stderr, p.stderr)
         p = subprocess.run([LLMD, "--bogus"], capture_output=True, text=True)
         check(p.returncode == 2, f"usage error: exit {p.returncode}")
+
+
+# ---- broken children: a child that answers /health but fails every request ----
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+BROKEN = ("env = LLAMA_SIM_ERROR_WHILE=@FLAG@ LLAMA_SIM_IGNORE_SIGTERM=1\n"
+          "max-child-errors = 3\nrestart-sec = 0.1\nstop-timeout = 0.5s")
+
+
+def broken_conf(extra=""):
+    return conf(qwen=BROKEN + "\n" + extra)
+
+
+def flag_path(d):
+    return os.path.join(d.dir, "broken")
+
+
+def setup_broken(d):
+    """The config names the flag file: while it exists, the child answers 500 to every
+    completion and 200 to /health (and, broken as after a CUDA error, ignores SIGTERM)."""
+    with open(d.config) as f:
+        text = f.read()
+    d.write_config(text.replace("@FLAG@", flag_path(d)))
+    open(flag_path(d), "w").close()
+    d.start()
+    d.wait_status(READY)
+
+
+def chat(d, body=None):
+    return http(d.port, "POST", "/v1/chat/completions", body or CHAT)
+
+
+@sim_only("a fault knob")
+@fixture(broken_conf(), start=False)
+def test_broken_child_restarted(d):
+    setup_broken(d)
+    first = d.pid_of("qwen")
+    for i in range(2):
+        r = chat(d)
+        check(r.status == 500, f"request {i + 1}: {r}")
+    check(d.pid_of("qwen") == first and len(d.starts("qwen")) == 1,
+          "restarted before max-child-errors failures")
+    r = chat(d)
+    check(r.status == 500, f"request 3: {r}")
+    # The third failure restarted it: the model is loading again at once, so what comes now is
+    # held for the new process (which the flag no longer breaks).
+    os.unlink(flag_path(d))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(chat(d))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check([r.status for r in results] == [200, 200], f"held requests: {results}")
+    check(len(d.starts("qwen")) == 2, f"{len(d.starts('qwen'))} starts")
+    check(d.pid_of("qwen") != first, "not a new process")
+    wait_until(lambda: not pid_alive(first), "the old child (ignoring SIGTERM) to be killed")
+    st = llmctl_json(d, "status")
+    check(st["last_failure"]["model"] == "qwen" and
+          st["last_failure"]["reason"] == "3 requests failed in a row (the last: HTTP 500)", st)
+    out = llmctl(d, "status").stdout
+    check("3 requests failed in a row (the last: HTTP 500)" in out, out)
+
+
+@sim_only("a fault knob")
+@fixture(broken_conf(), start=False)
+def test_broken_child_4xx_and_success(d):
+    setup_broken(d)
+    first = d.pid_of("qwen")
+    bad = {"max_tokens": 2}  # llama-server: 400 "'messages' is required"
+    for _ in range(2):
+        check(chat(d).status == 500, "the broken child answers 500")
+    # A client's own error counts for nothing, however many.
+    for _ in range(5):
+        r = chat(d, bad)
+        check(400 <= r.status < 500, f"a bad request: {r}")
+    os.unlink(flag_path(d))
+    check(chat(d).status == 200, "served")  # a success: the count starts again
+    open(flag_path(d), "w").close()
+    for _ in range(2):
+        check(chat(d).status == 500, "the broken child answers 500")
+    check(d.pid_of("qwen") == first and len(d.starts("qwen")) == 1,
+          "restarted though no 3 failures came in a row")
+    check(chat(d).status == 500, "the third in a row")
+    d.wait_starts(2, "qwen")
+
+
+@sim_only("a fault knob")
+@fixture(conf(qwen=BROKEN.replace("max-child-errors = 3", "max-child-errors = 0") +
+              "\nhealth-check = generate\nhealth-interval = 0.1s"), start=False)
+def test_health_check_generate(d):
+    setup_broken(d)
+    first = d.pid_of("qwen")
+    # Nobody sends a request: the periodic one-token completion finds it.
+    d.wait_status(lambda s: s.startswith("qwen stopping: not answering a one-token completion"))
+    os.unlink(flag_path(d))
+    d.wait_starts(2, "qwen")
+    d.wait_status(READY)
+    check(d.pid_of("qwen") != first, "not a new process")
+    check(chat(d).status == 200, "the new child serves")
+
+
+@fixture(conf(qwen="max-child-errors = 1"))
+def test_client_errors_never_restart(d):
+    d.wait_status(READY)
+    first = d.pid_of("qwen")
+    for body in ({"max_tokens": 2}, {**CHAT, "max_tokens": "two"}):
+        for _ in range(3):
+            r = chat(d, body)
+            check(400 <= r.status < 500, f"a bad request: {r}")
+    check(chat(d).status == 200, "served")
+    check(d.pid_of("qwen") == first and len(d.starts("qwen")) == 1, "restarted by 4xx")
+
+
+def checks_seen(d, model):
+    """How many requests the child served, where nothing but the checks asks it anything: the
+    simulator's records of POSTs; a real llama-server's highest task id in GET /slots (it
+    numbers more than one task a request, so this counts at least the checks)."""
+    if not REAL:
+        return sum(1 for r in d.records("request", model)
+                   if r["method"] == "POST" and r["status"] == 200)
+    status, body = unix_http(d.socket_path(model), "GET", "/slots")
+    check(status == 200, f"{model} /slots: {status} {body[:200]!r}")
+    return max((s.get("id_task", 0) for s in json.loads(body)), default=0)
+
+
+@fixture(conf(qwen="health-check = generate\nhealth-interval = 0.05s",
+              nomic="health-check = generate\nhealth-interval = 0.05s"))
+def test_health_check_generate_healthy(d):
+    """A child that works passes the generating check, the chat model's and the embedding
+    model's alike: many checks later, still the first process of each."""
+    d.wait_status(READY)
+    first = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    wait_until(lambda: all(checks_seen(d, m) >= 20 for m in ("qwen", "nomic")),
+               "twenty generating checks of each model")
+    check(chat(d).status == 200, "served")
+    check({m: d.pid_of(m) for m in ("qwen", "nomic")} == first, "a healthy child was restarted")
+    check(len(d.starts()) == 2, f"{len(d.starts())} starts")
+
+
+@sim_only("a fault knob")
+@fixture(conf(qwen="env = LLAMA_SIM_STALL_AFTER_TOKENS=2\nupstream-timeout = 1\n"
+                   "max-child-errors = 2"))
+def test_stalls_restart_child(d):
+    """A stall (the child sends nothing for upstream-timeout mid-answer; the client gets an
+    error event) counts as a failure like a 5xx."""
+    d.wait_status(READY)
+    first = d.pid_of("qwen")
+
+    def stalled_stream():
+        s = Stream(d.port, "/v1/chat/completions", {**CHAT, "max_tokens": 8, "stream": True})
+        try:
+            events = s.events()
+        finally:
+            s.close()
+        check(s.status == 200 and "upstream-timeout" in events[-1], f"a stalled stream: {events}")
+
+    stalled_stream()
+    check(d.pid_of("qwen") == first and len(d.starts("qwen")) == 1, "restarted after one stall")
+    stalled_stream()
+    d.wait_starts(2, "qwen")
+    st = llmctl_json(d, "status")
+    check(st["last_failure"]["reason"] ==
+          "2 requests failed in a row (the last sent nothing for upstream-timeout)", st)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,10 @@ static int sim_setup_signals(void)
         }
         signal(SIGPIPE, SIG_IGN);
         sigemptyset(&sa.sa_mask);
+        /* A child wedged after a CUDA error may take no notice of SIGTERM: SIGKILL ends it. */
+        if (sim_config.ignore_sigterm) {
+                sa.sa_handler = SIG_IGN;
+        }
         if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
                 return -errno;
         }

@@ -122,6 +122,9 @@ int env_parse(struct sim_config *cfg)
         cfg->slot_restore_error = env_flag("LLAMA_SIM_SLOT_RESTORE_ERROR");
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
+        cfg->ignore_sigterm = env_flag("LLAMA_SIM_IGNORE_SIGTERM");
+        s = getenv("LLAMA_SIM_ERROR_WHILE");
+        cfg->error_while = s && *s ? s : NULL;
 
         s = getenv("LLAMA_SIM_EXIT_CODE");
         if (s && *s) {

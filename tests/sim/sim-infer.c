@@ -1107,7 +1107,8 @@ enum MHD_Result infer_run(struct http_request *req, struct infer_job *j)
         infer_log_start(j);
         j->t_start = now_usec(CLOCK_MONOTONIC);
 
-        if (sim_config.error_after_tokens == 0) {
+        if (sim_config.error_after_tokens == 0 ||
+            (sim_config.error_while && access(sim_config.error_while, F_OK) == 0)) {
                 /* the first result is an error: llama-server answers it like any error */
                 body = infer_injected_error_body(j);
                 SRV_ERR("send_error", "task id = %u, error: %s", j->task, body ? body : "");

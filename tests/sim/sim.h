@@ -76,6 +76,8 @@ struct sim_config {
         int64_t exit_after_tokens; /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
         int64_t stall_after_tokens;
         int64_t error_after_tokens;
+        const char *error_while; /* LLAMA_SIM_ERROR_WHILE: answer 500 while this file exists */
+        bool ignore_sigterm;     /* LLAMA_SIM_IGNORE_SIGTERM: only SIGKILL ends it */
         int exit_code;
         int exit_signal; /* 0 = exit with exit_code instead */
         const char *record_path;

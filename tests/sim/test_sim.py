@@ -29,6 +29,10 @@ The simulator's knobs, all environment variables:
   LLAMA_SIM_ERROR_AFTER_TOKENS=N   after N tokens a `data: {"error":...}` event (Messages
                                    API: `event: error`), no [DONE]
                                    (not streamed, or N = 0: an HTTP 500 error instead)
+  LLAMA_SIM_ERROR_WHILE=FILE       while FILE exists, every completion is answered 500 (the
+                                   body llama-server sends for a failed generation); /health
+                                   stays 200
+  LLAMA_SIM_IGNORE_SIGTERM=1       SIGTERM and SIGINT are ignored: only SIGKILL ends it
   LLAMA_SIM_GPU_MB=N               with LLMD_FAKE_NVML=DIR: once loaded, write N MiB (in bytes)
                                    to DIR/PID for the fake libnvidia-ml.so.1 of tests/nvml-fake,
                                    before /health says ready; removed at exit

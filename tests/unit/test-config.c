@@ -322,6 +322,28 @@ TEST(proxy_keys)
             "t.conf:3: [m] upstream-timeout: must be at least 1s");
 }
 
+TEST(broken_child_keys)
+{
+        _cleanup_(config_freep) Config *c = parse_ok(
+                "[llmd]\nmax-child-errors = 7\n"
+                "[m]\nmodel = /m\n"
+                "[n]\nmodel = /n\nmax-child-errors = 0\nhealth-check = generate\n");
+        _cleanup_(config_freep) Config *d = parse_ok("[m]\nmodel = /m\nhealth-check = health\n");
+
+        check_inteq(config_find_model(c, "m")->max_child_errors, 7);
+        check(!config_find_model(c, "m")->health_generate);
+        check_inteq(config_find_model(c, "n")->max_child_errors, 0);
+        check(config_find_model(c, "n")->health_generate);
+        check_inteq(config_find_model(d, "m")->max_child_errors, 5);
+        check(!config_find_model(d, "m")->health_generate);
+        BAD("[m]\nmodel = /m\nhealth-check = ping\n",
+            "t.conf:3: [m] health-check: 'ping' is not health or generate");
+        BAD("[m]\nmodel = /m\nmax-child-errors = -1\n",
+            "t.conf:3: [m] max-child-errors: '-1' is not a number from 0 to 1000000");
+        BAD("[llmd]\nmax-child-errors = many\n[m]\nmodel = /m\n",
+            "t.conf:2: [llmd] max-child-errors: 'many' is not a number from 0 to 1000000");
+}
+
 TEST(bad_keys)
 {
         BAD("[m]\nmodel = /m\nc = 4096\n",
