@@ -13,7 +13,7 @@ import subprocess
 from llmdtest import (Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
                       sim_only, wait_until)
 
-MODELS = ("qwen", "gemma", "nomic")
+MODELS = ("qwen", "gemma", "llama", "nomic")
 PORT = free_port()
 
 
@@ -35,6 +35,9 @@ model = @MODELS@/qwen.gguf
 [gemma]
 model = @MODELS@/gemma.gguf
 {gemma}
+
+[llama]
+model = @MODELS@/llama.gguf
 
 [nomic]
 model = @MODELS@/nomic.gguf
@@ -100,6 +103,173 @@ def test_activity_records_requests(d):
           f"since: {only}")
     # Its own requests are not recorded.
     check(activity()["records"] == recs, "activity requests recorded themselves")
+
+
+# Debian's parser, python3-prometheus-client (tools/deps.sh), in Debian's python: the test's own
+# python may be another one.
+PARSER = r"""
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([s.name, s.labels, s.value, fam.type])
+print(json.dumps(out))
+"""
+
+
+class Scrape:
+    """One scrape of /llmd/metrics, as Prometheus' own client library reads it."""
+
+    def __init__(self, headers=None):
+        r = http(PORT, "GET", "/llmd/metrics", headers=headers)
+        check(r.status == 200, f"metrics: {r}")
+        ctype = r.headers.get("Content-Type") or r.headers.get("content-type")
+        check(ctype == "text/plain; version=0.0.4; charset=utf-8", f"Content-Type {ctype}")
+        self.text = r.body.decode()
+        p = subprocess.run(["/usr/bin/python3", "-c", PARSER], input=self.text,
+                           capture_output=True, text=True)
+        check(p.returncode == 0, f"prometheus_client could not parse the scrape "
+              f"(is python3-prometheus-client installed? tools/deps.sh): {p.stderr}\n{self.text}")
+        self.samples = json.loads(p.stdout)
+        self.types = {s[0]: s[3] for s in self.samples}
+
+    def get(self, name, **labels):
+        """The value of the one sample with these labels (others may be there too); 0 when
+        there is no such sample."""
+        found = [s[2] for s in self.samples
+                 if s[0] == name and all(s[1].get(k) == v for k, v in labels.items())]
+        check(len(found) <= 1, f"{name} {labels}: {len(found)} samples")
+        return found[0] if found else 0
+
+    def total(self, name, **labels):
+        return sum(s[2] for s in self.samples
+                   if s[0] == name and all(s[1].get(k) == v for k, v in labels.items()))
+
+
+def promtool_check(text):
+    promtool = shutil.which("promtool")
+    check(promtool, "no promtool (Debian's prometheus package; tools/deps.sh installs it)")
+    p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                       text=True)
+    check(p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(),
+          f"promtool check metrics: {p.returncode} {p.stdout} {p.stderr}")
+
+
+def scrape_until(pred, what, headers=None):
+    return wait_until(lambda: (lambda s: pred(s) and s)(Scrape(headers)), what)
+
+
+def chat(model, **kw):
+    r = http(PORT, "POST", "/v1/chat/completions", dict(CHAT, model=model, **kw))
+    check(r.status == 200, f"chat {model}: {r}")
+    return r.json()["usage"]
+
+
+@fixture(conf("routing = switch\nmax-resident = 2", star="restart-sec = 0.1"), models=MODELS)
+def test_metrics_after_a_sequence(d):
+    ready(d)
+    tokens = {"prompt": 0, "completion": 0}
+
+    def count(u):
+        tokens["prompt"] += u["prompt_tokens"]
+        tokens["completion"] += u["completion_tokens"]
+
+    # 3 chat answers, 2 streamed ones (with their usage), 2 text completions, 2 embeddings.
+    for _ in range(3):
+        count(chat("qwen"))
+    for _ in range(2):
+        s = Stream(PORT, "/v1/chat/completions",
+                   dict(CHAT, model="qwen", stream=True, stream_options={"include_usage": True}))
+        events = s.events()
+        s.close()
+        check(events[-1] == "[DONE]", f"stream {events}")
+        count(json.loads(events[-2])["usage"])
+    for _ in range(2):
+        r = http(PORT, "POST", "/v1/completions", {"model": "qwen", "prompt": "hi",
+                                                   "max_tokens": 3})
+        check(r.status == 200, f"completion {r}")
+        count(r.json()["usage"])
+    for _ in range(2):
+        r = http(PORT, "POST", "/v1/embeddings", {"model": "nomic", "input": "hi"})
+        check(r.status == 200, f"embeddings {r}")
+    # gemma loaded beside, then a switch to it: resident.
+    llmctl(d, "load", "gemma", check_rc=0)
+    llmctl(d, "switch", "gemma", check_rc=0)
+    # gemma crashes and is started again.
+    os.kill(d.pid_of("gemma"), 9)
+    scrape_until(lambda s: s.get("llmd_model_restarts_total", model="gemma",
+                                 reason="crashed") == 1 and
+                 s.get("llmd_model_state", model="gemma", state="ready") == 1,
+                 "gemma restarted and ready")
+    # A request for llama: held while llama loads beside gemma, and qwen makes room.
+    u = chat("llama")
+    # Refused by llmd: an unknown model, a body that is no JSON.
+    r = http(PORT, "POST", "/v1/chat/completions", dict(CHAT, model="nope"))
+    check(r.status == 404, f"unknown model {r}")
+    r = http(PORT, "POST", "/v1/chat/completions", b"{not json")
+    check(r.status == 400, f"bad JSON {r}")
+
+    s = Scrape()
+    promtool_check(s.text)
+    chat_path, cmpl, emb = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
+    per_series = {}
+    for model, path, code, n in [("qwen", chat_path, "200", 5), ("qwen", cmpl, "200", 2),
+                                 ("nomic", emb, "200", 2), ("llama", chat_path, "200", 1),
+                                 ("", chat_path, "404", 1), ("", chat_path, "400", 1)]:
+        got = s.get("llmd_requests_total", model=model, endpoint=path, code=code)
+        check(got == n, f"requests_total {model} {path} {code}: {got}, expected {n}")
+        per_series[(model, path)] = per_series.get((model, path), 0) + n
+    for (model, path), n in per_series.items():
+        check(s.total("llmd_requests_total", model=model, endpoint=path) == n,
+              f"requests_total {model} {path}: other codes")
+        check(s.get("llmd_request_duration_seconds_count", model=model, endpoint=path) == n,
+              f"duration count {model} {path}")
+        # Those llmd refused never reached a child: no first byte.
+        check(s.get("llmd_time_to_first_byte_seconds_count", model=model, endpoint=path) ==
+              (n if model else 0), f"ttfb count {model} {path}")
+    check(s.get("llmd_prompt_tokens_total", model="qwen") == tokens["prompt"],
+          f"prompt tokens {s.get('llmd_prompt_tokens_total', model='qwen')} vs {tokens}")
+    check(s.get("llmd_completion_tokens_total", model="qwen") == tokens["completion"],
+          f"completion tokens {s.get('llmd_completion_tokens_total', model='qwen')} vs {tokens}")
+    check(s.get("llmd_completion_tokens_total", model="llama") == u["completion_tokens"],
+          "llama's completion tokens")
+    check(s.get("llmd_generation_tokens_per_second_count", model="qwen") == 7,
+          "tokens/s observed once per generation")
+    check(s.get("llmd_hold_wait_seconds_count", model="llama") == 1, "one held request")
+    check(s.get("llmd_hold_wait_seconds_count", model="qwen") == 0, "qwen's were not held")
+    check(s.get("llmd_refused_total", reason="model_not_found") == 1, "refused: unknown model")
+    check(s.get("llmd_refused_total", reason="invalid_request_error") == 1, "refused: bad JSON")
+    check(s.get("llmd_switches_total", kind="resident") == 1, "one resident switch")
+    check(s.get("llmd_switches_total", kind="beside") == 1, "one switch beside")
+    check(s.total("llmd_switches_total") == 2, "no other switch")
+    check(s.get("llmd_switch_duration_seconds_count", kind="beside") == 1, "switch histogram")
+    check(s.get("llmd_evictions_total", reason="evicted") == 1, "qwen evicted to make room")
+    check(s.total("llmd_evictions_total") == 1, "no other eviction")
+    for model, loads in [("qwen", 1), ("gemma", 2), ("llama", 1), ("nomic", 1)]:
+        got = s.get("llmd_model_load_seconds_count", model=model)
+        check(got == loads, f"loads of {model}: {got}, expected {loads}")
+    check(s.total("llmd_model_restarts_total") == 1, "one restart in all")
+    for model, state in [("qwen", "absent"), ("gemma", "ready"), ("llama", "ready"),
+                         ("nomic", "ready")]:
+        check(s.get("llmd_model_state", model=model, state=state) == 1, f"{model} {state}")
+        check(s.total("llmd_model_state", model=model) == 1, f"{model}: one state")
+    check(s.total("llmd_requests_in_flight") == 0 and s.total("llmd_held_requests") == 0,
+          "nothing in flight")
+    check(s.get("llmd_build_info") == 1, "build_info")
+    check(s.types.get("llmd_request_duration_seconds_count") == "histogram" and
+          s.types.get("llmd_requests_total") == "counter" and
+          s.types.get("llmd_model_state") == "gauge", f"types {s.types}")
+
+
+@fixture(conf("routing = switch\nmax-resident = 1"), models=MODELS)
+def test_metrics_replace_switch(d):
+    ready(d)
+    llmctl(d, "switch", "gemma", check_rc=0)
+    s = Scrape()
+    check(s.get("llmd_switches_total", kind="replace") == 1, "a replace switch")
+    check(s.get("llmd_evictions_total", reason="evicted") == 1, "qwen made room")
+    check(s.get("llmd_model_state", model="qwen", state="absent") == 1, "qwen is down")
 
 
 if __name__ == "__main__":
