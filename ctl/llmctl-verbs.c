@@ -322,7 +322,8 @@ static void print_activity_record(const cJSON *r)
         if (localtime_r(&t, &tm)) {
                 strftime(when, sizeof(when), "%H:%M:%S", &tm);
         }
-        printf("%-8s %-15.15s %-4s %-16.16s %-22.22s %3d %7s %7s %6s %6s %7s %7s %7s %s\n", when,
+        /* No precision: it would cut a character's bytes apart. */
+        printf("%-8s %-15s %-4s %-16s %-22s %3d %7s %7s %6s %6s %7s %7s %7s %s\n", when,
                client ? client : "?", activity_num(key, sizeof(key), r, "key", 0, 1),
                model ? model : "?", endpoint ? endpoint : "?", (int) jnum(r, "status", 0),
                activity_num(prompt, sizeof(prompt), r, "prompt_tokens", 0, 1),

@@ -390,6 +390,7 @@ int route_request(const RouteInput *in, Route *r)
         const char *why = NULL;
         unsigned m;
         const RouteEntry *e;
+        bool public;
         int k;
 
         *r = (Route) {};
@@ -470,7 +471,10 @@ int route_request(const RouteInput *in, Route *r)
         if (*q == '?') {
                 r->path[strlen(r->path)] = '?';
         }
-        if (e && e->public && (m & e->methods) && r->has_body) {
+        /* metrics-public: for a scraper on a private network, the metrics alone. */
+        public = e && (m & e->methods) &&
+                 (e->public || (e->kind == ROUTE_METRICS && in->metrics_public && !in->model_port));
+        if (public && r->has_body) {
                 /* Public requests need no key; a body would let one hold a connection busy. */
                 route_refuse(r, 400, "invalid_request_error", "this request takes no body");
                 return 0;
@@ -481,9 +485,7 @@ int route_request(const RouteInput *in, Route *r)
                 k = route_key_find(in->api_keys, in->authorization, in->x_api_key);
                 r->key = k >= 0 ? (unsigned) k + 1 : 0;
         }
-        if (in->api_keys && !(e && e->public && (m & e->methods)) &&
-            !(e && e->kind == ROUTE_METRICS && in->metrics_public && !in->model_port) &&
-            r->key == 0) {
+        if (in->api_keys && !public && r->key == 0) {
                 route_refuse(r, 401, "authentication_error", "Invalid API Key");
                 return 0;
         }

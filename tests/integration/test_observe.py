@@ -6,9 +6,12 @@ sequence of requests and switches."""
 
 import json
 import os
+import pty
 import shutil
-import socket
 import subprocess
+import threading
+import time
+from http.client import HTTPConnection
 
 from llmdtest import (Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
                       sim_only, wait_until)
@@ -270,6 +273,164 @@ def test_metrics_replace_switch(d):
     check(s.get("llmd_switches_total", kind="replace") == 1, "a replace switch")
     check(s.get("llmd_evictions_total", reason="evicted") == 1, "qwen made room")
     check(s.get("llmd_model_state", model="qwen", state="absent") == 1, "qwen is down")
+
+
+KEYS = ("sk-first-0123456789", "sk-second-0123456789")
+
+
+def with_keys(d, top=""):
+    path = os.path.join(d.dir, "keys")
+    with open(path, "w") as f:
+        f.write("# the team's keys\n" + "\n".join(KEYS) + "\n")
+    os.chmod(path, 0o600)
+    d.write_config(conf(f"api-key-file = {path}\n{top}"))
+    d.start()
+    ready(d)
+
+
+def bearer(k):
+    return {"Authorization": "Bearer " + k}
+
+
+@fixture(conf(), models=MODELS, start=False)
+def test_keys_guard_metrics_and_activity(d):
+    with_keys(d)
+    for path in ("/llmd/metrics", "/llmd/activity", "/llmd/%6detrics", "/llmd/activity?since=1"):
+        r = http(PORT, "GET", path)
+        check(r.status == 401, f"{path} without a key: {r}")
+        r = http(PORT, "GET", path, headers=bearer(KEYS[0] + "x"))
+        check(r.status == 401, f"{path} with a wrong key: {r}")
+    check(http(PORT, "GET", "/llmd/./metrics").status == 400, "a dot segment")
+    r = http(PORT, "GET", "/llmd/%6detrics", headers=bearer(KEYS[1]))
+    check(r.status == 200 and b"llmd_build_info" in r.body, f"%-escaped path: {r}")
+    r = http(PORT, "POST", "/llmd/metrics", b"{}", headers=bearer(KEYS[1]))
+    check(r.status == 405, f"POST: {r}")
+    r = http(PORT, "POST", "/v1/chat/completions", dict(CHAT, model="qwen"),
+             headers={"X-Api-Key": KEYS[1]})
+    check(r.status == 200, f"chat: {r}")
+    recs = activity(headers=bearer(KEYS[0]))["records"]
+    # The 401s are there too, without a key; the chat carried the second key of the file.
+    check([x["key"] for x in recs if x["status"] == 200] == [2], f"keys: {recs}")
+    check(all(x["key"] is None for x in recs if x["status"] == 401), f"401s: {recs}")
+    check(not any(KEYS[0] in json.dumps(x) or KEYS[1] in json.dumps(x) for x in recs),
+          "a key in the activity log")
+    r = http(PORT, "GET", "/llmd/activity?since=x", headers=bearer(KEYS[0]))
+    check(r.status == 400, f"since=x: {r}")
+    r = http(PORT, "GET", "/llmd/activity?sinse=1", headers=bearer(KEYS[0]))
+    check(r.status == 400 and b"sinse" in r.body, f"unknown parameter: {r}")
+
+
+@fixture(conf(), models=MODELS, start=False)
+def test_metrics_public(d):
+    with_keys(d, "metrics-public = true")
+    check(http(PORT, "GET", "/llmd/metrics").status == 200, "metrics without a key")
+    check(http(PORT, "GET", "/llmd/%6detrics").status == 200, "the same path, escaped")
+    check(http(PORT, "GET", "/llmd/activity").status == 401, "activity stays behind the key")
+    check(http(PORT, "GET", "/llmd/metrics", b"x").status == 400,
+          "a public path takes no body")
+
+
+HOSTILE = ["\x1b[2J\x1b]0;pwned\x07evil\r\nllmd: forged line", "\"}<script>alert(1)</script>",
+           "ünïcødé-名前", "x" * 1000]
+
+
+@fixture(conf("routing = switch"), models=MODELS)
+def test_activity_escapes_what_clients_sent(d):
+    ready(d)
+    for name in HOSTILE:
+        r = http(PORT, "POST", "/v1/chat/completions", dict(CHAT, model=name))
+        check(r.status == 404, f"{name!r}: {r}")
+    # Not UTF-8 at all.
+    r = http(PORT, "POST", "/v1/chat/completions", b'{"model":"bad\xff\xfebytes","messages":[]}')
+    check(r.status == 404, f"bad bytes: {r}")
+    raw = http(PORT, "GET", "/llmd/activity").body
+    recs = json.loads(raw.decode("utf-8"))["records"]  # strict: valid UTF-8, valid JSON
+    models = [x["model"] for x in recs]
+    check(models[:3] == HOSTILE[:3], f"recorded {models}")
+    check(models[3] == "x" * 95, f"a long name is cut: {len(models[3])}")
+    check(models[4] == "bad??bytes", f"bytes that are not UTF-8: {models[4]!r}")
+    check(b"\x1b" not in raw and b"<script>" in raw, "JSON escapes control characters")
+    # On a terminal: a table, every byte of the clients' escaped.
+    master, slave = pty.openpty()
+    p = subprocess.Popen([*llmctl_cmd(d), "activity"], stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    check(p.wait(timeout=10) == 0, f"llmctl activity: {p.stderr.read()}")
+    check(b"MODEL" in out and b"ENDPOINT" in out, f"no table: {out!r}")
+    check(b"\x1b" not in out and b"\x07" not in out, f"a control byte reached the terminal: {out!r}")
+    check(b"\\e[2J" in out, f"ESC not shown escaped: {out!r}")
+    lines = out.decode("utf-8").splitlines()
+    check(len(lines) == 1 + len(HOSTILE) + 1, f"a record spans lines: {lines}")
+    # Not a terminal: JSON, the same as over HTTP.
+    j = llmctl_json(d, "activity")
+    check(j["records"] == recs, "llmctl activity --json differs from /llmd/activity")
+    j = llmctl_json(d, "activity", HOSTILE[2])
+    check([x["model"] for x in j["records"]] == [HOSTILE[2]], f"one model: {j}")
+
+
+def llmctl_cmd(d):
+    from llmdtest import LLMCTL
+    return [LLMCTL, "--socket", os.path.join(d.runtime, "control.sock")]
+
+
+@fixture(conf(), models=MODELS)
+def test_scraping_does_not_disturb_serving(d):
+    ready(d)
+    stop = threading.Event()
+    counts, errors = [], []
+
+    def scraper():
+        n = 0
+        try:
+            c = HTTPConnection("127.0.0.1", PORT, timeout=20)
+            while not stop.is_set():
+                c.request("GET", "/llmd/metrics")
+                r = c.getresponse()
+                body = r.read()
+                if r.status != 200 or not body.endswith(b"\n"):
+                    errors.append((r.status, body[-200:]))
+                n += 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+        counts.append(n)
+
+    threads = [threading.Thread(target=scraper) for _ in range(4)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    streams = 0
+    try:
+        for _ in range(6):
+            s = Stream(PORT, "/v1/chat/completions",
+                       dict(CHAT, model="qwen", stream=True, max_tokens=16))
+            events = s.events()
+            s.close()
+            check(events[-1] == "[DONE]", f"stream cut: {events}")
+            deltas = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]
+                      if json.loads(e).get("choices")]
+            check(sum(1 for x in deltas if x) == 16, f"tokens lost: {events}")
+            streams += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    took = time.monotonic() - t0
+    check(not errors, f"scrapes failed: {errors[:3]}")
+    check(len(counts) == len(threads) and all(n > 0 for n in counts), f"scrapes: {counts}")
+    print(f"# {sum(counts)} scrapes in {took:.2f} s ({sum(counts) / took:.0f}/s) "
+          f"beside {streams} streams")
+    recs = activity()["records"]
+    check(len(recs) == streams and all(x["status"] == 200 for x in recs),
+          f"activity holds scrapes or lost streams: {len(recs)}")
 
 
 if __name__ == "__main__":
