@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <stdlib.h>
 
 #include "json-scan.h"
 
@@ -385,7 +386,8 @@ static void json_answer_end_value(JsonAnswer *a)
 
                 a->num[a->num_len] = '\0';
                 v = strtod(a->num, &end);
-                if (*end == '\0' && v >= 0) {
+                /* A count or a rate, never past what a 64-bit integer holds. */
+                if (*end == '\0' && v >= 0 && v < 1e15) {
                         a->values[a->field] = v;
                 }
         }

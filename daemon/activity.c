@@ -7,7 +7,7 @@
 struct Activity {
         ActivityRecord *ring;
         unsigned size;
-        uint64_t next; /* seq of the next record; records next-size .. next-1 are kept */
+        uint64_t first, next; /* the records kept: first .. next-1 */
 };
 
 int activity_new(unsigned size, Activity **ret)
@@ -18,7 +18,7 @@ int activity_new(unsigned size, Activity **ret)
         if (!a) {
                 return -ENOMEM;
         }
-        a->next = 1;
+        a->first = a->next = 1;
         r = activity_resize(a, size);
         if (r < 0) {
                 return r;
@@ -37,13 +37,6 @@ Activity *activity_free(Activity *a)
         return NULL;
 }
 
-static uint64_t activity_first(const Activity *a)
-{
-        uint64_t kept = MIN((uint64_t) a->size, a->next - 1);
-
-        return a->next - kept;
-}
-
 int activity_resize(Activity *a, unsigned size)
 {
         ActivityRecord *ring = NULL;
@@ -56,11 +49,10 @@ int activity_resize(Activity *a, unsigned size)
                 if (!ring) {
                         return -ENOMEM;
                 }
-                for (uint64_t s = activity_first(a); s < a->next; s++) {
-                        if (s + size >= a->next) {
-                                ring[s % size] = a->ring[s % a->size];
-                        }
-                }
+        }
+        a->first = MAX(a->first, a->next - MIN((uint64_t) size, a->next - a->first));
+        for (uint64_t s = a->first; s < a->next; s++) {
+                ring[s % size] = a->ring[s % a->size];
         }
         free(a->ring);
         a->ring = ring;
@@ -74,6 +66,9 @@ ActivityRecord *activity_add(Activity *a)
 
         if (a->size == 0) {
                 return NULL;
+        }
+        if (a->next - a->first == a->size) {
+                a->first++; /* the oldest makes room */
         }
         r = &a->ring[a->next % a->size];
         *r = (ActivityRecord) {
@@ -133,7 +128,7 @@ cJSON *activity_json(const Activity *a, uint64_t since, const char *model)
 
         cJSON_AddNumberToObject(o, "next", (double) a->next);
         records = cJSON_AddArrayToObject(o, "records");
-        for (uint64_t s = MAX(since, activity_first(a)); s < a->next; s++) {
+        for (uint64_t s = MAX(since, a->first); s < a->next; s++) {
                 const ActivityRecord *r = &a->ring[s % a->size];
 
                 if (!model || streq(r->model, model)) {
