@@ -7,6 +7,8 @@ sequence of requests and switches."""
 import json
 import os
 import pty
+import re
+import tempfile
 import shutil
 import subprocess
 import threading
@@ -260,6 +262,14 @@ def test_metrics_after_a_sequence(d):
     check(s.total("llmd_requests_in_flight") == 0 and s.total("llmd_held_requests") == 0,
           "nothing in flight")
     check(s.get("llmd_build_info") == 1, "build_info")
+    # Every metric the shipped Grafana board queries is one llmd exports.
+    with open(os.path.join(DOCS, "grafana-llmd.json")) as f:
+        board = json.load(f)
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    names = {n for e in exprs for n in re.findall(r"\bllmd_[a-z_]+", e)}
+    missing = sorted(n for n in names if n not in s.types and n + "_total" not in s.types and
+                     n not in ("llmd_gpu_memory_bytes",))
+    check(names and not missing, f"the Grafana board asks for {missing}")
     check(s.types.get("llmd_request_duration_seconds_count") == "histogram" and
           s.types.get("llmd_requests_total") == "counter" and
           s.types.get("llmd_model_state") == "gauge", f"types {s.types}")
@@ -273,6 +283,29 @@ def test_metrics_replace_switch(d):
     check(s.get("llmd_switches_total", kind="replace") == 1, "a replace switch")
     check(s.get("llmd_evictions_total", reason="evicted") == 1, "qwen made room")
     check(s.get("llmd_model_state", model="qwen", state="absent") == 1, "qwen is down")
+
+
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs")
+
+
+def test_prometheus_config_checks():
+    """docs/prometheus.yml as promtool reads it (with a key file where it points)."""
+    promtool = shutil.which("promtool")
+    check(promtool, "no promtool (Debian's prometheus package; tools/deps.sh installs it)")
+    with open(os.path.join(DOCS, "prometheus.yml")) as f:
+        text = f.read()
+    check("credentials_file: /etc/prometheus/llmd.key" in text and
+          "metrics_path: /llmd/metrics" in text, "the scrape config changed shape")
+    with tempfile.TemporaryDirectory() as tmp:
+        key = os.path.join(tmp, "llmd.key")
+        with open(key, "w") as f:
+            f.write("sk-x\n")
+        conf_path = os.path.join(tmp, "prometheus.yml")
+        with open(conf_path, "w") as f:
+            f.write(text.replace("/etc/prometheus/llmd.key", key))
+        p = subprocess.run([promtool, "check", "config", conf_path], capture_output=True,
+                           text=True)
+        check(p.returncode == 0, f"promtool check config: {p.stdout} {p.stderr}")
 
 
 KEYS = ("sk-first-0123456789", "sk-second-0123456789")

@@ -95,8 +95,7 @@ TEST(json_answer_nothing_or_garbage)
         for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
                 JsonAnswerTokens t = feed_in_pieces(bodies[i], i % 2, 3);
 
-                check(t.prompt == -1 && t.completion == -1 && t.cached == -1 &&
-                      t.per_second == -1);
+                check(t.prompt == -1 && t.completion == -1 && t.cached == -1 && t.per_second == -1);
         }
 }
 
@@ -163,7 +162,9 @@ TEST(activity_copy_cuts_whole_characters)
         check_streq(b, "abcdé");
         activity_copy(b, sizeof(b), "abcdef名"); /* the 3 bytes of 名 do not fit: none */
         check_streq(b, "abcdef");
-        activity_copy(b, sizeof(b), "a\xff\xfe" "b");
+        activity_copy(b, sizeof(b),
+                      "a\xff\xfe"
+                      "b");
         check_streq(b, "a??b");
         activity_copy(b, sizeof(b), NULL);
         check_streq(b, "");
@@ -177,16 +178,25 @@ TEST(metrics_text)
         FILE *f;
 
         check_inteq(metrics_new(&m), 0);
-        metrics_request_end(m, &(MetricsRequest) { .model = "q\"\\\n", .endpoint = "/x",
-                                                   .status = 200, .duration_s = 0.3,
-                                                   .ttfb_s = 0.01, .held_s = -1,
-                                                   .prompt_tokens = 5, .completion_tokens = 2,
-                                                   .cached_tokens = -1, .tokens_per_s = 30 });
-        metrics_request_end(m, &(MetricsRequest) { .endpoint = "/x", .status = 401,
+        metrics_request_end(m, &(MetricsRequest) { .model = "q\"\\\n",
+                                                   .endpoint = "/x",
+                                                   .status = 200,
+                                                   .duration_s = 0.3,
+                                                   .ttfb_s = 0.01,
+                                                   .held_s = -1,
+                                                   .prompt_tokens = 5,
+                                                   .completion_tokens = 2,
+                                                   .cached_tokens = -1,
+                                                   .tokens_per_s = 30 });
+        metrics_request_end(m, &(MetricsRequest) { .endpoint = "/x",
+                                                   .status = 401,
                                                    .refused = "authentication_error",
-                                                   .ttfb_s = -1, .held_s = -1,
-                                                   .prompt_tokens = -1, .cached_tokens = -1,
-                                                   .completion_tokens = -1, .tokens_per_s = -1 });
+                                                   .ttfb_s = -1,
+                                                   .held_s = -1,
+                                                   .prompt_tokens = -1,
+                                                   .cached_tokens = -1,
+                                                   .completion_tokens = -1,
+                                                   .tokens_per_s = -1 });
         metrics_switch_end(m, "beside", 1.5);
         metrics_serving_event(m, "q", SERVING_READY, SERVING_DRAINING, SERVING_EVENT_UNLOAD,
                               SERVING_WHY_IDLE, 0);
@@ -194,9 +204,15 @@ TEST(metrics_text)
         metrics_write(m, f);
         fclose(f);
         /* Label values escaped as the format says. */
-        check(strstr(text, "llmd_requests_total{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",code=\"200\"} 1\n"));
-        check(strstr(text, "llmd_request_duration_seconds_bucket{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",le=\"0.25\"} 0\n"));
-        check(strstr(text, "llmd_request_duration_seconds_bucket{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",le=\"0.5\"} 1\n"));
+        check(strstr(
+                text,
+                "llmd_requests_total{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",code=\"200\"} 1\n"));
+        check(strstr(
+                text,
+                "llmd_request_duration_seconds_bucket{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",le=\"0.25\"} 0\n"));
+        check(strstr(
+                text,
+                "llmd_request_duration_seconds_bucket{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",le=\"0.5\"} 1\n"));
         check(strstr(text, "llmd_requests_total{model=\"\",endpoint=\"/x\",code=\"401\"} 1\n"));
         check(strstr(text, "llmd_refused_total{reason=\"authentication_error\"} 1\n"));
         check(strstr(text, "llmd_switch_duration_seconds_sum{kind=\"beside\"} 1.5\n"));
