@@ -33,6 +33,7 @@ typedef struct Listener Listener;
 typedef struct Request Request;
 typedef struct Conn Conn;
 typedef struct Drain Drain;
+typedef struct Scrape Scrape;
 
 struct Listener {
         Proxy *proxy;
@@ -106,6 +107,7 @@ struct Request {
         bool forwarded;                      /* a child got it */
         const char *error_type;              /* of llmd's own error answer (static) */
         char error[160];                     /* what went wrong, "" nothing */
+        Scrape *scrape;                      /* GET /llmd/metrics asking the children for theirs */
         Request *prev, *next; /* in the held queue, or the list of forwarded requests */
 };
 
@@ -164,6 +166,7 @@ void request_log(Request *r, bool completed);
 void request_record(Request *r, bool completed);
 void request_note_error(Request *r, const char *type, const char *message);
 void request_answer_metrics(Request *r);
+void request_scrape_free(Request *r);
 void request_answer_activity(Request *r);
 /* request-proxy.c, for proxy-observe.c */
 struct MHD_Response *request_json_response(Request *r, char *body);

@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "parse-util.h"
 #include "proxy-internal.h"
+#include "strv.h"
 
 void request_note_error(Request *r, const char *type, const char *message)
 {
@@ -211,7 +212,151 @@ static void write_gauges(Proxy *p, FILE *f)
                              (const char *const[]) { "version", LLMD_VERSION, NULL }, 1);
 }
 
-void request_answer_metrics(Request *r)
+/* Each ready child whose profile has metrics = true is asked for its own /metrics while the
+ * scrape waits (at most PROXY_SCRAPE_TIMEOUT_USEC); its llamacpp:* samples are passed on with a
+ * model label. */
+#define PROXY_SCRAPE_TIMEOUT_USEC (2 * USEC_PER_SEC)
+#define PROXY_SCRAPE_BODY_MAX (1024 * 1024)
+
+typedef struct ScrapeFetch {
+        Scrape *scrape;
+        const char *model; /* the child's name, for as long as the scrape runs */
+        Upstream *upstream;
+        long status;
+        Buffer body;
+} ScrapeFetch;
+
+struct Scrape {
+        Request *request;
+        ScrapeFetch *fetches;
+        size_t n_fetches, pending;
+        sd_event_source *timer;
+};
+
+void request_scrape_free(Request *r)
+{
+        Scrape *s = r->scrape;
+
+        if (!s) {
+                return;
+        }
+        r->scrape = NULL;
+        for (size_t i = 0; i < s->n_fetches; i++) {
+                if (s->fetches[i].upstream) {
+                        upstream_cancel(s->fetches[i].upstream);
+                }
+                buffer_done(&s->fetches[i].body);
+        }
+        sd_event_source_disable_unref(s->timer);
+        free(s->fetches);
+        free(s);
+}
+
+/* One family of the children's metrics: its HELP and TYPE lines and its samples, relabelled. */
+typedef struct Family {
+        char *name;
+        char *help, *type;
+        char **samples;
+} Family;
+
+static Family *family_get(Family **families, size_t *n, const char *name, size_t len)
+{
+        Family *f;
+
+        for (size_t i = 0; i < *n; i++) {
+                if (strlen((*families)[i].name) == len && strneq((*families)[i].name, name, len)) {
+                        return &(*families)[i];
+                }
+        }
+        f = reallocarray(*families, *n + 1, sizeof(Family));
+        if (!f) {
+                return NULL;
+        }
+        *families = f;
+        f = &f[(*n)++];
+        *f = (Family) { .name = strndup(name, len) };
+        return f->name ? f : NULL;
+}
+
+static size_t metric_name_length(const char *s)
+{
+        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+}
+
+/* A child's text into families: only llamacpp:* names, each sample given model="NAME". */
+static void scrape_parse(Family **families, size_t *n, const char *model, char *text)
+{
+        char *save = NULL;
+
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                bool help = startswith(line, "# HELP "), type = startswith(line, "# TYPE ");
+                const char *name = help || type ? line + 7 : line;
+                size_t len = metric_name_length(name);
+                Family *f;
+
+                if (len == 0 || !startswith(name, "llamacpp:") ||
+                    (line[0] == '#' && !help && !type) || !strchr(" {", name[len]) ||
+                    !(f = family_get(families, n, name, len))) {
+                        continue;
+                }
+                if (help || type) {
+                        char **slot = help ? &f->help : &f->type;
+                        if (!*slot) {
+                                *slot = strdup(line);
+                        }
+                        continue;
+                }
+                _cleanup_free_ char *label = NULL, *sample = NULL;
+                FILE *m = open_memstream(&label, &(size_t) { 0 });
+                if (!m) {
+                        continue;
+                }
+                metrics_write_sample(m, "", (const char *const[]) { "model", model, NULL }, 0);
+                fclose(m);
+                /* label is '{model="NAME"} 0\n': keep '{model="NAME"' */
+                *strrchr(label, '}') = '\0';
+                if (asprintf(&sample, "%.*s%s%s%s", (int) len, name, label,
+                             name[len] == '{' && name[len + 1] != '}' ? "," : "}",
+                             name[len] == '{' ? name + len + 1 + (name[len + 1] == '}')
+                                              : name + len) >= 0) {
+                        (void) strv_consume(&f->samples, TAKE_PTR(sample));
+                }
+        }
+}
+
+static void write_children(Scrape *s, FILE *f)
+{
+        Family *families = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < s->n_fetches; i++) {
+                ScrapeFetch *x = &s->fetches[i];
+
+                if (x->status == 200 && buffer_append(&x->body, "", 1) >= 0) {
+                        scrape_parse(&families, &n, x->model, x->body.data + x->body.off);
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (families[i].samples) {
+                        if (families[i].help) {
+                                fprintf(f, "%s\n", families[i].help);
+                        }
+                        if (families[i].type) {
+                                fprintf(f, "%s\n", families[i].type);
+                        }
+                        STRV_FOREACH(l, families[i].samples) {
+                                fprintf(f, "%s\n", *l);
+                        }
+                }
+                free(families[i].name);
+                free(families[i].help);
+                free(families[i].type);
+                strv_free(families[i].samples);
+        }
+        free(families);
+}
+
+static void request_answer_metrics_now(Request *r)
 {
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
@@ -219,6 +364,7 @@ void request_answer_metrics(Request *r)
         struct MHD_Response *resp;
 
         if (!f) {
+                request_scrape_free(r);
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
         }
@@ -226,6 +372,10 @@ void request_answer_metrics(Request *r)
                 metrics_write(r->proxy->metrics, f);
         }
         write_gauges(r->proxy, f);
+        if (r->scrape) {
+                write_children(r->scrape, f);
+                request_scrape_free(r);
+        }
         if (fclose(f) != 0 || !text) {
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
@@ -237,6 +387,107 @@ void request_answer_metrics(Request *r)
                 MHD_add_response_header(resp, "Server", "llmd");
         }
         request_answer(r, 200, resp, REQ_EVENT_ANSWER);
+}
+
+static void scrape_on_headers(void *userdata, long status, const char *content_type,
+                              int64_t content_length)
+{
+        ScrapeFetch *x = userdata;
+
+        x->status = status;
+}
+
+static int scrape_on_data(void *userdata, const char *data, size_t len)
+{
+        ScrapeFetch *x = userdata;
+
+        if (buffer_pending(&x->body) + len <= PROXY_SCRAPE_BODY_MAX) {
+                (void) buffer_append(&x->body, data, len);
+        } else {
+                x->status = -1; /* too much: left out */
+        }
+        return 0;
+}
+
+static void scrape_on_done(void *userdata, int error, const char *message)
+{
+        ScrapeFetch *x = userdata;
+        Scrape *s = x->scrape;
+
+        x->upstream = NULL;
+        if (error < 0) {
+                x->status = -1;
+        }
+        if (--s->pending == 0) {
+                request_answer_metrics_now(s->request);
+        }
+}
+
+static int scrape_on_timeout(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Scrape *s = userdata;
+
+        /* Those that did not answer in time are left out. */
+        for (size_t i = 0; i < s->n_fetches; i++) {
+                if (s->fetches[i].upstream) {
+                        upstream_cancel(TAKE_PTR(s->fetches[i].upstream));
+                        s->fetches[i].status = -1;
+                }
+        }
+        request_answer_metrics_now(s->request);
+        return 0;
+}
+
+static const UpstreamCallbacks scrape_callbacks = {
+        .headers = scrape_on_headers,
+        .data = scrape_on_data,
+        .done = scrape_on_done,
+};
+
+void request_answer_metrics(Request *r)
+{
+        Proxy *p = r->proxy;
+        size_t n;
+        Child **children = supervisor_children(p->supervisor, &n);
+        Scrape *s = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                if (child_state(children[i]) != CHILD_READY ||
+                    !strv_contains(child_config(children[i])->args, "--metrics")) {
+                        continue;
+                }
+                if (!s) {
+                        s = r->scrape = calloc(1, sizeof(Scrape));
+                        if (s) {
+                                s->request = r;
+                                s->fetches = calloc(n, sizeof(ScrapeFetch));
+                        }
+                        if (!s || !s->fetches) {
+                                request_scrape_free(r);
+                                break;
+                        }
+                }
+                ScrapeFetch *x = &s->fetches[s->n_fetches++];
+                *x = (ScrapeFetch) { .scrape = s, .model = child_name(children[i]) };
+                if (upstream_start(
+                            p->upstream,
+                            &(UpstreamRequest) { .socket_path = child_socket_path(children[i]),
+                                                 .method = "GET",
+                                                 .path = "/metrics",
+                                                 .content_type = "text/plain",
+                                                 .accept = "text/plain" },
+                            &scrape_callbacks, x, &x->upstream) >= 0) {
+                        s->pending++;
+                }
+        }
+        if (!s || s->pending == 0 ||
+            sd_event_add_time_relative(p->event, &s->timer, CLOCK_MONOTONIC,
+                                       PROXY_SCRAPE_TIMEOUT_USEC, USEC_PER_MSEC, scrape_on_timeout,
+                                       s) < 0) {
+                request_answer_metrics_now(r);
+                return;
+        }
+        request_suspend(r);
 }
 
 /* ---- GET /llmd/activity?since=SEQ&model=NAME ---- */

@@ -1172,6 +1172,7 @@ Request *request_free(Request *r)
                 /* MHD ended it while it waited or streamed: the client left. */
                 request_step(r, REQ_EVENT_GONE);
         }
+        request_scrape_free(r);
         if (r->response) {
                 MHD_destroy_response(r->response);
         }
