@@ -441,6 +441,28 @@ def test_activity_escapes_what_clients_sent(d):
     check([x["model"] for x in j["records"]] == [HOSTILE[2]], f"one model: {j}")
 
 
+@fixture(conf(), models=MODELS)
+def test_llmctl_activity_follows(d):
+    ready(d)
+    chat("qwen")
+    # Not a terminal: one JSON record a line, the old ones first, then each as it ends.
+    p = subprocess.Popen([*llmctl_cmd(d), "activity", "-f", "qwen"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline())
+        check(first["seq"] == 1 and first["model"] == "qwen", f"first line {first}")
+        r = http(PORT, "POST", "/v1/embeddings", {"model": "nomic", "input": "x"})
+        check(r.status == 200, f"embeddings {r}")
+        chat("qwen")
+        second = json.loads(p.stdout.readline())  # waits for the line: nomic's is not shown
+        check(second["seq"] == 3 and second["model"] == "qwen" and second["status"] == 200,
+              f"followed {second}")
+        check(p.poll() is None, "llmctl activity -f ended")
+    finally:
+        p.kill()
+        p.wait()
+
+
 def llmctl_cmd(d):
     from llmdtest import LLMCTL
     return [LLMCTL, "--socket", os.path.join(d.runtime, "control.sock")]
