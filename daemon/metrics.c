@@ -151,8 +151,8 @@ static EndpointSeries *metrics_endpoint(Metrics *m, const char *model, const cha
 
         model = model ? model : "";
         for (size_t i = 0; i < m->n_endpoints; i++) {
-                /* The endpoint labels are static strings: their pointers are compared. */
-                if (m->endpoints[i].endpoint == endpoint && streq(m->endpoints[i].model, model)) {
+                if (streq(m->endpoints[i].endpoint, endpoint) &&
+                    streq(m->endpoints[i].model, model)) {
                         return &m->endpoints[i];
                 }
         }
@@ -256,7 +256,8 @@ void metrics_serving_event(Metrics *m, const char *model, ServingState old, Serv
 {
         ModelSeries *s;
 
-        if (!m || old == new) {
+        /* A crash while loading stays LOADING: a restart all the same. */
+        if (!m || (old == new &&e != SERVING_EVENT_CRASHED)) {
                 return;
         }
         s = metrics_model(m, model);

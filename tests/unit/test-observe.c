@@ -200,6 +200,26 @@ TEST(metrics_text)
         metrics_switch_end(m, "beside", 1.5);
         metrics_serving_event(m, "q", SERVING_READY, SERVING_DRAINING, SERVING_EVENT_UNLOAD,
                               SERVING_WHY_IDLE, 0);
+        metrics_serving_event(m, "q", SERVING_LOADING, SERVING_LOADING, SERVING_EVENT_CRASHED,
+                              SERVING_WHY_NONE, 1000);
+        metrics_serving_event(m, "q", SERVING_LOADING, SERVING_READY, SERVING_EVENT_READY,
+                              SERVING_WHY_NONE, 2000);
+        metrics_request_end(m, &(MetricsRequest) { .endpoint = "o"
+                                                               "ther",
+                                                   .status = 400,
+                                                   .ttfb_s = -1,
+                                                   .held_s = -1,
+                                                   .prompt_tokens = -1,
+                                                   .cached_tokens = -1,
+                                                   .completion_tokens = -1,
+                                                   .tokens_per_s = -1 });
+        metrics_request_end(m, &(MetricsRequest) { .status = 400,
+                                                   .ttfb_s = -1,
+                                                   .held_s = -1,
+                                                   .prompt_tokens = -1,
+                                                   .cached_tokens = -1,
+                                                   .completion_tokens = -1,
+                                                   .tokens_per_s = -1 });
         check(f = open_memstream(&text, &len));
         metrics_write(m, f);
         fclose(f);
@@ -218,6 +238,11 @@ TEST(metrics_text)
         check(strstr(text, "llmd_switch_duration_seconds_sum{kind=\"beside\"} 1.5\n"));
         check(strstr(text, "llmd_evictions_total{reason=\"unload-after\"} 1\n"));
         check(strstr(text, "llmd_prompt_tokens_total{model=\"q\\\"\\\\\\n\"} 5\n"));
+        check(strstr(text,
+                     "llmd_model_restarts_total{model=\"q\",reason=\"crashed-loading\"} 1\n"));
+        check(strstr(text, "llmd_model_load_seconds_count{model=\"q\"} 1\n"));
+        /* "other" from anywhere is one series. */
+        check(strstr(text, "llmd_requests_total{model=\"\",endpoint=\"other\",code=\"400\"} 2\n"));
 }
 
 TEST_MAIN()
