@@ -130,3 +130,25 @@ int read_file(const char *path, int flags, size_t max, char **ret)
         }
         return read_fd(fd, max, ret);
 }
+
+int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p) {
+                return -ENOMEM;
+        }
+        for (char *s = p + 1; *s; s++) {
+                if (*s == '/') {
+                        *s = '\0';
+                        if (mkdir(p, mode) < 0 && errno != EEXIST) {
+                                return -errno;
+                        }
+                        *s = '/';
+                }
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST) {
+                return -errno;
+        }
+        return 0;
+}

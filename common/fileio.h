@@ -9,6 +9,8 @@
 /* Replaces path with content so that a crash leaves the old file or the new one, never a mix:
  * write a temporary file beside it, fsync, rename over, fsync the directory. */
 int write_file_atomic(const char *path, const char *content, mode_t mode);
+/* Creates path and the directories above it that are missing, with mode. */
+int mkdir_p(const char *path, mode_t mode);
 /*
  * Opens path for reading when it is a regular file, whoever controls it: O_RDONLY|O_NONBLOCK|
  * O_CLOEXEC|O_NOCTTY plus flags (O_NOFOLLOW where a symbolic link is not expected), so that a

@@ -70,7 +70,26 @@ static void print_model_line(const char *label, const cJSON *m)
         if (jnum(m, "restarts", 0) > 0) {
                 printf(", %d restarts", (int) jnum(m, "restarts", 0));
         }
+        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(m, "prompt_cache");
+        if (jnum(pc, "count", 0) > 0) {
+                printf(", prompt cache saved: %.0f tokens", jnum(pc, "tokens", 0));
+        }
         printf("\n");
+}
+
+/* "2 prompt caches (1.3 GB) in 0.41 s", "-" for none, for a prompt_cache object. */
+static void format_cache(char *buf, size_t size, const cJSON *c, bool with_time)
+{
+        double n = jnum(c, "count", 0), bytes = jnum(c, "bytes", 0);
+
+        if (n <= 0) {
+                snprintf(buf, size, "-");
+        } else if (with_time) {
+                snprintf(buf, size, "%.0f prompt cache%s (%.0f tokens, %.2f GB) in %.2f s", n,
+                         n == 1 ? "" : "s", jnum(c, "tokens", 0), bytes / 1e9, jnum(c, "sec", 0));
+        } else {
+                snprintf(buf, size, "%.0f tok, %.1f MB", jnum(c, "tokens", 0), bytes / 1e6);
+        }
 }
 
 #define GIB(x) ((x) / (1024.0 * 1024.0 * 1024.0))
@@ -152,7 +171,8 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                 print_json(p);
                 return;
         }
-        printf("  %-16s %-11s %-20s %-9s %s\n", "MODEL", "STATE", "GPU", "USED", "ALIASES");
+        printf("  %-16s %-11s %-20s %-9s %-20s %s\n", "MODEL", "STATE", "GPU", "USED",
+               "PROMPT CACHE", "ALIASES");
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(p, "models")) {
                 _cleanup_strv_free_ char **aliases = NULL;
                 const cJSON *a;
@@ -168,7 +188,7 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                 }
                 _cleanup_free_ char *j = strv_join(aliases, ", ");
                 const cJSON *g = cJSON_GetObjectItemCaseSensitive(m, "gpu_memory");
-                char gpu[32] = "-", used[32] = "-";
+                char gpu[32] = "-", used[32] = "-", cache[64];
 
                 if (jstr(g, "source")) {
                         snprintf(gpu, sizeof(gpu), "%.1f GiB %s", GIB(jnum(g, "bytes", 0)),
@@ -177,8 +197,10 @@ static void print_list(Client *cl, const cJSON *p, bool continues)
                 if (cJSON_GetObjectItemCaseSensitive(m, "last_used_sec")) {
                         format_uptime(used, sizeof(used), jnum(m, "last_used_sec", 0));
                 }
-                printf("%s %-16s %-11s %-20s %-9s %s\n", jbool(m, "active") ? "*" : " ",
-                       jstr(m, "name"), shown_state(m), gpu, used, j ? j : "");
+                format_cache(cache, sizeof(cache),
+                             cJSON_GetObjectItemCaseSensitive(m, "prompt_cache"), false);
+                printf("%s %-16s %-11s %-20s %-9s %-20s %s\n", jbool(m, "active") ? "*" : " ",
+                       jstr(m, "name"), shown_state(m), gpu, used, cache, j ? j : "");
         }
 }
 
@@ -253,6 +275,17 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
                        from ? from : "none", model ? model : "none", ev ? ", evicted " : "",
                        ev ? ev : "", jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0),
                        jnum(p, "load_sec", 0), jnum(p, "llmd_sec", 0));
+        }
+        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(p, "prompt_cache");
+        char cache[128];
+        const char *what[] = { "saved", "restored" };
+        for (size_t i = 0; i < ELEMENTSOF(what); i++) {
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(pc, what[i]);
+
+                if (jnum(c, "count", 0) > 0) {
+                        format_cache(cache, sizeof(cache), c, true);
+                        printf("%s %s\n", what[i], cache);
+                }
         }
 }
 
@@ -510,6 +543,36 @@ static int verb_unload(Client *cl)
         return call_model(cl, false, print_unload);
 }
 
+static void print_prompt_cache_clear(Client *cl, const cJSON *p, bool continues)
+{
+        if (cl->json) {
+                print_json(p);
+                return;
+        }
+        printf("removed %.0f prompt cache file%s%s%s\n", jnum(p, "removed", 0),
+               jnum(p, "removed", 0) == 1 ? "" : "s", jstr(p, "model") ? " of " : "",
+               jstr(p, "model") ? jstr(p, "model") : "");
+}
+
+/* prompt-cache clear [MODEL] */
+static int verb_prompt_cache(Client *cl)
+{
+        cJSON *params;
+        int r;
+
+        if (!streq(cl->args.args[0], "clear")) {
+                return fail(EXIT_USAGE, "prompt-cache: unknown action '%s' (clear [MODEL])",
+                            cl->args.args[0]);
+        }
+        params = cJSON_CreateObject();
+        if (cl->args.n_args > 1) {
+                cJSON_AddStringToObject(params, "model", cl->args.args[1]);
+        }
+        r = call(cl, params, false, print_prompt_cache_clear);
+        cJSON_Delete(params);
+        return r;
+}
+
 static int verb_version(Client *cl)
 {
         if (!cl->json) {
@@ -534,6 +597,9 @@ const Verb verbs[_VERB_MAX] = {
           "Load MODEL beside the active one; a switch to it is then instant" },
         { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1, verb_logs,
           "Show llmd's journal, or one model's (-f: follow it)" },
+        { VERB_PROMPT_CACHE, "prompt-cache", "clear [MODEL]", 1, 2,
+          CONTROL_METHOD_CLEAR_PROMPT_CACHE, verb_prompt_cache,
+          "Remove the saved prompt caches of MODEL, or of every model" },
         { VERB_RELOAD, "reload", "", 0, 0, CONTROL_METHOD_RELOAD, verb_reload,
           "Read the configuration again and apply what changed" },
         { VERB_START, "start", "", 0, 0, CONTROL_METHOD_START, verb_start_stop,

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "parse-util.h"
 #include "probe.h"
+#include "prompt-cache.h"
 #include "strv.h"
 #include "time-util.h"
 
@@ -62,6 +63,8 @@ struct Child {
         uint64_t spawned_usec, ready_usec;
         uint64_t used_usec;  /* a request last began or ended on it (for LRU and unload-after) */
         uint64_t model_size; /* bytes, at the last spawn */
+        char *cache_dir;     /* the last spawn's --slot-save-path, or NULL */
+        char *cache_fingerprint;
 };
 
 static const char *const state_table[_CHILD_STATE_MAX] = {
@@ -505,6 +508,29 @@ _noreturn_ static void child_exec(pid_t parent, int devnull, int out, const char
 }
 
 /* Returns 0 when a process is running, or -errno after setting the reason. */
+/* The directory of this spawn's prompt caches, made private to llmd; none when the profile
+ * keeps none, or when it cannot be made (the model runs without). */
+static void child_cache_prepare(Child *c)
+{
+        _cleanup_free_ char *dir = NULL;
+        struct stat st;
+
+        c->cache_dir = mfree(c->cache_dir);
+        c->cache_fingerprint = mfree(c->cache_fingerprint);
+        if (!c->ctx.cache_root || !config_model_prompt_cache(c->config) ||
+            asprintf(&dir, "%s/%s", c->ctx.cache_root, c->name) < 0) {
+                return;
+        }
+        if (mkdir_p(dir, 0700) < 0 || lstat(c->ctx.cache_root, &st) < 0 || !S_ISDIR(st.st_mode) ||
+            lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || chmod(dir, 0700) < 0) {
+                log_model(LOG_WARNING, c->name, NULL,
+                          "%s: cannot use %s for its prompt caches (%m); running without", c->name,
+                          dir);
+                return;
+        }
+        c->cache_dir = TAKE_PTR(dir);
+}
+
 static int child_spawn(Child *c)
 {
         _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
@@ -546,7 +572,11 @@ static int child_spawn(Child *c)
                 child_set_reason(c, "cannot remove %s: %s", c->socket_path, strerror(-r));
                 return r;
         }
-        r = config_model_argv(c->config, binary, c->socket_path, &argv);
+        child_cache_prepare(c);
+        r = config_model_argv(c->config, binary, c->socket_path, c->cache_dir, &argv);
+        if (r >= 0 && c->cache_dir) {
+                r = prompt_cache_fingerprint(&st, binary, argv, &c->cache_fingerprint);
+        }
         if (r < 0) {
                 child_set_reason(c, "out of memory");
                 return r;
@@ -706,8 +736,8 @@ static void child_do(Child *c, ChildAction action)
                           (double) (c->ready_usec - c->spawned_usec) / USEC_PER_SEC, (int) c->pid);
                 (void) child_arm(c, &c->health_timer, c->config->health_interval_usec,
                                  child_on_health_timer);
-                (void) probe_new_full(c->ctx.event, c->socket_path, "/v1/models", true,
-                                      CHILD_META_TIMEOUT_USEC, child_on_meta, c, &c->meta_probe);
+                (void) probe_new_request(c->ctx.event, c->socket_path, "/v1/models", NULL, true,
+                                         CHILD_META_TIMEOUT_USEC, child_on_meta, c, &c->meta_probe);
                 break;
         case CHILD_ACTION_TERMINATE:
                 child_cancel_timers(c);
@@ -791,6 +821,16 @@ void child_kill_now(Child *c)
         child_signal(c, SIGKILL);
 }
 
+const char *child_cache_dir(const Child *c)
+{
+        return c->cache_dir;
+}
+
+const char *child_cache_fingerprint(const Child *c)
+{
+        return c->cache_fingerprint;
+}
+
 int child_new(const ChildContext *ctx, const ModelConfig *m, child_handler_t handler,
               void *userdata, Child **ret)
 {
@@ -843,6 +883,8 @@ Child *child_free(Child *c)
         }
         strv_free(c->failure_lines);
         free(c->reason);
+        free(c->cache_dir);
+        free(c->cache_fingerprint);
         free(c->socket_path);
         free(c->name);
         config_model_free(c->config);

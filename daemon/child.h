@@ -74,8 +74,9 @@ typedef void (*child_handler_t)(Child *c, ChildState old, void *userdata);
 typedef struct ChildContext {
         sd_event *event;
         const char *runtime_dir;
-        const char *binary; /* llama-server; a path or a name looked up in $PATH */
-        char **environ;     /* the environment children start from (already cleaned) */
+        const char *binary;     /* llama-server; a path or a name looked up in $PATH */
+        char **environ;         /* the environment children start from (already cleaned) */
+        const char *cache_root; /* prompt caches: CACHE_ROOT/NAME/ (prompt-cache.h); or NULL */
 } ChildContext;
 
 int child_new(const ChildContext *ctx, const ModelConfig *m, child_handler_t handler,
@@ -122,6 +123,10 @@ uint64_t child_used_usec(const Child *c);
 struct cJSON;
 const struct cJSON *child_meta(const Child *c);
 uint64_t child_ready_usec(const Child *c);
+/* Where the running process saves its prompt caches (its --slot-save-path), and what they
+ * belong to (prompt_cache_fingerprint()); NULL when it saves none. */
+const char *child_cache_dir(const Child *c);
+const char *child_cache_fingerprint(const Child *c);
 
 /* The delay before restart number n (1-based) of a profile: restart-sec doubled each time,
  * at most CHILD_BACKOFF_MAX_USEC (or restart-sec, if that is larger). */

@@ -28,6 +28,9 @@
 #define DEFAULT_START_LIMIT_INTERVAL (300 * USEC_PER_SEC)
 /* Generous: a long prompt can keep llama-server silent for minutes before the first token. */
 #define DEFAULT_UPSTREAM_TIMEOUT (600 * USEC_PER_SEC)
+#define DEFAULT_PROMPT_CACHE_MIN_TOKENS 1024
+/* A 7B model's 30,000-token cache is a few GB: a second or two on a local disk. */
+#define DEFAULT_PROMPT_CACHE_SAVE_TIMEOUT (5 * USEC_PER_SEC)
 /* [llmd]'s defaults are in its table, config_llmd_keys[]. */
 
 struct RawEntry {
@@ -235,6 +238,9 @@ const ConfigModelKey config_model_keys[] = {
           "llama-server's router mode: llmd is the router" },
         { "pin", CONFIG_KEY_PROFILE, NULL },
         { "port", CONFIG_KEY_PROFILE, NULL },
+        { "prompt-cache", CONFIG_KEY_OWN, NULL },
+        { "prompt-cache-min-tokens", CONFIG_KEY_OWN, NULL },
+        { "prompt-cache-save-timeout", CONFIG_KEY_OWN, NULL },
         { "restart-sec", CONFIG_KEY_OWN, NULL },
         { "sleep-idle-seconds", CONFIG_KEY_REFUSED,
           "it unloads the model while /health still answers 200, so llmd could not tell what is loaded" },
@@ -510,6 +516,21 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
         if (streq(k, "gpu-memory")) {
                 return config_gpu_memory(c, section, e, &m->gpu_memory);
         }
+        if (streq(k, "prompt-cache")) {
+                return config_bool(c, section, e, &m->prompt_cache);
+        }
+        if (streq(k, "prompt-cache-min-tokens")) {
+                if (parse_unsigned(e->value, 100000000, &m->prompt_cache_min_tokens) < 0) {
+                        config_error(c, e->line,
+                                     "[%s] prompt-cache-min-tokens: '%s' is not a number of tokens",
+                                     section, e->value);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (streq(k, "prompt-cache-save-timeout")) {
+                return config_duration(c, section, e, 0, &m->prompt_cache_save_timeout_usec);
+        }
         if (streq(k, "health-interval")) {
                 return config_duration(c, section, e, 10 * USEC_PER_MSEC, &m->health_interval_usec);
         }
@@ -649,6 +670,9 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                 .start_limit_burst = DEFAULT_START_LIMIT_BURST,
                 .start_limit_interval_usec = DEFAULT_START_LIMIT_INTERVAL,
                 .upstream_timeout_usec = DEFAULT_UPSTREAM_TIMEOUT,
+                .prompt_cache = true,
+                .prompt_cache_min_tokens = DEFAULT_PROMPT_CACHE_MIN_TOKENS,
+                .prompt_cache_save_timeout_usec = DEFAULT_PROMPT_CACHE_SAVE_TIMEOUT,
         };
         n = m->name ? ARRAY_GROW(c->models, c->n_models) : NULL;
         if (!n) {
@@ -942,6 +966,8 @@ const ConfigLlmdKey config_llmd_keys[] = {
                  "Serve /llmd/metrics without an API key"),
         LLMD_KEY("prefetch", prefetch, prefetch, 0, 0, "true",
                  "Read the models that are not loaded into the page cache, or at most this much"),
+        LLMD_KEY("prompt-cache-size", gpu_memory, prompt_cache_size, 0, 0, "auto",
+                 "The saved prompt caches of all models together, at most"),
         LLMD_KEY("routing", routing, routing, 0, 0, "active",
                  "What the model field of a generation request does"),
 };
@@ -1287,11 +1313,18 @@ bool config_model_equal(const ModelConfig *a, const ModelConfig *b)
                a->stop_timeout_usec == b->stop_timeout_usec &&
                a->health_interval_usec == b->health_interval_usec &&
                a->restart_usec == b->restart_usec && a->start_limit_burst == b->start_limit_burst &&
-               a->start_limit_interval_usec == b->start_limit_interval_usec;
+               a->start_limit_interval_usec == b->start_limit_interval_usec &&
+               a->prompt_cache == b->prompt_cache;
+}
+
+bool config_model_prompt_cache(const ModelConfig *m)
+{
+        return m->prompt_cache && !m->pin && !m->embeddings &&
+               !strv_contains(m->args, "--slot-save-path");
 }
 
 int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
-                      char ***ret)
+                      const char *slot_dir, char ***ret)
 {
         _cleanup_strv_free_ char **l = calloc(1, sizeof(char *));
 
@@ -1308,6 +1341,10 @@ int config_model_argv(const ModelConfig *m, const char *binary, const char *sock
                 if (strv_extend(&l, "--alias") < 0 || strv_extend(&l, m->name) < 0) {
                         return -ENOMEM;
                 }
+        }
+        if (slot_dir &&
+            (strv_extend(&l, "--slot-save-path") < 0 || strv_extend(&l, slot_dir) < 0)) {
+                return -ENOMEM;
         }
         STRV_FOREACH(a, m->args) {
                 if (strv_extend(&l, *a) < 0) {

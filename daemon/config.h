@@ -44,6 +44,12 @@ typedef struct ModelConfig {
         uint64_t gpu_memory;
         /* Resident but not active and unused for this long: stopped. 0: never. */
         uint64_t unload_after_usec;
+        /* Its slots' prompt caches are saved before a planned stop and restored when it is
+         * ready again (config_model_prompt_cache() says whether they are): slots holding at
+         * least this many tokens, a save taking at most this long. */
+        bool prompt_cache;
+        unsigned prompt_cache_min_tokens;
+        uint64_t prompt_cache_save_timeout_usec;
 } ModelConfig;
 
 typedef struct ListenAddress {
@@ -77,8 +83,9 @@ typedef struct Config {
          * what the GPUs report less a margin). */
         unsigned max_resident;
         uint64_t gpu_memory;
-        bool prefetch;           /* read recently used models into the page cache */
-        uint64_t prefetch_limit; /* at most this much (0: as free memory allows) */
+        uint64_t prompt_cache_size; /* all models' saved prompt caches; 0: auto */
+        bool prefetch;              /* read recently used models into the page cache */
+        uint64_t prefetch_limit;    /* at most this much (0: as free memory allows) */
         ModelConfig **models;
         size_t n_models;
         char **errors; /* "FILE:LINE: message", one per problem found */
@@ -153,10 +160,14 @@ ModelConfig *config_model_free(ModelConfig *m);
 /* Two profiles that would start the same child (same flags, path, env, timeouts). */
 bool config_model_equal(const ModelConfig *a, const ModelConfig *b);
 
+/* Whether llmd keeps the model's prompt caches: prompt-cache is on, it is a generation model
+ * (not pinned, not an embedder), and its profile does not set slot-save-path itself. */
+bool config_model_prompt_cache(const ModelConfig *m);
+
 /* The full argv of a child: binary, --model, --host SOCKET, --alias NAME (unless the profile
- * sets alias), then the profile's flags. */
+ * sets alias), --slot-save-path DIR (where slot_dir is not NULL), then the profile's flags. */
 int config_model_argv(const ModelConfig *m, const char *binary, const char *socket_path,
-                      char ***ret);
+                      const char *slot_dir, char ***ret);
 
 const char *routing_to_string(Routing r);
 Routing routing_from_string(const char *s);

@@ -37,6 +37,17 @@ static cJSON *error_params(const char *k1, const char *v1, const char *k2, const
         return p;
 }
 
+static cJSON *cache_json(const PromptCacheResult *r)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        cJSON_AddNumberToObject(o, "count", r->n);
+        cJSON_AddNumberToObject(o, "tokens", (double) r->tokens);
+        cJSON_AddNumberToObject(o, "bytes", (double) r->bytes);
+        cJSON_AddNumberToObject(o, "sec", seconds(r->usec));
+        return o;
+}
+
 static cJSON *model_json(Manager *m, Child *c)
 {
         const ModelConfig *mc = child_config(c);
@@ -52,8 +63,7 @@ static cJSON *model_json(Manager *m, Child *c)
 
         cJSON_AddStringToObject(o, "state", child_state_to_string(child_state(c)));
         cJSON_AddStringToObject(o, "serving", serving_state_to_string(serving));
-        if (serving == SERVING_DRAINING || serving == SERVING_STOPPING ||
-            serving == SERVING_FAILED) {
+        if (serving_state_leaving(serving) || serving == SERVING_FAILED) {
                 cJSON_AddStringToObject(o, "why", serving_why_to_string(why));
         }
         cJSON_AddBoolToObject(o, "active", active && streq(active, child_name(c)));
@@ -94,6 +104,19 @@ static cJSON *model_json(Manager *m, Child *c)
         }
         if (seen > 0) {
                 cJSON_AddNumberToObject(g, "measured", (double) seen);
+        }
+        if (config_model_prompt_cache(mc)) {
+                PromptCacheResult disk, saved, restored;
+                cJSON *pc;
+
+                supervisor_prompt_cache(m->supervisor, child_name(c), &disk, &saved, &restored);
+                pc = cache_json(&disk);
+                cJSON_DeleteItemFromObjectCaseSensitive(pc, "sec");
+                cJSON_AddItemToObject(pc, "last_saved", cache_json(&saved));
+                cJSON_AddItemToObject(pc, "last_restored", cache_json(&restored));
+                cJSON_AddItemToObject(o, "prompt_cache", pc);
+        } else {
+                cJSON_AddNullToObject(o, "prompt_cache");
         }
         if (child_reason(c)) {
                 cJSON_AddStringToObject(o, "last_failure", child_reason(c));
@@ -261,13 +284,17 @@ static void switch_on_done(void *userdata, const SwitchResult *r)
                 if (r->changed) {
                         cJSON_AddStringToObject(p, "kind", switch_kind_to_string(r->kind));
                         cJSON_AddItemToObject(p, "evicted", json_strv(r->evicted));
-                        uint64_t own =
-                                r->total_usec - MIN(r->total_usec, r->stop_usec + r->load_usec);
+                        uint64_t own = r->total_usec -
+                                       MIN(r->total_usec,
+                                           r->stop_usec + r->load_usec + r->cache_restored.usec);
 
                         cJSON_AddNumberToObject(p, "total_sec", seconds(r->total_usec));
                         cJSON_AddNumberToObject(p, "stop_sec", seconds(r->stop_usec));
                         cJSON_AddNumberToObject(p, "load_sec", seconds(r->load_usec));
                         cJSON_AddNumberToObject(p, "llmd_sec", seconds(own));
+                        cJSON *pc = cJSON_AddObjectToObject(p, "prompt_cache");
+                        cJSON_AddItemToObject(pc, "saved", cache_json(&r->cache_saved));
+                        cJSON_AddItemToObject(pc, "restored", cache_json(&r->cache_restored));
                 }
                 (void) control_call_reply(call, p, false);
                 return;
@@ -448,6 +475,40 @@ static int method_reload(ControlCall *call, cJSON *params, void *userdata)
         return control_call_reply(call, p, false);
 }
 
+static int method_clear_prompt_cache(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(params, "model");
+        const ModelConfig *mc = NULL;
+        cJSON *p;
+        int n;
+
+        if (model && !cJSON_IsNull(model)) {
+                if (!cJSON_IsString(model) || isempty(model->valuestring)) {
+                        return control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
+                                                  error_params("parameter", "model", NULL, NULL));
+                }
+                mc = config_find_model(supervisor_config(m->supervisor), model->valuestring);
+                if (!mc) {
+                        char *reason;
+
+                        if (asprintf(&reason, "no model '%s'", model->valuestring) < 0) {
+                                reason = NULL;
+                        }
+                        return reply_refused(call, -ENOENT, model->valuestring, reason);
+                }
+        }
+        n = supervisor_prompt_cache_clear(m->supervisor, mc ? mc->name : NULL);
+        p = cJSON_CreateObject();
+        if (mc) {
+                cJSON_AddStringToObject(p, "model", mc->name);
+        } else {
+                cJSON_AddNullToObject(p, "model");
+        }
+        cJSON_AddNumberToObject(p, "removed", n);
+        return control_call_reply(call, p, false);
+}
+
 static int method_get_info(ControlCall *call, cJSON *params, void *userdata)
 {
         cJSON *p = cJSON_CreateObject();
@@ -465,6 +526,7 @@ static int method_get_info(ControlCall *call, cJSON *params, void *userdata)
 /* clang-format off */
 const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
         [CONTROL_METHOD_ACTIVITY] = method_activity,
+        [CONTROL_METHOD_CLEAR_PROMPT_CACHE] = method_clear_prompt_cache,
         [CONTROL_METHOD_GET_INFO] = method_get_info,
         [CONTROL_METHOD_LIST] = method_list,
         [CONTROL_METHOD_LOAD] = method_load,

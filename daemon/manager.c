@@ -205,28 +205,6 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
         return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p) {
-                return -ENOMEM;
-        }
-        for (char *s = p + 1; *s; s++) {
-                if (*s == '/') {
-                        *s = '\0';
-                        if (mkdir(p, mode) < 0 && errno != EEXIST) {
-                                return -errno;
-                        }
-                        *s = '/';
-                }
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST) {
-                return -errno;
-        }
-        return 0;
-}
-
 /* One llmd per runtime directory. A second one would replace the control socket and, on its
  * way out, remove the sockets of the first one's children, whose health checks then fail. The
  * lock comes before anything in the directory is touched and lasts as long as the process (the

@@ -15,7 +15,7 @@ struct Probe {
         probe_handler_t handler;
         void *userdata;
         int fd;
-        char request[128];
+        char *request;
         size_t request_len, written;
         char *buf; /* PROBE_BUF, or PROBE_BODY_MAX + 1 with the body */
         size_t size, len;
@@ -116,8 +116,9 @@ static int probe_on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-int probe_new_full(sd_event *e, const char *socket_path, const char *path, bool want_body,
-                   uint64_t timeout_usec, probe_handler_t handler, void *userdata, Probe **ret)
+int probe_new_request(sd_event *e, const char *socket_path, const char *path, const char *body,
+                      bool want_body, uint64_t timeout_usec, probe_handler_t handler,
+                      void *userdata, Probe **ret)
 {
         _cleanup_(probe_freep) Probe *p = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -141,10 +142,19 @@ int probe_new_full(sd_event *e, const char *socket_path, const char *path, bool 
         }
         p->handler = handler;
         p->userdata = userdata;
-        r = snprintf(p->request, sizeof(p->request),
-                     "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
-        if (r < 0 || (size_t) r >= sizeof(p->request)) {
-                return -EINVAL;
+        if (body) {
+                r = asprintf(&p->request,
+                             "POST %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                             path, strlen(body), body);
+        } else {
+                r = asprintf(&p->request,
+                             "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                             path);
+        }
+        if (r < 0) {
+                p->request = NULL;
+                return -ENOMEM;
         }
         p->request_len = (size_t) r;
 
@@ -177,6 +187,7 @@ Probe *probe_free(Probe *p)
         sd_event_source_disable_unref(p->io);
         sd_event_source_disable_unref(p->timer);
         safe_close(p->fd);
+        free(p->request);
         free(p->buf);
         free(p);
         return NULL;
@@ -185,7 +196,8 @@ Probe *probe_free(Probe *p)
 int probe_new(sd_event *e, const char *socket_path, const char *path, uint64_t timeout_usec,
               probe_handler_t handler, void *userdata, Probe **ret)
 {
-        return probe_new_full(e, socket_path, path, false, timeout_usec, handler, userdata, ret);
+        return probe_new_request(e, socket_path, path, NULL, false, timeout_usec, handler, userdata,
+                                 ret);
 }
 
 const char *probe_body(const Probe *p)

@@ -96,6 +96,7 @@ static HoldVerdict hold_verdict(Proxy *p, const char *model)
                 return HOLD_FAILED;
         case SERVING_ABSENT:
         case SERVING_DRAINING:
+        case SERVING_SAVING:
         case SERVING_STOPPING:
                 return supervisor_wanted(p->supervisor, model) ||
                                        proxy_config(p)->routing == ROUTING_SWITCH

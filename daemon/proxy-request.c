@@ -733,6 +733,7 @@ static void request_answer_model_health(Request *r, const char *asked)
         cJSON *o = cJSON_CreateObject(), *e;
         const char *word = !c                       ? "not configured"
                            : st == SERVING_DRAINING ? "draining"
+                           : st == SERVING_SAVING   ? "saving its prompt caches"
                            : st == SERVING_READY && !serves
                                    ? "resident, not active (routing is not switch)"
                                    : serving_state_word(st);

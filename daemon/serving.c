@@ -6,9 +6,10 @@
 #include "serving.h"
 
 static const char *const state_table[_SERVING_STATE_MAX] = {
-        [SERVING_ABSENT] = "absent",     [SERVING_LOADING] = "loading",
-        [SERVING_READY] = "ready",       [SERVING_DRAINING] = "draining",
-        [SERVING_STOPPING] = "stopping", [SERVING_FAILED] = "failed",
+        [SERVING_ABSENT] = "absent", [SERVING_LOADING] = "loading",
+        [SERVING_READY] = "ready",   [SERVING_DRAINING] = "draining",
+        [SERVING_SAVING] = "saving", [SERVING_STOPPING] = "stopping",
+        [SERVING_FAILED] = "failed",
 };
 
 static const char *const event_table[_SERVING_EVENT_MAX] = {
@@ -16,13 +17,13 @@ static const char *const event_table[_SERVING_EVENT_MAX] = {
         [SERVING_EVENT_STOP] = "stop",       [SERVING_EVENT_KILL] = "kill",
         [SERVING_EVENT_DRAINED] = "drained", [SERVING_EVENT_READY] = "ready",
         [SERVING_EVENT_CRASHED] = "crashed", [SERVING_EVENT_FAILED] = "failed",
-        [SERVING_EVENT_DOWN] = "down",
+        [SERVING_EVENT_DOWN] = "down",       [SERVING_EVENT_SAVED] = "saved",
 };
 
 static const char *const action_table[_SERVING_ACTION_MAX] = {
         [SERVING_ACTION_NONE] = "none",   [SERVING_ACTION_START] = "start",
-        [SERVING_ACTION_DRAIN] = "drain", [SERVING_ACTION_STOP] = "stop",
-        [SERVING_ACTION_KILL] = "kill",
+        [SERVING_ACTION_DRAIN] = "drain", [SERVING_ACTION_SAVE] = "save",
+        [SERVING_ACTION_STOP] = "stop",   [SERVING_ACTION_KILL] = "kill",
 };
 
 static const char *const why_table[_SERVING_WHY_MAX] = {
@@ -62,7 +63,8 @@ static const struct {
         [SERVING_READY] = {
                 [SERVING_EVENT_LOAD]    = T(SERVING_READY,    SERVING_ACTION_NONE),
                 [SERVING_EVENT_UNLOAD]  = T(SERVING_DRAINING, SERVING_ACTION_DRAIN),
-                [SERVING_EVENT_STOP]    = T(SERVING_STOPPING, SERVING_ACTION_STOP),
+                /* Its requests end with the process; the slots that are idle are saved. */
+                [SERVING_EVENT_STOP]    = T(SERVING_SAVING,   SERVING_ACTION_SAVE),
                 [SERVING_EVENT_KILL]    = T(SERVING_STOPPING, SERVING_ACTION_KILL),
                 [SERVING_EVENT_READY]   = T(SERVING_READY,    SERVING_ACTION_NONE),
                 [SERVING_EVENT_CRASHED] = T(SERVING_LOADING,  SERVING_ACTION_NONE),
@@ -73,14 +75,28 @@ static const struct {
                 /* A request or a switch for it waits until it is down, then loads it anew. */
                 [SERVING_EVENT_LOAD]    = T(SERVING_DRAINING, SERVING_ACTION_NONE),
                 [SERVING_EVENT_UNLOAD]  = T(SERVING_DRAINING, SERVING_ACTION_NONE),
-                [SERVING_EVENT_STOP]    = T(SERVING_STOPPING, SERVING_ACTION_STOP),
+                [SERVING_EVENT_STOP]    = T(SERVING_SAVING,   SERVING_ACTION_SAVE),
                 [SERVING_EVENT_KILL]    = T(SERVING_STOPPING, SERVING_ACTION_KILL),
-                [SERVING_EVENT_DRAINED] = T(SERVING_STOPPING, SERVING_ACTION_STOP),
+                [SERVING_EVENT_DRAINED] = T(SERVING_SAVING,   SERVING_ACTION_SAVE),
                 [SERVING_EVENT_READY]   = T(SERVING_DRAINING, SERVING_ACTION_NONE),
                 /* It went by itself: what restarts it is stopped. */
                 [SERVING_EVENT_CRASHED] = T(SERVING_STOPPING, SERVING_ACTION_STOP),
                 [SERVING_EVENT_FAILED]  = T(SERVING_STOPPING, SERVING_ACTION_STOP),
                 [SERVING_EVENT_DOWN]    = T(SERVING_ABSENT,   SERVING_ACTION_NONE),
+        },
+        [SERVING_SAVING] = {
+                /* Like DRAINING: a request or a switch for it waits until it is down. */
+                [SERVING_EVENT_LOAD]    = T(SERVING_SAVING,   SERVING_ACTION_NONE),
+                [SERVING_EVENT_UNLOAD]  = T(SERVING_SAVING,   SERVING_ACTION_NONE),
+                /* The save is bounded: llmd's own stop waits for it. */
+                [SERVING_EVENT_STOP]    = T(SERVING_SAVING,   SERVING_ACTION_NONE),
+                [SERVING_EVENT_KILL]    = T(SERVING_STOPPING, SERVING_ACTION_KILL),
+                [SERVING_EVENT_DRAINED] = T(SERVING_SAVING,   SERVING_ACTION_NONE),
+                [SERVING_EVENT_READY]   = T(SERVING_SAVING,   SERVING_ACTION_NONE),
+                [SERVING_EVENT_CRASHED] = T(SERVING_STOPPING, SERVING_ACTION_STOP),
+                [SERVING_EVENT_FAILED]  = T(SERVING_STOPPING, SERVING_ACTION_STOP),
+                [SERVING_EVENT_DOWN]    = T(SERVING_ABSENT,   SERVING_ACTION_NONE),
+                [SERVING_EVENT_SAVED]   = T(SERVING_STOPPING, SERVING_ACTION_STOP),
         },
         [SERVING_STOPPING] = {
                 [SERVING_EVENT_LOAD]    = T(SERVING_STOPPING, SERVING_ACTION_NONE),
@@ -144,6 +160,7 @@ const char *serving_state_word(ServingState s)
         case SERVING_LOADING:
                 return "loading";
         case SERVING_DRAINING:
+        case SERVING_SAVING:
         case SERVING_STOPPING:
                 return "unloading";
         case SERVING_FAILED:

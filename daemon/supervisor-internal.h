@@ -27,11 +27,13 @@ struct Model {
         Supervisor *supervisor;
         Child *child;
         ServingState state;
-        ServingWhy why;     /* why it is draining or stopping, or why it failed */
-        unsigned in_flight; /* requests running on it */
-        bool again;         /* load it again once it is down (a reload changed it) */
-        bool start_pending; /* LOADING, its child to start once no process of its name runs */
-        DrainWait *drain;   /* the drain in progress */
+        ServingWhy why;      /* why it is draining or stopping, or why it failed */
+        unsigned in_flight;  /* requests running on it */
+        bool again;          /* load it again once it is down (a reload changed it) */
+        bool start_pending;  /* LOADING, its child to start once no process of its name runs */
+        DrainWait *drain;    /* the drain in progress */
+        CacheJob *cache_job; /* saving (SAVING), or restoring (LOADING, its child ready) */
+        PromptCacheResult saved, restored; /* the last of each (error NULL) */
 };
 
 typedef struct SwitchWaiter {
@@ -49,7 +51,8 @@ typedef struct SwitchOp {
         double progress;
         char *reason;
         char **log;
-        char **evict;   /* the models stopped to make room (all generation models, for Stop) */
+        char **evict; /* the models stopped to make room (all generation models, for Stop) */
+        PromptCacheResult cache_saved, cache_restored; /* by the models stopped; the target */
         bool beside;    /* the active model serves while the target loads */
         bool load_only; /* Load: the target becomes resident, not active */
 } SwitchOp;
@@ -79,6 +82,7 @@ struct Supervisor {
         void *stop_userdata;
         Footprint *footprint;
         Prefetch *prefetch;
+        char *cache_root; /* STATE_DIR/prompt-cache */
 };
 
 static inline const ModelConfig *model_config(const Model *m)

@@ -17,8 +17,10 @@ static char *status_words(const Supervisor *s, const Child *c)
         int r = -1;
         double p;
 
-        if (st == SERVING_DRAINING) {
-                r = asprintf(&t, "%s draining (%s) …", child_name(c), serving_why_to_string(why));
+        if (st == SERVING_DRAINING || st == SERVING_SAVING) {
+                r = asprintf(&t, "%s %s (%s) …", child_name(c),
+                             st == SERVING_SAVING ? "saving its prompt caches" : "draining",
+                             serving_why_to_string(why));
                 return r < 0 ? NULL : t;
         }
         switch (child_state(c)) {
@@ -96,7 +98,8 @@ char *supervisor_status_text(const Supervisor *s)
 
                 /* Going away, and still finishing requests: say so, or they seem lost. */
                 if (child_config(c)->pin || (active && streq(child_name(c), active)) ||
-                    supervisor_serving(s, child_name(c), NULL) != SERVING_DRAINING) {
+                    (supervisor_serving(s, child_name(c), NULL) != SERVING_DRAINING &&
+                     supervisor_serving(s, child_name(c), NULL) != SERVING_SAVING)) {
                         continue;
                 }
                 w = status_words(s, c);

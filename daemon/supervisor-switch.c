@@ -194,6 +194,8 @@ void op_finish(Supervisor *s, int error, const char *restored, const char *super
                 .restored = restored,
                 .superseded_by = superseded_by,
                 .total_usec = now - op->start_usec,
+                .cache_saved = op->cache_saved,
+                .cache_restored = op->cache_restored,
         };
         if (op->stopped_usec > 0) {
                 r.stop_usec = op->stopped_usec - op->start_usec;
@@ -297,8 +299,7 @@ static void supervisor_advance_once(Supervisor *s)
                 m = op->target ? supervisor_model(s, op->target) : NULL;
                 /* The target itself may still be on its way down (drained after an unload):
                  * it loads anew once it is. */
-                if (!op_evicted_down(s) ||
-                    (m && (m->state == SERVING_DRAINING || m->state == SERVING_STOPPING))) {
+                if (!op_evicted_down(s) || (m && serving_state_leaving(m->state))) {
                         return;
                 }
                 op->stopped_usec = event_now_usec(s->options.event);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "array.h"
+#include "fileio.h"
 #include "log.h"
 #include "parse-util.h"
 #include "state-file.h"
@@ -104,6 +105,8 @@ void supervisor_persist(Supervisor *s)
         }
 }
 
+void supervisor_arm_unload(Supervisor *s);
+
 /* The one writer of the active model and whether it is loaded. */
 void supervisor_choose(Supervisor *s, const char *active, bool loaded)
 {
@@ -118,6 +121,8 @@ void supervisor_choose(Supervisor *s, const char *active, bool loaded)
                 s->active = a;
         }
         s->loaded = loaded;
+        /* The model that was active may be idle now: its unload-after counts. */
+        supervisor_arm_unload(s);
 }
 
 /* ---- the machine ---- */
@@ -199,6 +204,102 @@ static void supervisor_start_pending(Supervisor *s)
         }
 }
 
+/* ---- prompt caches ---- */
+
+static void cache_log(const Model *m, const char *what, const PromptCacheResult *r)
+{
+        if (r->n == 0 && !r->error) {
+                log_debug("%s: no prompt cache %s", model_name(m), what);
+        } else if (r->n > 0) {
+                log_model(LOG_INFO, model_name(m), "prompt-cache",
+                          "%s: %s %u prompt cache%s (%" PRIu64 " tokens, %.1f MB) in %.3f s%s%s",
+                          model_name(m), what, r->n, r->n == 1 ? "" : "s", r->tokens,
+                          (double) r->bytes / 1e6, (double) r->usec / USEC_PER_SEC,
+                          r->error ? "; then: " : "", r->error ? r->error : "");
+        } else {
+                log_model(LOG_WARNING, model_name(m), "prompt-cache",
+                          "%s: prompt caches not %s: %s", model_name(m), what, r->error);
+        }
+}
+
+static void cache_add(PromptCacheResult *to, const PromptCacheResult *r)
+{
+        to->n += r->n;
+        to->tokens += r->tokens;
+        to->bytes += r->bytes;
+        to->usec += r->usec;
+}
+
+static void model_on_saved(const PromptCacheResult *r, void *userdata)
+{
+        Model *m = userdata;
+        Supervisor *s = m->supervisor;
+
+        cache_log(m, "saved", r);
+        m->saved = *r;
+        m->saved.error = NULL;
+        if (s->op) {
+                cache_add(&s->op->cache_saved, r);
+        }
+        m->cache_job = cache_job_free(m->cache_job);
+        prompt_cache_trim(s->cache_root, s->config->prompt_cache_size);
+        model_event(m, SERVING_EVENT_SAVED, SERVING_WHY_NONE);
+}
+
+/* Before a planned stop: the slots worth keeping are saved, then SAVED (at once when the
+ * model keeps no prompt cache, or its process is not ready to answer). */
+static void model_save(Model *m)
+{
+        Supervisor *s = m->supervisor;
+        const ModelConfig *c = model_config(m);
+        const char *dir = child_cache_dir(m->child);
+        int r = -ENOENT;
+
+        if (dir && child_state(m->child) == CHILD_READY) {
+                r = cache_job_save(s->options.event, child_socket_path(m->child), dir,
+                                   child_cache_fingerprint(m->child), c->prompt_cache_min_tokens,
+                                   c->prompt_cache_save_timeout_usec, model_on_saved, m,
+                                   &m->cache_job);
+        }
+        if (r < 0) {
+                model_event(m, SERVING_EVENT_SAVED, SERVING_WHY_NONE);
+        }
+}
+
+static void model_on_restored(const PromptCacheResult *r, void *userdata)
+{
+        Model *m = userdata;
+        Supervisor *s = m->supervisor;
+
+        cache_log(m, "restored", r);
+        m->restored = *r;
+        m->restored.error = NULL;
+        if (s->op && streq_ptr(s->op->target, model_name(m))) {
+                cache_add(&s->op->cache_restored, r);
+        }
+        m->cache_job = cache_job_free(m->cache_job);
+        model_event(m, SERVING_EVENT_READY, SERVING_WHY_NONE);
+        supervisor_advance(s);
+        supervisor_arm_unload(s);
+}
+
+/* The child of a loading model is ready: its saved prompt caches are restored before it takes
+ * a request. Returns whether a restore runs (READY comes when it ends). */
+static bool model_restore(Model *m)
+{
+        Supervisor *s = m->supervisor;
+        const char *dir = child_cache_dir(m->child);
+
+        if (!dir || m->state != SERVING_LOADING) {
+                return false;
+        }
+        return cache_job_restore(s->options.event, child_socket_path(m->child), dir,
+                                 child_cache_fingerprint(m->child),
+                                 model_config(m)->prompt_cache_save_timeout_usec, model_on_restored,
+                                 m, &m->cache_job) >= 0 &&
+               m->cache_job;
+}
+
 static void model_do(Model *m, ServingAction a)
 {
         switch (a) {
@@ -213,6 +314,9 @@ static void model_do(Model *m, ServingAction a)
                 return;
         case SERVING_ACTION_DRAIN:
                 model_drain(m, false);
+                return;
+        case SERVING_ACTION_SAVE:
+                model_save(m);
                 return;
         case SERVING_ACTION_STOP:
                 m->start_pending = false;
@@ -254,6 +358,10 @@ void model_event(Model *m, ServingEvent e, ServingWhy why)
                 return;
         }
         m->state = next;
+        if (old != m->state) {
+                /* A save belongs to SAVING, a restore to LOADING: leaving ends either. */
+                m->cache_job = cache_job_free(m->cache_job);
+        }
         if (why != SERVING_WHY_NONE) {
                 m->why = why;
         }
@@ -483,6 +591,9 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         if (st == CHILD_LOADING) {
                 prefetch_stop(s->prefetch); /* whatever started the load */
         }
+        if (st != CHILD_READY && m->state == SERVING_LOADING) {
+                m->cache_job = cache_job_free(m->cache_job); /* the restore's process went */
+        }
         if (st == CHILD_FAILED || st == CHILD_BACKOFF ||
             (st == CHILD_KILLING && old != CHILD_KILLING)) {
                 free(s->last_failed);
@@ -496,7 +607,9 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
         case CHILD_READY:
                 if (old != CHILD_READY) {
                         footprint_measure(s->footprint, c);
-                        model_event(m, SERVING_EVENT_READY, SERVING_WHY_NONE);
+                        if (!model_restore(m)) {
+                                model_event(m, SERVING_EVENT_READY, SERVING_WHY_NONE);
+                        }
                 }
                 break;
         case CHILD_BACKOFF:
@@ -543,6 +656,7 @@ Model *model_free(Model *m)
         if (m->drain) {
                 m->drain->model = NULL;
         }
+        cache_job_free(m->cache_job);
         child_free(m->child);
         free(m);
         return NULL;
@@ -555,6 +669,7 @@ int supervisor_make_model(Supervisor *s, const ModelConfig *mc, Model **ret)
                 .runtime_dir = s->options.runtime_dir,
                 .binary = s->binary,
                 .environ = s->options.environ,
+                .cache_root = s->cache_root,
         };
         Model *m = calloc(1, sizeof(Model));
         int r;
@@ -636,9 +751,18 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
         s->loaded = true;
         s->binary = strdup(supervisor_binary(config));
         models = calloc(MAX(config->n_models, (size_t) 1), sizeof(Model *));
-        if (!s->binary || !models) {
+        if (!s->binary || !models ||
+            asprintf(&s->cache_root, "%s/%s", o->state_dir, PROMPT_CACHE_DIR) < 0) {
+                s->cache_root = NULL;
                 free(models);
                 return -ENOMEM;
+        }
+        /* The users' prompts are in there: llmd's own, whatever made it before. */
+        r = mkdir_p(s->cache_root, 0700);
+        if (r < 0 || chmod(s->cache_root, 0700) < 0) {
+                log_warning("Cannot create %s (%s): models run without prompt caches",
+                            s->cache_root, strerror(r < 0 ? -r : errno));
+                s->cache_root = mfree(s->cache_root);
         }
         FOREACH_MODEL(m, config) {
                 r = supervisor_make_model(s, m, &models[n]);
@@ -742,6 +866,7 @@ Supervisor *supervisor_free(Supervisor *s)
         prefetch_free(s->prefetch);
         config_free(s->config);
         free(s->binary);
+        free(s->cache_root);
         free(s->active);
         free(s->last_failed);
         free(s);
@@ -804,6 +929,53 @@ void supervisor_kill(Supervisor *s)
         for (size_t i = 0; i < s->n_retired; i++) {
                 model_event(s->retired[i], SERVING_EVENT_KILL, SERVING_WHY_STOP);
         }
+}
+
+/* ---- prompt caches ---- */
+
+static char *supervisor_cache_dir(const Supervisor *s, const Model *m)
+{
+        char *d;
+
+        if (!s->cache_root || asprintf(&d, "%s/%s", s->cache_root, model_name(m)) < 0) {
+                return NULL;
+        }
+        return d;
+}
+
+void supervisor_prompt_cache(Supervisor *s, const char *model, PromptCacheResult *ret_disk,
+                             PromptCacheResult *ret_saved, PromptCacheResult *ret_restored)
+{
+        Model *m = supervisor_model(s, model);
+        _cleanup_free_ char *dir = m ? supervisor_cache_dir(s, m) : NULL;
+
+        *ret_disk = *ret_saved = *ret_restored = (PromptCacheResult) {};
+        if (!m) {
+                return;
+        }
+        if (dir) {
+                prompt_cache_summary(dir, ret_disk);
+        }
+        *ret_saved = m->saved;
+        *ret_restored = m->restored;
+}
+
+int supervisor_prompt_cache_clear(Supervisor *s, const char *model)
+{
+        int n = 0;
+
+        for (size_t i = 0; i < s->n_models; i++) {
+                _cleanup_free_ char *dir = NULL;
+                int r;
+
+                if (model && !streq(model_name(s->models[i]), model)) {
+                        continue;
+                }
+                dir = supervisor_cache_dir(s, s->models[i]);
+                r = dir ? prompt_cache_clear(dir) : 0;
+                n += MAX(r, 0);
+        }
+        return n;
 }
 
 /* ---- what is going on ---- */

@@ -6,6 +6,7 @@
 #include "child.h"
 #include "config.h"
 #include "metrics.h"
+#include "prompt-cache.h"
 #include "serving.h"
 
 /*
@@ -63,6 +64,8 @@ typedef struct SwitchResult {
         const char *restored; /* the model serving again after a failure, or NULL */
         const char *superseded_by;
         uint64_t stop_usec, load_usec, total_usec;
+        /* The prompt caches the models stopped saved, and those the target restored. */
+        PromptCacheResult cache_saved, cache_restored;
 } SwitchResult;
 
 typedef struct SwitchCallbacks {
@@ -126,6 +129,13 @@ void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
 uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how);
 uint64_t supervisor_model_estimate(Supervisor *s, const char *model);
 uint64_t supervisor_model_measured(Supervisor *s, const char *model);
+
+/* The model's saved prompt caches on disk (all 0 for a model that keeps none), and what it
+ * saved and restored last (since llmd started). */
+void supervisor_prompt_cache(Supervisor *s, const char *model, PromptCacheResult *ret_disk,
+                             PromptCacheResult *ret_saved, PromptCacheResult *ret_restored);
+/* Removes the saved prompt caches of model (NULL: of every model); the files removed. */
+int supervisor_prompt_cache_clear(Supervisor *s, const char *model);
 
 /* Load the active model again after a Stop (or after it failed). */
 int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *userdata,

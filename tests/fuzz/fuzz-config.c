@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == 0) {
                 FOREACH_MODEL(m, c) {
                         char **argv = NULL;
-                        if (config_model_argv(m, "/bin/true", "/run/x.sock", &argv) == 0) {
+                        if (config_model_argv(m, "/bin/true", "/run/x.sock", NULL, &argv) == 0) {
                                 strv_free(argv);
                         }
                 }

@@ -368,6 +368,15 @@ class Fleet:
         return st and all(status == "UP" and check in ("L7OK", "")
                           for status, check in st.values())
 
+    def sessions(self, backend, box):
+        """The requests HAProxy has on box in backend: running (scur) and queued (qcur)."""
+        for line in self.admin("show stat").splitlines()[1:]:
+            row = line.split(",")
+            if row[0] == backend and row[1] not in ("FRONTEND", "BACKEND") \
+                    and box_of(row[1]) == box:
+                return int(row[4] or 0) + int(row[2] or 0)
+        return None
+
     def admin(self, command):
         """A command on HAProxy's stats socket (level admin); its answer."""
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -649,6 +658,9 @@ def test_planned_switch(f):
         out = f.admin(f"set server {server} state drain")
         check(out == "", f"drain: {out!r}")
         t_drain = time.monotonic()
+        # As docs/fleet.md says: the requests HAProxy had sent there finish first (on a busy
+        # machine one may still be on its way when the switch begins).
+        wait_until(lambda: f.sessions("model:qwen", "box1") == 0, "box1's requests done")
         p = f.llmctl("box1", "switch", "gemma")
         check(p.returncode == 0, f"switch gemma on box1: {p.returncode} {p.stderr}")
         n = len(load.results)

@@ -36,6 +36,7 @@ enum args_id {
         ARG_REASONING_FORMAT,
         ARG_RERANKING,
         ARG_SLOTS,
+        ARG_SLOT_SAVE_PATH,
         ARG_UI,
         ARG_VERBOSE,
         ARG_VERBOSITY,
@@ -124,6 +125,7 @@ static const struct args_option args_table[] = {
         { { "--rope-scaling" }, "{none,linear,yarn}", ARGS_STRING, ARG_IGNORED },
         { { "-s", "--seed" }, "SEED", ARGS_STRING, ARG_IGNORED },
         { { "--sleep-idle-seconds" }, "SECONDS", ARGS_INT, ARG_IGNORED },
+        { { "--slot-save-path" }, "PATH", ARGS_STRING, ARG_SLOT_SAVE_PATH },
         { { "--slots", "--no-slots" }, NULL, ARGS_SWITCH, ARG_SLOTS },
         { { "--spec-draft-model", "-md", "--model-draft" }, "FNAME", ARGS_STRING, ARG_IGNORED },
         { { "--spec-draft-n-max" }, "N", ARGS_INT, ARG_IGNORED },
@@ -396,6 +398,9 @@ int args_parse(int argc, char **argv, struct sim_config *cfg)
                         break;
                 case ARG_SLOTS:
                         cfg->endpoint_slots = strncmp(arg, "--no-", 5) != 0;
+                        break;
+                case ARG_SLOT_SAVE_PATH:
+                        cfg->slot_save_path = val;
                         break;
                 case ARG_UI:
                         cfg->ui = strncmp(arg, "--no-", 5) != 0;

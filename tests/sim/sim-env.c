@@ -112,11 +112,14 @@ int env_parse(struct sim_config *cfg)
             (r = env_count("LLAMA_SIM_EXIT_AFTER_TOKENS", &cfg->exit_after_tokens)) < 0 ||
             (r = env_count("LLAMA_SIM_STALL_AFTER_TOKENS", &cfg->stall_after_tokens)) < 0 ||
             (r = env_count("LLAMA_SIM_ERROR_AFTER_TOKENS", &cfg->error_after_tokens)) < 0 ||
-            (r = env_count("LLAMA_SIM_GPU_MB", &cfg->gpu_mb)) < 0) {
+            (r = env_count("LLAMA_SIM_GPU_MB", &cfg->gpu_mb)) < 0 ||
+            (r = env_msec("LLAMA_SIM_SLOT_SAVE_MS", &cfg->slot_save_ms)) < 0) {
                 return r;
         }
         cfg->lockstep = env_flag("LLAMA_SIM_LOCKSTEP");
         cfg->cr_framing = env_flag("LLAMA_SIM_CR_FRAMING");
+        cfg->slot_save_error = env_flag("LLAMA_SIM_SLOT_SAVE_ERROR");
+        cfg->slot_restore_error = env_flag("LLAMA_SIM_SLOT_RESTORE_ERROR");
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
 

@@ -263,7 +263,10 @@ static const struct http_route *http_route_find(const char *method, const char *
                         }
                         continue;
                 }
-                if (!streq(r->path, path)) {
+                /* ending in "/" "*": anything below that path */
+                size_t n = strlen(r->path);
+                if (!streq(r->path, path) && !(n >= 2 && streq(r->path + n - 2, "/*") &&
+                                               strncmp(path, r->path, n - 1) == 0)) {
                         continue;
                 }
                 /* llama-server lists its public endpoints by path, whatever the method */

@@ -51,7 +51,7 @@ typedef enum MHD_Result (*http_handler_t)(struct http_request *req);
 
 struct http_route {
         const char *method;
-        const char *path; /* "*": any path, for this method only */
+        const char *path; /* "*": any path, for this method only; "/x/" then "*": below /x/ */
         http_handler_t handler;
         bool public_path;   /* answered without the API key, like /health */
         bool while_loading; /* answered before the model is loaded too, like OPTIONS */

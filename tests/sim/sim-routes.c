@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,91 @@ static enum MHD_Result route_slots(struct http_request *req)
         return infer_reply_json(req, slots);
 }
 
+/*
+ * POST /slots/ID?action=save|restore|erase, as llama-server answers them: save and restore need
+ * --slot-save-path and a plain file name in the body's "filename". The LLAMA_SIM_SLOT_* knobs
+ * make a save fail (as on a full disk) or take long, and a restore fail.
+ */
+static enum MHD_Result route_slot_action(struct http_request *req)
+{
+        const char *action =
+                MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, "action");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(req->json, "filename");
+        const char *id_text = req->path + strlen("/slots/");
+        char *end, *path = NULL, body[256];
+        long id = strtol(id_text, &end, 10), bytes = 0;
+        bool save = action && streq(action, "save");
+        int n;
+
+        if (!sim_config.endpoint_slots) {
+                return infer_reply_error(req, 501,
+                                         "This server does not support slots endpoint. Start it "
+                                         "with `--slots`",
+                                         "not_supported_error");
+        }
+        if (end == id_text || *end != '\0' || id < 0 || id > 100000) {
+                return infer_reply_error(req, 400, "Invalid slot ID", "invalid_request_error");
+        }
+        if (action && streq(action, "erase")) {
+                n = slots_erase((int) id);
+                if (n < 0) {
+                        return infer_reply_error(req, 400, "Invalid slot ID",
+                                                 "invalid_request_error");
+                }
+                snprintf(body, sizeof(body), "{\"id_slot\":%ld,\"n_erased\":%d}", id, n);
+                return http_reply_json(req, 200, body);
+        }
+        if (!action || (!save && !streq(action, "restore"))) {
+                return infer_reply_error(req, 400, "Invalid action", "invalid_request_error");
+        }
+        if (!sim_config.slot_save_path) {
+                return infer_reply_error(req, 501,
+                                         "This server does not support slots action. Start it "
+                                         "with `--slot-save-path`",
+                                         "not_supported_error");
+        }
+        if (!cJSON_IsString(fn) || !*fn->valuestring || strchr(fn->valuestring, '/') ||
+            streq(fn->valuestring, ".") || streq(fn->valuestring, "..")) {
+                return infer_reply_error(req, 400, "Invalid filename", "invalid_request_error");
+        }
+        if (asprintf(&path, "%s/%s", sim_config.slot_save_path, fn->valuestring) < 0) {
+                return MHD_NO;
+        }
+        if (save && sim_config.slot_save_ms > 0 &&
+            http_wait_client_gone(req, sim_config.slot_save_ms)) {
+                free(path);
+                return MHD_NO;
+        }
+        if (save) {
+                n = sim_config.slot_save_error ? -ENOSPC : slots_save((int) id, path, &bytes);
+        } else {
+                n = sim_config.slot_restore_error ? -EBADMSG
+                                                  : slots_restore((int) id, path, &bytes);
+        }
+        free(path);
+        if (n < 0 && save) {
+                return infer_reply_error(req, 500, "Failed to save slot", "server_error");
+        }
+        if (n < 0) {
+                return infer_reply_error(req, 400,
+                                         "Unable to restore slot: No available space in KV cache "
+                                         "or invalid slot save file",
+                                         "invalid_request_error");
+        }
+        if (save) {
+                snprintf(body, sizeof(body),
+                         "{\"id_slot\":%ld,\"filename\":\"%s\",\"n_saved\":%d,\"n_written\":%ld,"
+                         "\"timings\":{\"save_ms\":0.5}}",
+                         id, fn->valuestring, n, bytes);
+        } else {
+                snprintf(body, sizeof(body),
+                         "{\"id_slot\":%ld,\"filename\":\"%s\",\"n_restored\":%d,\"n_read\":%ld,"
+                         "\"timings\":{\"restore_ms\":0.5}}",
+                         id, fn->valuestring, n, bytes);
+        }
+        return http_reply_json(req, 200, body);
+}
+
 /* GET /metrics: Prometheus text with --metrics, else 501. */
 static enum MHD_Result route_metrics(struct http_request *req)
 {
@@ -316,6 +402,7 @@ const struct http_route http_routes[] = {
         { "GET", "/props", route_props, false, false },
         { "POST", "/props", route_props_post, false, false },
         { "GET", "/slots", route_slots, false, false },
+        { "POST", "/slots/*", route_slot_action, false, false },
         { "GET", "/metrics", route_metrics, false, false },
         { "POST", "/completion", infer_completion, false, false },
         { "POST", "/completions", infer_completion, false, false },

@@ -26,3 +26,12 @@ cJSON *slots_json(void);
 
 /* GET /metrics: the Prometheus text of server_task_result_metrics::to_metrics(). */
 char *slots_metrics_text(void);
+
+/* POST /slots/ID?action=save|restore: a slot's cache to and from a file as llama-server's
+ * slot save path holds them (the simulator's own format: a line naming the tokens). The
+ * tokens written, or read (the slot is then "used" with that many prompt tokens); -ENOENT for
+ * a slot that does not exist, -EBADMSG for a file that is not a slot's. */
+int slots_save(int slot, const char *path, long *ret_bytes);
+int slots_restore(int slot, const char *path, long *ret_bytes);
+/* action=erase: the tokens the slot held. */
+int slots_erase(int slot);

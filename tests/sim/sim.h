@@ -47,6 +47,7 @@ struct sim_config {
         const char *pooling;          /* --pooling, NULL = the model's; --reranking sets "rank" */
         bool endpoint_metrics;        /* --metrics */
         bool endpoint_slots;          /* --slots (default) / --no-slots */
+        const char *slot_save_path;   /* --slot-save-path, or NULL */
         bool endpoint_props;          /* --props */
         bool ui;                      /* --ui (default) / --no-ui; GET / is a 404 either way */
         const char *reasoning_format; /* --reasoning-format, NULL = "auto" */
@@ -62,11 +63,16 @@ struct sim_config {
         int64_t exit_after_ms;
         int64_t health_hang_after_ms;
         int64_t hold_ms;
-        int64_t token_ms;          /* 0 = as fast as possible */
-        int64_t prompt_ms;         /* LLAMA_SIM_PROMPT_MS: time before the first token */
-        int64_t eos_after_tokens;  /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
-        bool lockstep;             /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
-        bool cr_framing;           /* LLAMA_SIM_CR_FRAMING: SSE lines end in a lone \r */
+        int64_t token_ms;         /* 0 = as fast as possible */
+        int64_t prompt_ms;        /* LLAMA_SIM_PROMPT_MS: time before the first token */
+        int64_t eos_after_tokens; /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
+        bool lockstep;            /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
+        bool cr_framing;          /* LLAMA_SIM_CR_FRAMING: SSE lines end in a lone \r */
+        /* POST /slots/ID?action=save answers 500 (a full disk), restore 400 (as a file the
+         * model cannot take), save takes this long first. */
+        bool slot_save_error;      /* LLAMA_SIM_SLOT_SAVE_ERROR */
+        bool slot_restore_error;   /* LLAMA_SIM_SLOT_RESTORE_ERROR */
+        int64_t slot_save_ms;      /* LLAMA_SIM_SLOT_SAVE_MS */
         int64_t exit_after_tokens; /* the LLAMA_SIM_*_AFTER_TOKENS faults, -1 = off */
         int64_t stall_after_tokens;
         int64_t error_after_tokens;

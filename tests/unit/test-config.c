@@ -97,12 +97,17 @@ TEST(brief_example)
         check(!q->pin && !q->embeddings && q->port == 0 && q->load_on_startup);
         check_inteq(q->load_timeout_usec, 600 * USEC_PER_SEC);
 
-        check_inteq(config_model_argv(q, "/usr/bin/llama-server", "/run/llmd/qwen.sock", &argv), 0);
+        check(config_model_prompt_cache(q));
+        check(!config_model_prompt_cache(config_find_model(c, "nomic")));
+        check_inteq(config_model_argv(q, "/usr/bin/llama-server", "/run/llmd/qwen.sock",
+                                      "/var/lib/llmd/prompt-cache/qwen", &argv),
+                    0);
         _cleanup_free_ char *joined = strv_join(argv, " ");
         check_streq(
                 joined,
                 "/usr/bin/llama-server --model /srv/models/qwen3.5/Qwen3.5-35B-A3B-UD-Q4_K_XL.gguf "
-                "--host /run/llmd/qwen.sock --alias qwen --flash-attn on --n-gpu-layers 99 "
+                "--host /run/llmd/qwen.sock --alias qwen "
+                "--slot-save-path /var/lib/llmd/prompt-cache/qwen --flash-attn on --n-gpu-layers 99 "
                 "--ctx-size 131072 --n-predict 81920 --reasoning-budget 8192 "
                 "--reasoning-format deepseek --chat-template chatml --parallel 1 --temp 0.6 "
                 "--top-p 0.95");
@@ -143,7 +148,7 @@ TEST(flags)
         _cleanup_free_ char *e = strv_join(m->env, " ");
         check_streq(e, "CUDA_VISIBLE_DEVICES=0 FOO=a=b BAR=1");
         /* The profile names its own alias: llmd does not add one. */
-        check_inteq(config_model_argv(m, "ls", "/s", &argv), 0);
+        check_inteq(config_model_argv(m, "ls", "/s", NULL, &argv), 0);
         check(strv_length(argv) == 5 + strv_length(m->args));
         check_streq(c->default_model, "m");
 }

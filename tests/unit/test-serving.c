@@ -13,6 +13,7 @@
 #define L SERVING_LOADING
 #define R SERVING_READY
 #define D SERVING_DRAINING
+#define V SERVING_SAVING
 #define S SERVING_STOPPING
 #define F SERVING_FAILED
 
@@ -32,13 +33,14 @@ typedef struct Cell {
 
 /* clang-format off */
 static const Cell expected[_SERVING_STATE_MAX][_SERVING_EVENT_MAX] = {
-        /*           LOAD          UNLOAD        STOP          KILL          DRAINED       READY         CRASHED       FAILED        DOWN */
-        [A] = { C(L, START), C(A, NONE),  C(A, NONE),  C(A, NONE),  X,            X,            X,            X,            C(A, NONE) },
-        [L] = { C(L, NONE),  C(S, STOP),  C(S, STOP),  C(S, KILL),  X,            C(R, NONE),   C(L, NONE),   C(F, STOP),   C(A, NONE) },
-        [R] = { C(R, NONE),  C(D, DRAIN), C(S, STOP),  C(S, KILL),  X,            C(R, NONE),   C(L, NONE),   C(F, STOP),   C(A, NONE) },
-        [D] = { C(D, NONE),  C(D, NONE),  C(S, STOP),  C(S, KILL),  C(S, STOP),   C(D, NONE),   C(S, STOP),   C(S, STOP),   C(A, NONE) },
-        [S] = { C(S, NONE),  C(S, NONE),  C(S, NONE),  C(S, KILL),  C(S, NONE),   C(S, NONE),   C(S, STOP),   C(S, STOP),   C(A, NONE) },
-        [F] = { C(L, START), C(A, STOP),  C(A, STOP),  C(A, STOP),  X,            X,            X,            C(F, STOP),   C(F, NONE) },
+        /*           LOAD          UNLOAD        STOP          KILL          DRAINED       READY         CRASHED       FAILED        DOWN          SAVED */
+        [A] = { C(L, START), C(A, NONE),  C(A, NONE),  C(A, NONE),  X,            X,            X,            X,            C(A, NONE),   X },
+        [L] = { C(L, NONE),  C(S, STOP),  C(S, STOP),  C(S, KILL),  X,            C(R, NONE),   C(L, NONE),   C(F, STOP),   C(A, NONE),   X },
+        [R] = { C(R, NONE),  C(D, DRAIN), C(V, SAVE),  C(S, KILL),  X,            C(R, NONE),   C(L, NONE),   C(F, STOP),   C(A, NONE),   X },
+        [D] = { C(D, NONE),  C(D, NONE),  C(V, SAVE),  C(S, KILL),  C(V, SAVE),   C(D, NONE),   C(S, STOP),   C(S, STOP),   C(A, NONE),   X },
+        [V] = { C(V, NONE),  C(V, NONE),  C(V, NONE),  C(S, KILL),  C(V, NONE),   C(V, NONE),   C(S, STOP),   C(S, STOP),   C(A, NONE),   C(S, STOP) },
+        [S] = { C(S, NONE),  C(S, NONE),  C(S, NONE),  C(S, KILL),  C(S, NONE),   C(S, NONE),   C(S, STOP),   C(S, STOP),   C(A, NONE),   X },
+        [F] = { C(L, START), C(A, STOP),  C(A, STOP),  C(A, STOP),  X,            X,            X,            C(F, STOP),   C(F, NONE),   X },
 };
 /* clang-format on */
 
