@@ -9,6 +9,7 @@
  *   proxy-route.c    what a request line and headers decide (pure; proxy-route.h)
  *   proxy-request.c  one request: its state machine, llmd's own answers, the relay
  *   proxy-hold.c     where a request goes: the hold queue, routing = switch, drains
+ *   dashboard.c      llmd's own pages and streams (/llmd/, /models/sse; dashboard.h)
  */
 
 #include <microhttpd.h>
@@ -16,6 +17,7 @@
 
 #include "buffer.h"
 #include "config.h"
+#include "dashboard.h"
 #include "proxy-request.h"
 #include "proxy-route.h"
 #include "proxy.h"
@@ -92,6 +94,8 @@ struct Request {
         int upstream_error; /* FLUSHING: the answer is cut short (no SSE event could say it) */
         uint64_t upstream_usec; /* the last byte from the child */
 
+        struct DashboardWatch *watch; /* /llmd/events or /models/sse: its stream */
+
         uint64_t start_usec, first_byte_usec;
         uint64_t bytes_out;
         Request *prev, *next; /* in the held queue, or the list of forwarded requests */
@@ -123,6 +127,7 @@ struct Proxy {
         unsigned n_conns;
         sd_event_source *header_timer;
         ProxyCounters counters;
+        Dashboard *dashboard;
 };
 
 uint64_t proxy_now(const Proxy *p);
@@ -144,6 +149,9 @@ void request_cut_off(Request *r, const char *why);
 void request_resume(Request *r);
 void request_suspend(Request *r);
 void request_log(Request *r, bool completed);
+/* llmd's own answer: body (JSON, taken over), or resp (Server and CORS headers added here). */
+void request_answer_json(Request *r, unsigned status, char *body);
+void request_answer_response(Request *r, unsigned status, struct MHD_Response *resp);
 
 /* proxy-hold.c */
 void hold_dispatch(Request *r);

@@ -30,8 +30,17 @@ static const RouteEntry route_table[] = {
         { "/embeddings", M_POST, ROUTE_EMBED, true, false },
         { "/health", M_GET, ROUTE_HEALTH, false, true },
         { "/infill", M_POST, ROUTE_GENERATE, true, false },
+        { "/llmd", M_GET, ROUTE_LLMD, false, true },
+        { "/llmd/", M_GET, ROUTE_LLMD, false, true },
+        { "/llmd/events", M_GET, ROUTE_LLMD, false, false },
+        { "/llmd/load", M_POST, ROUTE_LLMD, false, false },
+        { "/llmd/switch", M_POST, ROUTE_LLMD, false, false },
+        { "/llmd/unload", M_POST, ROUTE_LLMD, false, false },
         { "/metrics", M_GET, ROUTE_GENERATE, false, false },
         { "/models", M_GET, ROUTE_MODELS, false, true },
+        { "/models/load", M_POST, ROUTE_LLMD, false, false },
+        { "/models/sse", M_GET, ROUTE_LLMD, false, false },
+        { "/models/unload", M_POST, ROUTE_LLMD, false, false },
         { "/props", M_GET | M_POST, ROUTE_GENERATE, true, false },
         { "/rerank", M_POST, ROUTE_EMBED, true, false },
         { "/reranking", M_POST, ROUTE_EMBED, true, false },
@@ -61,6 +70,7 @@ const char *route_kind_to_string(RouteKind k)
                 [ROUTE_GENERATE] = "generate",   [ROUTE_EMBED] = "embed",
                 [ROUTE_MODELS] = "models",       [ROUTE_HEALTH] = "health",
                 [ROUTE_PREFLIGHT] = "preflight", [ROUTE_REFUSE] = "refuse",
+                [ROUTE_LLMD] = "llmd",
         };
         return k >= 0 && k < _ROUTE_KIND_MAX ? names[k] : NULL;
 }
@@ -458,6 +468,11 @@ int route_request(const RouteInput *in, Route *r)
         if (in->api_keys && !(e && e->public && (m & e->methods)) &&
             !route_key_ok(in->api_keys, in->authorization, in->x_api_key)) {
                 route_refuse(r, 401, "authentication_error", "Invalid API Key");
+                return 0;
+        }
+        if (!e && !in->model_port && startswith(r->path, "/llmd/")) {
+                /* llmd's own: never a child's, whatever llama-server may add one day. */
+                route_refuse(r, 404, "not_found_error", "no such path under /llmd/");
                 return 0;
         }
         if (in->model_port) {

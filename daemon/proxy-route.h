@@ -16,7 +16,8 @@
  * spelling of a path reaches a child that its plain spelling would not.
  *
  * With API keys, every request needs one except the public list: GET and HEAD of /health,
- * /v1/health, /models, /v1/models, /v1/models/ID, and CORS preflight (OPTIONS). A key is taken from
+ * /v1/health, /models, /v1/models, /v1/models/ID, the dashboard's page (/llmd/, which holds no
+ * data: what it shows comes through /llmd/events, with the key), and CORS preflight (OPTIONS). A key is taken from
  * "Authorization: Bearer KEY" or "X-Api-Key: KEY", as llama-server takes it.
  */
 
@@ -27,6 +28,8 @@ typedef enum RouteKind {
         ROUTE_MODELS,    /* answered by llmd: every model and its state, or one (/v1/models/ID) */
         ROUTE_HEALTH,    /* answered by llmd */
         ROUTE_PREFLIGHT, /* CORS preflight, answered by llmd */
+        ROUTE_LLMD,      /* llmd's own API and pages: the dashboard (/llmd/...) and llama-server's
+                          * router API (/models/load, /models/unload, /models/sse); dashboard.h */
         ROUTE_REFUSE,    /* an error, answered before the body is read */
         _ROUTE_KIND_MAX,
 } RouteKind;
