@@ -4,7 +4,8 @@ set -eu
 
 packages="meson ninja-build pkg-config gcc clang python3 libsystemd-dev libmicrohttpd-dev
 libcjson-dev libinih-dev libcurl4-openssl-dev mmdebstrap systemd-container scdoc man-db groff-base
-bash-completion debhelper devscripts lintian fakeroot dpkg-dev nginx-light haproxy clang-format stress-ng"
+bash-completion debhelper devscripts lintian fakeroot dpkg-dev nginx-light haproxy clang-format stress-ng
+chromium"
 
 # Node.js and npm for the JavaScript client tests: the machine's own where there is one (a
 # NodeSource install conflicts with Debian's npm), else Debian's.
