@@ -403,10 +403,18 @@ static void dashboard_refresh(Dashboard *d)
                                 old_progress = d->models[k].progress;
                         }
                 }
-                models[i] = (DashboardModel) { .name = strdup(name),
-                                               .state = st,
-                                               .status = rs,
-                                               .progress = progress };
+                /* The router says "loaded" with the model's info: the meta llmd reads from it
+                 * just after it is ready (unless that fails: then without, 6 s on). */
+                if (rs == ROUTER_STATUS_LOADED && old != ROUTER_STATUS_LOADED &&
+                    d->n_watchers > 0 && !child_meta(children[i]) &&
+                    proxy_now(d->proxy) < child_ready_usec(children[i]) + 6 * USEC_PER_SEC) {
+                        rs = old;
+                        progress = old_progress;
+                        st = SERVING_LOADING; /* look again at the next tick */
+                }
+                models[i] = (DashboardModel) {
+                        .name = strdup(name), .state = st, .status = rs, .progress = progress
+                };
                 loading = loading || st == SERVING_LOADING;
                 if (rs != old || (rs == ROUTER_STATUS_LOADING && progress != old_progress)) {
                         _cleanup_free_ char *ev =
@@ -536,15 +544,13 @@ static void dashboard_answer_action(Request *r, RouterAction a, bool router)
 
         /* A cross-site form can send neither this header nor a JSON content type; a page of
          * another origin sending it goes through a preflight first (and the Origin rules). */
-        if (!router && !MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND,
-                                                    "X-Llmd-Dashboard")) {
+        if (!router &&
+            !MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, "X-Llmd-Dashboard")) {
                 request_answer_error(r, 403, "permission_error",
-                                     "a dashboard action needs the X-Llmd-Dashboard header",
-                                     NULL);
+                                     "a dashboard action needs the X-Llmd-Dashboard header", NULL);
                 return;
         }
-        status = router_api_action(dashboard_supervisor(d), a, router, r->body, r->body_len,
-                                   &body);
+        status = router_api_action(dashboard_supervisor(d), a, router, r->body, r->body_len, &body);
         request_answer_json(r, status, body);
         /* What the action changed at once (a resident switch) shows before its answer. */
         dashboard_refresh(d);

@@ -107,26 +107,36 @@ cJSON *router_api_status(Supervisor *s, Child *c)
         return o;
 }
 
-void router_api_extend_entry(cJSON *e, Supervisor *s, Child *c)
+/* "tags" and "architecture", as the router lists them for a model and in its "loaded" event. */
+static void router_add_kind(cJSON *e, const ModelConfig *m)
 {
-        const ModelConfig *m = child_config(c);
         cJSON *arch;
 
-        cJSON_AddItemToObject(e, "status", router_api_status(s, c));
         cJSON_AddItemToObject(e, "tags", cJSON_CreateArray());
         arch = cJSON_AddObjectToObject(e, "architecture");
         cJSON_AddItemToObject(arch, "input_modalities",
                               cJSON_CreateStringArray((const char *const[]) { "text" }, 1));
-        cJSON_AddItemToObject(arch, "output_modalities",
-                              cJSON_CreateStringArray(
-                                      (const char *const[]) { m->embeddings ? "embedding" : "text" },
-                                      1));
-        cJSON_AddStringToObject(e, "source", "preset");
-        cJSON_AddBoolToObject(e, "can_remove", false);
+        cJSON_AddItemToObject(
+                arch, "output_modalities",
+                cJSON_CreateStringArray(
+                        (const char *const[]) { m->embeddings ? "embedding" : "text" }, 1));
 }
 
-char *router_api_event(Supervisor *s, Child *c, RouterStatus old, RouterStatus now,
-                       double progress)
+void router_api_extend_entry(cJSON *e, Supervisor *s, Child *c)
+{
+        const cJSON *train = cJSON_GetObjectItemCaseSensitive(child_meta(c), "n_ctx_train");
+
+        cJSON_AddItemToObject(e, "status", router_api_status(s, c));
+        router_add_kind(e, child_config(c));
+        cJSON_AddStringToObject(e, "source", "preset");
+        cJSON_AddBoolToObject(e, "can_remove", false);
+        /* The router reads it from the file; llmd has it from the model's meta, while loaded. */
+        if (cJSON_IsNumber(train)) {
+                cJSON_AddNumberToObject(e, "context_length", train->valuedouble);
+        }
+}
+
+char *router_api_event(Supervisor *s, Child *c, RouterStatus old, RouterStatus now, double progress)
 {
         const ModelConfig *m = child_config(c);
         ServingState st = supervisor_serving(s, m->name, NULL);
@@ -141,9 +151,10 @@ char *router_api_event(Supervisor *s, Child *c, RouterStatus old, RouterStatus n
 
                 cJSON_Delete(n);
                 if (!name ||
-                    asprintf(&first,
-                             "data: {\"model\":%s,\"event\":\"model_status\",\"data\":{\"status\":\"loading\"}}\n\n",
-                             name) < 0) {
+                    asprintf(
+                            &first,
+                            "data: {\"model\":%s,\"event\":\"model_status\",\"data\":{\"status\":\"loading\"}}\n\n",
+                            name) < 0) {
                         cJSON_Delete(o);
                         return NULL;
                 }
@@ -163,10 +174,15 @@ char *router_api_event(Supervisor *s, Child *c, RouterStatus old, RouterStatus n
                 const struct cJSON *meta = child_meta(c);
 
                 cJSON_AddStringToObject(info, "id", m->name);
-                cJSON_AddItemToObject(info, "aliases",
-                                      cJSON_CreateStringArray((const char *const *) m->aliases,
-                                                              (int) strv_length(m->aliases)));
+                cJSON *aliases = cJSON_AddArrayToObject(info, "aliases");
+
+                cJSON_AddItemToArray(aliases, cJSON_CreateString(m->name));
+                STRV_FOREACH(a, m->aliases) {
+                        cJSON_AddItemToArray(aliases, cJSON_CreateString(*a));
+                }
                 cJSON_AddStringToObject(info, "object", "model");
+                router_add_kind(info, m);
+                cJSON_AddNumberToObject(info, "created", 0);
                 cJSON_AddStringToObject(info, "owned_by", "llmd");
                 if (meta) {
                         cJSON_AddItemToObject(info, "meta", cJSON_Duplicate(meta, true));
@@ -193,8 +209,8 @@ static char *router_error(unsigned status, const char *type, const char *message
         return t;
 }
 
-unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const char *body,
-                           size_t len, char **ret_body)
+unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const char *body, size_t len,
+                           char **ret_body)
 {
         _cleanup_free_ char *reason = NULL, *msg = NULL;
         cJSON *j = cJSON_ParseWithLength(body ?: "", len), *model;
@@ -207,9 +223,10 @@ unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const cha
 
         model = cJSON_GetObjectItemCaseSensitive(j, "model");
         if (!cJSON_IsObject(j) || !cJSON_IsString(model) || !*model->valuestring) {
-                *ret_body = router_error(400, type,
-                                         !cJSON_IsObject(j) ? "the body is not a JSON object"
-                                                            : "\"model\" is missing or not a string");
+                *ret_body =
+                        router_error(400, type,
+                                     !cJSON_IsObject(j) ? "the body is not a JSON object"
+                                                        : "\"model\" is missing or not a string");
                 cJSON_Delete(j);
                 return 400;
         }

@@ -56,5 +56,5 @@ typedef enum RouterAction {
  * /llmd/events tell how it goes). router: as llama-server's router answers, a load of a model
  * already loaded or loading and an unload of one not running are refused with 400. Returns the
  * HTTP status and sets *ret_body (allocated JSON: {"success":true} or an error object). */
-unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const char *body,
-                           size_t len, char **ret_body);
+unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const char *body, size_t len,
+                           char **ret_body);

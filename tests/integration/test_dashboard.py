@@ -148,8 +148,9 @@ def test_router_load_unload(d):
     check(sse.status == 200 and sse.headers["content-type"] == "text/event-stream", sse.headers)
     r = http(PORT, "POST", "/models/load", {"model": "gemma"})
     check(r.status == 200 and r.json() == {"success": True}, r)
-    seen = sse.until(lambda n, e: e["model"] == "gemma" and e["data"]["status"] == "loaded",
-                     "gemma loaded")
+    seen = [e for e in sse.until(lambda n, e: e["model"] == "gemma" and
+                                 e["data"]["status"] == "loaded", "gemma loaded")
+            if e[1]["model"] == "gemma"]
     check(seen[0][1] == {"model": "gemma", "event": "model_status",
                          "data": {"status": "loading"}}, seen)
     check(all(e["event"] == "status_change" for _, e in seen[1:]), seen)
@@ -181,6 +182,129 @@ def test_router_load_unload(d):
     check(r.status == 400 and "pinned" in r.json()["error"]["message"], r)
     sse.close()
     check(http(PORT, "POST", "/v1/chat/completions", CHAT).status == 200, "serving stopped")
+
+
+# ---- against llama-server's own router (real tier) -----------------------------------------
+
+def shape(v):
+    """The JSON shape of v: its type, and for an object its members' shapes, for an array its
+    first element's; never the values."""
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+
+
+def within(router, llmd, path="$"):
+    """Where llmd's shape lacks what the router's has, or has it of another type: "path: why"."""
+    if isinstance(router, dict):
+        if not isinstance(llmd, dict):
+            return [f"{path}: an object in the router's, {llmd} in llmd's"]
+        return [p for k in router for p in (within(router[k], llmd[k], f"{path}.{k}") if k in llmd
+                                            else [f"{path}.{k}: missing in llmd's"])]
+    if isinstance(router, list):
+        if not isinstance(llmd, list):
+            return [f"{path}: an array in the router's, {llmd} in llmd's"]
+        return within(router[0], llmd[0], path + "[0]") if router and llmd else []
+    return [] if router == llmd else [f"{path}: {router} in the router's, {llmd} in llmd's"]
+
+
+def sse_story(ev, model, until):
+    """The events for model up to the one until(data) accepts, as (event, status) pairs with
+    repeats folded (the router and llmd report load progress at different steps), and the
+    last event."""
+    story = []
+    for _, e in ev.until(lambda n, e: e.get("model") == model and until(e["data"]), until):
+        if e.get("model") != model:
+            continue
+        step = (e["event"], e["data"]["status"])
+        if not story or story[-1] != step:
+            story.append(step)
+        last = e
+    return story, last
+
+
+@fixture(conf(), models=("qwen", "gemma", "nomic"))
+def test_router_conformance(d):
+    """llmd's /models, /models/load, /models/unload and /models/sse against Debian's llama-server
+    run as a router (--models-preset) with the same two models: every member of the router's
+    answers is in llmd's, of the same type; the same statuses for the same requests; the same
+    events in the same order. Real tier only."""
+    if not REAL:
+        from llmdtest import Skip
+        raise Skip("compares with llama-server's router: real tier only")
+    import subprocess as sp
+    from llmdtest import LLAMA_SERVER
+    global PORT
+    preset = os.path.join(d.dir, "preset.ini")
+    with open(preset, "w") as f:
+        for m in ("qwen", "gemma"):
+            f.write(f"[{m}]\nmodel = {d.model_path(m)}\nctx-size = 4096\n\n")
+    rport = free_port()
+    router = sp.Popen([LLAMA_SERVER, "--models-preset", preset, "--host", "127.0.0.1",
+                       "--port", str(rport), "--models-max", "2"],
+                      stdout=open(os.path.join(d.dir, "router.log"), "wb"), stderr=sp.STDOUT)
+    ours = PORT
+    try:
+        def up():
+            try:
+                return http(rport, "GET", "/models", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_until(up, "the router up")
+        wait_ready(d, "qwen", "nomic")
+        # The router's qwen loaded too, so each has one model loaded and one not.
+        PORT = rport
+        check(http(rport, "POST", "/models/load", {"model": "qwen"}).status == 200, "router qwen")
+        ev_router = Events("/models/sse")
+        sse_story(ev_router, "qwen", lambda e: e["status"] == "loaded")
+        PORT = ours
+        ev_llmd = Events("/models/sse")
+
+        def models(port):
+            return {e["id"]: e for e in http(port, "GET", "/models").json()["data"]}
+        r, o = models(rport), models(ours)
+        for name in ("qwen", "gemma"):
+            problems = [p for p in within(shape(r[name]), shape(o[name]), name)
+                        # Read from the GGUF by the router; llmd has it while loaded, from meta.
+                        if not (p == f"{name}.context_length: missing in llmd's" and
+                                o[name]["status"]["value"] != "loaded")]
+            check(not problems, "GET /models: " + "; ".join(problems))
+            check(r[name]["status"]["value"] == o[name]["status"]["value"],
+                  f"{name}: {r[name]['status']} vs {o[name]['status']}")
+
+        def both(method, path, body):
+            a, b = http(rport, method, path, body), http(ours, method, path, body)
+            check(a.status == b.status and within(shape(a.json()), shape(b.json())) == [],
+                  f"{method} {path} {body}: router {a} vs llmd {b}")
+            return a, b
+        both("POST", "/models/load", {"model": "gemma"})
+        stories = []
+        for port, ev in ((rport, ev_router), (ours, ev_llmd)):
+            stories.append(sse_story(ev, "gemma", lambda e: e["status"] == "loaded"))
+        check(stories[0][0] == stories[1][0], f"load events: router {stories[0][0]} vs llmd "
+              f"{stories[1][0]}")
+        check(not within(shape(stories[0][1]), shape(stories[1][1])),
+              f"loaded event: router {stories[0][1]} vs llmd {stories[1][1]}")
+        a, b = both("POST", "/models/load", {"model": "gemma"})
+        check(a.json()["error"]["message"] == b.json()["error"]["message"], f"{a} vs {b}")
+        both("POST", "/models/unload", {"model": "gemma"})
+        stories = [sse_story(ev, "gemma", lambda e: e["status"] == "unloaded")
+                   for ev in (ev_router, ev_llmd)]
+        check(stories[0][0] == stories[1][0] and stories[0][1] == stories[1][1],
+              f"unload events: router {stories[0]} vs llmd {stories[1]}")
+        a, b = both("POST", "/models/unload", {"model": "gemma"})
+        check(a.json()["error"]["message"] == b.json()["error"]["message"], f"{a} vs {b}")
+        a, b = http(rport, "POST", "/models/load", {"model": "nothing"}), \
+            http(ours, "POST", "/models/load", {"model": "nothing"})
+        check(a.status == b.status == 404, f"unknown model: router {a} vs llmd {b}")
+        ev_router.close()
+        ev_llmd.close()
+    finally:
+        PORT = ours
+        router.terminate()
+        router.wait(timeout=20)
 
 
 # ---- the dashboard's stream and actions -----------------------------------------------------
