@@ -2,6 +2,9 @@
 #include "control-protocol.h"
 
 const ControlMethod control_methods[_CONTROL_METHOD_MAX] = {
+        { CONTROL_METHOD_ACTIVITY, CONTROL_INTERFACE ".Activity", "since: ?int, model: ?string",
+          "the last requests, oldest first: those from sequence number since on, of model only; "
+          "next is the number to ask from next time" },
         { CONTROL_METHOD_LIST, CONTROL_INTERFACE ".List", "",
           "every configured model with its aliases and state" },
         { CONTROL_METHOD_LOAD, CONTROL_INTERFACE ".Load", "model: string",

@@ -14,6 +14,7 @@
 
 /* In the order of control_methods[], which is sorted by name. */
 typedef enum ControlMethodId {
+        CONTROL_METHOD_ACTIVITY,
         CONTROL_METHOD_LIST,
         CONTROL_METHOD_LOAD,
         CONTROL_METHOD_RELOAD,

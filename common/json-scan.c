@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <stdlib.h>
 
 #include "json-scan.h"
 
@@ -307,4 +308,223 @@ void json_scan_done(JsonScan *s)
 {
         free(s->model);
         s->model = NULL;
+}
+
+/* ---- what an answer cost ---- */
+
+void json_answer_init(JsonAnswer *a, bool sse)
+{
+        *a = (JsonAnswer) { .sse = sse, .field = -1 };
+        for (size_t i = 0; i < _JSON_ANSWER_FIELD_MAX; i++) {
+                a->values[i] = -1;
+        }
+}
+
+static bool json_answer_key_is(const JsonAnswer *a, const char *k)
+{
+        return a->key_len == strlen(k) && memcmp(a->key, k, a->key_len) == 0;
+}
+
+/* A key and its ':' were read: where does the value go? */
+static void json_answer_on_key(JsonAnswer *a)
+{
+        static const struct {
+                int8_t member; /* 1 usage, 2 timings */
+                const char *key;
+                JsonAnswerField field;
+        } fields[] = {
+                { 1, "prompt_tokens", JSON_ANSWER_PROMPT_TOKENS },
+                { 1, "input_tokens", JSON_ANSWER_PROMPT_TOKENS },
+                { 1, "completion_tokens", JSON_ANSWER_COMPLETION_TOKENS },
+                { 1, "output_tokens", JSON_ANSWER_COMPLETION_TOKENS },
+                { 2, "prompt_n", JSON_ANSWER_PROMPT_N },
+                { 2, "cache_n", JSON_ANSWER_CACHE_N },
+                { 2, "predicted_n", JSON_ANSWER_PREDICTED_N },
+                { 2, "predicted_per_second", JSON_ANSWER_PREDICTED_PER_SECOND },
+        };
+
+        a->field = -1;
+        if (a->key_len >= sizeof(a->key)) {
+                return; /* longer than any we read */
+        }
+        if (a->depth == 1) {
+                a->member = json_answer_key_is(a, "usage")     ? 1
+                            : json_answer_key_is(a, "timings") ? 2
+                                                               : 0;
+                return;
+        }
+        if (a->depth == 2 && a->member == 1 &&
+            (json_answer_key_is(a, "prompt_tokens_details") ||
+             json_answer_key_is(a, "input_tokens_details"))) {
+                a->field = -2; /* its object follows */
+                return;
+        }
+        if (a->depth == 3 && a->details && json_answer_key_is(a, "cached_tokens")) {
+                a->field = JSON_ANSWER_CACHED_TOKENS;
+                return;
+        }
+        if (a->depth != 2) {
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                if (fields[i].member == a->member && json_answer_key_is(a, fields[i].key)) {
+                        a->field = (int8_t) fields[i].field;
+                        return;
+                }
+        }
+}
+
+/* A number may have ended: taken where it goes. */
+static void json_answer_end_value(JsonAnswer *a)
+{
+        if (a->num_len == 0) {
+                return;
+        }
+        if (a->field >= 0 && a->num_len < sizeof(a->num)) {
+                char *end;
+                double v;
+
+                a->num[a->num_len] = '\0';
+                v = strtod(a->num, &end);
+                /* A count or a rate, never past what a 64-bit integer holds. */
+                if (*end == '\0' && v >= 0 && v < 1e15) {
+                        a->values[a->field] = v;
+                }
+        }
+        a->num_len = 0;
+        a->field = -1;
+}
+
+/* An event of a stream was cut short: what it said so far stays, the next starts afresh. */
+static void json_answer_restart(JsonAnswer *a)
+{
+        double v[_JSON_ANSWER_FIELD_MAX];
+
+        memcpy(v, a->values, sizeof(v));
+        json_answer_init(a, true);
+        memcpy(a->values, v, sizeof(v));
+}
+
+static bool json_answer_in_array(const JsonAnswer *a)
+{
+        return a->depth > 0 && a->depth <= 64 && (a->arrays >> (a->depth - 1)) & 1;
+}
+
+void json_answer_feed(JsonAnswer *a, const char *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                char c = p[i];
+
+                if (a->in_string) {
+                        if (a->escape) {
+                                a->escape = false;
+                                a->key_len = sizeof(a->key); /* an escaped key is none of ours */
+                        } else if (c == '\\') {
+                                a->escape = true;
+                        } else if (c == '"') {
+                                a->in_string = false;
+                        } else if (a->in_key && a->key_len < sizeof(a->key)) {
+                                a->key[a->key_len++] = c;
+                        }
+                        if (a->sse && (c == '\n' || c == '\r')) {
+                                json_answer_restart(a); /* no JSON string holds a line end */
+                        }
+                        continue;
+                }
+                switch (c) {
+                case '"':
+                        if (a->depth == 0) {
+                                break; /* between a stream's events */
+                        }
+                        a->in_string = true;
+                        a->in_key = a->expect_key;
+                        a->expect_key = false;
+                        if (a->in_key) {
+                                a->key_len = 0;
+                        } else {
+                                a->field = -1;
+                        }
+                        break;
+                case ':':
+                        if (a->in_key) {
+                                a->in_key = false;
+                                json_answer_on_key(a);
+                        }
+                        break;
+                case '{':
+                case '[':
+                        if (a->depth == 2 && a->field == -2 && c == '{') {
+                                a->details = true;
+                        }
+                        a->field = -1;
+                        if (a->depth < UINT8_MAX) {
+                                a->depth++;
+                        }
+                        if (a->depth <= 64) {
+                                uint64_t bit = UINT64_C(1) << (a->depth - 1);
+                                a->arrays = c == '[' ? a->arrays | bit : a->arrays & ~bit;
+                        }
+                        a->expect_key = c == '{';
+                        break;
+                case '}':
+                case ']':
+                        json_answer_end_value(a);
+                        if (a->depth > 0) {
+                                a->depth--;
+                        }
+                        if (a->depth < 3) {
+                                a->details = false;
+                        }
+                        if (a->depth < 2) {
+                                a->member = 0; /* the end of usage or timings */
+                        }
+                        a->field = -1;
+                        a->expect_key = false;
+                        break;
+                case ',':
+                        json_answer_end_value(a);
+                        a->field = -1;
+                        a->expect_key = !json_answer_in_array(a);
+                        break;
+                case '\n':
+                case '\r':
+                        json_answer_end_value(a);
+                        if (a->sse && a->depth > 0) {
+                                json_answer_restart(a); /* events are one line each */
+                        }
+                        break;
+                case ' ':
+                case '\t':
+                        json_answer_end_value(a);
+                        break;
+                default:
+                        if (a->field >= 0 && a->num_len < sizeof(a->num) &&
+                            (isdigit((unsigned char) c) || strchr("-+.eE", c))) {
+                                a->num[a->num_len++] = c;
+                        } else if (a->field >= 0) {
+                                a->num_len = sizeof(a->num); /* true, null, ...: not a number */
+                        }
+                        break;
+                }
+        }
+}
+
+JsonAnswerTokens json_answer_tokens(const JsonAnswer *a)
+{
+        const double *v = a->values;
+        JsonAnswerTokens t = { .prompt = -1, .cached = -1, .completion = -1, .per_second = -1 };
+
+        if (v[JSON_ANSWER_PROMPT_TOKENS] >= 0) {
+                t.prompt = (int64_t) v[JSON_ANSWER_PROMPT_TOKENS];
+        } else if (v[JSON_ANSWER_PROMPT_N] >= 0) {
+                t.prompt = (int64_t) v[JSON_ANSWER_PROMPT_N] +
+                           (int64_t) MAX(v[JSON_ANSWER_CACHE_N], 0.0);
+        }
+        t.cached = (int64_t) (v[JSON_ANSWER_CACHED_TOKENS] >= 0 ? v[JSON_ANSWER_CACHED_TOKENS]
+                                                                : v[JSON_ANSWER_CACHE_N]);
+        t.completion =
+                (int64_t) (v[JSON_ANSWER_COMPLETION_TOKENS] >= 0 ? v[JSON_ANSWER_COMPLETION_TOKENS]
+                                                                 : v[JSON_ANSWER_PREDICTED_N]);
+        t.per_second = v[JSON_ANSWER_PREDICTED_PER_SECOND];
+        return t;
 }

@@ -204,3 +204,23 @@ bool alias_valid(const char *s)
                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/+@=") ==
                n;
 }
+
+int parse_u64(const char *s, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (!s || !*s) {
+                return -EINVAL;
+        }
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9') {
+                        return -EINVAL;
+                }
+                if (v > (UINT64_MAX - (uint64_t) (*s - '0')) / 10) {
+                        return -ERANGE;
+                }
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        *ret = v;
+        return 0;
+}

@@ -62,9 +62,14 @@ _llmctl_read_help()
                                         done
                                 fi
                         done
-                        if [[ $desc =~ ^([a-z]+): ]]; then
-                                verb=${BASH_REMATCH[1]}
-                        fi
+                        # "logs: follow the journal; activity: print ...": each verb named.
+                        local -a opt_verbs=()
+                        local rest=$desc
+                        while [[ $rest =~ ^([a-z]+):([^\;]*)(\;[[:space:]]*(.*))?$ ]]; do
+                                opt_verbs+=("${BASH_REMATCH[1]}")
+                                rest=${BASH_REMATCH[4]}
+                        done
+                        verb=${opt_verbs[0]:-}
                         # "--format FORMAT    bench: table, markdown, json or csv"
                         if [[ -n $prev_opt && ${arg_kind[$prev_opt]} == FORMAT ]]; then
                                 word=${desc#*: }
@@ -72,7 +77,9 @@ _llmctl_read_help()
                                 arg_words[$prev_opt]=${word// or / }
                         fi
                         if [[ -n $verb && " ${verbs[*]} " == *" $verb "* ]]; then
-                                verb_opts[$verb]+=" ${opts[*]}"
+                                for verb in "${opt_verbs[@]}"; do
+                                        verb_opts[$verb]+=" ${opts[*]}"
+                                done
                         else
                                 global_opts+=("${opts[@]}")
                         fi

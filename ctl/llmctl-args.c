@@ -60,7 +60,7 @@ void llmctl_help(FILE *f)
                 "\nOptions:\n"
                 "  --json             print the daemon's JSON replies (also when stdout is no terminal)\n"
                 "  --socket PATH      the control socket (default: $LLMD_SOCKET or /run/llmd/control.sock)\n"
-                "  -f, --follow       logs: follow the journal\n"
+                "  -f, --follow       logs: follow the journal; activity: print requests as they end\n"
                 "  --now              switch: kill the old model at once instead of letting its requests finish\n"
                 "  --runs N           bench: runs of each task (default %u)\n"
                 "  --format FORMAT    bench: table, markdown, json or csv\n"
@@ -186,8 +186,8 @@ int llmctl_parse_args(int argc, char *argv[], LlmctlArgs *ret, char *error, size
                 snprintf(error, size, "--now goes with switch only");
                 return -EINVAL;
         }
-        if (a.follow && a.verb->id != VERB_LOGS) {
-                snprintf(error, size, "-f goes with logs only");
+        if (a.follow && a.verb->id != VERB_LOGS && a.verb->id != VERB_ACTIVITY) {
+                snprintf(error, size, "-f goes with logs and activity only");
                 return -EINVAL;
         }
         if (bench_option && a.verb->id != VERB_BENCH) {

@@ -13,6 +13,7 @@
 struct Client;
 
 typedef enum VerbId {
+        VERB_ACTIVITY,
         VERB_BENCH,
         VERB_FLEET,
         VERB_LIST,

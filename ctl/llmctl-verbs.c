@@ -7,10 +7,12 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "control-protocol.h"
 #include "llmctl-client.h"
 #include "strv.h"
+#include "utf8.h"
 #include "build-config.h"
 
 /* ---- what the replies look like ---- */
@@ -285,6 +287,84 @@ static void print_version(Client *cl, const cJSON *p, bool continues)
         printf("llmd %s\n", jstr(p, "version"));
 }
 
+/* ---- activity ---- */
+
+typedef struct ActivityFollow {
+        double next; /* the seq to ask from */
+        bool header; /* the table's header was printed */
+} ActivityFollow;
+
+/* A number of the record, or "-" where it is null. */
+static const char *activity_num(char *buf, size_t size, const cJSON *r, const char *key,
+                                int decimals, double scale)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
+
+        if (!cJSON_IsNumber(v)) {
+                return "-";
+        }
+        snprintf(buf, size, "%.*f", decimals, v->valuedouble * scale);
+        return buf;
+}
+
+static void print_activity_record(const cJSON *r)
+{
+        char when[16] = "?", key[16], prompt[16], cached[16], gen[16], held[16], ttft[16], tps[16],
+             dur[16];
+        time_t t = (time_t) jnum(r, "time", 0);
+        struct tm tm;
+        /* What a client sent (model, path) and what llmd wrote of it: escaped. */
+        _cleanup_free_ char *client = utf8_escape_terminal(jstr(r, "client"));
+        _cleanup_free_ char *model = utf8_escape_terminal(jstr(r, "model"));
+        _cleanup_free_ char *endpoint = utf8_escape_terminal(jstr(r, "endpoint"));
+        _cleanup_free_ char *error = utf8_escape_terminal(jstr(r, "error"));
+
+        if (localtime_r(&t, &tm)) {
+                strftime(when, sizeof(when), "%H:%M:%S", &tm);
+        }
+        /* No precision: it would cut a character's bytes apart. */
+        printf("%-8s %-15s %-4s %-16s %-22s %3d %7s %7s %6s %6s %7s %7s %7s %s\n", when,
+               client ? client : "?", activity_num(key, sizeof(key), r, "key", 0, 1),
+               model ? model : "?", endpoint ? endpoint : "?", (int) jnum(r, "status", 0),
+               activity_num(prompt, sizeof(prompt), r, "prompt_tokens", 0, 1),
+               activity_num(cached, sizeof(cached), r, "cached_tokens", 0, 1),
+               activity_num(gen, sizeof(gen), r, "completion_tokens", 0, 1),
+               activity_num(held, sizeof(held), r, "held_s", 2, 1),
+               activity_num(ttft, sizeof(ttft), r, "ttft_s", 1, 1000),
+               activity_num(tps, sizeof(tps), r, "tokens_per_s", 1, 1),
+               activity_num(dur, sizeof(dur), r, "duration_s", 2, 1), error ? error : "");
+}
+
+static void print_activity(Client *cl, const cJSON *p, bool continues)
+{
+        ActivityFollow *f = cl->userdata;
+        const cJSON *r;
+
+        f->next = jnum(p, "next", f->next);
+        if (cl->json && !cl->args.follow) {
+                print_json(p);
+                return;
+        }
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(p, "records")) {
+                if (cl->json) {
+                        /* Following: one record a line (JSON Lines). */
+                        _cleanup_free_ char *line = cJSON_PrintUnformatted(r);
+                        if (line) {
+                                puts(line);
+                        }
+                        continue;
+                }
+                if (!f->header) {
+                        printf("%-8s %-15s %-4s %-16s %-22s %3s %7s %7s %6s %6s %7s %7s %7s %s\n",
+                               "TIME", "CLIENT", "KEY", "MODEL", "ENDPOINT", "ST", "PROMPT",
+                               "CACHED", "GEN", "HELD", "TTFT_MS", "TOK/S", "SECONDS", "ERROR");
+                        f->header = true;
+                }
+                print_activity_record(r);
+        }
+        fflush(stdout);
+}
+
 /* ---- the verbs ---- */
 
 /* The journal holds llmd's log and each model's (MODEL=); journalctl shows it best. */
@@ -371,6 +451,34 @@ static int call_model(Client *cl, bool more, ClientReplyFn on_reply)
         return r;
 }
 
+/* The last requests; with -f, those that end from then on, asked for twice a second. */
+static int verb_activity(Client *cl)
+{
+        ActivityFollow f = {};
+        int r = client_connect(cl);
+
+        if (r != 0) {
+                return r;
+        }
+        cl->userdata = &f;
+        for (;;) {
+                cJSON *params = cJSON_CreateObject();
+
+                if (f.next > 0) {
+                        cJSON_AddNumberToObject(params, "since", f.next);
+                }
+                if (cl->args.n_args > 0) {
+                        cJSON_AddStringToObject(params, "model", cl->args.args[0]);
+                }
+                r = client_call(cl, CONTROL_METHOD_ACTIVITY, params, false, print_activity, NULL);
+                cJSON_Delete(params);
+                if (r != 0 || !cl->args.follow) {
+                        return r;
+                }
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 500 * 1000 * 1000 }, NULL);
+        }
+}
+
 static int verb_list(Client *cl)
 {
         return call(cl, NULL, false, print_list);
@@ -414,6 +522,8 @@ static int verb_version(Client *cl)
  * method, the handler, the help line. */
 /* clang-format off */
 const Verb verbs[_VERB_MAX] = {
+        { VERB_ACTIVITY, "activity", "[MODEL]", 0, 1, CONTROL_METHOD_ACTIVITY, verb_activity,
+          "Show the last requests, or MODEL's (-f: as they end)" },
         { VERB_BENCH, "bench", "[MODEL...]", 0, UINT_MAX, -1, verb_bench,
           "Measure each model's tokens per second and time to first token" },
         { VERB_FLEET, "fleet", "haproxy BOX...", 2, UINT_MAX, -1, verb_fleet,

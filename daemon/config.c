@@ -901,6 +901,8 @@ static int config_llmd_prefetch(Config *c, const ConfigLlmdKey *k, const RawEntr
  * with this default. */
 /* clang-format off */
 const ConfigLlmdKey config_llmd_keys[] = {
+        LLMD_KEY("activity-size", unsigned, activity_size, 0, 100000, "1000",
+                 "Requests kept in memory for the activity log; 0: none"),
         LLMD_KEY("api-key-file", path, api_key_file, 0, 0, NULL,
                  "A file of the API keys that requests must carry; unset: none is needed"),
         LLMD_KEY("cors-origins", cors_origins, cors_origins, 0, 0, NULL,
@@ -936,6 +938,8 @@ const ConfigLlmdKey config_llmd_keys[] = {
                  "Open connections from one client address, at most"),
         LLMD_KEY("max-resident", unsigned, max_resident, 1, 64, NULL,
                  "Generation models loaded at once; unset: as GPU memory allows where known, else 1"),
+        LLMD_KEY("metrics-public", bool, metrics_public, 0, 0, "false",
+                 "Serve /llmd/metrics without an API key"),
         LLMD_KEY("prefetch", prefetch, prefetch, 0, 0, "true",
                  "Read the models that are not loaded into the page cache, or at most this much"),
         LLMD_KEY("routing", routing, routing, 0, 0, "active",

@@ -70,6 +70,8 @@ typedef struct Config {
         uint64_t idle_timeout_usec;
         uint64_t drain_timeout_usec; /* requests on a model being switched away may finish */
         bool log_requests;
+        unsigned activity_size; /* requests kept for the activity log */
+        bool metrics_public;    /* /llmd/metrics needs no key */
         /* Residency: how many generation models may be loaded at once (0: as many as the GPU
          * memory allows where it is known, else 1), and the GPU memory budget (bytes; 0: auto,
          * what the GPUs report less a margin). */

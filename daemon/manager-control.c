@@ -115,6 +115,30 @@ static int method_list(ControlCall *call, cJSON *params, void *userdata)
         return control_call_reply(call, p, false);
 }
 
+static int method_activity(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        const cJSON *since = cJSON_GetObjectItemCaseSensitive(params, "since");
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(params, "model");
+
+        if (since && !cJSON_IsNull(since) &&
+            (!cJSON_IsNumber(since) || since->valuedouble < 0 ||
+             since->valuedouble != (double) (uint64_t) since->valuedouble)) {
+                return control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
+                                          error_params("parameter", "since", NULL, NULL));
+        }
+        if (model && !cJSON_IsNull(model) && !cJSON_IsString(model)) {
+                return control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
+                                          error_params("parameter", "model", NULL, NULL));
+        }
+        return control_call_reply(
+                call,
+                activity_json(proxy_activity(m->proxy),
+                              cJSON_IsNumber(since) ? (uint64_t) since->valuedouble : 0,
+                              cJSON_IsString(model) ? model->valuestring : NULL),
+                false);
+}
+
 static int method_status(ControlCall *call, cJSON *params, void *userdata)
 {
         Manager *m = userdata;
@@ -440,6 +464,7 @@ static int method_get_info(ControlCall *call, cJSON *params, void *userdata)
 
 /* clang-format off */
 const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
+        [CONTROL_METHOD_ACTIVITY] = method_activity,
         [CONTROL_METHOD_GET_INFO] = method_get_info,
         [CONTROL_METHOD_LIST] = method_list,
         [CONTROL_METHOD_LOAD] = method_load,

@@ -318,6 +318,11 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
         (void) sd_event_set_watchdog(m->event, true);
 
         m->start_usec = event_now_usec(m->event);
+        r = metrics_new(&m->metrics);
+        if (r < 0) {
+                config_free(config);
+                return log_error_errno(r, "Out of memory");
+        }
         SupervisorOptions so = {
                 .event = m->event,
                 .runtime_dir = m->runtime_dir,
@@ -325,6 +330,7 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
                 .environ = m->environ,
                 .on_change = manager_on_change,
                 .drain = manager_drain,
+                .metrics = m->metrics,
                 .userdata = m,
         };
         r = supervisor_new(&so, config, &m->supervisor);
@@ -336,6 +342,7 @@ int manager_new(Config *config, const char *runtime_dir, const char *state_dir, 
                 return log_error_errno(r, "Failed to set up the HTTP proxy: %s",
                                        why ? why : strerror(-r));
         }
+        proxy_set_metrics(m->proxy, m->metrics);
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -401,6 +408,7 @@ Manager *manager_free(Manager *m)
         control_server_free(m->control);
         proxy_free(m->proxy);
         supervisor_free(m->supervisor);
+        metrics_free(m->metrics);
         sd_event_unref(m->event);
         free(m->config_path);
         strv_free(m->environ);

@@ -25,6 +25,7 @@ typedef struct Manager {
         Supervisor *supervisor;
         ControlServer *control;
         Proxy *proxy;
+        Metrics *metrics;
         uint64_t start_usec;
         bool stopping;
 } Manager;

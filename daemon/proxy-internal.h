@@ -9,15 +9,19 @@
  *   proxy-route.c    what a request line and headers decide (pure; proxy-route.h)
  *   proxy-request.c  one request: its state machine, llmd's own answers, the relay
  *   proxy-hold.c     where a request goes: the hold queue, routing = switch, drains
+ *   proxy-observe.c  what a request leaves behind (activity, metrics) and the pages that show it
  *   dashboard.c      llmd's own pages and streams (/llmd/, /models/sse; dashboard.h)
  */
 
 #include <microhttpd.h>
 #include <systemd/sd-event.h>
 
+#include "activity.h"
 #include "buffer.h"
 #include "config.h"
 #include "dashboard.h"
+#include "json-scan.h"
+#include "metrics.h"
 #include "proxy-request.h"
 #include "proxy-route.h"
 #include "proxy.h"
@@ -98,6 +102,14 @@ struct Request {
 
         uint64_t start_usec, first_byte_usec;
         uint64_t bytes_out;
+
+        /* For the activity log and the metrics (proxy-observe.c). */
+        JsonAnswer answer;        /* usage and timings, read as the answer goes through */
+        uint64_t first_data_usec; /* the first byte of the answer's body */
+        uint64_t held_since_usec, held_usec; /* held_since_usec 0: never held */
+        bool forwarded;                      /* a child got it */
+        const char *error_type;              /* of llmd's own error answer (static) */
+        char error[160];                     /* what went wrong, "" nothing */
         Request *prev, *next; /* in the held queue, or the list of forwarded requests */
 };
 
@@ -128,6 +140,8 @@ struct Proxy {
         sd_event_source *header_timer;
         ProxyCounters counters;
         Dashboard *dashboard;
+        Metrics *metrics;   /* not owned; NULL: nothing recorded */
+        Activity *activity; /* the last requests */
 };
 
 uint64_t proxy_now(const Proxy *p);
@@ -152,6 +166,17 @@ void request_log(Request *r, bool completed);
 /* llmd's own answer: body (JSON, taken over), or resp (Server and CORS headers added here). */
 void request_answer_json(Request *r, unsigned status, char *body);
 void request_answer_response(Request *r, unsigned status, struct MHD_Response *resp);
+
+/* proxy-observe.c */
+/* r has ended (completed: its answer went out whole): into the activity log and the metrics. */
+void request_record(Request *r, bool completed);
+void request_note_error(Request *r, const char *type, const char *message);
+void request_answer_metrics(Request *r);
+void request_answer_activity(Request *r);
+/* request-proxy.c, for proxy-observe.c */
+struct MHD_Response *request_json_response(Request *r, char *body);
+void request_answer(Request *r, unsigned status, struct MHD_Response *resp, RequestEvent event);
+char *json_print_delete(cJSON *j);
 
 /* proxy-hold.c */
 void hold_dispatch(Request *r);

@@ -114,6 +114,7 @@ void request_step(Request *r, RequestEvent event)
                 return;
         }
         if (old == REQ_HELD) {
+                r->held_usec += proxy_now(p) - r->held_since_usec;
                 hold_remove(p, r);
                 p->counters.held--;
                 r->timer = sd_event_source_disable_unref(r->timer);
@@ -130,6 +131,7 @@ void request_step(Request *r, RequestEvent event)
         r->state = next;
         switch (r->state) {
         case REQ_HELD:
+                r->held_since_usec = proxy_now(p);
                 hold_append(p, r);
                 p->counters.held++;
                 if (sd_event_add_time_relative(p->event, &r->timer, CLOCK_MONOTONIC,
@@ -140,6 +142,7 @@ void request_step(Request *r, RequestEvent event)
                 request_suspend(r);
                 break;
         case REQ_FORWARDED:
+                r->forwarded = true;
                 hold_forwarded_push(p, r);
                 p->counters.in_flight++;
                 r->upstream_usec = proxy_now(p);
@@ -173,7 +176,7 @@ void request_step(Request *r, RequestEvent event)
 /* ---- responses ---- */
 
 /* The JSON text of j, which is freed; NULL when out of memory. */
-static char *json_print_delete(cJSON *j)
+char *json_print_delete(cJSON *j)
 {
         char *out = j ? cJSON_PrintUnformatted(j) : NULL;
 
@@ -219,7 +222,7 @@ static void request_add_cors(Request *r, struct MHD_Response *resp)
         MHD_add_response_header(resp, "Vary", "Origin");
 }
 
-static struct MHD_Response *request_json_response(Request *r, char *body)
+struct MHD_Response *request_json_response(Request *r, char *body)
 {
         struct MHD_Response *resp;
 
@@ -239,8 +242,7 @@ static struct MHD_Response *request_json_response(Request *r, char *body)
 }
 
 /* Sets llmd's own answer; it goes out now if MHD is calling us, else on resume. */
-static void request_answer(Request *r, unsigned status, struct MHD_Response *resp,
-                           RequestEvent event)
+void request_answer(Request *r, unsigned status, struct MHD_Response *resp, RequestEvent event)
 {
         if (r->response) {
                 MHD_destroy_response(r->response);
@@ -260,6 +262,7 @@ static void request_answer_error_full(Request *r, RequestEvent event, unsigned s
         struct MHD_Response *resp =
                 request_json_response(r, error_body(r->route.api, status, type, message));
 
+        request_note_error(r, type, message);
         if (resp && retry_after) {
                 MHD_add_response_header(resp, "Retry-After", retry_after);
         }
@@ -394,6 +397,7 @@ static void upstream_on_headers(void *userdata, long status, const char *content
         r->first_byte_usec = r->upstream_usec = proxy_now(r->proxy);
         r->sse = content_type && strneq(content_type, "text/event-stream", 17);
         r->sse_held = 0;
+        json_answer_init(&r->answer, r->sse);
         resp = MHD_create_response_from_callback(
                 content_length >= 0 && !r->sse ? (uint64_t) content_length : MHD_SIZE_UNKNOWN,
                 16 * 1024, request_read, r, NULL);
@@ -443,6 +447,8 @@ static int upstream_on_data(void *userdata, const char *data, size_t len)
         if (buffer_pending(&r->buf) >= PROXY_BUFFER_MAX || buffer_append(&r->buf, data, len) < 0) {
                 return -EAGAIN; /* a slow client: the child waits too */
         }
+        r->first_data_usec = r->first_data_usec ?: r->upstream_usec;
+        json_answer_feed(&r->answer, data, len);
         if (r->sse) {
                 r->sse_held = sse_unfinished(r->buf.data + r->buf.len - (r->sse_held + len),
                                              r->sse_held + len);
@@ -514,6 +520,7 @@ static void request_end_badly(Request *r, RequestEvent event, unsigned status, c
         } else {
                 r->upstream_error = -ECANCELED;
         }
+        request_note_error(r, NULL, message);
         r->proxy->counters.errors++;
         request_step(r, event);
 }
@@ -933,6 +940,7 @@ static void request_begin(Request *r, const char *method)
                 .max_body_size = c->max_body_size,
                 .model_port = r->listener->model != NULL,
                 .target_cut = r->target_cut,
+                .metrics_public = c->metrics_public,
         };
 
         r->method = strdup(method);
@@ -983,6 +991,8 @@ static void request_begin(Request *r, const char *method)
         case ROUTE_MODELS:
         case ROUTE_HEALTH:
         case ROUTE_LLMD:
+        case ROUTE_METRICS:
+        case ROUTE_ACTIVITY:
         case _ROUTE_KIND_MAX:
                 break;
         }
@@ -1019,6 +1029,12 @@ static void request_complete(Request *r)
                 return;
         case ROUTE_LLMD:
                 dashboard_answer(r);
+                return;
+        case ROUTE_METRICS:
+                request_answer_metrics(r);
+                return;
+        case ROUTE_ACTIVITY:
+                request_answer_activity(r);
                 return;
         case ROUTE_GENERATE:
         case ROUTE_EMBED:

@@ -32,8 +32,10 @@ static const RouteEntry route_table[] = {
         { "/infill", M_POST, ROUTE_GENERATE, true, false },
         { "/llmd", M_GET, ROUTE_LLMD, false, true },
         { "/llmd/", M_GET, ROUTE_LLMD, false, true },
+        { "/llmd/activity", M_GET, ROUTE_ACTIVITY, false, false },
         { "/llmd/events", M_GET, ROUTE_LLMD, false, false },
         { "/llmd/load", M_POST, ROUTE_LLMD, false, false },
+        { "/llmd/metrics", M_GET, ROUTE_METRICS, false, false },
         { "/llmd/switch", M_POST, ROUTE_LLMD, false, false },
         { "/llmd/unload", M_POST, ROUTE_LLMD, false, false },
         { "/metrics", M_GET, ROUTE_GENERATE, false, false },
@@ -70,6 +72,7 @@ const char *route_kind_to_string(RouteKind k)
                 [ROUTE_GENERATE] = "generate",   [ROUTE_EMBED] = "embed",
                 [ROUTE_MODELS] = "models",       [ROUTE_HEALTH] = "health",
                 [ROUTE_PREFLIGHT] = "preflight", [ROUTE_REFUSE] = "refuse",
+                [ROUTE_METRICS] = "metrics",     [ROUTE_ACTIVITY] = "activity",
                 [ROUTE_LLMD] = "llmd",
         };
         return k >= 0 && k < _ROUTE_KIND_MAX ? names[k] : NULL;
@@ -239,10 +242,10 @@ int route_query_unknown(const char *target, const char *const *known, char **ret
         return 0;
 }
 
-bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key)
+int route_key_find(char *const *keys, const char *authorization, const char *x_api_key)
 {
         const char *h = NULL;
-        bool ok = false;
+        int found = -ENOKEY, i = 0;
 
         if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
                 h = authorization + 7;
@@ -251,7 +254,7 @@ bool route_key_ok(char *const *keys, const char *authorization, const char *x_ap
                 h = x_api_key;
         }
         if (!h || !keys) {
-                return false;
+                return -ENOKEY;
         }
         /* Every key compared in full: the time does not tell which one came close. */
         size_t hl = strlen(h);
@@ -259,12 +262,18 @@ bool route_key_ok(char *const *keys, const char *authorization, const char *x_ap
                 size_t kl = strlen(*k);
                 unsigned char diff = (unsigned char) (kl != hl);
 
-                for (size_t i = 0; i < kl; i++) {
-                        diff |= (unsigned char) ((*k)[i] ^ (i < hl ? h[i] : 0));
+                for (size_t j = 0; j < kl; j++) {
+                        diff |= (unsigned char) ((*k)[j] ^ (j < hl ? h[j] : 0));
                 }
-                ok |= diff == 0;
+                found = diff == 0 ? i : found;
+                i++;
         }
-        return ok;
+        return found;
+}
+
+bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key)
+{
+        return route_key_find(keys, authorization, x_api_key) >= 0;
 }
 
 /* Digits only, no sign, no space, no overflow: a Content-Length as RFC 9110 writes it. */
@@ -346,24 +355,35 @@ static bool route_framing(const RouteInput *in, Route *r)
         return true;
 }
 
+static const struct {
+        const char *path;
+        RouteApi api;
+} route_api_table[] = {
+        { "/v1/messages", ROUTE_API_MESSAGES },
+        { "/messages", ROUTE_API_MESSAGES },
+        { "/v1/responses", ROUTE_API_RESPONSES },
+        { "/responses", ROUTE_API_RESPONSES },
+};
+
 static RouteApi route_api(const char *path)
 {
-        static const struct {
-                const char *path;
-                RouteApi api;
-        } table[] = {
-                { "/v1/messages", ROUTE_API_MESSAGES },
-                { "/messages", ROUTE_API_MESSAGES },
-                { "/v1/responses", ROUTE_API_RESPONSES },
-                { "/responses", ROUTE_API_RESPONSES },
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                if (streq(path, table[i].path)) {
-                        return table[i].api;
+        for (size_t i = 0; i < ELEMENTSOF(route_api_table); i++) {
+                if (streq(path, route_api_table[i].path)) {
+                        return route_api_table[i].api;
                 }
         }
         return ROUTE_API_OPENAI;
+}
+
+/* The first path of api: the label of its requests in the metrics. */
+static const char *route_api_path(RouteApi api)
+{
+        for (size_t i = 0; i < ELEMENTSOF(route_api_table); i++) {
+                if (route_api_table[i].api == api) {
+                        return route_api_table[i].path;
+                }
+        }
+        return "other";
 }
 
 /* "/v1/models/ID" or "/models/ID": the ID (a pointer into path), else NULL. */
@@ -380,6 +400,7 @@ int route_request(const RouteInput *in, Route *r)
         const char *why = NULL;
         unsigned m;
         const RouteEntry *e;
+        bool public;
         int k;
 
         *r = (Route) {};
@@ -460,13 +481,21 @@ int route_request(const RouteInput *in, Route *r)
         if (*q == '?') {
                 r->path[strlen(r->path)] = '?';
         }
-        if (e && e->public && (m & e->methods) && r->has_body) {
+        /* metrics-public: for a scraper on a private network, the metrics alone. */
+        public = e && (m & e->methods) &&
+                 (e->public || (e->kind == ROUTE_METRICS && in->metrics_public && !in->model_port));
+        if (public && r->has_body) {
                 /* Public requests need no key; a body would let one hold a connection busy. */
                 route_refuse(r, 400, "invalid_request_error", "this request takes no body");
                 return 0;
         }
-        if (in->api_keys && !(e && e->public && (m & e->methods)) &&
-            !route_key_ok(in->api_keys, in->authorization, in->x_api_key)) {
+        r->endpoint = e ? e->path : r->api != ROUTE_API_OPENAI ? route_api_path(r->api) : "other";
+        if (in->api_keys) {
+                /* Which key, for the activity log: its position, never the key. */
+                k = route_key_find(in->api_keys, in->authorization, in->x_api_key);
+                r->key = k >= 0 ? (unsigned) k + 1 : 0;
+        }
+        if (in->api_keys && !public && r->key == 0) {
                 route_refuse(r, 401, "authentication_error", "Invalid API Key");
                 return 0;
         }

@@ -17,7 +17,8 @@
  *
  * With API keys, every request needs one except the public list: GET and HEAD of /health,
  * /v1/health, /models, /v1/models, /v1/models/ID, the dashboard's page (/llmd/, which holds no
- * data: what it shows comes through /llmd/events, with the key), and CORS preflight (OPTIONS). A key is taken from
+ * data: what it shows comes through /llmd/events, with the key), CORS preflight (OPTIONS),
+ * and /llmd/metrics where metrics-public is set. A key is taken from
  * "Authorization: Bearer KEY" or "X-Api-Key: KEY", as llama-server takes it.
  */
 
@@ -28,6 +29,8 @@ typedef enum RouteKind {
         ROUTE_MODELS,    /* answered by llmd: every model and its state, or one (/v1/models/ID) */
         ROUTE_HEALTH,    /* answered by llmd */
         ROUTE_PREFLIGHT, /* CORS preflight, answered by llmd */
+        ROUTE_METRICS,   /* GET /llmd/metrics: Prometheus text, answered by llmd */
+        ROUTE_ACTIVITY,  /* GET /llmd/activity: the last requests, answered by llmd */
         ROUTE_LLMD,      /* llmd's own API and pages: the dashboard (/llmd/...) and llama-server's
                           * router API (/models/load, /models/unload, /models/sse); dashboard.h */
         ROUTE_REFUSE,    /* an error, answered before the body is read */
@@ -51,8 +54,9 @@ typedef struct RouteInput {
         char *const *transfer_encoding; /* every Transfer-Encoding header, NULL-terminated */
         char *const *api_keys;          /* NULL: no keys, everything is open */
         uint64_t max_body_size;
-        bool model_port; /* a model's own port: all of it goes to that model */
-        bool target_cut; /* a NUL byte in the request line cut target short */
+        bool model_port;     /* a model's own port: all of it goes to that model */
+        bool target_cut;     /* a NUL byte in the request line cut target short */
+        bool metrics_public; /* /llmd/metrics needs no key */
 } RouteInput;
 
 typedef struct Route {
@@ -71,6 +75,8 @@ typedef struct Route {
         bool close;
         char *path;     /* normalised, with the query as written: what is forwarded */
         char *model_id; /* ROUTE_MODELS: the id of GET /v1/models/{id}, or NULL for the list */
+        const char *endpoint; /* the path as a metrics label: a known path, or "other" (static) */
+        unsigned key; /* which key it carried: its position among the keys, from 1; 0 none */
 } Route;
 
 /* Fills ret; -ENOMEM is the only failure. Call route_done() after, also for ROUTE_REFUSE. */
@@ -92,6 +98,8 @@ int route_query_unknown(const char *target, const char *const *known, char **ret
 /* Whether header (an Authorization or X-Api-Key value) carries one of keys; compares in time
  * that does not depend on where a key differs. */
 bool route_key_ok(char *const *keys, const char *authorization, const char *x_api_key);
+/* Which of keys it carries (from 0), or -ENOKEY; in the same time whichever it is. */
+int route_key_find(char *const *keys, const char *authorization, const char *x_api_key);
 
 const char *route_kind_to_string(RouteKind k);
 

@@ -243,6 +243,7 @@ static void proxy_on_completed(void *cls, struct MHD_Connection *connection, voi
                 p->counters.errors++;
         }
         request_log(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+        request_record(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
         request_free(r);
 }
 
@@ -540,6 +541,7 @@ int proxy_new(sd_event *e, Supervisor *s, Proxy **ret, char **ret_why)
         }
         if (r >= 0) {
                 r = dashboard_new(p, &p->dashboard);
+                r = activity_new(proxy_config(p)->activity_size, &p->activity);
         }
         if (r < 0) {
                 proxy_free(p);
@@ -680,6 +682,12 @@ int proxy_reload_check(Proxy *p, const Config *c, ProxyReload **ret, char **ret_
 
 void proxy_reload_apply(Proxy *p, ProxyReload *keys)
 {
+        if (activity_resize(p->activity, proxy_config(p)->activity_size) < 0) {
+                log_warning(
+                        "proxy: out of memory for activity-size %u; the activity log keeps "
+                        "its size",
+                        proxy_config(p)->activity_size);
+        }
         strv_free(p->api_keys);
         p->api_keys = (char **) keys;
         if (p->api_keys) {
@@ -692,6 +700,16 @@ ProxyReload *proxy_reload_free(ProxyReload *keys)
 {
         strv_free((char **) keys);
         return NULL;
+}
+
+void proxy_set_metrics(Proxy *p, Metrics *m)
+{
+        p->metrics = m;
+}
+
+Activity *proxy_activity(const Proxy *p)
+{
+        return p->activity;
 }
 
 ProxyCounters proxy_counters(const Proxy *p)
@@ -725,6 +743,7 @@ Proxy *proxy_free(Proxy *p)
         sd_event_source_disable_unref(p->header_timer);
         sd_event_source_disable_unref(p->post);
         upstream_multi_free(p->upstream);
+        activity_free(p->activity);
         strv_free(p->api_keys);
         free(p);
         return NULL;

@@ -3,6 +3,8 @@
 
 #include <systemd/sd-event.h>
 
+#include "activity.h"
+#include "metrics.h"
 #include "supervisor.h"
 
 /*
@@ -53,3 +55,6 @@ ProxyReload *proxy_reload_free(ProxyReload *r);
 void proxy_drain(Proxy *p, const char *model, bool now, void (*done)(void *userdata),
                  void *userdata);
 ProxyCounters proxy_counters(const Proxy *p);
+/* Where requests are counted (not owned; NULL: nowhere), and the last requests. */
+void proxy_set_metrics(Proxy *p, Metrics *m);
+Activity *proxy_activity(const Proxy *p);

@@ -202,6 +202,13 @@ void op_finish(Supervisor *s, int error, const char *restored, const char *super
             child_spawned_usec(t) >= op->start_usec) {
                 r.load_usec = child_ready_usec(t) - child_spawned_usec(t);
         }
+        if (op->target && !op->load_only && error != -ECANCELED) {
+                metrics_switch_end(s->options.metrics,
+                                   error == 0         ? switch_kind_to_string(r.kind)
+                                   : error == -ESTALE ? "superseded"
+                                                      : "failed",
+                                   (double) r.total_usec / USEC_PER_SEC);
+        }
         for (size_t i = 0; i < op->n_waiters; i++) {
                 if (op->waiters[i].cb.done) {
                         op->waiters[i].cb.done(op->waiters[i].userdata, &r);
@@ -468,6 +475,10 @@ static void supervisor_switch_resident(Supervisor *s, const char *target, const 
                 .changed = !previous || !streq(previous, target),
                 .total_usec = now_usec(CLOCK_MONOTONIC) - start,
         };
+        if (r.changed) {
+                metrics_switch_end(s->options.metrics, "resident",
+                                   (double) r.total_usec / USEC_PER_SEC);
+        }
         if (cb && cb->done) {
                 cb->done(userdata, &r);
         }

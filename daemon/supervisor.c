@@ -265,6 +265,8 @@ void model_event(Model *m, ServingEvent e, ServingWhy why)
                           serving_event_to_string(e), serving_state_to_string(m->state),
                           serving_why_to_string(m->why));
         }
+        metrics_serving_event(s->options.metrics, model_name(m), old, m->state, e, m->why,
+                              event_now_usec(s->options.event));
         model_do(m, a);
         /* Down, and wanted back (a reload that changed it): it loads again. */
         if (m->state == SERVING_ABSENT && m->again && !s->stopping) {

@@ -5,6 +5,7 @@
 
 #include "child.h"
 #include "config.h"
+#include "metrics.h"
 #include "serving.h"
 
 /*
@@ -32,6 +33,7 @@ typedef struct SupervisorOptions {
         /* Before a generation model is stopped by a switch: calls done once the requests
          * running on it have finished (or were cut off; at once with now). Optional. */
         void (*drain)(void *userdata, const char *model, bool now, void (*done)(void *d), void *d);
+        Metrics *metrics; /* switches, loads, evictions, restarts are counted there; optional */
         void *userdata;
 } SupervisorOptions;
 

@@ -219,6 +219,7 @@ def test_completion_verbs():
     expect([LLMCTL, ""], sorted(verbs))
     expect([LLMCTL, "switch", "--n"], ["--now"])
     expect([LLMCTL, "logs", "--f"], ["--follow"])
+    expect([LLMCTL, "activity", "--f"], ["--follow"])
     expect([LLMCTL, "status", "--n"], [])
     expect([LLMCTL, "bench", "--f"], ["--format"])
     expect([LLMCTL, "bench", "--r"], ["--runs"])

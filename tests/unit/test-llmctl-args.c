@@ -50,7 +50,9 @@ TEST(verbs)
         check(a.verb->id == VERB_LOGS && a.follow && a.n_args == 1);
         check_streq(a.args[0], "qwen");
         check_inteq(parse(&a, e, "status", "-f", NULL), -EINVAL);
-        check_streq(e, "-f goes with logs only");
+        check_streq(e, "-f goes with logs and activity only");
+        check_inteq(parse(&a, e, "activity", "-f", "qwen", NULL), 0);
+        check(a.verb->id == VERB_ACTIVITY && a.follow && a.n_args == 1);
 }
 
 TEST(usage_errors)

@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: MIT */
+#include <inttypes.h>
+#include <math.h>
+
+#include "metrics.h"
+#include "time-util.h"
+
+/* Bounds of the histograms' buckets, in base units; +Inf is implied. */
+static const double buckets_request[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                          1,     2.5,  5,     10,   30,  60,   300 };
+static const double buckets_load[] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300 };
+static const double buckets_rate[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000 };
+
+#define BUCKETS_MAX 16
+
+typedef struct Histogram {
+        const double *bounds;
+        size_t n_bounds;
+        uint64_t counts[BUCKETS_MAX]; /* not cumulative; [n_bounds] is +Inf */
+        uint64_t count;
+        double sum;
+} Histogram;
+
+#define HISTOGRAM(b) ((Histogram) { .bounds = (b), .n_bounds = ELEMENTSOF(b) })
+
+static void histogram_observe(Histogram *h, double v)
+{
+        size_t i = 0;
+
+        while (i < h->n_bounds && v > h->bounds[i]) {
+                i++;
+        }
+        h->counts[i]++;
+        h->count++;
+        h->sum += v;
+}
+
+#define CODES_MAX 24
+
+/* One model and endpoint. */
+typedef struct EndpointSeries {
+        char *model;
+        const char *endpoint;
+        struct {
+                unsigned code;
+                uint64_t n;
+        } codes[CODES_MAX];
+        uint64_t other_codes; /* past CODES_MAX distinct codes: code="other" */
+        Histogram duration, ttfb;
+} EndpointSeries;
+
+typedef enum Restart {
+        RESTART_CRASHED_READY,   /* it exited or was found unhealthy while serving */
+        RESTART_CRASHED_LOADING, /* while loading */
+        _RESTART_MAX,
+} Restart;
+
+static const char *const restart_names[_RESTART_MAX] = {
+        [RESTART_CRASHED_READY] = "crashed",
+        [RESTART_CRASHED_LOADING] = "crashed-loading",
+};
+
+/* One model. */
+typedef struct ModelSeries {
+        char *model; /* "" for requests no model took */
+        uint64_t prompt_tokens, cached_tokens, completion_tokens;
+        Histogram rate, hold, load;
+        uint64_t restarts[_RESTART_MAX];
+        uint64_t loading_since; /* usec; 0 not loading */
+} ModelSeries;
+
+typedef struct NamedCount {
+        const char *name; /* static */
+        uint64_t n;
+        Histogram h;
+} NamedCount;
+
+#define NAMED_MAX 32
+
+struct Metrics {
+        EndpointSeries *endpoints;
+        size_t n_endpoints;
+        ModelSeries *models;
+        size_t n_models;
+        NamedCount refused[NAMED_MAX];
+        NamedCount switches[NAMED_MAX];
+        uint64_t evictions[_SERVING_WHY_MAX];
+};
+
+int metrics_new(Metrics **ret)
+{
+        Metrics *m = calloc(1, sizeof(Metrics));
+
+        if (!m) {
+                return -ENOMEM;
+        }
+        *ret = m;
+        return 0;
+}
+
+Metrics *metrics_free(Metrics *m)
+{
+        if (!m) {
+                return NULL;
+        }
+        for (size_t i = 0; i < m->n_endpoints; i++) {
+                free(m->endpoints[i].model);
+        }
+        for (size_t i = 0; i < m->n_models; i++) {
+                free(m->models[i].model);
+        }
+        free(m->endpoints);
+        free(m->models);
+        free(m);
+        return NULL;
+}
+
+/* The series of model, made the first time; NULL without memory. */
+static ModelSeries *metrics_model(Metrics *m, const char *model)
+{
+        ModelSeries *s;
+
+        model = model ? model : "";
+        for (size_t i = 0; i < m->n_models; i++) {
+                if (streq(m->models[i].model, model)) {
+                        return &m->models[i];
+                }
+        }
+        s = reallocarray(m->models, m->n_models + 1, sizeof(ModelSeries));
+        if (!s) {
+                return NULL;
+        }
+        m->models = s;
+        s = &m->models[m->n_models];
+        *s = (ModelSeries) {
+                .model = strdup(model),
+                .rate = HISTOGRAM(buckets_rate),
+                .hold = HISTOGRAM(buckets_request),
+                .load = HISTOGRAM(buckets_load),
+        };
+        if (!s->model) {
+                return NULL;
+        }
+        m->n_models++;
+        return s;
+}
+
+static EndpointSeries *metrics_endpoint(Metrics *m, const char *model, const char *endpoint)
+{
+        EndpointSeries *s;
+
+        model = model ? model : "";
+        for (size_t i = 0; i < m->n_endpoints; i++) {
+                /* The endpoint labels are static strings: their pointers are compared. */
+                if (m->endpoints[i].endpoint == endpoint && streq(m->endpoints[i].model, model)) {
+                        return &m->endpoints[i];
+                }
+        }
+        s = reallocarray(m->endpoints, m->n_endpoints + 1, sizeof(EndpointSeries));
+        if (!s) {
+                return NULL;
+        }
+        m->endpoints = s;
+        s = &m->endpoints[m->n_endpoints];
+        *s = (EndpointSeries) {
+                .model = strdup(model),
+                .endpoint = endpoint,
+                .duration = HISTOGRAM(buckets_request),
+                .ttfb = HISTOGRAM(buckets_request),
+        };
+        if (!s->model) {
+                return NULL;
+        }
+        m->n_endpoints++;
+        return s;
+}
+
+static NamedCount *named_find(NamedCount *t, const char *name, const double *bounds, size_t n)
+{
+        for (size_t i = 0; i < NAMED_MAX; i++) {
+                if (!t[i].name) {
+                        t[i] = (NamedCount) { .name = name,
+                                              .h = { .bounds = bounds, .n_bounds = n } };
+                }
+                if (streq(t[i].name, name)) {
+                        return &t[i];
+                }
+        }
+        return NULL;
+}
+
+void metrics_request_end(Metrics *m, const MetricsRequest *r)
+{
+        EndpointSeries *e;
+        ModelSeries *ms;
+        size_t i;
+
+        if (!m) {
+                return;
+        }
+        e = metrics_endpoint(m, r->model, r->endpoint ? r->endpoint : "other");
+        if (e) {
+                for (i = 0; i < CODES_MAX && e->codes[i].code != 0; i++) {
+                        if (e->codes[i].code == r->status) {
+                                break;
+                        }
+                }
+                if (i < CODES_MAX) {
+                        e->codes[i].code = r->status;
+                        e->codes[i].n++;
+                } else {
+                        e->other_codes++;
+                }
+                histogram_observe(&e->duration, r->duration_s);
+                if (r->ttfb_s >= 0) {
+                        histogram_observe(&e->ttfb, r->ttfb_s);
+                }
+        }
+        if (r->refused) {
+                NamedCount *n = named_find(m->refused, r->refused, NULL, 0);
+                if (n) {
+                        n->n++;
+                }
+        }
+        ms = metrics_model(m, r->model);
+        if (!ms) {
+                return;
+        }
+        ms->prompt_tokens += (uint64_t) MAX(r->prompt_tokens, 0);
+        ms->cached_tokens += (uint64_t) MAX(r->cached_tokens, 0);
+        ms->completion_tokens += (uint64_t) MAX(r->completion_tokens, 0);
+        if (r->tokens_per_s >= 0) {
+                histogram_observe(&ms->rate, r->tokens_per_s);
+        }
+        if (r->held_s >= 0) {
+                histogram_observe(&ms->hold, r->held_s);
+        }
+}
+
+void metrics_switch_end(Metrics *m, const char *kind, double seconds)
+{
+        NamedCount *n;
+
+        if (!m) {
+                return;
+        }
+        n = named_find(m->switches, kind, buckets_load, ELEMENTSOF(buckets_load));
+        if (n) {
+                n->n++;
+                histogram_observe(&n->h, seconds);
+        }
+}
+
+void metrics_serving_event(Metrics *m, const char *model, ServingState old, ServingState new,
+                           ServingEvent e, ServingWhy why, uint64_t now_usec)
+{
+        ModelSeries *s;
+
+        if (!m || old == new) {
+                return;
+        }
+        s = metrics_model(m, model);
+        if (!s) {
+                return;
+        }
+        if (new == SERVING_LOADING && old != SERVING_LOADING) {
+                s->loading_since = now_usec;
+        }
+        if (old == SERVING_LOADING && new == SERVING_READY && s->loading_since > 0) {
+                histogram_observe(&s->load, (double) (now_usec - s->loading_since) / USEC_PER_SEC);
+        }
+        if (new != SERVING_LOADING) {
+                s->loading_since = 0;
+        }
+        if (e == SERVING_EVENT_CRASHED) {
+                s->restarts[old == SERVING_LOADING ? RESTART_CRASHED_LOADING
+                                                   : RESTART_CRASHED_READY]++;
+                s->loading_since = now_usec; /* it restarts: loading again */
+        }
+        /* A resident model leaving: an eviction, with its reason. */
+        if (serving_state_resident(old) && (new == SERVING_DRAINING || new == SERVING_STOPPING) &&
+            why >= 0 && why < _SERVING_WHY_MAX) {
+                m->evictions[why]++;
+        }
+}
+
+/* ---- the text format ---- */
+
+void metrics_write_header(FILE *f, const char *name, const char *type, const char *help)
+{
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void write_label_value(FILE *f, const char *v)
+{
+        for (; *v; v++) {
+                if (*v == '\\' || *v == '"') {
+                        fputc('\\', f);
+                        fputc(*v, f);
+                } else if (*v == '\n') {
+                        fputs("\\n", f);
+                } else {
+                        fputc(*v, f);
+                }
+        }
+}
+
+static void write_value(FILE *f, double v)
+{
+        if (isinf(v)) {
+                fputs(v > 0 ? "+Inf" : "-Inf", f);
+        } else if (v == floor(v) && fabs(v) < 1e15) {
+                fprintf(f, "%.0f", v);
+        } else {
+                fprintf(f, "%.17g", v);
+        }
+}
+
+static void write_labels(FILE *f, const char *const *labels, const char *le)
+{
+        bool any = false;
+
+        for (size_t i = 0; labels && labels[i]; i += 2) {
+                fprintf(f, "%s%s=\"", any ? "," : "{", labels[i]);
+                write_label_value(f, labels[i + 1] ? labels[i + 1] : "");
+                fputc('"', f);
+                any = true;
+        }
+        if (le) {
+                fprintf(f, "%sle=\"%s\"", any ? "," : "{", le);
+                any = true;
+        }
+        if (any) {
+                fputc('}', f);
+        }
+}
+
+void metrics_write_sample(FILE *f, const char *name, const char *const *labels, double value)
+{
+        fputs(name, f);
+        write_labels(f, labels, NULL);
+        fputc(' ', f);
+        write_value(f, value);
+        fputc('\n', f);
+}
+
+static void write_histogram(FILE *f, const char *name, const char *const *labels,
+                            const Histogram *h)
+{
+        uint64_t cumulative = 0;
+        char le[32];
+
+        for (size_t i = 0; i <= h->n_bounds; i++) {
+                cumulative += h->counts[i];
+                if (i < h->n_bounds) {
+                        snprintf(le, sizeof(le), "%g", h->bounds[i]);
+                } else {
+                        strcpy(le, "+Inf");
+                }
+                fprintf(f, "%s_bucket", name);
+                write_labels(f, labels, le);
+                fprintf(f, " %" PRIu64 "\n", cumulative);
+        }
+        fprintf(f, "%s_sum", name);
+        write_labels(f, labels, NULL);
+        fputc(' ', f);
+        write_value(f, h->sum);
+        fprintf(f, "\n%s_count", name);
+        write_labels(f, labels, NULL);
+        fprintf(f, " %" PRIu64 "\n", h->count);
+}
+
+static void write_requests(const Metrics *m, FILE *f)
+{
+        metrics_write_header(f, "llmd_requests_total", "counter",
+                             "Requests answered, by the model that took them, path and status");
+        for (size_t i = 0; i < m->n_endpoints; i++) {
+                const EndpointSeries *e = &m->endpoints[i];
+                char code[16];
+
+                for (size_t j = 0; j < CODES_MAX && e->codes[j].code != 0; j++) {
+                        snprintf(code, sizeof(code), "%u", e->codes[j].code);
+                        metrics_write_sample(f, "llmd_requests_total",
+                                             (const char *const[]) { "model", e->model, "endpoint",
+                                                                     e->endpoint, "code", code,
+                                                                     NULL },
+                                             (double) e->codes[j].n);
+                }
+                if (e->other_codes > 0) {
+                        metrics_write_sample(f, "llmd_requests_total",
+                                             (const char *const[]) { "model", e->model, "endpoint",
+                                                                     e->endpoint, "code", "other",
+                                                                     NULL },
+                                             (double) e->other_codes);
+                }
+        }
+        metrics_write_header(f, "llmd_request_duration_seconds", "histogram",
+                             "From the request line to the last byte of the answer");
+        for (size_t i = 0; i < m->n_endpoints; i++) {
+                const EndpointSeries *e = &m->endpoints[i];
+                write_histogram(
+                        f, "llmd_request_duration_seconds",
+                        (const char *const[]) { "model", e->model, "endpoint", e->endpoint, NULL },
+                        &e->duration);
+        }
+        metrics_write_header(f, "llmd_time_to_first_byte_seconds", "histogram",
+                             "From the request line to the child's answer headers");
+        for (size_t i = 0; i < m->n_endpoints; i++) {
+                const EndpointSeries *e = &m->endpoints[i];
+                write_histogram(
+                        f, "llmd_time_to_first_byte_seconds",
+                        (const char *const[]) { "model", e->model, "endpoint", e->endpoint, NULL },
+                        &e->ttfb);
+        }
+}
+
+typedef enum ModelCounter {
+        MODEL_PROMPT,
+        MODEL_CACHED,
+        MODEL_COMPLETION,
+        _MODEL_COUNTER_MAX,
+} ModelCounter;
+
+static void write_models(const Metrics *m, FILE *f)
+{
+        static const struct {
+                const char *name, *help;
+                size_t offset;
+        } counters[_MODEL_COUNTER_MAX] = {
+                [MODEL_PROMPT] = { "llmd_prompt_tokens_total",
+                                   "Prompt tokens of the answers, cached ones included",
+                                   offsetof(ModelSeries, prompt_tokens) },
+                [MODEL_CACHED] = { "llmd_cached_prompt_tokens_total",
+                                   "Prompt tokens taken from the child's cache",
+                                   offsetof(ModelSeries, cached_tokens) },
+                [MODEL_COMPLETION] = { "llmd_completion_tokens_total", "Tokens generated",
+                                       offsetof(ModelSeries, completion_tokens) },
+        };
+        static const struct {
+                const char *name, *help;
+                size_t offset;
+        } histograms[] = {
+                { "llmd_generation_tokens_per_second", "Generation speed of each answer",
+                  offsetof(ModelSeries, rate) },
+                { "llmd_hold_wait_seconds", "How long held requests waited for their model",
+                  offsetof(ModelSeries, hold) },
+                { "llmd_model_load_seconds", "From starting a child to its being ready",
+                  offsetof(ModelSeries, load) },
+        };
+
+        for (size_t c = 0; c < _MODEL_COUNTER_MAX; c++) {
+                metrics_write_header(f, counters[c].name, "counter", counters[c].help);
+                for (size_t i = 0; i < m->n_models; i++) {
+                        const ModelSeries *s = &m->models[i];
+                        uint64_t v = *(const uint64_t *) ((const char *) s + counters[c].offset);
+
+                        if (*s->model) {
+                                metrics_write_sample(
+                                        f, counters[c].name,
+                                        (const char *const[]) { "model", s->model, NULL },
+                                        (double) v);
+                        }
+                }
+        }
+        for (size_t c = 0; c < ELEMENTSOF(histograms); c++) {
+                metrics_write_header(f, histograms[c].name, "histogram", histograms[c].help);
+                for (size_t i = 0; i < m->n_models; i++) {
+                        const ModelSeries *s = &m->models[i];
+
+                        if (*s->model) {
+                                write_histogram(f, histograms[c].name,
+                                                (const char *const[]) { "model", s->model, NULL },
+                                                (const Histogram *) ((const char *) s +
+                                                                     histograms[c].offset));
+                        }
+                }
+        }
+        metrics_write_header(f, "llmd_model_restarts_total", "counter",
+                             "Children that exited or went unhealthy and were started again");
+        for (size_t i = 0; i < m->n_models; i++) {
+                const ModelSeries *s = &m->models[i];
+
+                for (size_t r = 0; r < _RESTART_MAX && *s->model; r++) {
+                        metrics_write_sample(f, "llmd_model_restarts_total",
+                                             (const char *const[]) { "model", s->model, "reason",
+                                                                     restart_names[r], NULL },
+                                             (double) s->restarts[r]);
+                }
+        }
+}
+
+void metrics_write(const Metrics *m, FILE *f)
+{
+        write_requests(m, f);
+        write_models(m, f);
+        metrics_write_header(f, "llmd_refused_total", "counter",
+                             "Requests llmd answered with an error itself, by its type");
+        for (size_t i = 0; i < NAMED_MAX && m->refused[i].name; i++) {
+                metrics_write_sample(f, "llmd_refused_total",
+                                     (const char *const[]) { "reason", m->refused[i].name, NULL },
+                                     (double) m->refused[i].n);
+        }
+        metrics_write_header(f, "llmd_switches_total", "counter",
+                             "Switches of the active model, by how they went");
+        for (size_t i = 0; i < NAMED_MAX && m->switches[i].name; i++) {
+                metrics_write_sample(f, "llmd_switches_total",
+                                     (const char *const[]) { "kind", m->switches[i].name, NULL },
+                                     (double) m->switches[i].n);
+        }
+        metrics_write_header(f, "llmd_switch_duration_seconds", "histogram",
+                             "From asking for a switch to its end");
+        for (size_t i = 0; i < NAMED_MAX && m->switches[i].name; i++) {
+                write_histogram(f, "llmd_switch_duration_seconds",
+                                (const char *const[]) { "kind", m->switches[i].name, NULL },
+                                &m->switches[i].h);
+        }
+        metrics_write_header(f, "llmd_evictions_total", "counter",
+                             "Resident models stopped, by why");
+        for (ServingWhy w = 0; w < _SERVING_WHY_MAX; w++) {
+                if (w != SERVING_WHY_NONE) {
+                        metrics_write_sample(
+                                f, "llmd_evictions_total",
+                                (const char *const[]) { "reason", serving_why_to_string(w), NULL },
+                                (double) m->evictions[w]);
+                }
+        }
+}

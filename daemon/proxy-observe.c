@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+/* What a request leaves behind — a record in the activity log, its share of the metrics — and
+ * the two pages that show them: GET /llmd/metrics and GET /llmd/activity. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "build-config.h"
+#include "parse-util.h"
+#include "proxy-internal.h"
+
+void request_note_error(Request *r, const char *type, const char *message)
+{
+        if (type) {
+                r->error_type = type;
+        }
+        if (!r->error[0]) {
+                activity_copy(r->error, sizeof(r->error), message ? message : "");
+        }
+}
+
+static double usec_s(uint64_t usec)
+{
+        return (double) usec / USEC_PER_SEC;
+}
+
+static void request_client(Request *r, char *buf, size_t size)
+{
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+        snprintf(buf, size, "?");
+        if (!sa) {
+                return;
+        }
+        if (sa->sa_family == AF_INET) {
+                (void) inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, buf,
+                                 (socklen_t) size);
+        } else if (sa->sa_family == AF_INET6) {
+                (void) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, buf,
+                                 (socklen_t) size);
+        } else if (sa->sa_family == AF_UNIX) {
+                snprintf(buf, size, "unix");
+        }
+}
+
+/* llmd's own pages and a balancer's health checks would crowd out the requests worth seeing. */
+static bool request_worth_a_record(const Request *r)
+{
+        switch (r->route.kind) {
+        case ROUTE_METRICS:
+        case ROUTE_ACTIVITY:
+        case ROUTE_HEALTH:
+        case ROUTE_PREFLIGHT:
+                return r->status >= 400;
+        case ROUTE_GENERATE:
+        case ROUTE_EMBED:
+        case ROUTE_MODELS:
+        case ROUTE_REFUSE:
+        case _ROUTE_KIND_MAX:
+                break;
+        }
+        return true;
+}
+
+void request_record(Request *r, bool completed)
+{
+        Proxy *p = r->proxy;
+        uint64_t now = proxy_now(p);
+        JsonAnswerTokens t = json_answer_tokens(&r->answer);
+        unsigned status = r->status ? r->status : 499;
+        double held = usec_s(r->held_usec + (r->state == REQ_HELD ? now - r->held_since_usec : 0));
+        double tps = t.per_second;
+        ActivityRecord *a;
+
+        if (!completed && !r->error[0]) {
+                activity_copy(r->error, sizeof(r->error), "client went away");
+        }
+        /* Without llama-server's own figure: the tokens over the time they took to come. */
+        if (tps < 0 && t.completion > 0 && r->first_data_usec && now > r->first_data_usec) {
+                tps = (double) t.completion / usec_s(now - r->first_data_usec);
+        }
+        metrics_request_end(p->metrics,
+                            &(MetricsRequest) {
+                                    .model = r->target,
+                                    .endpoint = r->route.endpoint,
+                                    .status = status,
+                                    .refused = !r->forwarded && status >= 400
+                                                       ? (r->error_type ?: "client_closed")
+                                                       : NULL,
+                                    .duration_s = usec_s(now - r->start_usec),
+                                    .ttfb_s = r->first_byte_usec
+                                                      ? usec_s(r->first_byte_usec - r->start_usec)
+                                                      : -1,
+                                    .held_s = r->held_since_usec ? held : -1,
+                                    .prompt_tokens = t.prompt,
+                                    .cached_tokens = t.cached,
+                                    .completion_tokens = t.completion,
+                                    .tokens_per_s = tps,
+                            });
+        if (!p->activity || !request_worth_a_record(r) || !(a = activity_add(p->activity))) {
+                return;
+        }
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        a->time = (double) ts.tv_sec + (double) ts.tv_nsec / 1e9 - usec_s(now - r->start_usec);
+        request_client(r, a->client, sizeof(a->client));
+        a->key = r->route.key;
+        activity_copy(a->model, sizeof(a->model), r->target ?: r->model_asked);
+        activity_copy(a->endpoint, sizeof(a->endpoint),
+                      r->route.path ? r->route.path : r->target_raw);
+        a->endpoint[strcspn(a->endpoint, "?")] = '\0';
+        a->status = status;
+        a->prompt_tokens = t.prompt;
+        a->cached_tokens = t.cached;
+        a->completion_tokens = t.completion;
+        a->held_s = held;
+        a->ttft_s = r->first_data_usec ? usec_s(r->first_data_usec - r->start_usec) : -1;
+        a->tokens_per_s = tps;
+        a->duration_s = usec_s(now - r->start_usec);
+        memcpy(a->error, r->error, sizeof(a->error));
+}
+
+/* ---- GET /llmd/metrics ---- */
+
+/* A gauge of the requests of the list first, by the model they are for. */
+static void write_per_model(FILE *f, const char *name, const char *help, const Request *first,
+                            Child **children, size_t n)
+{
+        metrics_write_header(f, name, "gauge", help);
+        for (size_t i = 0; i < n; i++) {
+                unsigned k = 0;
+
+                for (const Request *r = first; r; r = r->next) {
+                        k += r->target && streq(r->target, child_name(children[i]));
+                }
+                metrics_write_sample(
+                        f, name, (const char *const[]) { "model", child_name(children[i]), NULL },
+                        k);
+        }
+}
+
+static void write_gauges(Proxy *p, FILE *f)
+{
+        Supervisor *sv = p->supervisor;
+        size_t n;
+        Child **children = supervisor_children(sv, &n);
+        SupervisorGpu gpu;
+        unsigned fresh = 0, idle = 0;
+
+        write_per_model(f, "llmd_requests_in_flight", "Requests a child is answering now",
+                        p->forwarded, children, n);
+        write_per_model(f, "llmd_held_requests", "Requests waiting for their model to load",
+                        p->held_first, children, n);
+        metrics_write_header(f, "llmd_model_state", "gauge",
+                             "1 for the model's current serving state");
+        for (size_t i = 0; i < n; i++) {
+                ServingState st = supervisor_serving(sv, child_name(children[i]), NULL);
+
+                for (ServingState s = 0; s < _SERVING_STATE_MAX; s++) {
+                        metrics_write_sample(
+                                f, "llmd_model_state",
+                                (const char *const[]) { "model", child_name(children[i]), "state",
+                                                        serving_state_to_string(s), NULL },
+                                s == st);
+                }
+        }
+        metrics_write_header(f, "llmd_gpu_memory_bytes", "gauge",
+                             "GPU memory a model takes: estimated from its file, measured "
+                             "while it ran");
+        for (size_t i = 0; i < n; i++) {
+                const char *name = child_name(children[i]);
+                uint64_t est = supervisor_model_estimate(sv, name);
+                uint64_t meas = supervisor_model_measured(sv, name);
+
+                if (est > 0) {
+                        metrics_write_sample(f, "llmd_gpu_memory_bytes",
+                                             (const char *const[]) { "model", name, "source",
+                                                                     "estimated", NULL },
+                                             (double) est);
+                }
+                if (meas > 0) {
+                        metrics_write_sample(
+                                f, "llmd_gpu_memory_bytes",
+                                (const char *const[]) { "model", name, "source", "measured", NULL },
+                                (double) meas);
+                }
+        }
+        supervisor_gpu(sv, &gpu);
+        metrics_write_header(f, "llmd_gpu_memory_budget_bytes", "gauge",
+                             "The GPU memory llmd's models may take together; 0 unknown");
+        metrics_write_sample(f, "llmd_gpu_memory_budget_bytes", NULL, (double) gpu.budget);
+        for (Conn *c = p->fresh_first; c; c = c->next) {
+                fresh++;
+        }
+        for (Conn *c = p->idle_first; c; c = c->next) {
+                idle++;
+        }
+        metrics_write_header(f, "llmd_connections", "gauge", "Open HTTP connections");
+        metrics_write_sample(f, "llmd_connections",
+                             (const char *const[]) { "state", "fresh", NULL }, fresh);
+        metrics_write_sample(f, "llmd_connections", (const char *const[]) { "state", "idle", NULL },
+                             idle);
+        metrics_write_sample(f, "llmd_connections", (const char *const[]) { "state", "busy", NULL },
+                             p->n_conns - MIN(p->n_conns, fresh + idle));
+        metrics_write_header(f, "llmd_build_info", "gauge", "llmd's version");
+        metrics_write_sample(f, "llmd_build_info",
+                             (const char *const[]) { "version", LLMD_VERSION, NULL }, 1);
+}
+
+void request_answer_metrics(Request *r)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        struct MHD_Response *resp;
+
+        if (!f) {
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return;
+        }
+        if (r->proxy->metrics) {
+                metrics_write(r->proxy->metrics, f);
+        }
+        write_gauges(r->proxy, f);
+        if (fclose(f) != 0 || !text) {
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return;
+        }
+        resp = MHD_create_response_from_buffer(len, TAKE_PTR(text), MHD_RESPMEM_MUST_FREE);
+        if (resp) {
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                        "text/plain; version=0.0.4; charset=utf-8");
+                MHD_add_response_header(resp, "Server", "llmd");
+        }
+        request_answer(r, 200, resp, REQ_EVENT_ANSWER);
+}
+
+/* ---- GET /llmd/activity?since=SEQ&model=NAME ---- */
+
+void request_answer_activity(Request *r)
+{
+        static const char *const known[] = { "since", "model", NULL };
+        _cleanup_free_ char *unknown = NULL, *since = NULL, *model = NULL, *msg = NULL;
+        uint64_t from = 0;
+        int k;
+
+        if (route_query_unknown(r->route.path, known, &unknown) != 0) {
+                if (!unknown ||
+                    asprintf(
+                            &msg,
+                            "unknown query parameter \"%.64s\": /llmd/activity takes since and model",
+                            unknown) < 0) {
+                        msg = NULL;
+                }
+                request_answer_error(r, 400, "invalid_request_error",
+                                     msg ? msg : "unknown query parameter", NULL);
+                return;
+        }
+        k = route_query_param(r->route.path, "since", &since);
+        if (k >= 0) {
+                k = route_query_param(r->route.path, "model", &model);
+        }
+        if (k == -ENOMEM) {
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return;
+        }
+        if (k < 0 || (since && parse_u64(since, &from) < 0)) {
+                request_answer_error(r, 400, "invalid_request_error",
+                                     k == -ENOTUNIQ ? "a query parameter is given twice"
+                                                    : "since is not a sequence number",
+                                     NULL);
+                return;
+        }
+        if (!r->proxy->activity) {
+                request_answer_error(r, 500, "server_error", "out of memory", NULL);
+                return;
+        }
+        request_answer(r, 200,
+                       request_json_response(r, json_print_delete(activity_json(r->proxy->activity,
+                                                                                from, model))),
+                       REQ_EVENT_ANSWER);
+}

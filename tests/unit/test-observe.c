@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/* What an answer cost (json_answer_*), the activity ring and the metrics' text. */
+#include <math.h>
+#include <stdio.h>
+
+#include "activity.h"
+#include "json-scan.h"
+#include "metrics.h"
+#include "tests.h"
+
+/* llama-server's answers, as recorded (llama-server-samples/). */
+static const char chat[] =
+        "{\"choices\":[{\"finish_reason\":\"length\",\"index\":0,\"message\":{\"role\":"
+        "\"assistant\",\"content\":\" USL \\\"usage\\\":{\\\"prompt_tokens\\\":99}\"}}],"
+        "\"created\":1795716355,\"model\":\"m\",\"object\":\"chat.completion\",\"usage\":{"
+        "\"completion_tokens\":8,\"prompt_tokens\":21,\"total_tokens\":29,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":3}},\"id\":\"chatcmpl-p3\",\"timings\":{"
+        "\"cache_n\":3,\"prompt_n\":18,\"prompt_ms\":2.442,\"predicted_n\":8,\"predicted_ms\":"
+        "7.029,\"predicted_per_second\":995.8742353108549}}";
+
+static const char stream[] =
+        "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":"
+        "\"assistant\",\"content\":null}}],\"created\":1,\"id\":\"c\",\"object\":\"x\"}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" a\"}}]}\n\n"
+        "data: {\"choices\":[{\"finish_reason\":\"length\",\"index\":0,\"delta\":{}}],"
+        "\"timings\":{\"cache_n\":10,\"prompt_n\":1,\"predicted_n\":2,"
+        "\"predicted_per_second\":688.5}}\n\n"
+        "data: {\"choices\":[],\"usage\":{\"completion_tokens\":2,\"prompt_tokens\":11,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":10}}}\n\n"
+        "data: [DONE]\n\n";
+
+static JsonAnswerTokens feed_in_pieces(const char *s, bool sse, size_t piece)
+{
+        JsonAnswer a;
+        size_t n = strlen(s);
+
+        json_answer_init(&a, sse);
+        for (size_t i = 0; i < n; i += piece) {
+                json_answer_feed(&a, s + i, MIN(piece, n - i));
+        }
+        return json_answer_tokens(&a);
+}
+
+TEST(json_answer_chat)
+{
+        /* Any split of the bytes reads the same; the "usage" inside a string is not one. */
+        for (size_t piece = 1; piece <= sizeof(chat); piece++) {
+                JsonAnswerTokens t = feed_in_pieces(chat, false, piece);
+
+                check_inteq(t.prompt, 21);
+                check_inteq(t.cached, 3);
+                check_inteq(t.completion, 8);
+                check(fabs(t.per_second - 995.8742353108549) < 1e-9);
+        }
+}
+
+TEST(json_answer_stream)
+{
+        for (size_t piece = 1; piece <= sizeof(stream); piece += 7) {
+                JsonAnswerTokens t = feed_in_pieces(stream, true, piece);
+
+                check_inteq(t.prompt, 11);
+                check_inteq(t.cached, 10);
+                check_inteq(t.completion, 2);
+                check(t.per_second == 688.5);
+        }
+}
+
+TEST(json_answer_timings_only)
+{
+        /* /completion: timings without usage. */
+        JsonAnswerTokens t = feed_in_pieces(
+                "{\"content\":\"x\",\"tokens_cached\":7,\"timings\":{\"cache_n\":3,\"prompt_n\":1,"
+                "\"predicted_n\":4,\"predicted_per_second\":933.1}}",
+                false, 5);
+
+        check_inteq(t.prompt, 4);
+        check_inteq(t.cached, 3);
+        check_inteq(t.completion, 4);
+}
+
+TEST(json_answer_nothing_or_garbage)
+{
+        static const char *const bodies[] = {
+                "",
+                "[1,2,3]",
+                "{\"usage\":null,\"timings\":\"x\"}",
+                "{\"usage\":{\"prompt_tokens\":\"12\",\"completion_tokens\":-3}}",
+                "{\"x\":{\"usage\":{\"prompt_tokens\":5}}}", /* not top-level */
+                "{\"usage\":{\"prompt_tokens\":1e999999}}",
+                "}}}]]]\"\"\\",
+                "{\"usage\":{\"prompt_tokens\":123456789012345678901234567890123456789}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
+                JsonAnswerTokens t = feed_in_pieces(bodies[i], i % 2, 3);
+
+                check(t.prompt == -1 && t.completion == -1 && t.cached == -1 && t.per_second == -1);
+        }
+}
+
+TEST(json_answer_stream_cut_mid_event)
+{
+        /* An event cut short by a line end does not swallow the next one. */
+        JsonAnswerTokens t = feed_in_pieces(
+                "data: {\"choices\":[{\"delta\":{\"content\":\"abc\n\n"
+                "data: {\"usage\":{\"completion_tokens\":5,\"prompt_tokens\":2}}\n\n",
+                true, 4);
+
+        check_inteq(t.completion, 5);
+        check_inteq(t.prompt, 2);
+}
+
+TEST(activity_ring)
+{
+        _cleanup_(activity_freep) Activity *a = NULL;
+        cJSON *j, *recs;
+
+        check_inteq(activity_new(3, &a), 0);
+        for (int i = 0; i < 5; i++) {
+                ActivityRecord *r = activity_add(a);
+                check(r && r->seq == (uint64_t) i + 1 && r->prompt_tokens == -1);
+                snprintf(r->model, sizeof(r->model), "m%d", i % 2);
+        }
+        check_inteq(activity_next_seq(a), 6);
+        j = activity_json(a, 0, NULL);
+        recs = cJSON_GetObjectItem(j, "records");
+        check_inteq(cJSON_GetArraySize(recs), 3); /* the newest 3, oldest first */
+        check_inteq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 0), "seq")->valueint, 3);
+        check(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 0), "key")));
+        cJSON_Delete(j);
+        j = activity_json(a, 5, NULL);
+        check_inteq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "records")), 1);
+        cJSON_Delete(j);
+        j = activity_json(a, 0, "m0");
+        check_inteq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "records")), 2); /* 3 and 5 */
+        cJSON_Delete(j);
+        /* Smaller: the newest stay. Larger: they all stay, and more fit. */
+        check_inteq(activity_resize(a, 2), 0);
+        j = activity_json(a, 0, NULL);
+        recs = cJSON_GetObjectItem(j, "records");
+        check_inteq(cJSON_GetArraySize(recs), 2);
+        check_inteq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 0), "seq")->valueint, 4);
+        cJSON_Delete(j);
+        check_inteq(activity_resize(a, 10), 0);
+        check(activity_add(a)->seq == 6);
+        j = activity_json(a, 0, NULL);
+        check_inteq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "records")), 3);
+        cJSON_Delete(j);
+        check_inteq(activity_resize(a, 0), 0);
+        check(activity_add(a) == NULL);
+        j = activity_json(a, 0, NULL);
+        check_inteq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "records")), 0);
+        cJSON_Delete(j);
+}
+
+TEST(activity_copy_cuts_whole_characters)
+{
+        char b[8];
+
+        activity_copy(b, sizeof(b), "abcdé"); /* 6 bytes: fits */
+        check_streq(b, "abcdé");
+        activity_copy(b, sizeof(b), "abcdef名"); /* the 3 bytes of 名 do not fit: none */
+        check_streq(b, "abcdef");
+        activity_copy(b, sizeof(b),
+                      "a\xff\xfe"
+                      "b");
+        check_streq(b, "a??b");
+        activity_copy(b, sizeof(b), NULL);
+        check_streq(b, "");
+}
+
+TEST(metrics_text)
+{
+        _cleanup_(metrics_freep) Metrics *m = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        FILE *f;
+
+        check_inteq(metrics_new(&m), 0);
+        metrics_request_end(m, &(MetricsRequest) { .model = "q\"\\\n",
+                                                   .endpoint = "/x",
+                                                   .status = 200,
+                                                   .duration_s = 0.3,
+                                                   .ttfb_s = 0.01,
+                                                   .held_s = -1,
+                                                   .prompt_tokens = 5,
+                                                   .completion_tokens = 2,
+                                                   .cached_tokens = -1,
+                                                   .tokens_per_s = 30 });
+        metrics_request_end(m, &(MetricsRequest) { .endpoint = "/x",
+                                                   .status = 401,
+                                                   .refused = "authentication_error",
+                                                   .ttfb_s = -1,
+                                                   .held_s = -1,
+                                                   .prompt_tokens = -1,
+                                                   .cached_tokens = -1,
+                                                   .completion_tokens = -1,
+                                                   .tokens_per_s = -1 });
+        metrics_switch_end(m, "beside", 1.5);
+        metrics_serving_event(m, "q", SERVING_READY, SERVING_DRAINING, SERVING_EVENT_UNLOAD,
+                              SERVING_WHY_IDLE, 0);
+        check(f = open_memstream(&text, &len));
+        metrics_write(m, f);
+        fclose(f);
+        /* Label values escaped as the format says. */
+        check(strstr(
+                text,
+                "llmd_requests_total{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",code=\"200\"} 1\n"));
+        check(strstr(
+                text,
+                "llmd_request_duration_seconds_bucket{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",le=\"0.25\"} 0\n"));
+        check(strstr(
+                text,
+                "llmd_request_duration_seconds_bucket{model=\"q\\\"\\\\\\n\",endpoint=\"/x\",le=\"0.5\"} 1\n"));
+        check(strstr(text, "llmd_requests_total{model=\"\",endpoint=\"/x\",code=\"401\"} 1\n"));
+        check(strstr(text, "llmd_refused_total{reason=\"authentication_error\"} 1\n"));
+        check(strstr(text, "llmd_switch_duration_seconds_sum{kind=\"beside\"} 1.5\n"));
+        check(strstr(text, "llmd_evictions_total{reason=\"unload-after\"} 1\n"));
+        check(strstr(text, "llmd_prompt_tokens_total{model=\"q\\\"\\\\\\n\"} 5\n"));
+}
+
+TEST_MAIN()
