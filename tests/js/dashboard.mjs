@@ -98,12 +98,17 @@ try {
   await step("switched");
 
   if (mode === "switch") {
-    // Requests run all along (the test sends them): the table fills, or says why not.
+    // Requests run all along (the test sends them): rows for gemma come in after the switch,
+    // with their tokens/s.
     await page.waitForFunction(
-      () => document.querySelectorAll("#activity tbody tr").length > 0 ||
-        document.getElementById("activity-note").textContent === "activity not available",
+      () => [...document.querySelectorAll("#activity tbody tr")].some(
+        (tr) => tr.querySelector(".model").textContent === "gemma"),
       { timeout: TIMEOUT });
-    await step("activity");
+    const rows = await page.evaluate(() => [...document.querySelectorAll("#activity tbody tr")]
+      .map((tr) => ({ model: tr.querySelector(".model").textContent,
+                      status: tr.children[5].textContent,
+                      tps: tr.querySelector(".tps").textContent })));
+    await step("activity", { activity: rows });
   }
 } catch (e) {
   console.error(e.stack || String(e));
