@@ -521,19 +521,17 @@ static void dashboard_answer_stream(Request *r, bool router)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-        if (!router) {
-                /* The page starts from the whole state. */
+        /* A look now (it arms the timer: progress twice a second while a model loads); the
+         * page starts from the whole state, if that look did not send it already. */
+        dashboard_refresh(d);
+        if (!router && buffer_pending(&w->buf) == 0 && d->state) {
                 _cleanup_free_ char *ev = NULL;
 
-                if (!d->state) {
-                        d->state = dashboard_state_json(d);
-                }
-                if (d->state && asprintf(&ev, "event: state\ndata: %s\n\n", d->state) >= 0) {
+                if (asprintf(&ev, "event: state\ndata: %s\n\n", d->state) >= 0) {
                         watch_send(w, ev, strlen(ev));
                 }
         }
         request_answer_response(r, 200, resp);
-        dashboard_arm(d, false);
 }
 
 static void dashboard_answer_action(Request *r, RouterAction a, bool router)
