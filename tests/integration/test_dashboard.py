@@ -15,7 +15,7 @@ import subprocess
 import threading
 
 from llmdtest import (LLMD, REAL, Failure, check, fixture, free_port, http, llmctl_json, run,
-                      wait_until)
+                      sim_only, wait_until)
 
 PORT = free_port()
 MODELS = ("qwen", "gemma", "nomic")
@@ -28,7 +28,7 @@ ACTION = {"X-Llmd-Dashboard": "1"}
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
-def conf(top=""):
+def conf(top="", gemma=""):
     return f"""
 [llmd]
 default = qwen
@@ -45,6 +45,7 @@ aliases = qwen3.5
 
 [gemma]
 model = @MODELS@/gemma.gguf
+{gemma}
 
 [nomic]
 model = @MODELS@/nomic.gguf
@@ -182,6 +183,23 @@ def test_router_load_unload(d):
     check(r.status == 400 and "pinned" in r.json()["error"]["message"], r)
     sse.close()
     check(http(PORT, "POST", "/v1/chat/completions", CHAT).status == 200, "serving stopped")
+
+
+@sim_only("a llama-server that exits with status 7 while it loads")
+@fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=7"), models=MODELS)
+def test_router_failed_load(d):
+    """A load that fails: /models/sse says "unloaded" with the exit code, and GET /models marks
+    the model failed, as the router does."""
+    wait_ready(d, "qwen", "nomic")
+    sse = Events("/models/sse")
+    r = http(PORT, "POST", "/models/load", {"model": "gemma"})
+    check(r.status == 200, r)
+    seen = sse.until(lambda n, e: e["model"] == "gemma" and e["data"]["status"] == "unloaded",
+                     "gemma unloaded")
+    check(seen[-1][1]["data"] == {"status": "unloaded", "exit_code": 7}, seen)
+    st = {e["id"]: e["status"] for e in http(PORT, "GET", "/models").json()["data"]}["gemma"]
+    check(st["value"] == "unloaded" and st["failed"] is True and st["exit_code"] == 7, st)
+    sse.close()
 
 
 # ---- against llama-server's own router (real tier) -----------------------------------------
