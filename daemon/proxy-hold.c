@@ -196,6 +196,7 @@ void proxy_models_changed(Proxy *p)
                 r = next;
         }
         hold_maybe_switch(p);
+        dashboard_models_changed(p->dashboard);
 }
 
 void proxy_stop_holding(Proxy *p)

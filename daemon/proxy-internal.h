@@ -10,6 +10,7 @@
  *   proxy-request.c  one request: its state machine, llmd's own answers, the relay
  *   proxy-hold.c     where a request goes: the hold queue, routing = switch, drains
  *   proxy-observe.c  what a request leaves behind (activity, metrics) and the pages that show it
+ *   dashboard.c      llmd's own pages and streams (/llmd/, /models/sse; dashboard.h)
  */
 
 #include <microhttpd.h>
@@ -18,6 +19,7 @@
 #include "activity.h"
 #include "buffer.h"
 #include "config.h"
+#include "dashboard.h"
 #include "json-scan.h"
 #include "metrics.h"
 #include "proxy-request.h"
@@ -107,6 +109,8 @@ struct Request {
         int upstream_error; /* FLUSHING: the answer is cut short (no SSE event could say it) */
         uint64_t upstream_usec; /* the last byte from the child */
 
+        struct DashboardWatch *watch; /* /llmd/events or /models/sse: its stream */
+
         uint64_t start_usec, first_byte_usec;
         uint64_t bytes_out;
 
@@ -149,6 +153,7 @@ struct Proxy {
         void *clients;   /* tsearch() tree of Client, by address */
         sd_event_source *header_timer;
         ProxyCounters counters;
+        Dashboard *dashboard;
         Metrics *metrics;   /* not owned; NULL: nothing recorded */
         Activity *activity; /* the last requests */
 };
@@ -175,6 +180,9 @@ void request_cut_off(Request *r, const char *why);
 void request_resume(Request *r);
 void request_suspend(Request *r);
 void request_log(Request *r, bool completed);
+/* llmd's own answer: body (JSON, taken over), or resp (Server and CORS headers added here). */
+void request_answer_json(Request *r, unsigned status, char *body);
+void request_answer_response(Request *r, unsigned status, struct MHD_Response *resp);
 
 /* proxy-observe.c */
 /* r has ended (completed: its answer went out whole): into the activity log and the metrics. */

@@ -57,6 +57,10 @@ static bool request_worth_a_record(const Request *r)
         case ROUTE_HEALTH:
         case ROUTE_PREFLIGHT:
                 return r->status >= 400;
+        case ROUTE_LLMD:
+                /* The dashboard's page and streams are not; its actions and the router API's
+                 * are (a load or an unload is a request worth seeing). */
+                return r->status >= 400 || (r->method && streq(r->method, "POST"));
         case ROUTE_GENERATE:
         case ROUTE_EMBED:
         case ROUTE_MODELS:

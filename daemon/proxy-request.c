@@ -5,6 +5,7 @@
 #include "json-scan.h"
 #include "log.h"
 #include "proxy-internal.h"
+#include "router-api.h"
 #include "strv.h"
 
 /* ---- the table ---- */
@@ -269,6 +270,20 @@ static void request_answer_error_full(Request *r, RequestEvent event, unsigned s
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         }
         request_answer(r, status, resp, event);
+}
+
+void request_answer_json(Request *r, unsigned status, char *body)
+{
+        request_answer(r, status, request_json_response(r, body), REQ_EVENT_ANSWER);
+}
+
+void request_answer_response(Request *r, unsigned status, struct MHD_Response *resp)
+{
+        if (resp) {
+                MHD_add_response_header(resp, "Server", "llmd");
+                request_add_cors(r, resp);
+        }
+        request_answer(r, status, resp, REQ_EVENT_ANSWER);
 }
 
 void request_answer_error(Request *r, unsigned status, const char *type, const char *message,
@@ -681,6 +696,7 @@ static cJSON *model_entry(const Supervisor *sv, Child *c, const char *id, const 
         cJSON_AddBoolToObject(e, "active", active && streq(active, m->name));
         cJSON_AddBoolToObject(e, "pinned", m->pin);
         cJSON_AddBoolToObject(e, "embeddings", m->embeddings);
+        router_api_extend_entry(e, (Supervisor *) sv, c);
         return e;
 }
 
@@ -1021,6 +1037,7 @@ static void request_begin(Request *r, const char *method)
         case ROUTE_EMBED:
         case ROUTE_MODELS:
         case ROUTE_HEALTH:
+        case ROUTE_LLMD:
         case ROUTE_METRICS:
         case ROUTE_ACTIVITY:
         case _ROUTE_KIND_MAX:
@@ -1056,6 +1073,9 @@ static void request_complete(Request *r)
                 return;
         case ROUTE_HEALTH:
                 request_answer_health(r);
+                return;
+        case ROUTE_LLMD:
+                dashboard_answer(r);
                 return;
         case ROUTE_METRICS:
                 request_answer_metrics(r);
@@ -1220,6 +1240,7 @@ Request *request_free(Request *r)
                 request_step(r, REQ_EVENT_GONE);
         }
         request_scrape_free(r);
+        dashboard_request_gone(r);
         if (r->response) {
                 MHD_destroy_response(r->response);
         }

@@ -30,10 +30,19 @@ static const RouteEntry route_table[] = {
         { "/embeddings", M_POST, ROUTE_EMBED, true, false },
         { "/health", M_GET, ROUTE_HEALTH, false, true },
         { "/infill", M_POST, ROUTE_GENERATE, true, false },
+        { "/llmd", M_GET, ROUTE_LLMD, false, true },
+        { "/llmd/", M_GET, ROUTE_LLMD, false, true },
         { "/llmd/activity", M_GET, ROUTE_ACTIVITY, false, false },
+        { "/llmd/events", M_GET, ROUTE_LLMD, false, false },
+        { "/llmd/load", M_POST, ROUTE_LLMD, false, false },
         { "/llmd/metrics", M_GET, ROUTE_METRICS, false, false },
+        { "/llmd/switch", M_POST, ROUTE_LLMD, false, false },
+        { "/llmd/unload", M_POST, ROUTE_LLMD, false, false },
         { "/metrics", M_GET, ROUTE_GENERATE, false, false },
         { "/models", M_GET, ROUTE_MODELS, false, true },
+        { "/models/load", M_POST, ROUTE_LLMD, false, false },
+        { "/models/sse", M_GET, ROUTE_LLMD, false, false },
+        { "/models/unload", M_POST, ROUTE_LLMD, false, false },
         { "/props", M_GET | M_POST, ROUTE_GENERATE, true, false },
         { "/rerank", M_POST, ROUTE_EMBED, true, false },
         { "/reranking", M_POST, ROUTE_EMBED, true, false },
@@ -64,6 +73,7 @@ const char *route_kind_to_string(RouteKind k)
                 [ROUTE_MODELS] = "models",       [ROUTE_HEALTH] = "health",
                 [ROUTE_PREFLIGHT] = "preflight", [ROUTE_REFUSE] = "refuse",
                 [ROUTE_METRICS] = "metrics",     [ROUTE_ACTIVITY] = "activity",
+                [ROUTE_LLMD] = "llmd",
         };
         return k >= 0 && k < _ROUTE_KIND_MAX ? names[k] : NULL;
 }
@@ -487,6 +497,11 @@ int route_request(const RouteInput *in, Route *r)
         }
         if (in->api_keys && !public && r->key == 0) {
                 route_refuse(r, 401, "authentication_error", "Invalid API Key");
+                return 0;
+        }
+        if (!e && !in->model_port && startswith(r->path, "/llmd/")) {
+                /* llmd's own: never a child's, whatever llama-server may add one day. */
+                route_refuse(r, 404, "not_found_error", "no such path under /llmd/");
                 return 0;
         }
         if (in->model_port) {

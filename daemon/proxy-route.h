@@ -16,8 +16,9 @@
  * spelling of a path reaches a child that its plain spelling would not.
  *
  * With API keys, every request needs one except the public list: GET and HEAD of /health,
- * /v1/health, /models, /v1/models, /v1/models/ID, and CORS preflight (OPTIONS), and
- * /llmd/metrics where metrics-public is set. A key is taken from
+ * /v1/health, /models, /v1/models, /v1/models/ID, the dashboard's page (/llmd/, which holds no
+ * data: what it shows comes through /llmd/events, with the key), CORS preflight (OPTIONS),
+ * and /llmd/metrics where metrics-public is set. A key is taken from
  * "Authorization: Bearer KEY" or "X-Api-Key: KEY", as llama-server takes it.
  */
 
@@ -30,6 +31,8 @@ typedef enum RouteKind {
         ROUTE_PREFLIGHT, /* CORS preflight, answered by llmd */
         ROUTE_METRICS,   /* GET /llmd/metrics: Prometheus text, answered by llmd */
         ROUTE_ACTIVITY,  /* GET /llmd/activity: the last requests, answered by llmd */
+        ROUTE_LLMD,      /* llmd's own API and pages: the dashboard (/llmd/...) and llama-server's
+                          * router API (/models/load, /models/unload, /models/sse); dashboard.h */
         ROUTE_REFUSE,    /* an error, answered before the body is read */
         _ROUTE_KIND_MAX,
 } RouteKind;

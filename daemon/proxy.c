@@ -627,6 +627,7 @@ int proxy_new(sd_event *e, Supervisor *s, Proxy **ret, char **ret_why)
                 r = proxy_read_keys(proxy_config(p), &p->api_keys, &why);
         }
         if (r >= 0) {
+                r = dashboard_new(p, &p->dashboard);
                 r = activity_new(proxy_config(p)->activity_size, &p->activity);
         }
         if (r < 0) {
@@ -817,12 +818,14 @@ Proxy *proxy_free(Proxy *p)
         while (p->forwarded) {
                 request_cut_off(p->forwarded, "llmd is stopping");
         }
+        dashboard_end_streams(p->dashboard);
         while (p->listeners) {
                 Listener *next = p->listeners->next;
 
                 listener_free(p->listeners);
                 p->listeners = next;
         }
+        dashboard_free(p->dashboard);
         sd_event_source_disable_unref(p->header_timer);
         sd_event_source_disable_unref(p->post);
         upstream_multi_free(p->upstream);

@@ -6,7 +6,7 @@ packages="meson ninja-build pkg-config gcc clang python3 libsystemd-dev libmicro
 libcjson-dev libinih-dev libcurl4-openssl-dev mmdebstrap systemd-container scdoc man-db groff-base
 bash-completion debhelper devscripts lintian fakeroot dpkg-dev nginx-light haproxy clang-format stress-ng
 bubblewrap python3-fastapi python3-flask python3-httpx node-express node-typescript
-prometheus python3-prometheus-client"
+chromium prometheus python3-prometheus-client"
 
 # Node.js and npm for the JavaScript client tests: the machine's own where there is one (a
 # NodeSource install conflicts with Debian's npm), else Debian's.
