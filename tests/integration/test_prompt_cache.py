@@ -177,6 +177,20 @@ def test_restart_of_llmd(d):
 
 
 @fixture(conf(), models=MODELS)
+def test_stop_and_start(d):
+    """llmctl stop saves (the requests have finished), llmctl start restores."""
+    wait_ready(d, "qwen")
+    full, text = ask(d)
+    r = call(d, "Stop")
+    check(saved(r) >= 1, r)
+    r = call(d, "Start")
+    check(restored(r) >= 1, r)
+    again, text2 = ask(d)
+    if REAL:
+        check(again <= 4 and text == text2, f"prompt_n {full} → {again}")
+
+
+@fixture(conf(), models=MODELS)
 def test_changed_model_file_drops_cache(d):
     """A cache belongs to one model file: after the file changed it is removed, never
     restored."""
@@ -305,12 +319,23 @@ def test_hostile_files(d):
     ask(d)
     switch(d, "qwen")     # gemma saved now too
     qdir, gdir = cache_dir(d, "qwen"), cache_dir(d, "gemma")
-    for plant in ("fifo", "symlink", "huge"):
+    for plant in ("fifo", "symlink", "huge", "corrupt"):
         switch(d, "gemma")  # qwen saves, and is down while its files are changed
         with open(os.path.join(qdir, "index.json")) as f:
             index = json.load(f)
         slot = os.path.join(qdir, index["slots"][0]["file"])
+        size = os.path.getsize(slot)
         os.unlink(slot)
+        if plant == "corrupt":
+            # The right size, the wrong bytes: llmd cannot tell; llama-server refuses it, and
+            # the request is served in full.
+            with open(slot, "wb") as f:
+                f.write(b"\xff" * size)
+            r = switch(d, "qwen")
+            check(restored(r) == 0, f"{plant}: {r}")
+            check(ask(d)[0] > 0, f"{plant}: qwen does not serve")
+            check("prompt caches not restored" in log_text(d), f"{plant}: not logged")
+            continue
         if plant == "fifo":
             os.mkfifo(slot)
         elif plant == "symlink":
