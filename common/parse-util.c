@@ -224,3 +224,20 @@ int parse_u64(const char *s, uint64_t *ret)
         *ret = v;
         return 0;
 }
+
+int parse_double(const char *s, double min, double max, double *ret)
+{
+        char *end;
+        double d;
+
+        if (isempty(s)) {
+                return -EINVAL;
+        }
+        errno = 0;
+        d = strtod(s, &end);
+        if (errno != 0 || *end != '\0' || !isfinite(d) || d < min || d > max) {
+                return -EINVAL;
+        }
+        *ret = d;
+        return 0;
+}

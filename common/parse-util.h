@@ -11,6 +11,8 @@ int parse_boolean(const char *s);
 /* "600", "1.5", "1.5s", "250ms", "10min", "2h"; a bare number is seconds. */
 int parse_duration(const char *s, uint64_t *ret_usec);
 int parse_unsigned(const char *s, unsigned max, unsigned *ret);
+/* A finite decimal number from min to max ("0.6", "1e-3"). */
+int parse_double(const char *s, double min, double max, double *ret);
 /* Decimal digits only (no sign, no space), up to UINT64_MAX. */
 int parse_u64(const char *s, uint64_t *ret);
 /* "1024", "64K", "32M", "1G", "2T" (powers of 1024), at most 1P. */

@@ -33,6 +33,9 @@ typedef struct BenchModel {
         char *failed;    /* why it could not be switched to (it has no runs then), or NULL */
         double swap_sec; /* the switch to it; NAN: it was active already */
         BenchRun *runs;  /* n_tasks × n_runs, task by task; NULL when it failed */
+        /* The quality suite's sampling for it, from its profile (NAN: the server's), and the
+         * factor on each task's token budget. */
+        double temperature, top_p, max_tokens_factor;
 } BenchModel;
 
 typedef struct BenchReport {

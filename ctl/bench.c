@@ -373,10 +373,12 @@ static int bench_curl_init(Bench *b, const char *endpoint)
 
 /* One streamed request into run. Returns 0 (whatever the run's end), EXIT_INTERRUPTED or
  * EXIT_USAGE (out of memory). */
-static int bench_request(Bench *b, const char *model, const BenchTask *t, unsigned max_tokens,
-                         BenchRun *run)
+/* body: the request, or NULL for the task's own (bench_task_request()). */
+static int bench_request(Bench *b, const char *model, const BenchTask *t, const char *request,
+                         unsigned max_tokens, BenchRun *run)
 {
-        _cleanup_free_ char *body = bench_task_request(t, model, max_tokens);
+        _cleanup_free_ char *body =
+                request ? strdup(request) : bench_task_request(t, model, max_tokens);
         char message[CURL_ERROR_SIZE + 64];
         const char *transport = NULL;
         long status = 0;
@@ -490,7 +492,16 @@ static int bench_select_models(Bench *b, const cJSON *list)
                 bool last = b->initial && b->initial_loaded && streq(names[i], b->initial);
                 size_t at = last ? n - 1 : k++;
 
-                b->report.models[at] = (BenchModel) { .name = TAKE_PTR(names[i]), .swap_sec = NAN };
+                const cJSON *p =
+                        cJSON_GetObjectItemCaseSensitive(find_model(list, names[i]), "bench");
+
+                b->report.models[at] = (BenchModel) {
+                        .name = TAKE_PTR(names[i]),
+                        .swap_sec = NAN,
+                        .temperature = jnum(p, "temperature", NAN),
+                        .top_p = jnum(p, "top_p", NAN),
+                        .max_tokens_factor = jnum(p, "max_tokens_factor", 1),
+                };
         }
         b->report.n_models = n;
         return 0;
@@ -760,6 +771,37 @@ static int quality_check(Bench *b, const QualityTask *t, const char *dir, const 
         return 0;
 }
 
+/* A quality task's token budget for m: its own, times the profile's bench-max-tokens-factor. */
+static unsigned quality_max_tokens(const BenchModel *m, const QualityTask *t)
+{
+        double n = t->base.max_tokens * (isnan(m->max_tokens_factor) ? 1 : m->max_tokens_factor);
+
+        return n < 1 ? 1 : n > 1000000 ? 1000000 : (unsigned) n;
+}
+
+/* The task's request with the profile's sampling where the task sets none. */
+static char *quality_request(const BenchModel *m, const QualityTask *t, unsigned max_tokens)
+{
+        _cleanup_free_ char *base = bench_task_request(&t->base, m->name, max_tokens);
+        _cleanup_json_ cJSON *o = base ? cJSON_Parse(base) : NULL;
+        const struct {
+                const char *key;
+                double value;
+        } s[] = { { "temperature", m->temperature }, { "top_p", m->top_p } };
+
+        if (!o) {
+                return NULL;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(s); i++) {
+                if (!isnan(s[i].value) &&
+                    !cJSON_GetObjectItemCaseSensitive(t->base.sampling, s[i].key)) {
+                        cJSON_DeleteItemFromObjectCaseSensitive(o, s[i].key);
+                        cJSON_AddNumberToObject(o, s[i].key, s[i].value);
+                }
+        }
+        return cJSON_PrintUnformatted(o);
+}
+
 /* One run of a task: the request, the answer, the check. Returns 0 (whatever it scored), or an
  * exit code that ends the bench. */
 static int quality_run(Bench *b, const BenchModel *m, const QualityTask *t, unsigned k,
@@ -780,7 +822,9 @@ static int quality_run(Bench *b, const BenchModel *m, const QualityTask *t, unsi
                 errno = -r;
                 return fail(EXIT_USAGE, "cannot make %s: %m", work);
         }
-        request = bench_task_request(&t->base, m->name, t->base.max_tokens);
+        unsigned max_tokens = quality_max_tokens(m, t);
+
+        request = quality_request(m, t, max_tokens);
         if (!request || write_text(dir, "request.json", request) < 0) {
                 return fail(EXIT_USAGE, "cannot write %s/request.json", dir);
         }
@@ -792,7 +836,7 @@ static int quality_run(Bench *b, const BenchModel *m, const QualityTask *t, unsi
                 }
                 b->raw = fopen(raw, "we");
         }
-        r = bench_request(b, m->name, &t->base, t->base.max_tokens, &run);
+        r = bench_request(b, m->name, &t->base, request, max_tokens, &run);
         if (b->raw) {
                 fclose(b->raw);
                 b->raw = NULL;
@@ -983,7 +1027,7 @@ static int bench_model(Bench *b, size_t index)
         }
         /* The first request after a load pays for what the load left undone. */
         progress_set(b, "%s: warming up", label);
-        r = bench_request(b, m->name, &b->tasks[0],
+        r = bench_request(b, m->name, &b->tasks[0], NULL,
                           MIN(b->tasks[0].max_tokens, BENCH_WARMUP_TOKENS), &warmup);
         bench_run_done(&warmup);
         if (r != 0) {
@@ -995,7 +1039,8 @@ static int bench_model(Bench *b, size_t index)
 
                         progress_set(b, "%s: %s run %u of %u", label, b->tasks[t].name, k + 1,
                                      b->report.n_runs);
-                        r = bench_request(b, m->name, &b->tasks[t], b->tasks[t].max_tokens, run);
+                        r = bench_request(b, m->name, &b->tasks[t], NULL, b->tasks[t].max_tokens,
+                                          run);
                         if (r != 0) {
                                 return r;
                         }

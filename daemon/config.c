@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <ini.h>
+#include <math.h>
 #include <stdarg.h>
 
 #include "array.h"
@@ -208,6 +209,9 @@ const ConfigModelKey config_model_keys[] = {
           "children are reached only through llmd, which checks API keys" },
         { "api-key-file", CONFIG_KEY_REFUSED,
           "children are reached only through llmd, which checks API keys" },
+        { "bench-max-tokens-factor", CONFIG_KEY_OWN, NULL },
+        { "bench-temperature", CONFIG_KEY_OWN, NULL },
+        { "bench-top-p", CONFIG_KEY_OWN, NULL },
         { "docker-repo", CONFIG_KEY_REFUSED,
           "llmd serves local model files only; use 'model = PATH'" },
         { "env", CONFIG_KEY_OWN, NULL },
@@ -521,6 +525,21 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
         if (streq(k, "prompt-cache")) {
                 return config_bool(c, section, e, &m->prompt_cache);
         }
+        if (streq(k, "bench-temperature") || streq(k, "bench-top-p") ||
+            streq(k, "bench-max-tokens-factor")) {
+                bool factor = streq(k, "bench-max-tokens-factor");
+                double max = streq(k, "bench-temperature") ? 10 : factor ? 100 : 1;
+                double *d = streq(k, "bench-temperature") ? &m->bench_temperature
+                            : factor                      ? &m->bench_max_tokens_factor
+                                                          : &m->bench_top_p;
+
+                if (parse_double(e->value, factor ? 0.01 : 0, max, d) < 0) {
+                        config_error(c, e->line, "[%s] %s: '%s' is not a number from %g to %g",
+                                     section, k, e->value, factor ? 0.01 : 0, max);
+                        return -EINVAL;
+                }
+                return 0;
+        }
         if (streq(k, "prompt-cache-min-tokens")) {
                 if (parse_unsigned(e->value, 100000000, &m->prompt_cache_min_tokens) < 0) {
                         config_error(c, e->line,
@@ -693,6 +712,9 @@ static int config_add_model(Config *c, const RawSection *s, const RawSection *gl
                 .start_limit_interval_usec = DEFAULT_START_LIMIT_INTERVAL,
                 .upstream_timeout_usec = DEFAULT_UPSTREAM_TIMEOUT,
                 .prompt_cache = true,
+                .bench_temperature = NAN,
+                .bench_top_p = NAN,
+                .bench_max_tokens_factor = 1,
                 .prompt_cache_min_tokens = DEFAULT_PROMPT_CACHE_MIN_TOKENS,
                 .prompt_cache_save_timeout_usec = DEFAULT_PROMPT_CACHE_SAVE_TIMEOUT,
                 .max_child_errors = c->max_child_errors,

@@ -49,6 +49,9 @@ typedef struct ModelConfig {
          * least this many tokens, a save taking at most this long. */
         bool prompt_cache;
         unsigned prompt_cache_min_tokens;
+        /* llmctl bench --suite quality's sampling for it (NAN: llama-server's own) and the
+         * factor on each task's token budget (a reasoning model thinks first). */
+        double bench_temperature, bench_top_p, bench_max_tokens_factor;
         uint64_t prompt_cache_save_timeout_usec;
         /* Requests failed by the child in a row (5xx answers, stalls) before it is restarted
          * as after a crash; 0: never. [llmd]'s max-child-errors unless the profile says. */

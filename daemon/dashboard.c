@@ -334,8 +334,7 @@ static void dashboard_track_switches(Dashboard *d)
                         last->kind = "load";
                 } else {
                         /* Make before break: the model it replaced served until it was ready. */
-                        last->kind = from == SERVING_READY || from == SERVING_DRAINING ||
-                                                     from == SERVING_STOPPING
+                        last->kind = from == SERVING_READY || serving_state_leaving(from)
                                              ? switch_kind_to_string(SWITCH_KIND_BESIDE)
                                              : switch_kind_to_string(SWITCH_KIND_REPLACE);
                 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The io.llmd.Manager methods: each one a small function, listed in one table. */
+#include <math.h>
 #include <stdio.h>
 
 #include "control.h"
@@ -104,6 +105,21 @@ static cJSON *model_json(Manager *m, Child *c)
         }
         if (seen > 0) {
                 cJSON_AddNumberToObject(g, "measured", (double) seen);
+        }
+        if (!mc->pin && !mc->embeddings) {
+                cJSON *b = cJSON_AddObjectToObject(o, "bench");
+
+                if (isnan(mc->bench_temperature)) {
+                        cJSON_AddNullToObject(b, "temperature");
+                } else {
+                        cJSON_AddNumberToObject(b, "temperature", mc->bench_temperature);
+                }
+                if (isnan(mc->bench_top_p)) {
+                        cJSON_AddNullToObject(b, "top_p");
+                } else {
+                        cJSON_AddNumberToObject(b, "top_p", mc->bench_top_p);
+                }
+                cJSON_AddNumberToObject(b, "max_tokens_factor", mc->bench_max_tokens_factor);
         }
         if (config_model_prompt_cache(mc)) {
                 PromptCacheResult disk, saved, restored;

@@ -279,8 +279,8 @@ void metrics_serving_event(Metrics *m, const char *model, ServingState old, Serv
                 s->loading_since = now_usec; /* it restarts: loading again */
         }
         /* A resident model leaving: an eviction, with its reason. */
-        if (serving_state_resident(old) && (new == SERVING_DRAINING || new == SERVING_STOPPING) &&
-            why >= 0 && why < _SERVING_WHY_MAX) {
+        if (serving_state_resident(old) && serving_state_leaving(new) && why >= 0 &&
+            why < _SERVING_WHY_MAX) {
                 m->evictions[why]++;
         }
 }

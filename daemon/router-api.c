@@ -22,6 +22,7 @@ RouterStatus router_status_of(ServingState st)
                 return ROUTER_STATUS_LOADING;
         case SERVING_READY:
         case SERVING_DRAINING:
+        case SERVING_SAVING:
         case SERVING_STOPPING:
                 return ROUTER_STATUS_LOADED;
         case SERVING_ABSENT:

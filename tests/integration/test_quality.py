@@ -29,7 +29,9 @@ def conf(**env):
     file, at full speed."""
     profiles = ""
     for name in ("qwen", "gemma", "devstral", "deepseek"):
-        extra = "reasoning-format = deepseek\n" if name == "deepseek" else ""
+        # The thinking model: its vendor's sampling and a larger budget for the bench.
+        extra = ("reasoning-format = deepseek\nbench-temperature = 0.6\nbench-top-p = 0.95\n"
+                 "bench-max-tokens-factor = 4\n" if name == "deepseek" else "")
         profiles += f"""
 [{name}]
 model = @MODELS@/{name}.gguf
@@ -170,6 +172,18 @@ def test_todo_scores(d):
         check(os.path.exists(os.path.join(run1, f)), f"--keep has no {f}: {os.listdir(run1)}")
     with open(os.path.join(run1, "response.sse")) as f:
         check("reasoning_content" in f.read(), "response.sse is not the raw stream")
+    # The profile's bench-* keys: deepseek's sampling and 4 × the task's budget; qwen's
+    # request leaves sampling to its server.
+    with open(os.path.join(SHIPPED, "quality", "1.1-todo", "task.json")) as f:
+        budget = json.load(f)["max_tokens"]
+    with open(os.path.join(run1, "request.json")) as f:
+        req = json.load(f)
+    check(req["temperature"] == 0.6 and req["top_p"] == 0.95 and req["max_tokens"] == 4 * budget,
+          f"deepseek's request: {req}")
+    with open(os.path.join(keep, "qwen", "1.1-todo", "run-1", "request.json")) as f:
+        req = json.load(f)
+    check("temperature" not in req and "top_p" not in req and req["max_tokens"] == budget,
+          f"qwen's request: {req}")
 
     # the table says which answer came from reasoning_content
     out, _ = bench(d, "deepseek", "--tasks", path, "--runs", "1", "--format", "table")
