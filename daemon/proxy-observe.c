@@ -224,7 +224,9 @@ static void write_gauges(Proxy *p, FILE *f)
 
 typedef struct ScrapeFetch {
         Scrape *scrape;
-        const char *model; /* the child's name, for as long as the scrape runs */
+        /* The child's name, copied: a reload may free the child (its profile removed) while
+         * the scrape waits for the others. */
+        char *model;
         Upstream *upstream;
         long status;
         Buffer body;
@@ -250,6 +252,7 @@ void request_scrape_free(Request *r)
                         upstream_cancel(s->fetches[i].upstream);
                 }
                 buffer_done(&s->fetches[i].body);
+                free(s->fetches[i].model);
         }
         sd_event_source_disable_unref(s->timer);
         free(s->fetches);
@@ -471,8 +474,12 @@ void request_answer_metrics(Request *r)
                                 break;
                         }
                 }
-                ScrapeFetch *x = &s->fetches[s->n_fetches++];
-                *x = (ScrapeFetch) { .scrape = s, .model = child_name(children[i]) };
+                ScrapeFetch *x = &s->fetches[s->n_fetches];
+                *x = (ScrapeFetch) { .scrape = s, .model = strdup(child_name(children[i])) };
+                if (!x->model) {
+                        continue;
+                }
+                s->n_fetches++;
                 if (upstream_start(
                             p->upstream,
                             &(UpstreamRequest) { .socket_path = child_socket_path(children[i]),

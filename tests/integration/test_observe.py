@@ -339,6 +339,30 @@ def test_children_metrics_reexported(d):
           "gemma's metrics")
 
 
+@sim_only("LLAMA_SIM_METRICS_MS")
+@fixture(conf(qwen="metrics = true\nenv = LLAMA_SIM_METRICS_MS=5000").replace(
+    "pin = true", "pin = true\nmetrics = true"), models=MODELS)
+def test_children_metrics_of_a_removed_model(d):
+    """A scrape waits for the children's /metrics (2 s at most); a reload that removes a model
+    whose answer is in meanwhile frees its child: the scrape still names it right (it named
+    freed memory: garbage labels, a use after free under the sanitizers)."""
+    ready(d)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=http(PORT, "GET", "/llmd/metrics")))
+    t.start()
+    time.sleep(0.3)  # nomic has answered; qwen answers in 5 s, past the scrape's 2 s
+    d.write_config(conf(qwen="metrics = true\nenv = LLAMA_SIM_METRICS_MS=5000").split(
+        "[nomic]")[0])
+    llmctl(d, "reload", check_rc=0)
+    wait_until(lambda: "nomic" not in d.running_models(), "nomic stopped", timeout=5)
+    t.join()
+    r = got["r"]
+    check(r.status == 200, r)
+    labels = set(re.findall(r'^llamacpp:[^{ ]*\{model="([^"]*)"', r.body.decode(errors="replace"),
+                            re.M))
+    check(labels <= {"qwen", "nomic"}, f"model labels {labels}")
+
+
 KEYS = ("sk-first-0123456789", "sk-second-0123456789")
 
 

@@ -97,6 +97,7 @@ int env_parse(struct sim_config *cfg)
         cfg->exit_after_ms = -1;
         cfg->health_hang_after_ms = -1;
         cfg->hold_ms = -1;
+        cfg->metrics_ms = -1;
         cfg->prompt_ms = -1;
         cfg->token_ms = 10;
         cfg->exit_code = 1;
@@ -106,6 +107,7 @@ int env_parse(struct sim_config *cfg)
             (r = env_msec("LLAMA_SIM_EXIT_AFTER_MS", &cfg->exit_after_ms)) < 0 ||
             (r = env_msec("LLAMA_SIM_HEALTH_HANG_AFTER_MS", &cfg->health_hang_after_ms)) < 0 ||
             (r = env_msec("LLAMA_SIM_HOLD_MS", &cfg->hold_ms)) < 0 ||
+            (r = env_msec("LLAMA_SIM_METRICS_MS", &cfg->metrics_ms)) < 0 ||
             (r = env_msec("LLAMA_SIM_TOKEN_MS", &cfg->token_ms)) < 0 ||
             (r = env_msec("LLAMA_SIM_PROMPT_MS", &cfg->prompt_ms)) < 0 ||
             (r = env_count("LLAMA_SIM_EOS_AFTER_TOKENS", &cfg->eos_after_tokens)) < 0 ||

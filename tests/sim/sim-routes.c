@@ -350,6 +350,10 @@ static enum MHD_Result route_metrics(struct http_request *req)
                                          "it with `--metrics`",
                                          "not_supported_error");
         }
+        /* LLAMA_SIM_METRICS_MS: a slow scrape (the answer after that long) */
+        if (sim_config.metrics_ms > 0 && http_wait_client_gone(req, sim_config.metrics_ms)) {
+                return MHD_NO;
+        }
         text = slots_metrics_text();
         if (!text) {
                 return MHD_NO;

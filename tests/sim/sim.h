@@ -63,6 +63,7 @@ struct sim_config {
         int64_t exit_after_ms;
         int64_t health_hang_after_ms;
         int64_t hold_ms;
+        int64_t metrics_ms;       /* LLAMA_SIM_METRICS_MS: GET /metrics answers this late */
         int64_t token_ms;         /* 0 = as fast as possible */
         int64_t prompt_ms;        /* LLAMA_SIM_PROMPT_MS: time before the first token */
         int64_t eos_after_tokens; /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
