@@ -85,8 +85,8 @@ static void format_cache(char *buf, size_t size, const cJSON *c, bool with_time)
         if (n <= 0) {
                 snprintf(buf, size, "-");
         } else if (with_time) {
-                snprintf(buf, size, "%.0f prompt cache%s (%.0f tokens, %.2f GB) in %.2f s", n,
-                         n == 1 ? "" : "s", jnum(c, "tokens", 0), bytes / 1e9, jnum(c, "sec", 0));
+                snprintf(buf, size, "%.0f prompt cache%s (%.0f tokens, %.1f MB) in %.2f s", n,
+                         n == 1 ? "" : "s", jnum(c, "tokens", 0), bytes / 1e6, jnum(c, "sec", 0));
         } else {
                 snprintf(buf, size, "%.0f tok, %.1f MB", jnum(c, "tokens", 0), bytes / 1e6);
         }

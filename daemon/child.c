@@ -540,8 +540,14 @@ static void child_cache_prepare(Child *c)
             asprintf(&dir, "%s/%s", c->ctx.cache_root, c->name) < 0) {
                 return;
         }
-        if (mkdir_p(dir, 0700) < 0 || lstat(c->ctx.cache_root, &st) < 0 || !S_ISDIR(st.st_mode) ||
-            lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || chmod(dir, 0700) < 0) {
+        /* Made by llmd, never followed: a link there is not llmd's own directory. */
+        errno = 0;
+        if (lstat(c->ctx.cache_root, &st) < 0 || !S_ISDIR(st.st_mode) ||
+            (mkdir(dir, 0700) < 0 && errno != EEXIST) || lstat(dir, &st) < 0 ||
+            !S_ISDIR(st.st_mode) || chmod(dir, 0700) < 0) {
+                if (errno == 0 || errno == EEXIST) {
+                        errno = ENOTDIR; /* a link or a file where the directory should be */
+                }
                 log_model(LOG_WARNING, c->name, NULL,
                           "%s: cannot use %s for its prompt caches (%m); running without", c->name,
                           dir);

@@ -18,6 +18,8 @@
 #define INDEX_NAME "index.json"
 #define INDEX_MAX (1024 * 1024)
 #define SLOTS_MAX 4096
+/* Tokens and bytes above this are not a cache's (and would not fit the integer they go in). */
+#define COUNT_MAX 1e15
 /* Automatic limit: 10% of the file system, at most this. */
 #define LIMIT_AUTO_MAX (64ULL << 30)
 
@@ -109,8 +111,10 @@ static int index_read(const char *dir, char **ret_fingerprint, CacheSlot **ret_s
                 CacheSlot *s;
 
                 if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= SLOTS_MAX ||
-                    !cJSON_IsNumber(tokens) || tokens->valuedouble < 0 || !cJSON_IsNumber(bytes) ||
-                    bytes->valuedouble < 0 || n >= SLOTS_MAX) {
+                    !cJSON_IsNumber(tokens) || !(tokens->valuedouble >= 0) ||
+                    tokens->valuedouble > COUNT_MAX || !cJSON_IsNumber(bytes) ||
+                    !(bytes->valuedouble >= 0) || bytes->valuedouble > COUNT_MAX ||
+                    n >= SLOTS_MAX) {
                         cJSON_Delete(j);
                         return -EBADMSG;
                 }
@@ -283,7 +287,8 @@ static void job_on_slot(Probe *p, int status, void *userdata)
         cJSON *n = cJSON_GetObjectItemCaseSensitive(b, j->save ? "n_saved" : "n_restored");
         cJSON *w = cJSON_GetObjectItemCaseSensitive(b, j->save ? "n_written" : "n_read");
 
-        if (cJSON_IsNumber(n) && cJSON_IsNumber(w) && n->valuedouble >= 0) {
+        if (cJSON_IsNumber(n) && cJSON_IsNumber(w) && n->valuedouble >= 0 &&
+            n->valuedouble <= COUNT_MAX && w->valuedouble >= 0 && w->valuedouble <= COUNT_MAX) {
                 s->tokens = (uint64_t) n->valuedouble;
                 s->bytes = (uint64_t) w->valuedouble;
                 s->done = true;

@@ -766,11 +766,22 @@ int supervisor_new(const SupervisorOptions *o, Config *config, Supervisor **ret)
                 free(models);
                 return -ENOMEM;
         }
-        /* The users' prompts are in there: llmd's own, whatever made it before. */
-        r = mkdir_p(s->cache_root, 0700);
-        if (r < 0 || chmod(s->cache_root, 0700) < 0) {
-                log_warning("Cannot create %s (%s): models run without prompt caches",
-                            s->cache_root, strerror(r < 0 ? -r : errno));
+        /* The users' prompts are in there: llmd's own, whatever made it before, and never
+         * through a link (a chmod through one would change what it points to). */
+        struct stat st;
+        r = mkdir_p(o->state_dir, 0755);
+        if (r >= 0 && mkdir(s->cache_root, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+        }
+        if (r >= 0 && (lstat(s->cache_root, &st) < 0 || !S_ISDIR(st.st_mode))) {
+                r = -ENOTDIR;
+        }
+        if (r >= 0 && chmod(s->cache_root, 0700) < 0) {
+                r = -errno;
+        }
+        if (r < 0) {
+                log_warning("Cannot use %s (%s): models run without prompt caches", s->cache_root,
+                            strerror(-r));
                 s->cache_root = mfree(s->cache_root);
         }
         FOREACH_MODEL(m, config) {
