@@ -347,23 +347,28 @@ static void json_answer_on_key(JsonAnswer *a)
         if (a->key_len >= sizeof(a->key)) {
                 return; /* longer than any we read */
         }
-        if (a->depth == 1) {
+        if (a->depth == 1 && a->base == 0 &&
+            (json_answer_key_is(a, "response") || json_answer_key_is(a, "message"))) {
+                a->field = -3; /* its object follows: its usage is the answer's */
+                return;
+        }
+        if (a->depth == 1 + a->base) {
                 a->member = json_answer_key_is(a, "usage")     ? 1
                             : json_answer_key_is(a, "timings") ? 2
                                                                : 0;
                 return;
         }
-        if (a->depth == 2 && a->member == 1 &&
+        if (a->depth == 2 + a->base && a->member == 1 &&
             (json_answer_key_is(a, "prompt_tokens_details") ||
              json_answer_key_is(a, "input_tokens_details"))) {
                 a->field = -2; /* its object follows */
                 return;
         }
-        if (a->depth == 3 && a->details && json_answer_key_is(a, "cached_tokens")) {
+        if (a->depth == 3 + a->base && a->details && json_answer_key_is(a, "cached_tokens")) {
                 a->field = JSON_ANSWER_CACHED_TOKENS;
                 return;
         }
-        if (a->depth != 2) {
+        if (a->depth != 2 + a->base) {
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
@@ -453,8 +458,11 @@ void json_answer_feed(JsonAnswer *a, const char *p, size_t n)
                         break;
                 case '{':
                 case '[':
-                        if (a->depth == 2 && a->field == -2 && c == '{') {
+                        if (a->depth == 2 + a->base && a->field == -2 && c == '{') {
                                 a->details = true;
+                        }
+                        if (a->depth == 1 && a->field == -3 && c == '{') {
+                                a->base = 1;
                         }
                         a->field = -1;
                         if (a->depth < UINT8_MAX) {
@@ -472,11 +480,14 @@ void json_answer_feed(JsonAnswer *a, const char *p, size_t n)
                         if (a->depth > 0) {
                                 a->depth--;
                         }
-                        if (a->depth < 3) {
+                        if (a->depth < 3 + a->base) {
                                 a->details = false;
                         }
-                        if (a->depth < 2) {
+                        if (a->depth < 2 + a->base) {
                                 a->member = 0; /* the end of usage or timings */
+                        }
+                        if (a->depth < 2) {
+                                a->base = 0; /* the end of "response" or "message" */
                         }
                         a->field = -1;
                         a->expect_key = false;

@@ -25,7 +25,8 @@ void json_scan_done(JsonScan *s);
 
 /*
  * What a child's answer says it cost: the top-level "usage" and "timings" members of a JSON
- * answer, or of each event of a stream (the last one that has them wins), read as the bytes go
+ * answer, or of each event of a stream (the last one that has them wins), and the "usage" of a
+ * top-level "response" or "message" object (a Responses or Messages event wraps it there), read as the bytes go
  * through, in pieces of any size, without allocating and without keeping the body. Only numbers
  * are taken; anything else is skipped. A stream's events are told apart by their line ends.
  */
@@ -48,6 +49,8 @@ typedef struct JsonAnswer {
         uint8_t depth;
         uint64_t arrays; /* bit d: the container at depth d+1 is an array */
         int8_t member;   /* at depth 1: the top-level member being read (1 usage, 2 timings) */
+        uint8_t base;    /* 1 inside a top-level "response" or "message" object, whose own
+                          * usage counts as the answer's (Responses, Messages) */
         bool details;    /* inside usage.prompt_tokens_details */
         int8_t field;    /* the field the value being read goes to, or -1 */
         char key[32];

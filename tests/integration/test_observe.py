@@ -110,6 +110,35 @@ def test_activity_records_requests(d):
     check(activity()["records"] == recs, "activity requests recorded themselves")
 
 
+@fixture(conf(), models=MODELS)
+def test_activity_tokens_of_each_api(d):
+    """Responses and Messages streams carry their usage inside "response" and "message": the
+    activity (and so the token metrics) reads it there too."""
+    ready(d)
+    s = Stream(PORT, "/v1/responses", {"input": "hi", "max_output_tokens": 4, "stream": True})
+    events = [json.loads(e) for e in s.events() if e.startswith("{")]
+    s.close()
+    done = [e for e in events if e.get("type") == "response.completed"]
+    check(done, f"no response.completed: {events[-2:]}")
+    usage = done[-1]["response"]["usage"]
+    s = Stream(PORT, "/v1/messages", {"model": "qwen", "max_tokens": 4, "stream": True,
+                                      "messages": [{"role": "user", "content": "hi"}]})
+    events = [json.loads(e) for e in s.events() if e.startswith("{")]
+    s.close()
+    start = [e for e in events if e.get("type") == "message_start"]
+    delta = [e for e in events if e.get("type") == "message_delta"]
+    check(start and delta, f"message events: {events}")
+    recs = wait_until(lambda: (lambda r: len(r) >= 2 and r)(activity()["records"]),
+                      "two activity records")
+    check(recs[0]["endpoint"] == "/v1/responses" and
+          recs[0]["prompt_tokens"] == usage["input_tokens"] and
+          recs[0]["completion_tokens"] == usage["output_tokens"], f"{recs[0]} vs {usage}")
+    check(recs[1]["endpoint"] == "/v1/messages" and
+          recs[1]["prompt_tokens"] == start[-1]["message"]["usage"]["input_tokens"] and
+          recs[1]["completion_tokens"] == delta[-1]["usage"]["output_tokens"],
+          f"{recs[1]} vs {start[-1]['message']['usage']}, {delta[-1]['usage']}")
+
+
 # Debian's parser, python3-prometheus-client (tools/deps.sh), in Debian's python: the test's own
 # python may be another one.
 PARSER = r"""

@@ -66,6 +66,42 @@ TEST(json_answer_stream)
         }
 }
 
+/* A Responses stream (the usage inside "response") and a Messages one (input tokens inside
+ * "message" first, output tokens at the top at the end), as the simulator records them from
+ * llama-server's; a "usage" deeper in is not the answer's. */
+static const char responses[] =
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":"
+        "\"r\",\"status\":\"in_progress\",\"output\":[]}}\n\n"
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{"
+        "\"id\":\"r\",\"output\":[{\"type\":\"message\",\"usage\":{\"input_tokens\":99}}],"
+        "\"usage\":{\"input_tokens\":40,\"output_tokens\":6,\"total_tokens\":46,"
+        "\"input_tokens_details\":{\"cached_tokens\":32}}},\"timings\":{\"prompt_n\":8,"
+        "\"cache_n\":32,\"predicted_n\":6,\"predicted_per_second\":50.5}}\n\n";
+
+static const char messages[] =
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\","
+        "\"usage\":{\"input_tokens\":17,\"output_tokens\":0}}}\n\n"
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+        "\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\n";
+
+TEST(json_answer_responses_and_messages)
+{
+        for (size_t piece = 1; piece <= sizeof(responses); piece += 5) {
+                JsonAnswerTokens t = feed_in_pieces(responses, true, piece);
+
+                check_inteq(t.prompt, 40);
+                check_inteq(t.cached, 32);
+                check_inteq(t.completion, 6);
+                check(t.per_second == 50.5);
+        }
+        for (size_t piece = 1; piece <= sizeof(messages); piece += 3) {
+                JsonAnswerTokens t = feed_in_pieces(messages, true, piece);
+
+                check_inteq(t.prompt, 17);
+                check_inteq(t.completion, 5);
+        }
+}
+
 TEST(json_answer_timings_only)
 {
         /* /completion: timings without usage. */
