@@ -266,6 +266,11 @@ typedef struct Family {
         char **samples;
 } Family;
 
+/* A llama-server has about twenty families: past these bounds a child's text is not one's, and
+ * reading more would only cost the loop (a search per line over all families so far). */
+#define SCRAPE_FAMILIES_MAX 256
+#define SCRAPE_SAMPLES_MAX 4096
+
 static Family *family_get(Family **families, size_t *n, const char *name, size_t len)
 {
         Family *f;
@@ -274,6 +279,9 @@ static Family *family_get(Family **families, size_t *n, const char *name, size_t
                 if (strlen((*families)[i].name) == len && strneq((*families)[i].name, name, len)) {
                         return &(*families)[i];
                 }
+        }
+        if (*n >= SCRAPE_FAMILIES_MAX) {
+                return NULL;
         }
         f = reallocarray(*families, *n + 1, sizeof(Family));
         if (!f) {
@@ -294,8 +302,10 @@ static size_t metric_name_length(const char *s)
 static void scrape_parse(Family **families, size_t *n, const char *model, char *text)
 {
         char *save = NULL;
+        size_t samples = 0;
 
-        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        for (char *line = strtok_r(text, "\n", &save); line && samples < SCRAPE_SAMPLES_MAX;
+             line = strtok_r(NULL, "\n", &save)) {
                 bool help = startswith(line, "# HELP "), type = startswith(line, "# TYPE ");
                 const char *name = help || type ? line + 7 : line;
                 size_t len = metric_name_length(name);
@@ -313,6 +323,15 @@ static void scrape_parse(Family **families, size_t *n, const char *model, char *
                         }
                         continue;
                 }
+                /* A label of its own named model would make the sample invalid (two of them):
+                 * such a sample is not passed on. */
+                if (name[len] == '{' &&
+                    (strneq(name + len, "{model=", 7) ||
+                     (strstr(name + len, ",model=") &&
+                      strstr(name + len, ",model=") < strchr(name + len, '}')))) {
+                        continue;
+                }
+                samples++;
                 _cleanup_free_ char *label = NULL, *sample = NULL;
                 FILE *m = open_memstream(&label, &(size_t) { 0 });
                 if (!m) {
