@@ -117,6 +117,16 @@ static void print_gpu(const cJSON *g)
         }
         printf("models %.1f GiB%s%s%s%s\n", GIB(jnum(g, "resident", 0)), budget ? ", " : "",
                budget ? budget : "", limit ? ", " : "", limit ? limit : "");
+        /* "  gpu 1  10.0 GiB of 24.0 GiB used; budget 22.8 GiB", with several */
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(g, "devices")) > 1) {
+                const cJSON *d;
+
+                cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(g, "devices")) {
+                        printf("  gpu %-2d %.1f GiB of %.1f GiB used; budget %.1f GiB\n",
+                               (int) jnum(d, "index", 0), GIB(jnum(d, "used", 0)),
+                               GIB(jnum(d, "total", 0)), GIB(jnum(d, "budget", 0)));
+                }
+        }
 }
 
 static void print_status(Client *cl, const cJSON *p, bool continues)

@@ -14,6 +14,7 @@
 #include "array.h"
 #include "config.h"
 #include "fileio.h"
+#include "gpu.h"
 #include "parse-util.h"
 #include "strv.h"
 
@@ -910,6 +911,51 @@ static int config_llmd_gpu_memory(Config *c, const ConfigLlmdKey *k, const RawEn
         return config_gpu_memory(c, "llmd", e, config_llmd_field(c, k));
 }
 
+/* "0,1,3" (the devices' numbers, below GPU_DEVICES_MAX, each once) into a mask. */
+static int config_gpu_list(const char *value, uint64_t *ret)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        uint64_t mask = 0;
+
+        if (strv_split(value, ", \t", &l) < 0) {
+                return -ENOMEM;
+        }
+        if (!l[0]) {
+                return -EINVAL;
+        }
+        STRV_FOREACH(d, l) {
+                unsigned u;
+
+                if (parse_unsigned(*d, GPU_DEVICES_MAX - 1, &u) < 0 ||
+                    (mask & (UINT64_C(1) << u))) {
+                        return -EINVAL;
+                }
+                mask |= UINT64_C(1) << u;
+        }
+        *ret = mask;
+        return 0;
+}
+
+/* all, or a list of devices (a mask; 0: all). */
+static int config_llmd_gpus(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        uint64_t *ret = config_llmd_field(c, k);
+        int r;
+
+        *ret = 0;
+        if (streq(e->value, "all")) {
+                return 0;
+        }
+        r = config_gpu_list(e->value, ret);
+        if (r == -EINVAL) {
+                config_error(
+                        c, e->line,
+                        "[llmd] gpus: '%s' is not all or a list of GPU numbers (e.g. 0,1), each once, below %d",
+                        e->value, GPU_DEVICES_MAX);
+        }
+        return r;
+}
+
 static int config_llmd_cors_origins(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
 {
         _cleanup_strv_free_ char **l = NULL;
@@ -982,6 +1028,8 @@ const ConfigLlmdKey config_llmd_keys[] = {
                  "How long the requests on a model switched away may finish"),
         LLMD_KEY("gpu-memory", gpu_memory, gpu_memory, 0, 0, "auto",
                  "The GPU memory the models may take together"),
+        LLMD_KEY("gpus", gpus, gpus, 0, 0, "all",
+                 "The GPUs llmd's models may use, by NVML's numbers"),
         /* 0 would close every connection at once. */
         LLMD_KEY("header-timeout", duration, header_timeout_usec, USEC_PER_SEC, 0, "15s",
                  "How long a new connection has to send a whole request header"),

@@ -93,6 +93,7 @@ typedef struct Config {
          * what the GPUs report less a margin). */
         unsigned max_resident;
         uint64_t gpu_memory;
+        uint64_t gpus;              /* the GPUs llmd may use, a mask of NVML's numbers; 0: all */
         uint64_t prompt_cache_size; /* all models' saved prompt caches; 0: auto */
         bool prefetch;              /* read recently used models into the page cache */
         uint64_t prefetch_limit;    /* at most this much (0: as free memory allows) */

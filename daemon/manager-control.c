@@ -235,6 +235,17 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
                 cJSON_AddNullToObject(g, "budget");
         }
         cJSON_AddNumberToObject(g, "resident", (double) gpu.resident);
+        cJSON *devices = cJSON_AddArrayToObject(g, "devices");
+        for (unsigned i = 0; i < gpu.n_devices; i++) {
+                cJSON *d = cJSON_CreateObject();
+
+                cJSON_AddItemToArray(devices, d);
+                cJSON_AddNumberToObject(d, "index", gpu.devices[i].index);
+                cJSON_AddNumberToObject(d, "total", (double) gpu.devices[i].total);
+                cJSON_AddNumberToObject(d, "used", (double) gpu.devices[i].used);
+                cJSON_AddNumberToObject(d, "free", (double) gpu.devices[i].free);
+                cJSON_AddNumberToObject(d, "budget", (double) gpu.devices[i].budget);
+        }
         if (gpu.max_resident) {
                 cJSON_AddNumberToObject(g, "max_resident", gpu.max_resident);
         } else {

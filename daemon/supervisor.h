@@ -5,6 +5,7 @@
 
 #include "child.h"
 #include "config.h"
+#include "gpu.h"
 #include "metrics.h"
 #include "prompt-cache.h"
 #include "serving.h"
@@ -118,14 +119,23 @@ ServingState supervisor_serving(const Supervisor *s, const char *model, ServingW
  * loads; a request for a model not wanted (under routing = switch) asks for a switch. */
 bool supervisor_wanted(const Supervisor *s, const char *model);
 
+/* One GPU llmd may use ([llmd] gpus): what the source reports, and its share of the budget. */
+typedef struct SupervisorGpuDevice {
+        unsigned index; /* NVML's number */
+        uint64_t total, used, free, budget;
+} SupervisorGpuDevice;
+
 /* GPU memory, as llmd sees it: source NULL (and why) without a GPU source. */
 typedef struct SupervisorGpu {
         const char *source;         /* "nvml", or NULL */
         const char *why;            /* why there is none */
-        uint64_t total, used, free; /* the GPUs', as the source reports; 0 without one */
-        uint64_t budget;   /* for llmd's models: gpu-memory, else total less a margin; 0: unknown */
+        uint64_t total, used, free; /* the GPUs' llmd may use, summed; 0 without a source */
+        /* for llmd's models: gpu-memory, else each GPU's total less its margin; 0: unknown */
+        uint64_t budget;
         uint64_t resident; /* what llmd's running models take (measured, configured or estimated) */
         unsigned max_resident; /* 0: no limit */
+        unsigned n_devices;    /* those of [llmd] gpus that the source has */
+        SupervisorGpuDevice devices[GPU_DEVICES_MAX];
 } SupervisorGpu;
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
 /* What model needs on the GPU, and how that is known: "configured", "measured" (seen by the GPU

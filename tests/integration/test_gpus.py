@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Boxes with several GPUs, on the simulator with the fake NVML (tests/nvml-fake) of 2-4
+devices: the budget and memory of each GPU."""
+
+import os
+import subprocess
+
+from llmdtest import LLMCTL, LLMD, Skip, check, fixture, run, sim_only, wait_until
+from test_residency import FAKE_NVML, G, MODELS, conf, status, wait_ready
+
+
+def gpus_fixture(totals_gib, config):
+    """Starts d with a fake NVML of len(totals_gib) devices, device i of totals_gib[i] GiB
+    (skipped without the fake)."""
+    def wrap(fn):
+        @sim_only("the fake NVML answers from the simulator's reports")
+        @fixture(config, models=MODELS, start=False)
+        def test(d):
+            if not FAKE_NVML:
+                raise Skip("no fake libnvidia-ml.so.1 (LLMD_FAKE_NVML_LIB)")
+            state = os.path.join(d.dir, "nvml")
+            os.makedirs(state, exist_ok=True)
+            files = {"total": totals_gib[0] * G, "devices": len(totals_gib)}
+            files.update({f"total.{i}": t * G for i, t in enumerate(totals_gib)})
+            for name, value in files.items():
+                with open(os.path.join(state, name), "w") as f:
+                    f.write(f"{value}\n")
+            d.env.update({"LD_LIBRARY_PATH": FAKE_NVML, "LLMD_FAKE_NVML": state})
+            d.start()
+            fn(d)
+        test.__name__ = fn.__name__
+        return test
+    return wrap
+
+
+def on_terminal(d, *args):
+    """llmctl ARGS's output as a terminal gets it (through script(1)), lines ending in \\n."""
+    sock = os.path.join(d.runtime, "control.sock")
+    p = subprocess.run(["script", "-qec", " ".join([LLMCTL, "--socket", sock, *args]), "/dev/null"],
+                       capture_output=True, text=True, timeout=20)
+    return p.stdout.replace("\r\n", "\n")
+
+
+def margin(total):
+    """An automatic budget's margin: 5% of the GPU, at least 512 MiB."""
+    return max(total // 20, 512 << 20)
+
+
+@gpus_fixture([24, 48, 24], conf(top="gpus = 0,1", star="env = LLAMA_SIM_GPU_MB=3072"))
+def test_budget_per_gpu(d):
+    """Each GPU of gpus has its own budget (its memory less its margin) and its own use; a GPU
+    left out of gpus counts nowhere; llmctl status prints a line for each."""
+    wait_ready(d, "qwen", "nomic")
+    # without CUDA_VISIBLE_DEVICES, the simulator's use is all on GPU 0
+    wait_until(lambda: status(d)["gpu"]["devices"][0]["used"] == 2 * 3072 << 20, "GPU 0's use")
+    g = status(d)["gpu"]
+    want = [{"index": 0, "total": 24 * G, "used": 2 * 3072 << 20,
+             "free": 24 * G - (2 * 3072 << 20), "budget": 24 * G - margin(24 * G)},
+            {"index": 1, "total": 48 * G, "used": 0, "free": 48 * G, "budget": 48 * G - margin(48 * G)}]
+    check(g["devices"] == want, g)
+    check(g["total"] == 72 * G and g["used"] == 2 * 3072 << 20, g)
+    check(g["budget"] == want[0]["budget"] + want[1]["budget"], g)
+    out = on_terminal(d, "status")
+    check("\n  gpu 0  6.0 GiB of 24.0 GiB used; budget 22.8 GiB\n"
+          "  gpu 1  0.0 GiB of 48.0 GiB used; budget 45.6 GiB\n" in out, out)
+    check("gpu 2" not in out, out)
+
+
+@gpus_fixture([24, 72], conf(top="gpus = 1,0\ngpu-memory = 32G"))
+def test_configured_budget_shared(d):
+    """A configured gpu-memory is shared among the GPUs in proportion to their memory."""
+    wait_ready(d, "qwen", "nomic")
+    g = status(d)["gpu"]
+    check([(x["index"], x["budget"]) for x in g["devices"]] == [(0, 8 * G), (1, 24 * G)], g)
+    check(g["budget"] == 32 * G, g)
+
+
+@gpus_fixture([24], conf())
+def test_one_gpu_no_lines(d):
+    """One GPU: the status is as before, with no line per GPU."""
+    wait_ready(d, "qwen", "nomic")
+    g = status(d)["gpu"]
+    check(len(g["devices"]) == 1 and g["budget"] == 24 * G - margin(24 * G), g)
+    out = on_terminal(d, "status")
+    check("\ngpu      nvml: " in out and "  gpu 0" not in out, out)
+
+
+@fixture(conf(top="gpus = 0,0"), models=MODELS, start=False)
+def test_gpus_refused(d):
+    """A GPU named twice is a configuration error that says what is wrong."""
+    p = subprocess.run([LLMD, "--check-config", d.config], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and "[llmd] gpus: '0,0' is not all or a list of GPU numbers" in p.stderr,
+          f"--check-config: {p.returncode} {p.stderr}")
+
+
+if __name__ == "__main__":
+    run()
