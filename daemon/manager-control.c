@@ -98,6 +98,18 @@ static cJSON *model_json(Manager *m, Child *c)
                 cJSON_AddNullToObject(g, "bytes");
                 cJSON_AddNullToObject(g, "source");
         }
+        uint64_t on[GPU_DEVICES_MAX];
+        if (supervisor_model_placed(m->supervisor, child_name(c), on)) {
+                cJSON *gs = cJSON_AddArrayToObject(g, "gpus");
+                for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
+                        if (on[i] > 0) {
+                                cJSON *d = cJSON_CreateObject();
+                                cJSON_AddItemToArray(gs, d);
+                                cJSON_AddNumberToObject(d, "index", i);
+                                cJSON_AddNumberToObject(d, "bytes", (double) on[i]);
+                        }
+                }
+        }
         uint64_t est = supervisor_model_estimate(m->supervisor, child_name(c));
         uint64_t seen = supervisor_model_measured(m->supervisor, child_name(c));
         if (est > 0) {

@@ -310,6 +310,7 @@ static void model_do(Model *m, ServingAction a)
                  * previous one, or a removed profile's): once it is, supervisor_start_pending(). */
                 m->again = false;
                 m->start_pending = true;
+                supervisor_place(m);
                 supervisor_start_pending(m->supervisor);
                 return;
         case SERVING_ACTION_DRAIN:

@@ -138,6 +138,9 @@ typedef struct SupervisorGpu {
         SupervisorGpuDevice devices[GPU_DEVICES_MAX];
 } SupervisorGpu;
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
+/* Where llmd put a running model on the GPUs: its bytes on each, by NVML's number; false (all
+ * 0) where it did not choose (one GPU, or the profile says). */
+bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX]);
 /* What model needs on the GPU, and how that is known: "configured", "measured" (seen by the GPU
  * source when it last ran), "estimated" (from the file's header), or NULL (0: unknown). */
 uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how);

@@ -6,8 +6,8 @@ devices: the budget and memory of each GPU."""
 import os
 import subprocess
 
-from llmdtest import LLMCTL, LLMD, Skip, check, fixture, run, sim_only, wait_until
-from test_residency import FAKE_NVML, G, MODELS, conf, status, wait_ready
+from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl_json, run, sim_only, wait_until
+from test_residency import FAKE_NVML, G, MODELS, call, conf, status, wait_ready
 
 
 def gpus_fixture(totals_gib, config):
@@ -92,6 +92,75 @@ def test_gpus_refused(d):
     p = subprocess.run([LLMD, "--check-config", d.config], capture_output=True, text=True, timeout=10)
     check(p.returncode == 1 and "[llmd] gpus: '0,0' is not all or a list of GPU numbers" in p.stderr,
           f"--check-config: {p.returncode} {p.stderr}")
+
+
+def placement(d, name):
+    """What a child got: its CUDA_* variables and the flags after --tensor-split/--split-mode."""
+    pid = d.pid_of(name)
+    with open(f"/proc/{pid}/environ") as f:
+        env = sorted(v for v in f.read().split("\0") if v.split("=")[0] in ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES"))
+    argv = [s for s in d.starts(name) if s["pid"] == pid][0]["argv"]
+    flags = [a for i, a in enumerate(argv) if a in ("--split-mode", "--tensor-split")
+             or (i and argv[i - 1] in ("--split-mode", "--tensor-split"))]
+    return env, flags
+
+
+FOUR = [24, 24, 24, 24]  # each: a budget of 22.8 GiB
+
+
+@gpus_fixture(FOUR, conf(star="env = LLAMA_SIM_GPU_MB=2048", qwen="gpu-memory = 16G",
+                         gemma="gpu-memory = 16G", devstral="gpu-memory = 40G"))
+def test_children_get_their_gpus(d):
+    """On four GPUs: qwen and nomic start on GPU 0 (best fit), gemma (16 GiB) beside them on
+    GPU 1 rather than split, devstral (40 GiB, more than any GPU) split over the two emptiest in
+    proportion to their free memory; each child gets CUDA_VISIBLE_DEVICES and, when split,
+    --split-mode layer --tensor-split; nothing stops; the simulator's use lands on those GPUs."""
+    wait_ready(d, "qwen", "nomic")
+    order = ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
+    check(placement(d, "qwen") == (order + ["CUDA_VISIBLE_DEVICES=0"], []), placement(d, "qwen"))
+    check(placement(d, "nomic") == (order + ["CUDA_VISIBLE_DEVICES=0"], []), placement(d, "nomic"))
+    r = call(d, "Switch", "gemma")
+    check(r["kind"] == "beside" and r["evicted"] == [], r)
+    check(placement(d, "gemma") == (order + ["CUDA_VISIBLE_DEVICES=1"], []), placement(d, "gemma"))
+    r = call(d, "Switch", "devstral")
+    check(r["kind"] == "beside" and r["evicted"] == [], r)
+    check(placement(d, "devstral") == (order + ["CUDA_VISIBLE_DEVICES=2,3"],
+                                       ["--split-mode", "layer", "--tensor-split", "20480,20480"]),
+          placement(d, "devstral"))
+    wait_until(lambda: [x["used"] for x in status(d)["gpu"]["devices"]] ==
+               [4096 << 20, 2048 << 20, 1024 << 20, 1024 << 20], "each GPU's use")
+    check(d.running_models() == ["devstral", "gemma", "nomic", "qwen"], d.running_models())
+    gs = {m["name"]: m["gpu_memory"].get("gpus") for m in llmctl_json(d, "list")["models"]}
+    check(gs["devstral"] == [{"index": 2, "bytes": 20 * G}, {"index": 3, "bytes": 20 * G}], gs)
+    check(gs["gemma"] == [{"index": 1, "bytes": 16 * G}], gs)
+
+
+@gpus_fixture(FOUR, conf(star="env = LLAMA_SIM_GPU_MB=2048", qwen="gpus = 2",
+                         gemma="env = CUDA_VISIBLE_DEVICES=3 LLAMA_SIM_GPU_MB=1024",
+                         devstral="tensor-split = 1,1"))
+def test_configured_gpus_honoured(d):
+    """gpus = 2 puts qwen on GPU 2; a profile with its own CUDA_VISIBLE_DEVICES or
+    tensor-split gets nothing of llmd's beside it."""
+    wait_ready(d, "qwen", "nomic")
+    order = ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
+    check(placement(d, "qwen") == (order + ["CUDA_VISIBLE_DEVICES=2"], []), placement(d, "qwen"))
+    check(call(d, "Switch", "gemma")["kind"] == "beside", "gemma beside qwen")
+    check(placement(d, "gemma") == (["CUDA_VISIBLE_DEVICES=3"], []), placement(d, "gemma"))
+    check(call(d, "Switch", "devstral")["kind"] == "beside", "devstral beside")
+    check(placement(d, "devstral") == ([], ["--tensor-split", "1,1"]), placement(d, "devstral"))
+    wait_until(lambda: status(d)["gpu"]["devices"][3]["used"] == 1024 << 20, "gemma on GPU 3")
+
+
+@gpus_fixture([24, 24], conf(qwen="gpu-memory = 8G", devstral="gpu-memory = 60G"))
+def test_too_big_for_all_refused(d):
+    """A model larger than all the GPUs together is refused, says why, and nothing stops."""
+    wait_ready(d, "qwen", "nomic")
+    pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    r = call(d, "Switch", "devstral")
+    check(r["error"] == "io.llmd.Manager.NoRoom" and
+          r["reason"].startswith("devstral needs 60.0 GiB: it fits nowhere") and
+          "GPU 0 22.8 GiB, GPU 1 22.8 GiB" in r["reason"], r)
+    check({m: d.pid_of(m) for m in pids} == pids, "something was stopped for a model that cannot fit")
 
 
 if __name__ == "__main__":

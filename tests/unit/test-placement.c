@@ -6,9 +6,8 @@
 #define G (1024ULL * 1024 * 1024)
 
 static const char *const kinds[_PLACEMENT_KIND_MAX] = {
-        [PLACEMENT_RUNNING] = "running", [PLACEMENT_ONE] = "one",
-        [PLACEMENT_SPLIT] = "split",     [PLACEMENT_FIXED] = "fixed",
-        [PLACEMENT_ALONE] = "alone",
+        [PLACEMENT_RUNNING] = "running", [PLACEMENT_ONE] = "one",     [PLACEMENT_SPLIT] = "split",
+        [PLACEMENT_FIXED] = "fixed",     [PLACEMENT_ALONE] = "alone",
 };
 
 static PlacementGpu gpus[PLACEMENT_GPUS_MAX];
@@ -26,8 +25,11 @@ static void gpus_of(unsigned n, uint64_t budget)
 /* A running model of GiB on GPU g (a negative g: -1 - g, pinned). */
 static PlacedModel on(const char *name, int g, uint64_t gib, uint64_t last_used)
 {
-        PlacedModel m = { .m = { .name = name, .running = true, .pinned = g < 0,
-                                 .last_used_usec = last_used, .bytes = gib * G } };
+        PlacedModel m = { .m = { .name = name,
+                                 .running = true,
+                                 .pinned = g < 0,
+                                 .last_used_usec = last_used,
+                                 .bytes = gib * G } };
 
         m.on[g < 0 ? -1 - g : g] = gib * G;
         return m;
@@ -83,8 +85,8 @@ static const char *place(const PlacedModel *m, size_t n, const char *target, uns
 TEST(fits_one_best_fit)
 {
         const PlacedModel m[] = {
-                on("a", 0, 16, 100), on("b", 1, 8, 200), off("t8", 8, 0), off("t12", 12, 0),
-                off("t24", 24, 0),
+                on("a", 0, 16, 100), on("b", 1, 8, 200), off("t8", 8, 0),
+                off("t12", 12, 0),   off("t24", 24, 0),
         };
 
         gpus_of(4, 24);
@@ -208,21 +210,17 @@ TEST(one_gpu_as_before)
 {
         /* the table of test-residency's plans: the same answers through placement_plan() */
         PlacedModel m[] = { on("a", 0, 10, 100), on("b", 0, 20, 200), on("c", 0, 30, 50),
-                            off("d", 25, 0), on("e", -1, 5, 0), off("huge", 200, 0) };
+                            off("d", 25, 0),     on("e", -1, 5, 0),   off("huge", 200, 0) };
         static const struct {
                 const char *target;
                 unsigned max;
                 uint64_t budget;
                 const char *want;
         } rows[] = {
-                { "b", 1, 1, "running 0 (20); stops" },
-                { "d", 0, 100, "one 0 (25); stops" },
-                { "d", 0, 85, "one 0 (25); stops a" },
-                { "d", 0, 70, "one 0 (25); stops a b" },
-                { "d", 0, 40, "one 0 (25); stops a b c" },
-                { "d", 0, 29, "E2BIG; stops" },
-                { "huge", 0, 100, "E2BIG; stops" },
-                { "d", 3, 0, "one 0 (25); stops a" },
+                { "b", 1, 1, "running 0 (20); stops" },    { "d", 0, 100, "one 0 (25); stops" },
+                { "d", 0, 85, "one 0 (25); stops a" },     { "d", 0, 70, "one 0 (25); stops a b" },
+                { "d", 0, 40, "one 0 (25); stops a b c" }, { "d", 0, 29, "E2BIG; stops" },
+                { "huge", 0, 100, "E2BIG; stops" },        { "d", 3, 0, "one 0 (25); stops a" },
                 { "d", 3, 60, "one 0 (25); stops a b" },
         };
 
@@ -239,7 +237,7 @@ TEST(one_gpu_as_before)
 TEST(describe)
 {
         PlacedModel m[] = { on("a", 0, 4, 100), on("b", 0, 18, 300), on("c", 1, 22, 200),
-                            off("t", 10, 0), off("big", 40, 0), off("huge", 90, 0) };
+                            off("t", 10, 0),    off("big", 40, 0),   off("huge", 90, 0) };
         size_t evict[8];
         Placement p;
         char *s;
@@ -247,19 +245,22 @@ TEST(describe)
         gpus_of(2, 24);
         check_inteq(placement_plan(m, ELEMENTSOF(m), 3, gpus, n_gpus, 0, evict, &p), 0);
         s = placement_describe(m, ELEMENTSOF(m), 3, gpus, n_gpus, evict, &p, 0);
-        check_streq(s, "t on GPU 1 (10.0 GiB, 14.0 GiB left): it fits on one GPU; stops c "
-                       "(least recently used first, where room is needed)");
+        check_streq(s,
+                    "t on GPU 1 (10.0 GiB, 14.0 GiB left): it fits on one GPU; stops c "
+                    "(least recently used first, where room is needed)");
         free(s);
         m[2] = off("c", 22, 0);
         check_inteq(placement_plan(m, ELEMENTSOF(m), 3, gpus, n_gpus, 0, evict, &p), 0);
         s = placement_describe(m, ELEMENTSOF(m), 3, gpus, n_gpus, evict, &p, 0);
-        check_streq(s, "t on GPU 1 (10.0 GiB, 14.0 GiB left): it fits on one GPU, and leaves "
-                       "the smallest hole there (best fit); stops nothing");
+        check_streq(s,
+                    "t on GPU 1 (10.0 GiB, 14.0 GiB left): it fits on one GPU, and leaves "
+                    "the smallest hole there (best fit); stops nothing");
         free(s);
         check_inteq(placement_plan(m, ELEMENTSOF(m), 5, gpus, n_gpus, 0, evict, &p), -E2BIG);
         s = placement_describe(m, ELEMENTSOF(m), 5, gpus, n_gpus, evict, &p, -E2BIG);
-        check_streq(s, "huge needs 90.0 GiB: it fits nowhere, even with every model that may "
-                       "stop stopped (budgets: GPU 0 24.0 GiB, GPU 1 24.0 GiB); nothing stops");
+        check_streq(s,
+                    "huge needs 90.0 GiB: it fits nowhere, even with every model that may "
+                    "stop stopped (budgets: GPU 0 24.0 GiB, GPU 1 24.0 GiB); nothing stops");
         free(s);
 }
 
