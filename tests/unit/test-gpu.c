@@ -189,13 +189,15 @@ TEST(memory_and_processes)
 TEST(several_devices)
 {
         _cleanup_(gpu_source_freep) GpuSource *g = NULL;
-        pid_t a = spawn_idle(), b = spawn_idle();
         char path[128];
         uint64_t bytes;
         GpuMemory m;
+        pid_t a, b;
         FILE *f;
 
         SKIP_UNLESS(fake, "needs the fake NVML (test-gpu fake)");
+        a = spawn_idle();
+        b = spawn_idle();
         put("devices", 4);
         put("total", 24 * 1024 * MiB);
         put("total.2", 48 * 1024 * MiB);
