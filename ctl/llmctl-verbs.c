@@ -129,6 +129,27 @@ static void print_gpu(const cJSON *g)
         }
 }
 
+/* "on GPUs 2,3 (20.0 + 20.0 GiB)" for the array gpus of a reply; nothing without one. */
+static void print_gpus(const cJSON *gpus)
+{
+        const cJSON *d;
+        int k = 0;
+
+        if (cJSON_GetArraySize(gpus) == 0) {
+                return;
+        }
+        printf("on GPU%s ", cJSON_GetArraySize(gpus) > 1 ? "s" : "");
+        cJSON_ArrayForEach(d, gpus) {
+                printf("%s%d", k++ ? "," : "", (int) jnum(d, "index", 0));
+        }
+        k = 0;
+        printf(" (");
+        cJSON_ArrayForEach(d, gpus) {
+                printf("%s%.1f", k++ ? " + " : "", GIB(jnum(d, "bytes", 0)));
+        }
+        printf(" GiB)\n");
+}
+
 static void print_status(Client *cl, const cJSON *p, bool continues)
 {
         const cJSON *active = cJSON_GetObjectItemCaseSensitive(p, "active"), *m;
@@ -286,6 +307,7 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
                        ev ? ev : "", jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0),
                        jnum(p, "load_sec", 0), jnum(p, "llmd_sec", 0));
         }
+        print_gpus(cJSON_GetObjectItemCaseSensitive(p, "gpus"));
         const cJSON *pc = cJSON_GetObjectItemCaseSensitive(p, "prompt_cache");
         char cache[128];
         const char *what[] = { "saved", "restored" };
@@ -548,6 +570,21 @@ static int verb_status(Client *cl)
         return call(cl, NULL, false, print_status);
 }
 
+/* The plan's reasoning, in a line. */
+static void print_plan(Client *cl, const cJSON *p, bool continues)
+{
+        if (cl->json) {
+                print_json(p);
+                return;
+        }
+        printf("%s\n", jstr(p, "why") ? jstr(p, "why") : "");
+}
+
+static int verb_plan(Client *cl)
+{
+        return call_model(cl, false, print_plan);
+}
+
 static int verb_unload(Client *cl)
 {
         return call_model(cl, false, print_unload);
@@ -607,6 +644,8 @@ const Verb verbs[_VERB_MAX] = {
           "Load MODEL beside the active one; a switch to it is then instant" },
         { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1, verb_logs,
           "Show llmd's journal, or one model's (-f: follow it)" },
+        { VERB_PLAN, "plan", "MODEL", 1, 1, CONTROL_METHOD_PLAN, verb_plan,
+          "Say what a switch to MODEL would do: where it goes, what stops, and why" },
         { VERB_PROMPT_CACHE, "prompt-cache", "clear [MODEL]", 1, 2,
           CONTROL_METHOD_CLEAR_PROMPT_CACHE, verb_prompt_cache,
           "Remove the saved prompt caches of MODEL, or of every model" },

@@ -49,6 +49,23 @@ static cJSON *cache_json(const PromptCacheResult *r)
         return o;
 }
 
+/* [{"index": NVML's number, "bytes": on it}] for each GPU of on[] (by number) with bytes. */
+static cJSON *gpus_json(const uint64_t *on)
+{
+        cJSON *a = cJSON_CreateArray();
+
+        for (unsigned i = 0; a && i < GPU_DEVICES_MAX; i++) {
+                if (on[i] > 0) {
+                        cJSON *d = cJSON_CreateObject();
+
+                        cJSON_AddItemToArray(a, d);
+                        cJSON_AddNumberToObject(d, "index", i);
+                        cJSON_AddNumberToObject(d, "bytes", (double) on[i]);
+                }
+        }
+        return a;
+}
+
 static cJSON *model_json(Manager *m, Child *c)
 {
         const ModelConfig *mc = child_config(c);
@@ -100,15 +117,7 @@ static cJSON *model_json(Manager *m, Child *c)
         }
         uint64_t on[GPU_DEVICES_MAX];
         if (supervisor_model_placed(m->supervisor, child_name(c), on)) {
-                cJSON *gs = cJSON_AddArrayToObject(g, "gpus");
-                for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
-                        if (on[i] > 0) {
-                                cJSON *d = cJSON_CreateObject();
-                                cJSON_AddItemToArray(gs, d);
-                                cJSON_AddNumberToObject(d, "index", i);
-                                cJSON_AddNumberToObject(d, "bytes", (double) on[i]);
-                        }
-                }
+                cJSON_AddItemToObject(g, "gpus", gpus_json(on));
         }
         uint64_t est = supervisor_model_estimate(m->supervisor, child_name(c));
         uint64_t seen = supervisor_model_measured(m->supervisor, child_name(c));
@@ -323,6 +332,9 @@ static void switch_on_done(void *userdata, const SwitchResult *r)
                 if (r->changed) {
                         cJSON_AddStringToObject(p, "kind", switch_kind_to_string(r->kind));
                         cJSON_AddItemToObject(p, "evicted", json_strv(r->evicted));
+                        if (r->gpus) {
+                                cJSON_AddItemToObject(p, "gpus", gpus_json(r->gpus));
+                        }
                         uint64_t own = r->total_usec -
                                        MIN(r->total_usec,
                                            r->stop_usec + r->load_usec + r->cache_restored.usec);
@@ -423,6 +435,32 @@ static const char *param_model(ControlCall *call, cJSON *params)
                 return NULL;
         }
         return model->valuestring;
+}
+
+static int method_plan(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        const char *model = param_model(call, params);
+        _cleanup_strv_free_ char **evict = NULL;
+        uint64_t on[GPU_DEVICES_MAX];
+        char *why = NULL;
+        cJSON *p;
+        int r;
+
+        if (!model) {
+                return 0;
+        }
+        r = supervisor_plan_preview(m->supervisor, model, on, &evict, &why);
+        if (r < 0) {
+                return reply_refused(call, r, model, why);
+        }
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "model", model);
+        cJSON_AddItemToObject(p, "gpus", gpus_json(on));
+        cJSON_AddItemToObject(p, "evict", json_strv(evict));
+        cJSON_AddStringToObject(p, "why", why ? why : "");
+        free(why);
+        return control_call_reply(call, p, false);
 }
 
 /* Load and Unload: a model's name, then the supervisor; Load replies when it is done, Unload
@@ -569,6 +607,7 @@ const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
         [CONTROL_METHOD_GET_INFO] = method_get_info,
         [CONTROL_METHOD_LIST] = method_list,
         [CONTROL_METHOD_LOAD] = method_load,
+        [CONTROL_METHOD_PLAN] = method_plan,
         [CONTROL_METHOD_RELOAD] = method_reload,
         [CONTROL_METHOD_START] = method_start,
         [CONTROL_METHOD_STATUS] = method_status,

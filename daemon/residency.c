@@ -471,8 +471,10 @@ char *placement_describe(const PlacedModel *models, size_t n, size_t target,
                 fputs(" (", f);
                 for (unsigned g = 0, k = 0; g < n_gpus; g++) {
                         if (p->gpus & (UINT64_C(1) << g)) {
-                                fprintf(f, "%s%.1f GiB, %.1f GiB left", k++ ? "; " : "",
-                                        GIB(p->share[g]), GIB(left[g]));
+                                fprintf(f, "%s%.1f GiB", k++ ? "; " : "", GIB(p->share[g]));
+                                if (gpus[g].budget > 0) {
+                                        fprintf(f, ", %.1f GiB left", GIB(left[g]));
+                                }
                         }
                 }
                 fprintf(f, "): %s", why[p->kind]);

@@ -152,8 +152,10 @@ static PlacedModel *supervisor_placement_input(Supervisor *s, const SupervisorGp
 }
 
 /* The models to stop so that target fits (names), or -E2BIG with the reason; where it goes is
- * kept for its start (supervisor_place()). */
-static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
+ * kept for its start (supervisor_place()) unless preview. With ret_on (bytes by NVML's number,
+ * all 0 where llmd does not choose) and ret_why (in words), what it decided. */
+static int supervisor_plan(Supervisor *s, const char *target, bool preview, char ***ret_evict,
+                           char **ret_reason, uint64_t *ret_on, char **ret_why)
 {
         SupervisorGpu gpu;
         PlacementGpu gpus[PLACEMENT_GPUS_MAX];
@@ -176,6 +178,12 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
                 }
         }
         r = placement_plan(models, s->n_models, t, gpus, n_gpus, gpu.max_resident, evict, &p);
+        if (ret_why && r >= 0) {
+                *ret_why = placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
+                if (!*ret_why) {
+                        return -ENOMEM;
+                }
+        }
         if (r == -E2BIG && n_gpus > 1) {
                 *ret_reason =
                         placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
@@ -205,15 +213,20 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
                         return -ENOMEM;
                 }
         }
-        if (n_gpus > 1 && p.kind != PLACEMENT_RUNNING) {
+        if (n_gpus > 1) {
                 Model *m = s->models[t];
+                uint64_t on[GPU_DEVICES_MAX] = {};
 
-                memset(m->gpu_planned, 0, sizeof(m->gpu_planned));
                 for (unsigned g = 0; g < n_gpus; g++) {
-                        m->gpu_planned[gpus[g].index] =
-                                p.gpus & (UINT64_C(1) << g) ? p.share[g] : 0;
+                        on[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.share[g] : 0;
                 }
-                m->planned = true;
+                if (ret_on) {
+                        memcpy(ret_on, on, sizeof(on));
+                }
+                if (!preview && p.kind != PLACEMENT_RUNNING) {
+                        memcpy(m->gpu_planned, on, sizeof(on));
+                        m->planned = true;
+                }
         }
         *ret_evict = TAKE_PTR(names);
         return 0;
@@ -422,6 +435,10 @@ void op_finish(Supervisor *s, int error, const char *restored, const char *super
                 .cache_saved = op->cache_saved,
                 .cache_restored = op->cache_restored,
         };
+        uint64_t on[GPU_DEVICES_MAX];
+        if (error == 0 && op->target && supervisor_model_placed(s, op->target, on)) {
+                r.gpus = on;
+        }
         if (op->stopped_usec > 0) {
                 r.stop_usec = op->stopped_usec - op->start_usec;
         }
@@ -762,7 +779,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         }
 
         if (t) {
-                r = supervisor_plan(s, target, &evict, ret_reason);
+                r = supervisor_plan(s, target, false, &evict, ret_reason, NULL, NULL);
                 if (r < 0) {
                         return r;
                 }
@@ -921,4 +938,19 @@ bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[G
                 any = any || ret_on[i] > 0;
         }
         return any;
+}
+
+int supervisor_plan_preview(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX],
+                            char ***ret_evict, char **ret_why)
+{
+        const ModelConfig *m = NULL;
+        int r;
+
+        *ret_why = NULL;
+        memset(ret_on, 0, GPU_DEVICES_MAX * sizeof(uint64_t));
+        r = supervisor_check_target(s, model, &m, ret_why);
+        if (r < 0) {
+                return r;
+        }
+        return supervisor_plan(s, m->name, true, ret_evict, ret_why, ret_on, ret_why);
 }

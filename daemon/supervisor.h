@@ -67,6 +67,9 @@ typedef struct SwitchResult {
         uint64_t stop_usec, load_usec, total_usec;
         /* The prompt caches the models stopped saved, and those the target restored. */
         PromptCacheResult cache_saved, cache_restored;
+        /* where llmd put the target: its bytes on each GPU by NVML's number; NULL where it did
+         * not choose */
+        const uint64_t *gpus;
 } SwitchResult;
 
 typedef struct SwitchCallbacks {
@@ -141,6 +144,11 @@ void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
 /* Where llmd put a running model on the GPUs: its bytes on each, by NVML's number; false (all
  * 0) where it did not choose (one GPU, or the profile says). */
 bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX]);
+/* What a switch to model would do now, without doing it: where it would go (ret_on, as
+ * supervisor_model_placed() says it), the models it would stop (ret_evict) and why, in words
+ * (ret_why). The refusals of supervisor_switch(), with the reason in ret_why. */
+int supervisor_plan_preview(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX],
+                            char ***ret_evict, char **ret_why);
 /* What model needs on the GPU, and how that is known: "configured", "measured" (seen by the GPU
  * source when it last ran), "estimated" (from the file's header), or NULL (0: unknown). */
 uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how);

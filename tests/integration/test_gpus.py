@@ -6,7 +6,7 @@ devices: the budget and memory of each GPU."""
 import os
 import subprocess
 
-from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl_json, run, sim_only, wait_until
+from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl, llmctl_json, run, sim_only, wait_until
 from test_residency import FAKE_NVML, G, MODELS, call, conf, status, wait_ready
 
 
@@ -119,11 +119,20 @@ def test_children_get_their_gpus(d):
     order = ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
     check(placement(d, "qwen") == (order + ["CUDA_VISIBLE_DEVICES=0"], []), placement(d, "qwen"))
     check(placement(d, "nomic") == (order + ["CUDA_VISIBLE_DEVICES=0"], []), placement(d, "nomic"))
+    out = on_terminal(d, "plan", "gemma")
+    check(out == "gemma on GPU 1 (16.0 GiB, 6.8 GiB left): it fits on one GPU, and leaves the "
+          "smallest hole there (best fit); stops nothing\n", out)
     r = call(d, "Switch", "gemma")
-    check(r["kind"] == "beside" and r["evicted"] == [], r)
+    check(r["kind"] == "beside" and r["evicted"] == [] and r["gpus"] == [{"index": 1, "bytes": 16 * G}], r)
     check(placement(d, "gemma") == (order + ["CUDA_VISIBLE_DEVICES=1"], []), placement(d, "gemma"))
-    r = call(d, "Switch", "devstral")
-    check(r["kind"] == "beside" and r["evicted"] == [], r)
+    plan = llmctl_json(d, "--json", "plan", "devstral")
+    check(plan == {"model": "devstral", "evict": [],
+                   "gpus": [{"index": 2, "bytes": 20 * G}, {"index": 3, "bytes": 20 * G}],
+                   "why": "devstral on GPUs 2,3 (20.0 GiB, 2.8 GiB left; 20.0 GiB, 2.8 GiB left): it "
+                          "fits on no single GPU: split over the fewest that hold it, in proportion "
+                          "to their free memory; stops nothing"}, plan)
+    out = on_terminal(d, "switch", "devstral")
+    check("loaded beside" in out and out.endswith("\non GPUs 2,3 (20.0 + 20.0 GiB)\n"), out)
     check(placement(d, "devstral") == (order + ["CUDA_VISIBLE_DEVICES=2,3"],
                                        ["--split-mode", "layer", "--tensor-split", "20480,20480"]),
           placement(d, "devstral"))
@@ -156,6 +165,9 @@ def test_too_big_for_all_refused(d):
     """A model larger than all the GPUs together is refused, says why, and nothing stops."""
     wait_ready(d, "qwen", "nomic")
     pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    p = llmctl(d, "plan", "devstral")
+    check(p.returncode == 2 and "devstral needs 60.0 GiB: it fits nowhere" in p.stdout + p.stderr,
+          f"{p.returncode} {p.stdout} {p.stderr}")
     r = call(d, "Switch", "devstral")
     check(r["error"] == "io.llmd.Manager.NoRoom" and
           r["reason"].startswith("devstral needs 60.0 GiB: it fits nowhere") and
