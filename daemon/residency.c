@@ -251,38 +251,58 @@ static void plan_take(const Plan *p, PlacementKind kind, uint64_t mask, const ui
         memcpy(ret_evict, p->evict, p->n_evict * sizeof(size_t));
 }
 
-/* On one GPU: the one where the fewest models stop, the least recently used of them, then the
- * smallest hole is left. */
+/* What placing on one GPU costs, compared in this order: whether the active model stops, how
+ * many models stop, how recently the most recent of them was used, the hole left. */
+typedef struct OneCost {
+        bool active;
+        size_t k;
+        uint64_t newest;
+        int64_t hole;
+} OneCost;
+
+static bool one_cost_less(const OneCost *a, const OneCost *b)
+{
+        if (a->active != b->active) {
+                return !a->active;
+        }
+        if (a->k != b->k) {
+                return a->k < b->k;
+        }
+        if (a->newest != b->newest) {
+                return a->newest < b->newest;
+        }
+        return a->hole < b->hole;
+}
+
+/* On one GPU: the one where the active model does not stop, the fewest models stop, the least
+ * recently used of them, then the smallest hole is left. */
 static bool plan_one(Plan *p, size_t *ret_evict, Placement *ret)
 {
         uint64_t bytes = p->models[p->target].m.bytes, share[PLACEMENT_GPUS_MAX] = {};
-        size_t best_k = SIZE_MAX;
-        uint64_t best_newest = 0;
-        int64_t best_hole = 0;
+        OneCost best = {};
+        bool found = false;
 
         for (unsigned g = 0; g < p->n_gpus; g++) {
-                uint64_t newest = 0;
-                int64_t hole;
+                OneCost c = {};
 
                 memset(share, 0, sizeof(share));
                 share[g] = bytes;
                 if (!plan_try(p, UINT64_C(1) << g, share)) {
                         continue;
                 }
+                c.k = p->n_evict;
                 for (size_t j = 0; j < p->n_evict; j++) {
-                        newest = MAX(newest, p->models[p->evict[j]].m.last_used_usec);
+                        c.newest = MAX(c.newest, p->models[p->evict[j]].m.last_used_usec);
+                        c.active = c.active || p->models[p->evict[j]].m.active;
                 }
-                hole = (int64_t) p->gpus[g].budget - p->used[g] - (int64_t) bytes;
-                if (p->n_evict < best_k ||
-                    (p->n_evict == best_k &&
-                     (newest < best_newest || (newest == best_newest && hole < best_hole)))) {
-                        best_k = p->n_evict;
-                        best_newest = newest;
-                        best_hole = hole;
+                c.hole = (int64_t) p->gpus[g].budget - p->used[g] - (int64_t) bytes;
+                if (!found || one_cost_less(&c, &best)) {
+                        best = c;
+                        found = true;
                         plan_take(p, PLACEMENT_ONE, UINT64_C(1) << g, share, ret_evict, ret);
                 }
         }
-        return best_k != SIZE_MAX;
+        return found;
 }
 
 /* Over the fewest GPUs that hold it: first in the free memory as it is, then in what the

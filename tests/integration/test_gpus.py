@@ -144,6 +144,27 @@ def test_children_get_their_gpus(d):
     check(gs["gemma"] == [{"index": 1, "bytes": 16 * G}], gs)
 
 
+@gpus_fixture([24, 24], conf(qwen="gpu-memory = 16G", gemma="gpu-memory = 16G",
+                             devstral="gpu-memory = 16G"))
+def test_eviction_on_the_gpu_that_needs_room(d):
+    """qwen (with nomic) on GPU 0, gemma on GPU 1 and active: devstral fits on either once one
+    model stops there; qwen stops (not the active gemma), and only qwen; devstral takes GPU 0."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "gemma")["kind"] == "beside", "gemma beside qwen")
+    gemma = d.pid_of("gemma")
+    out = on_terminal(d, "plan", "devstral")
+    check(out.startswith("devstral on GPU 0 (16.0 GiB, ") and
+          out.endswith("): it fits on one GPU; stops qwen (least recently used first, where room "
+                        "is needed)\n"), out)
+    r = call(d, "Switch", "devstral")
+    check(r["kind"] == "beside" and r["evicted"] == ["qwen"] and
+          r["gpus"] == [{"index": 0, "bytes": 16 * G}], r)
+    check(d.running_models() == ["devstral", "gemma", "nomic"] and d.pid_of("gemma") == gemma,
+          d.running_models())
+    check(placement(d, "devstral")[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0"],
+          placement(d, "devstral"))
+
+
 @gpus_fixture(FOUR, conf(star="env = LLAMA_SIM_GPU_MB=2048", qwen="gpus = 2",
                          gemma="env = CUDA_VISIBLE_DEVICES=3 LLAMA_SIM_GPU_MB=1024",
                          devstral="tensor-split = 1,1"))

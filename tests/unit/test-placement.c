@@ -163,6 +163,16 @@ TEST(eviction_least_recently_used_gpu)
         check_streq(place(m, ELEMENTSOF(m), "t", 0), "one 1 (10); stops b");
 }
 
+TEST(active_stops_last)
+{
+        /* the active c was used longest ago, but a stops rather than c */
+        PlacedModel m[] = { on("c", 0, 20, 50), on("a", 1, 20, 300), off("t", 10, 0) };
+
+        m[0].m.active = true;
+        gpus_of(2, 24);
+        check_streq(place(m, ELEMENTSOF(m), "t", 0), "one 1 (10); stops a");
+}
+
 TEST(larger_than_all_refused)
 {
         const PlacedModel m[] = { on("a", 0, 10, 100), on("e", -2, 10, 0), off("huge", 60, 0),
