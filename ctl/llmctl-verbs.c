@@ -122,9 +122,16 @@ static void print_gpu(const cJSON *g)
                 const cJSON *d;
 
                 cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(g, "devices")) {
-                        printf("  gpu %-2d %.1f GiB of %.1f GiB used; budget %.1f GiB\n",
+                        const cJSON *name;
+                        int k = 0;
+
+                        printf("  gpu %-2d %.1f GiB of %.1f GiB used; budget %.1f GiB",
                                (int) jnum(d, "index", 0), GIB(jnum(d, "used", 0)),
                                GIB(jnum(d, "total", 0)), GIB(jnum(d, "budget", 0)));
+                        cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(d, "models")) {
+                                printf("%s%s", k++ ? ", " : ": ", cJSON_GetStringValue(name));
+                        }
+                        printf("\n");
                 }
         }
 }

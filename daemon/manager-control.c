@@ -266,6 +266,16 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
                 cJSON_AddNumberToObject(d, "used", (double) gpu.devices[i].used);
                 cJSON_AddNumberToObject(d, "free", (double) gpu.devices[i].free);
                 cJSON_AddNumberToObject(d, "budget", (double) gpu.devices[i].budget);
+                cJSON *on_it = cJSON_AddArrayToObject(d, "models");
+                for (size_t j = 0; j < n; j++) {
+                        uint64_t on[GPU_DEVICES_MAX];
+
+                        if (supervisor_model_placed(m->supervisor, child_name(children[j]), on) &&
+                            on[gpu.devices[i].index] > 0) {
+                                cJSON_AddItemToArray(on_it,
+                                                     cJSON_CreateString(child_name(children[j])));
+                        }
+                }
         }
         if (gpu.max_resident) {
                 cJSON_AddNumberToObject(g, "max_resident", gpu.max_resident);

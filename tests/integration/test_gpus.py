@@ -49,20 +49,23 @@ def margin(total):
 
 @gpus_fixture([24, 48, 24], conf(top="gpus = 0,1", star="env = LLAMA_SIM_GPU_MB=3072"))
 def test_budget_per_gpu(d):
-    """Each GPU of gpus has its own budget (its memory less its margin) and its own use; a GPU
-    left out of gpus counts nowhere; llmctl status prints a line for each."""
+    """Each GPU of gpus has its own budget (its memory less its margin), its own use and the
+    models llmd put there; a GPU left out of gpus counts nowhere; llmctl status prints a line
+    for each."""
     wait_ready(d, "qwen", "nomic")
-    # without CUDA_VISIBLE_DEVICES, the simulator's use is all on GPU 0
+    # both fit best on GPU 0 (the first of equal holes)
     wait_until(lambda: status(d)["gpu"]["devices"][0]["used"] == 2 * 3072 << 20, "GPU 0's use")
     g = status(d)["gpu"]
     want = [{"index": 0, "total": 24 * G, "used": 2 * 3072 << 20,
-             "free": 24 * G - (2 * 3072 << 20), "budget": 24 * G - margin(24 * G)},
-            {"index": 1, "total": 48 * G, "used": 0, "free": 48 * G, "budget": 48 * G - margin(48 * G)}]
+             "free": 24 * G - (2 * 3072 << 20), "budget": 24 * G - margin(24 * G),
+             "models": ["qwen", "nomic"]},
+            {"index": 1, "total": 48 * G, "used": 0, "free": 48 * G, "budget": 48 * G - margin(48 * G),
+             "models": []}]
     check(g["devices"] == want, g)
     check(g["total"] == 72 * G and g["used"] == 2 * 3072 << 20, g)
     check(g["budget"] == want[0]["budget"] + want[1]["budget"], g)
     out = on_terminal(d, "status")
-    check("\n  gpu 0  6.0 GiB of 24.0 GiB used; budget 22.8 GiB\n"
+    check("\n  gpu 0  6.0 GiB of 24.0 GiB used; budget 22.8 GiB: qwen, nomic\n"
           "  gpu 1  0.0 GiB of 48.0 GiB used; budget 45.6 GiB\n" in out, out)
     check("gpu 2" not in out, out)
 
