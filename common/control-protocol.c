@@ -12,6 +12,9 @@ const ControlMethod control_methods[_CONTROL_METHOD_MAX] = {
         { CONTROL_METHOD_LOAD, CONTROL_INTERFACE ".Load", "model: string",
           "make model resident beside the active one, without switching to it; with more, "
           "progress as it goes" },
+        { CONTROL_METHOD_PLAN, CONTROL_INTERFACE ".Plan", "model: string",
+          "what a switch to model would do, without doing it: where it would go on the GPUs, "
+          "what would stop, and why" },
         { CONTROL_METHOD_RELOAD, CONTROL_INTERFACE ".Reload", "",
           "read the configuration again and apply what changed" },
         { CONTROL_METHOD_START, CONTROL_INTERFACE ".Start", "",

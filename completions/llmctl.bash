@@ -12,7 +12,7 @@
 # Model names come from the running llmd (`llmctl list --json`, on the socket of --socket, else
 # $LLMD_SOCKET, else /run/llmd/control.sock). When llmd does not answer, they are the section
 # names of the configuration file: $LLMD_CONFIG, else /etc/llama-generate.conf, leaving out
-# [llmd] and [*]. After `switch`, `bench`, `load` and `unload`, pinned models are left out: llmd
+# [llmd] and [*]. After `switch`, `plan`, `bench`, `load` and `unload`, pinned models are left out: llmd
 # refuses them there.
 
 # Reads `$1 --help` into the caller's verbs, model_verbs, multi_verbs, verb_word, global_opts,
@@ -237,7 +237,7 @@ _llmctl()
         if [[ " ${model_verbs[*]} " == *" $verb "* ]] &&
                 ((n_args == 0)) || [[ " ${multi_verbs[*]} " == *" $verb "* ]]; then
                 local skip_pinned=0 models
-                [[ $verb == switch || $verb == bench || $verb == load || $verb == unload ]] && skip_pinned=1
+                [[ $verb == switch || $verb == plan || $verb == bench || $verb == load || $verb == unload ]] && skip_pinned=1
                 models=$(_llmctl_daemon_models "$llmctl" "$skip_pinned" "$socket") ||
                         models=$(_llmctl_config_models "$skip_pinned")
                 # A model named already is not offered again.

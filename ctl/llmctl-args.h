@@ -19,6 +19,7 @@ typedef enum VerbId {
         VERB_LIST,
         VERB_LOAD,
         VERB_LOGS,
+        VERB_PLAN,
         VERB_PROMPT_CACHE,
         VERB_RELOAD,
         VERB_START,

@@ -117,6 +117,44 @@ static void print_gpu(const cJSON *g)
         }
         printf("models %.1f GiB%s%s%s%s\n", GIB(jnum(g, "resident", 0)), budget ? ", " : "",
                budget ? budget : "", limit ? ", " : "", limit ? limit : "");
+        /* "  gpu 1  10.0 GiB of 24.0 GiB used; budget 22.8 GiB", with several */
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(g, "devices")) > 1) {
+                const cJSON *d;
+
+                cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(g, "devices")) {
+                        const cJSON *name;
+                        int k = 0;
+
+                        printf("  gpu %-2d %.1f GiB of %.1f GiB used; budget %.1f GiB",
+                               (int) jnum(d, "index", 0), GIB(jnum(d, "used", 0)),
+                               GIB(jnum(d, "total", 0)), GIB(jnum(d, "budget", 0)));
+                        cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(d, "models")) {
+                                printf("%s%s", k++ ? ", " : ": ", cJSON_GetStringValue(name));
+                        }
+                        printf("\n");
+                }
+        }
+}
+
+/* "on GPUs 2,3 (20.0 + 20.0 GiB)" for the array gpus of a reply; nothing without one. */
+static void print_gpus(const cJSON *gpus)
+{
+        const cJSON *d;
+        int k = 0;
+
+        if (cJSON_GetArraySize(gpus) == 0) {
+                return;
+        }
+        printf("on GPU%s ", cJSON_GetArraySize(gpus) > 1 ? "s" : "");
+        cJSON_ArrayForEach(d, gpus) {
+                printf("%s%d", k++ ? "," : "", (int) jnum(d, "index", 0));
+        }
+        k = 0;
+        printf(" (");
+        cJSON_ArrayForEach(d, gpus) {
+                printf("%s%.1f", k++ ? " + " : "", GIB(jnum(d, "bytes", 0)));
+        }
+        printf(" GiB)\n");
 }
 
 static void print_status(Client *cl, const cJSON *p, bool continues)
@@ -276,6 +314,7 @@ static void print_progress(Client *cl, const cJSON *p, bool continues)
                        ev ? ev : "", jnum(p, "total_sec", 0), jnum(p, "stop_sec", 0),
                        jnum(p, "load_sec", 0), jnum(p, "llmd_sec", 0));
         }
+        print_gpus(cJSON_GetObjectItemCaseSensitive(p, "gpus"));
         const cJSON *pc = cJSON_GetObjectItemCaseSensitive(p, "prompt_cache");
         char cache[128];
         const char *what[] = { "saved", "restored" };
@@ -538,6 +577,21 @@ static int verb_status(Client *cl)
         return call(cl, NULL, false, print_status);
 }
 
+/* The plan's reasoning, in a line. */
+static void print_plan(Client *cl, const cJSON *p, bool continues)
+{
+        if (cl->json) {
+                print_json(p);
+                return;
+        }
+        printf("%s\n", jstr(p, "why") ? jstr(p, "why") : "");
+}
+
+static int verb_plan(Client *cl)
+{
+        return call_model(cl, false, print_plan);
+}
+
 static int verb_unload(Client *cl)
 {
         return call_model(cl, false, print_unload);
@@ -597,6 +651,8 @@ const Verb verbs[_VERB_MAX] = {
           "Load MODEL beside the active one; a switch to it is then instant" },
         { VERB_LOGS, "logs", "[MODEL]", 0, 1, -1, verb_logs,
           "Show llmd's journal, or one model's (-f: follow it)" },
+        { VERB_PLAN, "plan", "MODEL", 1, 1, CONTROL_METHOD_PLAN, verb_plan,
+          "Say what a switch to MODEL would do: where it goes, what stops, and why" },
         { VERB_PROMPT_CACHE, "prompt-cache", "clear [MODEL]", 1, 2,
           CONTROL_METHOD_CLEAR_PROMPT_CACHE, verb_prompt_cache,
           "Remove the saved prompt caches of MODEL, or of every model" },

@@ -32,7 +32,8 @@
 
 struct Child {
         ChildContext ctx;
-        ModelConfig *config; /* our own copy */
+        ModelConfig *config;                    /* our own copy */
+        char **placement_env, **placement_args; /* child_set_placement() */
         char *name;
         char *socket_path;
         ChildState state;
@@ -493,6 +494,11 @@ static char **child_environ(Child *c)
                         return NULL;
                 }
         }
+        STRV_FOREACH(o, c->placement_env) {
+                if (strv_extend(&env, *o) < 0) {
+                        return NULL;
+                }
+        }
         return TAKE_PTR(env);
 }
 
@@ -600,6 +606,11 @@ static int child_spawn(Child *c)
         }
         child_cache_prepare(c);
         r = config_model_argv(c->config, binary, c->socket_path, c->cache_dir, &argv);
+        STRV_FOREACH(a, c->placement_args) {
+                if (r >= 0 && strv_extend(&argv, *a) < 0) {
+                        r = -ENOMEM;
+                }
+        }
         if (r >= 0 && c->cache_dir) {
                 r = prompt_cache_fingerprint(&st, binary, argv, &c->cache_fingerprint);
         }
@@ -885,11 +896,30 @@ int child_new(const ChildContext *ctx, const ModelConfig *m, child_handler_t han
         return 0;
 }
 
+int child_set_placement(Child *c, char *const *env, char *const *args)
+{
+        char **e = env ? strv_copy((char **) env) : NULL,
+             **a = args ? strv_copy((char **) args) : NULL;
+
+        if ((env && !e) || (args && !a)) {
+                strv_free(e);
+                strv_free(a);
+                return -ENOMEM;
+        }
+        strv_free(c->placement_env);
+        strv_free(c->placement_args);
+        c->placement_env = e;
+        c->placement_args = a;
+        return 0;
+}
+
 Child *child_free(Child *c)
 {
         if (!c) {
                 return NULL;
         }
+        strv_free(c->placement_env);
+        strv_free(c->placement_args);
         c->handler = NULL;
         c->probe = probe_free(c->probe);
         c->meta_probe = probe_free(c->meta_probe);

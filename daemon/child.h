@@ -86,6 +86,10 @@ Child *child_free(Child *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Child *, child_free);
 
 void child_start(Child *c);
+/* What llmd adds for where the next start goes on the GPUs (NULL: nothing): variables set over
+ * the environment (CUDA_VISIBLE_DEVICES=...) and flags after the profile's (--tensor-split ...).
+ * Copied. */
+int child_set_placement(Child *c, char *const *env, char *const *args);
 void child_stop(Child *c);
 /* Replaces the profile (a copy is kept); takes effect at the next spawn. */
 int child_set_config(Child *c, const ModelConfig *m);

@@ -14,6 +14,7 @@
 #include "array.h"
 #include "config.h"
 #include "fileio.h"
+#include "gpu.h"
 #include "parse-util.h"
 #include "strv.h"
 
@@ -216,6 +217,7 @@ const ConfigModelKey config_model_keys[] = {
           "llmd serves local model files only; use 'model = PATH'" },
         { "env", CONFIG_KEY_OWN, NULL },
         { "gpu-memory", CONFIG_KEY_OWN, NULL },
+        { "gpus", CONFIG_KEY_OWN, NULL },
         { "health-check", CONFIG_KEY_OWN, NULL },
         { "health-interval", CONFIG_KEY_OWN, NULL },
         { "hf-file", CONFIG_KEY_REFUSED,
@@ -406,6 +408,31 @@ static int config_duration(Config *c, const char *section, const RawEntry *e, ui
 }
 
 /* "auto" (0) or a size of at least 1M. */
+/* "0,1,3" (the devices' numbers, below GPU_DEVICES_MAX, each once) into a mask. */
+static int config_gpu_list(const char *value, uint64_t *ret)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        uint64_t mask = 0;
+
+        if (strv_split(value, ", \t", &l) < 0) {
+                return -ENOMEM;
+        }
+        if (!l[0]) {
+                return -EINVAL;
+        }
+        STRV_FOREACH(d, l) {
+                unsigned u;
+
+                if (parse_unsigned(*d, GPU_DEVICES_MAX - 1, &u) < 0 ||
+                    (mask & (UINT64_C(1) << u))) {
+                        return -EINVAL;
+                }
+                mask |= UINT64_C(1) << u;
+        }
+        *ret = mask;
+        return 0;
+}
+
 static int config_gpu_memory(Config *c, const char *section, const RawEntry *e, uint64_t *ret)
 {
         uint64_t u;
@@ -521,6 +548,20 @@ static int config_apply_own(Config *c, ModelConfig *m, const char *section, cons
         }
         if (streq(k, "gpu-memory")) {
                 return config_gpu_memory(c, section, e, &m->gpu_memory);
+        }
+        if (streq(k, "gpus")) {
+                m->gpus = 0;
+                if (streq(e->value, "auto")) {
+                        return 0;
+                }
+                r = config_gpu_list(e->value, &m->gpus);
+                if (r == -EINVAL) {
+                        config_error(
+                                c, e->line,
+                                "[%s] gpus: '%s' is not auto or a list of GPU numbers (e.g. 0,1), each once, below %d",
+                                section, e->value, GPU_DEVICES_MAX);
+                }
+                return r;
         }
         if (streq(k, "prompt-cache")) {
                 return config_bool(c, section, e, &m->prompt_cache);
@@ -910,6 +951,26 @@ static int config_llmd_gpu_memory(Config *c, const ConfigLlmdKey *k, const RawEn
         return config_gpu_memory(c, "llmd", e, config_llmd_field(c, k));
 }
 
+/* all, or a list of devices (a mask; 0: all). */
+static int config_llmd_gpus(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
+{
+        uint64_t *ret = config_llmd_field(c, k);
+        int r;
+
+        *ret = 0;
+        if (streq(e->value, "all")) {
+                return 0;
+        }
+        r = config_gpu_list(e->value, ret);
+        if (r == -EINVAL) {
+                config_error(
+                        c, e->line,
+                        "[llmd] gpus: '%s' is not all or a list of GPU numbers (e.g. 0,1), each once, below %d",
+                        e->value, GPU_DEVICES_MAX);
+        }
+        return r;
+}
+
 static int config_llmd_cors_origins(Config *c, const ConfigLlmdKey *k, const RawEntry *e)
 {
         _cleanup_strv_free_ char **l = NULL;
@@ -982,6 +1043,8 @@ const ConfigLlmdKey config_llmd_keys[] = {
                  "How long the requests on a model switched away may finish"),
         LLMD_KEY("gpu-memory", gpu_memory, gpu_memory, 0, 0, "auto",
                  "The GPU memory the models may take together"),
+        LLMD_KEY("gpus", gpus, gpus, 0, 0, "all",
+                 "The GPUs llmd's models may use, by NVML's numbers"),
         /* 0 would close every connection at once. */
         LLMD_KEY("header-timeout", duration, header_timeout_usec, USEC_PER_SEC, 0, "15s",
                  "How long a new connection has to send a whole request header"),
@@ -1361,7 +1424,7 @@ bool config_model_equal(const ModelConfig *a, const ModelConfig *b)
                a->health_interval_usec == b->health_interval_usec &&
                a->restart_usec == b->restart_usec && a->start_limit_burst == b->start_limit_burst &&
                a->start_limit_interval_usec == b->start_limit_interval_usec &&
-               a->prompt_cache == b->prompt_cache;
+               a->prompt_cache == b->prompt_cache && a->gpus == b->gpus;
 }
 
 bool config_model_prompt_cache(const ModelConfig *m)

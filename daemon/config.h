@@ -42,6 +42,9 @@ typedef struct ModelConfig {
         /* The GPU memory the model needs: bytes, or 0 for auto (estimated from the file's
          * header, then what it was seen to use). */
         uint64_t gpu_memory;
+        /* gpus = N,M: the GPUs it goes on, a mask of NVML's numbers; 0: auto, the planner's
+         * choice (residency.h) */
+        uint64_t gpus;
         /* Resident but not active and unused for this long: stopped. 0: never. */
         uint64_t unload_after_usec;
         /* Its slots' prompt caches are saved before a planned stop and restored when it is
@@ -93,6 +96,7 @@ typedef struct Config {
          * what the GPUs report less a margin). */
         unsigned max_resident;
         uint64_t gpu_memory;
+        uint64_t gpus;              /* the GPUs llmd may use, a mask of NVML's numbers; 0: all */
         uint64_t prompt_cache_size; /* all models' saved prompt caches; 0: auto */
         bool prefetch;              /* read recently used models into the page cache */
         uint64_t prefetch_limit;    /* at most this much (0: as free memory allows) */

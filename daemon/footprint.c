@@ -109,9 +109,14 @@ const char *footprint_why(const Footprint *f)
         return f->why;
 }
 
-int footprint_gpu(Footprint *f, GpuMemory *ret)
+unsigned footprint_gpu_devices(const Footprint *f)
 {
-        return f->gpu ? gpu_memory(f->gpu, ret) : -ENODEV;
+        return f->gpu ? gpu_devices(f->gpu) : 0;
+}
+
+int footprint_gpu_device(Footprint *f, unsigned device, GpuMemory *ret)
+{
+        return f->gpu ? gpu_device_memory(f->gpu, device, ret) : -ENODEV;
 }
 
 uint64_t footprint_budget(uint64_t configured, uint64_t total)

@@ -24,8 +24,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Footprint *, footprint_free);
 /* "nvml", or NULL and footprint_why() says why there is none. */
 const char *footprint_source(const Footprint *f);
 const char *footprint_why(const Footprint *f);
-/* What the GPUs have (summed); -ENODEV without a source. */
-int footprint_gpu(Footprint *f, GpuMemory *ret);
+/* How many GPUs the source has (0 without one), and what one has. */
+unsigned footprint_gpu_devices(const Footprint *f);
+int footprint_gpu_device(Footprint *f, unsigned device, GpuMemory *ret);
 /* The budget for llmd's models: configured (gpu_memory, bytes), else total less a margin;
  * 0: unknown. */
 uint64_t footprint_budget(uint64_t configured, uint64_t total);

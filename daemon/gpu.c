@@ -6,7 +6,6 @@
 
 #include "gpu.h"
 
-#define GPU_DEVICES_MAX 64
 #define GPU_PROCESSES_MAX 65536 /* per device: a driver that claims more is not believed */
 
 typedef struct GpuVendor {
@@ -14,8 +13,9 @@ typedef struct GpuVendor {
         /* On failure, sets *ret_why (allocated) unless the failure is -ENOMEM. */
         int (*open)(GpuSource *g, char **ret_why);
         void (*close)(GpuSource *g);
-        int (*memory)(GpuSource *g, GpuMemory *ret);
-        int (*process_memory)(GpuSource *g, pid_t pid, uint64_t *ret);
+        unsigned (*devices)(const GpuSource *g);
+        int (*memory)(GpuSource *g, unsigned device, GpuMemory *ret);
+        int (*process_memory)(GpuSource *g, unsigned device, pid_t pid, uint64_t *ret);
 } GpuVendor;
 
 struct GpuSource {
@@ -227,23 +227,23 @@ static int nvml_open(GpuSource *g, char **ret_why)
         return 0;
 }
 
-static int nvml_memory(GpuSource *g, GpuMemory *ret)
+static unsigned nvml_devices(const GpuSource *g)
+{
+        const Nvml *n = g->state;
+
+        return n->n_devices;
+}
+
+static int nvml_memory(GpuSource *g, unsigned device, GpuMemory *ret)
 {
         Nvml *n = g->state;
-        GpuMemory m = { .devices = n->n_devices };
+        nvmlMemory_t d;
+        nvmlReturn_t e = n->get_memory(n->devices[device], &d);
 
-        for (unsigned i = 0; i < n->n_devices; i++) {
-                nvmlMemory_t d;
-                nvmlReturn_t e = n->get_memory(n->devices[i], &d);
-
-                if (e != NVML_SUCCESS) {
-                        return nvml_errno(e);
-                }
-                m.total += d.total;
-                m.used += d.used;
-                m.free += d.free;
+        if (e != NVML_SUCCESS) {
+                return nvml_errno(e);
         }
-        *ret = m;
+        *ret = (GpuMemory) { .total = d.total, .used = d.used, .free = d.free, .devices = 1 };
         return 0;
 }
 
@@ -276,31 +276,28 @@ static int nvml_processes(Nvml *n, nvmlDevice_t d)
         return -EAGAIN;
 }
 
-static int nvml_process_memory(GpuSource *g, pid_t pid, uint64_t *ret)
+static int nvml_process_memory(GpuSource *g, unsigned device, pid_t pid, uint64_t *ret)
 {
         Nvml *n = g->state;
         uint64_t sum = 0;
+        int count = nvml_processes(n, n->devices[device]);
 
-        for (unsigned i = 0; i < n->n_devices; i++) {
-                int count = nvml_processes(n, n->devices[i]);
+        if (count < 0) {
+                return count;
+        }
+        for (int j = 0; j < count; j++) {
+                const uint8_t *entry =
+                        (const uint8_t *) n->processes + (size_t) j * n->process_info_size;
+                nvmlProcessInfo_v1_t p;
 
-                if (count < 0) {
-                        return count;
+                memcpy(&p, entry, sizeof(p)); /* v2 begins with v1's fields */
+                if (p.pid != (unsigned) pid) {
+                        continue;
                 }
-                for (int j = 0; j < count; j++) {
-                        const uint8_t *entry =
-                                (const uint8_t *) n->processes + (size_t) j * n->process_info_size;
-                        nvmlProcessInfo_v1_t p;
-
-                        memcpy(&p, entry, sizeof(p)); /* v2 begins with v1's fields */
-                        if (p.pid != (unsigned) pid) {
-                                continue;
-                        }
-                        if (p.usedGpuMemory == NVML_VALUE_NOT_AVAILABLE) {
-                                return -ENODATA;
-                        }
-                        sum += p.usedGpuMemory;
+                if (p.usedGpuMemory == NVML_VALUE_NOT_AVAILABLE) {
+                        return -ENODATA;
                 }
+                sum += p.usedGpuMemory;
         }
         *ret = sum;
         return 0;
@@ -310,6 +307,7 @@ static const GpuVendor nvml_vendor = {
         .name = "nvml",
         .open = nvml_open,
         .close = nvml_close,
+        .devices = nvml_devices,
         .memory = nvml_memory,
         .process_memory = nvml_process_memory,
 };
@@ -374,15 +372,62 @@ const char *gpu_source_name(const GpuSource *g)
         return g->vendor->name;
 }
 
+unsigned gpu_devices(const GpuSource *g)
+{
+        return g->vendor->devices(g);
+}
+
+int gpu_device_memory(GpuSource *g, unsigned device, GpuMemory *ret)
+{
+        if (device >= gpu_devices(g)) {
+                return -EINVAL;
+        }
+        return g->vendor->memory(g, device, ret);
+}
+
 int gpu_memory(GpuSource *g, GpuMemory *ret)
 {
-        return g->vendor->memory(g, ret);
+        GpuMemory m = { .devices = gpu_devices(g) };
+
+        for (unsigned i = 0; i < m.devices; i++) {
+                GpuMemory d;
+                int r = g->vendor->memory(g, i, &d);
+
+                if (r < 0) {
+                        return r;
+                }
+                m.total += d.total;
+                m.used += d.used;
+                m.free += d.free;
+        }
+        *ret = m;
+        return 0;
+}
+
+int gpu_device_process_memory(GpuSource *g, unsigned device, pid_t pid, uint64_t *ret)
+{
+        if (pid <= 0 || device >= gpu_devices(g)) {
+                return -EINVAL;
+        }
+        return g->vendor->process_memory(g, device, pid, ret);
 }
 
 int gpu_process_memory(GpuSource *g, pid_t pid, uint64_t *ret)
 {
+        uint64_t sum = 0;
+
         if (pid <= 0) {
                 return -EINVAL;
         }
-        return g->vendor->process_memory(g, pid, ret);
+        for (unsigned i = 0; i < gpu_devices(g); i++) {
+                uint64_t d;
+                int r = g->vendor->process_memory(g, i, pid, &d);
+
+                if (r < 0) {
+                        return r;
+                }
+                sum += d;
+        }
+        *ret = sum;
+        return 0;
 }

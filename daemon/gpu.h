@@ -17,6 +17,8 @@
  * llmd's children's pids do not match, and gpu_process_memory() finds nothing (0).
  */
 
+#define GPU_DEVICES_MAX 64 /* devices beyond are not used */
+
 typedef struct GpuMemory {
         uint64_t total, used, free;
         unsigned devices;
@@ -30,7 +32,14 @@ int gpu_source_open(GpuSource **ret, char **ret_why);
 GpuSource *gpu_source_free(GpuSource *g);
 DEFINE_TRIVIAL_CLEANUP_FUNC(GpuSource *, gpu_source_free);
 const char *gpu_source_name(const GpuSource *g); /* "nvml" */
+/* How many devices, numbered from 0 in NVML's order (by PCI bus, which is CUDA's numbering,
+ * and so CUDA_VISIBLE_DEVICES's, when CUDA_DEVICE_ORDER=PCI_BUS_ID). */
+unsigned gpu_devices(const GpuSource *g);
 /* Summed over all devices. */
 int gpu_memory(GpuSource *g, GpuMemory *ret);
+/* One device's (ret->devices is 1); -EINVAL for a device that is not there. */
+int gpu_device_memory(GpuSource *g, unsigned device, GpuMemory *ret);
 /* GPU memory used by process pid on all devices, 0 if it has none; -errno on failure. */
 int gpu_process_memory(GpuSource *g, pid_t pid, uint64_t *ret);
+/* The same on one device. */
+int gpu_device_process_memory(GpuSource *g, unsigned device, pid_t pid, uint64_t *ret);

@@ -49,6 +49,23 @@ static cJSON *cache_json(const PromptCacheResult *r)
         return o;
 }
 
+/* [{"index": NVML's number, "bytes": on it}] for each GPU of on[] (by number) with bytes. */
+static cJSON *gpus_json(const uint64_t *on)
+{
+        cJSON *a = cJSON_CreateArray();
+
+        for (unsigned i = 0; a && i < GPU_DEVICES_MAX; i++) {
+                if (on[i] > 0) {
+                        cJSON *d = cJSON_CreateObject();
+
+                        cJSON_AddItemToArray(a, d);
+                        cJSON_AddNumberToObject(d, "index", i);
+                        cJSON_AddNumberToObject(d, "bytes", (double) on[i]);
+                }
+        }
+        return a;
+}
+
 static cJSON *model_json(Manager *m, Child *c)
 {
         const ModelConfig *mc = child_config(c);
@@ -97,6 +114,10 @@ static cJSON *model_json(Manager *m, Child *c)
         } else {
                 cJSON_AddNullToObject(g, "bytes");
                 cJSON_AddNullToObject(g, "source");
+        }
+        uint64_t on[GPU_DEVICES_MAX];
+        if (supervisor_model_placed(m->supervisor, child_name(c), on)) {
+                cJSON_AddItemToObject(g, "gpus", gpus_json(on));
         }
         uint64_t est = supervisor_model_estimate(m->supervisor, child_name(c));
         uint64_t seen = supervisor_model_measured(m->supervisor, child_name(c));
@@ -235,6 +256,27 @@ static int method_status(ControlCall *call, cJSON *params, void *userdata)
                 cJSON_AddNullToObject(g, "budget");
         }
         cJSON_AddNumberToObject(g, "resident", (double) gpu.resident);
+        cJSON *devices = cJSON_AddArrayToObject(g, "devices");
+        for (unsigned i = 0; i < gpu.n_devices; i++) {
+                cJSON *d = cJSON_CreateObject();
+
+                cJSON_AddItemToArray(devices, d);
+                cJSON_AddNumberToObject(d, "index", gpu.devices[i].index);
+                cJSON_AddNumberToObject(d, "total", (double) gpu.devices[i].total);
+                cJSON_AddNumberToObject(d, "used", (double) gpu.devices[i].used);
+                cJSON_AddNumberToObject(d, "free", (double) gpu.devices[i].free);
+                cJSON_AddNumberToObject(d, "budget", (double) gpu.devices[i].budget);
+                cJSON *on_it = cJSON_AddArrayToObject(d, "models");
+                for (size_t j = 0; j < n; j++) {
+                        uint64_t on[GPU_DEVICES_MAX];
+
+                        if (supervisor_model_placed(m->supervisor, child_name(children[j]), on) &&
+                            on[gpu.devices[i].index] > 0) {
+                                cJSON_AddItemToArray(on_it,
+                                                     cJSON_CreateString(child_name(children[j])));
+                        }
+                }
+        }
         if (gpu.max_resident) {
                 cJSON_AddNumberToObject(g, "max_resident", gpu.max_resident);
         } else {
@@ -300,6 +342,9 @@ static void switch_on_done(void *userdata, const SwitchResult *r)
                 if (r->changed) {
                         cJSON_AddStringToObject(p, "kind", switch_kind_to_string(r->kind));
                         cJSON_AddItemToObject(p, "evicted", json_strv(r->evicted));
+                        if (r->gpus) {
+                                cJSON_AddItemToObject(p, "gpus", gpus_json(r->gpus));
+                        }
                         uint64_t own = r->total_usec -
                                        MIN(r->total_usec,
                                            r->stop_usec + r->load_usec + r->cache_restored.usec);
@@ -400,6 +445,32 @@ static const char *param_model(ControlCall *call, cJSON *params)
                 return NULL;
         }
         return model->valuestring;
+}
+
+static int method_plan(ControlCall *call, cJSON *params, void *userdata)
+{
+        Manager *m = userdata;
+        const char *model = param_model(call, params);
+        _cleanup_strv_free_ char **evict = NULL;
+        uint64_t on[GPU_DEVICES_MAX];
+        char *why = NULL;
+        cJSON *p;
+        int r;
+
+        if (!model) {
+                return 0;
+        }
+        r = supervisor_plan_preview(m->supervisor, model, on, &evict, &why);
+        if (r < 0) {
+                return reply_refused(call, r, model, why);
+        }
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "model", model);
+        cJSON_AddItemToObject(p, "gpus", gpus_json(on));
+        cJSON_AddItemToObject(p, "evict", json_strv(evict));
+        cJSON_AddStringToObject(p, "why", why ? why : "");
+        free(why);
+        return control_call_reply(call, p, false);
 }
 
 /* Load and Unload: a model's name, then the supervisor; Load replies when it is done, Unload
@@ -546,6 +617,7 @@ const control_handler_t manager_control_handlers[_CONTROL_METHOD_MAX] = {
         [CONTROL_METHOD_GET_INFO] = method_get_info,
         [CONTROL_METHOD_LIST] = method_list,
         [CONTROL_METHOD_LOAD] = method_load,
+        [CONTROL_METHOD_PLAN] = method_plan,
         [CONTROL_METHOD_RELOAD] = method_reload,
         [CONTROL_METHOD_START] = method_start,
         [CONTROL_METHOD_STATUS] = method_status,

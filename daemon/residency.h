@@ -40,3 +40,61 @@ int residency_plan(const ResidentModel *models, size_t n, size_t target, const R
  * that what runs fits again as far as it can without the active and pinned models. */
 void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits *l,
                     size_t *ret_evict, size_t *ret_n);
+
+/*
+ * Where a model goes on a machine with several GPUs, and what stops for it there: the same
+ * decision as residency_plan(), per GPU. Each GPU has its own budget; a running model has its
+ * bytes on the GPUs it runs on (on[]). A target the planner may place (want 0):
+ *
+ *   - fits on one GPU as things are: the GPU where it leaves the smallest hole (best fit, so
+ *     the largest holes stay for what comes next);
+ *   - fits on one GPU once models there stop: the GPU where the fewest, and the least recently
+ *     used, stop; only models on that GPU stop, least recently used first, the active one last;
+ *   - fits on no single GPU: split over the fewest GPUs that hold it, in proportion to their
+ *     free memory (after what must stop on them);
+ *   - none of these: -E2BIG, and nothing stops (unless it ran before: then it runs alone,
+ *     over every GPU).
+ *
+ * A target with want set (its gpus = N,M or its profile's device, tensor-split, main-gpu or
+ * CUDA_VISIBLE_DEVICES) goes there, its need shared in proportion to those GPUs' budgets.
+ * One GPU (or none known) is residency_plan(), exactly.
+ */
+#define PLACEMENT_GPUS_MAX 16
+
+typedef struct PlacementGpu {
+        unsigned index; /* NVML's number, as CUDA_VISIBLE_DEVICES names it */
+        uint64_t budget;
+} PlacementGpu;
+
+typedef struct PlacedModel {
+        ResidentModel m;
+        uint64_t want;                   /* not running: the GPUs it must go on (positions in the
+                                            GPU array); 0: the planner chooses */
+        uint64_t on[PLACEMENT_GPUS_MAX]; /* running: its bytes on each GPU */
+} PlacedModel;
+
+typedef enum PlacementKind {
+        PLACEMENT_RUNNING, /* it runs already: nothing to do */
+        PLACEMENT_ONE,     /* on one GPU, where it fits best */
+        PLACEMENT_SPLIT,   /* over several, none holding it alone */
+        PLACEMENT_FIXED,   /* where its configuration says */
+        PLACEMENT_ALONE,   /* over every GPU, alone: over the budgets, but it ran before */
+        _PLACEMENT_KIND_MAX,
+} PlacementKind;
+
+typedef struct Placement {
+        PlacementKind kind;
+        uint64_t gpus;                      /* positions in the GPU array; 0 with no GPU known */
+        uint64_t share[PLACEMENT_GPUS_MAX]; /* its bytes on each */
+        size_t n_evict;                     /* models to stop, in ret_evict, in this order */
+} Placement;
+
+int placement_plan(const PlacedModel *models, size_t n, size_t target, const PlacementGpu *gpus,
+                   unsigned n_gpus, unsigned max_resident, size_t *ret_evict, Placement *ret);
+
+/* What placement_plan() decided, in words, for llmctl plan and switch: "on GPU 1 (10.0 GiB,
+ * best fit: 4.0 GiB left there); stops gemma (least recently used on GPU 1)". r is what
+ * placement_plan() returned. */
+char *placement_describe(const PlacedModel *models, size_t n, size_t target,
+                         const PlacementGpu *gpus, unsigned n_gpus, const size_t *evict,
+                         const Placement *p, int r);

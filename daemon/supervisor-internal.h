@@ -34,6 +34,12 @@ struct Model {
         DrainWait *drain;    /* the drain in progress */
         CacheJob *cache_job; /* saving (SAVING), or restoring (LOADING, its child ready) */
         PromptCacheResult saved, restored; /* the last of each (error NULL) */
+        /* Where it is on the GPUs: its bytes on each, by NVML's number (all 0: not placed by
+         * llmd, counted over every GPU); planned: what supervisor_plan() chose for its next
+         * start, taken by supervisor_place() */
+        uint64_t gpu_on[GPU_DEVICES_MAX];
+        uint64_t gpu_planned[GPU_DEVICES_MAX];
+        bool planned;
 };
 
 typedef struct SwitchWaiter {
@@ -127,6 +133,9 @@ const char *supervisor_binary(const Config *c);
 
 /* supervisor-switch.c: operations */
 ResidentModel *supervisor_plan_input(Supervisor *s, ResidencyLimits *ret_limits);
+/* Where m's child goes on the GPUs as it starts (SERVING_ACTION_START): what the switch planned,
+ * else placement_plan()'s choice now; said to the child as CUDA_VISIBLE_DEVICES and flags. */
+void supervisor_place(Model *m);
 void supervisor_prefetch(Supervisor *s);
 void supervisor_advance(Supervisor *s);
 bool supervisor_generation_down(const Supervisor *s);

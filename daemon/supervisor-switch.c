@@ -45,36 +45,161 @@ ResidentModel *supervisor_plan_input(Supervisor *s, ResidencyLimits *ret_limits)
         return models;
 }
 
-/* The models to stop so that target fits (names), or -E2BIG with the reason. */
-static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict, char **ret_reason)
+/* Where a profile that places itself says it goes: CUDA_VISIBLE_DEVICES in its env, or --device
+ * CUDAn,..., --tensor-split (the GPUs of a share not 0) or --main-gpu with --split-mode none.
+ * *ret_want: those GPUs by NVML's number, 0 where the profile does not say which (all). */
+static bool profile_places_itself(const ModelConfig *c, uint64_t *ret_want)
+{
+        const char *list = NULL;
+        bool shares = false;
+
+        *ret_want = 0;
+        STRV_FOREACH(e, c->env) {
+                if (startswith(*e, "CUDA_VISIBLE_DEVICES=")) {
+                        list = *e + strlen("CUDA_VISIBLE_DEVICES=");
+                }
+        }
+        for (size_t i = 0; !list && c->args && c->args[i]; i++) {
+                const char *v = c->args[i + 1];
+
+                if (streq(c->args[i], "--device") && v) {
+                        list = v;
+                } else if (streq(c->args[i], "--tensor-split") && v) {
+                        list = v;
+                        shares = true;
+                } else if (streq(c->args[i], "--main-gpu") && v) {
+                        list = strv_contains(c->args, "none") ? v : "";
+                }
+        }
+        if (!list) {
+                return false;
+        }
+        /* "1,3", "CUDA1,CUDA3", or shares "3,0,1": device n (or the nth share, when not 0) */
+        for (unsigned n = 0; *list; n++) {
+                char *end;
+                unsigned long d;
+
+                list += strspn(list, "CUDA");
+                d = strtoul(list, &end, 10);
+                if (end == list) {
+                        break;
+                }
+                if (shares ? d > 0 && n < GPU_DEVICES_MAX : d < GPU_DEVICES_MAX) {
+                        *ret_want |= UINT64_C(1) << (shares ? n : d);
+                }
+                list = end + strspn(end, ",/ ");
+        }
+        return true;
+}
+
+/* The models as placement_plan() sees them, and the GPUs: those of [llmd] gpus where there are
+ * several, else one with the whole budget (residency_plan()'s case, as before). */
+static PlacedModel *supervisor_placement_input(Supervisor *s, const SupervisorGpu *gpu,
+                                               PlacementGpu *ret_gpus, unsigned *ret_n)
 {
         ResidencyLimits l;
-        _cleanup_free_ ResidentModel *models = supervisor_plan_input(s, &l);
+        _cleanup_free_ ResidentModel *rm = supervisor_plan_input(s, &l);
+        PlacedModel *pm = calloc(MAX(s->n_models, (size_t) 1), sizeof(PlacedModel));
+        unsigned n = gpu->n_devices > 1 ? MIN(gpu->n_devices, (unsigned) PLACEMENT_GPUS_MAX) : 1;
+
+        if (!rm || !pm) {
+                return mfree(pm);
+        }
+        for (unsigned g = 0; g < n; g++) {
+                ret_gpus[g] =
+                        n > 1 ? (PlacementGpu) { gpu->devices[g].index, gpu->devices[g].budget }
+                              : (PlacementGpu) { gpu->n_devices ? gpu->devices[0].index : 0,
+                                                 gpu->budget };
+        }
+        for (size_t i = 0; i < s->n_models; i++) {
+                const Model *m = s->models[i];
+                const ModelConfig *c = model_config(m);
+                uint64_t want = c->gpus, budgets = 0, placed = 0;
+
+                pm[i].m = rm[i];
+                if (!want) {
+                        (void) profile_places_itself(c, &want);
+                }
+                for (unsigned g = 0; g < n; g++) {
+                        pm[i].want |=
+                                want & (UINT64_C(1) << ret_gpus[g].index) ? UINT64_C(1) << g : 0;
+                        pm[i].on[g] = m->gpu_on[ret_gpus[g].index];
+                        placed += pm[i].on[g];
+                }
+                if (!rm[i].running || placed > 0) {
+                        continue;
+                }
+                /* not placed by llmd: where its profile says, else over every GPU, as
+                 * llama-server spreads its layers, in proportion to the budgets */
+                for (unsigned g = 0; g < n; g++) {
+                        budgets += !pm[i].want || pm[i].want & (UINT64_C(1) << g)
+                                           ? ret_gpus[g].budget
+                                           : 0;
+                }
+                for (unsigned g = 0; g < n && budgets > 0; g++) {
+                        if (!pm[i].want || pm[i].want & (UINT64_C(1) << g)) {
+                                pm[i].on[g] = (uint64_t) (rm[i].bytes *
+                                                          (unsigned __int128) ret_gpus[g].budget /
+                                                          budgets);
+                        }
+                }
+                if (budgets == 0) {
+                        pm[i].on[0] = rm[i].bytes;
+                }
+        }
+        *ret_n = n;
+        return pm;
+}
+
+/* The models to stop so that target fits (names), or -E2BIG with the reason; where it goes is
+ * kept for its start (supervisor_place()) unless preview. With ret_on (bytes by NVML's number,
+ * all 0 where llmd does not choose) and ret_why (in words), what it decided. */
+static int supervisor_plan(Supervisor *s, const char *target, bool preview, char ***ret_evict,
+                           char **ret_reason, uint64_t *ret_on, char **ret_why)
+{
+        SupervisorGpu gpu;
+        PlacementGpu gpus[PLACEMENT_GPUS_MAX];
+        unsigned n_gpus = 0;
+        _cleanup_free_ PlacedModel *models = NULL;
         _cleanup_free_ size_t *evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
         _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
-        size_t t = 0, n = 0;
+        Placement p;
+        size_t t = 0;
         int r;
 
+        supervisor_gpu(s, &gpu);
+        models = supervisor_placement_input(s, &gpu, gpus, &n_gpus);
         if (!models || !evict || !names) {
                 return -ENOMEM;
         }
         for (size_t i = 0; i < s->n_models; i++) {
-                if (streq(models[i].name, target)) {
+                if (streq(models[i].m.name, target)) {
                         t = i;
                 }
         }
-        r = residency_plan(models, s->n_models, t, &l, evict, &n);
+        r = placement_plan(models, s->n_models, t, gpus, n_gpus, gpu.max_resident, evict, &p);
+        if (ret_why && r >= 0) {
+                *ret_why = placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
+                if (!*ret_why) {
+                        return -ENOMEM;
+                }
+        }
+        if (r == -E2BIG && n_gpus > 1) {
+                *ret_reason =
+                        placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
+                return r;
+        }
         if (r == -E2BIG) {
                 uint64_t pinned = 0;
 
                 for (size_t i = 0; i < s->n_models; i++) {
-                        pinned += models[i].pinned && models[i].running ? models[i].bytes : 0;
+                        pinned += models[i].m.pinned && models[i].m.running ? models[i].m.bytes : 0;
                 }
                 if (asprintf(ret_reason,
                              "%s needs %.1f GiB of GPU memory and the budget is %.1f GiB, "
                              "%.1f GiB of it taken by pinned models: it does not fit even alone",
-                             target, (double) models[t].bytes / (1ULL << 30),
-                             (double) l.budget / (1ULL << 30),
+                             target, (double) models[t].m.bytes / (1ULL << 30),
+                             (double) gpu.budget / (1ULL << 30),
                              (double) pinned / (1ULL << 30)) < 0) {
                         *ret_reason = NULL;
                 }
@@ -83,13 +208,126 @@ static int supervisor_plan(Supervisor *s, const char *target, char ***ret_evict,
         if (r < 0) {
                 return r;
         }
-        for (size_t i = 0; i < n; i++) {
-                if (strv_extend(&names, models[evict[i]].name) < 0) {
+        for (size_t i = 0; i < p.n_evict; i++) {
+                if (strv_extend(&names, models[evict[i]].m.name) < 0) {
                         return -ENOMEM;
+                }
+        }
+        if (n_gpus > 1) {
+                Model *m = s->models[t];
+                uint64_t on[GPU_DEVICES_MAX] = {};
+
+                for (unsigned g = 0; g < n_gpus; g++) {
+                        on[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.share[g] : 0;
+                }
+                if (ret_on) {
+                        memcpy(ret_on, on, sizeof(on));
+                }
+                if (!preview && p.kind != PLACEMENT_RUNNING) {
+                        memcpy(m->gpu_planned, on, sizeof(on));
+                        m->planned = true;
                 }
         }
         *ret_evict = TAKE_PTR(names);
         return 0;
+}
+
+/* CUDA_VISIBLE_DEVICES (by PCI bus, NVML's order) for the GPUs of on[], and where there are
+ * several, --split-mode layer (unless the profile sets one) and --tensor-split in proportion to
+ * on[] (MiB). */
+static int supervisor_place_child(Model *m, const uint64_t *on)
+{
+        _cleanup_strv_free_ char **env = NULL, **args = NULL;
+        char visible[GPU_DEVICES_MAX * 4 + 32] = "CUDA_VISIBLE_DEVICES=",
+                                           split[GPU_DEVICES_MAX * 24];
+        size_t v = strlen(visible), t = 0;
+        unsigned n = 0;
+
+        split[0] = '\0';
+        for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
+                if (on[i] > 0) {
+                        v += (size_t) snprintf(visible + v, sizeof(visible) - v, "%s%u",
+                                               n ? "," : "", i);
+                        t += (size_t) snprintf(split + t, sizeof(split) - t, "%s%" PRIu64,
+                                               n ? "," : "", MAX(on[i] >> 20, (uint64_t) 1));
+                        n++;
+                }
+        }
+        if (n == 0) {
+                return child_set_placement(m->child, NULL, NULL);
+        }
+        if (strv_extend(&env, "CUDA_DEVICE_ORDER=PCI_BUS_ID") < 0 ||
+            strv_extend(&env, visible) < 0) {
+                return -ENOMEM;
+        }
+        if (n > 1 &&
+            ((!strv_contains(model_config(m)->args, "--split-mode") &&
+              (strv_extend(&args, "--split-mode") < 0 || strv_extend(&args, "layer") < 0)) ||
+             strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, split) < 0)) {
+                return -ENOMEM;
+        }
+        return child_set_placement(m->child, env, args);
+}
+
+void supervisor_place(Model *m)
+{
+        Supervisor *s = m->supervisor;
+        SupervisorGpu gpu;
+        PlacementGpu gpus[PLACEMENT_GPUS_MAX];
+        unsigned n_gpus = 0;
+        uint64_t want, on[GPU_DEVICES_MAX] = {};
+        _cleanup_free_ PlacedModel *models = NULL;
+        _cleanup_free_ size_t *evict = NULL;
+        _cleanup_free_ char *why = NULL;
+        bool planned = m->planned;
+        Placement p;
+        size_t t = 0;
+        int r;
+
+        m->planned = false;
+        memset(m->gpu_on, 0, sizeof(m->gpu_on));
+        supervisor_gpu(s, &gpu);
+        if (profile_places_itself(model_config(m), &want) || gpu.n_devices == 0 ||
+            (gpu.n_devices == 1 && footprint_gpu_devices(s->footprint) <= 1)) {
+                /* where the profile says, or the one GPU there is: nothing to add */
+                (void) child_set_placement(m->child, NULL, NULL);
+                return;
+        }
+        if (gpu.n_devices == 1) {
+                /* [llmd] gpus names one GPU of several */
+                on[gpu.devices[0].index] =
+                        MAX(footprint_need(s->footprint, model_config(m), NULL), (uint64_t) 1);
+        } else if (planned) {
+                memcpy(on, m->gpu_planned, sizeof(on));
+        } else {
+                models = supervisor_placement_input(s, &gpu, gpus, &n_gpus);
+                evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
+                if (!models || !evict) {
+                        log_error("%s: placement: out of memory", model_name(m));
+                        return;
+                }
+                for (size_t i = 0; i < s->n_models; i++) {
+                        t = s->models[i] == m ? i : t;
+                }
+                models[t].m.running = false; /* LOADING already: placed now */
+                /* a start no switch planned (at startup, a restart): where it fits now */
+                r = placement_plan(models, s->n_models, t, gpus, n_gpus, 0, evict, &p);
+                for (unsigned g = 0; g < n_gpus; g++) {
+                        on[gpus[g].index] = r < 0 ? gpus[g].budget
+                                            : p.gpus & (UINT64_C(1) << g)
+                                                    ? MAX(p.share[g], (uint64_t) 1)
+                                                    : 0;
+                }
+                why = placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
+        }
+        if (supervisor_place_child(m, on) < 0) {
+                log_error("%s: placement: out of memory", model_name(m));
+                return;
+        }
+        memcpy(m->gpu_on, on, sizeof(on));
+        if (why) {
+                log_model(LOG_INFO, model_name(m), "place", "%s", why);
+        }
 }
 
 /* The files of the generation models that are not loaded into the page cache: the next switch
@@ -197,6 +435,10 @@ void op_finish(Supervisor *s, int error, const char *restored, const char *super
                 .cache_saved = op->cache_saved,
                 .cache_restored = op->cache_restored,
         };
+        uint64_t on[GPU_DEVICES_MAX];
+        if (error == 0 && op->target && supervisor_model_placed(s, op->target, on)) {
+                r.gpus = on;
+        }
         if (op->stopped_usec > 0) {
                 r.stop_usec = op->stopped_usec - op->start_usec;
         }
@@ -537,7 +779,7 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         }
 
         if (t) {
-                r = supervisor_plan(s, target, &evict, ret_reason);
+                r = supervisor_plan(s, target, false, &evict, ret_reason, NULL, NULL);
                 if (r < 0) {
                         return r;
                 }
@@ -684,4 +926,31 @@ int supervisor_start_active(Supervisor *s, const SwitchCallbacks *cb, void *user
                 return -ENOENT;
         }
         return supervisor_switch(s, s->active, 0, cb, userdata, ret_reason);
+}
+
+bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX])
+{
+        Model *m = supervisor_model(s, model);
+        bool any = false;
+
+        for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
+                ret_on[i] = m && serving_state_running(m->state) ? m->gpu_on[i] : 0;
+                any = any || ret_on[i] > 0;
+        }
+        return any;
+}
+
+int supervisor_plan_preview(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX],
+                            char ***ret_evict, char **ret_why)
+{
+        const ModelConfig *m = NULL;
+        int r;
+
+        *ret_why = NULL;
+        memset(ret_on, 0, GPU_DEVICES_MAX * sizeof(uint64_t));
+        r = supervisor_check_target(s, model, &m, ret_why);
+        if (r < 0) {
+                return r;
+        }
+        return supervisor_plan(s, m->name, true, ret_evict, ret_why, ret_on, ret_why);
 }

@@ -310,6 +310,7 @@ static void model_do(Model *m, ServingAction a)
                  * previous one, or a removed profile's): once it is, supervisor_start_pending(). */
                 m->again = false;
                 m->start_pending = true;
+                supervisor_place(m);
                 supervisor_start_pending(m->supervisor);
                 return;
         case SERVING_ACTION_DRAIN:
@@ -387,21 +388,55 @@ void model_event(Model *m, ServingEvent e, ServingWhy why)
 
 /* ---- GPU memory and the planner ---- */
 
+/* The GPUs of [llmd] gpus that the source has, each with its share of the budget: a configured
+ * gpu-memory shared in proportion to their totals, else each one's total less its margin. */
+static void supervisor_gpu_devices(Supervisor *s, SupervisorGpu *ret)
+{
+        unsigned n = MIN(footprint_gpu_devices(s->footprint), (unsigned) GPU_DEVICES_MAX);
+
+        for (unsigned i = 0; i < n; i++) {
+                SupervisorGpuDevice *d = &ret->devices[ret->n_devices];
+                GpuMemory g;
+
+                if ((s->config->gpus && !(s->config->gpus & (UINT64_C(1) << i))) ||
+                    footprint_gpu_device(s->footprint, i, &g) < 0) {
+                        continue;
+                }
+                *d = (SupervisorGpuDevice) {
+                        .index = i, .total = g.total, .used = g.used, .free = g.free
+                };
+                ret->total += g.total;
+                ret->used += g.used;
+                ret->free += g.free;
+                ret->n_devices++;
+        }
+        for (unsigned i = 0; i < ret->n_devices; i++) {
+                SupervisorGpuDevice *d = &ret->devices[i];
+
+                if (s->config->gpu_memory > 0) {
+                        /* the last takes what division left over: the shares add up */
+                        d->budget = i + 1 < ret->n_devices
+                                            ? (uint64_t) ((double) s->config->gpu_memory *
+                                                          d->total / ret->total)
+                                            : s->config->gpu_memory - ret->budget;
+                } else {
+                        d->budget = footprint_budget(0, d->total);
+                }
+                ret->budget += d->budget;
+        }
+}
+
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret)
 {
-        GpuMemory g = {};
-
         *ret = (SupervisorGpu) { .source = footprint_source(s->footprint),
                                  .why = footprint_why(s->footprint) };
         for (size_t i = 0; i < s->n_models; i++) {
                 footprint_measure(s->footprint, s->children[i]);
         }
-        if (footprint_gpu(s->footprint, &g) >= 0) {
-                ret->total = g.total;
-                ret->used = g.used;
-                ret->free = g.free;
+        supervisor_gpu_devices(s, ret);
+        if (ret->n_devices == 0) {
+                ret->budget = s->config->gpu_memory;
         }
-        ret->budget = footprint_budget(s->config->gpu_memory, ret->total);
         ret->max_resident = s->config->max_resident ? s->config->max_resident : ret->budget ? 0 : 1;
         for (size_t i = 0; i < s->n_models; i++) {
                 const char *how;

@@ -5,6 +5,7 @@
 
 #include "child.h"
 #include "config.h"
+#include "gpu.h"
 #include "metrics.h"
 #include "prompt-cache.h"
 #include "serving.h"
@@ -66,6 +67,9 @@ typedef struct SwitchResult {
         uint64_t stop_usec, load_usec, total_usec;
         /* The prompt caches the models stopped saved, and those the target restored. */
         PromptCacheResult cache_saved, cache_restored;
+        /* where llmd put the target: its bytes on each GPU by NVML's number; NULL where it did
+         * not choose */
+        const uint64_t *gpus;
 } SwitchResult;
 
 typedef struct SwitchCallbacks {
@@ -118,16 +122,33 @@ ServingState supervisor_serving(const Supervisor *s, const char *model, ServingW
  * loads; a request for a model not wanted (under routing = switch) asks for a switch. */
 bool supervisor_wanted(const Supervisor *s, const char *model);
 
+/* One GPU llmd may use ([llmd] gpus): what the source reports, and its share of the budget. */
+typedef struct SupervisorGpuDevice {
+        unsigned index; /* NVML's number */
+        uint64_t total, used, free, budget;
+} SupervisorGpuDevice;
+
 /* GPU memory, as llmd sees it: source NULL (and why) without a GPU source. */
 typedef struct SupervisorGpu {
         const char *source;         /* "nvml", or NULL */
         const char *why;            /* why there is none */
-        uint64_t total, used, free; /* the GPUs', as the source reports; 0 without one */
-        uint64_t budget;   /* for llmd's models: gpu-memory, else total less a margin; 0: unknown */
+        uint64_t total, used, free; /* the GPUs' llmd may use, summed; 0 without a source */
+        /* for llmd's models: gpu-memory, else each GPU's total less its margin; 0: unknown */
+        uint64_t budget;
         uint64_t resident; /* what llmd's running models take (measured, configured or estimated) */
         unsigned max_resident; /* 0: no limit */
+        unsigned n_devices;    /* those of [llmd] gpus that the source has */
+        SupervisorGpuDevice devices[GPU_DEVICES_MAX];
 } SupervisorGpu;
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
+/* Where llmd put a running model on the GPUs: its bytes on each, by NVML's number; false (all
+ * 0) where it did not choose (one GPU, or the profile says). */
+bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX]);
+/* What a switch to model would do now, without doing it: where it would go (ret_on, as
+ * supervisor_model_placed() says it), the models it would stop (ret_evict) and why, in words
+ * (ret_why). The refusals of supervisor_switch(), with the reason in ret_why. */
+int supervisor_plan_preview(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX],
+                            char ***ret_evict, char **ret_why);
 /* What model needs on the GPU, and how that is known: "configured", "measured" (seen by the GPU
  * source when it last ran), "estimated" (from the file's header), or NULL (0: unknown). */
 uint64_t supervisor_model_gpu(Supervisor *s, const char *model, const char **ret_how);

@@ -4,10 +4,12 @@
  * directory $LLMD_FAKE_NVML, where
  *
  *   total     bytes of memory of each device (required: without it, no driver)
- *   devices   how many devices (default 1); processes are all on the first
- *   PID       one file per process using the GPU, holding its bytes (llama-sim writes its own
- *             with LLAMA_SIM_GPU_MB); a process that is gone or a zombie is not counted, as the
- *             driver frees a process's memory when it exits
+ *   total.N   bytes of memory of device N, where it differs from total
+ *   devices   how many devices (default 1)
+ *   PID       one file per process using the GPU: its bytes on device 0, or lines "N BYTES",
+ *             its bytes on device N (llama-sim writes its own with LLAMA_SIM_GPU_MB, over the
+ *             devices of its CUDA_VISIBLE_DEVICES); a process that is gone or a zombie is not
+ *             counted, as the driver frees a process's memory when it exits
  *
  * and a device's used memory is the sum of its processes'. Built twice: as today's library
  * (nvmlDeviceGetComputeRunningProcesses_v3, four-field entries) and, with FAKE_NVML_V1, as an
@@ -128,8 +130,51 @@ static bool fake_pid_alive(const char *pid)
         return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
-/* Calls each(pid, bytes) for every live process of the directory; returns how many. */
-static unsigned fake_processes(void (*each)(unsigned pid, unsigned long long bytes, void *u),
+/* A process file's bytes on device i: "BYTES" (device 0) or lines "N BYTES"; false when it has
+ * none there or is malformed. */
+static bool fake_process_bytes(const char *name, unsigned i, unsigned long long *ret)
+{
+        char path[PATH_MAX + 64], buf[1024], *p, *end;
+        unsigned long long device, bytes;
+        bool found = false;
+
+        snprintf(path, sizeof(path), "%s/%s", fake_dir, name);
+        if (!fake_read(path, buf, sizeof(buf))) {
+                return false;
+        }
+        *ret = 0;
+        for (p = buf; *p; p = end) {
+                errno = 0;
+                device = strtoull(p, &end, 10);
+                if (errno != 0 || end == p) {
+                        return false;
+                }
+                if (*end == '\n' || *end == '\0') {
+                        if (p != buf) {
+                                return false;
+                        }
+                        bytes = device; /* the plain form: device 0 */
+                        device = 0;
+                } else {
+                        p = end;
+                        bytes = strtoull(p, &end, 10);
+                        if (errno != 0 || end == p || (*end != '\n' && *end != '\0')) {
+                                return false;
+                        }
+                }
+                if (device == i) {
+                        *ret += bytes;
+                        found = true;
+                }
+                end += *end == '\n';
+        }
+        return found;
+}
+
+/* Calls each(pid, bytes) for every live process of the directory with memory on device i;
+ * returns how many. */
+static unsigned fake_processes(unsigned i,
+                               void (*each)(unsigned pid, unsigned long long bytes, void *u),
                                void *userdata)
 {
         struct dirent *e;
@@ -146,7 +191,8 @@ static unsigned fake_processes(void (*each)(unsigned pid, unsigned long long byt
                 for (const char *c = e->d_name; *c; c++) {
                         digits = digits && isdigit((unsigned char) *c);
                 }
-                if (!digits || !fake_pid_alive(e->d_name) || !fake_read_number(e->d_name, &bytes)) {
+                if (!digits || !fake_pid_alive(e->d_name) ||
+                    !fake_process_bytes(e->d_name, i, &bytes)) {
                         continue;
                 }
                 if (each) {
@@ -216,6 +262,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *m
 {
         unsigned long long total, used = 0;
         int i = fake_device_index(device);
+        char name[32];
 
         if (!fake_initialised) {
                 return NVML_ERROR_UNINITIALIZED;
@@ -223,12 +270,11 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *m
         if (i < 0 || !memory) {
                 return NVML_ERROR_INVALID_ARGUMENT;
         }
-        if (!fake_read_number("total", &total)) {
+        snprintf(name, sizeof(name), "total.%d", i);
+        if (!fake_read_number(name, &total) && !fake_read_number("total", &total)) {
                 return NVML_ERROR_UNKNOWN;
         }
-        if (i == 0) {
-                fake_processes(fake_add, &used);
-        }
+        fake_processes((unsigned) i, fake_add, &used);
         memory->total = total;
         memory->used = used;
         memory->free = used < total ? total - used : 0;
@@ -267,9 +313,7 @@ static nvmlReturn_t fake_get_processes(nvmlDevice_t device, unsigned *count,
                 return NVML_ERROR_INVALID_ARGUMENT;
         }
         f.max = *count;
-        if (i == 0) {
-                fake_processes(fake_fill, &f);
-        }
+        fake_processes((unsigned) i, fake_fill, &f);
         /* NVML's contract: the count needed, and no entries, when the array is too small */
         *count = f.n;
         return f.n > f.max ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;

@@ -87,6 +87,33 @@ static int sim_open_requests(void)
 /* $LLMD_FAKE_NVML/PID while loaded (LLAMA_SIM_GPU_MB), for the fake NVML; "" when none. */
 static char sim_gpu_path[4096];
 
+/* Writes the lines "DEVICE BYTES" of the fake NVML: LLAMA_SIM_GPU_MB spread evenly over the
+ * devices of CUDA_VISIBLE_DEVICES (as llama-server spreads its layers over the GPUs it sees),
+ * or all on device 0 without it. */
+static void sim_gpu_write(FILE *f, uint64_t bytes)
+{
+        const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+        unsigned devices[64], n = 0;
+        char *end;
+
+        for (const char *p = visible; p && *p && n < ELEMENTSOF(devices); p = end) {
+                unsigned long d = strtoul(p, &end, 10);
+
+                if (end == p) {
+                        break;
+                }
+                devices[n++] = (unsigned) d;
+                end += *end == ',';
+        }
+        if (n == 0) {
+                devices[n++] = 0;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                fprintf(f, "%u %llu\n", devices[i],
+                        (unsigned long long) (bytes / n + (i == 0 ? bytes % n : 0)));
+        }
+}
+
 /*
  * Says to the fake NVML (tests/nvml-fake) that this process now holds LLAMA_SIM_GPU_MB MiB of
  * GPU memory, as a real llama-server does once its model is loaded. Written whole and renamed
@@ -111,7 +138,7 @@ static void sim_gpu_publish(void)
                 log_plain("llama-sim: cannot write %s: %s\n", tmp, strerror(errno));
                 return;
         }
-        fprintf(f, "%lld\n", (long long) sim_config.gpu_mb * 1024 * 1024);
+        sim_gpu_write(f, (uint64_t) sim_config.gpu_mb * 1024 * 1024);
         snprintf(sim_gpu_path, sizeof(sim_gpu_path), "%s/%d", sim_config.fake_nvml, (int) getpid());
         if (fclose(f) != 0 || rename(tmp, sim_gpu_path) < 0) {
                 log_plain("llama-sim: cannot write %s: %s\n", sim_gpu_path, strerror(errno));

@@ -185,6 +185,68 @@ TEST(memory_and_processes)
         }
 }
 
+/* Each device its own total and its processes' use; a process on several devices. */
+TEST(several_devices)
+{
+        _cleanup_(gpu_source_freep) GpuSource *g = NULL;
+        char path[128];
+        uint64_t bytes;
+        GpuMemory m;
+        pid_t a, b;
+        FILE *f;
+
+        SKIP_UNLESS(fake, "needs the fake NVML (test-gpu fake)");
+        a = spawn_idle();
+        b = spawn_idle();
+        put("devices", 4);
+        put("total", 24 * 1024 * MiB);
+        put("total.2", 48 * 1024 * MiB);
+        snprintf(path, sizeof(path), "%s/%d", dir, (int) a);
+        f = fopen(path, "we");
+        check(f);
+        fprintf(f, "1 %llu\n2 %llu\n", 3000 * (unsigned long long) MiB,
+                5000 * (unsigned long long) MiB);
+        check(fclose(f) == 0);
+        put_pid(b, 700 * MiB); /* the plain form: device 0 */
+        setenv("LLMD_FAKE_NVML", dir, 1);
+
+        check_inteq(gpu_source_open(&g, NULL), 0);
+        check_inteq(gpu_devices(g), 4);
+        check_inteq(gpu_device_memory(g, 0, &m), 0);
+        check_inteq(m.devices, 1);
+        check_inteq(m.total, 24 * 1024 * MiB);
+        check_inteq(m.used, 700 * MiB);
+        check_inteq(gpu_device_memory(g, 1, &m), 0);
+        check_inteq(m.used, 3000 * MiB);
+        check_inteq(m.free, (24 * 1024 - 3000) * MiB);
+        check_inteq(gpu_device_memory(g, 2, &m), 0);
+        check_inteq(m.total, 48 * 1024 * MiB);
+        check_inteq(m.used, 5000 * MiB);
+        check_inteq(gpu_device_memory(g, 3, &m), 0);
+        check_inteq(m.used, 0);
+        check_inteq(gpu_device_memory(g, 4, &m), -EINVAL);
+        check_inteq(gpu_memory(g, &m), 0);
+        check_inteq(m.devices, 4);
+        check_inteq(m.total, (3 * 24 + 48) * 1024 * MiB);
+        check_inteq(m.used, 8700 * MiB);
+
+        check_inteq(gpu_device_process_memory(g, 2, a, &bytes), 0);
+        check_inteq(bytes, 5000 * MiB);
+        check_inteq(gpu_device_process_memory(g, 0, a, &bytes), 0);
+        check_inteq(bytes, 0);
+        check_inteq(gpu_device_process_memory(g, 0, b, &bytes), 0);
+        check_inteq(bytes, 700 * MiB);
+        check_inteq(gpu_device_process_memory(g, 4, b, &bytes), -EINVAL);
+        check_inteq(process_memory(g, a), 8000 * MiB);
+
+        stop(a);
+        stop(b);
+        check(unlink(path) == 0);
+        snprintf(path, sizeof(path), "%s/total.2", dir);
+        check(unlink(path) == 0);
+        put("devices", 1);
+}
+
 TEST(no_library)
 {
         _cleanup_free_ char *why = NULL;

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Boxes with several GPUs, on the simulator with the fake NVML (tests/nvml-fake) of 2-4
+devices: the budget and memory of each GPU."""
+
+import os
+import subprocess
+
+from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl, llmctl_json, run, sim_only, wait_until
+from test_residency import FAKE_NVML, G, MODELS, call, conf, status, wait_ready
+
+
+def gpus_fixture(totals_gib, config):
+    """Starts d with a fake NVML of len(totals_gib) devices, device i of totals_gib[i] GiB
+    (skipped without the fake)."""
+    def wrap(fn):
+        @sim_only("the fake NVML answers from the simulator's reports")
+        @fixture(config, models=MODELS, start=False)
+        def test(d):
+            if not FAKE_NVML:
+                raise Skip("no fake libnvidia-ml.so.1 (LLMD_FAKE_NVML_LIB)")
+            state = os.path.join(d.dir, "nvml")
+            os.makedirs(state, exist_ok=True)
+            files = {"total": totals_gib[0] * G, "devices": len(totals_gib)}
+            files.update({f"total.{i}": t * G for i, t in enumerate(totals_gib)})
+            for name, value in files.items():
+                with open(os.path.join(state, name), "w") as f:
+                    f.write(f"{value}\n")
+            d.env.update({"LD_LIBRARY_PATH": FAKE_NVML, "LLMD_FAKE_NVML": state})
+            d.start()
+            fn(d)
+        test.__name__ = fn.__name__
+        return test
+    return wrap
+
+
+def on_terminal(d, *args):
+    """llmctl ARGS's output as a terminal gets it (through script(1)), lines ending in \\n."""
+    sock = os.path.join(d.runtime, "control.sock")
+    p = subprocess.run(["script", "-qec", " ".join([LLMCTL, "--socket", sock, *args]), "/dev/null"],
+                       capture_output=True, text=True, timeout=20)
+    return p.stdout.replace("\r\n", "\n")
+
+
+def margin(total):
+    """An automatic budget's margin: 5% of the GPU, at least 512 MiB."""
+    return max(total // 20, 512 << 20)
+
+
+@gpus_fixture([24, 48, 24], conf(top="gpus = 0,1", star="env = LLAMA_SIM_GPU_MB=3072"))
+def test_budget_per_gpu(d):
+    """Each GPU of gpus has its own budget (its memory less its margin), its own use and the
+    models llmd put there; a GPU left out of gpus counts nowhere; llmctl status prints a line
+    for each."""
+    wait_ready(d, "qwen", "nomic")
+    # both fit best on GPU 0 (the first of equal holes)
+    wait_until(lambda: status(d)["gpu"]["devices"][0]["used"] == 2 * 3072 << 20, "GPU 0's use")
+    g = status(d)["gpu"]
+    want = [{"index": 0, "total": 24 * G, "used": 2 * 3072 << 20,
+             "free": 24 * G - (2 * 3072 << 20), "budget": 24 * G - margin(24 * G),
+             "models": ["qwen", "nomic"]},
+            {"index": 1, "total": 48 * G, "used": 0, "free": 48 * G, "budget": 48 * G - margin(48 * G),
+             "models": []}]
+    check(g["devices"] == want, g)
+    check(g["total"] == 72 * G and g["used"] == 2 * 3072 << 20, g)
+    check(g["budget"] == want[0]["budget"] + want[1]["budget"], g)
+    out = on_terminal(d, "status")
+    check("\n  gpu 0  6.0 GiB of 24.0 GiB used; budget 22.8 GiB: qwen, nomic\n"
+          "  gpu 1  0.0 GiB of 48.0 GiB used; budget 45.6 GiB\n" in out, out)
+    check("gpu 2" not in out, out)
+
+
+@gpus_fixture([24, 72], conf(top="gpus = 1,0\ngpu-memory = 32G"))
+def test_configured_budget_shared(d):
+    """A configured gpu-memory is shared among the GPUs in proportion to their memory."""
+    wait_ready(d, "qwen", "nomic")
+    g = status(d)["gpu"]
+    check([(x["index"], x["budget"]) for x in g["devices"]] == [(0, 8 * G), (1, 24 * G)], g)
+    check(g["budget"] == 32 * G, g)
+
+
+@gpus_fixture([24], conf())
+def test_one_gpu_no_lines(d):
+    """One GPU: the status is as before, with no line per GPU."""
+    wait_ready(d, "qwen", "nomic")
+    g = status(d)["gpu"]
+    check(len(g["devices"]) == 1 and g["budget"] == 24 * G - margin(24 * G), g)
+    out = on_terminal(d, "status")
+    check("\ngpu      nvml: " in out and "  gpu 0" not in out, out)
+
+
+@fixture(conf(top="gpus = 0,0"), models=MODELS, start=False)
+def test_gpus_refused(d):
+    """A GPU named twice is a configuration error that says what is wrong."""
+    p = subprocess.run([LLMD, "--check-config", d.config], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 1 and "[llmd] gpus: '0,0' is not all or a list of GPU numbers" in p.stderr,
+          f"--check-config: {p.returncode} {p.stderr}")
+
+
+def placement(d, name):
+    """What a child got: its CUDA_* variables and the flags after --tensor-split/--split-mode."""
+    pid = d.pid_of(name)
+    with open(f"/proc/{pid}/environ") as f:
+        env = sorted(v for v in f.read().split("\0") if v.split("=")[0] in ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES"))
+    argv = [s for s in d.starts(name) if s["pid"] == pid][0]["argv"]
+    flags = [a for i, a in enumerate(argv) if a in ("--split-mode", "--tensor-split")
+             or (i and argv[i - 1] in ("--split-mode", "--tensor-split"))]
+    return env, flags
+
+
+FOUR = [24, 24, 24, 24]  # each: a budget of 22.8 GiB
+
+
+@gpus_fixture(FOUR, conf(star="env = LLAMA_SIM_GPU_MB=2048", qwen="gpu-memory = 16G",
+                         gemma="gpu-memory = 16G", devstral="gpu-memory = 40G"))
+def test_children_get_their_gpus(d):
+    """On four GPUs: qwen and nomic start on GPU 0 (best fit), gemma (16 GiB) beside them on
+    GPU 1 rather than split, devstral (40 GiB, more than any GPU) split over the two emptiest in
+    proportion to their free memory; each child gets CUDA_VISIBLE_DEVICES and, when split,
+    --split-mode layer --tensor-split; nothing stops; the simulator's use lands on those GPUs."""
+    wait_ready(d, "qwen", "nomic")
+    order = ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
+    check(placement(d, "qwen") == (order + ["CUDA_VISIBLE_DEVICES=0"], []), placement(d, "qwen"))
+    check(placement(d, "nomic") == (order + ["CUDA_VISIBLE_DEVICES=0"], []), placement(d, "nomic"))
+    out = on_terminal(d, "plan", "gemma")
+    check(out == "gemma on GPU 1 (16.0 GiB, 6.8 GiB left): it fits on one GPU, and leaves the "
+          "smallest hole there (best fit); stops nothing\n", out)
+    r = call(d, "Switch", "gemma")
+    check(r["kind"] == "beside" and r["evicted"] == [] and r["gpus"] == [{"index": 1, "bytes": 16 * G}], r)
+    check(placement(d, "gemma") == (order + ["CUDA_VISIBLE_DEVICES=1"], []), placement(d, "gemma"))
+    plan = llmctl_json(d, "--json", "plan", "devstral")
+    check(plan == {"model": "devstral", "evict": [],
+                   "gpus": [{"index": 2, "bytes": 20 * G}, {"index": 3, "bytes": 20 * G}],
+                   "why": "devstral on GPUs 2,3 (20.0 GiB, 2.8 GiB left; 20.0 GiB, 2.8 GiB left): it "
+                          "fits on no single GPU: split over the fewest that hold it, in proportion "
+                          "to their free memory; stops nothing"}, plan)
+    out = on_terminal(d, "switch", "devstral")
+    check("loaded beside" in out and out.endswith("\non GPUs 2,3 (20.0 + 20.0 GiB)\n"), out)
+    check(placement(d, "devstral") == (order + ["CUDA_VISIBLE_DEVICES=2,3"],
+                                       ["--split-mode", "layer", "--tensor-split", "20480,20480"]),
+          placement(d, "devstral"))
+    wait_until(lambda: [x["used"] for x in status(d)["gpu"]["devices"]] ==
+               [4096 << 20, 2048 << 20, 1024 << 20, 1024 << 20], "each GPU's use")
+    check(d.running_models() == ["devstral", "gemma", "nomic", "qwen"], d.running_models())
+    gs = {m["name"]: m["gpu_memory"].get("gpus") for m in llmctl_json(d, "list")["models"]}
+    check(gs["devstral"] == [{"index": 2, "bytes": 20 * G}, {"index": 3, "bytes": 20 * G}], gs)
+    check(gs["gemma"] == [{"index": 1, "bytes": 16 * G}], gs)
+
+
+@gpus_fixture([24, 24], conf(qwen="gpu-memory = 16G", gemma="gpu-memory = 16G",
+                             devstral="gpu-memory = 16G"))
+def test_eviction_on_the_gpu_that_needs_room(d):
+    """qwen (with nomic) on GPU 0, gemma on GPU 1 and active: devstral fits on either once one
+    model stops there; qwen stops (not the active gemma), and only qwen; devstral takes GPU 0."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "gemma")["kind"] == "beside", "gemma beside qwen")
+    gemma = d.pid_of("gemma")
+    out = on_terminal(d, "plan", "devstral")
+    check(out.startswith("devstral on GPU 0 (16.0 GiB, ") and
+          out.endswith("): it fits on one GPU; stops qwen (least recently used first, where room "
+                        "is needed)\n"), out)
+    r = call(d, "Switch", "devstral")
+    check(r["kind"] == "beside" and r["evicted"] == ["qwen"] and
+          r["gpus"] == [{"index": 0, "bytes": 16 * G}], r)
+    check(d.running_models() == ["devstral", "gemma", "nomic"] and d.pid_of("gemma") == gemma,
+          d.running_models())
+    check(placement(d, "devstral")[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0"],
+          placement(d, "devstral"))
+
+
+@gpus_fixture(FOUR, conf(star="env = LLAMA_SIM_GPU_MB=2048", qwen="gpus = 2",
+                         gemma="env = CUDA_VISIBLE_DEVICES=3 LLAMA_SIM_GPU_MB=1024",
+                         devstral="tensor-split = 1,1"))
+def test_configured_gpus_honoured(d):
+    """gpus = 2 puts qwen on GPU 2; a profile with its own CUDA_VISIBLE_DEVICES or
+    tensor-split gets nothing of llmd's beside it."""
+    wait_ready(d, "qwen", "nomic")
+    order = ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
+    check(placement(d, "qwen") == (order + ["CUDA_VISIBLE_DEVICES=2"], []), placement(d, "qwen"))
+    check(call(d, "Switch", "gemma")["kind"] == "beside", "gemma beside qwen")
+    check(placement(d, "gemma") == (["CUDA_VISIBLE_DEVICES=3"], []), placement(d, "gemma"))
+    check(call(d, "Switch", "devstral")["kind"] == "beside", "devstral beside")
+    check(placement(d, "devstral") == ([], ["--tensor-split", "1,1"]), placement(d, "devstral"))
+    wait_until(lambda: status(d)["gpu"]["devices"][3]["used"] == 1024 << 20, "gemma on GPU 3")
+
+
+@gpus_fixture([24, 24], conf(qwen="gpu-memory = 8G", devstral="gpu-memory = 60G"))
+def test_too_big_for_all_refused(d):
+    """A model larger than all the GPUs together is refused, says why, and nothing stops."""
+    wait_ready(d, "qwen", "nomic")
+    pids = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    p = llmctl(d, "plan", "devstral")
+    check(p.returncode == 2 and "devstral needs 60.0 GiB: it fits nowhere" in p.stdout + p.stderr,
+          f"{p.returncode} {p.stdout} {p.stderr}")
+    r = call(d, "Switch", "devstral")
+    check(r["error"] == "io.llmd.Manager.NoRoom" and
+          r["reason"].startswith("devstral needs 60.0 GiB: it fits nowhere") and
+          "GPU 0 22.8 GiB, GPU 1 22.8 GiB" in r["reason"], r)
+    check({m: d.pid_of(m) for m in pids} == pids, "something was stopped for a model that cannot fit")
+
+
+if __name__ == "__main__":
+    run()
