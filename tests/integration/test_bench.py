@@ -20,7 +20,10 @@ from llmdtest import (LLMCTL, REAL, SANITIZER_REPORT, Failure, check, fake_http_
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED_TASKS = os.path.join(HERE, "..", "..", "ctl", "bench.d")
-BENCH_TIMEOUT = 100  # seconds for one llmctl bench; meson gives a test of this file 120
+# Seconds for one llmctl bench; meson gives a test of this file 300. The real tiny model writes
+# thousands of tokens a second on a quiet machine and tens on a busy one: the bound is for a
+# bench that hangs, not for one that is slow.
+BENCH_TIMEOUT = 280
 
 
 def conf(qwen="", gemma="", devstral="", deepseek=None):
@@ -215,9 +218,10 @@ def test_formats_and_choice(d):
 def test_shipped_tasks(d):
     """The three tasks the package installs, over a chat and a thinking model: llama-server's
     own timings in every run, thinking counted apart from the answer, and the 5% mark where
-    the two rates part. Against the real server, the whole default of three runs."""
+    the two rates part. One run of each (the default of three is the simulator tests'): the
+    long task is 2,048 tokens, which a busy machine's real server writes in tens of seconds."""
     ready(d)
-    runs = "3" if REAL else "1"
+    runs = "1"
     # What a user reads on stdout (shown in the test's log), and the JSON kept with --output.
     out_file = os.path.join(d.dir, "bench.json")
     table, err = bench(d, "qwen", "deepseek", "--tasks", SHIPPED_TASKS, "--runs", runs, "--format",
