@@ -114,6 +114,8 @@ ${2:-}
 [qwen]
 model = $models/qwen.gguf
 aliases = qwen3.5
+# llama-server's info lines (llmd passes warnings only by default), for the MODEL= checks
+verbosity = 3
 
 [gemma]
 model = $models/gemma.gguf
