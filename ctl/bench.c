@@ -1164,6 +1164,11 @@ int bench_main(Client *cl)
         strftime(b.report.started, sizeof(b.report.started), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
         r = bench_load_tasks(&b);
         if (r != 0) {
+                /* What it loaded before it failed. */
+                free(b.qlib);
+                quality_tasks_free(b.qtasks, b.n_qtasks);
+                bench_tasks_free(b.tasks, b.n_tasks);
+                strv_free(b.dirs);
                 return r;
         }
         b.report.tasks = b.tasks;

@@ -314,8 +314,12 @@ def test_interrupt_in_check(d):
     d.wait_status("qwen ready")
     with open(os.path.join(ANSWERS, "todo.py")) as f:
         app = f.read()
-    can(d, "gemma", {TODO: fenced("open('/work/started', 'w').close()\nwhile True:\n    pass\n"
-                                  + app)})
+    # The model's program says it started, then loops under a command line of this test's own
+    # (other tests, and other runs of the suite beside this one, run todo.py programs too).
+    marker = "llmd-quality-" + os.path.basename(d.dir)
+    can(d, "gemma", {TODO: fenced("import os, sys\nopen('/work/started', 'w').close()\n"
+                                  f"os.execv(sys.executable, [sys.executable, '-c', "
+                                  f"'while True: pass', '{marker}'])\n" + app)})
     keep = os.path.join(d.dir, "keep")
     cmd = [LLMCTL, "--socket", os.path.join(d.runtime, "control.sock"), "bench", "--suite",
            "quality", "gemma", "--tasks", tasks(d, "1.1-todo"), "--runs", "1", "--keep", keep]
@@ -323,12 +327,15 @@ def test_interrupt_in_check(d):
     out = os.path.join(keep, "gemma", "1.1-todo", "run-1", "work", "started")
     # the check has started the model's program (which says so, then loops)
     wait_until(lambda: os.path.exists(out) or p.poll() is not None, "the check to start")
+    wait_until(lambda: subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode
+               == 0 or p.poll() is not None, "the model's program looping")
+    check(p.poll() is None, "llmctl ended before the model's program looped")
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=TIMEOUT)
     check(p.returncode == 130, f"exit {p.returncode}: {err}")
     check("interrupted; qwen is active again" in err, err)
     check(active(d) == ("qwen", True), f"active {active(d)}")
-    left = subprocess.run(["pgrep", "-f", "todo.py"], capture_output=True, text=True).stdout
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
     check(left.strip() == "", f"the model's program outlived the check: {left}")
 
 
