@@ -564,12 +564,23 @@ def test_gpu_memory(tmp):
     sim = Sim(tmp, env={"LLAMA_SIM_GPU_MB": "300", "LLMD_FAKE_NVML": nvml})
     sim.wait_ready()
     # ready means loaded: the memory is there as soon as /health says 200
+    # "DEVICE BYTES" lines: all on device 0 without CUDA_VISIBLE_DEVICES
     with open(os.path.join(nvml, str(sim.pid))) as f:
-        check(f.read() == f"{300 << 20}\n", "the bytes it uses")
+        check(f.read() == f"0 {300 << 20}\n", "the bytes it uses")
     check(os.listdir(nvml) == [str(sim.pid)], f"files {os.listdir(nvml)}")
     sim.signal(signal.SIGTERM)
     check(sim.wait() == 0, "exit status")
     check(os.listdir(nvml) == [], f"left behind: {os.listdir(nvml)}")
+
+    # spread evenly over the devices it sees
+    sub = tempfile.mkdtemp(dir=tmp)
+    sim = Sim(sub, env={"LLAMA_SIM_GPU_MB": "300", "LLMD_FAKE_NVML": nvml,
+                        "CUDA_VISIBLE_DEVICES": "1,3"})
+    sim.wait_ready()
+    with open(os.path.join(nvml, str(sim.pid))) as f:
+        check(f.read() == f"1 {150 << 20}\n3 {150 << 20}\n", "the bytes it uses per device")
+    sim.signal(signal.SIGTERM)
+    check(sim.wait() == 0, "exit status")
 
     # a fault's exit by signal frees it too
     sub = tempfile.mkdtemp(dir=tmp)
