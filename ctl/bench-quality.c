@@ -148,7 +148,7 @@ static int task_load(const char *dir, const char *name, QualityTask *t, char *er
                                             "files",    "requires", "sampling" };
         _cleanup_free_ char *path = NULL, *text = NULL;
         _cleanup_json_ cJSON *o = NULL;
-        const cJSON *k, *v;
+        const cJSON *v;
         const char *category;
         int r;
 
@@ -167,23 +167,8 @@ static int task_load(const char *dir, const char *name, QualityTask *t, char *er
                 return r;
         }
         o = cJSON_Parse(text);
-        if (!cJSON_IsObject(o)) {
-                snprintf(error, size, "%s: not a JSON object", path);
+        if (bench_task_check_keys(path, o, keys, ELEMENTSOF(keys), error, size) < 0) {
                 return -EINVAL;
-        }
-        cJSON_ArrayForEach(k, o) {
-                bool known = false;
-
-                for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
-                        known = known || streq(k->string, keys[i]);
-                }
-                if (!known) {
-                        snprintf(error, size,
-                                 "%s: unknown key \"%s\" (known: category, title, max_tokens, "
-                                 "timeout, files, requires, sampling)",
-                                 path, k->string);
-                        return -EINVAL;
-                }
         }
         category = jstr(o, "category");
         t->category = _QUALITY_CATEGORY_MAX;

@@ -48,12 +48,11 @@ static const char *const reserved_fields[] = {
         "max_completion_tokens",
 };
 
-static int task_parse(const char *path, const char *text, BenchTask *ret, char *error, size_t size)
+/* Whether o is a JSON object of keys only (error says which is not, and lists them). */
+int bench_task_check_keys(const char *path, const cJSON *o, const char *const *keys, size_t n,
+                          char *error, size_t size)
 {
-        static const char *const keys[] = { "name", "description", "prompt", "max_tokens",
-                                            "sampling" };
-        _cleanup_json_ cJSON *o = cJSON_Parse(text);
-        const cJSON *k, *name, *prompt, *max, *sampling;
+        const cJSON *k;
 
         if (!cJSON_IsObject(o)) {
                 snprintf(error, size, "%s: not a JSON object", path);
@@ -61,17 +60,37 @@ static int task_parse(const char *path, const char *text, BenchTask *ret, char *
         }
         cJSON_ArrayForEach(k, o) {
                 bool known = false;
+                size_t at;
 
-                for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                for (size_t i = 0; i < n; i++) {
                         known = known || streq(k->string, keys[i]);
                 }
-                if (!known) {
-                        snprintf(error, size,
-                                 "%s: unknown key \"%s\" (known: name, description, prompt, "
-                                 "max_tokens, sampling)",
-                                 path, k->string);
-                        return -EINVAL;
+                if (known) {
+                        continue;
                 }
+                at = (size_t) snprintf(error, size, "%s: unknown key \"%s\" (known: ", path,
+                                       k->string);
+                for (size_t i = 0; i < n && at < size; i++) {
+                        at += (size_t) snprintf(error + at, size - at, "%s%s", i ? ", " : "",
+                                                keys[i]);
+                }
+                if (at < size) {
+                        snprintf(error + at, size - at, ")");
+                }
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int task_parse(const char *path, const char *text, BenchTask *ret, char *error, size_t size)
+{
+        static const char *const keys[] = { "name", "description", "prompt", "max_tokens",
+                                            "sampling" };
+        _cleanup_json_ cJSON *o = cJSON_Parse(text);
+        const cJSON *name, *prompt, *max, *sampling;
+
+        if (bench_task_check_keys(path, o, keys, ELEMENTSOF(keys), error, size) < 0) {
+                return -EINVAL;
         }
         name = cJSON_GetObjectItemCaseSensitive(o, "name");
         prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");

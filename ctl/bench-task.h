@@ -30,6 +30,9 @@ typedef struct BenchTask {
 
 /* 0 with the tasks (none when no folder has any), or -EINVAL/-EMSGSIZE/-ENOMEM with error
  * saying which file and what. Folders that do not exist are skipped. */
+struct cJSON;
+int bench_task_check_keys(const char *path, const struct cJSON *o, const char *const *keys,
+                          size_t n, char *error, size_t size);
 int bench_tasks_load(char *const *dirs, BenchTask **ret, size_t *ret_n, char *error,
                      size_t error_size);
 void bench_tasks_free(BenchTask *tasks, size_t n);
