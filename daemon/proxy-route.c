@@ -483,7 +483,8 @@ int route_request(const RouteInput *in, Route *r)
         }
         /* metrics-public: for a scraper on a private network, the metrics alone. */
         public = e && (m & e->methods) &&
-                 (e->public || (e->kind == ROUTE_METRICS && in->metrics_public && !in->model_port));
+                 (in->model_port ? e->public && e->kind != ROUTE_LLMD
+                                 : e->public || (e->kind == ROUTE_METRICS && in->metrics_public));
         if (public && r->has_body) {
                 /* Public requests need no key; a body would let one hold a connection busy. */
                 route_refuse(r, 400, "invalid_request_error", "this request takes no body");

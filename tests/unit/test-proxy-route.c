@@ -102,6 +102,8 @@ static const Case cases[] = {
         { "POST", "/whatever", .content_length = "5", .model_port = true, .kind = ROUTE_GENERATE, .path = "/whatever" },
         { "GET", "/health", .keys = true, .model_port = true, .kind = ROUTE_GENERATE, .path = "/health" },
         { "GET", "/slots", .keys = true, .model_port = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "GET", "/llmd", .keys = true, .model_port = true, .kind = ROUTE_REFUSE, .status = 401 },
+        { "GET", "/llmd/", .keys = true, .model_port = true, .kind = ROUTE_REFUSE, .status = 401 },
         /* Public requests take no body: they need no key, and a body holds a connection. */
         { "OPTIONS", "/v1/chat/completions", .content_length = "4000", .keys = true, .kind = ROUTE_REFUSE, .status = 400, .close = true },
         { "OPTIONS", "/x", .transfer_encoding = "chunked", .kind = ROUTE_REFUSE, .status = 400, .close = true },
