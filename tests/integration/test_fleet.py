@@ -211,10 +211,14 @@ def exchange(method, path, body=None, headers=None, res=None, timeout=CLIENT_TIM
         s.close()
 
 
+IN_FLIGHT = set()  # the Results of requests under way (their box is known once headers came)
+
+
 def measured(model, method, path, body, check_body, headers=AUTH):
     """A request through the front as a Result: an error is a cut body, a reset, a timeout (a
     hang), or a 200 whose body check_body refuses."""
     res = Result(model, time.monotonic())
+    IN_FLIGHT.add(res)
     try:
         status, _, out = exchange(method, path, body, headers, res)
         if status == 200:
@@ -224,6 +228,7 @@ def measured(model, method, path, body, check_body, headers=AUTH):
     except (Cut, OSError, ValueError) as e:
         res.error = f"{type(e).__name__}: {e}"
     res.t1 = time.monotonic()
+    IN_FLIGHT.discard(res)
     return res
 
 
@@ -704,6 +709,12 @@ def test_killed_box_fails_over(f):
     nomic = Load(embed, clients=1, pause=0.02)
     try:
         wait_until(lambda: len([r for r in gemma.results if r.ok]) >= 8, "gemma answers")
+        # Kill it while a stream is being answered there: one that has no answer yet is
+        # HAProxy's to send again (retry-on empty-response), and on a busy machine all of them
+        # may be waiting at the moment of a blind kill.
+        wait_until(lambda: any(r.model == "gemma" and r.box == "box3" and
+                               time.monotonic() - r.t_head < 0.5 for r in list(IN_FLIGHT)),
+                   "a gemma stream under way on box3", interval=0.005)
         d = f.boxes["box3"]
         t_kill = time.monotonic()
         d.proc.kill()  # llmd itself; its children die with it (PR_SET_PDEATHSIG)
