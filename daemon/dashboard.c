@@ -27,7 +27,9 @@ struct DashboardWatch {
         Dashboard *dashboard;
         Request *request; /* NULL once the request ended */
         bool router;
-        bool dropped; /* a client too far behind: the stream ends */
+        bool dropped; /* a client too far behind, or one that holds too many: the stream ends */
+        const Client *client; /* who holds it: its address and its key */
+        unsigned key;
         unsigned refs;
         Buffer buf;
         DashboardWatch *prev, *next;
@@ -485,13 +487,73 @@ static void dashboard_answer_page(Request *r)
         request_answer_response(r, 200, resp);
 }
 
+static bool watch_live(const DashboardWatch *w)
+{
+        return w->request && !w->dropped;
+}
+
+static unsigned watch_count(const Dashboard *d, const Client *client, unsigned key)
+{
+        unsigned n = 0;
+
+        for (const DashboardWatch *w = d->watchers; w; w = w->next) {
+                n += watch_live(w) && w->client == client && w->key == key;
+        }
+        return n;
+}
+
+/* All streams taken: the holder with the most (by address and key; the asker counted with the
+ * one it asks for, and chosen on a tie) loses its oldest. One client leaking streams ends its
+ * own, never another's; 64 clients with one each keep theirs. Whether a stream can be had. */
+static bool dashboard_make_room(Dashboard *d, const Client *client, unsigned key)
+{
+        DashboardWatch *victim = NULL;
+        const Client *holder = client;
+        unsigned live = 0, holder_key = key, most = watch_count(d, client, key) + 1;
+
+        for (DashboardWatch *w = d->watchers; w; w = w->next) {
+                unsigned n;
+
+                if (!watch_live(w)) {
+                        continue;
+                }
+                live++;
+                n = watch_count(d, w->client, w->key);
+                if (n > most) {
+                        holder = w->client;
+                        holder_key = w->key;
+                        most = n;
+                }
+        }
+        if (live < DASHBOARD_WATCHERS_MAX) {
+                return true;
+        }
+        /* Its oldest: the list is newest first. */
+        for (DashboardWatch *w = d->watchers; w; w = w->next) {
+                if (watch_live(w) && w->client == holder && w->key == holder_key) {
+                        victim = w;
+                }
+        }
+        if (!victim) {
+                return false;
+        }
+        log_info(
+                "dashboard: all %u event streams are taken; the oldest of a client that holds %u "
+                "ends",
+                (unsigned) DASHBOARD_WATCHERS_MAX, most);
+        victim->dropped = true;
+        request_resume(victim->request);
+        return true;
+}
+
 static void dashboard_answer_stream(Request *r, bool router)
 {
         Dashboard *d = r->proxy->dashboard;
+        const Client *client = request_peer(r);
         DashboardWatch *w;
         struct MHD_Response *resp;
 
-        if (d->n_watchers >= DASHBOARD_WATCHERS_MAX) {
+        if (!dashboard_make_room(d, client, r->route.key)) {
                 request_answer_error(r, 503, "unavailable_error",
                                      "too many event streams are open (at most 64)", "5");
                 return;
@@ -501,7 +563,14 @@ static void dashboard_answer_stream(Request *r, bool router)
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
         }
-        *w = (DashboardWatch) { .dashboard = d, .request = r, .router = router, .refs = 1 };
+        *w = (DashboardWatch) {
+                .dashboard = d,
+                .request = r,
+                .router = router,
+                .refs = 1,
+                .client = client,
+                .key = r->route.key,
+        };
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, watch_read, w,
                                                  watch_response_done);
         if (!resp) {

@@ -179,6 +179,8 @@ void request_forward(Request *r, Child *c);
 void request_cut_off(Request *r, const char *why);
 void request_resume(Request *r);
 void request_suspend(Request *r);
+/* The address r came from (one Client for all connections from it); NULL if MHD lost it. */
+const Client *request_peer(const Request *r);
 void request_log(Request *r, bool completed);
 /* llmd's own answer: body (JSON, taken over), or resp (Server and CORS headers added here). */
 void request_answer_json(Request *r, unsigned status, char *body);

@@ -253,6 +253,13 @@ static Conn *conn_of(struct MHD_Connection *connection)
         return ci ? ci->socket_context : NULL;
 }
 
+const Client *request_peer(const Request *r)
+{
+        const Conn *c = conn_of(r->connection);
+
+        return c ? c->client : NULL;
+}
+
 /* ---- MHD ---- */
 
 /* Called with the request-target exactly as the client wrote it, before MHD decodes it: the

@@ -432,6 +432,58 @@ def test_dashboard_hostile(d):
     open_one.close()
 
 
+def stream_ended(e):
+    """Whether e's stream ends (EOF, or a cut chunk) before events stop coming for 20 s."""
+    try:
+        while e.resp.readline():
+            pass
+        return True
+    except TimeoutError:
+        return False
+    except (OSError, httpclient.HTTPException):
+        return True
+
+
+@fixture(conf(), models=MODELS, start=False)
+def test_events_fair_share(d):
+    """A client that holds every event stream (a page that leaks them, on loopback where every
+    local client has one address) does not keep another out: the other's stream ends the
+    hog's oldest, and the hog's next one ends its own oldest, not the other's."""
+    path = os.path.join(d.dir, "keys")
+    with open(path, "w") as f:
+        f.write(KEY + "\nother-key-2\n")
+    os.chmod(path, 0o600)
+    d.write_config(conf(top=f"api-key-file = {path}"))
+    d.start()
+    wait_ready(d, "qwen", "nomic")
+    hog = []
+    for _ in range(64):
+        e = Events("/llmd/events", {"Authorization": "Bearer " + KEY})
+        check(e.status == 200 and e.next()[0] == "state", f"stream {len(hog)}: {e.status}")
+        hog.append(e)
+    other = Events("/models/sse", {"Authorization": "Bearer other-key-2"})
+    check(other.status == 200, f"another client's stream with all 64 taken: {other.status}")
+    check(stream_ended(hog[0]), "the hog's oldest stream ended")
+    extra = Events("/llmd/events", {"Authorization": "Bearer " + KEY})
+    check(extra.status == 200 and extra.next()[0] == "state", f"the hog's 65th: {extra.status}")
+    check(stream_ended(hog[1]), "the hog's next stream ended its own oldest")
+    # The rest still carry events, the other client's too: a load shows on them.
+    check(http(PORT, "POST", "/models/load", {"model": "gemma"},
+               headers={"Authorization": "Bearer other-key-2"}).status == 200, "load")
+
+    def names_gemma(name, data):
+        if name == "state":
+            return state_of(data, "gemma")["state"] in ("loading", "ready")
+        return data.get("model") == "gemma"
+
+    for e in (other, hog[2], hog[63], extra):
+        e.until(names_gemma, "gemma's load on a stream that should be open")
+    check(http(PORT, "POST", "/v1/chat/completions", CHAT,
+               headers={"Authorization": "Bearer " + KEY}).status == 200, "serving stopped")
+    for e in hog + [other, extra]:
+        e.close()
+
+
 # ---- in a browser ---------------------------------------------------------------------------
 
 def screenshot_dir():
