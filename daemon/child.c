@@ -864,6 +864,20 @@ const char *child_cache_dir(const Child *c)
         return c->cache_dir;
 }
 
+char *child_cache_dir_next(const Child *c)
+{
+        char *d;
+
+        if (c->cache_dir) {
+                return strdup(c->cache_dir);
+        }
+        if (!c->ctx.cache_root || !config_model_prompt_cache(c->config) ||
+            asprintf(&d, "%s/%s", c->ctx.cache_root, c->name) < 0) {
+                return NULL;
+        }
+        return d;
+}
+
 const char *child_cache_fingerprint(const Child *c)
 {
         return c->cache_fingerprint;

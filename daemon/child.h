@@ -136,6 +136,9 @@ uint64_t child_ready_usec(const Child *c);
 /* Where the running process saves its prompt caches (its --slot-save-path), and what they
  * belong to (prompt_cache_fingerprint()); NULL when it saves none. */
 const char *child_cache_dir(const Child *c);
+/* Where its prompt caches are: the running spawn's directory, or the one its next spawn would
+ * get (its argv as it will be, for a model not started yet); NULL for none. */
+char *child_cache_dir_next(const Child *c);
 const char *child_cache_fingerprint(const Child *c);
 
 /* The delay before restart number n (1-based) of a profile: restart-sec doubled each time,

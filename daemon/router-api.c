@@ -86,11 +86,11 @@ cJSON *router_api_status(Supervisor *s, Child *c)
         ServingState st = supervisor_serving(s, m->name, NULL);
         RouterStatus rs = router_status_of(st);
         _cleanup_strv_free_ char **argv = NULL;
-        _cleanup_free_ char *preset = router_preset(m);
+        _cleanup_free_ char *preset = router_preset(m), *cache_dir = child_cache_dir_next(c);
         cJSON *o = cJSON_CreateObject();
 
         cJSON_AddStringToObject(o, "value", router_status_to_string(rs));
-        if (config_model_argv(m, binary, child_socket_path(c), child_cache_dir(c), &argv) >= 0) {
+        if (config_model_argv(m, binary, child_socket_path(c), cache_dir, &argv) >= 0) {
                 cJSON_AddItemToObject(o, "args",
                                       cJSON_CreateStringArray((const char *const *) argv,
                                                               (int) strv_length(argv)));

@@ -138,6 +138,14 @@ def test_router_models(d):
         check(st["preset"].startswith(f"[{name}]\nmodel = {d.model_path(name)}\n"), st)
         check(data[name]["architecture"]["input_modalities"] == ["text"], data[name])
     check(data["qwen"]["state"] == "loaded" and data["qwen"]["active"], data["qwen"])
+    # args are the command line: the running child's as it runs, the next one's before it does.
+    for name in ("qwen", "nomic"):
+        with open(f"/proc/{d.pid_of(name)}/cmdline", "rb") as f:
+            argv = f.read().decode().split("\0")[:-1]
+        check(data[name]["status"]["args"][1:] == argv[1:],
+              f"{name}: {data[name]['status']['args']} against {argv}")
+    args = data["gemma"]["status"]["args"]
+    check("--slot-save-path" in args and "--alias" in args, f"gemma, not started yet: {args}")
 
 
 @fixture(conf(), models=MODELS)
