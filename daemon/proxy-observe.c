@@ -312,8 +312,18 @@ static void scrape_parse(Family **families, size_t *n, const char *model, char *
                 Family *f;
 
                 if (len == 0 || !startswith(name, "llamacpp:") ||
-                    (line[0] == '#' && !help && !type) || !strchr(" {", name[len]) ||
-                    !(f = family_get(families, n, name, len))) {
+                    (line[0] == '#' && !help && !type) || !strchr(" {", name[len])) {
+                        continue;
+                }
+                /* A label of its own named model would make the sample invalid (two of them):
+                 * such a sample is not passed on (nor its family made, to count for nothing). */
+                if (!help && !type && name[len] == '{' &&
+                    (strneq(name + len, "{model=", 7) ||
+                     (strstr(name + len, ",model=") &&
+                      strstr(name + len, ",model=") < strchr(name + len, '}')))) {
+                        continue;
+                }
+                if (!(f = family_get(families, n, name, len))) {
                         continue;
                 }
                 if (help || type) {
@@ -321,14 +331,6 @@ static void scrape_parse(Family **families, size_t *n, const char *model, char *
                         if (!*slot) {
                                 *slot = strdup(line);
                         }
-                        continue;
-                }
-                /* A label of its own named model would make the sample invalid (two of them):
-                 * such a sample is not passed on. */
-                if (name[len] == '{' &&
-                    (strneq(name + len, "{model=", 7) ||
-                     (strstr(name + len, ",model=") &&
-                      strstr(name + len, ",model=") < strchr(name + len, '}')))) {
                         continue;
                 }
                 samples++;

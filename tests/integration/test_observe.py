@@ -368,6 +368,64 @@ def test_children_metrics_reexported(d):
           "gemma's metrics")
 
 
+def child_lines(text, model):
+    """The llamacpp:* sample lines of one child in llmd's scrape."""
+    return [line for line in text.splitlines()
+            if line.startswith("llamacpp:") and f'model="{model}"' in line]
+
+
+@sim_only("LLAMA_SIM_METRICS_EXTRA: a child whose /metrics says what it likes")
+@fixture(conf(qwen="metrics = true\nenv = LLAMA_SIM_METRICS_EXTRA=@MODELS@/extra.prom").replace(
+    "pin = true", "pin = true\nmetrics = true"), models=MODELS)
+def test_children_metrics_bounded(d):
+    """A child's /metrics is passed on within bounds: llamacpp:* names only, a sample with a
+    model label of its own left out, at most 256 families and 4096 samples a child, and a text
+    over 1 MiB not at all; what is passed on parses, and the other child's is unharmed."""
+    extra = os.path.join(os.path.dirname(d.model_path("qwen")), "extra.prom")
+
+    def write(text):
+        with open(extra + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(extra + ".tmp", extra)
+
+    write('llamacpp:forged{model="gemma"} 1\nllamacpp:forged2{a="b",model="gemma"} 1\n'
+          'process_cpu_seconds_total 9\n# HELP llamacpp:odd help with "quotes" and \\ \n'
+          '# TYPE llamacpp:odd gauge\nllamacpp:odd{kind="x\\"y"} 2\n' +
+          "".join(f"# TYPE llamacpp:extra_{i} gauge\nllamacpp:extra_{i} {i}\n"
+                  for i in range(300)))
+    ready(d)
+    s = scrape_until(lambda s: s.get("llamacpp:odd", model="qwen", kind='x"y') == 2,
+                     "qwen's extra families in the scrape")
+    lines = child_lines(s.text, "qwen")
+    families = {line.split("{")[0] for line in lines}
+    check(len(families) == 256, f"qwen's families: {len(families)}, at most 256 passed on")
+    check("llamacpp:extra_0" in families and "llamacpp:extra_299" not in families,
+          "the first ones are kept, the rest left out")
+    check(not any("forged" in line for line in s.text.splitlines()),
+          "a sample with a model label of its own was passed on")
+    check(not [x for x in s.samples if x[0].startswith("process_") and x[1].get("model")],
+          "a name outside llamacpp:* was passed on")
+    check(s.get("llamacpp:forged", model="gemma") == 0, "qwen spoke for gemma")
+    check(child_lines(s.text, "nomic"), "nomic's metrics are missing")
+
+    write("# TYPE llamacpp:many gauge\n" +
+          "".join(f'llamacpp:many{{i="{i}"}} {i}\n' for i in range(5000)))
+    s = scrape_until(lambda s: s.get("llamacpp:many", model="qwen", i="0") == 0 and
+                     any(x[0] == "llamacpp:many" for x in s.samples), "qwen's many samples")
+    lines = child_lines(s.text, "qwen")
+    check(len(lines) == 4096, f"qwen's samples: {len(lines)}, at most 4096 passed on")
+    check(child_lines(s.text, "nomic"), "nomic's metrics are missing")
+
+    write("# TYPE llamacpp:big gauge\n" + 'llamacpp:big{pad="' + "x" * (1 << 20) + '"} 1\n')
+    s = scrape_until(lambda s: not any(x[0] == "llamacpp:many" for x in s.samples),
+                     "the 1 MiB text left out")
+    check(not child_lines(s.text, "qwen"), "a text over 1 MiB was passed on in part")
+    check(child_lines(s.text, "nomic") and s.get("llmd_build_info") == 1,
+          "the rest of the scrape went with it")
+    check(http(PORT, "POST", "/v1/chat/completions", {**CHAT, "model": "qwen"}).status == 200,
+          "serving stopped")
+
+
 @sim_only("LLAMA_SIM_METRICS_MS")
 @fixture(conf(qwen="metrics = true\nenv = LLAMA_SIM_METRICS_MS=5000").replace(
     "pin = true", "pin = true\nmetrics = true"), models=MODELS)

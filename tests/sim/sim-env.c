@@ -125,6 +125,8 @@ int env_parse(struct sim_config *cfg)
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
         cfg->ignore_sigterm = env_flag("LLAMA_SIM_IGNORE_SIGTERM");
+        s = getenv("LLAMA_SIM_METRICS_EXTRA");
+        cfg->metrics_extra = s && *s ? s : NULL;
         s = getenv("LLAMA_SIM_ERROR_WHILE");
         cfg->error_while = s && *s ? s : NULL;
 

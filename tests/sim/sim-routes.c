@@ -358,6 +358,27 @@ static enum MHD_Result route_metrics(struct http_request *req)
         if (!text) {
                 return MHD_NO;
         }
+        /* LLAMA_SIM_METRICS_EXTRA: a file's text after the sim's own (a hostile child's) */
+        if (sim_config.metrics_extra) {
+                FILE *f = fopen(sim_config.metrics_extra, "re");
+                size_t len = strlen(text), n;
+                char buf[65536];
+
+                while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+                        char *t = realloc(text, len + n + 1);
+
+                        if (!t) {
+                                break;
+                        }
+                        text = t;
+                        memcpy(text + len, buf, n);
+                        len += n;
+                        text[len] = '\0';
+                }
+                if (f) {
+                        fclose(f);
+                }
+        }
         snprintf(start, sizeof(start), "%lld", sim_state.start_time);
         r = http_reply_extra(req, 200, "text/plain; version=0.0.4", text, headers);
         free(text);

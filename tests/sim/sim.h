@@ -63,12 +63,13 @@ struct sim_config {
         int64_t exit_after_ms;
         int64_t health_hang_after_ms;
         int64_t hold_ms;
-        int64_t metrics_ms;       /* LLAMA_SIM_METRICS_MS: GET /metrics answers this late */
-        int64_t token_ms;         /* 0 = as fast as possible */
-        int64_t prompt_ms;        /* LLAMA_SIM_PROMPT_MS: time before the first token */
-        int64_t eos_after_tokens; /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
-        bool lockstep;            /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
-        bool cr_framing;          /* LLAMA_SIM_CR_FRAMING: SSE lines end in a lone \r */
+        int64_t metrics_ms;        /* LLAMA_SIM_METRICS_MS: GET /metrics answers this late */
+        const char *metrics_extra; /* LLAMA_SIM_METRICS_EXTRA: a file added to /metrics */
+        int64_t token_ms;          /* 0 = as fast as possible */
+        int64_t prompt_ms;         /* LLAMA_SIM_PROMPT_MS: time before the first token */
+        int64_t eos_after_tokens;  /* LLAMA_SIM_EOS_AFTER_TOKENS: the answer ends there */
+        bool lockstep;             /* LLAMA_SIM_LOCKSTEP: one SSE event per POST /sim/step */
+        bool cr_framing;           /* LLAMA_SIM_CR_FRAMING: SSE lines end in a lone \r */
         /* POST /slots/ID?action=save answers 500 (a full disk), restore 400 (as a file the
          * model cannot take), save takes this long first. */
         bool slot_save_error;      /* LLAMA_SIM_SLOT_SAVE_ERROR */
