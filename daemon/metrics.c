@@ -289,21 +289,40 @@ void metrics_serving_event(Metrics *m, const char *model, ServingState old, Serv
 
 void metrics_write_header(FILE *f, const char *name, const char *type, const char *help)
 {
-        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        fputs("# HELP ", f);
+        fputs(name, f);
+        fputc(' ', f);
+        fputs(help, f);
+        fputs("\n# TYPE ", f);
+        fputs(name, f);
+        fputc(' ', f);
+        fputs(type, f);
+        fputc('\n', f);
 }
 
 static void write_label_value(FILE *f, const char *v)
 {
-        for (; *v; v++) {
-                if (*v == '\\' || *v == '"') {
-                        fputc('\\', f);
-                        fputc(*v, f);
-                } else if (*v == '\n') {
-                        fputs("\\n", f);
-                } else {
-                        fputc(*v, f);
+        while (*v) {
+                size_t n = strcspn(v, "\\\"\n");
+
+                fwrite(v, 1, n, f);
+                v += n;
+                if (*v) {
+                        fputs(*v == '\n' ? "\\n" : *v == '"' ? "\\\"" : "\\\\", f);
+                        v++;
                 }
         }
+}
+
+static void write_uint(FILE *f, uint64_t u)
+{
+        char buf[24], *p = buf + sizeof(buf);
+
+        do {
+                *--p = (char) ('0' + u % 10);
+                u /= 10;
+        } while (u > 0);
+        fwrite(p, 1, (size_t) (buf + sizeof(buf) - p), f);
 }
 
 static void write_value(FILE *f, double v)
@@ -311,7 +330,11 @@ static void write_value(FILE *f, double v)
         if (isinf(v)) {
                 fputs(v > 0 ? "+Inf" : "-Inf", f);
         } else if (v == floor(v) && fabs(v) < 1e15) {
-                fprintf(f, "%.0f", v);
+                /* Whole numbers (counts, bytes, states) are most of a scrape: no printf. */
+                if (v < 0) {
+                        fputc('-', f);
+                }
+                write_uint(f, (uint64_t) fabs(v));
         } else {
                 fprintf(f, "%.17g", v);
         }
@@ -322,13 +345,17 @@ static void write_labels(FILE *f, const char *const *labels, const char *le)
         bool any = false;
 
         for (size_t i = 0; labels && labels[i]; i += 2) {
-                fprintf(f, "%s%s=\"", any ? "," : "{", labels[i]);
+                fputs(any ? "," : "{", f);
+                fputs(labels[i], f);
+                fputs("=\"", f);
                 write_label_value(f, labels[i + 1] ? labels[i + 1] : "");
                 fputc('"', f);
                 any = true;
         }
         if (le) {
-                fprintf(f, "%sle=\"%s\"", any ? "," : "{", le);
+                fputs(any ? ",le=\"" : "{le=\"", f);
+                fputs(le, f);
+                fputc('"', f);
                 any = true;
         }
         if (any) {
@@ -345,6 +372,28 @@ void metrics_write_sample(FILE *f, const char *name, const char *const *labels, 
         fputc('\n', f);
 }
 
+/* The le="..." of bound i of bounds (one of the tables above), written once. */
+static const char *bound_string(const double *bounds, size_t n, size_t i)
+{
+        static struct {
+                const double *bounds;
+                char le[BUCKETS_MAX][24];
+        } seen[8];
+
+        for (size_t k = 0; k < ELEMENTSOF(seen); k++) {
+                if (!seen[k].bounds) {
+                        seen[k].bounds = bounds;
+                        for (size_t j = 0; j < n; j++) {
+                                snprintf(seen[k].le[j], sizeof(seen[k].le[j]), "%g", bounds[j]);
+                        }
+                }
+                if (seen[k].bounds == bounds) {
+                        return seen[k].le[i];
+                }
+        }
+        return NULL;
+}
+
 static void write_histogram(FILE *f, const char *name, const char *const *labels,
                             const Histogram *h)
 {
@@ -352,23 +401,32 @@ static void write_histogram(FILE *f, const char *name, const char *const *labels
         char le[32];
 
         for (size_t i = 0; i <= h->n_bounds; i++) {
+                const char *b = i < h->n_bounds ? bound_string(h->bounds, h->n_bounds, i) : "+Inf";
+
                 cumulative += h->counts[i];
-                if (i < h->n_bounds) {
+                if (!b) {
                         snprintf(le, sizeof(le), "%g", h->bounds[i]);
-                } else {
-                        strcpy(le, "+Inf");
+                        b = le;
                 }
-                fprintf(f, "%s_bucket", name);
-                write_labels(f, labels, le);
-                fprintf(f, " %" PRIu64 "\n", cumulative);
+                fputs(name, f);
+                fputs("_bucket", f);
+                write_labels(f, labels, b);
+                fputc(' ', f);
+                write_uint(f, cumulative);
+                fputc('\n', f);
         }
-        fprintf(f, "%s_sum", name);
+        fputs(name, f);
+        fputs("_sum", f);
         write_labels(f, labels, NULL);
         fputc(' ', f);
         write_value(f, h->sum);
-        fprintf(f, "\n%s_count", name);
+        fputc('\n', f);
+        fputs(name, f);
+        fputs("_count", f);
         write_labels(f, labels, NULL);
-        fprintf(f, " %" PRIu64 "\n", h->count);
+        fputc(' ', f);
+        write_uint(f, h->count);
+        fputc('\n', f);
 }
 
 static void write_requests(const Metrics *m, FILE *f)

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -396,6 +397,8 @@ static void request_answer_metrics_now(Request *r)
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
         }
+        /* Ours alone: thousands of small writes without taking its lock each time. */
+        (void) __fsetlocking(f, FSETLOCKING_BYCALLER);
         if (r->proxy->metrics) {
                 metrics_write(r->proxy->metrics, f);
         }

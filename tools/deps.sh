@@ -4,7 +4,7 @@ set -eu
 
 packages="meson ninja-build pkg-config gcc clang python3 libsystemd-dev libmicrohttpd-dev
 libcjson-dev libinih-dev libcurl4-openssl-dev mmdebstrap systemd-container scdoc man-db groff-base
-bash-completion debhelper devscripts lintian fakeroot dpkg-dev nginx-light haproxy clang-format stress-ng
+bash-completion debhelper devscripts lintian fakeroot dpkg-dev nginx-light haproxy clang-format stress-ng wrk
 bubblewrap python3-fastapi python3-flask python3-httpx node-express node-typescript
 chromium prometheus python3-prometheus-client"
 
