@@ -175,6 +175,8 @@ static int method_list(ControlCall *call, cJSON *params, void *userdata)
         return control_call_reply(call, p, false);
 }
 
+static int reply_refused(ControlCall *call, int r, const char *model, char *reason);
+
 static int method_activity(ControlCall *call, cJSON *params, void *userdata)
 {
         Manager *m = userdata;
@@ -191,12 +193,26 @@ static int method_activity(ControlCall *call, cJSON *params, void *userdata)
                 return control_call_error(call, VARLINK_ERROR_INVALID_PARAMETER,
                                           error_params("parameter", "model", NULL, NULL));
         }
-        return control_call_reply(
-                call,
-                activity_json(proxy_activity(m->proxy),
-                              cJSON_IsNumber(since) ? (uint64_t) since->valuedouble : 0,
-                              cJSON_IsString(model) ? model->valuestring : NULL),
-                false);
+        const char *name = cJSON_IsString(model) ? model->valuestring : NULL;
+        const ModelConfig *mc =
+                name ? config_find_model(supervisor_config(m->supervisor), name) : NULL;
+        cJSON *p = activity_json(proxy_activity(m->proxy),
+                                 cJSON_IsNumber(since) ? (uint64_t) since->valuedouble : 0,
+                                 mc ? mc->name : name);
+
+        /* A name neither configured (an alias counts as its model) nor in the log is a typo:
+         * say so rather than print nothing. */
+        if (p && name && !mc && cJSON_GetArraySize(cJSON_GetObjectItem(p, "records")) == 0) {
+                char *reason;
+
+                cJSON_Delete(p);
+                if (asprintf(&reason, "no model '%s' is configured or in the activity log", name) <
+                    0) {
+                        reason = NULL;
+                }
+                return reply_refused(call, -ENOENT, name, reason);
+        }
+        return control_call_reply(call, p, false);
 }
 
 static int method_status(ControlCall *call, cJSON *params, void *userdata)

@@ -565,8 +565,11 @@ void request_answer_activity(Request *r)
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
         }
-        request_answer(r, 200,
-                       request_json_response(r, json_print_delete(activity_json(r->proxy->activity,
-                                                                                from, model))),
-                       REQ_EVENT_ANSWER);
+        /* An alias stands for its model, as in the records. */
+        const ModelConfig *mc = model ? config_find_model(proxy_config(r->proxy), model) : NULL;
+        request_answer(
+                r, 200,
+                request_json_response(r, json_print_delete(activity_json(r->proxy->activity, from,
+                                                                         mc ? mc->name : model))),
+                REQ_EVENT_ANSWER);
 }

@@ -509,7 +509,7 @@ HOSTILE = ["\x1b[2J\x1b]0;pwned\x07evil\r\nllmd: forged line", "\"}<script>alert
            "ünïcødé-名前", "x" * 1000]
 
 
-@fixture(conf("routing = switch"), models=MODELS)
+@fixture(conf("routing = switch", qwen="aliases = qwen3.5"), models=MODELS)
 def test_activity_escapes_what_clients_sent(d):
     ready(d)
     for name in HOSTILE:
@@ -550,6 +550,16 @@ def test_activity_escapes_what_clients_sent(d):
     check(j["records"] == recs, "llmctl activity --json differs from /llmd/activity")
     j = llmctl_json(d, "activity", HOSTILE[2])
     check([x["model"] for x in j["records"]] == [HOSTILE[2]], f"one model: {j}")
+    # A name neither configured nor in the log is a typo: said, not an empty table.
+    p = llmctl(d, "activity", "nosuch")
+    check(p.returncode != 0 and "no model 'nosuch'" in p.stderr and
+          json.loads(p.stdout)["error"] == "io.llmd.Manager.UnknownModel",
+          f"llmctl activity nosuch: {p.returncode} {p.stdout!r} {p.stderr!r}")
+    # An alias is its model.
+    check(llmctl_json(d, "activity", "qwen3.5")["records"] ==
+          llmctl_json(d, "activity", "qwen")["records"], "an alias lists its model's records")
+    check(activity(query="&model=qwen3.5")["records"] == activity(query="&model=qwen")["records"],
+          "over HTTP too")
 
 
 @fixture(conf(), models=MODELS)
