@@ -803,10 +803,28 @@ static int supervisor_begin(Supervisor *s, const char *target, bool loaded, Swit
         beside = t && a && serving_state_resident(a->state) && !strv_contains(evict, s->active) &&
                  !streq(s->active, target);
         if (load_only && !beside && a && !streq(s->active, target)) {
+                SupervisorGpu gpu;
+                unsigned running = 0;
+                char why[96];
+
+                /* Which limit it is: the count (max-resident) or the memory. */
+                supervisor_gpu(s, &gpu);
+                for (size_t i = 0; i < s->n_models; i++) {
+                        running += !model_pinned(s->models[i]) &&
+                                   serving_state_running(s->models[i]->state) &&
+                                   !streq(model_name(s->models[i]), target);
+                }
+                if (gpu.max_resident > 0 && running >= gpu.max_resident) {
+                        snprintf(why, sizeof(why),
+                                 "max-resident = %u: that many generation models may be loaded",
+                                 gpu.max_resident);
+                } else {
+                        snprintf(why, sizeof(why), "the GPU memory budget is taken");
+                }
                 if (asprintf(ret_reason,
-                             "no room for %s beside the active model %s (llmctl switch %s "
+                             "no room for %s beside the active model %s (%s; llmctl switch %s "
                              "would stop it)",
-                             target, s->active, target) < 0) {
+                             target, s->active, why, target) < 0) {
                         *ret_reason = NULL;
                 }
                 return -ENOSPC;

@@ -193,6 +193,21 @@ def test_router_load_unload(d):
     check(http(PORT, "POST", "/v1/chat/completions", CHAT).status == 200, "serving stopped")
 
 
+@fixture(conf().replace("max-resident = 2", "max-resident = 1"), models=MODELS)
+def test_router_load_without_room(d):
+    """A load that would have to stop the active model is refused, saying which limit it is."""
+    wait_ready(d, "qwen", "nomic")
+    r = http(PORT, "POST", "/models/load", {"model": "gemma"})
+    msg = r.json()["error"]["message"]
+    check(r.status == 507 and "max-resident = 1" in msg and "llmctl switch gemma" in msg,
+          f"{r.status} {msg}")
+    p = llmctl_json(d, "load", "gemma", check_rc=2)
+    check(p["error"] == "io.llmd.Manager.NoRoom" and "max-resident = 1" in
+          p["parameters"]["reason"], p)
+    check(llmctl_json(d, "status")["active"]["name"] == "qwen" and d.pid_of("gemma") is None,
+          "something was loaded or stopped")
+
+
 @sim_only("a llama-server that exits with status 7 while it loads")
 @fixture(conf(gemma="env = LLAMA_SIM_EXIT_WHILE_LOADING=1 LLAMA_SIM_EXIT_CODE=7"), models=MODELS)
 def test_router_failed_load(d):
