@@ -1091,8 +1091,7 @@ void child_request_done(Child *c, unsigned status, bool stalled)
                 child_set_reason(c, "%u requests failed in a row (the last: HTTP %u)",
                                  c->request_failures, status);
         }
-        log_model(LOG_WARNING, c->name, NULL, "%s: %s; restarting it (max-child-errors)", c->name,
-                  c->reason);
+        /* Said once, by the stop that follows (with the pid). */
         child_dispatch(c, CHILD_EVENT_UNHEALTHY);
 }
 

@@ -611,7 +611,11 @@ static void supervisor_log_crash(Supervisor *s, Model *m, ChildState old)
         if (s->op && s->op->phase == SWITCH_LOADING && streq_ptr(s->op->target, name)) {
                 return;
         }
-        if (child_state(m->child) == CHILD_BACKOFF) {
+        if (child_state(m->child) == CHILD_BACKOFF && old == CHILD_KILLING) {
+                /* llmd stopped it, and said why then: only what comes next. */
+                log_model(LOG_NOTICE, name, NULL, "%s: restarting in %s", name,
+                          format_duration(buf, sizeof(buf), child_restart_delay(m->child)));
+        } else if (child_state(m->child) == CHILD_BACKOFF) {
                 log_model(
                         LOG_WARNING, name, "crash",
                         "%s: llama-server %s while %s; restarting in %s (see: journalctl -u llmd MODEL=%s)",
