@@ -279,7 +279,14 @@ def run_traffic(d, res, seconds, workers, flood_size, seed):
     threads.append(threading.Thread(target=ctl_thread))
     for t in threads:
         t.start()
-    stop.wait(seconds)
+    # A line every 30 s, so a long run shows it is alive and how it goes.
+    t0 = time.monotonic()
+    while not stop.wait(min(30, max(0, t0 + seconds - time.monotonic()))):
+        if time.monotonic() >= t0 + seconds:
+            break
+        n, failed = len(res.requests), sum(1 for r in list(res.requests) if r[4])
+        print(f"soak: +{time.monotonic() - t0:.0f} s: {n} requests, {failed} failed (a killed child's among them), "
+              f"llmd RSS {rss_kib(d.proc.pid)} KiB", flush=True)
     stop.set()
     for t in threads:
         t.join()
