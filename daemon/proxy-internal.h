@@ -182,6 +182,9 @@ void request_suspend(Request *r);
 /* The address r came from (one Client for all connections from it); NULL if MHD lost it. */
 const Client *request_peer(const Request *r);
 void request_log(Request *r, bool completed);
+/* Whether r is one for the activity log and status's counters: not llmd's own metrics,
+ * activity, dashboard page and streams, nor preflights and health checks, unless they failed. */
+bool request_worth_a_record(const Request *r);
 /* llmd's own answer: body (JSON, taken over), or resp (Server and CORS headers added here). */
 void request_answer_json(Request *r, unsigned status, char *body);
 void request_answer_response(Request *r, unsigned status, struct MHD_Response *resp);

@@ -50,7 +50,7 @@ static void request_client(Request *r, char *buf, size_t size)
 }
 
 /* llmd's own pages and a balancer's health checks would crowd out the requests worth seeing. */
-static bool request_worth_a_record(const Request *r)
+bool request_worth_a_record(const Request *r)
 {
         switch (r->route.kind) {
         case ROUTE_METRICS:

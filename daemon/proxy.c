@@ -333,9 +333,11 @@ static void proxy_on_completed(void *cls, struct MHD_Connection *connection, voi
                 return;
         }
         *con_cls = NULL;
-        p->counters.served++;
-        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->status < 400) {
-                p->counters.errors++;
+        if (request_worth_a_record(r)) {
+                p->counters.served++;
+                if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->status < 400) {
+                        p->counters.errors++;
+                }
         }
         request_log(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
         request_record(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);

@@ -624,6 +624,8 @@ def test_scraping_does_not_disturb_serving(d):
     recs = activity()["records"]
     check(len(recs) == streams and all(x["status"] == 200 for x in recs),
           f"activity holds scrapes or lost streams: {len(recs)}")
+    served = llmctl_json(d, "status")["requests"]["served"]
+    check(served == streams, f"status counts {served} served: the scrapes are not requests")
 
 
 if __name__ == "__main__":
