@@ -45,7 +45,12 @@ struct CacheJob {
         char *error;
         cache_job_done_t done;
         void *userdata;
+        bool cleared; /* save: llmctl prompt-cache clear came meanwhile; nothing is kept */
+        CacheJob *jobs_prev, *jobs_next;
 };
+
+/* The jobs under way, for a clear to find the saves it must undo. */
+static CacheJob *jobs;
 
 int prompt_cache_fingerprint(const struct stat *model, const char *binary, char *const *argv,
                              char **ret)
@@ -230,8 +235,12 @@ static void job_finish(CacheJob *j, const char *error)
                                 }
                         }
                 }
-                if (n + j->n_kept > 0 && (!saved || index_write(j->dir, j->fingerprint, saved, n,
-                                                                j->kept, j->n_kept) < 0)) {
+                if (j->cleared) {
+                        /* Cleared while it saved: what it wrote goes too, and no index. */
+                        (void) prompt_cache_clear(j->dir);
+                } else if (n + j->n_kept > 0 &&
+                           (!saved || index_write(j->dir, j->fingerprint, saved, n, j->kept,
+                                                  j->n_kept) < 0)) {
                         log_warning("prompt cache: cannot write %s/%s", j->dir, INDEX_NAME);
                 }
         } else {
@@ -441,6 +450,11 @@ static int job_new(sd_event *e, const char *socket_path, const char *dir, const 
         if (r < 0) {
                 return r;
         }
+        j->jobs_next = jobs;
+        if (jobs) {
+                jobs->jobs_prev = j;
+        }
+        jobs = j;
         *ret = TAKE_PTR(j);
         return 0;
 }
@@ -526,6 +540,14 @@ CacheJob *cache_job_free(CacheJob *j)
         if (!j) {
                 return NULL;
         }
+        if (j->jobs_prev) {
+                j->jobs_prev->jobs_next = j->jobs_next;
+        } else if (jobs == j) {
+                jobs = j->jobs_next;
+        }
+        if (j->jobs_next) {
+                j->jobs_next->jobs_prev = j->jobs_prev;
+        }
         probe_free(j->probe);
         sd_event_source_disable_unref(j->timer);
         sd_event_source_disable_unref(j->kick);
@@ -597,6 +619,11 @@ int prompt_cache_clear(const char *dir)
         struct dirent *de;
         int n = 0;
 
+        for (CacheJob *j = jobs; j; j = j->jobs_next) {
+                if (j->save && streq(j->dir, dir)) {
+                        j->cleared = true;
+                }
+        }
         if (!d) {
                 return dfd < 0 && errno == ENOENT ? 0 : -errno;
         }

@@ -10,6 +10,7 @@ what llmd did (files, results, logs) and its fault knobs."""
 import json
 import os
 import stat
+import threading
 import time
 
 from llmdtest import (REAL, Varlink, check, fixture, free_port, http, llmctl, llmctl_json, run,
@@ -305,6 +306,28 @@ def test_slow_save_is_bounded(d):
     check("timed out" in log_text(d), "no timeout logged")
     check([f for f in os.listdir(cache_dir(d, "qwen")) if ".bin" in f] == [],
           os.listdir(cache_dir(d, "qwen")))
+
+
+@sim_only("a timing knob")
+@fixture(conf(qwen="env = LLAMA_SIM_SLOT_SAVE_MS=1500\nprompt-cache-save-timeout = 20s"),
+         models=MODELS)
+def test_clear_during_a_save(d):
+    """llmctl prompt-cache clear while the model saves: the save's files go too, and nothing is
+    restored after; the switch is not held up."""
+    wait_ready(d, "qwen")
+    ask(d)
+    result = []
+    t = threading.Thread(target=lambda: result.append(switch(d, "gemma")))
+    t.start()
+    wait_until(lambda: model(d, "qwen")["serving"] == "saving", "qwen saving")
+    r = llmctl_json(d, "prompt-cache", "clear", "qwen")
+    check(r["model"] == "qwen", r)
+    t.join(timeout=60)
+    check(result and result[0]["model"] == "gemma", result)
+    check(os.listdir(cache_dir(d, "qwen")) == [], f"kept: {os.listdir(cache_dir(d, 'qwen'))}")
+    check(model(d, "qwen").get("prompt_cache", {}).get("count", 0) == 0, model(d, "qwen"))
+    r = switch(d, "qwen")
+    check(restored(r) == 0, r)
 
 
 @sim_only("writes its own slot files")
