@@ -54,11 +54,11 @@ pin = true
 """
 
 
-def keyed(d):
-    """Starts d with an api-key-file holding KEY."""
+def keyed(d, *more):
+    """Starts d with an api-key-file holding KEY (and the keys more)."""
     path = os.path.join(d.dir, "keys")
     with open(path, "w") as f:
-        f.write(KEY + "\n")
+        f.write("".join(k + "\n" for k in (KEY, *more)))
     os.chmod(path, 0o600)
     d.write_config(conf(top=f"api-key-file = {path}"))
     d.start()
@@ -472,12 +472,7 @@ def test_events_fair_share(d):
     """A client that holds every event stream (a page that leaks them, on loopback where every
     local client has one address) does not keep another out: the other's stream ends the
     hog's oldest, and the hog's next one ends its own oldest, not the other's."""
-    path = os.path.join(d.dir, "keys")
-    with open(path, "w") as f:
-        f.write(KEY + "\nother-key-2\n")
-    os.chmod(path, 0o600)
-    d.write_config(conf(top=f"api-key-file = {path}"))
-    d.start()
+    keyed(d, "other-key-2")
     wait_ready(d, "qwen", "nomic")
     hog = []
     for _ in range(64):
