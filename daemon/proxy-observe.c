@@ -85,8 +85,10 @@ void request_record(Request *r, bool completed)
         if (!completed && !r->error[0]) {
                 activity_copy(r->error, sizeof(r->error), "client went away");
         }
-        /* Without llama-server's own figure: the tokens over the time they took to come. */
-        if (tps < 0 && t.completion > 0 && r->first_data_usec && now > r->first_data_usec) {
+        /* Without llama-server's own figure: the tokens over the time they took to come, for
+         * a stream; an answer in one piece says nothing of the rate (its body comes at once). */
+        if (tps < 0 && r->sse && t.completion > 0 && r->first_data_usec &&
+            now > r->first_data_usec) {
                 tps = (double) t.completion / usec_s(now - r->first_data_usec);
         }
         metrics_request_end(p->metrics,

@@ -919,6 +919,8 @@ Request *request_new(Listener *l, struct MHD_Connection *connection, const char 
         r->connection = connection;
         r->state = REQ_RECEIVING;
         r->start_usec = proxy_now(l->proxy);
+        /* Nothing known of an answer until a child's comes (an answer of llmd's own has none). */
+        json_answer_init(&r->answer, false);
         r->target_start = target;
         r->target_end = target + strlen(target);
         r->target_raw = strdup(target);

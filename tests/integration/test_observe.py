@@ -298,6 +298,17 @@ def test_metrics_after_a_sequence(d):
         check(s.total("llmd_model_state", model=model) == 1, f"{model}: one state")
     check(s.total("llmd_requests_in_flight") == 0 and s.total("llmd_held_requests") == 0,
           "nothing in flight")
+    # What says nothing of a rate adds no observation: llmd's own refusals above, and an
+    # answer in one piece without timings (Anthropic Messages).
+    check(s.get("llmd_generation_tokens_per_second_count", model="") == 0, "refusals' rate")
+    r = http(PORT, "POST", "/v1/messages", {"model": "llama", "max_tokens": 3,
+                                           "messages": [{"role": "user", "content": "hi"}]})
+    check(r.status == 200, f"messages {r}")
+    s = Scrape()
+    check(s.get("llmd_generation_tokens_per_second_count", model="llama") == 1,
+          "a rate of a Messages answer in one piece")
+    rec = activity()["records"][-1]
+    check(rec["endpoint"] == "/v1/messages" and rec["tokens_per_s"] is None, rec)
     check(s.get("llmd_build_info") == 1, "build_info")
     # Every metric the shipped Grafana board queries is one llmd exports.
     with open(os.path.join(DOCS, "grafana-llmd.json")) as f:
