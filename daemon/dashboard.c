@@ -605,8 +605,7 @@ static void dashboard_answer_stream(Request *r, bool router)
 static void dashboard_answer_action(Request *r, RouterAction a, bool router)
 {
         Dashboard *d = r->proxy->dashboard;
-        char *body = NULL;
-        unsigned status;
+        RouterAnswer answer;
 
         /* A cross-site form can send neither this header nor a JSON content type; a page of
          * another origin sending it goes through a preflight first (and the Origin rules). */
@@ -616,8 +615,15 @@ static void dashboard_answer_action(Request *r, RouterAction a, bool router)
                                      "a dashboard action needs the X-Llmd-Dashboard header", NULL);
                 return;
         }
-        status = router_api_action(dashboard_supervisor(d), a, router, r->body, r->body_len, &body);
-        request_answer_json(r, status, body);
+        (void) router_api_action(dashboard_supervisor(d), a, router, r->body, r->body_len, &answer);
+        /* For the activity log and the metrics: which model, and why refused. */
+        free(r->model_asked);
+        r->model_asked = TAKE_PTR(answer.model);
+        if (answer.type) {
+                request_note_error(r, answer.type, answer.message);
+        }
+        request_answer_json(r, answer.status, TAKE_PTR(answer.body));
+        router_answer_done(&answer);
         /* What the action changed at once (a resident switch) shows before its answer. */
         dashboard_refresh(d);
 }

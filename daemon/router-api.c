@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "json-scan.h"
 #include "router-api.h"
 #include "strv.h"
 
@@ -210,78 +211,84 @@ static char *router_error(unsigned status, const char *type, const char *message
         return t;
 }
 
+static unsigned router_refuse(RouterAnswer *ret, unsigned status, const char *type,
+                              const char *message)
+{
+        ret->status = status;
+        ret->type = type;
+        ret->message = strdup(message);
+        ret->body = router_error(status, type, message);
+        return status;
+}
+
 unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const char *body, size_t len,
-                           char **ret_body)
+                           RouterAnswer *ret)
 {
         _cleanup_free_ char *reason = NULL, *msg = NULL;
-        cJSON *j = cJSON_ParseWithLength(body ?: "", len), *model;
         const ModelConfig *m;
         ServingState st;
         bool load = a == ROUTER_ACTION_LOAD;
-        unsigned status = 400;
         const char *type = "invalid_request_error";
+        JsonScan js;
         int r;
 
-        model = cJSON_GetObjectItemCaseSensitive(j, "model");
-        if (!cJSON_IsObject(j) || !cJSON_IsString(model) || !*model->valuestring) {
-                *ret_body =
-                        router_error(400, type,
-                                     !cJSON_IsObject(j) ? "the body is not a JSON object"
-                                                        : "\"model\" is missing or not a string");
-                cJSON_Delete(j);
-                return 400;
-        }
-        m = config_find_model(supervisor_config(s), model->valuestring);
-        if (!m) {
-                if (asprintf(&msg, "The model `%s` does not exist", model->valuestring) < 0) {
+        *ret = (RouterAnswer) {};
+        /* Read as a completion's body is: a "model" with a NUL or given twice is refused. */
+        if (json_scan_request(body ?: "", len, &js) < 0) {
+                if (asprintf(&msg, "invalid JSON in the request body at byte %zu: %s",
+                             js.error_offset, js.error) < 0) {
                         msg = NULL;
                 }
-                cJSON_Delete(j);
-                *ret_body = router_error(404, "not_found_error", msg ?: "model is not found");
-                return 404;
+                return router_refuse(ret, 400, type, msg ?: "invalid JSON");
         }
-        cJSON_Delete(j);
+        ret->model = TAKE_PTR(js.model);
+        json_scan_done(&js);
+        if (isempty(ret->model)) {
+                return router_refuse(ret, 400, type, "\"model\" is missing or not a string");
+        }
+        m = config_find_model(supervisor_config(s), ret->model);
+        if (!m) {
+                if (asprintf(&msg, "The model `%s` does not exist", ret->model) < 0) {
+                        msg = NULL;
+                }
+                return router_refuse(ret, 404, "not_found_error", msg ?: "model is not found");
+        }
         st = supervisor_serving(s, m->name, NULL);
         /* The router's answers for a model already so: 400, "already running", "not running". */
         if (router && load && (st == SERVING_LOADING || st == SERVING_READY)) {
-                *ret_body = router_error(400, type, "model is already running");
-                return 400;
+                return router_refuse(ret, 400, type, "model is already running");
         }
         if (router && a == ROUTER_ACTION_UNLOAD && !serving_state_running(st)) {
-                *ret_body = router_error(400, type, "model is not running");
-                return 400;
+                return router_refuse(ret, 400, type, "model is not running");
         }
         r = a == ROUTER_ACTION_UNLOAD ? supervisor_unload(s, m->name, &reason)
                                       : supervisor_switch(s, m->name, load ? SWITCH_LOAD_ONLY : 0,
                                                           NULL, NULL, &reason);
         if (r >= 0) {
-                *ret_body = strdup("{\"success\":true}");
+                ret->status = 200;
+                ret->body = strdup("{\"success\":true}");
                 return 200;
         }
         switch (r) {
         case -EBUSY:
-                status = 409;
-                type = "conflict_error";
-                break;
+                return router_refuse(ret, 409, "conflict_error", reason ?: strerror(-r));
         case -ENOSPC:
         case -E2BIG:
-                status = 507;
-                type = "insufficient_storage_error";
-                break;
+                return router_refuse(ret, 507, "insufficient_storage_error",
+                                     reason ?: strerror(-r));
         case -ENOENT:
-                status = 404;
-                type = "not_found_error";
-                break;
+                return router_refuse(ret, 404, "not_found_error", reason ?: strerror(-r));
         case -ESHUTDOWN:
-                status = 503;
-                type = "unavailable_error";
-                break;
+                return router_refuse(ret, 503, "unavailable_error", reason ?: strerror(-r));
         default:
-                break;
+                return router_refuse(ret, 400, type, reason ?: strerror(-r));
         }
-        if (asprintf(&msg, "%s", reason ?: strerror(-r)) < 0) {
-                msg = NULL;
-        }
-        *ret_body = router_error(status, type, msg ?: "refused");
-        return status;
+}
+
+void router_answer_done(RouterAnswer *a)
+{
+        free(a->body);
+        free(a->message);
+        free(a->model);
+        *a = (RouterAnswer) {};
 }

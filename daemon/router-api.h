@@ -51,10 +51,22 @@ typedef enum RouterAction {
         ROUTER_ACTION_SWITCH, /* make active (llmctl switch): the dashboard's */
 } RouterAction;
 
+/* What an action answers: status, body (allocated JSON: {"success":true} or an error
+ * object), and for the activity log the error's type (static) and message, and the model the
+ * body named; NULL where none. */
+typedef struct RouterAnswer {
+        unsigned status;
+        char *body;
+        const char *type;
+        char *message;
+        char *model;
+} RouterAnswer;
+
 /* POST /models/load, /models/unload and the dashboard's actions: the model the body names
  * ({"model": NAME}), and the action begun (it goes on after the answer; /models/sse and
  * /llmd/events tell how it goes). router: as llama-server's router answers, a load of a model
  * already loaded or loading and an unload of one not running are refused with 400. Returns the
- * HTTP status and sets *ret_body (allocated JSON: {"success":true} or an error object). */
+ * HTTP status; *ret is to be freed with router_answer_done(). */
 unsigned router_api_action(Supervisor *s, RouterAction a, bool router, const char *body, size_t len,
-                           char **ret_body);
+                           RouterAnswer *ret);
+void router_answer_done(RouterAnswer *a);

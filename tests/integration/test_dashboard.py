@@ -445,6 +445,20 @@ def test_dashboard_hostile(d):
     check(r.status == 403, r)
     r = http(PORT, "POST", "/llmd/switch", b"{" * 100000, headers=ACTION)
     check(r.status == 400, r)
+    # The model read as a completion's is: a NUL in it, or given twice, is refused.
+    for body in (b'{"model":"gemma\\u0000../../etc"}', b'{"model":"qwen","model":"gemma"}'):
+        r = http(PORT, "POST", "/llmd/switch", body,
+                 headers={**ACTION, "Content-Type": "application/json"})
+        check(r.status == 400, f"{body}: {r}")
+    # A refusal is recorded as one, with the model the body named.
+    r = http(PORT, "POST", "/models/unload", {"model": "qwen"})
+    check(r.status in (400, 409), r)
+    rec = [x for x in http(PORT, "GET", "/llmd/activity").json()["records"]
+           if x["endpoint"] == "/models/unload"][-1]
+    check(rec["model"] == "qwen" and rec["error"] and rec["status"] == r.status, rec)
+    m = http(PORT, "GET", "/llmd/metrics").body.decode()
+    check('llmd_refused_total{reason="client_closed"}' not in m, "a refusal counted as a client "
+          "that left")
     check(llmctl_json(d, "status")["active"]["name"] == "qwen", "a refused action acted")
     # Streams that come and go, one left open: llmd serves on.
     for _ in range(20):
