@@ -119,6 +119,15 @@ static void watch_response_done(void *cls)
         watch_unref(cls);
 }
 
+/* Ends w's stream: its connection is shut down, so that a client that does not read (whose
+ * stream MHD is not writing to) is let go too. */
+static void watch_drop(DashboardWatch *w)
+{
+        w->dropped = true;
+        request_close(w->request);
+        request_resume(w->request);
+}
+
 static void watch_send(DashboardWatch *w, const char *text, size_t len)
 {
         if (w->dropped || !w->request) {
@@ -126,7 +135,8 @@ static void watch_send(DashboardWatch *w, const char *text, size_t len)
         }
         if (buffer_pending(&w->buf) + len > DASHBOARD_WATCH_BUFFER_MAX ||
             buffer_append(&w->buf, text, len) < 0) {
-                w->dropped = true; /* it reads too slowly: it may connect again */
+                watch_drop(w); /* it reads too slowly: it may connect again */
+                return;
         }
         request_resume(w->request);
 }
@@ -509,24 +519,33 @@ static bool dashboard_make_room(Dashboard *d, const Client *client, unsigned key
 {
         DashboardWatch *victim = NULL;
         const Client *holder = client;
-        unsigned live = 0, holder_key = key, most = watch_count(d, client, key) + 1;
+        unsigned live = 0, holder_key = key, most;
 
         for (DashboardWatch *w = d->watchers; w; w = w->next) {
-                unsigned n;
-
-                if (!watch_live(w)) {
-                        continue;
+                live += watch_live(w);
+        }
+        if (live < DASHBOARD_WATCHERS_MAX) {
+                return true;
+        }
+        /* A stream whose client left is not noticed while it waits for news: look first. */
+        for (DashboardWatch *w = d->watchers; w; w = w->next) {
+                if (watch_live(w) && request_client_gone(w->request)) {
+                        watch_drop(w);
+                        live--;
                 }
-                live++;
-                n = watch_count(d, w->client, w->key);
+        }
+        if (live < DASHBOARD_WATCHERS_MAX) {
+                return true;
+        }
+        most = watch_count(d, client, key) + 1;
+        for (DashboardWatch *w = d->watchers; w; w = w->next) {
+                unsigned n = watch_live(w) ? watch_count(d, w->client, w->key) : 0;
+
                 if (n > most) {
                         holder = w->client;
                         holder_key = w->key;
                         most = n;
                 }
-        }
-        if (live < DASHBOARD_WATCHERS_MAX) {
-                return true;
         }
         /* Its oldest: the list is newest first. */
         for (DashboardWatch *w = d->watchers; w; w = w->next) {
@@ -541,8 +560,7 @@ static bool dashboard_make_room(Dashboard *d, const Client *client, unsigned key
                 "dashboard: all %u event streams are taken; the oldest of a client that holds %u "
                 "ends",
                 (unsigned) DASHBOARD_WATCHERS_MAX, most);
-        victim->dropped = true;
-        request_resume(victim->request);
+        watch_drop(victim);
         return true;
 }
 

@@ -181,6 +181,10 @@ void request_resume(Request *r);
 void request_suspend(Request *r);
 /* The address r came from (one Client for all connections from it); NULL if MHD lost it. */
 const Client *request_peer(const Request *r);
+/* Shuts r's connection down: MHD closes it at its next look, whatever r is doing. */
+void request_close(Request *r);
+/* Whether r's client has closed its side (or its connection broke): a look at the socket. */
+bool request_client_gone(const Request *r);
 void request_log(Request *r, bool completed);
 /* Whether r is one for the activity log and status's counters: not llmd's own metrics,
  * activity, dashboard page and streams, nor preflights and health checks, unless they failed. */

@@ -260,6 +260,29 @@ const Client *request_peer(const Request *r)
         return c ? c->client : NULL;
 }
 
+void request_close(Request *r)
+{
+        Conn *c = conn_of(r->connection);
+
+        if (c) {
+                conn_close(r->proxy, c);
+        }
+}
+
+bool request_client_gone(const Request *r)
+{
+        const Conn *c = conn_of(r->connection);
+        ssize_t n;
+        char b;
+
+        if (!c || c->closing) {
+                return c != NULL;
+        }
+        /* EOF or an error: gone; nothing to read (EAGAIN), or bytes: there. */
+        n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* ---- MHD ---- */
 
 /* Called with the request-target exactly as the client wrote it, before MHD decodes it: the

@@ -67,8 +67,9 @@ def keyed(d, *more):
 class Events:
     """A GET stream of server-sent events (/llmd/events, /models/sse), read one at a time."""
 
-    def __init__(self, path, headers=None):
-        self.conn = httpclient.HTTPConnection("127.0.0.1", PORT, timeout=20)
+    def __init__(self, path, headers=None, source=None):
+        self.conn = httpclient.HTTPConnection("127.0.0.1", PORT, timeout=20,
+                                              source_address=(source, 0) if source else None)
         self.conn.request("GET", path, headers=headers or {})
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
@@ -514,6 +515,23 @@ def test_events_fair_share(d):
                headers={"Authorization": "Bearer " + KEY}).status == 200, "serving stopped")
     for e in hog + [other, extra]:
         e.close()
+    # Streams whose clients have left do not hold their places: 64 clients (64 addresses) open
+    # one each and leave, and the next client is served at once (not after the next keep-alive
+    # comment finds them gone).
+    for i in range(64):
+        e = Events("/llmd/events", {"Authorization": "Bearer " + KEY}, source=f"127.0.1.{i + 1}")
+        check(e.status == 200 and e.next()[0] == "state", f"stream: {e.status}")
+        e.close()
+    e = Events("/models/sse", {"Authorization": "Bearer other-key-2"})
+    check(e.status == 200, f"a stream after 64 closed ones: {e.status}")
+    # 64 clients that stay keep theirs: the 65th is refused, none of theirs is ended.
+    held = [Events("/llmd/events", {"Authorization": "Bearer " + KEY}, source=f"127.0.2.{i + 1}")
+            for i in range(63)]
+    check(all(x.status == 200 for x in held), [x.status for x in held])
+    late = Events("/llmd/events", {"Authorization": "Bearer " + KEY}, source="127.0.3.1")
+    check(late.status == 503, f"a 65th client with 64 holding one each: {late.status}")
+    for x in held + [e, late]:
+        x.close()
 
 
 # ---- in a browser ---------------------------------------------------------------------------
