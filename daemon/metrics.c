@@ -66,7 +66,8 @@ typedef struct ModelSeries {
         uint64_t prompt_tokens, cached_tokens, completion_tokens;
         Histogram rate, hold, load;
         uint64_t restarts[_RESTART_MAX];
-        uint64_t loading_since; /* usec; 0 not loading */
+        uint64_t loading_since; /* usec: its process started; 0 not loading */
+        int restart_pending;    /* a Restart after a crash, counted when the process starts */
 } ModelSeries;
 
 typedef struct NamedCount {
@@ -137,6 +138,7 @@ static ModelSeries *metrics_model(Metrics *m, const char *model)
                 .rate = HISTOGRAM(buckets_rate),
                 .hold = HISTOGRAM(buckets_request),
                 .load = HISTOGRAM(buckets_load),
+                .restart_pending = -1,
         };
         if (!s->model) {
                 return NULL;
@@ -264,25 +266,40 @@ void metrics_serving_event(Metrics *m, const char *model, ServingState old, Serv
         if (!s) {
                 return;
         }
-        if (new == SERVING_LOADING && old != SERVING_LOADING) {
-                s->loading_since = now_usec;
-        }
         if (old == SERVING_LOADING && new == SERVING_READY && s->loading_since > 0) {
                 histogram_observe(&s->load, (double) (now_usec - s->loading_since) / USEC_PER_SEC);
         }
         if (new != SERVING_LOADING) {
                 s->loading_since = 0;
+                s->restart_pending = -1; /* stopped or failed instead: no restart came */
         }
         if (e == SERVING_EVENT_CRASHED) {
-                s->restarts[old == SERVING_LOADING ? RESTART_CRASHED_LOADING
-                                                   : RESTART_CRASHED_READY]++;
-                s->loading_since = now_usec; /* it restarts: loading again */
+                /* Counted when the new process starts (metrics_model_started()): a load that
+                 * gives up on it after the crash restarts nothing. The wait before it is not
+                 * load time. */
+                s->restart_pending =
+                        old == SERVING_LOADING ? RESTART_CRASHED_LOADING : RESTART_CRASHED_READY;
+                s->loading_since = 0;
         }
         /* A resident model leaving: an eviction, with its reason. */
         if (serving_state_resident(old) && serving_state_leaving(new) && why >= 0 &&
             why < _SERVING_WHY_MAX) {
                 m->evictions[why]++;
         }
+}
+
+void metrics_model_started(Metrics *m, const char *model, uint64_t now_usec)
+{
+        ModelSeries *s = m ? metrics_model(m, model) : NULL;
+
+        if (!s) {
+                return;
+        }
+        if (s->restart_pending >= 0 && s->restart_pending < _RESTART_MAX) {
+                s->restarts[s->restart_pending]++;
+        }
+        s->restart_pending = -1;
+        s->loading_since = now_usec;
 }
 
 /* ---- the text format ---- */

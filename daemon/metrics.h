@@ -42,6 +42,10 @@ void metrics_switch_end(Metrics *m, const char *kind, double seconds);
 void metrics_serving_event(Metrics *m, const char *model, ServingState old, ServingState new,
                            ServingEvent e, ServingWhy why, uint64_t now_usec);
 
+/* A model's process started (a load from there to ready is its load time; after a crash, a
+ * restart). */
+void metrics_model_started(Metrics *m, const char *model, uint64_t now_usec);
+
 /* All of m in the text format. */
 void metrics_write(const Metrics *m, FILE *f);
 

@@ -638,6 +638,8 @@ static void supervisor_on_child(Child *c, ChildState old, void *userdata)
 
         if (st == CHILD_LOADING) {
                 prefetch_stop(s->prefetch); /* whatever started the load */
+                metrics_model_started(s->options.metrics, model_name(m),
+                                      event_now_usec(s->options.event));
         }
         if (st != CHILD_READY && m->state == SERVING_LOADING) {
                 m->cache_job = cache_job_free(m->cache_job); /* the restore's process went */

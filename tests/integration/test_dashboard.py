@@ -10,6 +10,7 @@ each step under the build directory (BUILD/dashboard-screenshots/TIER/)."""
 import http.client as httpclient
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -224,6 +225,11 @@ def test_router_failed_load(d):
     st = {e["id"]: e["status"] for e in http(PORT, "GET", "/models").json()["data"]}["gemma"]
     check(st["value"] == "unloaded" and st["failed"] is True and st["exit_code"] == 7, st)
     sse.close()
+    # It exited once and was not started again: no restart to count (one was, before).
+    m = http(PORT, "GET", "/llmd/metrics").body.decode()
+    check(not re.search(r'^llmd_model_restarts_total\{model="gemma".*\} [1-9]', m, re.M),
+          [line for line in m.splitlines() if line.startswith("llmd_model_restarts_total")])
+    check(len(d.starts("gemma")) == 1, f"gemma started {len(d.starts('gemma'))} times")
 
 
 # ---- against llama-server's own router (real tier) -----------------------------------------
