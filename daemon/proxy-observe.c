@@ -548,8 +548,10 @@ void request_answer_activity(Request *r)
                                      msg ? msg : "unknown query parameter", NULL);
                 return;
         }
+        const char *bad = "since";
         k = route_query_param(r->route.path, "since", &since);
         if (k >= 0) {
+                bad = "model";
                 k = route_query_param(r->route.path, "model", &model);
         }
         if (k == -ENOMEM) {
@@ -558,8 +560,9 @@ void request_answer_activity(Request *r)
         }
         if (k < 0 || (since && parse_u64(since, &from) < 0)) {
                 request_answer_error(r, 400, "invalid_request_error",
-                                     k == -ENOTUNIQ ? "a query parameter is given twice"
-                                                    : "since is not a sequence number",
+                                     k == -ENOTUNIQ         ? "a query parameter is given twice"
+                                     : k < 0 && *bad == 'm' ? "model is not a model's name"
+                                                            : "since is not a sequence number",
                                      NULL);
                 return;
         }

@@ -501,7 +501,9 @@ def test_keys_guard_metrics_and_activity(d):
     check(not any(KEYS[0] in json.dumps(x) or KEYS[1] in json.dumps(x) for x in recs),
           "a key in the activity log")
     r = http(PORT, "GET", "/llmd/activity?since=x", headers=bearer(KEYS[0]))
-    check(r.status == 400, f"since=x: {r}")
+    check(r.status == 400 and b"since" in r.body, f"since=x: {r}")
+    r = http(PORT, "GET", "/llmd/activity?model=%00", headers=bearer(KEYS[0]))
+    check(r.status == 400 and b"model is not" in r.body, f"model=%00: {r}")
     r = http(PORT, "GET", "/llmd/activity?sinse=1", headers=bearer(KEYS[0]))
     check(r.status == 400 and b"sinse" in r.body, f"unknown parameter: {r}")
 
