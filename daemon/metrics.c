@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 
 #include "metrics.h"
+#include "strv.h"
 #include "time-util.h"
+#include "utf8.h"
 
 /* Bounds of the histograms' buckets, in base units; +Inf is implied. */
 static const double buckets_request[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -300,6 +303,114 @@ void metrics_model_started(Metrics *m, const char *model, uint64_t now_usec)
         }
         s->restart_pending = -1;
         s->loading_since = now_usec;
+}
+
+/* ---- reading a child's text ---- */
+
+static const char *skip_blanks(const char *p)
+{
+        return p + strspn(p, " \t");
+}
+
+/* A label set's body after '{': name="value" pairs, escapes \\ \" \n only; *ret_model when one
+ * is named model. The end, just past '}', or NULL. */
+static const char *read_labels(const char *p, bool *ret_model)
+{
+        for (;;) {
+                size_t n;
+
+                p = skip_blanks(p);
+                if (*p == '}') {
+                        return p + 1;
+                }
+                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+                if (n == 0 || (*p >= '0' && *p <= '9')) {
+                        return NULL;
+                }
+                *ret_model = *ret_model || (n == 5 && strneq(p, "model", 5));
+                p = skip_blanks(p + n);
+                if (*p++ != '=') {
+                        return NULL;
+                }
+                p = skip_blanks(p);
+                if (*p++ != '"') {
+                        return NULL;
+                }
+                while (*p != '"') {
+                        if (*p == '\0' || *p == '\n') {
+                                return NULL;
+                        }
+                        if (*p == '\\' && !strchr("\\\"n", *++p)) {
+                                return NULL;
+                        }
+                        p++;
+                }
+                p = skip_blanks(p + 1);
+                if (*p == ',') {
+                        p++;
+                } else if (*p != '}') {
+                        return NULL;
+                }
+        }
+}
+
+static bool read_number(const char *p, const char **ret_end, bool integer)
+{
+        char *end;
+
+        errno = 0;
+        if (integer) {
+                (void) strtoll(p, &end, 10);
+        } else {
+                (void) strtod(p, &end);
+        }
+        *ret_end = end;
+        return end != p && (errno == 0 || errno == ERANGE);
+}
+
+bool metrics_line_valid(const char *line, bool *ret_model)
+{
+        static const char *const types[] = { "counter", "gauge",   "histogram",
+                                             "summary", "untyped", NULL };
+        size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+        const char *p;
+
+        *ret_model = false;
+        if (!utf8_valid(line, strlen(line))) {
+                return false;
+        }
+        if ((p = startswith(line, "# TYPE "))) {
+                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+                return n > 0 && p[n] == ' ' && strv_contains((char **) types, p + n + 1);
+        }
+        if ((p = startswith(line, "# HELP "))) {
+                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+                if (n == 0 || (p[n] != ' ' && p[n] != '\0')) {
+                        return false;
+                }
+                for (p += n; *p; p++) {
+                        if (*p == '\\' && !strchr("\\n", *++p)) {
+                                return false;
+                        }
+                }
+                return true;
+        }
+        if (n == 0 || (line[0] >= '0' && line[0] <= '9')) {
+                return false;
+        }
+        p = line + n;
+        if (*p == '{' && !(p = read_labels(p + 1, ret_model))) {
+                return false;
+        }
+        /* The value, then an optional timestamp, then nothing. */
+        if ((*p != ' ' && *p != '\t') || !read_number(skip_blanks(p), &p, false)) {
+                return false;
+        }
+        p = skip_blanks(p);
+        if (*p != '\0' && !read_number(p, &p, true)) {
+                return false;
+        }
+        return *skip_blanks(p) == '\0';
 }
 
 /* ---- the text format ---- */

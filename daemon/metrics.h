@@ -46,6 +46,12 @@ void metrics_serving_event(Metrics *m, const char *model, ServingState old, Serv
  * restart). */
 void metrics_model_started(Metrics *m, const char *model, uint64_t now_usec);
 
+/* Whether line (one line of a child's /metrics, without its end) is valid in Prometheus' text
+ * format 0.0.4: a # TYPE or # HELP line, or a sample (name, labels, a value, an optional
+ * timestamp, nothing else; UTF-8). *ret_model: the sample has a label named model. Comments
+ * other than TYPE and HELP are not valid here (they are not passed on). */
+bool metrics_line_valid(const char *line, bool *ret_model);
+
 /* All of m in the text format. */
 void metrics_write(const Metrics *m, FILE *f);
 

@@ -312,18 +312,17 @@ static void scrape_parse(Family **families, size_t *n, const char *model, char *
                 bool help = startswith(line, "# HELP "), type = startswith(line, "# TYPE ");
                 const char *name = help || type ? line + 7 : line;
                 size_t len = metric_name_length(name);
+                bool own_model;
                 Family *f;
 
-                if (len == 0 || !startswith(name, "llamacpp:") ||
-                    (line[0] == '#' && !help && !type) || !strchr(" {", name[len])) {
+                line[strcspn(line, "\r")] = '\0'; /* CRLF line ends */
+                if (len == 0 || !startswith(name, "llamacpp:")) {
                         continue;
                 }
-                /* A label of its own named model would make the sample invalid (two of them):
-                 * such a sample is not passed on (nor its family made, to count for nothing). */
-                if (!help && !type && name[len] == '{' &&
-                    (strneq(name + len, "{model=", 7) ||
-                     (strstr(name + len, ",model=") &&
-                      strstr(name + len, ",model=") < strchr(name + len, '}')))) {
+                /* One bad line would make the whole scrape invalid, llmd's own metrics with it;
+                 * a label of its own named model too (two of them): such a line is not passed
+                 * on (nor its family made, to count for nothing). */
+                if (!metrics_line_valid(line, &own_model) || own_model) {
                         continue;
                 }
                 if (!(f = family_get(families, n, name, len))) {

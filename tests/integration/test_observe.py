@@ -395,12 +395,15 @@ def test_children_metrics_bounded(d):
     extra = os.path.join(os.path.dirname(d.model_path("qwen")), "extra.prom")
 
     def write(text):
-        with open(extra + ".tmp", "w") as f:
-            f.write(text)
+        with open(extra + ".tmp", "wb") as f:
+            f.write(text.encode().replace(b"@FF@", b"\xff"))  # a byte that is not UTF-8
         os.rename(extra + ".tmp", extra)
 
     write('llamacpp:forged{model="gemma"} 1\nllamacpp:forged2{a="b",model="gemma"} 1\n'
-          'process_cpu_seconds_total 9\n# HELP llamacpp:odd help with "quotes" and \\ \n'
+          'llamacpp:forged3{ model="gemma"} 1\nllamacpp:forged4{a="}",model="gemma"} 1\n'
+          'llamacpp:bare\nllamacpp:junk 1 # {model="x"}\n# TYPE llamacpp:badtype bogus\n'
+          'llamacpp:crlf 3\r\nllamacpp:open{a="b 1\nllamacpp:latin{a="@FF@"} 1\n'
+          'process_cpu_seconds_total 9\n# HELP llamacpp:odd help with "quotes" and \\\\ \n'
           '# TYPE llamacpp:odd gauge\nllamacpp:odd{kind="x\\"y"} 2\n' +
           "".join(f"# TYPE llamacpp:extra_{i} gauge\nllamacpp:extra_{i} {i}\n"
                   for i in range(300)))
@@ -414,6 +417,16 @@ def test_children_metrics_bounded(d):
           "the first ones are kept, the rest left out")
     check(not any("forged" in line for line in s.text.splitlines()),
           "a sample with a model label of its own was passed on")
+    check(s.get("llamacpp:crlf", model="qwen") == 3, "a CRLF line end")
+    check(not any(x in s.text for x in ("llamacpp:bare", "llamacpp:junk", "llamacpp:badtype",
+                                         "llamacpp:open", "llamacpp:latin")),
+          "an invalid line was passed on")
+    # It parses (Scrape() read it with prometheus_client): promtool finds no error either,
+    # only its lint's remarks on llama.cpp's names (exit status 3, not 1).
+    p = subprocess.run([shutil.which("promtool") or "promtool", "check", "metrics"],
+                       input=s.text, capture_output=True, text=True)
+    check(p.returncode in (0, 3) and "error" not in p.stderr.lower(),
+          f"promtool: {p.returncode} {p.stderr[:500]}")
     check(not [x for x in s.samples if x[0].startswith("process_") and x[1].get("model")],
           "a name outside llamacpp:* was passed on")
     check(s.get("llamacpp:forged", model="gemma") == 0, "qwen spoke for gemma")

@@ -236,10 +236,19 @@ TEST(metrics_text)
         metrics_switch_end(m, "beside", 1.5);
         metrics_serving_event(m, "q", SERVING_READY, SERVING_DRAINING, SERVING_EVENT_UNLOAD,
                               SERVING_WHY_IDLE, 0);
+        /* A crash while loading: a restart when the new process starts, and the load time
+         * from there (1500 to 2000), not from the crash. A crash that no start follows (the
+         * load gave up) is none. */
         metrics_serving_event(m, "q", SERVING_LOADING, SERVING_LOADING, SERVING_EVENT_CRASHED,
                               SERVING_WHY_NONE, 1000);
+        metrics_model_started(m, "q", 1500);
         metrics_serving_event(m, "q", SERVING_LOADING, SERVING_READY, SERVING_EVENT_READY,
                               SERVING_WHY_NONE, 2000);
+        metrics_model_started(m, "r", 0);
+        metrics_serving_event(m, "r", SERVING_LOADING, SERVING_LOADING, SERVING_EVENT_CRASHED,
+                              SERVING_WHY_NONE, 1000);
+        metrics_serving_event(m, "r", SERVING_LOADING, SERVING_FAILED, SERVING_EVENT_FAILED,
+                              SERVING_WHY_NONE, 1000);
         metrics_request_end(m, &(MetricsRequest) { .endpoint = "o"
                                                                "ther",
                                                    .status = 400,
@@ -277,8 +286,61 @@ TEST(metrics_text)
         check(strstr(text,
                      "llmd_model_restarts_total{model=\"q\",reason=\"crashed-loading\"} 1\n"));
         check(strstr(text, "llmd_model_load_seconds_count{model=\"q\"} 1\n"));
+        check(strstr(text, "llmd_model_load_seconds_sum{model=\"q\"} 0.00050000000000000001\n"));
+        check(!strstr(text, "llmd_model_restarts_total{model=\"r\",reason=\"crashed-loading\"} 1"));
         /* "other" from anywhere is one series. */
         check(strstr(text, "llmd_requests_total{model=\"\",endpoint=\"other\",code=\"400\"} 2\n"));
+}
+
+/* A child's /metrics lines: what passes on, and what would make the whole scrape invalid. */
+TEST(metrics_line_valid)
+{
+        static const struct {
+                const char *line;
+                bool valid, model;
+        } t[] = {
+                { "llamacpp:prompt_tokens_total 39", true, false },
+                { "llamacpp:requests_processing 0 1796450259000", true, false },
+                { "llamacpp:x{a=\"b\",c=\"d\"} 1.5e3", true, false },
+                { "llamacpp:x{a=\"b\",} +Inf", true, false },
+                { "llamacpp:x{a=\"q\\\"uote\\\\ \\n\"} NaN", true, false },
+                { "llamacpp:x{} -1", true, false },
+                { "# TYPE llamacpp:x counter", true, false },
+                { "# HELP llamacpp:x Total \\\\ and \\n", true, false },
+                { "# HELP llamacpp:x", true, false },
+                { "llamacpp:x{model=\"evil\"} 1", true, true },
+                { "llamacpp:x{ model=\"evil\"} 1", true, true },
+                { "llamacpp:x{a=\"x\", model=\"evil\"} 1", true, true },
+                { "llamacpp:x{a=\"}\",model=\"evil\"} 1", true, true },
+                { "llamacpp:x{models=\"a\"} 1", true, false },
+                /* Each of these would fail the scrape. */
+                { "llamacpp:foo", false, false },
+                { "llamacpp:foo ", false, false },
+                { "llamacpp:foo 1 2 3", false, false },
+                { "llamacpp:foo 1 # {model=\"x\"}", false, false },
+                { "llamacpp:foo one", false, false },
+                { "llamacpp:foo{a=\"b\" 1", false, false },
+                { "llamacpp:foo{a=b} 1", false, false },
+                { "llamacpp:foo{a=\"\\x\"} 1", false, false },
+                { "llamacpp:foo{1a=\"b\"} 1", false, false },
+                { "llamacpp:foo{a=\"\xff\xfe\"} 1", false, false },
+                { "# TYPE llamacpp:foo bogus", false, false },
+                { "# TYPE llamacpp:foo counter extra", false, false },
+                { "# HELP llamacpp:foo bad \\escape", false, false },
+                { "# a comment", false, false },
+                { "1llamacpp 1", false, false },
+                { "", false, false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                bool model = false, valid = metrics_line_valid(t[i].line, &model);
+
+                if (valid != t[i].valid || model != t[i].model) {
+                        fprintf(stderr, "line %zu: %s: valid %d model %d\n", i, t[i].line, valid,
+                                model);
+                }
+                check(valid == t[i].valid && model == t[i].model);
+        }
 }
 
 TEST_MAIN()
