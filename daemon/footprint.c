@@ -17,6 +17,7 @@ typedef struct Record {
         uint64_t measured;
         uint64_t measured_ready_usec; /* the child's ready_usec when measured: once a run */
         uint64_t estimated;
+        PlacementLayers *layers; /* the estimate by layer, for a split; NULL: none */
         bool estimated_done;
 } Record;
 
@@ -90,6 +91,7 @@ Footprint *footprint_free(Footprint *f)
         for (size_t i = 0; i < f->n_records; i++) {
                 free(f->records[i].name);
                 free(f->records[i].path);
+                free(f->records[i].layers);
         }
         free(f->records);
         gpu_source_free(f->gpu);
@@ -170,19 +172,25 @@ void footprint_measure(Footprint *f, const Child *c)
         }
 }
 
-/* From the file's header and the flags llama-server gets. */
-static uint64_t footprint_estimate_file(const ModelConfig *m)
+/* From the file's header and the flags llama-server gets: the estimate, and by layer. */
+static uint64_t footprint_estimate_file(const ModelConfig *m, PlacementLayers **ret_layers)
 {
         GgufEstimateParams p = { .n_gpu_layers = -1, .cache_k_bits = 16, .cache_v_bits = 16 };
-        GgufInfo info = {};
+        _cleanup_free_ GgufInfo *info = calloc(1, sizeof(GgufInfo));
+        _cleanup_free_ uint64_t *slot = calloc(GGUF_LAYERS_MAX + 1, sizeof(uint64_t));
+        PlacementLayers *l;
         uint64_t bytes;
+        unsigned n;
 
+        *ret_layers = NULL;
+        if (!info || !slot) {
+                return 0;
+        }
         for (char **a = m->args; a && *a; a++) {
                 const char *v = a[1];
                 unsigned *bits = streq(*a, "--cache-type-k")   ? &p.cache_k_bits
                                  : streq(*a, "--cache-type-v") ? &p.cache_v_bits
                                                                : NULL;
-                unsigned n;
 
                 if (!v) {
                         continue;
@@ -197,26 +205,45 @@ static uint64_t footprint_estimate_file(const ModelConfig *m)
                         (void) gguf_cache_type_bits(v, bits);
                 }
         }
-        if (gguf_read(m->model_path, &info) < 0) {
+        if (gguf_read(m->model_path, info) < 0) {
                 return 0;
         }
-        bytes = gguf_estimate_gpu_bytes(&info, &p);
-        gguf_info_done(&info);
+        bytes = gguf_estimate_gpu_bytes(info, &p);
+        if (bytes > 0 && gguf_estimate_slots(info, &p, slot, &n) >= 0 && n > 0 &&
+            (l = malloc(sizeof(PlacementLayers) + n * sizeof(uint64_t)))) {
+                uint64_t *copy = (uint64_t *) (l + 1);
+
+                memcpy(copy, slot, n * sizeof(uint64_t));
+                *l = (PlacementLayers) { .slot = copy, .n = n, .per_gpu = GGUF_MARGIN_FIXED };
+                *ret_layers = l;
+        }
+        gguf_info_done(info);
         return bytes;
+}
+
+static Record *footprint_estimated(Footprint *f, const ModelConfig *m)
+{
+        Record *g = footprint_record(f, m->name, m->model_path, true);
+
+        if (g && !g->estimated_done) {
+                g->estimated = footprint_estimate_file(m, &g->layers);
+                g->estimated_done = true;
+        }
+        return g;
 }
 
 uint64_t footprint_estimate(Footprint *f, const ModelConfig *m)
 {
-        Record *g = footprint_record(f, m->name, m->model_path, true);
+        Record *g = footprint_estimated(f, m);
 
-        if (!g) {
-                return 0;
-        }
-        if (!g->estimated_done) {
-                g->estimated = footprint_estimate_file(m);
-                g->estimated_done = true;
-        }
-        return g->estimated;
+        return g ? g->estimated : 0;
+}
+
+const PlacementLayers *footprint_layers(Footprint *f, const ModelConfig *m)
+{
+        Record *g = footprint_estimated(f, m);
+
+        return g && !m->gpu_memory ? g->layers : NULL;
 }
 
 uint64_t footprint_measured(Footprint *f, const ModelConfig *m)

@@ -117,6 +117,7 @@ static PlacedModel *supervisor_placement_input(Supervisor *s, const SupervisorGp
                 uint64_t want = c->gpus, budgets = 0, placed = 0;
 
                 pm[i].m = rm[i];
+                pm[i].layers = footprint_layers(s->footprint, c);
                 if (!want) {
                         (void) profile_places_itself(c, &want);
                 }
@@ -215,16 +216,18 @@ static int supervisor_plan(Supervisor *s, const char *target, bool preview, char
         }
         if (n_gpus > 1) {
                 Model *m = s->models[t];
-                uint64_t on[GPU_DEVICES_MAX] = {};
+                uint64_t on[GPU_DEVICES_MAX] = {}, split[GPU_DEVICES_MAX] = {};
 
                 for (unsigned g = 0; g < n_gpus; g++) {
                         on[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.share[g] : 0;
+                        split[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.split[g] : 0;
                 }
                 if (ret_on) {
                         memcpy(ret_on, on, sizeof(on));
                 }
                 if (!preview && p.kind != PLACEMENT_RUNNING) {
                         memcpy(m->gpu_planned, on, sizeof(on));
+                        memcpy(m->gpu_split_planned, split, sizeof(split));
                         m->planned = true;
                 }
         }
@@ -233,23 +236,22 @@ static int supervisor_plan(Supervisor *s, const char *target, bool preview, char
 }
 
 /* CUDA_VISIBLE_DEVICES (by PCI bus, NVML's order) for the GPUs of on[], and where there are
- * several, --split-mode layer (unless the profile sets one) and --tensor-split in proportion to
- * on[] (MiB). */
-static int supervisor_place_child(Model *m, const uint64_t *on)
+ * several, --split-mode layer (unless the profile sets one) and --tensor-split split[] (the
+ * planner's weights, MiB: its estimate per GPU assumed these very numbers). */
+static int supervisor_place_child(Model *m, const uint64_t *on, const uint64_t *split)
 {
         _cleanup_strv_free_ char **env = NULL, **args = NULL;
-        char visible[GPU_DEVICES_MAX * 4 + 32] = "CUDA_VISIBLE_DEVICES=",
-                                           split[GPU_DEVICES_MAX * 24];
+        char visible[GPU_DEVICES_MAX * 4 + 32] = "CUDA_VISIBLE_DEVICES=", ts[GPU_DEVICES_MAX * 24];
         size_t v = strlen(visible), t = 0;
         unsigned n = 0;
 
-        split[0] = '\0';
+        ts[0] = '\0';
         for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
                 if (on[i] > 0) {
                         v += (size_t) snprintf(visible + v, sizeof(visible) - v, "%s%u",
                                                n ? "," : "", i);
-                        t += (size_t) snprintf(split + t, sizeof(split) - t, "%s%" PRIu64,
-                                               n ? "," : "", MAX(on[i] >> 20, (uint64_t) 1));
+                        t += (size_t) snprintf(ts + t, sizeof(ts) - t, "%s%" PRIu64, n ? "," : "",
+                                               MAX(split[i], (uint64_t) 1));
                         n++;
                 }
         }
@@ -263,7 +265,7 @@ static int supervisor_place_child(Model *m, const uint64_t *on)
         if (n > 1 &&
             ((!strv_contains(model_config(m)->args, "--split-mode") &&
               (strv_extend(&args, "--split-mode") < 0 || strv_extend(&args, "layer") < 0)) ||
-             strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, split) < 0)) {
+             strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, ts) < 0)) {
                 return -ENOMEM;
         }
         return child_set_placement(m->child, env, args);
@@ -275,7 +277,7 @@ void supervisor_place(Model *m)
         SupervisorGpu gpu;
         PlacementGpu gpus[PLACEMENT_GPUS_MAX];
         unsigned n_gpus = 0;
-        uint64_t want, on[GPU_DEVICES_MAX] = {};
+        uint64_t want, on[GPU_DEVICES_MAX] = {}, split[GPU_DEVICES_MAX] = {};
         _cleanup_free_ PlacedModel *models = NULL;
         _cleanup_free_ size_t *evict = NULL;
         _cleanup_free_ char *why = NULL;
@@ -299,6 +301,7 @@ void supervisor_place(Model *m)
                         MAX(footprint_need(s->footprint, model_config(m), NULL), (uint64_t) 1);
         } else if (planned) {
                 memcpy(on, m->gpu_planned, sizeof(on));
+                memcpy(split, m->gpu_split_planned, sizeof(split));
         } else {
                 models = supervisor_placement_input(s, &gpu, gpus, &n_gpus);
                 evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
@@ -317,10 +320,11 @@ void supervisor_place(Model *m)
                                             : p.gpus & (UINT64_C(1) << g)
                                                     ? MAX(p.share[g], (uint64_t) 1)
                                                     : 0;
+                        split[gpus[g].index] = r < 0 ? gpus[g].budget >> 20 : p.split[g];
                 }
                 why = placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
         }
-        if (supervisor_place_child(m, on) < 0) {
+        if (supervisor_place_child(m, on, split) < 0) {
                 log_error("%s: placement: out of memory", model_name(m));
                 return;
         }
