@@ -16,6 +16,7 @@ typedef struct Record {
         char *path;
         uint64_t measured;
         uint64_t measured_ready_usec; /* the child's ready_usec when measured: once a run */
+        uint64_t measured_on[GPU_DEVICES_MAX]; /* that run's, on each GPU (several only) */
         uint64_t estimated;
         PlacementLayers *layers; /* the estimate by layer, for a split; NULL: none */
         bool estimated_done;
@@ -162,6 +163,12 @@ void footprint_measure(Footprint *f, const Child *c)
         if (r < 0 || bytes == 0) {
                 return;
         }
+        memset(g->measured_on, 0, sizeof(g->measured_on));
+        for (unsigned d = 0; gpu_devices(f->gpu) > 1 && d < gpu_devices(f->gpu); d++) {
+                if (gpu_device_process_memory(f->gpu, d, child_pid(c), &g->measured_on[d]) < 0) {
+                        g->measured_on[d] = 0;
+                }
+        }
         g->measured_ready_usec = child_ready_usec(c);
         log_model(LOG_INFO, m->name, NULL, "%s: uses %.2f GiB of GPU memory (estimated %.2f GiB)",
                   m->name, (double) bytes / (1ULL << 30),
@@ -251,6 +258,23 @@ uint64_t footprint_measured(Footprint *f, const ModelConfig *m)
         Record *g = footprint_record(f, m->name, m->model_path, false);
 
         return g ? g->measured : 0;
+}
+
+bool footprint_measured_on(Footprint *f, const Child *c, uint64_t ret_on[GPU_DEVICES_MAX])
+{
+        const ModelConfig *m = child_config(c);
+        Record *g = footprint_record(f, m->name, m->model_path, false);
+        bool any = false;
+
+        memset(ret_on, 0, GPU_DEVICES_MAX * sizeof(uint64_t));
+        if (!g || child_state(c) != CHILD_READY || g->measured_ready_usec != child_ready_usec(c)) {
+                return false;
+        }
+        for (unsigned d = 0; d < GPU_DEVICES_MAX; d++) {
+                ret_on[d] = g->measured_on[d];
+                any = any || ret_on[d] > 0;
+        }
+        return any;
 }
 
 uint64_t footprint_need(Footprint *f, const ModelConfig *m, const char **ret_how)

@@ -37,6 +37,9 @@ uint64_t footprint_budget(uint64_t configured, uint64_t total);
 void footprint_measure(Footprint *f, const Child *c);
 uint64_t footprint_estimate(Footprint *f, const ModelConfig *m);
 uint64_t footprint_measured(Footprint *f, const ModelConfig *m);
+/* What c's process uses on each GPU, as measured since it last became ready (on a machine with
+ * several GPUs only); false when nothing was. */
+bool footprint_measured_on(Footprint *f, const Child *c, uint64_t ret_on[GPU_DEVICES_MAX]);
 /* The estimate by layer, for a split over several GPUs (residency.h); NULL where the GGUF gives
  * none or m's gpu-memory is configured (then split in proportion). Valid until f is freed. */
 const PlacementLayers *footprint_layers(Footprint *f, const ModelConfig *m);

@@ -38,6 +38,7 @@ struct Model {
          * llmd, counted over every GPU); planned: what supervisor_plan() chose for its next
          * start, taken by supervisor_place(), with its --tensor-split weights */
         uint64_t gpu_on[GPU_DEVICES_MAX];
+        uint64_t gpu_split[GPU_DEVICES_MAX]; /* its --tensor-split (MiB) where split */
         uint64_t gpu_planned[GPU_DEVICES_MAX];
         uint64_t gpu_split_planned[GPU_DEVICES_MAX];
         bool planned;

@@ -114,17 +114,23 @@ static PlacedModel *supervisor_placement_input(Supervisor *s, const SupervisorGp
         for (size_t i = 0; i < s->n_models; i++) {
                 const Model *m = s->models[i];
                 const ModelConfig *c = model_config(m);
-                uint64_t want = c->gpus, budgets = 0, placed = 0;
+                uint64_t want = c->gpus, budgets = 0, placed = 0, seen[GPU_DEVICES_MAX];
+                bool measured;
 
                 pm[i].m = rm[i];
                 pm[i].layers = footprint_layers(s->footprint, c);
                 if (!want) {
                         (void) profile_places_itself(c, &want);
                 }
+                /* several GPUs: where this run was measured (and no gpu-memory says
+                 * otherwise), what it uses on each */
+                measured = n > 1 && rm[i].running && rm[i].measured &&
+                           footprint_measured_on(s->footprint, m->child, seen);
                 for (unsigned g = 0; g < n; g++) {
                         pm[i].want |=
                                 want & (UINT64_C(1) << ret_gpus[g].index) ? UINT64_C(1) << g : 0;
-                        pm[i].on[g] = m->gpu_on[ret_gpus[g].index];
+                        pm[i].on[g] =
+                                measured ? seen[ret_gpus[g].index] : m->gpu_on[ret_gpus[g].index];
                         placed += pm[i].on[g];
                 }
                 if (!rm[i].running || placed > 0) {
@@ -288,6 +294,7 @@ void supervisor_place(Model *m)
 
         m->planned = false;
         memset(m->gpu_on, 0, sizeof(m->gpu_on));
+        memset(m->gpu_split, 0, sizeof(m->gpu_split));
         supervisor_gpu(s, &gpu);
         if (profile_places_itself(model_config(m), &want) || gpu.n_devices == 0 ||
             (gpu.n_devices == 1 && footprint_gpu_devices(s->footprint) <= 1)) {
@@ -329,6 +336,7 @@ void supervisor_place(Model *m)
                 return;
         }
         memcpy(m->gpu_on, on, sizeof(on));
+        memcpy(m->gpu_split, split, sizeof(split));
         if (why) {
                 log_model(LOG_INFO, model_name(m), "place", "%s", why);
         }
@@ -940,6 +948,38 @@ bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[G
         for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
                 ret_on[i] = m && serving_state_running(m->state) ? m->gpu_on[i] : 0;
                 any = any || ret_on[i] > 0;
+        }
+        return any;
+}
+
+bool supervisor_model_devices(Supervisor *s, const char *model,
+                              SupervisorDeviceUse ret[GPU_DEVICES_MAX])
+{
+        Model *m = supervisor_model(s, model);
+        uint64_t seen[GPU_DEVICES_MAX] = {}, est[PLACEMENT_GPUS_MAX] = {}, mask = 0;
+        bool measured = false, any = false;
+
+        memset(ret, 0, GPU_DEVICES_MAX * sizeof(SupervisorDeviceUse));
+        if (!m || !serving_state_running(m->state)) {
+                return false;
+        }
+        footprint_measure(s->footprint, m->child);
+        measured =
+                footprint_measured_on(s->footprint, m->child, seen) && !model_config(m)->gpu_memory;
+        for (unsigned i = 0; i < PLACEMENT_GPUS_MAX; i++) {
+                mask |= m->gpu_on[i] > 0 ? UINT64_C(1) << i : 0;
+        }
+        /* the estimate over the split it got (one GPU: the whole estimate there) */
+        placement_split_shares(footprint_layers(s->footprint, model_config(m)),
+                               footprint_estimate(s->footprint, model_config(m)), mask,
+                               m->gpu_split, PLACEMENT_GPUS_MAX, est);
+        for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
+                ret[i] = (SupervisorDeviceUse) {
+                        .bytes = measured ? seen[i] : m->gpu_on[i],
+                        .estimated = i < PLACEMENT_GPUS_MAX && m->gpu_on[i] > 0 ? est[i] : 0,
+                        .measured = seen[i],
+                };
+                any = any || m->gpu_on[i] > 0 || seen[i] > 0;
         }
         return any;
 }

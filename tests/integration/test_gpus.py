@@ -10,9 +10,9 @@ from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl, llmctl_json, ru
 from test_residency import FAKE_NVML, G, MODELS, call, conf, status, wait_ready
 
 
-def gpus_fixture(totals_gib, config):
+def gpus_fixture(totals_gib, config, prepare=None):
     """Starts d with a fake NVML of len(totals_gib) devices, device i of totals_gib[i] GiB
-    (skipped without the fake)."""
+    (skipped without the fake), after prepare(d) where given."""
     def wrap(fn):
         @sim_only("the fake NVML answers from the simulator's reports")
         @fixture(config, models=MODELS, start=False)
@@ -27,6 +27,8 @@ def gpus_fixture(totals_gib, config):
                 with open(os.path.join(state, name), "w") as f:
                     f.write(f"{value}\n")
             d.env.update({"LD_LIBRARY_PATH": FAKE_NVML, "LLMD_FAKE_NVML": state})
+            if prepare:
+                prepare(d)
             d.start()
             fn(d)
         test.__name__ = fn.__name__
@@ -197,6 +199,73 @@ def test_too_big_for_all_refused(d):
           r["reason"].startswith("devstral needs 60.0 GiB: it fits nowhere") and
           "GPU 0 22.8 GiB, GPU 1 22.8 GiB" in r["reason"], r)
     check({m: d.pid_of(m) for m in pids} == pids, "something was stopped for a model that cannot fit")
+
+
+
+MiB = 1 << 20
+
+
+def write_gguf(path):
+    """A llama of two layers of 256 MiB and an output layer of 128 MiB (f32, sparse), 4 KV heads
+    of 16, trained for 256 tokens: the GGUF estimate's figures, by layer, are known."""
+    import struct
+    def s(x):
+        return struct.pack("<Q", len(x)) + x.encode()
+    kvs = [("general.architecture", 8, s("llama"))] + [
+        (f"llama.{k}", 4, struct.pack("<I", v)) for k, v in
+        (("block_count", 2), ("context_length", 256), ("embedding_length", 64),
+         ("attention.head_count", 4), ("attention.head_count_kv", 4))]
+    tensors = [("blk.0.ffn_up.weight", 256 * MiB), ("blk.1.ffn_up.weight", 256 * MiB),
+               ("output.weight", 128 * MiB)]
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        out += s(k) + struct.pack("<I", t) + v
+    offset = 0
+    for name, size in tensors:
+        out += s(name) + struct.pack("<IQQIQ", 2, 64, size // 4 // 64, 0, offset)
+        offset += size
+    out += b"\0" * (-len(out) % 32)
+    with open(path, "wb") as f:
+        f.write(out)
+        f.truncate(len(out) + offset)
+
+
+def gguf_per_device():
+    """What the estimate puts on GPU 0 and GPU 1 of a 1:1 split of write_gguf()'s model: of 3
+    slots (two layers, the output layer), slots 0 and 1 (k / 3 below 1/2) on the first, the
+    output layer on the second, 768 MiB on each. Each layer: its weights, its KV (256 tokens ×
+    4 heads × 16 × 2 (K, V) × 2 bytes) and a twentieth of its weights."""
+    layer = 256 * MiB + 256 * 4 * 16 * 2 * 2 + 256 * MiB // 20
+    return 768 * MiB + 2 * layer, 768 * MiB + 128 * MiB + 128 * MiB // 20
+
+
+@gpus_fixture([24, 24], conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpus = 1",
+                             devstral="gpus = 0,1\nenv = LLAMA_SIM_GPU_MB=2048"),
+               prepare=lambda d: write_gguf(d.model_path("devstral")))
+def test_per_device_figures(d):
+    """llmctl list --json: each running model's figures per GPU. devstral, split over GPUs 0
+    and 1 1:1, has the GGUF estimate of the layers each holds and, once measured, what the
+    simulator uses on each (half of its 2 GiB); qwen, on GPU 1 alone, no estimate (its file is
+    no GGUF) and its 3 GiB measured there."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "devstral")["kind"] == "beside", "devstral beside qwen")
+    check(placement(d, "devstral")[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0,1"],
+          placement(d, "devstral"))
+
+    def per_device():
+        return {m["name"]: m.get("gpu_memory_per_device") for m in llmctl_json(d, "list")["models"]}
+    wait_until(lambda: all(x.get("measured") for m in ("qwen", "devstral")
+                           for x in per_device()[m] or [{}]), "every device's measured use")
+    got = per_device()
+    check(got["qwen"] == [{"device": 1, "bytes": 3072 * MiB, "measured": 3072 * MiB}], got)
+    dev = got["devstral"]
+    check([(x["device"], x["bytes"], x["measured"]) for x in dev] ==
+          [(0, 1024 * MiB, 1024 * MiB), (1, 1024 * MiB, 1024 * MiB)], dev)
+    want = gguf_per_device()
+    # the estimate, spread by layer and rounded per slot: within a few bytes of the figures
+    check(all(abs(x["estimated"] - w) < 16 for x, w in zip(dev, want)), (dev, want))
+    g = [m["gpu_memory"] for m in llmctl_json(d, "list")["models"] if m["name"] == "devstral"][0]
+    check(g["estimated"] == 640 * MiB + 256 * 2 * 4 * 16 * 2 * 2 + 32 * MiB + 768 * MiB, g)
 
 
 if __name__ == "__main__":
