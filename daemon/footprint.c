@@ -279,19 +279,19 @@ bool footprint_measured_on(Footprint *f, const Child *c, uint64_t ret_on[GPU_DEV
 
 uint64_t footprint_need(Footprint *f, const ModelConfig *m, const char **ret_how)
 {
+        const char *how = NULL;
         uint64_t b;
 
-        *ret_how = NULL;
         if (m->gpu_memory) {
-                *ret_how = "configured";
-                return m->gpu_memory;
+                how = "configured";
+                b = m->gpu_memory;
+        } else if ((b = footprint_measured(f, m)) > 0) {
+                how = "measured";
+        } else if ((b = footprint_estimate(f, m)) > 0) {
+                how = "estimated";
         }
-        if ((b = footprint_measured(f, m)) > 0) {
-                *ret_how = "measured";
-                return b;
-        }
-        if ((b = footprint_estimate(f, m)) > 0) {
-                *ret_how = "estimated";
+        if (ret_how) {
+                *ret_how = how;
         }
         return b;
 }

@@ -43,6 +43,6 @@ bool footprint_measured_on(Footprint *f, const Child *c, uint64_t ret_on[GPU_DEV
 /* The estimate by layer, for a split over several GPUs (residency.h); NULL where the GGUF gives
  * none or m's gpu-memory is configured (then split in proportion). Valid until f is freed. */
 const PlacementLayers *footprint_layers(Footprint *f, const ModelConfig *m);
-/* What m needs: configured, else measured, else estimated; *ret_how says which (NULL and 0:
- * unknown). */
+/* What m needs: configured, else measured, else estimated; *ret_how (where ret_how is not
+ * NULL) says which (NULL and 0: unknown). */
 uint64_t footprint_need(Footprint *f, const ModelConfig *m, const char **ret_how);

@@ -91,6 +91,27 @@ def test_one_gpu_no_lines(d):
     check("\ngpu      nvml: " in out and "  gpu 0" not in out, out)
 
 
+@gpus_fixture([24, 24], conf(top="gpus = 0,1", star="env = LLAMA_SIM_GPU_MB=1024", qwen="gpus = 0"))
+def test_reload_moves_models(d):
+    """A reload that changes where a running model may go restarts it there: qwen's gpus = 0
+    becomes gpus = 1, and [llmd] gpus = 1 leaves nomic (auto, on GPU 0) no GPU it was on;
+    each new child's environment names GPU 1."""
+    wait_ready(d, "qwen", "nomic")
+    old = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    for m in old:
+        check(placement(d, m)[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0"],
+              (m, placement(d, m)))
+    d.write_config(conf(top="gpus = 1", star="env = LLAMA_SIM_GPU_MB=1024", qwen="gpus = 1"))
+    llmctl(d, "reload", check_rc=0)
+    wait_until(lambda: all(d.pid_of(m) not in (None, old[m]) for m in old), "both started again")
+    wait_ready(d, "qwen", "nomic")
+    for m in old:
+        check(placement(d, m)[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=1"],
+              (m, placement(d, m)))
+    wait_until(lambda: [x["used"] for x in status(d)["gpu"]["devices"]] == [2048 << 20],
+               "both on GPU 1, the one GPU of gpus")
+
+
 @fixture(conf(top="gpus = 0,0"), models=MODELS, start=False)
 def test_gpus_refused(d):
     """A GPU named twice is a configuration error that says what is wrong."""
