@@ -138,6 +138,7 @@ typedef struct SupervisorGpu {
         uint64_t resident; /* what llmd's running models take (measured, configured or estimated) */
         unsigned max_resident; /* 0: no limit */
         unsigned n_devices;    /* those of [llmd] gpus that the source has */
+        bool several;          /* the source has more than one GPU */
         SupervisorGpuDevice devices[GPU_DEVICES_MAX];
 } SupervisorGpu;
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);

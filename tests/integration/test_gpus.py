@@ -6,8 +6,9 @@ devices: the budget and memory of each GPU."""
 import os
 import subprocess
 
-from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl, llmctl_json, run, sim_only, wait_until
-from test_residency import FAKE_NVML, G, MODELS, call, conf, status, wait_ready
+from llmdtest import (LLMCTL, LLMD, Skip, check, fixture, http, llmctl, llmctl_json, run, sim_only,
+                      wait_until)
+from test_residency import FAKE_NVML, G, MODELS, PORT, call, conf, status, wait_ready
 
 
 def gpus_fixture(totals_gib, config, prepare=None):
@@ -287,6 +288,66 @@ def test_per_device_figures(d):
     check(all(abs(x["estimated"] - w) < 16 for x, w in zip(dev, want)), (dev, want))
     g = [m["gpu_memory"] for m in llmctl_json(d, "list")["models"] if m["name"] == "devstral"][0]
     check(g["estimated"] == 640 * MiB + 256 * 2 * 4 * 16 * 2 * 2 + 32 * MiB + 768 * MiB, g)
+
+
+def scrape():
+    """/llmd/metrics as Prometheus' client library reads it: {(name, labels): value}."""
+    import json
+    from test_observe import PARSER
+    r = http(PORT, "GET", "/llmd/metrics")
+    check(r.status == 200, f"metrics: {r}")
+    p = subprocess.run(["/usr/bin/python3", "-c", PARSER], input=r.body.decode(),
+                       capture_output=True, text=True)
+    check(p.returncode == 0, f"prometheus_client could not parse the scrape: {p.stderr}")
+    return {(n, tuple(sorted(labels.items()))): v for n, labels, v, _ in json.loads(p.stdout)}
+
+
+def gpu_samples(samples, name):
+    """name's samples that have a gpu label: {labels: value}."""
+    return {labels: v for (n, labels), v in samples.items() if n == name and "gpu" in dict(labels)}
+
+
+@gpus_fixture([24, 48], conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpus = 1",
+                             devstral="gpus = 0,1\nenv = LLAMA_SIM_GPU_MB=2048"),
+               prepare=lambda d: write_gguf(d.model_path("devstral")))
+def test_metrics_per_gpu(d):
+    """/llmd/metrics on two GPUs: llmd_gpu_memory_budget_bytes once unlabelled (all GPUs
+    together, as before) and once per GPU; llmd_gpu_memory_bytes per model as before, and per
+    GPU for each running model: devstral's estimate by layer and measured use on GPUs 0 and 1,
+    qwen's measured use on GPU 1 alone."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "devstral")["kind"] == "beside", "devstral beside qwen")
+    budgets = [x["budget"] for x in status(d)["gpu"]["devices"]]
+    want_devstral = gguf_per_device()
+
+    def measured():
+        s = scrape()
+        return s if len([k for k in gpu_samples(s, "llmd_gpu_memory_bytes")
+                         if ("source", "measured") in k]) == 4 else None
+    s = wait_until(measured, "each GPU's measured use in the metrics")
+    check(s[("llmd_gpu_memory_budget_bytes", ())] == sum(budgets), s)
+    check(gpu_samples(s, "llmd_gpu_memory_budget_bytes") ==
+          {(("gpu", "0"),): budgets[0], (("gpu", "1"),): budgets[1]}, s)
+    per = gpu_samples(s, "llmd_gpu_memory_bytes")
+    measured = {k: v for k, v in per.items() if ("source", "measured") in k}
+    check(measured == {(("gpu", "0"), ("model", "devstral"), ("source", "measured")): 1024 * MiB,
+                       (("gpu", "1"), ("model", "devstral"), ("source", "measured")): 1024 * MiB,
+                       (("gpu", "0"), ("model", "nomic"), ("source", "measured")): 3072 * MiB,
+                       (("gpu", "1"), ("model", "qwen"), ("source", "measured")): 3072 * MiB},
+          measured)
+    estimated = {k: v for k, v in per.items() if ("source", "estimated") in k}
+    check(sorted(k for k in estimated) == [(("gpu", "0"), ("model", "devstral"), ("source", "estimated")),
+                                           (("gpu", "1"), ("model", "devstral"), ("source", "estimated"))],
+          estimated)
+    # the split's weights are the budgets (gpus = 0,1), 1:2: slot 0 (0 / 3 below 1/3) on
+    # GPU 0, the second layer and the output layer on GPU 1
+    layer = 256 * MiB + 256 * 4 * 16 * 2 * 2 + 256 * MiB // 20
+    got = [estimated[(("gpu", g), ("model", "devstral"), ("source", "estimated"))] for g in "01"]
+    check(abs(got[0] - (768 * MiB + layer)) < 16 and
+          abs(got[1] - (768 * MiB + layer + 128 * MiB + 128 * MiB // 20)) < 16, (got, want_devstral))
+    # the totals, without a gpu label, as before
+    check(s[("llmd_gpu_memory_bytes", (("model", "devstral"), ("source", "estimated")))] ==
+          640 * MiB + 256 * 2 * 4 * 16 * 2 * 2 + 32 * MiB + 768 * MiB, s)
 
 
 if __name__ == "__main__":
