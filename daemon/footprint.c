@@ -16,7 +16,9 @@ typedef struct Record {
         char *path;
         uint64_t measured;
         uint64_t measured_ready_usec; /* the child's ready_usec when measured: once a run */
+        uint64_t measured_on[GPU_DEVICES_MAX]; /* that run's, on each GPU (several only) */
         uint64_t estimated;
+        PlacementLayers *layers; /* the estimate by layer, for a split; NULL: none */
         bool estimated_done;
 } Record;
 
@@ -90,6 +92,7 @@ Footprint *footprint_free(Footprint *f)
         for (size_t i = 0; i < f->n_records; i++) {
                 free(f->records[i].name);
                 free(f->records[i].path);
+                free(f->records[i].layers);
         }
         free(f->records);
         gpu_source_free(f->gpu);
@@ -160,6 +163,12 @@ void footprint_measure(Footprint *f, const Child *c)
         if (r < 0 || bytes == 0) {
                 return;
         }
+        memset(g->measured_on, 0, sizeof(g->measured_on));
+        for (unsigned d = 0; gpu_devices(f->gpu) > 1 && d < gpu_devices(f->gpu); d++) {
+                if (gpu_device_process_memory(f->gpu, d, child_pid(c), &g->measured_on[d]) < 0) {
+                        g->measured_on[d] = 0;
+                }
+        }
         g->measured_ready_usec = child_ready_usec(c);
         log_model(LOG_INFO, m->name, NULL, "%s: uses %.2f GiB of GPU memory (estimated %.2f GiB)",
                   m->name, (double) bytes / (1ULL << 30),
@@ -170,19 +179,25 @@ void footprint_measure(Footprint *f, const Child *c)
         }
 }
 
-/* From the file's header and the flags llama-server gets. */
-static uint64_t footprint_estimate_file(const ModelConfig *m)
+/* From the file's header and the flags llama-server gets: the estimate, and by layer. */
+static uint64_t footprint_estimate_file(const ModelConfig *m, PlacementLayers **ret_layers)
 {
         GgufEstimateParams p = { .n_gpu_layers = -1, .cache_k_bits = 16, .cache_v_bits = 16 };
-        GgufInfo info = {};
+        _cleanup_free_ GgufInfo *info = calloc(1, sizeof(GgufInfo));
+        _cleanup_free_ uint64_t *slot = calloc(GGUF_LAYERS_MAX + 1, sizeof(uint64_t));
+        PlacementLayers *l;
         uint64_t bytes;
+        unsigned n;
 
+        *ret_layers = NULL;
+        if (!info || !slot) {
+                return 0;
+        }
         for (char **a = m->args; a && *a; a++) {
                 const char *v = a[1];
                 unsigned *bits = streq(*a, "--cache-type-k")   ? &p.cache_k_bits
                                  : streq(*a, "--cache-type-v") ? &p.cache_v_bits
                                                                : NULL;
-                unsigned n;
 
                 if (!v) {
                         continue;
@@ -197,26 +212,45 @@ static uint64_t footprint_estimate_file(const ModelConfig *m)
                         (void) gguf_cache_type_bits(v, bits);
                 }
         }
-        if (gguf_read(m->model_path, &info) < 0) {
+        if (gguf_read(m->model_path, info) < 0) {
                 return 0;
         }
-        bytes = gguf_estimate_gpu_bytes(&info, &p);
-        gguf_info_done(&info);
+        bytes = gguf_estimate_gpu_bytes(info, &p);
+        if (bytes > 0 && gguf_estimate_slots(info, &p, slot, &n) >= 0 && n > 0 &&
+            (l = malloc(sizeof(PlacementLayers) + n * sizeof(uint64_t)))) {
+                uint64_t *copy = (uint64_t *) (l + 1);
+
+                memcpy(copy, slot, n * sizeof(uint64_t));
+                *l = (PlacementLayers) { .slot = copy, .n = n, .per_gpu = GGUF_MARGIN_FIXED };
+                *ret_layers = l;
+        }
+        gguf_info_done(info);
         return bytes;
+}
+
+static Record *footprint_estimated(Footprint *f, const ModelConfig *m)
+{
+        Record *g = footprint_record(f, m->name, m->model_path, true);
+
+        if (g && !g->estimated_done) {
+                g->estimated = footprint_estimate_file(m, &g->layers);
+                g->estimated_done = true;
+        }
+        return g;
 }
 
 uint64_t footprint_estimate(Footprint *f, const ModelConfig *m)
 {
-        Record *g = footprint_record(f, m->name, m->model_path, true);
+        Record *g = footprint_estimated(f, m);
 
-        if (!g) {
-                return 0;
-        }
-        if (!g->estimated_done) {
-                g->estimated = footprint_estimate_file(m);
-                g->estimated_done = true;
-        }
-        return g->estimated;
+        return g ? g->estimated : 0;
+}
+
+const PlacementLayers *footprint_layers(Footprint *f, const ModelConfig *m)
+{
+        Record *g = footprint_estimated(f, m);
+
+        return g && !m->gpu_memory ? g->layers : NULL;
 }
 
 uint64_t footprint_measured(Footprint *f, const ModelConfig *m)
@@ -226,21 +260,38 @@ uint64_t footprint_measured(Footprint *f, const ModelConfig *m)
         return g ? g->measured : 0;
 }
 
+bool footprint_measured_on(Footprint *f, const Child *c, uint64_t ret_on[GPU_DEVICES_MAX])
+{
+        const ModelConfig *m = child_config(c);
+        Record *g = footprint_record(f, m->name, m->model_path, false);
+        bool any = false;
+
+        memset(ret_on, 0, GPU_DEVICES_MAX * sizeof(uint64_t));
+        if (!g || child_state(c) != CHILD_READY || g->measured_ready_usec != child_ready_usec(c)) {
+                return false;
+        }
+        for (unsigned d = 0; d < GPU_DEVICES_MAX; d++) {
+                ret_on[d] = g->measured_on[d];
+                any = any || ret_on[d] > 0;
+        }
+        return any;
+}
+
 uint64_t footprint_need(Footprint *f, const ModelConfig *m, const char **ret_how)
 {
+        const char *how = NULL;
         uint64_t b;
 
-        *ret_how = NULL;
         if (m->gpu_memory) {
-                *ret_how = "configured";
-                return m->gpu_memory;
+                how = "configured";
+                b = m->gpu_memory;
+        } else if ((b = footprint_measured(f, m)) > 0) {
+                how = "measured";
+        } else if ((b = footprint_estimate(f, m)) > 0) {
+                how = "estimated";
         }
-        if ((b = footprint_measured(f, m)) > 0) {
-                *ret_how = "measured";
-                return b;
-        }
-        if ((b = footprint_estimate(f, m)) > 0) {
-                *ret_how = "estimated";
+        if (ret_how) {
+                *ret_how = how;
         }
         return b;
 }

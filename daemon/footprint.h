@@ -4,6 +4,7 @@
 #include "child.h"
 #include "config.h"
 #include "gpu.h"
+#include "residency.h"
 
 /*
  * What each model takes on the GPU, and how that is known: configured (gpu-memory in its
@@ -36,6 +37,12 @@ uint64_t footprint_budget(uint64_t configured, uint64_t total);
 void footprint_measure(Footprint *f, const Child *c);
 uint64_t footprint_estimate(Footprint *f, const ModelConfig *m);
 uint64_t footprint_measured(Footprint *f, const ModelConfig *m);
-/* What m needs: configured, else measured, else estimated; *ret_how says which (NULL and 0:
- * unknown). */
+/* What c's process uses on each GPU, as measured since it last became ready (on a machine with
+ * several GPUs only); false when nothing was. */
+bool footprint_measured_on(Footprint *f, const Child *c, uint64_t ret_on[GPU_DEVICES_MAX]);
+/* The estimate by layer, for a split over several GPUs (residency.h); NULL where the GGUF gives
+ * none or m's gpu-memory is configured (then split in proportion). Valid until f is freed. */
+const PlacementLayers *footprint_layers(Footprint *f, const ModelConfig *m);
+/* What m needs: configured, else measured, else estimated; *ret_how (where ret_how is not
+ * NULL) says which (NULL and 0: unknown). */
 uint64_t footprint_need(Footprint *f, const ModelConfig *m, const char **ret_how);

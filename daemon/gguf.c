@@ -139,12 +139,15 @@ typedef struct GgufReader {
 typedef struct GgufTensor {
         uint64_t offset; /* from the start of the data */
         uint64_t
-                bytes : 63; /* TENSOR_BYTES_UNKNOWN: a type we do not know, sized from the offsets */
-        uint64_t layer : 1;
+                bytes : 54; /* TENSOR_BYTES_UNKNOWN: a type we do not know, sized from the offsets */
+        uint64_t layer : 10; /* 0: not blk.N; N + 1 below GGUF_LAYERS_MAX; TENSOR_LAYER_PAST */
 } GgufTensor;
 
-/* Above any tensor's room in a file (below INT64_MAX bytes): a known size saturates below it. */
-#define TENSOR_BYTES_UNKNOWN (UINT64_MAX >> 1)
+/* Above any tensor's room in a file (16 PiB): a known size saturates below it. */
+#define TENSOR_BYTES_UNKNOWN (UINT64_MAX >> 10)
+/* blk.N with N from GGUF_LAYERS_MAX up: counted in layer_bytes, not in layer[] */
+#define TENSOR_LAYER_PAST 1023
+_Static_assert(GGUF_LAYERS_MAX < TENSOR_LAYER_PAST, "layer numbers fit the field");
 
 /* One file's header, before the defaults are applied. */
 typedef struct GgufParse {
@@ -602,18 +605,23 @@ static int gguf_read_kv(GgufReader *r, GgufParse *p)
         return k < 0 ? k : 0;
 }
 
-/* "blk.N." */
-static bool gguf_is_layer(const char *name)
+/* "blk.N.": N + 1 (TENSOR_LAYER_PAST from GGUF_LAYERS_MAX up); 0 for another name. */
+static unsigned gguf_layer(const char *name)
 {
         const char *s = startswith(name, "blk.");
+        uint64_t n = 0;
 
         if (!s || *s < '0' || *s > '9') {
-                return false;
+                return 0;
         }
         while (*s >= '0' && *s <= '9') {
+                n = MIN(n * 10 + (uint64_t) (*s - '0'), (uint64_t) GGUF_LAYERS_MAX);
                 s++;
         }
-        return *s == '.';
+        if (*s != '.') {
+                return 0;
+        }
+        return n < GGUF_LAYERS_MAX ? (unsigned) n + 1 : TENSOR_LAYER_PAST;
 }
 
 static int gguf_read_tensor(GgufReader *r, const GgufParse *p, GgufTensor *ret)
@@ -673,7 +681,7 @@ static int gguf_read_tensor(GgufReader *r, const GgufParse *p, GgufTensor *ret)
                 ret->bytes = TENSOR_BYTES_UNKNOWN;
         }
         ret->offset = offset;
-        ret->layer = gguf_is_layer(name);
+        ret->layer = gguf_layer(name);
         return 0;
 }
 
@@ -741,7 +749,8 @@ static int gguf_sum_tensors(GgufTensor *t, size_t n, uint64_t data_size, GgufInf
                 }
                 room = end - t[i].offset;
                 if (t[i].bytes == TENSOR_BYTES_UNKNOWN) {
-                        t[i].bytes = room; /* with the padding: at most alignment - 1 more */
+                        /* with the padding: at most alignment - 1 more */
+                        t[i].bytes = MIN(room, TENSOR_BYTES_UNKNOWN - 1);
                 }
                 if (t[i].bytes > room) {
                         return -EBADMSG;
@@ -749,6 +758,9 @@ static int gguf_sum_tensors(GgufTensor *t, size_t n, uint64_t data_size, GgufInf
                 info->tensor_bytes += t[i].bytes;
                 if (t[i].layer) {
                         info->layer_bytes += t[i].bytes;
+                }
+                if (t[i].layer && t[i].layer != TENSOR_LAYER_PAST) {
+                        info->layer[t[i].layer - 1] += t[i].bytes;
                 }
         }
         return 0;
@@ -987,6 +999,9 @@ static int gguf_add_splits(const char *path, GgufParse *p)
                 header_bytes = sat_add(header_bytes, q.header_bytes);
                 p->info.tensor_bytes = sat_add(p->info.tensor_bytes, q.info.tensor_bytes);
                 p->info.layer_bytes = sat_add(p->info.layer_bytes, q.info.layer_bytes);
+                for (size_t l = 0; l < GGUF_LAYERS_MAX; l++) {
+                        p->info.layer[l] = sat_add(p->info.layer[l], q.info.layer[l]);
+                }
                 p->info.file_bytes = sat_add(p->info.file_bytes, q.info.file_bytes);
                 gguf_info_done(&q.info);
         }
@@ -1063,6 +1078,57 @@ uint64_t gguf_estimate_gpu_bytes(const GgufInfo *i, const GgufEstimateParams *p)
 
         margin = GGUF_MARGIN_FIXED + weights / GGUF_MARGIN_WEIGHT_DIV;
         return sat_add(sat_add(weights, kv), margin);
+}
+
+int gguf_estimate_slots(const GgufInfo *i, const GgufEstimateParams *p, uint64_t *ret_slots,
+                        unsigned *ret_n)
+{
+        uint64_t layers, start, ctx, per_token, kv, known = 0;
+        bool all, exact;
+
+        *ret_n = 0;
+        if (p->n_gpu_layers == 0) {
+                return 0;
+        }
+        if (i->n_layer == 0 || i->n_layer > GGUF_LAYERS_MAX) {
+                return -E2BIG;
+        }
+        all = p->n_gpu_layers < 0 || (uint64_t) p->n_gpu_layers > i->n_layer;
+        layers = all ? i->n_layer : (uint64_t) p->n_gpu_layers;
+        start = i->n_layer - layers;
+        for (uint64_t l = 0; l < i->n_layer; l++) {
+                known = sat_add(known, i->layer[l]);
+        }
+        /* every blk.N below n_layer: their own sizes; else layer_bytes spread evenly */
+        exact = known == i->layer_bytes;
+
+        ctx = p->ctx_size > 0 ? p->ctx_size : i->n_ctx_train;
+        ctx = sat_mul(div_round_up(ctx, 256), 256);
+        per_token = sat_mul(i->n_head_kv,
+                            sat_add(sat_mul(i->key_length, cache_half_bits(p->cache_k_bits)),
+                                    sat_mul(i->value_length, cache_half_bits(p->cache_v_bits))));
+        kv = sat_mul(ctx, per_token);
+        kv = kv == UINT64_MAX ? kv : div_round_up(kv, 16);
+
+        for (uint64_t k = 0; k < layers; k++) {
+                uint64_t l = start + k, w;
+
+                if (exact) {
+                        w = i->layer[l];
+                } else {
+                        unsigned __int128 b = i->layer_bytes;
+
+                        w = (uint64_t) (b * (l + 1) / i->n_layer - b * l / i->n_layer);
+                }
+                ret_slots[k] = sat_add(sat_add(w, kv), w / GGUF_MARGIN_WEIGHT_DIV);
+        }
+        if (all) {
+                uint64_t w = i->tensor_bytes - MIN(i->layer_bytes, i->tensor_bytes);
+
+                ret_slots[layers++] = w + w / GGUF_MARGIN_WEIGHT_DIV;
+        }
+        *ret_n = (unsigned) layers;
+        return 0;
 }
 
 int gguf_cache_type_bits(const char *name, unsigned *ret)

@@ -29,6 +29,7 @@
         (UINT64_C(64) << 20) /* bytes from the magic to the last tensor info,
                                               * all parts of a split model together */
 #define GGUF_SPLITS_MAX 1024 /* parts of a split model */
+#define GGUF_LAYERS_MAX 512  /* layers whose own sizes are kept (llama.cpp's LLAMA_MAX_LAYERS) */
 
 typedef struct GgufInfo {
         char *arch;                 /* general.architecture */
@@ -40,7 +41,8 @@ typedef struct GgufInfo {
         uint64_t n_ctx_train;  /* <arch>.context_length */
         uint64_t tensor_bytes; /* all tensors' data */
         uint64_t layer_bytes;  /* tensors named blk.N.*, all layers together */
-        uint64_t file_bytes;   /* all parts of a split model together */
+        uint64_t layer[GGUF_LAYERS_MAX]; /* blk.N.*, by N, for N below GGUF_LAYERS_MAX */
+        uint64_t file_bytes;             /* all parts of a split model together */
 } GgufInfo;
 
 /* 0, -errno (the file cannot be read; open_regular()'s), -EBADMSG (it is not a GGUF llama-server
@@ -79,6 +81,21 @@ typedef struct GgufEstimateParams {
  * counted as full caches. Sums saturate at UINT64_MAX.
  */
 uint64_t gguf_estimate_gpu_bytes(const GgufInfo *i, const GgufEstimateParams *p);
+
+/*
+ * gguf_estimate_gpu_bytes() by where llama.cpp's layer split (--split-mode layer) puts it:
+ * ret_slots (room for GGUF_LAYERS_MAX + 1) gets, for each of *ret_n slots, the bytes that go
+ * with it: first the offloaded repeating layers in order (each its weights, from layer[] when
+ * every blk.N below n_layer was seen, else layer_bytes spread evenly; its KV cache; its share
+ * of the margin), then, when n_gpu_layers offloads it, the output layer with every tensor
+ * outside blk.N (llama.cpp keeps the token embedding on the CPU: counted there anyway, as
+ * gguf_estimate_gpu_bytes() does). llama.cpp gives slot k of n to the first device whose
+ * running share of --tensor-split is above k / n. GGUF_MARGIN_FIXED is not in any slot: each
+ * device used holds it (its CUDA context, its compute buffers). Nothing offloaded: *ret_n 0.
+ * -E2BIG: more than GGUF_LAYERS_MAX layers (or none), no slots.
+ */
+int gguf_estimate_slots(const GgufInfo *i, const GgufEstimateParams *p, uint64_t *ret_slots,
+                        unsigned *ret_n);
 
 /* The bits per value to pass as cache_k_bits/cache_v_bits for llama-server's --cache-type-k/-v
  * NAME (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1); -EINVAL for another name. A type

@@ -127,6 +127,28 @@ static cJSON *model_json(Manager *m, Child *c)
         if (seen > 0) {
                 cJSON_AddNumberToObject(g, "measured", (double) seen);
         }
+        SupervisorDeviceUse use[GPU_DEVICES_MAX];
+        if (supervisor_model_devices(m->supervisor, child_name(c), use)) {
+                cJSON *a = cJSON_AddArrayToObject(o, "gpu_memory_per_device");
+
+                for (unsigned i = 0; a && i < GPU_DEVICES_MAX; i++) {
+                        cJSON *d;
+
+                        if ((use[i].bytes == 0 && use[i].measured == 0) ||
+                            !(d = cJSON_CreateObject())) {
+                                continue;
+                        }
+                        cJSON_AddNumberToObject(d, "device", i);
+                        cJSON_AddNumberToObject(d, "bytes", (double) use[i].bytes);
+                        if (use[i].estimated > 0) {
+                                cJSON_AddNumberToObject(d, "estimated", (double) use[i].estimated);
+                        }
+                        if (use[i].measured > 0) {
+                                cJSON_AddNumberToObject(d, "measured", (double) use[i].measured);
+                        }
+                        cJSON_AddItemToArray(a, d);
+                }
+        }
         if (!mc->pin && !mc->embeddings) {
                 cJSON *b = cJSON_AddObjectToObject(o, "bench");
 

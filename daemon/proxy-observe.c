@@ -135,6 +135,33 @@ void request_record(Request *r, bool completed)
 /* ---- GET /llmd/metrics ---- */
 
 /* A gauge of the requests of the list first, by the model they are for. */
+/* A running model's GPU memory on each GPU (several GPUs only): estimated, measured. */
+static void write_gpu_memory_per_device(FILE *f, Supervisor *sv, const char *name)
+{
+        SupervisorDeviceUse use[GPU_DEVICES_MAX];
+
+        if (!supervisor_model_devices(sv, name, use)) {
+                return;
+        }
+        for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
+                char g[16];
+
+                snprintf(g, sizeof(g), "%u", i);
+                if (use[i].estimated > 0) {
+                        metrics_write_sample(f, "llmd_gpu_memory_bytes",
+                                             (const char *const[]) { "model", name, "source",
+                                                                     "estimated", "gpu", g, NULL },
+                                             (double) use[i].estimated);
+                }
+                if (use[i].measured > 0) {
+                        metrics_write_sample(f, "llmd_gpu_memory_bytes",
+                                             (const char *const[]) { "model", name, "source",
+                                                                     "measured", "gpu", g, NULL },
+                                             (double) use[i].measured);
+                }
+        }
+}
+
 static void write_per_model(FILE *f, const char *name, const char *help, const Request *first,
                             Child **children, size_t n)
 {
@@ -196,11 +223,20 @@ static void write_gauges(Proxy *p, FILE *f)
                                 (const char *const[]) { "model", name, "source", "measured", NULL },
                                 (double) meas);
                 }
+                write_gpu_memory_per_device(f, sv, name);
         }
         supervisor_gpu(sv, &gpu);
         metrics_write_header(f, "llmd_gpu_memory_budget_bytes", "gauge",
                              "The GPU memory llmd's models may take together; 0 unknown");
         metrics_write_sample(f, "llmd_gpu_memory_budget_bytes", NULL, (double) gpu.budget);
+        for (unsigned i = 0; gpu.several && i < gpu.n_devices; i++) {
+                char g[16];
+
+                snprintf(g, sizeof(g), "%u", gpu.devices[i].index);
+                metrics_write_sample(f, "llmd_gpu_memory_budget_bytes",
+                                     (const char *const[]) { "gpu", g, NULL },
+                                     (double) gpu.devices[i].budget);
+        }
         for (Conn *c = p->fresh_first; c; c = c->next) {
                 fresh++;
         }

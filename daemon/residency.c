@@ -192,29 +192,73 @@ static bool plan_try(Plan *p, uint64_t mask, const uint64_t *share)
         }
 }
 
-/* bytes over the GPUs of mask, in proportion to weight (the last one takes what rounding left). */
-static void plan_shares(const Plan *p, uint64_t bytes, uint64_t mask, const uint64_t *weight,
-                        uint64_t *share)
+void placement_split_shares(const PlacementLayers *layers, uint64_t bytes, uint64_t mask,
+                            const uint64_t *weight, unsigned n_gpus, uint64_t *share)
 {
-        unsigned __int128 sum = 0;
-        uint64_t left = bytes;
-        unsigned last = 0;
+        unsigned __int128 sum = 0, run = 0, slots = 0;
+        uint64_t left = bytes, on[PLACEMENT_GPUS_MAX] = {}, base;
+        unsigned last = 0, g = 0;
 
         memset(share, 0, PLACEMENT_GPUS_MAX * sizeof(uint64_t));
-        for (unsigned g = 0; g < p->n_gpus; g++) {
-                if (mask & (UINT64_C(1) << g)) {
-                        sum += weight[g];
-                        last = g;
+        n_gpus = MIN(n_gpus, (unsigned) PLACEMENT_GPUS_MAX);
+        for (unsigned h = 0; h < n_gpus; h++) {
+                if (mask & (UINT64_C(1) << h)) {
+                        sum += weight[h];
+                        last = h;
                 }
         }
-        for (unsigned g = 0; g < p->n_gpus; g++) {
-                if (!(mask & (UINT64_C(1) << g))) {
-                        continue;
+        if (!layers || layers->n == 0 || sum == 0 || __builtin_popcountll(mask) < 2) {
+                for (unsigned h = 0; h < n_gpus; h++) {
+                        if (!(mask & (UINT64_C(1) << h))) {
+                                continue;
+                        }
+                        share[h] =
+                                h == last || sum == 0
+                                        ? left
+                                        : (uint64_t) (bytes * (unsigned __int128) weight[h] / sum);
+                        left -= share[h];
                 }
-                share[g] = g == last || sum == 0
-                                   ? left
-                                   : (uint64_t) (bytes * (unsigned __int128) weight[g] / sum);
-                left -= share[g];
+                return;
+        }
+        /* llama.cpp: slot k on the first GPU whose running total over sum is above k / n */
+        for (unsigned k = 0; k < layers->n; k++) {
+                while (g < n_gpus &&
+                       (!(mask & (UINT64_C(1) << g)) ||
+                        (run + weight[g]) * layers->n <= (unsigned __int128) k * sum)) {
+                        run += mask & (UINT64_C(1) << g) ? weight[g] : 0;
+                        g++;
+                }
+                g = MIN(g, last);
+                on[g] += MIN(layers->slot[k], UINT64_MAX - on[g]);
+                slots += layers->slot[k];
+        }
+        base = bytes > layers->per_gpu ? bytes - layers->per_gpu : 0;
+        for (unsigned h = 0; h < n_gpus; h++) {
+                if (mask & (UINT64_C(1) << h)) {
+                        uint64_t b =
+                                slots ? (uint64_t) (base * (unsigned __int128) on[h] / slots) : 0;
+
+                        share[h] = layers->per_gpu + MIN(b, UINT64_MAX - layers->per_gpu);
+                }
+        }
+}
+
+/* The target over the GPUs of mask by weight: share, and split as llama-server gets it (MiB,
+ * at least 1): by layers, the weights, the very numbers the shares came from; in proportion,
+ * the shares. */
+static void plan_shares(const Plan *p, uint64_t mask, const uint64_t *weight, uint64_t *share,
+                        uint64_t *split)
+{
+        const PlacedModel *t = &p->models[p->target];
+
+        memset(split, 0, PLACEMENT_GPUS_MAX * sizeof(uint64_t));
+        for (unsigned g = 0; g < p->n_gpus; g++) {
+                split[g] = mask & (UINT64_C(1) << g) ? MAX(weight[g] >> 20, (uint64_t) 1) : 0;
+        }
+        placement_split_shares(t->layers, t->m.bytes, mask, t->layers ? split : weight, p->n_gpus,
+                               share);
+        for (unsigned g = 0; g < p->n_gpus && !t->layers; g++) {
+                split[g] = mask & (UINT64_C(1) << g) ? MAX(share[g] >> 20, (uint64_t) 1) : 0;
         }
 }
 
@@ -242,11 +286,16 @@ static bool plan_largest(const Plan *p, unsigned k, const uint64_t *weight, uint
 
 /* Keeps what plan_try() decided in ret and ret_evict. */
 static void plan_take(const Plan *p, PlacementKind kind, uint64_t mask, const uint64_t *share,
-                      size_t *ret_evict, Placement *ret)
+                      const uint64_t *split, size_t *ret_evict, Placement *ret)
 {
         ret->kind = kind;
         ret->gpus = mask;
         memcpy(ret->share, share, sizeof(ret->share));
+        if (split) {
+                memcpy(ret->split, split, sizeof(ret->split));
+        } else {
+                memset(ret->split, 0, sizeof(ret->split));
+        }
         ret->n_evict = p->n_evict;
         memcpy(ret_evict, p->evict, p->n_evict * sizeof(size_t));
 }
@@ -299,7 +348,7 @@ static bool plan_one(Plan *p, size_t *ret_evict, Placement *ret)
                 if (!found || one_cost_less(&c, &best)) {
                         best = c;
                         found = true;
-                        plan_take(p, PLACEMENT_ONE, UINT64_C(1) << g, share, ret_evict, ret);
+                        plan_take(p, PLACEMENT_ONE, UINT64_C(1) << g, share, NULL, ret_evict, ret);
                 }
         }
         return found;
@@ -309,7 +358,8 @@ static bool plan_one(Plan *p, size_t *ret_evict, Placement *ret)
  * GPUs would have with every model that may stop stopped. */
 static bool plan_split(Plan *p, size_t *ret_evict, Placement *ret)
 {
-        uint64_t bytes = p->models[p->target].m.bytes, share[PLACEMENT_GPUS_MAX];
+        uint64_t bytes = p->models[p->target].m.bytes, share[PLACEMENT_GPUS_MAX],
+                 split[PLACEMENT_GPUS_MAX];
         uint64_t free[PLACEMENT_GPUS_MAX] = {}, room[PLACEMENT_GPUS_MAX] = {}, mask;
 
         plan_reset(p);
@@ -324,16 +374,16 @@ static bool plan_split(Plan *p, size_t *ret_evict, Placement *ret)
         }
         for (unsigned k = 2; k <= p->n_gpus; k++) {
                 if (plan_largest(p, k, free, bytes, &mask)) {
-                        plan_shares(p, bytes, mask, free, share);
+                        plan_shares(p, mask, free, share, split);
                         if (plan_try(p, mask, share)) {
-                                plan_take(p, PLACEMENT_SPLIT, mask, share, ret_evict, ret);
+                                plan_take(p, PLACEMENT_SPLIT, mask, share, split, ret_evict, ret);
                                 return true;
                         }
                 }
                 if (plan_largest(p, k, room, bytes, &mask)) {
-                        plan_shares(p, bytes, mask, room, share);
+                        plan_shares(p, mask, room, share, split);
                         if (plan_try(p, mask, share)) {
-                                plan_take(p, PLACEMENT_SPLIT, mask, share, ret_evict, ret);
+                                plan_take(p, PLACEMENT_SPLIT, mask, share, split, ret_evict, ret);
                                 return true;
                         }
                 }
@@ -347,7 +397,8 @@ int placement_plan(const PlacedModel *models, size_t n, size_t target, const Pla
         _cleanup_free_ bool *evicted = NULL;
         _cleanup_free_ size_t *evict = NULL;
         const PlacedModel *t = &models[target];
-        uint64_t budget[PLACEMENT_GPUS_MAX] = {}, share[PLACEMENT_GPUS_MAX] = {}, all, want;
+        uint64_t budget[PLACEMENT_GPUS_MAX] = {}, share[PLACEMENT_GPUS_MAX] = {},
+                 split[PLACEMENT_GPUS_MAX] = {}, all, want;
         Plan p = { .models = models,
                    .n = n,
                    .target = target,
@@ -399,9 +450,9 @@ int placement_plan(const PlacedModel *models, size_t n, size_t target, const Pla
                 budget[g] = gpus[g].budget;
         }
         if (want) {
-                plan_shares(&p, t->m.bytes, want, budget, share);
+                plan_shares(&p, want, budget, share, split);
                 if (plan_try(&p, want, share)) {
-                        plan_take(&p, PLACEMENT_FIXED, want, share, ret_evict, ret);
+                        plan_take(&p, PLACEMENT_FIXED, want, share, split, ret_evict, ret);
                         return 0;
                 }
         } else if (plan_one(&p, ret_evict, ret) || plan_split(&p, ret_evict, ret)) {
@@ -415,9 +466,9 @@ int placement_plan(const PlacedModel *models, size_t n, size_t target, const Pla
         plan_reset(&p);
         while (plan_evict_one(&p, p.n_gpus)) {
         }
-        plan_shares(&p, t->m.bytes, want ? want : all, budget, share);
-        plan_take(&p, want ? PLACEMENT_FIXED : PLACEMENT_ALONE, want ? want : all, share, ret_evict,
-                  ret);
+        plan_shares(&p, want ? want : all, budget, share, split);
+        plan_take(&p, want ? PLACEMENT_FIXED : PLACEMENT_ALONE, want ? want : all, share, split,
+                  ret_evict, ret);
         return 0;
 }
 

@@ -56,7 +56,10 @@ void residency_trim(const ResidentModel *models, size_t n, const ResidencyLimits
  *     over every GPU).
  *
  * A target with want set (its gpus = N,M or its profile's device, tensor-split, main-gpu or
- * CUDA_VISIBLE_DEVICES) goes there, its need shared in proportion to those GPUs' budgets.
+ * CUDA_VISIBLE_DEVICES) goes there, split in proportion to those GPUs' budgets.
+ *
+ * Split over several GPUs, what each must hold is the target's layers there (its layers, see
+ * PlacementLayers), else its bytes in proportion to the split.
  * One GPU (or none known) is residency_plan(), exactly.
  */
 #define PLACEMENT_GPUS_MAX 16
@@ -66,8 +69,22 @@ typedef struct PlacementGpu {
         uint64_t budget;
 } PlacementGpu;
 
+/*
+ * How a model's bytes fall on the GPUs of a layer split, as llama.cpp assigns them: slot k of n
+ * (its offloaded repeating layers in order, then its output layer) goes to the first GPU of the
+ * split whose running total of the --tensor-split weights, over their sum, is above k / n; each
+ * GPU of the split holds per_gpu besides. Scaled so that the slots and one per_gpu make the
+ * model's bytes (an estimate gives the shape, a measurement the size).
+ */
+typedef struct PlacementLayers {
+        const uint64_t *slot;
+        unsigned n;
+        uint64_t per_gpu;
+} PlacementLayers;
+
 typedef struct PlacedModel {
         ResidentModel m;
+        const PlacementLayers *layers;   /* NULL: split in proportion to the weights */
         uint64_t want;                   /* not running: the GPUs it must go on (positions in the
                                             GPU array); 0: the planner chooses */
         uint64_t on[PLACEMENT_GPUS_MAX]; /* running: its bytes on each GPU */
@@ -86,8 +103,14 @@ typedef struct Placement {
         PlacementKind kind;
         uint64_t gpus;                      /* positions in the GPU array; 0 with no GPU known */
         uint64_t share[PLACEMENT_GPUS_MAX]; /* its bytes on each */
+        uint64_t split[PLACEMENT_GPUS_MAX]; /* split over several: --tensor-split, MiB */
         size_t n_evict;                     /* models to stop, in ret_evict, in this order */
 } Placement;
+
+/* A split of bytes over the GPUs of mask (n_gpus known) by weight: by layers (NULL: in
+ * proportion to weight, the last GPU taking what rounding left), into share. */
+void placement_split_shares(const PlacementLayers *layers, uint64_t bytes, uint64_t mask,
+                            const uint64_t *weight, unsigned n_gpus, uint64_t *share);
 
 int placement_plan(const PlacedModel *models, size_t n, size_t target, const PlacementGpu *gpus,
                    unsigned n_gpus, unsigned max_resident, size_t *ret_evict, Placement *ret);

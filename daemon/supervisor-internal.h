@@ -36,9 +36,11 @@ struct Model {
         PromptCacheResult saved, restored; /* the last of each (error NULL) */
         /* Where it is on the GPUs: its bytes on each, by NVML's number (all 0: not placed by
          * llmd, counted over every GPU); planned: what supervisor_plan() chose for its next
-         * start, taken by supervisor_place() */
+         * start, taken by supervisor_place(), with its --tensor-split weights */
         uint64_t gpu_on[GPU_DEVICES_MAX];
+        uint64_t gpu_split[GPU_DEVICES_MAX]; /* its --tensor-split (MiB) where split */
         uint64_t gpu_planned[GPU_DEVICES_MAX];
+        uint64_t gpu_split_planned[GPU_DEVICES_MAX];
         bool planned;
 };
 

@@ -32,6 +32,18 @@ static void supervisor_trim(Supervisor *s)
         }
 }
 
+/* Whether llmd put m on a GPU that [llmd] gpus (mask, 0: all) no longer has: it must start
+ * again elsewhere, as when its command line changed (its CUDA_VISIBLE_DEVICES would). */
+static bool model_gpus_gone(const Model *m, uint64_t mask)
+{
+        for (unsigned i = 0; mask && serving_state_running(m->state) && i < GPU_DEVICES_MAX; i++) {
+                if (m->gpu_on[i] > 0 && !(mask & (UINT64_C(1) << i))) {
+                        return true;
+                }
+        }
+        return false;
+}
+
 static Model *take_model(Supervisor *s, const char *name)
 {
         for (size_t i = 0; i < s->n_models; i++) {
@@ -98,6 +110,10 @@ int supervisor_reload(Supervisor *s, Config *config)
                         if (changed[n]) {
                                 log_model(LOG_INFO, m->name, "reload", "%s: profile changed",
                                           m->name);
+                        } else if (model_gpus_gone(old, config->gpus)) {
+                                changed[n] = true;
+                                log_model(LOG_INFO, m->name, "reload",
+                                          "%s: runs on a GPU no longer in [llmd] gpus", m->name);
                         }
                         (void) child_set_config(old->child, m);
                         models[n] = old;

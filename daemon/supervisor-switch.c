@@ -114,16 +114,23 @@ static PlacedModel *supervisor_placement_input(Supervisor *s, const SupervisorGp
         for (size_t i = 0; i < s->n_models; i++) {
                 const Model *m = s->models[i];
                 const ModelConfig *c = model_config(m);
-                uint64_t want = c->gpus, budgets = 0, placed = 0;
+                uint64_t want = c->gpus, budgets = 0, placed = 0, seen[GPU_DEVICES_MAX];
+                bool measured;
 
                 pm[i].m = rm[i];
+                pm[i].layers = footprint_layers(s->footprint, c);
                 if (!want) {
                         (void) profile_places_itself(c, &want);
                 }
+                /* several GPUs: where this run was measured (and no gpu-memory says
+                 * otherwise), what it uses on each */
+                measured = n > 1 && rm[i].running && rm[i].measured &&
+                           footprint_measured_on(s->footprint, m->child, seen);
                 for (unsigned g = 0; g < n; g++) {
                         pm[i].want |=
                                 want & (UINT64_C(1) << ret_gpus[g].index) ? UINT64_C(1) << g : 0;
-                        pm[i].on[g] = m->gpu_on[ret_gpus[g].index];
+                        pm[i].on[g] =
+                                measured ? seen[ret_gpus[g].index] : m->gpu_on[ret_gpus[g].index];
                         placed += pm[i].on[g];
                 }
                 if (!rm[i].running || placed > 0) {
@@ -215,16 +222,18 @@ static int supervisor_plan(Supervisor *s, const char *target, bool preview, char
         }
         if (n_gpus > 1) {
                 Model *m = s->models[t];
-                uint64_t on[GPU_DEVICES_MAX] = {};
+                uint64_t on[GPU_DEVICES_MAX] = {}, split[GPU_DEVICES_MAX] = {};
 
                 for (unsigned g = 0; g < n_gpus; g++) {
                         on[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.share[g] : 0;
+                        split[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.split[g] : 0;
                 }
                 if (ret_on) {
                         memcpy(ret_on, on, sizeof(on));
                 }
                 if (!preview && p.kind != PLACEMENT_RUNNING) {
                         memcpy(m->gpu_planned, on, sizeof(on));
+                        memcpy(m->gpu_split_planned, split, sizeof(split));
                         m->planned = true;
                 }
         }
@@ -233,23 +242,22 @@ static int supervisor_plan(Supervisor *s, const char *target, bool preview, char
 }
 
 /* CUDA_VISIBLE_DEVICES (by PCI bus, NVML's order) for the GPUs of on[], and where there are
- * several, --split-mode layer (unless the profile sets one) and --tensor-split in proportion to
- * on[] (MiB). */
-static int supervisor_place_child(Model *m, const uint64_t *on)
+ * several, --split-mode layer (unless the profile sets one) and --tensor-split split[] (the
+ * planner's weights, MiB: its estimate per GPU assumed these very numbers). */
+static int supervisor_place_child(Model *m, const uint64_t *on, const uint64_t *split)
 {
         _cleanup_strv_free_ char **env = NULL, **args = NULL;
-        char visible[GPU_DEVICES_MAX * 4 + 32] = "CUDA_VISIBLE_DEVICES=",
-                                           split[GPU_DEVICES_MAX * 24];
+        char visible[GPU_DEVICES_MAX * 4 + 32] = "CUDA_VISIBLE_DEVICES=", ts[GPU_DEVICES_MAX * 24];
         size_t v = strlen(visible), t = 0;
         unsigned n = 0;
 
-        split[0] = '\0';
+        ts[0] = '\0';
         for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
                 if (on[i] > 0) {
                         v += (size_t) snprintf(visible + v, sizeof(visible) - v, "%s%u",
                                                n ? "," : "", i);
-                        t += (size_t) snprintf(split + t, sizeof(split) - t, "%s%" PRIu64,
-                                               n ? "," : "", MAX(on[i] >> 20, (uint64_t) 1));
+                        t += (size_t) snprintf(ts + t, sizeof(ts) - t, "%s%" PRIu64, n ? "," : "",
+                                               MAX(split[i], (uint64_t) 1));
                         n++;
                 }
         }
@@ -263,7 +271,7 @@ static int supervisor_place_child(Model *m, const uint64_t *on)
         if (n > 1 &&
             ((!strv_contains(model_config(m)->args, "--split-mode") &&
               (strv_extend(&args, "--split-mode") < 0 || strv_extend(&args, "layer") < 0)) ||
-             strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, split) < 0)) {
+             strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, ts) < 0)) {
                 return -ENOMEM;
         }
         return child_set_placement(m->child, env, args);
@@ -275,7 +283,7 @@ void supervisor_place(Model *m)
         SupervisorGpu gpu;
         PlacementGpu gpus[PLACEMENT_GPUS_MAX];
         unsigned n_gpus = 0;
-        uint64_t want, on[GPU_DEVICES_MAX] = {};
+        uint64_t want, on[GPU_DEVICES_MAX] = {}, split[GPU_DEVICES_MAX] = {};
         _cleanup_free_ PlacedModel *models = NULL;
         _cleanup_free_ size_t *evict = NULL;
         _cleanup_free_ char *why = NULL;
@@ -286,6 +294,7 @@ void supervisor_place(Model *m)
 
         m->planned = false;
         memset(m->gpu_on, 0, sizeof(m->gpu_on));
+        memset(m->gpu_split, 0, sizeof(m->gpu_split));
         supervisor_gpu(s, &gpu);
         if (profile_places_itself(model_config(m), &want) || gpu.n_devices == 0 ||
             (gpu.n_devices == 1 && footprint_gpu_devices(s->footprint) <= 1)) {
@@ -299,6 +308,7 @@ void supervisor_place(Model *m)
                         MAX(footprint_need(s->footprint, model_config(m), NULL), (uint64_t) 1);
         } else if (planned) {
                 memcpy(on, m->gpu_planned, sizeof(on));
+                memcpy(split, m->gpu_split_planned, sizeof(split));
         } else {
                 models = supervisor_placement_input(s, &gpu, gpus, &n_gpus);
                 evict = calloc(MAX(s->n_models, (size_t) 1), sizeof(size_t));
@@ -317,14 +327,16 @@ void supervisor_place(Model *m)
                                             : p.gpus & (UINT64_C(1) << g)
                                                     ? MAX(p.share[g], (uint64_t) 1)
                                                     : 0;
+                        split[gpus[g].index] = r < 0 ? gpus[g].budget >> 20 : p.split[g];
                 }
                 why = placement_describe(models, s->n_models, t, gpus, n_gpus, evict, &p, r);
         }
-        if (supervisor_place_child(m, on) < 0) {
+        if (supervisor_place_child(m, on, split) < 0) {
                 log_error("%s: placement: out of memory", model_name(m));
                 return;
         }
         memcpy(m->gpu_on, on, sizeof(on));
+        memcpy(m->gpu_split, split, sizeof(split));
         if (why) {
                 log_model(LOG_INFO, model_name(m), "place", "%s", why);
         }
@@ -954,6 +966,38 @@ bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[G
         for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
                 ret_on[i] = m && serving_state_running(m->state) ? m->gpu_on[i] : 0;
                 any = any || ret_on[i] > 0;
+        }
+        return any;
+}
+
+bool supervisor_model_devices(Supervisor *s, const char *model,
+                              SupervisorDeviceUse ret[GPU_DEVICES_MAX])
+{
+        Model *m = supervisor_model(s, model);
+        uint64_t seen[GPU_DEVICES_MAX] = {}, est[PLACEMENT_GPUS_MAX] = {}, mask = 0;
+        bool measured = false, any = false;
+
+        memset(ret, 0, GPU_DEVICES_MAX * sizeof(SupervisorDeviceUse));
+        if (!m || !serving_state_running(m->state)) {
+                return false;
+        }
+        footprint_measure(s->footprint, m->child);
+        measured =
+                footprint_measured_on(s->footprint, m->child, seen) && !model_config(m)->gpu_memory;
+        for (unsigned i = 0; i < PLACEMENT_GPUS_MAX; i++) {
+                mask |= m->gpu_on[i] > 0 ? UINT64_C(1) << i : 0;
+        }
+        /* the estimate over the split it got (one GPU: the whole estimate there) */
+        placement_split_shares(footprint_layers(s->footprint, model_config(m)),
+                               footprint_estimate(s->footprint, model_config(m)), mask,
+                               m->gpu_split, PLACEMENT_GPUS_MAX, est);
+        for (unsigned i = 0; i < GPU_DEVICES_MAX; i++) {
+                ret[i] = (SupervisorDeviceUse) {
+                        .bytes = measured ? seen[i] : m->gpu_on[i],
+                        .estimated = i < PLACEMENT_GPUS_MAX && m->gpu_on[i] > 0 ? est[i] : 0,
+                        .measured = seen[i],
+                };
+                any = any || m->gpu_on[i] > 0 || seen[i] > 0;
         }
         return any;
 }

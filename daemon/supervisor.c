@@ -394,6 +394,8 @@ static void supervisor_gpu_devices(Supervisor *s, SupervisorGpu *ret)
 {
         unsigned n = MIN(footprint_gpu_devices(s->footprint), (unsigned) GPU_DEVICES_MAX);
 
+        ret->several = n > 1;
+
         for (unsigned i = 0; i < n; i++) {
                 SupervisorGpuDevice *d = &ret->devices[ret->n_devices];
                 GpuMemory g;

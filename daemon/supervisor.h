@@ -138,12 +138,22 @@ typedef struct SupervisorGpu {
         uint64_t resident; /* what llmd's running models take (measured, configured or estimated) */
         unsigned max_resident; /* 0: no limit */
         unsigned n_devices;    /* those of [llmd] gpus that the source has */
+        bool several;          /* the source has more than one GPU */
         SupervisorGpuDevice devices[GPU_DEVICES_MAX];
 } SupervisorGpu;
 void supervisor_gpu(Supervisor *s, SupervisorGpu *ret);
 /* Where llmd put a running model on the GPUs: its bytes on each, by NVML's number; false (all
  * 0) where it did not choose (one GPU, or the profile says). */
 bool supervisor_model_placed(Supervisor *s, const char *model, uint64_t ret_on[GPU_DEVICES_MAX]);
+/* A running model's figures on each GPU, by NVML's number: what the planner counts there
+ * (ret_bytes: what this run was measured to use there, else what it was placed with), the
+ * GGUF estimate there (by layer, over the split it got) and the measured use (0: not
+ * measured); false (all 0) where it is on no GPU that llmd placed it on or measured. */
+typedef struct SupervisorDeviceUse {
+        uint64_t bytes, estimated, measured;
+} SupervisorDeviceUse;
+bool supervisor_model_devices(Supervisor *s, const char *model,
+                              SupervisorDeviceUse ret[GPU_DEVICES_MAX]);
 /* What a switch to model would do now, without doing it: where it would go (ret_on, as
  * supervisor_model_placed() says it), the models it would stop (ret_evict) and why, in words
  * (ret_why). The refusals of supervisor_switch(), with the reason in ret_why. */

@@ -6,13 +6,14 @@ devices: the budget and memory of each GPU."""
 import os
 import subprocess
 
-from llmdtest import LLMCTL, LLMD, Skip, check, fixture, llmctl, llmctl_json, run, sim_only, wait_until
-from test_residency import FAKE_NVML, G, MODELS, call, conf, status, wait_ready
+from llmdtest import (LLMCTL, LLMD, Skip, check, fixture, http, llmctl, llmctl_json, run, sim_only,
+                      wait_until)
+from test_residency import FAKE_NVML, G, MODELS, PORT, call, conf, status, wait_ready
 
 
-def gpus_fixture(totals_gib, config):
+def gpus_fixture(totals_gib, config, prepare=None):
     """Starts d with a fake NVML of len(totals_gib) devices, device i of totals_gib[i] GiB
-    (skipped without the fake)."""
+    (skipped without the fake), after prepare(d) where given."""
     def wrap(fn):
         @sim_only("the fake NVML answers from the simulator's reports")
         @fixture(config, models=MODELS, start=False)
@@ -27,6 +28,8 @@ def gpus_fixture(totals_gib, config):
                 with open(os.path.join(state, name), "w") as f:
                     f.write(f"{value}\n")
             d.env.update({"LD_LIBRARY_PATH": FAKE_NVML, "LLMD_FAKE_NVML": state})
+            if prepare:
+                prepare(d)
             d.start()
             fn(d)
         test.__name__ = fn.__name__
@@ -87,6 +90,27 @@ def test_one_gpu_no_lines(d):
     check(len(g["devices"]) == 1 and g["budget"] == 24 * G - margin(24 * G), g)
     out = on_terminal(d, "status")
     check("\ngpu      nvml: " in out and "  gpu 0" not in out, out)
+
+
+@gpus_fixture([24, 24], conf(top="gpus = 0,1", star="env = LLAMA_SIM_GPU_MB=1024", qwen="gpus = 0"))
+def test_reload_moves_models(d):
+    """A reload that changes where a running model may go restarts it there: qwen's gpus = 0
+    becomes gpus = 1, and [llmd] gpus = 1 leaves nomic (auto, on GPU 0) no GPU it was on;
+    each new child's environment names GPU 1."""
+    wait_ready(d, "qwen", "nomic")
+    old = {m: d.pid_of(m) for m in ("qwen", "nomic")}
+    for m in old:
+        check(placement(d, m)[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0"],
+              (m, placement(d, m)))
+    d.write_config(conf(top="gpus = 1", star="env = LLAMA_SIM_GPU_MB=1024", qwen="gpus = 1"))
+    llmctl(d, "reload", check_rc=0)
+    wait_until(lambda: all(d.pid_of(m) not in (None, old[m]) for m in old), "both started again")
+    wait_ready(d, "qwen", "nomic")
+    for m in old:
+        check(placement(d, m)[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=1"],
+              (m, placement(d, m)))
+    wait_until(lambda: [x["used"] for x in status(d)["gpu"]["devices"]] == [2048 << 20],
+               "both on GPU 1, the one GPU of gpus")
 
 
 @fixture(conf(top="gpus = 0,0"), models=MODELS, start=False)
@@ -197,6 +221,133 @@ def test_too_big_for_all_refused(d):
           r["reason"].startswith("devstral needs 60.0 GiB: it fits nowhere") and
           "GPU 0 22.8 GiB, GPU 1 22.8 GiB" in r["reason"], r)
     check({m: d.pid_of(m) for m in pids} == pids, "something was stopped for a model that cannot fit")
+
+
+
+MiB = 1 << 20
+
+
+def write_gguf(path):
+    """A llama of two layers of 256 MiB and an output layer of 128 MiB (f32, sparse), 4 KV heads
+    of 16, trained for 256 tokens: the GGUF estimate's figures, by layer, are known."""
+    import struct
+    def s(x):
+        return struct.pack("<Q", len(x)) + x.encode()
+    kvs = [("general.architecture", 8, s("llama"))] + [
+        (f"llama.{k}", 4, struct.pack("<I", v)) for k, v in
+        (("block_count", 2), ("context_length", 256), ("embedding_length", 64),
+         ("attention.head_count", 4), ("attention.head_count_kv", 4))]
+    tensors = [("blk.0.ffn_up.weight", 256 * MiB), ("blk.1.ffn_up.weight", 256 * MiB),
+               ("output.weight", 128 * MiB)]
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        out += s(k) + struct.pack("<I", t) + v
+    offset = 0
+    for name, size in tensors:
+        out += s(name) + struct.pack("<IQQIQ", 2, 64, size // 4 // 64, 0, offset)
+        offset += size
+    out += b"\0" * (-len(out) % 32)
+    with open(path, "wb") as f:
+        f.write(out)
+        f.truncate(len(out) + offset)
+
+
+def gguf_per_device():
+    """What the estimate puts on GPU 0 and GPU 1 of a 1:1 split of write_gguf()'s model: of 3
+    slots (two layers, the output layer), slots 0 and 1 (k / 3 below 1/2) on the first, the
+    output layer on the second, 768 MiB on each. Each layer: its weights, its KV (256 tokens ×
+    4 heads × 16 × 2 (K, V) × 2 bytes) and a twentieth of its weights."""
+    layer = 256 * MiB + 256 * 4 * 16 * 2 * 2 + 256 * MiB // 20
+    return 768 * MiB + 2 * layer, 768 * MiB + 128 * MiB + 128 * MiB // 20
+
+
+@gpus_fixture([24, 24], conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpus = 1",
+                             devstral="gpus = 0,1\nenv = LLAMA_SIM_GPU_MB=2048"),
+               prepare=lambda d: write_gguf(d.model_path("devstral")))
+def test_per_device_figures(d):
+    """llmctl list --json: each running model's figures per GPU. devstral, split over GPUs 0
+    and 1 1:1, has the GGUF estimate of the layers each holds and, once measured, what the
+    simulator uses on each (half of its 2 GiB); qwen, on GPU 1 alone, no estimate (its file is
+    no GGUF) and its 3 GiB measured there."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "devstral")["kind"] == "beside", "devstral beside qwen")
+    check(placement(d, "devstral")[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0,1"],
+          placement(d, "devstral"))
+
+    def per_device():
+        return {m["name"]: m.get("gpu_memory_per_device") for m in llmctl_json(d, "list")["models"]}
+    wait_until(lambda: all(x.get("measured") for m in ("qwen", "devstral")
+                           for x in per_device()[m] or [{}]), "every device's measured use")
+    got = per_device()
+    check(got["qwen"] == [{"device": 1, "bytes": 3072 * MiB, "measured": 3072 * MiB}], got)
+    dev = got["devstral"]
+    check([(x["device"], x["bytes"], x["measured"]) for x in dev] ==
+          [(0, 1024 * MiB, 1024 * MiB), (1, 1024 * MiB, 1024 * MiB)], dev)
+    want = gguf_per_device()
+    # the estimate, spread by layer and rounded per slot: within a few bytes of the figures
+    check(all(abs(x["estimated"] - w) < 16 for x, w in zip(dev, want)), (dev, want))
+    g = [m["gpu_memory"] for m in llmctl_json(d, "list")["models"] if m["name"] == "devstral"][0]
+    check(g["estimated"] == 640 * MiB + 256 * 2 * 4 * 16 * 2 * 2 + 32 * MiB + 768 * MiB, g)
+
+
+def scrape():
+    """/llmd/metrics as Prometheus' client library reads it: {(name, labels): value}."""
+    import json
+    from test_observe import PARSER
+    r = http(PORT, "GET", "/llmd/metrics")
+    check(r.status == 200, f"metrics: {r}")
+    p = subprocess.run(["/usr/bin/python3", "-c", PARSER], input=r.body.decode(),
+                       capture_output=True, text=True)
+    check(p.returncode == 0, f"prometheus_client could not parse the scrape: {p.stderr}")
+    return {(n, tuple(sorted(labels.items()))): v for n, labels, v, _ in json.loads(p.stdout)}
+
+
+def gpu_samples(samples, name):
+    """name's samples that have a gpu label: {labels: value}."""
+    return {labels: v for (n, labels), v in samples.items() if n == name and "gpu" in dict(labels)}
+
+
+@gpus_fixture([24, 48], conf(star="env = LLAMA_SIM_GPU_MB=3072", qwen="gpus = 1",
+                             devstral="gpus = 0,1\nenv = LLAMA_SIM_GPU_MB=2048"),
+               prepare=lambda d: write_gguf(d.model_path("devstral")))
+def test_metrics_per_gpu(d):
+    """/llmd/metrics on two GPUs: llmd_gpu_memory_budget_bytes once unlabelled (all GPUs
+    together, as before) and once per GPU; llmd_gpu_memory_bytes per model as before, and per
+    GPU for each running model: devstral's estimate by layer and measured use on GPUs 0 and 1,
+    qwen's measured use on GPU 1 alone."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "devstral")["kind"] == "beside", "devstral beside qwen")
+    budgets = [x["budget"] for x in status(d)["gpu"]["devices"]]
+    want_devstral = gguf_per_device()
+
+    def measured():
+        s = scrape()
+        return s if len([k for k in gpu_samples(s, "llmd_gpu_memory_bytes")
+                         if ("source", "measured") in k]) == 4 else None
+    s = wait_until(measured, "each GPU's measured use in the metrics")
+    check(s[("llmd_gpu_memory_budget_bytes", ())] == sum(budgets), s)
+    check(gpu_samples(s, "llmd_gpu_memory_budget_bytes") ==
+          {(("gpu", "0"),): budgets[0], (("gpu", "1"),): budgets[1]}, s)
+    per = gpu_samples(s, "llmd_gpu_memory_bytes")
+    measured = {k: v for k, v in per.items() if ("source", "measured") in k}
+    check(measured == {(("gpu", "0"), ("model", "devstral"), ("source", "measured")): 1024 * MiB,
+                       (("gpu", "1"), ("model", "devstral"), ("source", "measured")): 1024 * MiB,
+                       (("gpu", "0"), ("model", "nomic"), ("source", "measured")): 3072 * MiB,
+                       (("gpu", "1"), ("model", "qwen"), ("source", "measured")): 3072 * MiB},
+          measured)
+    estimated = {k: v for k, v in per.items() if ("source", "estimated") in k}
+    check(sorted(k for k in estimated) == [(("gpu", "0"), ("model", "devstral"), ("source", "estimated")),
+                                           (("gpu", "1"), ("model", "devstral"), ("source", "estimated"))],
+          estimated)
+    # the split's weights are the budgets (gpus = 0,1), 1:2: slot 0 (0 / 3 below 1/3) on
+    # GPU 0, the second layer and the output layer on GPU 1
+    layer = 256 * MiB + 256 * 4 * 16 * 2 * 2 + 256 * MiB // 20
+    got = [estimated[(("gpu", g), ("model", "devstral"), ("source", "estimated"))] for g in "01"]
+    check(abs(got[0] - (768 * MiB + layer)) < 16 and
+          abs(got[1] - (768 * MiB + layer + 128 * MiB + 128 * MiB // 20)) < 16, (got, want_devstral))
+    # the totals, without a gpu label, as before
+    check(s[("llmd_gpu_memory_bytes", (("model", "devstral"), ("source", "estimated")))] ==
+          640 * MiB + 256 * 2 * 4 * 16 * 2 * 2 + 32 * MiB + 768 * MiB, s)
 
 
 if __name__ == "__main__":

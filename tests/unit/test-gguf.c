@@ -222,6 +222,9 @@ TEST(model)
         check_inteq(i.n_ctx_train, 4096);
         check_inteq(i.tensor_bytes, MODEL_TENSOR_BYTES);
         check_inteq(i.layer_bytes, MODEL_LAYER_BYTES);
+        check_inteq(i.layer[0], 64 * 4 + 2 * 144);
+        check_inteq(i.layer[1], 210 + 64 * 2 * 2);
+        check_inteq(i.layer[2], 0);
         check_inteq(i.file_bytes, b.len);
         gguf_info_done(&i);
         check(!i.arch);
@@ -576,19 +579,21 @@ TEST(split)
 
 /* A Llama-3-8B shape with round sizes: 32 layers of 100 MiB, 800 MiB besides, 8 KV heads of
  * 128, trained for 8192. Its f16 cache at 8192 is 8192 × 32 × 8 × 128 × 2 (K, V) × 2 bytes. */
+static const GgufInfo llama8b = {
+        .n_layer = 32,
+        .n_embd = 4096,
+        .n_head = 32,
+        .n_head_kv = 8,
+        .key_length = 128,
+        .value_length = 128,
+        .n_ctx_train = 8192,
+        .layer_bytes = 3200 * MiB,
+        .tensor_bytes = 4000 * MiB,
+};
+
 TEST(estimate)
 {
-        const GgufInfo i = {
-                .n_layer = 32,
-                .n_embd = 4096,
-                .n_head = 32,
-                .n_head_kv = 8,
-                .key_length = 128,
-                .value_length = 128,
-                .n_ctx_train = 8192,
-                .layer_bytes = 3200 * MiB,
-                .tensor_bytes = 4000 * MiB,
-        };
+        const GgufInfo i = llama8b;
         GgufEstimateParams p = {
                 .n_gpu_layers = -1, .ctx_size = 8192, .cache_k_bits = 16, .cache_v_bits = 16
         };
@@ -634,6 +639,70 @@ TEST(estimate)
         check_inteq(gguf_cache_type_bits("f16", &bits), 0);
         check_inteq(bits, 16);
         check_inteq(gguf_cache_type_bits("q3_k", &bits), -EINVAL);
+}
+
+/* The same model by layer: 32 slots of 100 MiB, their KV (1 GiB / 32) and margin (5 MiB), and
+ * the output layer's (800 MiB and 40); GGUF_MARGIN_FIXED on each GPU besides. */
+TEST(estimate_slots)
+{
+        static GgufInfo i;
+        GgufEstimateParams p = {
+                .n_gpu_layers = -1, .ctx_size = 8192, .cache_k_bits = 16, .cache_v_bits = 16
+        };
+        uint64_t slot[GGUF_LAYERS_MAX + 1], sum = 0;
+        unsigned n;
+
+        i = llama8b;
+        /* no per-layer sizes: layer_bytes evenly */
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), 0);
+        check_inteq(n, 33);
+        check_inteq(slot[0], (100 + 32 + 5) * MiB);
+        check_inteq(slot[31], (100 + 32 + 5) * MiB);
+        check_inteq(slot[32], (800 + 40) * MiB);
+        for (unsigned k = 0; k < n; k++) {
+                sum += slot[k];
+        }
+        /* on one GPU, the slots and one fixed margin are the whole estimate */
+        check_inteq(sum + GGUF_MARGIN_FIXED, gguf_estimate_gpu_bytes(&i, &p));
+
+        /* each layer its own size: a first layer of 400 MiB */
+        i.layer[0] = 400 * MiB;
+        for (unsigned l = 1; l < 32; l++) {
+                i.layer[l] = 100 * MiB;
+        }
+        i.layer_bytes = 3500 * MiB;
+        i.tensor_bytes = 4300 * MiB;
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), 0);
+        check_inteq(n, 33);
+        check_inteq(slot[0], (400 + 32 + 20) * MiB);
+        check_inteq(slot[1], (100 + 32 + 5) * MiB);
+        check_inteq(slot[32], (800 + 40) * MiB);
+
+        /* 16 layers offloaded: the last 16, and the output layer stays on the CPU */
+        p.n_gpu_layers = 16;
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), 0);
+        check_inteq(n, 16);
+        check_inteq(slot[0], (100 + 32 + 5) * MiB);
+        check_inteq(slot[15], (100 + 32 + 5) * MiB);
+        /* 32: every repeating layer, the first one (400 MiB) too, not the output layer */
+        p.n_gpu_layers = 32;
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), 0);
+        check_inteq(n, 32);
+        check_inteq(slot[0], (400 + 32 + 20) * MiB);
+        p.n_gpu_layers = 0;
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), 0);
+        check_inteq(n, 0);
+
+        /* the sizes do not add up to layer_bytes (a blk.N past n_layer): evenly again, 112.5
+         * MiB a layer */
+        p.n_gpu_layers = -1;
+        i.layer_bytes = 3600 * MiB;
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), 0);
+        check_inteq(slot[0], 225 * MiB / 2 + 32 * MiB + 225 * MiB / 2 / 20);
+        /* more layers than llama.cpp has: no slots */
+        i.n_layer = GGUF_LAYERS_MAX + 1;
+        check_inteq(gguf_estimate_slots(&i, &p, slot, &n), -E2BIG);
+        check_inteq(n, 0);
 }
 
 /* The tiny models of the real tier, as tests/models/make-tiny-models.py documents them: what

@@ -244,6 +244,101 @@ TEST(one_gpu_as_before)
         check_streq(place(m, ELEMENTSOF(m), "huge", 3), "one (); stops a");
 }
 
+/* A model of 8 layers of 2 GiB and an output layer of 1 GiB, 1 GiB on each GPU it uses: 18 GiB
+ * on one GPU. */
+static const uint64_t slots18[] = { 2 * G, 2 * G, 2 * G, 2 * G, 2 * G, 2 * G, 2 * G, 2 * G, 1 * G };
+static const PlacementLayers layers18 = { slots18, ELEMENTSOF(slots18), 1 * G };
+
+/* placement_split_shares() as "GiB GiB ..." over the GPUs of mask. */
+static const char *shares(const PlacementLayers *l, uint64_t gib, uint64_t mask, uint64_t w0,
+                          uint64_t w1, uint64_t w2)
+{
+        static char out[128];
+        const uint64_t weight[PLACEMENT_GPUS_MAX] = { w0, w1, w2 };
+        uint64_t share[PLACEMENT_GPUS_MAX];
+        char *o = out;
+
+        placement_split_shares(l, gib * G, mask, weight, 3, share);
+        *o = '\0';
+        for (unsigned g = 0; g < 3; g++) {
+                if (mask & (1ULL << g)) {
+                        o += sprintf(o, "%s%g", o > out ? " " : "", (double) share[g] / G);
+                }
+        }
+        return out;
+}
+
+TEST(split_shares_by_layer)
+{
+        static const struct {
+                const PlacementLayers *layers;
+                uint64_t gib, mask, w[3];
+                const char *want;
+        } rows[] = {
+                /* 1:1 over 9 slots: slots 0-4 (k / 9 below 1/2) on the first, 5-8 (three
+                 * layers and the output) on the second; 1 GiB on each besides */
+                { &layers18, 18, 0x3, { 1, 1, 0 }, "11 8" },
+                /* 3:1: slots 0-6 on the first */
+                { &layers18, 18, 0x3, { 3, 1, 0 }, "15 4" },
+                { &layers18, 18, 0x7, { 1, 1, 1 }, "7 7 6" },
+                /* a GPU outside the split takes nothing, whatever its weight */
+                { &layers18, 18, 0x5, { 1, 9, 1 }, "11 8" },
+                /* a weight of 0: no layer, but its CUDA context */
+                { &layers18, 18, 0x3, { 1, 0, 0 }, "18 1" },
+                /* measured at 35 GiB: the same shape, twice the size */
+                { &layers18, 35, 0x3, { 1, 1, 0 }, "21 15" },
+                /* one GPU: the whole of it */
+                { &layers18, 18, 0x2, { 1, 1, 0 }, "18" },
+                /* no layers known: in proportion */
+                { NULL, 18, 0x3, { 1, 1, 0 }, "9 9" },
+                { NULL, 18, 0x3, { 2, 1, 0 }, "12 6" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                check_streq(shares(rows[i].layers, rows[i].gib, rows[i].mask, rows[i].w[0],
+                                   rows[i].w[1], rows[i].w[2]),
+                            rows[i].want);
+        }
+}
+
+TEST(split_by_layer)
+{
+        /* 8 layers of 4 GiB and an output layer of 2 GiB, 1 GiB on each GPU: 35 GiB */
+        static const uint64_t slots[] = { 4 * G, 4 * G, 4 * G, 4 * G, 4 * G,
+                                          4 * G, 4 * G, 4 * G, 2 * G };
+        static const PlacementLayers layers = { slots, ELEMENTSOF(slots), 1 * G };
+        PlacedModel m[] = { off("t", 35, 0), on("a", 0, 8, 100) };
+        size_t evict[4];
+        Placement p;
+
+        m[0].layers = &layers;
+        gpus_of(2, 24);
+        m[1].m.running = false;
+        /* 1:1: five layers on GPU 0, three and the output on GPU 1 */
+        check_streq(place(m, ELEMENTSOF(m), "t", 0), "split 0,1 (21 15); stops");
+        check_inteq(placement_plan(m, ELEMENTSOF(m), 0, gpus, n_gpus, 0, evict, &p), 0);
+        /* llama-server's --tensor-split, in MiB: the weights the shares came from */
+        check_inteq(p.split[0], 24 * 1024);
+        check_inteq(p.split[1], 24 * 1024);
+        /* a on GPU 0: 16:24 by free memory, four layers (17 GiB) on GPU 0, which has 16: a
+         * stops there, where in proportion (14 + 21) it would have stayed */
+        m[1].m.running = true;
+        check_streq(place(m, ELEMENTSOF(m), "t", 0), "split 0,1 (17 19); stops a");
+        /* pinned, a cannot stop: refused */
+        m[1].m.pinned = true;
+        check_streq(place(m, ELEMENTSOF(m), "t", 0), "E2BIG; stops");
+        /* without layers, the same 35 GiB in proportion: it fits beside a */
+        m[0].layers = NULL;
+        check_streq(place(m, ELEMENTSOF(m), "t", 0), "split 0,1 (14 21); stops");
+        check_inteq(placement_plan(m, ELEMENTSOF(m), 0, gpus, n_gpus, 0, evict, &p), 0);
+        check_inteq(p.split[0], 14 * 1024);
+        check_inteq(p.split[1], 21 * 1024);
+        /* on one GPU, layers or not, its whole estimate there */
+        m[0].layers = &layers;
+        gpus_of(2, 40);
+        check_streq(place(m, ELEMENTSOF(m), "t", 0), "one 1 (35); stops");
+}
+
 TEST(describe)
 {
         PlacedModel m[] = { on("a", 0, 4, 100), on("b", 0, 18, 300), on("c", 1, 22, 200),
