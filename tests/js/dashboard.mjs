@@ -99,10 +99,11 @@ try {
 
   if (mode === "switch") {
     // Requests run all along (the test sends them): rows for gemma come in after the switch,
-    // with their tokens/s.
+    // with their tokens/s (the switch's own row names gemma too, and has none).
     await page.waitForFunction(
       () => [...document.querySelectorAll("#activity tbody tr")].some(
-        (tr) => tr.querySelector(".model").textContent === "gemma"),
+        (tr) => tr.querySelector(".model").textContent === "gemma" &&
+                tr.querySelector(".tps").textContent !== ""),
       { timeout: TIMEOUT });
     const rows = await page.evaluate(() => [...document.querySelectorAll("#activity tbody tr")]
       .map((tr) => ({ model: tr.querySelector(".model").textContent,
