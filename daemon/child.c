@@ -468,7 +468,19 @@ static char *find_executable(const char *name)
         return NULL;
 }
 
-/* The environment of a child: llmd's cleaned one, with the profile's env set over it. */
+static bool env_sets(char **list, const char *v, size_t k)
+{
+        STRV_FOREACH(o, list) {
+                if (strneq(*o, v, k + 1)) {
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* The environment of a child: llmd's cleaned one, with the profile's env set over it, and
+ * llmd's placement over both (a CUDA_VISIBLE_DEVICES llmd was started with would otherwise
+ * come first, and be the one the child reads). */
 static char **child_environ(Child *c)
 {
         _cleanup_strv_free_ char **env = calloc(1, sizeof(char *));
@@ -478,14 +490,9 @@ static char **child_environ(Child *c)
         }
         STRV_FOREACH(v, c->ctx.environ) {
                 size_t k = strcspn(*v, "=");
-                bool overridden = false;
 
-                STRV_FOREACH(o, c->config->env) {
-                        if (strneq(*o, *v, k + 1)) {
-                                overridden = true;
-                        }
-                }
-                if (!overridden && strv_extend(&env, *v) < 0) {
+                if (!env_sets(c->config->env, *v, k) && !env_sets(c->placement_env, *v, k) &&
+                    strv_extend(&env, *v) < 0) {
                         return NULL;
                 }
         }

@@ -53,23 +53,47 @@ static bool profile_places_itself(const ModelConfig *c, uint64_t *ret_want)
         const char *list = NULL;
         bool shares = false;
 
+        const char *main_gpu = NULL;
+        bool split_none = false;
+
         *ret_want = 0;
+        /* What llama-server reads: its flags, and the same as LLAMA_ARG_* in its environment. */
         STRV_FOREACH(e, c->env) {
-                if (startswith(*e, "CUDA_VISIBLE_DEVICES=")) {
-                        list = *e + strlen("CUDA_VISIBLE_DEVICES=");
+                const char *v;
+
+                if ((v = startswith(*e, "CUDA_VISIBLE_DEVICES=")) ||
+                    (v = startswith(*e, "LLAMA_ARG_DEVICE="))) {
+                        list = v;
+                } else if ((v = startswith(*e, "LLAMA_ARG_TENSOR_SPLIT="))) {
+                        list = list ?: v;
+                        shares = list == v;
+                } else if ((v = startswith(*e, "LLAMA_ARG_MAIN_GPU="))) {
+                        main_gpu = v;
+                } else if ((v = startswith(*e, "LLAMA_ARG_SPLIT_MODE="))) {
+                        split_none = streq(v, "none");
                 }
         }
-        for (size_t i = 0; !list && c->args && c->args[i]; i++) {
+        for (size_t i = 0; c->args && c->args[i]; i++) {
                 const char *v = c->args[i + 1];
 
-                if (streq(c->args[i], "--device") && v) {
+                if (!v) {
+                        break;
+                }
+                if (!list && streq(c->args[i], "--device")) {
                         list = v;
-                } else if (streq(c->args[i], "--tensor-split") && v) {
+                } else if (!list && streq(c->args[i], "--tensor-split")) {
                         list = v;
                         shares = true;
-                } else if (streq(c->args[i], "--main-gpu") && v) {
-                        list = strv_contains(c->args, "none") ? v : "";
+                } else if (streq(c->args[i], "--main-gpu")) {
+                        main_gpu = v;
+                } else if (streq(c->args[i], "--split-mode")) {
+                        split_none = streq(v, "none");
                 }
+        }
+        if (!list && main_gpu) {
+                /* One GPU with split-mode none; else llama-server spreads it over all of them
+                 * (the main GPU only holds what is not split): every GPU, as it says nothing. */
+                list = split_none ? main_gpu : "";
         }
         if (!list) {
                 return false;
@@ -225,7 +249,10 @@ static int supervisor_plan(Supervisor *s, const char *target, bool preview, char
                 uint64_t on[GPU_DEVICES_MAX] = {}, split[GPU_DEVICES_MAX] = {};
 
                 for (unsigned g = 0; g < n_gpus; g++) {
-                        on[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.share[g] : 0;
+                        /* a GPU chosen for a model of unknown size (0 bytes) is chosen all
+                         * the same: 1 byte marks it */
+                        on[gpus[g].index] =
+                                p.gpus & (UINT64_C(1) << g) ? MAX(p.share[g], (uint64_t) 1) : 0;
                         split[gpus[g].index] = p.gpus & (UINT64_C(1) << g) ? p.split[g] : 0;
                 }
                 if (ret_on) {
@@ -268,10 +295,14 @@ static int supervisor_place_child(Model *m, const uint64_t *on, const uint64_t *
             strv_extend(&env, visible) < 0) {
                 return -ENOMEM;
         }
-        if (n > 1 &&
-            ((!strv_contains(model_config(m)->args, "--split-mode") &&
-              (strv_extend(&args, "--split-mode") < 0 || strv_extend(&args, "layer") < 0)) ||
-             strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, ts) < 0)) {
+        bool own_mode = strv_contains(model_config(m)->args, "--split-mode");
+
+        STRV_FOREACH(e, model_config(m)->env) {
+                own_mode = own_mode || startswith(*e, "LLAMA_ARG_SPLIT_MODE=");
+        }
+        if (n > 1 && ((!own_mode && (strv_extend(&args, "--split-mode") < 0 ||
+                                     strv_extend(&args, "layer") < 0)) ||
+                      strv_extend(&args, "--tensor-split") < 0 || strv_extend(&args, ts) < 0)) {
                 return -ENOMEM;
         }
         return child_set_placement(m->child, env, args);

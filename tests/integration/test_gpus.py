@@ -208,6 +208,49 @@ def test_configured_gpus_honoured(d):
     wait_until(lambda: status(d)["gpu"]["devices"][3]["used"] == 1024 << 20, "gemma on GPU 3")
 
 
+@gpus_fixture([24, 24], conf(devstral="gpus = 1"))
+def test_unknown_size_placed(d):
+    """Models of unknown size (no estimate, no measure, no gpu-memory) switched to get the GPU
+    the plan names, and a configured gpus, all the same."""
+    wait_ready(d, "qwen", "nomic")
+    plan = llmctl_json(d, "--json", "plan", "gemma")
+    r = call(d, "Switch", "gemma")
+    check(r["kind"] == "beside", r)
+    env, _ = placement(d, "gemma")
+    check(env == ["CUDA_DEVICE_ORDER=PCI_BUS_ID",
+                  f"CUDA_VISIBLE_DEVICES={plan['gpus'][0]['index']}"], (env, plan))
+    check(call(d, "Switch", "devstral")["kind"] in ("beside", "replace"), "devstral")
+    check(placement(d, "devstral")[0] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=1"],
+          placement(d, "devstral"))
+
+
+def inherit_visible(d):
+    d.env["CUDA_VISIBLE_DEVICES"] = "1"
+
+
+@gpus_fixture([24, 24], conf(qwen="gpus = 0"), prepare=inherit_visible)
+def test_placement_over_inherited_env(d):
+    """llmd started with CUDA_VISIBLE_DEVICES of its own: a child llmd places has llmd's choice
+    alone (the inherited one came first, and won)."""
+    wait_ready(d, "qwen", "nomic")
+    with open(f"/proc/{d.pid_of('qwen')}/environ") as f:
+        env = [v for v in f.read().split("\0") if v.startswith("CUDA_VISIBLE_DEVICES=")]
+    check(env == ["CUDA_VISIBLE_DEVICES=0"], env)
+
+
+@gpus_fixture([24, 24], conf(gemma="env = LLAMA_ARG_DEVICE=CUDA1",
+                             devstral="main-gpu = 1\nreasoning-format = none"))
+def test_profile_placement_by_env(d):
+    """A profile that picks its GPUs through llama-server's LLAMA_ARG_* variables is placed where
+    it says and gets nothing of llmd's; main-gpu without split-mode none is not one GPU (an
+    argument "none" of another flag does not make it so)."""
+    wait_ready(d, "qwen", "nomic")
+    check(call(d, "Switch", "gemma")["kind"] == "beside", "gemma beside")
+    check(placement(d, "gemma") == ([], []), placement(d, "gemma"))
+    out = on_terminal(d, "plan", "devstral")
+    check("on GPU 1 " not in out or "where its configuration puts it" not in out, out)
+
+
 @gpus_fixture([24, 24], conf(qwen="gpu-memory = 8G", devstral="gpu-memory = 60G"))
 def test_too_big_for_all_refused(d):
     """A model larger than all the GPUs together is refused, says why, and nothing stops."""
