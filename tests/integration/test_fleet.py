@@ -733,7 +733,8 @@ def test_killed_box_fails_over(f):
     figures("box3 killed under gemma and embedding load", [
         ("requests", f"{len(results)} (gemma {len(gem)}, embeddings {len(results) - len(gem)})"),
         ("running on box3 when it died", len(on_box3)),
-        ("errors seen by clients", f"{len(errors)}: {sorted({str(r.error) for r in errors})}"),
+        ("errors seen by clients", f"{len(errors)}: {sorted({str(r.error) for r in errors})}, "
+                                   f"{len([r for r in errors if r.status == 503])} of them 503"),
         ("marked down after", f"{t_down - t_kill:.3f} s"),
         ("first gemma answer from box1 began after", f"{first_box1 - t_kill:.2f} s "
                                                      "(box1 loads gemma on demand: 0.5 s)"),
@@ -746,8 +747,14 @@ def test_killed_box_fails_over(f):
     check(on_box3, "streams were running on box3 when it died")
     check([r for r in on_box3 if not r.ok and r.model == "gemma"],
           f"the streams cut on box3 end with an error, not a short answer: {on_box3}")
-    check(all(r in on_box3 for r in errors),
-          f"only those: {[r for r in errors if r not in on_box3]}")
+    # HAProxy uses the backup only once box3 is marked down: a request it sent to box3 in the
+    # moment between the kill and that (its retries all go to the one server still UP) gets
+    # HAProxy's own 503 with Retry-After (no X-Llmd-Box), a clean answer to retry. Seen once
+    # in the sanitized build (marked down after 0.1 s); nothing else may fail.
+    failover = [r for r in errors if r not in on_box3 and r.status == 503 and r.box is None and
+                r.error is None and t_kill - 1 < r.t0 < t_down + 0.5]
+    check(all(r in on_box3 or r in failover for r in errors),
+          f"only those: {[r for r in errors if r not in on_box3 and r not in failover]}")
     check(all(r.ok and r.box == "box1" for r in gem if r.t0 > t_down),
           "gemma failed over to box1 (its backup), which loaded it")
     check(all(r.box in ("box1", "box3") for r in results if r.model == "nomic"), "nomic stayed")
