@@ -539,7 +539,18 @@ _noreturn_ static void child_exec(pid_t parent, int devnull, int out, const char
         _exit(127);
 }
 
-/* Returns 0 when a process is running, or -errno after setting the reason. */
+/* Where c's prompt caches go (STATE_DIR/prompt-cache/NAME); NULL when its profile keeps none. */
+static char *child_cache_path(const Child *c)
+{
+        char *d;
+
+        if (!c->ctx.cache_root || !config_model_prompt_cache(c->config) ||
+            asprintf(&d, "%s/%s", c->ctx.cache_root, c->name) < 0) {
+                return NULL;
+        }
+        return d;
+}
+
 /* The directory of this spawn's prompt caches, made private to llmd; none when the profile
  * keeps none, or when it cannot be made (the model runs without). */
 static void child_cache_prepare(Child *c)
@@ -549,8 +560,8 @@ static void child_cache_prepare(Child *c)
 
         c->cache_dir = mfree(c->cache_dir);
         c->cache_fingerprint = mfree(c->cache_fingerprint);
-        if (!c->ctx.cache_root || !config_model_prompt_cache(c->config) ||
-            asprintf(&dir, "%s/%s", c->ctx.cache_root, c->name) < 0) {
+        dir = child_cache_path(c);
+        if (!dir) {
                 return;
         }
         /* Made by llmd, never followed: a link there is not llmd's own directory. */
@@ -569,6 +580,7 @@ static void child_cache_prepare(Child *c)
         c->cache_dir = TAKE_PTR(dir);
 }
 
+/* Returns 0 when a process is running, or -errno after setting the reason. */
 static int child_spawn(Child *c)
 {
         _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
@@ -873,16 +885,7 @@ const char *child_cache_dir(const Child *c)
 
 char *child_cache_dir_next(const Child *c)
 {
-        char *d;
-
-        if (c->cache_dir) {
-                return strdup(c->cache_dir);
-        }
-        if (!c->ctx.cache_root || !config_model_prompt_cache(c->config) ||
-            asprintf(&d, "%s/%s", c->ctx.cache_root, c->name) < 0) {
-                return NULL;
-        }
-        return d;
+        return c->cache_dir ? strdup(c->cache_dir) : child_cache_path(c);
 }
 
 const char *child_cache_fingerprint(const Child *c)

@@ -307,6 +307,11 @@ void metrics_model_started(Metrics *m, const char *model, uint64_t now_usec)
 
 /* ---- reading a child's text ---- */
 
+size_t metrics_name_length(const char *s)
+{
+        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+}
+
 static const char *skip_blanks(const char *p)
 {
         return p + strspn(p, " \t");
@@ -372,7 +377,7 @@ bool metrics_line_valid(const char *line, bool *ret_model)
 {
         static const char *const types[] = { "counter", "gauge",   "histogram",
                                              "summary", "untyped", NULL };
-        size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+        size_t n = metrics_name_length(line);
         const char *p;
 
         *ret_model = false;
@@ -380,11 +385,11 @@ bool metrics_line_valid(const char *line, bool *ret_model)
                 return false;
         }
         if ((p = startswith(line, "# TYPE "))) {
-                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+                n = metrics_name_length(p);
                 return n > 0 && p[n] == ' ' && strv_contains((char **) types, p + n + 1);
         }
         if ((p = startswith(line, "# HELP "))) {
-                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+                n = metrics_name_length(p);
                 if (n == 0 || (p[n] != ' ' && p[n] != '\0')) {
                         return false;
                 }

@@ -46,6 +46,8 @@ void metrics_serving_event(Metrics *m, const char *model, ServingState old, Serv
  * restart). */
 void metrics_model_started(Metrics *m, const char *model, uint64_t now_usec);
 
+/* The length of the metric name at the start of s (letters, digits, _ and :). */
+size_t metrics_name_length(const char *s);
 /* Whether line (one line of a child's /metrics, without its end) is valid in Prometheus' text
  * format 0.0.4: a # TYPE or # HELP line, or a sample (name, labels, a value, an optional
  * timestamp, nothing else; UTF-8). *ret_model: the sample has a label named model. Comments

@@ -134,7 +134,6 @@ void request_record(Request *r, bool completed)
 
 /* ---- GET /llmd/metrics ---- */
 
-/* A gauge of the requests of the list first, by the model they are for. */
 /* A running model's GPU memory on each GPU (several GPUs only): estimated, measured. */
 static void write_gpu_memory_per_device(FILE *f, Supervisor *sv, const char *name)
 {
@@ -162,6 +161,7 @@ static void write_gpu_memory_per_device(FILE *f, Supervisor *sv, const char *nam
         }
 }
 
+/* A gauge of the requests of the list first, by the model they are for. */
 static void write_per_model(FILE *f, const char *name, const char *help, const Request *first,
                             Child **children, size_t n)
 {
@@ -332,11 +332,6 @@ static Family *family_get(Family **families, size_t *n, const char *name, size_t
         return f->name ? f : NULL;
 }
 
-static size_t metric_name_length(const char *s)
-{
-        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
-}
-
 /* A child's text into families: only llamacpp:* names, each sample given model="NAME". */
 static void scrape_parse(Family **families, size_t *n, const char *model, char *text)
 {
@@ -347,7 +342,7 @@ static void scrape_parse(Family **families, size_t *n, const char *model, char *
              line = strtok_r(NULL, "\n", &save)) {
                 bool help = startswith(line, "# HELP "), type = startswith(line, "# TYPE ");
                 const char *name = help || type ? line + 7 : line;
-                size_t len = metric_name_length(name);
+                size_t len = metrics_name_length(name);
                 bool own_model;
                 Family *f;
 
@@ -569,7 +564,7 @@ void request_answer_activity(Request *r)
         static const char *const known[] = { "since", "model", NULL };
         _cleanup_free_ char *unknown = NULL, *since = NULL, *model = NULL, *msg = NULL;
         uint64_t from = 0;
-        int k;
+        int ks, km;
 
         if (route_query_unknown(r->route.path, known, &unknown) != 0) {
                 if (!unknown ||
@@ -583,21 +578,18 @@ void request_answer_activity(Request *r)
                                      msg ? msg : "unknown query parameter", NULL);
                 return;
         }
-        const char *bad = "since";
-        k = route_query_param(r->route.path, "since", &since);
-        if (k >= 0) {
-                bad = "model";
-                k = route_query_param(r->route.path, "model", &model);
-        }
-        if (k == -ENOMEM) {
+        ks = route_query_param(r->route.path, "since", &since);
+        km = ks >= 0 ? route_query_param(r->route.path, "model", &model) : 0;
+        if (ks == -ENOMEM || km == -ENOMEM) {
                 request_answer_error(r, 500, "server_error", "out of memory", NULL);
                 return;
         }
-        if (k < 0 || (since && parse_u64(since, &from) < 0)) {
+        if (ks < 0 || km < 0 || (since && parse_u64(since, &from) < 0)) {
                 request_answer_error(r, 400, "invalid_request_error",
-                                     k == -ENOTUNIQ         ? "a query parameter is given twice"
-                                     : k < 0 && *bad == 'm' ? "model is not a model's name"
-                                                            : "since is not a sequence number",
+                                     ks == -ENOTUNIQ || km == -ENOTUNIQ
+                                             ? "a query parameter is given twice"
+                                     : km < 0 ? "model is not a model's name"
+                                              : "since is not a sequence number",
                                      NULL);
                 return;
         }

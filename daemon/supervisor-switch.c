@@ -46,55 +46,49 @@ ResidentModel *supervisor_plan_input(Supervisor *s, ResidencyLimits *ret_limits)
 }
 
 /* Where a profile that places itself says it goes: CUDA_VISIBLE_DEVICES in its env, or --device
- * CUDAn,..., --tensor-split (the GPUs of a share not 0) or --main-gpu with --split-mode none.
+ * CUDAn,..., --tensor-split (the GPUs of a share not 0) or --main-gpu with --split-mode none
+ * (or their LLAMA_ARG_* in its env).
  * *ret_want: those GPUs by NVML's number, 0 where the profile does not say which (all). */
 static bool profile_places_itself(const ModelConfig *c, uint64_t *ret_want)
 {
-        const char *list = NULL;
-        bool shares = false;
-
-        const char *main_gpu = NULL;
-        bool split_none = false;
+        const char *devices = NULL, *split = NULL, *main_gpu = NULL, *list;
+        bool split_none = false, shares;
 
         *ret_want = 0;
-        /* What llama-server reads: its flags, and the same as LLAMA_ARG_* in its environment. */
+        /* What llama-server reads: its flags, and the same as LLAMA_ARG_* in its environment
+         * (which come first, as CUDA_VISIBLE_DEVICES always did). */
         STRV_FOREACH(e, c->env) {
                 const char *v;
 
                 if ((v = startswith(*e, "CUDA_VISIBLE_DEVICES=")) ||
                     (v = startswith(*e, "LLAMA_ARG_DEVICE="))) {
-                        list = v;
+                        devices = v;
                 } else if ((v = startswith(*e, "LLAMA_ARG_TENSOR_SPLIT="))) {
-                        list = list ?: v;
-                        shares = list == v;
+                        split = v;
                 } else if ((v = startswith(*e, "LLAMA_ARG_MAIN_GPU="))) {
                         main_gpu = v;
                 } else if ((v = startswith(*e, "LLAMA_ARG_SPLIT_MODE="))) {
                         split_none = streq(v, "none");
                 }
         }
-        for (size_t i = 0; c->args && c->args[i]; i++) {
+        for (size_t i = 0; c->args && c->args[i] && c->args[i + 1]; i++) {
                 const char *v = c->args[i + 1];
 
-                if (!v) {
-                        break;
-                }
-                if (!list && streq(c->args[i], "--device")) {
-                        list = v;
-                } else if (!list && streq(c->args[i], "--tensor-split")) {
-                        list = v;
-                        shares = true;
+                if (streq(c->args[i], "--device")) {
+                        devices = devices ?: v;
+                } else if (streq(c->args[i], "--tensor-split")) {
+                        split = split ?: v;
                 } else if (streq(c->args[i], "--main-gpu")) {
                         main_gpu = v;
                 } else if (streq(c->args[i], "--split-mode")) {
                         split_none = streq(v, "none");
                 }
         }
-        if (!list && main_gpu) {
-                /* One GPU with split-mode none; else llama-server spreads it over all of them
-                 * (the main GPU only holds what is not split): every GPU, as it says nothing. */
-                list = split_none ? main_gpu : "";
-        }
+        /* main-gpu is one GPU with split-mode none; else llama-server spreads the model over
+         * all of them (the main GPU only holds what is not split): every GPU, as it says
+         * nothing of which. */
+        list = devices ?: split ?: (main_gpu ? (split_none ? main_gpu : "") : NULL);
+        shares = !devices && split;
         if (!list) {
                 return false;
         }

@@ -41,29 +41,34 @@ static JsonAnswerTokens feed_in_pieces(const char *s, bool sse, size_t piece)
         return json_answer_tokens(&a);
 }
 
+/* s read in pieces of every size from 1 by step: the same tokens each time. */
+static void check_in_pieces(const char *s, bool sse, size_t step, JsonAnswerTokens want)
+{
+        for (size_t piece = 1; piece <= strlen(s) + 1; piece += step) {
+                JsonAnswerTokens t = feed_in_pieces(s, sse, piece);
+
+                check_inteq(t.prompt, want.prompt);
+                check_inteq(t.cached, want.cached);
+                check_inteq(t.completion, want.completion);
+                check(fabs(t.per_second - want.per_second) < 1e-9);
+        }
+}
+
 TEST(json_answer_chat)
 {
         /* Any split of the bytes reads the same; the "usage" inside a string is not one. */
-        for (size_t piece = 1; piece <= sizeof(chat); piece++) {
-                JsonAnswerTokens t = feed_in_pieces(chat, false, piece);
-
-                check_inteq(t.prompt, 21);
-                check_inteq(t.cached, 3);
-                check_inteq(t.completion, 8);
-                check(fabs(t.per_second - 995.8742353108549) < 1e-9);
-        }
+        check_in_pieces(chat, false, 1,
+                        (JsonAnswerTokens) { .prompt = 21,
+                                             .cached = 3,
+                                             .completion = 8,
+                                             .per_second = 995.8742353108549 });
 }
 
 TEST(json_answer_stream)
 {
-        for (size_t piece = 1; piece <= sizeof(stream); piece += 7) {
-                JsonAnswerTokens t = feed_in_pieces(stream, true, piece);
-
-                check_inteq(t.prompt, 11);
-                check_inteq(t.cached, 10);
-                check_inteq(t.completion, 2);
-                check(t.per_second == 688.5);
-        }
+        check_in_pieces(stream, true, 7,
+                        (JsonAnswerTokens) {
+                                .prompt = 11, .cached = 10, .completion = 2, .per_second = 688.5 });
 }
 
 /* A Responses stream (the usage inside "response") and a Messages one (input tokens inside
@@ -86,20 +91,12 @@ static const char messages[] =
 
 TEST(json_answer_responses_and_messages)
 {
-        for (size_t piece = 1; piece <= sizeof(responses); piece += 5) {
-                JsonAnswerTokens t = feed_in_pieces(responses, true, piece);
-
-                check_inteq(t.prompt, 40);
-                check_inteq(t.cached, 32);
-                check_inteq(t.completion, 6);
-                check(t.per_second == 50.5);
-        }
-        for (size_t piece = 1; piece <= sizeof(messages); piece += 3) {
-                JsonAnswerTokens t = feed_in_pieces(messages, true, piece);
-
-                check_inteq(t.prompt, 17);
-                check_inteq(t.completion, 5);
-        }
+        check_in_pieces(responses, true, 5,
+                        (JsonAnswerTokens) {
+                                .prompt = 40, .cached = 32, .completion = 6, .per_second = 50.5 });
+        check_in_pieces(messages, true, 3,
+                        (JsonAnswerTokens) {
+                                .prompt = 17, .cached = -1, .completion = 5, .per_second = -1 });
 }
 
 TEST(json_answer_timings_only)
