@@ -139,7 +139,8 @@ struct Proxy {
         Supervisor *supervisor;
         UpstreamMulti *upstream;
         Listener *listeners;
-        sd_event_source *post;
+        sd_event_source *kick; /* proxy_kick(): MHD is to run */
+        bool kicked;
         Request *held_first, *held_last;
         bool stopping; /* proxy_stop_holding(): nothing waits for a load any more */
         Request *forwarded;
@@ -159,6 +160,8 @@ struct Proxy {
 };
 
 uint64_t proxy_now(const Proxy *p);
+/* MHD runs before the loop waits again (a connection was resumed). */
+void proxy_kick(Proxy *p);
 const char *proxy_hostname(const Proxy *p);
 const Config *proxy_config(const Proxy *p);
 

@@ -346,7 +346,7 @@ void request_resume(Request *r)
         }
         r->suspended = false;
         MHD_resume_connection(r->connection);
-        /* MHD_run() follows from the post source, in this loop iteration. */
+        proxy_kick(r->proxy);
 }
 
 /* ---- the relay ---- */

@@ -385,36 +385,77 @@ static void listener_arm(Listener *l)
         }
 }
 
-static int proxy_on_post(sd_event_source *s, void *userdata)
+static void listener_run(Listener *l)
+{
+        MHD_UNSIGNED_LONG_LONG ms;
+
+        /* MHD takes a step a connection per run (headers written, then the body): while it
+         * says it has more to do now, let it, rather than go round the loop through a timer
+         * for each step. Bounded, in case it always says so. */
+        for (unsigned i = 0; i < 4; i++) {
+                (void) MHD_run(l->daemon);
+                if (MHD_get_timeout(l->daemon, &ms) != MHD_YES || ms > 0) {
+                        break;
+                }
+        }
+        listener_arm(l);
+}
+
+/* Lets MHD act on every listener: after a resume, or where the loop would otherwise go round
+ * once more for it. */
+static void proxy_run(Proxy *p)
+{
+        /* Cleared first: a resume made while MHD runs kicks again. */
+        p->kicked = false;
+        (void) sd_event_source_set_enabled(p->kick, SD_EVENT_OFF);
+        for (Listener *l = p->listeners; l; l = l->next) {
+                listener_run(l);
+        }
+        /* The transfers MHD's handlers just started go out now. */
+        upstream_multi_run_now(p->upstream);
+}
+
+void proxy_kick(Proxy *p)
+{
+        if (!p->kicked) {
+                p->kicked = true;
+                (void) sd_event_source_set_enabled(p->kick, SD_EVENT_ONESHOT);
+        }
+}
+
+static int proxy_on_kick(sd_event_source *s, void *userdata)
+{
+        proxy_run(userdata);
+        return 0;
+}
+
+/* After libcurl's events: the bytes a child just sent go out to their clients in this
+ * iteration of the loop, not in one more (each costs an epoll_wait and a dispatch). */
+static void proxy_on_upstream_events(void *userdata)
 {
         Proxy *p = userdata;
 
-        /* After anything that happened in this iteration (a resume, new data): let MHD act. */
-        for (Listener *l = p->listeners; l; l = l->next) {
-                MHD_UNSIGNED_LONG_LONG ms;
-
-                /* MHD takes a step a connection per run (headers written, then the body):
-                 * while it says it has more to do now, let it, rather than go round the loop
-                 * through a timer for each step. Bounded, in case it always says so. */
-                for (unsigned i = 0; i < 4; i++) {
-                        (void) MHD_run(l->daemon);
-                        if (MHD_get_timeout(l->daemon, &ms) != MHD_YES || ms > 0) {
-                                break;
-                        }
-                }
-                listener_arm(l);
+        if (p->kicked) {
+                proxy_run(p);
         }
-        return 0;
 }
 
 static int listener_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-        return 0; /* the post source runs MHD */
+        Listener *l = userdata;
+
+        if (l->proxy->kicked) {
+                proxy_run(l->proxy);
+        } else {
+                listener_run(l);
+                upstream_multi_run_now(l->proxy->upstream);
+        }
+        return 0;
 }
 
 static int listener_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
-        return 0; /* likewise */
+        return listener_on_io(NULL, -1, 0, userdata);
 }
 
 static Listener *listener_free(Listener *l)
@@ -649,7 +690,11 @@ int proxy_new(sd_event *e, Supervisor *s, Proxy **ret, char **ret_why)
         (void) gethostname(p->hostname, sizeof(p->hostname) - 1);
         r = upstream_multi_new(e, &p->upstream);
         if (r >= 0) {
-                r = sd_event_add_post(e, &p->post, proxy_on_post, p);
+                r = sd_event_add_defer(e, &p->kick, proxy_on_kick, p);
+        }
+        if (r >= 0) {
+                (void) sd_event_source_set_enabled(p->kick, SD_EVENT_OFF);
+                upstream_multi_set_events_hook(p->upstream, proxy_on_upstream_events, p);
         }
         if (r >= 0) {
                 r = sd_event_add_time(e, &p->header_timer, CLOCK_MONOTONIC, UINT64_MAX,
@@ -859,7 +904,7 @@ Proxy *proxy_free(Proxy *p)
         }
         dashboard_free(p->dashboard);
         sd_event_source_disable_unref(p->header_timer);
-        sd_event_source_disable_unref(p->post);
+        sd_event_source_disable_unref(p->kick);
         upstream_multi_free(p->upstream);
         tdestroy(p->clients, free); /* empty: MHD closed every connection */
         activity_free(p->activity);

@@ -12,6 +12,8 @@ struct UpstreamMulti {
         CURLM *multi;
         sd_event_source *timer;
         sd_event_source *now; /* curl's "as soon as possible": no timer to program */
+        void (*hook)(void *userdata);
+        void *hook_userdata;
 };
 
 struct Upstream {
@@ -80,6 +82,15 @@ static void multi_check(UpstreamMulti *m)
         }
 }
 
+/* After curl acted on its own events: the transfers that ended, then the hook. */
+static void multi_acted(UpstreamMulti *m)
+{
+        multi_check(m);
+        if (m->hook) {
+                m->hook(m->hook_userdata);
+        }
+}
+
 static int multi_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         UpstreamMulti *m = userdata;
@@ -95,7 +106,7 @@ static int multi_on_io(sd_event_source *s, int fd, uint32_t revents, void *userd
                 action |= CURL_CSELECT_ERR;
         }
         (void) curl_multi_socket_action(m->multi, fd, action, &running);
-        multi_check(m);
+        multi_acted(m);
         return 0;
 }
 
@@ -138,13 +149,25 @@ static int multi_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         int running;
 
         (void) curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        multi_check(m);
+        multi_acted(m);
         return 0;
 }
 
 static int multi_on_now(sd_event_source *s, void *userdata)
 {
         return multi_on_timer(s, 0, userdata);
+}
+
+void upstream_multi_run_now(UpstreamMulti *m)
+{
+        int enabled = SD_EVENT_OFF, running;
+
+        if (sd_event_source_get_enabled(m->now, &enabled) < 0 || enabled == SD_EVENT_OFF) {
+                return;
+        }
+        (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
+        (void) curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        multi_check(m);
 }
 
 static int multi_on_timeout_change(CURLM *multi, long timeout_ms, void *userdata)
@@ -213,6 +236,12 @@ int upstream_multi_new(sd_event *e, UpstreamMulti **ret)
         }
         *ret = m;
         return 0;
+}
+
+void upstream_multi_set_events_hook(UpstreamMulti *m, void (*hook)(void *userdata), void *userdata)
+{
+        m->hook = hook;
+        m->hook_userdata = userdata;
 }
 
 UpstreamMulti *upstream_multi_free(UpstreamMulti *m)

@@ -34,6 +34,11 @@ typedef struct UpstreamCallbacks {
 
 int upstream_multi_new(sd_event *e, UpstreamMulti **ret);
 UpstreamMulti *upstream_multi_free(UpstreamMulti *m);
+/* hook(userdata) runs after each time libcurl acted on its sockets or timers. */
+void upstream_multi_set_events_hook(UpstreamMulti *m, void (*hook)(void *userdata), void *userdata);
+/* What curl asked to do as soon as possible (start a new transfer, say), done now rather than
+ * in the loop's next iteration. Without the hook. */
+void upstream_multi_run_now(UpstreamMulti *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(UpstreamMulti *, upstream_multi_free);
 
 typedef struct UpstreamRequest {
