@@ -62,6 +62,11 @@ struct Conn {
         bool closing;        /* shut down by llmd; MHD closes it next */
         Client *client;      /* its address */
         Conn *prev, *next;   /* in the proxy's fresh or idle list, oldest first */
+        /* Watches the client from its first suspended request to the connection's end,
+         * edge-triggered: one epoll registration for all its requests. */
+        sd_event_source *hangup;
+        Request *suspended; /* its request, while that is suspended */
+        bool hup;           /* the client hung up (seen while MHD had the connection) */
 };
 
 /* One client address and its connections, for max-connections-per-client. */
@@ -98,9 +103,7 @@ struct Request {
         struct MHD_Response *response;
         unsigned status;
         bool suspended;
-        sd_event_source *hangup; /* watches the client from the first suspend on */
-        bool client_hup;         /* it hung up while MHD had the connection */
-        sd_event_source *timer;  /* HELD: hold-timeout; FORWARDED, RELAYING: upstream-timeout */
+        sd_event_source *timer; /* HELD: hold-timeout; FORWARDED, RELAYING: upstream-timeout */
 
         Upstream *upstream;
         bool sse;
@@ -160,6 +163,7 @@ struct Proxy {
 };
 
 uint64_t proxy_now(const Proxy *p);
+Conn *request_conn(const Request *r);
 /* MHD runs before the loop waits again (a connection was resumed). */
 void proxy_kick(Proxy *p);
 const char *proxy_hostname(const Proxy *p);

@@ -294,18 +294,11 @@ void request_answer_error(Request *r, unsigned status, const char *type, const c
 
 /* ---- the client going away while we wait ---- */
 
-static int request_on_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/* Suspended connections are not watched by MHD: this is how a vanished client is seen while it
+ * waits for a model or for its first token. Leaving the state cancels the upstream, so the
+ * child stops generating; MHD closes the rest when resumed. */
+static void request_on_client_gone(Request *r)
 {
-        Request *r = userdata;
-
-        /* Suspended connections are not watched by MHD: this is how a vanished client is seen
-         * while it waits for a model or for its first token. Leaving the state cancels the
-         * upstream, so the child stops generating; MHD closes the rest when resumed. */
-        if (!r->suspended) {
-                r->client_hup = true; /* MHD has it now; seen again at the next suspend */
-                return 0;
-        }
-        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
         if (r->state == REQ_RELAYING) {
                 r->upstream_error = -ECONNRESET;
                 request_step(r, REQ_EVENT_GONE);
@@ -313,29 +306,51 @@ static int request_on_hangup(sd_event_source *s, int fd, uint32_t revents, void 
                 request_answer_error_full(r, REQ_EVENT_GONE, 499, "client_closed",
                                           "client went away", NULL);
         }
+}
+
+static int conn_on_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Conn *c = userdata;
+        Request *r = c->suspended;
+
+        c->hup = true; /* if MHD has the connection now, seen again at the next suspend */
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        if (r) {
+                request_on_client_gone(r);
+        }
         return 0;
 }
 
 void request_suspend(Request *r)
 {
-        const union MHD_ConnectionInfo *ci;
+        Conn *c;
 
         if (r->suspended) {
                 return;
         }
         MHD_suspend_connection(r->connection);
         r->suspended = true;
-        ci = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (!ci) {
+        c = request_conn(r);
+        if (!c) {
                 return;
         }
-        /* Watched from the first suspend to the end of the request, edge-triggered: not
-         * switched on and off around every event of a stream. */
-        if (r->client_hup) {
-                (void) request_on_hangup(r->hangup, ci->connect_fd, EPOLLRDHUP, r);
-        } else if (!r->hangup && sd_event_add_io(r->proxy->event, &r->hangup, ci->connect_fd,
-                                                 EPOLLRDHUP | EPOLLET, request_on_hangup, r) < 0) {
-                r->hangup = NULL;
+        if (c->hup) {
+                request_on_client_gone(r);
+                return;
+        }
+        c->suspended = r;
+        if (!c->hangup && sd_event_add_io(r->proxy->event, &c->hangup, c->fd, EPOLLRDHUP | EPOLLET,
+                                          conn_on_hangup, c) < 0) {
+                c->hangup = NULL;
+        }
+}
+
+static void request_unmark_suspended(Request *r)
+{
+        Conn *c = request_conn(r);
+
+        if (c && c->suspended == r) {
+                c->suspended = NULL;
         }
 }
 
@@ -345,6 +360,7 @@ void request_resume(Request *r)
                 return;
         }
         r->suspended = false;
+        request_unmark_suspended(r);
         MHD_resume_connection(r->connection);
         proxy_kick(r->proxy);
 }
@@ -1246,7 +1262,7 @@ Request *request_free(Request *r)
         if (r->response) {
                 MHD_destroy_response(r->response);
         }
-        sd_event_source_disable_unref(r->hangup);
+        request_unmark_suspended(r);
         sd_event_source_disable_unref(r->timer);
         route_done(&r->route);
         free(r->target_raw);

@@ -188,6 +188,7 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *connection, vo
                         }
                         proxy_client_put(p, c->client);
                         p->n_conns--;
+                        sd_event_source_disable_unref(c->hangup);
                         free(c);
                         *socket_context = NULL;
                 }
@@ -251,6 +252,11 @@ static Conn *conn_of(struct MHD_Connection *connection)
                 MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
         return ci ? ci->socket_context : NULL;
+}
+
+Conn *request_conn(const Request *r)
+{
+        return conn_of(r->connection);
 }
 
 const Client *request_peer(const Request *r)
