@@ -107,6 +107,10 @@ struct Request {
 
         Upstream *upstream;
         bool sse;
+        /* A body of a known length that fits buf: kept until it is complete, then sent with its
+         * headers in one write (MHD sends a callback response's headers alone). */
+        bool whole;
+        char *whole_type;   /* its Content-Type */
         size_t sse_held;    /* the end of buf that is not a whole event yet: not sent until it is */
         Buffer buf;         /* read from the child, not yet sent to the client */
         int upstream_error; /* FLUSHING: the answer is cut short (no SSE event could say it) */

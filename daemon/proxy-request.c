@@ -404,21 +404,21 @@ static ssize_t request_read(void *cls, uint64_t pos, char *buf, size_t max)
         return 0;
 }
 
-static void upstream_on_headers(void *userdata, long status, const char *content_type,
-                                int64_t content_length)
+/* The answer to the client: the child's headers that matter, and its body from buf as it
+ * comes (total: its length, or MHD_SIZE_UNKNOWN), or all of it, already there (whole). */
+static struct MHD_Response *relay_response(Request *r, uint64_t total, const char *content_type,
+                                           bool whole)
 {
-        Request *r = userdata;
         struct MHD_Response *resp;
 
-        r->first_byte_usec = r->upstream_usec = proxy_now(r->proxy);
-        r->sse = content_type && strneq(content_type, "text/event-stream", 17);
-        r->sse_held = 0;
-        json_answer_init(&r->answer, r->sse);
-        resp = MHD_create_response_from_callback(
-                content_length >= 0 && !r->sse ? (uint64_t) content_length : MHD_SIZE_UNKNOWN,
-                16 * 1024, request_read, r, NULL);
+        if (whole) {
+                resp = MHD_create_response_from_buffer(
+                        buffer_pending(&r->buf), r->buf.data + r->buf.off, MHD_RESPMEM_MUST_COPY);
+        } else {
+                resp = MHD_create_response_from_callback(total, 16 * 1024, request_read, r, NULL);
+        }
         if (!resp) {
-                return;
+                return NULL;
         }
         if (content_type) {
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
@@ -429,12 +429,60 @@ static void upstream_on_headers(void *userdata, long status, const char *content
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
                 MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         }
+        return resp;
+}
+
+static void relay_headers(Request *r, struct MHD_Response *resp)
+{
         if (r->response) {
                 MHD_destroy_response(r->response);
         }
         r->response = resp;
-        r->status = (unsigned) status;
         request_step(r, REQ_EVENT_HEADERS);
+}
+
+static void upstream_on_headers(void *userdata, long status, const char *content_type,
+                                int64_t content_length)
+{
+        Request *r = userdata;
+        struct MHD_Response *resp;
+
+        r->first_byte_usec = r->upstream_usec = proxy_now(r->proxy);
+        r->sse = content_type && strneq(content_type, "text/event-stream", 17);
+        r->sse_held = 0;
+        r->status = (unsigned) status;
+        json_answer_init(&r->answer, r->sse);
+        /* A whole answer of a few KiB (a non-streamed completion, embeddings) is usually in the
+         * same read as its headers: it goes out with them when the child has sent it all. */
+        if (!r->sse && content_length > 0 && content_length <= PROXY_BUFFER_MAX &&
+            !streq(r->method, "HEAD") && buffer_pending(&r->buf) == 0) {
+                free(r->whole_type);
+                r->whole_type = content_type ? strdup(content_type) : NULL;
+                r->whole = !content_type || r->whole_type;
+                if (r->whole) {
+                        return;
+                }
+        }
+        resp = relay_response(
+                r, content_length >= 0 && !r->sse ? (uint64_t) content_length : MHD_SIZE_UNKNOWN,
+                content_type, false);
+        if (resp) {
+                relay_headers(r, resp);
+        }
+}
+
+/* The whole answer is in: headers and body to the client. */
+static void relay_whole(Request *r)
+{
+        struct MHD_Response *resp = relay_response(r, 0, r->whole_type, true);
+
+        r->whole = false;
+        if (!resp) {
+                return;
+        }
+        r->bytes_out += buffer_pending(&r->buf);
+        buffer_consume(&r->buf, buffer_pending(&r->buf));
+        relay_headers(r, resp);
 }
 
 /* How many bytes at the end of s (the part of a stream not yet sent) are not a whole event:
@@ -465,6 +513,9 @@ static int upstream_on_data(void *userdata, const char *data, size_t len)
         }
         r->first_data_usec = r->first_data_usec ?: r->upstream_usec;
         json_answer_feed(&r->answer, data, len);
+        if (r->whole) {
+                return 0; /* sent with its headers when complete */
+        }
         if (r->sse) {
                 r->sse_held = sse_unfinished(r->buf.data + r->buf.len - (r->sse_held + len),
                                              r->sse_held + len);
@@ -601,6 +652,9 @@ static void upstream_on_done(void *userdata, int error, const char *message)
         _cleanup_free_ char *m = NULL;
 
         r->upstream = NULL; /* freed by upstream.c after this */
+        if (r->whole && error >= 0 && r->state == REQ_FORWARDED) {
+                relay_whole(r);
+        }
         /* Whether the child works: an answer it completed counts by its status, a transfer
          * that broke as a failure. */
         supervisor_request_outcome(r->proxy->supervisor, r->target,
@@ -1263,6 +1317,7 @@ Request *request_free(Request *r)
                 MHD_destroy_response(r->response);
         }
         request_unmark_suspended(r);
+        free(r->whole_type);
         sd_event_source_disable_unref(r->timer);
         route_done(&r->route);
         free(r->target_raw);
