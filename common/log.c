@@ -10,6 +10,10 @@
 static const char *log_identifier = "llmd";
 static int log_max_level = LOG_INFO;
 static int log_journal = -1; /* -1: not checked yet */
+/* log_batch_begin() .. log_batch_end(): lines for stderr gathered, written in one write. */
+static bool log_batching;
+static char *log_batch;
+static size_t log_batch_len, log_batch_size;
 
 void log_open(const char *identifier)
 {
@@ -82,11 +86,56 @@ static void log_write(int level, const char *model, const char *event, const cha
         }
 
         /* llmd's own messages name the model in their text; a child's lines need the prefix. */
-        if (model && identifier != log_identifier) {
+        bool prefix = model && identifier != log_identifier;
+        if (log_batching) {
+                size_t need = strlen(identifier) + (prefix ? strlen(model) + 2 : 0) + len + 3;
+
+                if (log_batch_len + need > log_batch_size && log_batch_len > 0) {
+                        log_batch_flush();
+                }
+                if (need > log_batch_size) {
+                        char *b = realloc(log_batch, MAX(need, (size_t) 16384));
+                        if (b) {
+                                log_batch = b;
+                                log_batch_size = MAX(need, (size_t) 16384);
+                        }
+                }
+                if (log_batch_len + need <= log_batch_size) {
+                        int n = prefix ? snprintf(log_batch + log_batch_len, need,
+                                                  "%s[%s]: ", identifier, model)
+                                       : snprintf(log_batch + log_batch_len, need,
+                                                  "%s: ", identifier);
+                        log_batch_len += (size_t) MAX(n, 0);
+                        memcpy(log_batch + log_batch_len, msg, len);
+                        log_batch_len += len;
+                        log_batch[log_batch_len++] = '\n';
+                        return;
+                }
+        }
+        if (prefix) {
                 fprintf(stderr, "%s[%s]: %.*s\n", identifier, model, (int) len, msg);
         } else {
                 fprintf(stderr, "%s: %.*s\n", identifier, (int) len, msg);
         }
+}
+
+void log_batch_flush(void)
+{
+        if (log_batch_len > 0) {
+                (void) fwrite(log_batch, 1, log_batch_len, stderr);
+                log_batch_len = 0;
+        }
+}
+
+void log_batch_begin(void)
+{
+        log_batching = true;
+}
+
+void log_batch_end(void)
+{
+        log_batching = false;
+        log_batch_flush();
 }
 
 int log_internal(int level, int error, const char *model, const char *event, const char *format,

@@ -257,8 +257,8 @@ static void child_close_output(Child *c)
 static bool child_read_output(Child *c)
 {
         for (;;) {
-                ssize_t n =
-                        read(c->output_fd, c->outbuf + c->outlen, sizeof(c->outbuf) - c->outlen);
+                size_t room = sizeof(c->outbuf) - c->outlen;
+                ssize_t n = read(c->output_fd, c->outbuf + c->outlen, room);
 
                 if (n < 0) {
                         if (errno == EINTR) {
@@ -272,14 +272,21 @@ static bool child_read_output(Child *c)
                 }
                 c->outlen += (size_t) n;
                 child_emit_lines(c, false);
+                if ((size_t) n < room) {
+                        return true; /* the pipe is empty; epoll says when it is not */
+                }
         }
 }
 
 static int child_on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         Child *c = userdata;
+        bool open;
 
-        if (!child_read_output(c)) {
+        log_batch_begin();
+        open = child_read_output(c);
+        log_batch_end();
+        if (!open) {
                 child_close_output(c);
         }
         return 0;
