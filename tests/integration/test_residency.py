@@ -5,6 +5,7 @@ max-resident; switching to a resident model, loading beside the active one (make
 eviction, idle unload, llmctl load/unload, and GPU memory read through NVML (a fake
 libnvidia-ml.so.1 the tests build, answering from what the simulators say they use)."""
 
+import itertools
 import os
 import signal
 import socket
@@ -703,7 +704,10 @@ def test_children_inherit_nothing(d):
     leaked = {k: v for k, v in llmd_fds(d.pid_of("gemma")).items() if k > 2 and v in ours}
     check(not leaked, f"llama-server holds llmd's {leaked}")
 
-    helper = catch_prefetch(d, lambda: llmctl(d, "switch", "gemma", check_rc=0))
+    # Each try a real switch (one to the model already active starts no helper): gemma and
+    # qwen in turn, both loaded.
+    targets = itertools.cycle(["gemma", "qwen"])
+    helper = catch_prefetch(d, lambda: llmctl(d, "switch", next(targets), check_rc=0))
     try:
         # 0, 1 and 2, and the model file it reads, if caught in the middle of one.
         fds = llmd_fds(helper)
