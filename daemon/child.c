@@ -26,7 +26,7 @@
 #define CHILD_LOG_LINES 20                         /* kept for failure reports */
 #define CHILD_LOG_LINE_MAX 512                     /* bytes kept of each */
 #define CHILD_OUTPUT_BUF 4096                      /* a longer line is passed on in pieces */
-/* Below the proxy's sources (curl, MHD: SD_EVENT_PRIORITY_NORMAL): when a token and a log line
+/* Below the proxy's sources (the children's sockets, MHD: SD_EVENT_PRIORITY_NORMAL): when a token and a log line
  * are ready at once, the token goes first. Not idle: a pipe left unread would block the child. */
 #define CHILD_OUTPUT_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
 

@@ -417,8 +417,6 @@ static void proxy_run(Proxy *p)
         for (Listener *l = p->listeners; l; l = l->next) {
                 listener_run(l);
         }
-        /* The transfers MHD's handlers just started go out now. */
-        upstream_multi_run_now(p->upstream);
 }
 
 void proxy_kick(Proxy *p)
@@ -435,7 +433,7 @@ static int proxy_on_kick(sd_event_source *s, void *userdata)
         return 0;
 }
 
-/* After libcurl's events: the bytes a child just sent go out to their clients in this
+/* After a transfer's events: the bytes a child just sent go out to their clients in this
  * iteration of the loop, not in one more (each costs an epoll_wait and a dispatch). */
 static void proxy_on_upstream_events(void *userdata)
 {
@@ -454,7 +452,6 @@ static int listener_on_io(sd_event_source *s, int fd, uint32_t revents, void *us
                 proxy_run(l->proxy);
         } else {
                 listener_run(l);
-                upstream_multi_run_now(l->proxy->upstream);
         }
         return 0;
 }

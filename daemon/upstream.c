@@ -1,239 +1,84 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "fd-util.h"
+#include "http-answer.h"
 #include "log.h"
+#include "time-util.h"
 #include "upstream.h"
 
-#define UPSTREAM_CONNECT_TIMEOUT_MS 5000L
+#define UPSTREAM_CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define UPSTREAM_CONNECT_RETRY_USEC (10 * USEC_PER_MSEC)
+#define UPSTREAM_READ_SIZE (16 * 1024)
+/* Connections kept after an answer of known length, for the next request to the same child:
+ * few (each holds one of llama-server's HTTP threads while idle), and not for long
+ * (llama-server closes them after 5 s). Streams are not kept: llama-server closes those. */
+#define UPSTREAM_IDLE_MAX 4
+#define UPSTREAM_IDLE_USEC (2 * USEC_PER_SEC)
+
+typedef struct IdleConnection {
+        int fd;
+        uint64_t since;
+        char path[sizeof(((struct sockaddr_un *) NULL)->sun_path)];
+} IdleConnection;
 
 struct UpstreamMulti {
         sd_event *event;
-        CURLM *multi;
-        sd_event_source *timer;
-        sd_event_source *now; /* curl's "as soon as possible": no timer to program */
         void (*hook)(void *userdata);
         void *hook_userdata;
+        IdleConnection idle[UPSTREAM_IDLE_MAX]; /* the newest last */
+        size_t n_idle;
 };
 
 struct Upstream {
         UpstreamMulti *multi;
-        CURL *easy;
-        struct curl_slist *headers;
         UpstreamCallbacks cb;
         void *userdata;
-        long status;
-        char *content_type;
-        bool headers_sent;
+        int fd;
+        bool reused; /* fd was kept from an earlier answer: the child may have closed it */
+        struct sockaddr_un addr;
+        socklen_t addr_len;
+        sd_event_source *io;
+        sd_event_source *later; /* connect again; or an end to report outside the caller */
+        uint64_t connect_deadline;
+
+        /* The request: its head (made here), then the caller's body. */
+        char *head;
+        size_t head_len;
+        const char *body;
+        size_t body_len;
+        size_t sent;
+
+        /* The answer: read, not yet skipped or taken. */
+        HttpAnswer answer;
+        char *buf;
+        size_t off, len, cap;
+        bool eof;
+        uint64_t received; /* bytes read */
+        bool tried_idle;
         bool paused;
-        bool finished;
-        char error[CURL_ERROR_SIZE];
+        int error; /* the end, once known: 0 or a negative errno */
+        const char *message;
+        char message_buf[160];
+        bool ended;
+        bool in_callback;
+        bool cancelled; /* during a callback: freed when it returns */
 };
-
-static void upstream_free(Upstream *u)
-{
-        if (!u) {
-                return;
-        }
-        if (u->easy) {
-                curl_multi_remove_handle(u->multi->multi, u->easy);
-                curl_easy_cleanup(u->easy);
-        }
-        curl_slist_free_all(u->headers);
-        free(u->content_type);
-        free(u);
-}
-
-/* ---- the glue ---- */
-
-static void upstream_report_headers(Upstream *u);
-
-static void multi_check(UpstreamMulti *m)
-{
-        CURLMsg *msg;
-        int left;
-
-        while ((msg = curl_multi_info_read(m->multi, &left))) {
-                Upstream *u = NULL;
-
-                if (msg->msg != CURLMSG_DONE) {
-                        continue;
-                }
-                (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &u);
-                if (!u || u->finished) {
-                        continue;
-                }
-                CURLcode result = msg->data.result;
-                u->finished = true;
-                if (result == CURLE_OK) {
-                        /* An empty body (or a HEAD): the headers were never reported through
-                         * data. Their Content-Length stands: a HEAD answer carries the GET's. */
-                        upstream_report_headers(u);
-                }
-                if (result == CURLE_OK) {
-                        u->cb.done(u->userdata, 0, NULL);
-                } else {
-                        const char *e = u->error[0] ? u->error : curl_easy_strerror(result);
-                        u->cb.done(u->userdata,
-                                   result == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO, e);
-                }
-                /* done() must not cancel; the transfer is ours to free now. */
-                upstream_free(u);
-        }
-}
-
-/* After curl acted on its own events: the transfers that ended, then the hook. */
-static void multi_acted(UpstreamMulti *m)
-{
-        multi_check(m);
-        if (m->hook) {
-                m->hook(m->hook_userdata);
-        }
-}
-
-static int multi_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-        UpstreamMulti *m = userdata;
-        int action = 0, running;
-
-        if (revents & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) {
-                action |= CURL_CSELECT_IN;
-        }
-        if (revents & EPOLLOUT) {
-                action |= CURL_CSELECT_OUT;
-        }
-        if (revents & EPOLLERR) {
-                action |= CURL_CSELECT_ERR;
-        }
-        (void) curl_multi_socket_action(m->multi, fd, action, &running);
-        multi_acted(m);
-        return 0;
-}
-
-static int multi_on_socket(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp)
-{
-        UpstreamMulti *m = userdata;
-        sd_event_source *s = socketp;
-        uint32_t events = 0;
-
-        if (what == CURL_POLL_REMOVE) {
-                if (s) {
-                        sd_event_source_disable_unref(s);
-                        curl_multi_assign(m->multi, fd, NULL);
-                }
-                return 0;
-        }
-        if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) {
-                events |= EPOLLIN;
-        }
-        if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) {
-                events |= EPOLLOUT;
-        }
-        if (s) {
-                if (sd_event_source_set_io_events(s, events) < 0 ||
-                    sd_event_source_set_enabled(s, SD_EVENT_ON) < 0) {
-                        return -1;
-                }
-                return 0;
-        }
-        if (sd_event_add_io(m->event, &s, fd, events, multi_on_io, m) < 0) {
-                return -1;
-        }
-        curl_multi_assign(m->multi, fd, s);
-        return 0;
-}
-
-static int multi_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        UpstreamMulti *m = userdata;
-        int running;
-
-        (void) curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        multi_acted(m);
-        return 0;
-}
-
-static int multi_on_now(sd_event_source *s, void *userdata)
-{
-        return multi_on_timer(s, 0, userdata);
-}
-
-void upstream_multi_run_now(UpstreamMulti *m)
-{
-        int enabled = SD_EVENT_OFF, running;
-
-        if (sd_event_source_get_enabled(m->now, &enabled) < 0 || enabled == SD_EVENT_OFF) {
-                return;
-        }
-        (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
-        (void) curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        multi_check(m);
-}
-
-static int multi_on_timeout_change(CURLM *multi, long timeout_ms, void *userdata)
-{
-        UpstreamMulti *m = userdata;
-
-        if (timeout_ms < 0) {
-                (void) sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
-                (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
-                return 0;
-        }
-        if (timeout_ms == 0) {
-                /* What curl asks for after every new transfer and many steps of one: the next
-                 * loop iteration, without reprogramming the loop's timerfd twice for it. */
-                (void) sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
-                return sd_event_source_set_enabled(m->now, SD_EVENT_ONESHOT) < 0 ? -1 : 0;
-        }
-        (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
-        /* 1 µs accuracy: curl's timers pace the transfers. */
-        if (sd_event_source_set_time_relative(m->timer, (uint64_t) timeout_ms * USEC_PER_MSEC) <
-                    0 ||
-            sd_event_source_set_enabled(m->timer, SD_EVENT_ONESHOT) < 0) {
-                return -1;
-        }
-        return 0;
-}
 
 int upstream_multi_new(sd_event *e, UpstreamMulti **ret)
 {
-        UpstreamMulti *m;
-        int r;
+        UpstreamMulti *m = calloc(1, sizeof(UpstreamMulti));
 
-        m = calloc(1, sizeof(UpstreamMulti));
         if (!m) {
                 return -ENOMEM;
         }
         m->event = e;
-        m->multi = curl_multi_init();
-        if (!m->multi) {
-                free(m);
-                return -ENOMEM;
-        }
-        /* curl before 8.x makes its wake-up socket pair without SOCK_CLOEXEC and offers no
-         * option for it. llmd has one thread, and everything else it holds is close-on-exec
-         * already, so marking them all here marks just that pair. */
-        fd_cloexec_from(3);
-        r = sd_event_add_time_relative(e, &m->timer, CLOCK_MONOTONIC, 0, 1, multi_on_timer, m);
-        if (r < 0) {
-                upstream_multi_free(m);
-                return r;
-        }
-        (void) sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
-        r = sd_event_add_defer(e, &m->now, multi_on_now, m);
-        if (r < 0) {
-                upstream_multi_free(m);
-                return r;
-        }
-        (void) sd_event_source_set_enabled(m->now, SD_EVENT_OFF);
-        if (curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, multi_on_socket) != CURLM_OK ||
-            curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m) != CURLM_OK ||
-            curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, multi_on_timeout_change) !=
-                    CURLM_OK ||
-            curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m) != CURLM_OK) {
-                upstream_multi_free(m);
-                return -EIO;
-        }
         *ret = m;
         return 0;
 }
@@ -249,97 +94,417 @@ UpstreamMulti *upstream_multi_free(UpstreamMulti *m)
         if (!m) {
                 return NULL;
         }
-        if (m->multi) {
-                curl_multi_cleanup(m->multi);
+        for (size_t i = 0; i < m->n_idle; i++) {
+                safe_close(m->idle[i].fd);
         }
-        sd_event_source_disable_unref(m->timer);
-        sd_event_source_disable_unref(m->now);
         free(m);
         return NULL;
 }
 
-/* ---- one transfer ---- */
-
-/* curl's own socket() has no SOCK_CLOEXEC: a llama-server started while this is open would
- * keep the connection to another one alive after llmd closed it. */
-static curl_socket_t upstream_on_open_socket(void *userdata, curlsocktype purpose,
-                                             struct curl_sockaddr *a)
+static void idle_remove(UpstreamMulti *m, size_t i)
 {
-        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        memmove(m->idle + i, m->idle + i + 1, (m->n_idle - i - 1) * sizeof(IdleConnection));
+        m->n_idle--;
 }
 
-static size_t upstream_on_header(char *buf, size_t size, size_t n, void *userdata)
+/* A kept connection to path, the newest; -1 if none. Those kept too long are closed. */
+static int idle_take(UpstreamMulti *m, const char *path)
 {
-        Upstream *u = userdata;
-        size_t len = size * n;
+        uint64_t now = event_now_usec(m->event);
 
-        if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
-                /* The end of the headers: pass them on now, not with the first byte of the
-                 * body, which may be a prompt's processing away (the client sees the status
-                 * at once, and the first token goes out as one write). Not for 1xx. */
-                long status = 0;
+        for (size_t i = m->n_idle; i > 0; i--) {
+                IdleConnection *c = &m->idle[i - 1];
 
-                (void) curl_easy_getinfo(u->easy, CURLINFO_RESPONSE_CODE, &status);
-                if (status >= 200) {
-                        upstream_report_headers(u);
-                }
-        } else if (len >= 5 && strneq(buf, "HTTP/", 5)) {
-                /* A new response (after a 100 Continue, say): start over. */
-                free(u->content_type);
-                u->content_type = NULL;
-        } else if (len > 13 && strncasecmp(buf, "content-type:", 13) == 0) {
-                const char *v = buf + 13;
-                size_t l = len - 13;
+                if (now - c->since > UPSTREAM_IDLE_USEC) {
+                        safe_close(c->fd);
+                        idle_remove(m, i - 1);
+                } else if (streq(c->path, path)) {
+                        int fd = c->fd;
 
-                while (l > 0 && (*v == ' ' || *v == '\t')) {
-                        v++, l--;
+                        idle_remove(m, i - 1);
+                        return fd;
                 }
-                while (l > 0 && (v[l - 1] == '\r' || v[l - 1] == '\n' || v[l - 1] == ' ')) {
-                        l--;
-                }
-                free(u->content_type);
-                u->content_type = strndup(v, l);
         }
-        return len;
+        return -1;
 }
 
-static void upstream_report_headers(Upstream *u)
+static void idle_keep(UpstreamMulti *m, int fd, const char *path)
 {
-        curl_off_t cl = -1;
+        if (m->n_idle == UPSTREAM_IDLE_MAX) {
+                safe_close(m->idle[0].fd);
+                idle_remove(m, 0);
+        }
+        m->idle[m->n_idle].fd = fd;
+        m->idle[m->n_idle].since = event_now_usec(m->event);
+        strcpy(m->idle[m->n_idle].path, path);
+        m->n_idle++;
+}
 
-        if (u->headers_sent) {
+static void upstream_free(Upstream *u)
+{
+        if (!u) {
                 return;
         }
-        u->headers_sent = true;
-        (void) curl_easy_getinfo(u->easy, CURLINFO_RESPONSE_CODE, &u->status);
-        (void) curl_easy_getinfo(u->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-        if (u->cb.headers) {
-                u->cb.headers(u->userdata, u->status, u->content_type, cl);
+        sd_event_source_disable_unref(u->io);
+        sd_event_source_disable_unref(u->later);
+        safe_close(u->fd);
+        http_answer_done(&u->answer);
+        free(u->head);
+        free(u->buf);
+        free(u);
+}
+
+/* ---- the end ---- */
+
+static void upstream_set_end(Upstream *u, int error, const char *format, ...) _printf_(3, 4);
+
+static void upstream_set_end(Upstream *u, int error, const char *format, ...)
+{
+        if (u->ended) {
+                return;
+        }
+        u->ended = true;
+        u->error = error;
+        if (format) {
+                va_list ap;
+
+                va_start(ap, format);
+                (void) vsnprintf(u->message_buf, sizeof(u->message_buf), format, ap);
+                va_end(ap);
+                u->message = u->message_buf;
         }
 }
 
-static size_t upstream_on_data(char *buf, size_t size, size_t n, void *userdata)
+static void upstream_hook(UpstreamMulti *m)
+{
+        if (m->hook) {
+                m->hook(m->hook_userdata);
+        }
+}
+
+/* Reports the end, lets the hook pass on what it made (the answer's last bytes go out before
+ * the connection is closed), and frees the transfer. */
+static void upstream_report_end(Upstream *u)
+{
+        UpstreamMulti *m = u->multi;
+
+        u->in_callback = true;
+        u->cb.done(u->userdata, u->error, u->error < 0 ? u->message : NULL);
+        /* done() must not cancel; the transfer is ours to free now. */
+        upstream_hook(m);
+        if (u->error == 0 && u->fd >= 0 && u->sent == u->head_len + u->body_len &&
+            u->off == u->len && !u->eof && http_answer_reusable(&u->answer)) {
+                u->io = sd_event_source_disable_unref(u->io);
+                idle_keep(m, TAKE_FD(u->fd), u->addr.sun_path);
+        }
+        upstream_free(u);
+}
+
+static int upstream_on_later(sd_event_source *s, void *userdata);
+
+/* An end found where the caller cannot be called back (in upstream_start(), in
+ * upstream_resume()): reported from the loop. */
+static void upstream_end_later(Upstream *u)
+{
+        u->io = sd_event_source_disable_unref(u->io);
+        u->later = sd_event_source_disable_unref(u->later);
+        if (sd_event_add_defer(u->multi->event, &u->later, upstream_on_later, u) < 0) {
+                u->later = NULL;
+                log_error("proxy: cannot report the end of a transfer to a child");
+        }
+}
+
+/* ---- the answer ---- */
+
+/* Passes on what the bytes read hold until more must be read, the consumer pauses, or the
+ * answer ends (u->ended). */
+static void upstream_process(Upstream *u)
+{
+        while (!u->ended && !u->paused && !u->cancelled) {
+                size_t skip, n;
+                HttpAnswerEvent e =
+                        http_answer_next(&u->answer, u->buf + u->off, u->len - u->off, &skip, &n);
+
+                u->off += skip;
+                switch (e) {
+                case HTTP_ANSWER_MORE:
+                        if (u->eof) {
+                                if (http_answer_eof(&u->answer) == HTTP_ANSWER_END) {
+                                        upstream_set_end(u, 0, NULL);
+                                } else {
+                                        upstream_set_end(u, -EIO, "%s", u->answer.error);
+                                }
+                        }
+                        return;
+                case HTTP_ANSWER_HEADERS:
+                        if (u->cb.headers) {
+                                u->in_callback = true;
+                                u->cb.headers(u->userdata, u->answer.status, u->answer.content_type,
+                                              u->answer.content_length);
+                                u->in_callback = false;
+                        }
+                        break;
+                case HTTP_ANSWER_DATA:
+                        u->in_callback = true;
+                        if (u->cb.data(u->userdata, u->buf + u->off, n) == -EAGAIN) {
+                                u->paused = true; /* the same bytes again after resume */
+                        } else {
+                                http_answer_took(&u->answer, n);
+                                u->off += n;
+                        }
+                        u->in_callback = false;
+                        break;
+                case HTTP_ANSWER_END:
+                        upstream_set_end(u, 0, NULL);
+                        return;
+                case HTTP_ANSWER_ERROR:
+                        upstream_set_end(u, -EIO, "%s", u->answer.error);
+                        return;
+                }
+        }
+}
+
+/* Reads once; false when the connection is gone or broken (u->eof, or the end set). */
+static bool upstream_read(Upstream *u)
+{
+        ssize_t k;
+
+        if (!u->buf) {
+                u->buf = malloc(UPSTREAM_READ_SIZE);
+                if (!u->buf) {
+                        upstream_set_end(u, -ENOMEM, "out of memory");
+                        return false;
+                }
+                u->cap = UPSTREAM_READ_SIZE;
+        }
+        if (u->off > 0) {
+                memmove(u->buf, u->buf + u->off, u->len - u->off);
+                u->len -= u->off;
+                u->off = 0;
+        }
+        if (u->len == u->cap) {
+                /* Headers longer than the buffer: grow it, up to their limit. */
+                size_t size = u->cap * 2;
+                char *b;
+
+                if (size > HTTP_ANSWER_HEAD_MAX + UPSTREAM_READ_SIZE ||
+                    !(b = realloc(u->buf, size))) {
+                        upstream_set_end(u, -EIO, "headers too long");
+                        return false;
+                }
+                u->buf = b;
+                u->cap = size;
+        }
+        k = recv(u->fd, u->buf + u->len, u->cap - u->len, MSG_DONTWAIT);
+        if (k < 0) {
+                if (errno == EAGAIN || errno == EINTR) {
+                        return true;
+                }
+                upstream_set_end(u, -EIO, "reading from llama-server: %m");
+                return false;
+        }
+        if (k == 0) {
+                u->eof = true;
+                return false;
+        }
+        u->len += (size_t) k;
+        u->received += (size_t) k;
+        return true;
+}
+
+/* ---- the request ---- */
+
+static int upstream_send(Upstream *u)
+{
+        size_t total = u->head_len + u->body_len;
+
+        while (u->sent < total) {
+                struct iovec iov[2];
+                struct msghdr mh = { .msg_iov = iov };
+                ssize_t k;
+
+                if (u->sent < u->head_len) {
+                        iov[mh.msg_iovlen++] =
+                                (struct iovec) { u->head + u->sent, u->head_len - u->sent };
+                }
+                if (u->body_len > 0) {
+                        size_t b = u->sent > u->head_len ? u->sent - u->head_len : 0;
+
+                        iov[mh.msg_iovlen++] =
+                                (struct iovec) { (char *) u->body + b, u->body_len - b };
+                }
+                k = sendmsg(u->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR) {
+                                continue;
+                        }
+                        if (errno == EAGAIN) {
+                                return 0;
+                        }
+                        if ((errno == EPIPE || errno == ECONNRESET) && u->reused && u->sent == 0) {
+                                return -EPIPE; /* a kept connection it had closed */
+                        }
+                        if (errno == EPIPE || errno == ECONNRESET) {
+                                /* It stopped reading (an answer to part of the request, say):
+                                 * what it said is still to be read. */
+                                u->sent = total;
+                                return 0;
+                        }
+                        return -errno;
+                }
+                u->sent += (size_t) k;
+        }
+        return 0;
+}
+
+static int upstream_connect(Upstream *u);
+
+static void upstream_reconnect(Upstream *u)
+{
+        int r;
+
+        u->io = sd_event_source_disable_unref(u->io);
+        u->fd = safe_close(u->fd);
+        u->reused = false;
+        u->eof = false;
+        u->sent = 0;
+        r = upstream_connect(u);
+        if (r < 0) {
+                upstream_set_end(u, r == -ECONNREFUSED ? r : -EIO, "cannot connect to %s: %s",
+                                 u->addr.sun_path, strerror(-r));
+                upstream_end_later(u);
+        }
+}
+
+static int upstream_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         Upstream *u = userdata;
-        size_t len = size * n;
+        UpstreamMulti *m = u->multi;
+        int r;
 
-        upstream_report_headers(u);
-        if (len == 0) {
+        if ((revents & EPOLLOUT) && u->sent < u->head_len + u->body_len) {
+                r = upstream_send(u);
+                if (r < 0) {
+                        upstream_set_end(u, r, "writing to llama-server: %s", strerror(-r));
+                } else if (u->sent == u->head_len + u->body_len) {
+                        (void) sd_event_source_set_io_events(u->io, EPOLLIN);
+                }
+        }
+        if (!u->ended && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+                if (!upstream_read(u) && u->eof && u->reused && u->received == 0) {
+                        /* A kept connection the child closed as the request went out: the
+                         * request again, on a new one. */
+                        upstream_reconnect(u);
+                        upstream_hook(m);
+                        return 0;
+                }
+                upstream_process(u);
+        }
+        if (u->ended && !u->cancelled) {
+                upstream_report_end(u);
                 return 0;
         }
-        if (u->cb.data(u->userdata, buf, len) == -EAGAIN) {
-                u->paused = true;
-                return CURL_WRITEFUNC_PAUSE;
+        if (u->cancelled) {
+                upstream_free(u);
+        } else if (u->paused) {
+                (void) sd_event_source_set_enabled(u->io, SD_EVENT_OFF);
         }
-        return len;
+        upstream_hook(m);
+        return 0;
+}
+
+static int upstream_on_later(sd_event_source *s, void *userdata)
+{
+        Upstream *u = userdata;
+        UpstreamMulti *m = u->multi;
+
+        u->later = sd_event_source_disable_unref(u->later);
+        if (!u->ended) {
+                /* A connect that found the child's backlog full: again. */
+                int r = upstream_connect(u);
+                if (r < 0) {
+                        upstream_set_end(u, r, "cannot connect to %s: %s", u->addr.sun_path,
+                                         strerror(-r));
+                }
+        }
+        if (u->ended) {
+                upstream_report_end(u);
+                return 0;
+        }
+        upstream_hook(m);
+        return 0;
+}
+
+static int upstream_on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        return upstream_on_later(s, userdata);
+}
+
+/* Connects and sends what it can: 0, or a negative errno. A full backlog is tried again. */
+static int upstream_connect(Upstream *u)
+{
+        uint32_t events = EPOLLIN;
+        int r;
+
+        if (u->fd < 0 && !u->tried_idle) {
+                u->tried_idle = true;
+                u->fd = idle_take(u->multi, u->addr.sun_path);
+                u->reused = u->fd >= 0;
+        }
+        if (u->fd < 0) {
+                u->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (u->fd < 0) {
+                        return -errno;
+                }
+        }
+        if (!u->reused && connect(u->fd, (struct sockaddr *) &u->addr, u->addr_len) < 0) {
+                if (errno != EAGAIN) {
+                        return errno == ENOENT ? -ECONNREFUSED : -errno;
+                }
+                if (event_now_usec(u->multi->event) >= u->connect_deadline) {
+                        return -ETIMEDOUT;
+                }
+                return sd_event_add_time_relative(u->multi->event, &u->later, CLOCK_MONOTONIC,
+                                                  UPSTREAM_CONNECT_RETRY_USEC, USEC_PER_MSEC,
+                                                  upstream_on_retry, u);
+        }
+        r = upstream_send(u);
+        if (r == -EPIPE) {
+                u->fd = safe_close(u->fd);
+                u->reused = false;
+                return upstream_connect(u);
+        }
+        if (r < 0) {
+                return r;
+        }
+        if (u->sent < u->head_len + u->body_len) {
+                events |= EPOLLOUT;
+        }
+        return sd_event_add_io(u->multi->event, &u->io, u->fd, events, upstream_on_io, u);
+}
+
+static const char *strempty(const char *s)
+{
+        return s ? s : "";
+}
+
+static bool header_safe(const char *s)
+{
+        return !s || !strpbrk(s, "\r\n");
 }
 
 int upstream_start(UpstreamMulti *m, const UpstreamRequest *req, const UpstreamCallbacks *cb,
                    void *userdata, Upstream **ret)
 {
-        _cleanup_free_ char *url = NULL, *ct = NULL, *accept = NULL;
+        _cleanup_free_ char *length = NULL;
         Upstream *u;
+        int r;
 
+        if (strlen(req->socket_path) >= sizeof(u->addr.sun_path) || !header_safe(req->method) ||
+            !header_safe(req->path) || !header_safe(req->content_type) ||
+            !header_safe(req->accept)) {
+                return -EINVAL;
+        }
         u = calloc(1, sizeof(Upstream));
         if (!u) {
                 return -ENOMEM;
@@ -347,54 +512,37 @@ int upstream_start(UpstreamMulti *m, const UpstreamRequest *req, const UpstreamC
         u->multi = m;
         u->cb = *cb;
         u->userdata = userdata;
-        u->easy = curl_easy_init();
-        if (!u->easy || asprintf(&url, "http://localhost%s", req->path) < 0) {
+        u->fd = -1;
+        u->addr.sun_family = AF_UNIX;
+        strcpy(u->addr.sun_path, req->socket_path);
+        u->addr_len = offsetof(struct sockaddr_un, sun_path) + strlen(req->socket_path) + 1;
+        u->connect_deadline = event_now_usec(m->event) + UPSTREAM_CONNECT_TIMEOUT_USEC;
+        u->body = req->body;
+        u->body_len = req->body ? req->body_len : 0;
+        http_answer_init(&u->answer, streq(req->method, "HEAD"));
+        if (req->body && asprintf(&length, "Content-Length: %zu\r\n", req->body_len) < 0) {
+                length = NULL;
                 upstream_free(u);
                 return -ENOMEM;
         }
-        /* What matters for llama-server; "Expect:" empty, or curl waits a second before a large
-         * body. Host is curl's. */
-        u->headers = curl_slist_append(u->headers, "Expect:");
-        if (req->content_type && asprintf(&ct, "Content-Type: %s", req->content_type) >= 0) {
-                u->headers = curl_slist_append(u->headers, ct);
-        }
-        if (req->accept && asprintf(&accept, "Accept: %s", req->accept) >= 0) {
-                u->headers = curl_slist_append(u->headers, accept);
-        }
-        if (!u->headers) {
+        r = asprintf(&u->head, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s%s%s%s%s%s%s\r\n",
+                     req->method, req->path, req->content_type ? "Content-Type: " : "",
+                     strempty(req->content_type), req->content_type ? "\r\n" : "",
+                     req->accept ? "Accept: " : "", strempty(req->accept),
+                     req->accept ? "\r\n" : "", strempty(length));
+        if (r < 0) {
+                u->head = NULL;
                 upstream_free(u);
                 return -ENOMEM;
         }
-        curl_easy_setopt(u->easy, CURLOPT_URL, url);
-        curl_easy_setopt(u->easy, CURLOPT_UNIX_SOCKET_PATH, req->socket_path);
-        curl_easy_setopt(u->easy, CURLOPT_NOPROXY, "*"); /* curl honours $http_proxy */
-        curl_easy_setopt(u->easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(u->easy, CURLOPT_OPENSOCKETFUNCTION, upstream_on_open_socket);
-        curl_easy_setopt(u->easy, CURLOPT_CONNECTTIMEOUT_MS, UPSTREAM_CONNECT_TIMEOUT_MS);
-        curl_easy_setopt(u->easy, CURLOPT_HTTPHEADER, u->headers);
-        curl_easy_setopt(u->easy, CURLOPT_CUSTOMREQUEST, req->method);
-        curl_easy_setopt(u->easy, CURLOPT_ERRORBUFFER, u->error);
-        curl_easy_setopt(u->easy, CURLOPT_PRIVATE, u);
-        curl_easy_setopt(u->easy, CURLOPT_HEADERFUNCTION, upstream_on_header);
-        curl_easy_setopt(u->easy, CURLOPT_HEADERDATA, u);
-        curl_easy_setopt(u->easy, CURLOPT_WRITEFUNCTION, upstream_on_data);
-        curl_easy_setopt(u->easy, CURLOPT_WRITEDATA, u);
-        /* No total timeout: a stream lasts as long as it generates. */
-        curl_easy_setopt(u->easy, CURLOPT_TIMEOUT, 0L);
-        /* Streams must not wait in curl's buffers. */
-        curl_easy_setopt(u->easy, CURLOPT_BUFFERSIZE, 16384L);
-        if (req->body) {
-                curl_easy_setopt(u->easy, CURLOPT_POSTFIELDS, req->body);
-                curl_easy_setopt(u->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
-        } else if (streq(req->method, "GET") || streq(req->method, "HEAD")) {
-                curl_easy_setopt(u->easy, CURLOPT_HTTPGET, 1L);
-                if (streq(req->method, "HEAD")) {
-                        curl_easy_setopt(u->easy, CURLOPT_NOBODY, 1L);
-                }
-        }
-        if (curl_multi_add_handle(m->multi, u->easy) != CURLM_OK) {
-                upstream_free(u);
-                return -EIO;
+        u->head_len = (size_t) r;
+        r = upstream_connect(u);
+        if (r < 0) {
+                /* Said from the loop, as every end is. */
+                upstream_set_end(u, r == -ECONNREFUSED ? r : -EIO, "cannot connect to %s: %s",
+                                 req->socket_path,
+                                 strerror(r == -ECONNREFUSED ? ECONNREFUSED : -r));
+                upstream_end_later(u);
         }
         *ret = u;
         return 0;
@@ -402,15 +550,29 @@ int upstream_start(UpstreamMulti *m, const UpstreamRequest *req, const UpstreamC
 
 void upstream_cancel(Upstream *u)
 {
+        if (u->in_callback) {
+                u->cancelled = true;
+                return;
+        }
         upstream_free(u);
 }
 
 void upstream_resume(Upstream *u)
 {
-        if (!u->paused) {
+        if (!u->paused || u->ended || u->cancelled) {
                 return;
         }
         u->paused = false;
-        /* May deliver the held bytes right away, through upstream_on_data(). */
-        (void) curl_easy_pause(u->easy, CURLPAUSE_CONT);
+        /* The held bytes now (the caller makes room and asks for them); an end they hold is
+         * reported from the loop. */
+        upstream_process(u);
+        if (u->cancelled) {
+                upstream_free(u); /* cancelled by the callback */
+                return;
+        }
+        if (u->ended) {
+                upstream_end_later(u);
+        } else if (!u->paused) {
+                (void) sd_event_source_set_enabled(u->io, SD_EVENT_ON);
+        }
 }

@@ -1,22 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include <curl/curl.h>
 #include <systemd/sd-event.h>
 
 #include "macro.h"
 
 /*
- * HTTP requests to the llama-server children, inside the event loop: libcurl's multi interface
- * driven by sd-event, glued the way systemd's curl-util does it (curl tells which sockets to
- * watch and when to time out; we tell curl what happened). libcurl rather than a client of our
- * own: it gets chunked encoding, keep-alive, unix sockets, pausing and cancelling right, and is
- * on every Debian system.
+ * HTTP requests to the llama-server children, inside the event loop, over their unix sockets:
+ * a new connection for each (a connect on a unix socket is two system calls; llama-server
+ * closes a connection after every stream anyway), the request written at once, the answer read
+ * as epoll says it is there and parsed by http-answer.c. Not libcurl: for each transfer it
+ * checked a reused connection with poll(), polled again after every read, and asked for
+ * getsockname()/getpeername() three times -- a dozen system calls between a client's request
+ * and the child, on the path every token takes.
  *
  * A transfer reports, in order: its response headers once (status and Content-Type), its body in
  * pieces as they arrive (the callee may ask to pause; upstream_resume() continues), and its end
- * once. upstream_cancel() ends it at once, with no more callbacks: closing the connection is
- * how llama-server learns that the client is gone (it frees the slot and stops generating).
+ * once, always from the event loop. upstream_cancel() ends it at once, with no more callbacks:
+ * closing the connection is how llama-server learns that the client is gone (it frees the slot
+ * and stops generating).
  */
 
 typedef struct UpstreamMulti UpstreamMulti;
@@ -34,11 +36,8 @@ typedef struct UpstreamCallbacks {
 
 int upstream_multi_new(sd_event *e, UpstreamMulti **ret);
 UpstreamMulti *upstream_multi_free(UpstreamMulti *m);
-/* hook(userdata) runs after each time libcurl acted on its sockets or timers. */
+/* hook(userdata) runs after each time a transfer's events were handled. */
 void upstream_multi_set_events_hook(UpstreamMulti *m, void (*hook)(void *userdata), void *userdata);
-/* What curl asked to do as soon as possible (start a new transfer, say), done now rather than
- * in the loop's next iteration. Without the hook. */
-void upstream_multi_run_now(UpstreamMulti *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(UpstreamMulti *, upstream_multi_free);
 
 typedef struct UpstreamRequest {
