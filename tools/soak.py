@@ -328,9 +328,9 @@ def rss_kib(pid):
 
 
 def quiet_requests(d):
-    """One generation and one embedding request, one after the other. libcurl closes the
-    connections it keeps to children that are gone (killed, stopped) only when it starts a
-    transfer, at most once a second: these let it."""
+    """One generation and one embedding request, one after the other. llmd closes the
+    connections it keeps to children (those more than 2 s old, to children gone or not) only
+    when it starts a transfer: these let it."""
     for what in ("chat", "embeddings"):
         err = one_request(d.port, what)
         if err:
@@ -340,14 +340,14 @@ def quiet_requests(d):
 def measure(d, start=None):
     """RSS and descriptors once settled. The start is taken after three rounds of quiet
     requests; the end after as many rounds as it takes (at most 30) to be back to the start's
-    count: a connection to a dead child that libcurl has not looked at yet is not a leak."""
+    count: a kept connection to a dead child that llmd has not looked at yet is not a leak."""
     settle(d)
     pid = d.proc.pid
     for i in range(30 if start else 3):
         quiet_requests(d)
         if start and sum(fds(pid).values()) <= sum(start[1].values()):
             break
-        time.sleep(1.1)  # libcurl's pace (see quiet_requests), not a guess at llmd's
+        time.sleep(1.1)  # kept connections age out after 2 s (see quiet_requests)
     if start and sum(fds(pid).values()) > sum(start[1].values()):
         os.system(f"ss -a -p -x -t | grep 'pid={pid},' >&2")  # what they are
     return rss_kib(pid), fds(pid)
