@@ -35,8 +35,8 @@ static HttpAnswerEvent http_answer_fail(HttpAnswer *a, const char *why)
 static size_t head_end(const char *p, size_t n)
 {
         for (size_t i = 1; i < n; i++) {
-                if (p[i] == '\n' && (p[i - 1] == '\n' || (i >= 2 && p[i - 1] == '\r' &&
-                                                          p[i - 2] == '\n'))) {
+                if (p[i] == '\n' &&
+                    (p[i - 1] == '\n' || (i >= 2 && p[i - 1] == '\r' && p[i - 2] == '\n'))) {
                         return i + 1;
                 }
         }
@@ -101,7 +101,8 @@ static HttpAnswerEvent parse_head(HttpAnswer *a, const char *p, size_t end)
                             (l > 12 && line[12] != ' ')) {
                                 return http_answer_fail(a, "not an HTTP/1 status line");
                         }
-                        a->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+                        a->status =
+                                (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
                         a->close = line[7] == '0';
                 } else if (l > 0) {
                         const char *colon = memchr(line, ':', l);
@@ -221,7 +222,8 @@ static HttpAnswerEvent next_chunked(HttpAnswer *a, const char *p, size_t n, size
                                 return HTTP_ANSWER_MORE;
                         }
                         l = (size_t) (nl - (p + off));
-                        size = parse_chunk_size(p + off, l > 0 && p[off + l - 1] == '\r' ? l - 1 : l);
+                        size = parse_chunk_size(p + off,
+                                                l > 0 && p[off + l - 1] == '\r' ? l - 1 : l);
                         if (size < 0) {
                                 return http_answer_fail(a, "a bad chunk size");
                         }
@@ -354,8 +356,7 @@ bool http_answer_reusable(const HttpAnswer *a)
 
 HttpAnswerEvent http_answer_eof(HttpAnswer *a)
 {
-        if (a->phase == PHASE_END ||
-            (a->phase == PHASE_BODY && a->framing == FRAMING_CLOSE)) {
+        if (a->phase == PHASE_END || (a->phase == PHASE_BODY && a->framing == FRAMING_CLOSE)) {
                 a->phase = PHASE_END;
                 return HTTP_ANSWER_END;
         }

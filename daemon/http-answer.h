@@ -33,7 +33,7 @@ typedef struct HttpAnswer {
         long status;
         char *content_type;     /* NULL when there was none */
         int64_t content_length; /* -1 when not given (chunked, or to the end) */
-        bool close; /* "Connection: close", or HTTP/1.0 without keep-alive */
+        bool close;             /* "Connection: close", or HTTP/1.0 without keep-alive */
         const char *error;
 } HttpAnswer;
 

@@ -102,28 +102,32 @@ static void check_answer(const char *input, bool head, HttpAnswerEvent last, lon
 
 TEST(http_answer_framings)
 {
-        check_answer("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 5\r\n\r\nhello",
-                     false, HTTP_ANSWER_END, 200, "application/json", 5, "hello");
+        check_answer(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                "Content-Length: 5\r\n\r\nhello",
+                false, HTTP_ANSWER_END, 200, "application/json", 5, "hello");
         /* llama-server's streams: chunked, an event a chunk. */
-        check_answer("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                     "Transfer-Encoding: chunked\r\nKeep-Alive: timeout=5, max=100\r\n\r\n"
-                     "5\r\nhello\r\n6;name=value\r\n world\r\nA \r\n and more.\r\n0\r\n\r\n",
-                     false, HTTP_ANSWER_END, 200, "text/event-stream", -1,
-                     "hello world and more.");
-        check_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"
-                     "3\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n",
-                     false, HTTP_ANSWER_END, 200, "-", -1, "abc");
+        check_answer(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                "Transfer-Encoding: chunked\r\nKeep-Alive: timeout=5, max=100\r\n\r\n"
+                "5\r\nhello\r\n6;name=value\r\n world\r\nA \r\n and more.\r\n0\r\n\r\n",
+                false, HTTP_ANSWER_END, 200, "text/event-stream", -1, "hello world and more.");
+        check_answer(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"
+                "3\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n",
+                false, HTTP_ANSWER_END, 200, "-", -1, "abc");
         /* Bare line feeds; header names in any case; blanks around values. */
         check_answer("HTTP/1.0 404 Not Found\ncontent-type:\t text/plain \nCONTENT-LENGTH: 2\n\nno",
                      false, HTTP_ANSWER_END, 404, "text/plain", 2, "no");
         /* Transfer-Encoding wins over Content-Length. */
-        check_answer("HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "2\r\nok\r\n0\r\n\r\n",
-                     false, HTTP_ANSWER_END, 200, "-", -1, "ok");
+        check_answer(
+                "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "2\r\nok\r\n0\r\n\r\n",
+                false, HTTP_ANSWER_END, 200, "-", -1, "ok");
         /* A 100 Continue first, then the answer. */
-        check_answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew",
-                     false, HTTP_ANSWER_END, 201, "-", 3, "new");
+        check_answer(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew",
+                false, HTTP_ANSWER_END, 201, "-", 3, "new");
         /* No body: HEAD (its Content-Length is the GET's), 204, 304, a length of 0. */
         check_answer("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true, HTTP_ANSWER_END, 200,
                      "-", 10, "");
@@ -143,8 +147,8 @@ TEST(http_answer_framings)
 TEST(http_answer_broken)
 {
         static const char *const broken[] = {
-                "",                                                   /* closed before an answer */
-                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",    /* cut short */
+                "",                                                /* closed before an answer */
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", /* cut short */
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", /* no 0 */
                 "HTTP/1.1 200 OK\r\nContent-Len", /* cut in the headers */
                 "SSH-2.0-OpenSSH\r\n\r\n",
