@@ -85,6 +85,28 @@ def test_chat_and_completions(d):
     check(r.status == 200 and "content" in r.json(), r)
 
 
+@sim_only("a fault or timing knob")
+@fixture(conf(qwen="env = LLAMA_SIM_DROP_KEPT=1"), models=MODELS)
+def test_kept_connection_closed_by_child(d):
+    """llmd keeps its connection to a child after an answer of known length, for the next
+    request. A child that closed it meanwhile (its idle timeout ran out, as llama-server's does
+    after 5 s) costs nothing: the request goes out again on a new connection, and every client
+    gets its whole answer."""
+    ready(d)
+
+    def chats():
+        return [x for x in d.records("request", "qwen") if x["path"] == "/v1/chat/completions"]
+    for i in range(3):
+        dropped = len(d.records("dropped", "qwen"))
+        r = http(PORT, "POST", "/v1/chat/completions", CHAT)
+        check(r.status == 200 and r.json()["choices"][0]["message"]["content"], r)
+        wait_until(lambda: len(d.records("dropped", "qwen")) > dropped,
+                   "the simulator to close the connection it said it kept")
+    check(len(chats()) == 3 and all(x["status"] == 200 for x in chats()), chats())
+    st = llmctl_json(d, "status")
+    check(st["requests"]["errors"] == 0, st["requests"])
+
+
 @sim_only("its test-only paths")
 @fixture(conf(qwen="env = LLAMA_SIM_LOCKSTEP=1"), models=MODELS)
 def test_lockstep_no_buffering(d):

@@ -125,6 +125,7 @@ int env_parse(struct sim_config *cfg)
         cfg->exit_while_loading = env_flag("LLAMA_SIM_EXIT_WHILE_LOADING");
         cfg->hang_loading = env_flag("LLAMA_SIM_HANG_LOADING");
         cfg->ignore_sigterm = env_flag("LLAMA_SIM_IGNORE_SIGTERM");
+        cfg->drop_kept = env_flag("LLAMA_SIM_DROP_KEPT");
         s = getenv("LLAMA_SIM_METRICS_EXTRA");
         cfg->metrics_extra = s && *s ? s : NULL;
         s = getenv("LLAMA_SIM_ERROR_WHILE");

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sim-http.h"
@@ -502,6 +503,17 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         }
         record_emit(o);
 
+        if (sim_config.drop_kept && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status > 0 &&
+            req->status < 400 && !req->stream) {
+                /* It said Keep-Alive, and closes anyway: as a server whose idle timeout ran
+                 * out just then. The client must send its next request on a new connection. */
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+                if (ci && shutdown(ci->connect_fd, SHUT_RDWR) == 0) {
+                        record_emit(record_new("dropped"));
+                }
+        }
         http_request_free(req);
         sim_request_end();
 }

@@ -80,6 +80,7 @@ struct sim_config {
         int64_t error_after_tokens;
         const char *error_while; /* LLAMA_SIM_ERROR_WHILE: answer 500 while this file exists */
         bool ignore_sigterm;     /* LLAMA_SIM_IGNORE_SIGTERM: only SIGKILL ends it */
+        bool drop_kept;          /* LLAMA_SIM_DROP_KEPT: close what keep-alive said stays open */
         int exit_code;
         int exit_signal; /* 0 = exit with exit_code instead */
         const char *record_path;

@@ -33,11 +33,13 @@ The simulator's knobs, all environment variables:
                                    body llama-server sends for a failed generation); /health
                                    stays 200
   LLAMA_SIM_IGNORE_SIGTERM=1       SIGTERM and SIGINT are ignored: only SIGKILL ends it
+  LLAMA_SIM_DROP_KEPT=1            after a whole answer below 400 that said Keep-Alive, the
+                                   connection is shut down anyway (record "dropped")
   LLAMA_SIM_GPU_MB=N               with LLMD_FAKE_NVML=DIR: once loaded, write N MiB (in bytes)
                                    to DIR/PID for the fake libnvidia-ml.so.1 of tests/nvml-fake,
                                    before /health says ready; removed at exit
   LLAMA_SIM_RECORD=FILE            append JSON records (start, ready, request_start, request,
-                                   signal, fault, exit)
+                                   dropped, signal, fault, exit)
   LLAMA_SIM_MARKER=S               copied into the start record's env_marker
   LLAMA_SIM_CANNED=FILE            a JSON array of {"match", "content", "reasoning_content"}:
                                    a chat request whose messages contain "match" is answered
