@@ -300,6 +300,11 @@ static bool upstream_read(Upstream *u)
                 if (errno == EAGAIN || errno == EINTR) {
                         return true;
                 }
+                if (errno == ECONNRESET && u->reused && u->received == 0) {
+                        /* A kept connection it closed with the request unread: as an end. */
+                        u->eof = true;
+                        return false;
+                }
                 upstream_set_end(u, -EIO, "reading from llama-server: %m");
                 return false;
         }

@@ -882,5 +882,17 @@ def test_upstream_no_content_with_length(d):
     check(status_of(out) == 200 and b'"hello"' in out, f"{out!r}")
 
 
+@sim_only("a fake llama-server that closes a kept connection")
+@fixture(conf(), models=MODELS, start=False)
+def test_upstream_kept_connection_reset(d):
+    """A kept connection the child closes with the next request unread in it (llama-server's
+    keep-alive timeout racing a request): llmd reads ECONNRESET, and sends the request again on
+    a new connection -- the client gets its answer, not a 502."""
+    misbehaving_child(d)
+    check(status_of(ask("then_close")) == 200, "the first answer")
+    out = ask("normal")
+    check(status_of(out) == 200 and b'"hello"' in out, f"{out!r}")
+
+
 if __name__ == "__main__":
     run()
