@@ -894,5 +894,17 @@ def test_upstream_kept_connection_reset(d):
     check(status_of(out) == 200 and b'"hello"' in out, f"{out!r}")
 
 
+@sim_only("a fake llama-server that sends more than its length")
+@fixture(conf(), models=MODELS, start=False)
+def test_upstream_late_excess_not_reused(d):
+    """A child that sends bytes past its Content-Length a moment after the answer: they must
+    never become the answer to the next request on that connection."""
+    misbehaving_child(d)
+    check(status_of(ask("late_excess")) == 200, "the first answer")
+    wait_until(lambda: os.path.exists(d.socket_path("qwen") + ".excess-sent"), "the excess sent")
+    out = ask("normal")
+    check(b"smuggled" not in out and b'"hello"' in out, f"{out!r}")
+
+
 if __name__ == "__main__":
     run()
