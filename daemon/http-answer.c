@@ -221,6 +221,10 @@ static HttpAnswerEvent next_chunked(HttpAnswer *a, const char *p, size_t n, size
                                 return HTTP_ANSWER_MORE;
                         }
                         l = (size_t) (nl - (p + off));
+                        if (l > CHUNK_LINE_MAX) {
+                                /* As refused when it comes in pieces. */
+                                return http_answer_fail(a, "a chunk size line too long");
+                        }
                         size = parse_chunk_size(p + off, l > 0 && p[off + l - 1] == '\r' ? l - 1 : l);
                         if (size < 0) {
                                 return http_answer_fail(a, "a bad chunk size");
