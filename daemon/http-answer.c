@@ -222,6 +222,10 @@ static HttpAnswerEvent next_chunked(HttpAnswer *a, const char *p, size_t n, size
                                 return HTTP_ANSWER_MORE;
                         }
                         l = (size_t) (nl - (p + off));
+                        if (l > CHUNK_LINE_MAX) {
+                                /* As refused when it comes in pieces. */
+                                return http_answer_fail(a, "a chunk size line too long");
+                        }
                         size = parse_chunk_size(p + off,
                                                 l > 0 && p[off + l - 1] == '\r' ? l - 1 : l);
                         if (size < 0) {
@@ -350,8 +354,11 @@ void http_answer_took(HttpAnswer *a, size_t k)
 
 bool http_answer_reusable(const HttpAnswer *a)
 {
+        /* Not after a 204 or 304 that gave a length: a server that sends that body anyway would
+         * have it read as the next request's answer. */
         return a->phase == PHASE_END && !a->close &&
-               (a->framing == FRAMING_LENGTH || a->framing == FRAMING_NONE);
+               (a->framing == FRAMING_LENGTH ||
+                (a->framing == FRAMING_NONE && (a->head_request || a->content_length <= 0)));
 }
 
 HttpAnswerEvent http_answer_eof(HttpAnswer *a)

@@ -395,6 +395,9 @@ static ssize_t request_read(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (r->state == REQ_FLUSHING) {
                 if (r->upstream_error < 0) {
+                        /* MHD closes the connection in a run of its own, which nothing else
+                         * may bring soon: a run now. */
+                        proxy_kick(r->proxy);
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 }
                 return MHD_CONTENT_READER_END_OF_STREAM;
@@ -412,8 +415,11 @@ static struct MHD_Response *relay_response(Request *r, uint64_t total, const cha
         struct MHD_Response *resp;
 
         if (whole) {
+                /* Empty for a 204 or 304 that gave a Content-Length: no buffer then. */
                 resp = MHD_create_response_from_buffer(
-                        buffer_pending(&r->buf), r->buf.data + r->buf.off, MHD_RESPMEM_MUST_COPY);
+                        buffer_pending(&r->buf),
+                        buffer_pending(&r->buf) > 0 ? r->buf.data + r->buf.off : (char *) "",
+                        MHD_RESPMEM_MUST_COPY);
         } else {
                 resp = MHD_create_response_from_callback(total, 16 * 1024, request_read, r, NULL);
         }

@@ -120,9 +120,16 @@ static int idle_take(UpstreamMulti *m, const char *path)
                         idle_remove(m, i - 1);
                 } else if (streq(c->path, path)) {
                         int fd = c->fd;
+                        char b;
 
                         idle_remove(m, i - 1);
-                        return fd;
+                        /* Fit for a request only with nothing to read: not closed by the child,
+                         * and no bytes past its last answer's end, which would be read as the
+                         * next request's answer. */
+                        if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+                                return fd;
+                        }
+                        safe_close(fd);
                 }
         }
         return -1;

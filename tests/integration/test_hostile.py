@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from llmdtest import (LLMD, Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
+from llmdtest import (LLMD, TIMEOUT, Failure, Stream, check, fixture, free_port, http, llmctl, llmctl_json, run,
                       sim_only, wait_until)
 
 MODELS = ("qwen", "nomic")
@@ -62,8 +62,9 @@ def with_keys(d, top="", qwen=""):
     ready(d)
 
 
-def raw(data, port=PORT, source="127.0.0.1", timeout=10, read_all=True):
-    """Sends bytes as they are; returns what came back until the server closed (or timeout)."""
+def raw(data, port=PORT, source="127.0.0.1", timeout=10, read_all=True, left_open_fails=False):
+    """Sends bytes as they are; returns what came back until the server closed (or timeout, a
+    failure with left_open_fails)."""
     s = socket.socket()
     s.settimeout(timeout)
     s.bind((source, 0))
@@ -79,7 +80,8 @@ def raw(data, port=PORT, source="127.0.0.1", timeout=10, read_all=True):
             if not read_all and b"\r\n\r\n" in out:
                 break
     except socket.timeout:
-        pass
+        if left_open_fails:
+            raise Failure(f"the connection was left open after {out!r}")
     except ConnectionResetError:
         pass
     s.close()
@@ -786,6 +788,122 @@ def test_half_event_dropped(d):
         check(len(ev) == 2 and ev[0][0] == first and ev[1][0] == error, f"{path}: {ev}")
         check(("error" in ev[1][1]) if path.endswith("completions") else True, f"{path}: {ev}")
         d.mark()  # the fake child died: the next path waits for the one llmd starts again
+
+
+# A child that answers llmd's own requests, and a completion as its prompt says ("MODE:name"):
+# each a way of breaking HTTP that llmd's client to its children must survive.
+MISBEHAVING_SERVER = r"""#!/usr/bin/env python3
+import re, socket, sys, threading, time
+host = sys.argv[sys.argv.index("--host") + 1]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(host)
+srv.listen(16)
+BODY = b'{"choices":[{"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]}'
+def answer(c):
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            more = c.recv(65536)
+            if not more:
+                return
+            data += more
+        head, data = data.split(b"\r\n\r\n", 1)
+        n = int((re.search(rb"(?i)content-length: *(\d+)", head) or [0, b"0"])[1])
+        while len(data) < n:
+            data += c.recv(65536)
+        req, data = head + data[:n], data[n:]
+        mode = (re.search(rb"MODE:(\w+)", req) or [0, b"normal"])[1]
+        if mode == b"bad_chunk":  # the headers, and a bad chunk size in the same write
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+        elif mode == b"then_close":  # an answer to keep the connection for; closed unread later
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+            time.sleep(1.5)
+            c.close()
+            return
+        elif mode == b"no_content":  # a 204 that gives a length, and no body
+            c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+        elif mode == b"late_excess":  # more than its length, after a while
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+            time.sleep(0.1)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"evil\":\"smuggled\"}")
+            open(host + ".excess-sent", "w").close()
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+while True:
+    threading.Thread(target=answer, args=(srv.accept()[0],), daemon=True).start()
+"""
+
+
+def misbehaving_child(d):
+    fake = os.path.join(d.dir, "misbehaving-server")
+    with open(fake, "w") as f:
+        f.write(MISBEHAVING_SERVER)
+    os.chmod(fake, 0o755)
+    d.write_config(conf(top=f"llama-server = {fake}"))
+    d.start()
+    ready(d)
+
+
+def ask(mode, left_open_fails=False):
+    """A completion the misbehaving child answers as mode says: what the client got, up to the
+    end of the connection."""
+    body = json.dumps({"messages": [{"role": "user", "content": "MODE:" + mode}]}).encode()
+    return raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Content-Type: application/json\r\nConnection: close\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body), timeout=TIMEOUT,
+               left_open_fails=left_open_fails)
+
+
+@sim_only("a fake llama-server that breaks the framing")
+@fixture(conf(), models=MODELS, start=False)
+def test_upstream_broken_after_headers(d):
+    """A child whose headers come with a broken body in one read: the client has the headers
+    already, so the connection is closed at once -- not left open until some other request
+    makes MHD run -- and the client sees no end of the chunked body."""
+    misbehaving_child(d)
+    out = ask("bad_chunk", left_open_fails=True)
+    check(status_of(out) == 200 and not out.endswith(b"0\r\n\r\n"), f"{out!r}")
+    check(status_of(ask("normal")) == 200, "llmd serves on")
+
+
+@sim_only("a fake llama-server that breaks the framing")
+@fixture(conf(), models=MODELS, start=False)
+def test_upstream_no_content_with_length(d):
+    """A 204 that gives a Content-Length (and no body): the client gets the 204, empty, and the
+    next request its own answer (the sanitized build reports any undefined behaviour)."""
+    misbehaving_child(d)
+    out = ask("no_content")
+    check(status_of(out) == 204 and out.endswith(b"\r\n\r\n"), f"{out!r}")
+    out = ask("normal")
+    check(status_of(out) == 200 and b'"hello"' in out, f"{out!r}")
+
+
+@sim_only("a fake llama-server that closes a kept connection")
+@fixture(conf(), models=MODELS, start=False)
+def test_upstream_kept_connection_reset(d):
+    """A kept connection the child closes with the next request unread in it (llama-server's
+    keep-alive timeout racing a request): llmd reads ECONNRESET, and sends the request again on
+    a new connection -- the client gets its answer, not a 502."""
+    misbehaving_child(d)
+    check(status_of(ask("then_close")) == 200, "the first answer")
+    out = ask("normal")
+    check(status_of(out) == 200 and b'"hello"' in out, f"{out!r}")
+
+
+@sim_only("a fake llama-server that sends more than its length")
+@fixture(conf(), models=MODELS, start=False)
+def test_upstream_late_excess_not_reused(d):
+    """A child that sends bytes past its Content-Length a moment after the answer: they must
+    never become the answer to the next request on that connection."""
+    misbehaving_child(d)
+    check(status_of(ask("late_excess")) == 200, "the first answer")
+    wait_until(lambda: os.path.exists(d.socket_path("qwen") + ".excess-sent"), "the excess sent")
+    out = ask("normal")
+    check(b"smuggled" not in out and b'"hello"' in out, f"{out!r}")
 
 
 if __name__ == "__main__":

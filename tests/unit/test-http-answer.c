@@ -205,6 +205,16 @@ TEST(http_answer_limits)
                 p = parse(answer, false, 512, 0);
                 check_inteq(p.last, HTTP_ANSWER_ERROR);
                 check_streq(p.error, "a chunk size line too long");
+                /* And with its end, read at once or in pieces alike. */
+                snprintf(answer, sizeof(answer),
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s5\r\nhello\r\n"
+                         "0\r\n\r\n",
+                         big);
+                for (size_t piece = 0; piece <= 512; piece += 512) {
+                        p = parse(answer, false, piece, 0);
+                        check_inteq(p.last, HTTP_ANSWER_ERROR);
+                        check_streq(p.error, "a chunk size line too long");
+                }
         }
 }
 
