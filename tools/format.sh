@@ -1,7 +1,8 @@
 #!/bin/sh
 # Formats llmd's C with clang-format 14 and the repository's .clang-format.
 #
-#   tools/format.sh [FILE...]          reformat every tracked .c and .h file (or the FILEs)
+#   tools/format.sh [FILE...]          reformat every .c and .h file git tracks or would add
+#                                      (untracked, not ignored), or the FILEs
 #   tools/format.sh --check [FILE...]  change nothing: list the files clang-format would change,
 #                                      and exit 1 if there are any (for CI)
 #
@@ -21,7 +22,7 @@ case "${1:-}" in
     shift
     ;;
 -h | --help)
-    sed -n '2,12s/^# \{0,1\}//p' "$0"
+    sed -n '2,13s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
 -*)
@@ -54,7 +55,8 @@ if ! "$cf" --style=file --dump-config >/dev/null; then
     exit 2
 fi
 
-# The files: those named, or every tracked C source and header that exists in the work tree.
+# The files: those named, or every C source and header in the work tree that git tracks or
+# would add (a new file not yet added must not pass the check and fail once committed).
 list=$(mktemp)
 trap 'rm -f "$list"' EXIT
 if [ $# -gt 0 ]; then
@@ -65,7 +67,7 @@ if [ $# -gt 0 ]; then
     done >"$list"
 elif git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     # A tracked file deleted in the work tree is left out.
-    git ls-files -- '*.c' '*.h' | while IFS= read -r f; do
+    git ls-files --cached --others --exclude-standard -- '*.c' '*.h' | while IFS= read -r f; do
         if [ -f "$f" ]; then printf '%s\n' "$f"; fi
     done >"$list"
 else
