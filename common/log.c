@@ -15,6 +15,8 @@ static bool log_batching;
 static char *log_batch;
 static size_t log_batch_len, log_batch_size;
 
+static void log_batch_flush(void);
+
 void log_open(const char *identifier)
 {
         log_identifier = identifier;
@@ -119,7 +121,7 @@ static void log_write(int level, const char *model, const char *event, const cha
         }
 }
 
-void log_batch_flush(void)
+static void log_batch_flush(void)
 {
         if (log_batch_len > 0) {
                 (void) fwrite(log_batch, 1, log_batch_len, stderr);

@@ -54,7 +54,6 @@ void log_child_line(const char *model, const char *line, size_t len);
  * written at the end in one write: a child's burst of lines costs one system call. */
 void log_batch_begin(void);
 void log_batch_end(void);
-void log_batch_flush(void);
 
 /* What a client sent, made safe for a log line: printable ASCII stays, a backslash, a newline
  * and every other byte are written as C escapes (\\ \n \xNN), so a client cannot forge a line

@@ -182,6 +182,14 @@ static void upstream_set_end(Upstream *u, int error, const char *format, ...)
         }
 }
 
+/* The end of a transfer whose connect failed with r: refused (no child listening), or else an
+ * I/O error, the two the proxy tells apart. */
+static void upstream_set_connect_failed(Upstream *u, int r)
+{
+        upstream_set_end(u, r == -ECONNREFUSED ? r : -EIO, "cannot connect to %s: %s",
+                         u->addr.sun_path, strerror(-r));
+}
+
 static void upstream_hook(UpstreamMulti *m)
 {
         if (m->hook) {
@@ -382,8 +390,7 @@ static void upstream_reconnect(Upstream *u)
         u->sent = 0;
         r = upstream_connect(u);
         if (r < 0) {
-                upstream_set_end(u, r == -ECONNREFUSED ? r : -EIO, "cannot connect to %s: %s",
-                                 u->addr.sun_path, strerror(-r));
+                upstream_set_connect_failed(u, r);
                 upstream_end_later(u);
         }
 }
@@ -435,8 +442,7 @@ static int upstream_on_later(sd_event_source *s, void *userdata)
                 /* A connect that found the child's backlog full: again. */
                 int r = upstream_connect(u);
                 if (r < 0) {
-                        upstream_set_end(u, r, "cannot connect to %s: %s", u->addr.sun_path,
-                                         strerror(-r));
+                        upstream_set_connect_failed(u, r);
                 }
         }
         if (u->ended) {
@@ -551,9 +557,7 @@ int upstream_start(UpstreamMulti *m, const UpstreamRequest *req, const UpstreamC
         r = upstream_connect(u);
         if (r < 0) {
                 /* Said from the loop, as every end is. */
-                upstream_set_end(u, r == -ECONNREFUSED ? r : -EIO, "cannot connect to %s: %s",
-                                 req->socket_path,
-                                 strerror(r == -ECONNREFUSED ? ECONNREFUSED : -r));
+                upstream_set_connect_failed(u, r);
                 upstream_end_later(u);
         }
         *ret = u;
